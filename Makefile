@@ -1,0 +1,44 @@
+# sccgo: make help lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+CMDS := scc-state scc-broker scc-frontend scc-bench scc-local
+FUZZTIME ?= 10s
+PKGS := ./...
+
+.PHONY: help build test test-short test-go node-deps fuzz bench bench-go lint run clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build every binary into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+node-deps: ## install the npm packages the interop tests use
+	@cd test/interop && if [ ! -d node_modules/socketcluster-client ]; then npm ci --no-audit --no-fund || npm install --no-audit --no-fund; fi
+
+test: build node-deps ## run every test with the race detector
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-short: ## run the fast tests only
+	$(GO) test -race -count=1 -short $(PKGS)
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+bench-go: ## run the Go benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+run: build ## start the system on loopback (Ctrl-C stops it)
+	$(BIN)/scc-frontend
+
+clean: ## remove build output
+	rm -rf $(BIN)

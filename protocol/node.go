@@ -1,0 +1,561 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Inter-node protocol versions this build speaks. Peers exchange a range in
+// the first messages and use the highest version both speak.
+const (
+	NodeProtoMin = 1
+	NodeProtoMax = 1
+)
+
+// Node roles.
+const (
+	RoleState    = "state"
+	RoleBroker   = "broker"
+	RoleFrontend = "frontend"
+)
+
+// MsgType is the 1-byte type that precedes every inter-node message.
+// Values are append-only: never renumber or reuse one.
+type MsgType uint8
+
+// Message types. The comment says who sends it.
+const (
+	MsgChallenge   MsgType = 1  // server → dialer: nonce and version range
+	MsgHello       MsgType = 2  // dialer → server: identity, versions, HMAC over the nonce
+	MsgWelcome     MsgType = 3  // server → dialer: chosen version, server identity, HMAC over the dialer's nonce
+	MsgReject      MsgType = 4  // either way: reason, then close
+	MsgSubscribe   MsgType = 10 // frontend → broker: add channels (acked)
+	MsgUnsubscribe MsgType = 11 // frontend → broker: remove channels
+	MsgSync        MsgType = 12 // frontend → broker: the full channel set, replaces (acked)
+	MsgSubAck      MsgType = 13 // broker → frontend: Subscribe/Sync with this ID is in force
+	MsgPublish     MsgType = 14 // frontend → broker: one publish
+	MsgPubAck      MsgType = 15 // broker → frontend: every Publish up to Seq was forwarded
+	MsgDeliver     MsgType = 16 // broker → frontend: a publish for a channel the frontend holds
+	MsgRing        MsgType = 20 // state → node: the committed ring
+	MsgPrepare     MsgType = 21 // state → frontend: subscribe at the owners of ring Version
+	MsgPrepared    MsgType = 22 // frontend → state: done preparing Version
+	MsgCommit      MsgType = 23 // state → node: ring Version is committed
+	MsgLeave       MsgType = 24 // broker → state: reshard me out (drain)
+	MsgReleased    MsgType = 25 // state → broker: you are out of the ring; exit
+	MsgStats       MsgType = 26 // node → state: counters for the status page
+	MsgPing        MsgType = 27 // either way: liveness
+	MsgPong        MsgType = 28 // either way: liveness
+)
+
+func (t MsgType) String() string {
+	switch t {
+	case MsgChallenge:
+		return "challenge"
+	case MsgHello:
+		return "hello"
+	case MsgWelcome:
+		return "welcome"
+	case MsgReject:
+		return "reject"
+	case MsgSubscribe:
+		return "subscribe"
+	case MsgUnsubscribe:
+		return "unsubscribe"
+	case MsgSync:
+		return "sync"
+	case MsgSubAck:
+		return "suback"
+	case MsgPublish:
+		return "publish"
+	case MsgPubAck:
+		return "puback"
+	case MsgDeliver:
+		return "deliver"
+	case MsgRing:
+		return "ring"
+	case MsgPrepare:
+		return "prepare"
+	case MsgPrepared:
+		return "prepared"
+	case MsgCommit:
+		return "commit"
+	case MsgLeave:
+		return "leave"
+	case MsgReleased:
+		return "released"
+	case MsgStats:
+		return "stats"
+	case MsgPing:
+		return "ping"
+	case MsgPong:
+		return "pong"
+	}
+	return fmt.Sprintf("msg(%d)", uint8(t))
+}
+
+// Challenge opens every inter-node connection: the accepting side sends a
+// fresh nonce, so a captured Hello cannot be replayed.
+type Challenge struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Nonce    []byte
+	MinProto int
+	MaxProto int
+	NodeID   string
+	Role     string
+}
+
+// Hello is the dialer's first message. MAC is HMAC-SHA256 with SCC_AUTH_KEY
+// over the server's nonce and the dialer's identity (see HelloMAC).
+type Hello struct {
+	_msgpack    struct{} `msgpack:",as_array"`
+	MinProto    int
+	MaxProto    int
+	NodeID      string
+	Role        string
+	Addr        string // advertised address: a broker's ws URL host:port, "" otherwise
+	GossipAddr  string // host:port of this node's memberlist
+	RingVersion uint64 // highest ring version this node has seen
+	Nonce       []byte // the dialer's nonce, which the Welcome's MAC covers
+	MAC         []byte
+	Draining    bool // a broker that is leaving
+}
+
+// Welcome accepts a Hello.
+type Welcome struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Proto    int
+	NodeID   string
+	MAC      []byte // HMAC over the dialer's nonce (see WelcomeMAC)
+	Seeds    []string
+}
+
+// Reject refuses a peer; the connection closes after it.
+type Reject struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Reason   string
+	Message  string
+}
+
+// Reject reasons (bounded: they are metric labels).
+const (
+	RejectAuth      = "auth"
+	RejectVersion   = "version"
+	RejectMalformed = "malformed"
+	RejectRole      = "role"
+	RejectState     = "state"
+)
+
+// Subscribe adds channels on a frontend→broker link. The broker answers
+// SubAck{ID} once they are in force.
+type Subscribe struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       uint64
+	Channels []string
+}
+
+// Unsubscribe removes channels on a frontend→broker link.
+type Unsubscribe struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Channels []string
+}
+
+// Sync replaces the whole channel set of a link; it is idempotent and sent
+// after every (re)connect.
+type Sync struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       uint64
+	Channels []string
+}
+
+// SubAck acknowledges a Subscribe or Sync.
+type SubAck struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       uint64
+}
+
+// Publish is one message from a frontend to the broker that owns Channel.
+// Seq counts publishes on the link from 1; Data is raw JSON.
+type Publish struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Seq      uint64
+	Channel  string
+	Data     []byte
+}
+
+// PubAck says every Publish up to Seq on the link has been forwarded.
+type PubAck struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Seq      uint64
+}
+
+// Deliver carries a publish from a broker to a subscribed frontend.
+type Deliver struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Channel  string
+	Data     []byte
+}
+
+// BrokerInfo names one broker in a ring.
+type BrokerInfo struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       string
+	Addr     string // host:port of its inter-node WebSocket endpoint
+}
+
+// Ring is a committed ring: the broker set at a version. Versions only grow.
+type Ring struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Version  uint64
+	Brokers  []BrokerInfo
+}
+
+// Prepare asks a frontend to subscribe its channels at their owners in Ring
+// as well as their current owners, and answer Prepared.
+type Prepare struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Ring     Ring
+}
+
+// Prepared answers Prepare.
+type Prepared struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Version  uint64
+}
+
+// Commit makes ring Version the one publishes follow. A frontend that had
+// not prepared it subscribes first and then switches.
+type Commit struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Ring     Ring
+}
+
+// Leave asks the state server to reshard this broker out.
+type Leave struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	NodeID   string
+}
+
+// Released tells a leaving broker it is out of every ring in use.
+type Released struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Version  uint64
+}
+
+// Stats carries a node's counters to the state server for the status page.
+type Stats struct {
+	_msgpack      struct{} `msgpack:",as_array"`
+	Connections   int64
+	Subscriptions int64
+	MessagesIn    uint64
+	MessagesOut   uint64
+	RingVersion   uint64
+}
+
+// Ping and Pong are link liveness probes.
+type Ping struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Seq      uint64
+}
+
+// Pong answers Ping.
+type Pong struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Seq      uint64
+}
+
+// ErrUnknownType is returned for a message type this build does not know.
+// Peers of a newer version may send it; callers skip it.
+var ErrUnknownType = errors.New("protocol: unknown message type")
+
+// ErrTruncated means a frame ended inside a message.
+var ErrTruncated = errors.New("protocol: truncated message")
+
+// AppendMessage appends one message (type byte, then msgpack body) to dst.
+func AppendMessage(dst []byte, t MsgType, body any) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	buf.WriteByte(byte(t))
+	enc := msgpack.GetEncoder()
+	enc.Reset(buf)
+	err := enc.Encode(body)
+	msgpack.PutEncoder(enc)
+	if err != nil {
+		return dst, fmt.Errorf("encoding %v: %w", t, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// AppendPublishMsg appends a Publish without reflection: it is on the hot
+// path of every cluster publish.
+func AppendPublishMsg(dst []byte, seq uint64, channel string, data []byte) []byte {
+	dst = append(dst, byte(MsgPublish), 0x93) // fixarray of 3
+	dst = appendUint(dst, seq)
+	dst = appendStr(dst, channel)
+	return appendBin(dst, data)
+}
+
+// AppendDeliverMsg appends a Deliver without reflection.
+func AppendDeliverMsg(dst []byte, channel string, data []byte) []byte {
+	dst = append(dst, byte(MsgDeliver), 0x92) // fixarray of 2
+	dst = appendStr(dst, channel)
+	return appendBin(dst, data)
+}
+
+// AppendPubAckMsg appends a PubAck without reflection.
+func AppendPubAckMsg(dst []byte, seq uint64) []byte {
+	dst = append(dst, byte(MsgPubAck), 0x91)
+	return appendUint(dst, seq)
+}
+
+func appendUint(dst []byte, v uint64) []byte {
+	switch {
+	case v < 128:
+		return append(dst, byte(v))
+	case v <= 0xff:
+		return append(dst, 0xcc, byte(v))
+	case v <= 0xffff:
+		return append(dst, 0xcd, byte(v>>8), byte(v))
+	case v <= 0xffffffff:
+		return append(dst, 0xce, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	return append(dst, 0xcf, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+func appendStr(dst []byte, s string) []byte {
+	n := len(s)
+	switch {
+	case n < 32:
+		dst = append(dst, 0xa0|byte(n))
+	case n <= 0xff:
+		dst = append(dst, 0xd9, byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0xda, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0xdb, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(dst, s...)
+}
+
+func appendBin(dst []byte, b []byte) []byte {
+	n := len(b)
+	switch {
+	case n <= 0xff:
+		dst = append(dst, 0xc4, byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0xc5, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(dst, b...)
+}
+
+// Message is one decoded inter-node message.
+type Message struct {
+	Type MsgType
+	// Body is the raw msgpack body; use Decode to read it into the type's
+	// struct.
+	Body []byte
+}
+
+// Decode unmarshals the body into v, which should be a pointer to the struct
+// of m.Type.
+func (m Message) Decode(v any) error {
+	if err := msgpack.Unmarshal(m.Body, v); err != nil {
+		return fmt.Errorf("decoding %v: %w", m.Type, err)
+	}
+	return nil
+}
+
+// SplitMessages splits one binary frame into its messages. Bodies alias
+// frame. It never panics on hostile input: a frame that ends inside a
+// message returns ErrTruncated with the messages before it.
+func SplitMessages(frame []byte) ([]Message, error) {
+	var out []Message
+	for len(frame) > 0 {
+		t := MsgType(frame[0])
+		n, err := msgpackValueLen(frame[1:], 0)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, Message{Type: t, Body: frame[1 : 1+n]})
+		frame = frame[1+n:]
+	}
+	return out, nil
+}
+
+// maxNesting bounds how deep msgpackValueLen recurses on hostile input.
+const maxNesting = 32
+
+// msgpackValueLen returns the length in bytes of the msgpack value at the
+// start of b.
+func msgpackValueLen(b []byte, depth int) (int, error) {
+	if depth > maxNesting {
+		return 0, errors.New("protocol: msgpack nested too deep")
+	}
+	if len(b) == 0 {
+		return 0, ErrTruncated
+	}
+	c := b[0]
+	need := func(n int) (int, error) {
+		if n < 0 || n > len(b) {
+			return 0, ErrTruncated
+		}
+		return n, nil
+	}
+	be := func(off, size int) (int, bool) {
+		if off+size > len(b) {
+			return 0, false
+		}
+		v := 0
+		for i := 0; i < size; i++ {
+			v = v<<8 | int(b[off+i])
+		}
+		return v, true
+	}
+	items := func(hdr, count, per int) (int, error) {
+		off := hdr
+		for i := 0; i < count*per; i++ {
+			if off > len(b) {
+				return 0, ErrTruncated
+			}
+			n, err := msgpackValueLen(b[off:], depth+1)
+			if err != nil {
+				return 0, err
+			}
+			off += n
+		}
+		return need(off)
+	}
+	switch {
+	case c <= 0x7f, c >= 0xe0, c == 0xc0, c == 0xc2, c == 0xc3:
+		return 1, nil
+	case c&0xe0 == 0xa0: // fixstr
+		return need(1 + int(c&0x1f))
+	case c&0xf0 == 0x90: // fixarray
+		return items(1, int(c&0x0f), 1)
+	case c&0xf0 == 0x80: // fixmap
+		return items(1, int(c&0x0f), 2)
+	}
+	switch c {
+	case 0xcc, 0xd0:
+		return need(2)
+	case 0xcd, 0xd1:
+		return need(3)
+	case 0xce, 0xd2, 0xca:
+		return need(5)
+	case 0xcf, 0xd3, 0xcb:
+		return need(9)
+	case 0xd4:
+		return need(3)
+	case 0xd5:
+		return need(4)
+	case 0xd6:
+		return need(6)
+	case 0xd7:
+		return need(10)
+	case 0xd8:
+		return need(18)
+	case 0xc4, 0xd9: // bin8, str8
+		n, ok := be(1, 1)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		return need(2 + n)
+	case 0xc5, 0xda:
+		n, ok := be(1, 2)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		return need(3 + n)
+	case 0xc6, 0xdb:
+		n, ok := be(1, 4)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		return need(5 + n)
+	case 0xc7: // ext8
+		n, ok := be(1, 1)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		return need(3 + n)
+	case 0xc8:
+		n, ok := be(1, 2)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		return need(4 + n)
+	case 0xc9:
+		n, ok := be(1, 4)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		return need(6 + n)
+	case 0xdc:
+		n, ok := be(1, 2)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		return items(3, n, 1)
+	case 0xdd:
+		n, ok := be(1, 4)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		if n > len(b) { // every item takes at least a byte
+			return 0, ErrTruncated
+		}
+		return items(5, n, 1)
+	case 0xde:
+		n, ok := be(1, 2)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		return items(3, n, 2)
+	case 0xdf:
+		n, ok := be(1, 4)
+		if !ok {
+			return 0, ErrTruncated
+		}
+		if n > len(b) {
+			return 0, ErrTruncated
+		}
+		return items(5, n, 2)
+	}
+	return 0, fmt.Errorf("protocol: invalid msgpack byte 0x%02x", c)
+}
+
+// HelloMAC is the MAC a dialer puts in Hello: HMAC-SHA256(key, "sccgo-hello"
+// | server nonce | role | node id | dialer nonce).
+func HelloMAC(key []byte, serverNonce []byte, role, nodeID string, dialerNonce []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("sccgo-hello\x00"))
+	writeField(m, serverNonce)
+	writeField(m, []byte(role))
+	writeField(m, []byte(nodeID))
+	writeField(m, dialerNonce)
+	return m.Sum(nil)
+}
+
+// WelcomeMAC is the MAC a server puts in Welcome: HMAC-SHA256(key,
+// "sccgo-welcome" | dialer nonce | server node id), so the dialer knows the
+// server holds the key too.
+func WelcomeMAC(key []byte, dialerNonce []byte, serverID string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("sccgo-welcome\x00"))
+	writeField(m, dialerNonce)
+	writeField(m, []byte(serverID))
+	return m.Sum(nil)
+}
+
+func writeField(m interface{ Write([]byte) (int, error) }, b []byte) {
+	var l [4]byte
+	n := len(b)
+	l[0], l[1], l[2], l[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	m.Write(l[:])
+	m.Write(b)
+}
