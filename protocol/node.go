@@ -559,3 +559,156 @@ func writeField(m interface{ Write([]byte) (int, error) }, b []byte) {
 	m.Write(l[:])
 	m.Write(b)
 }
+
+// ParseDeliver reads a Deliver body without reflection (the frontend's hot
+// path). data aliases body.
+func ParseDeliver(body []byte) (channel string, data []byte, err error) {
+	if len(body) == 0 || body[0] != 0x92 {
+		return "", nil, fmt.Errorf("deliver: %w", ErrMalformed)
+	}
+	ch, rest, err := readStr(body[1:])
+	if err != nil {
+		return "", nil, fmt.Errorf("deliver: %w", err)
+	}
+	data, _, err = readBin(rest)
+	if err != nil {
+		return "", nil, fmt.Errorf("deliver: %w", err)
+	}
+	return ch, data, nil
+}
+
+// ParsePublish reads a Publish body without reflection (the broker's hot
+// path). data aliases body.
+func ParsePublish(body []byte) (seq uint64, channel string, data []byte, err error) {
+	if len(body) == 0 || body[0] != 0x93 {
+		return 0, "", nil, fmt.Errorf("publish: %w", ErrMalformed)
+	}
+	seq, rest, err := readUint(body[1:])
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("publish: %w", err)
+	}
+	channel, rest, err = readStr(rest)
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("publish: %w", err)
+	}
+	data, _, err = readBin(rest)
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("publish: %w", err)
+	}
+	return seq, channel, data, nil
+}
+
+// ParsePubAck reads a PubAck body without reflection.
+func ParsePubAck(body []byte) (uint64, error) {
+	if len(body) == 0 || body[0] != 0x91 {
+		return 0, fmt.Errorf("puback: %w", ErrMalformed)
+	}
+	seq, _, err := readUint(body[1:])
+	if err != nil {
+		return 0, fmt.Errorf("puback: %w", err)
+	}
+	return seq, nil
+}
+
+// ErrMalformed means a message body does not have its type's shape.
+var ErrMalformed = errors.New("protocol: malformed message")
+
+func readUint(b []byte) (uint64, []byte, error) {
+	if len(b) == 0 {
+		return 0, nil, ErrTruncated
+	}
+	c := b[0]
+	if c <= 0x7f {
+		return uint64(c), b[1:], nil
+	}
+	var n int
+	switch c {
+	case 0xcc:
+		n = 1
+	case 0xcd:
+		n = 2
+	case 0xce:
+		n = 4
+	case 0xcf:
+		n = 8
+	default:
+		return 0, nil, ErrMalformed
+	}
+	if len(b) < 1+n {
+		return 0, nil, ErrTruncated
+	}
+	var v uint64
+	for _, x := range b[1 : 1+n] {
+		v = v<<8 | uint64(x)
+	}
+	return v, b[1+n:], nil
+}
+
+func readLen(b []byte, size int) (int, []byte, error) {
+	if len(b) < size {
+		return 0, nil, ErrTruncated
+	}
+	n := 0
+	for _, x := range b[:size] {
+		n = n<<8 | int(x)
+	}
+	return n, b[size:], nil
+}
+
+func readStr(b []byte) (string, []byte, error) {
+	if len(b) == 0 {
+		return "", nil, ErrTruncated
+	}
+	c := b[0]
+	var n int
+	var err error
+	rest := b[1:]
+	switch {
+	case c&0xe0 == 0xa0:
+		n = int(c & 0x1f)
+	case c == 0xd9:
+		n, rest, err = readLen(rest, 1)
+	case c == 0xda:
+		n, rest, err = readLen(rest, 2)
+	case c == 0xdb:
+		n, rest, err = readLen(rest, 4)
+	default:
+		return "", nil, ErrMalformed
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	if n < 0 || len(rest) < n {
+		return "", nil, ErrTruncated
+	}
+	return string(rest[:n]), rest[n:], nil
+}
+
+func readBin(b []byte) ([]byte, []byte, error) {
+	if len(b) == 0 {
+		return nil, nil, ErrTruncated
+	}
+	c := b[0]
+	var n int
+	var err error
+	rest := b[1:]
+	switch c {
+	case 0xc4:
+		n, rest, err = readLen(rest, 1)
+	case 0xc5:
+		n, rest, err = readLen(rest, 2)
+	case 0xc6:
+		n, rest, err = readLen(rest, 4)
+	case 0xc0: // nil: empty data
+		return nil, rest, nil
+	default:
+		return nil, nil, ErrMalformed
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if n < 0 || len(rest) < n {
+		return nil, nil, ErrTruncated
+	}
+	return rest[:n:n], rest[n:], nil
+}
