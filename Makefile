@@ -6,7 +6,7 @@ CMDS := scc-state scc-broker scc-frontend scc-bench scc-local
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: help build test test-short test-go node-deps fuzz bench bench-go lint run clean
+.PHONY: help build test test-short test-go node-deps fuzz bench bench-go lint run clean image
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,3 +42,6 @@ run: build ## start the system on loopback (Ctrl-C stops it)
 
 clean: ## remove build output
 	rm -rf $(BIN)
+
+image: ## build the container image (needs a Docker engine)
+	docker build -t sccgo:latest .
