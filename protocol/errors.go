@@ -111,6 +111,7 @@ func (e *Error) MarshalJSON() ([]byte, error) {
 func (e *Error) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
+		*e = Error{}
 		return json.Unmarshal(b, &e.Message)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))

@@ -128,12 +128,16 @@ func (p *Packet) Kind() PacketKind {
 // rules it is a raw string.
 var ErrNotJSON = errors.New("protocol: message is not a JSON packet")
 
-type wirePacket struct {
-	Event json.RawMessage `json:"event"`
-	Data  json.RawMessage `json:"data"`
-	CID   json.RawMessage `json:"cid"`
-	RID   json.RawMessage `json:"rid"`
-	Error json.RawMessage `json:"error"`
+// objectFields decodes a JSON object into its raw values by exact key.
+// encoding/json matches struct fields case-insensitively, but JavaScript
+// property names are case-sensitive: {"Event":"x"} has no event. A repeated
+// key keeps its last value, as JSON.parse does.
+func objectFields(b []byte) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // DecodePackets decodes a message that is one packet object or an array of
@@ -168,27 +172,27 @@ func DecodePackets(msg []byte) ([]Packet, error) {
 }
 
 func decodeOne(b []byte, p *Packet) error {
-	var w wirePacket
-	if err := json.Unmarshal(b, &w); err != nil {
+	w, err := objectFields(b)
+	if err != nil {
 		return errors.Join(ErrNotJSON, err)
 	}
 	*p = Packet{}
-	if len(w.Event) > 0 && w.Event[0] == '"' {
-		if err := json.Unmarshal(w.Event, &p.Event); err == nil {
+	if ev := w["event"]; len(ev) > 0 && ev[0] == '"' {
+		if err := json.Unmarshal(ev, &p.Event); err == nil {
 			p.HasEvent = true
 		}
 	}
-	if !isNull(w.Data) {
-		p.Data = w.Data
+	if d := w["data"]; !isNull(d) {
+		p.Data = d
 	}
-	if isNumber(w.CID) {
-		p.CID = w.CID
+	if c := w["cid"]; isNumber(c) {
+		p.CID = c
 	}
-	if isNumber(w.RID) {
-		p.RID = w.RID
+	if r := w["rid"]; isNumber(r) {
+		p.RID = r
 	}
-	if !isNull(w.Error) {
-		p.Error = w.Error
+	if e := w["error"]; !isNull(e) {
+		p.Error = e
 	}
 	return nil
 }
@@ -264,35 +268,28 @@ var ErrBadChannel = errors.New("protocol: channel name is not a string")
 // DecodePublish decodes #publish data, keeping Data as the raw bytes of the
 // input (no copy, no re-encoding).
 func DecodePublish(data json.RawMessage) (PublishData, error) {
-	var p struct {
-		Channel json.RawMessage `json:"channel"`
-		Data    json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(data, &p); err != nil {
+	p, err := objectFields(data)
+	if err != nil {
 		return PublishData{}, errors.Join(ErrBadChannel, err)
 	}
-	ch, ok := decodeString(p.Channel)
+	ch, ok := decodeString(p["channel"])
 	if !ok {
 		return PublishData{}, ErrBadChannel
 	}
-	return PublishData{Channel: ch, Data: p.Data}, nil
+	return PublishData{Channel: ch, Data: p["data"]}, nil
 }
 
 // DecodeSubscribe decodes #subscribe data.
 func DecodeSubscribe(data json.RawMessage) (SubscribeRequest, error) {
-	var p struct {
-		Channel     json.RawMessage `json:"channel"`
-		WaitForAuth json.RawMessage `json:"waitForAuth"`
-		Data        json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(data, &p); err != nil {
+	p, err := objectFields(data)
+	if err != nil {
 		return SubscribeRequest{}, errors.Join(ErrBadChannel, err)
 	}
-	ch, ok := decodeString(p.Channel)
+	ch, ok := decodeString(p["channel"])
 	if !ok {
 		return SubscribeRequest{}, ErrBadChannel
 	}
-	return SubscribeRequest{Channel: ch, WaitForAuth: string(p.WaitForAuth) == "true", Data: p.Data}, nil
+	return SubscribeRequest{Channel: ch, WaitForAuth: string(p["waitForAuth"]) == "true", Data: p["data"]}, nil
 }
 
 // DecodeString decodes a raw JSON string, such as the data of #unsubscribe
