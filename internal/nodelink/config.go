@@ -1,0 +1,152 @@
+package nodelink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// Path is the HTTP path every node serves links on.
+const Path = "/sccgo/link"
+
+// Defaults for Config.
+const (
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultPingInterval     = time.Second
+	DefaultPingTimeout      = 3 * time.Second
+	DefaultMaxFrameBytes    = 16 << 20
+	DefaultQueueMaxBytes    = 64 << 20
+	DefaultRedialMin        = 50 * time.Millisecond
+	DefaultRedialMax        = 500 * time.Millisecond
+)
+
+// Config describes the local end of links. The same Config serves Accept,
+// Dial and NewRedialer.
+type Config struct {
+	// NodeID identifies this node (a broker's SCC_INSTANCE_ID or advertised
+	// host:port). Required.
+	NodeID string
+	// Role is this node's role: protocol.RoleState, RoleBroker or
+	// RoleFrontend. Required.
+	Role string
+	// AuthKey is SCC_AUTH_KEY. Empty is allowed only if every node's key is
+	// empty; callers should warn about it.
+	AuthKey []byte
+	// Addr is the advertised host:port a dialer puts in Hello (a broker's
+	// link endpoint); "" otherwise.
+	Addr string
+	// GossipAddr is the host:port of this node's memberlist, sent in Hello.
+	GossipAddr string
+	// RingVersion, if set, gives the highest ring version seen, sent in
+	// Hello.
+	RingVersion func() uint64
+	// Draining, if set, reports whether this node is leaving, sent in Hello.
+	Draining func() bool
+
+	// HandshakeTimeout bounds the whole handshake. Default 5s.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds one frame write; a peer that does not take a
+	// frame in time is closed. Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval: a side that has written nothing for this long sends a
+	// Ping. Default 1s.
+	PingInterval time.Duration
+	// PingTimeout: a link on which nothing arrived for this long is closed.
+	// Default 3s.
+	PingTimeout time.Duration
+	// MaxFrameBytes bounds one frame in both directions (the read limit and
+	// the writer's batch size); a single message larger than it is dropped.
+	// It must be the same on every node. Default 16 MiB.
+	MaxFrameBytes int64
+	// QueueMaxBytes bounds the bytes queued for the writer per link; what
+	// does not fit is dropped and counted. Default 64 MiB
+	// (SCC_LINK_QUEUE_MAX_BYTES in the binaries).
+	QueueMaxBytes int
+
+	// Logger receives link events (nil = discard).
+	Logger *slog.Logger
+	// Metrics receives counters (nil = counted nowhere).
+	Metrics *Metrics
+}
+
+// DefaultConfig returns a Config with every limit at its default; NodeID,
+// Role and AuthKey are left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		HandshakeTimeout: DefaultHandshakeTimeout,
+		WriteTimeout:     DefaultWriteTimeout,
+		PingInterval:     DefaultPingInterval,
+		PingTimeout:      DefaultPingTimeout,
+		MaxFrameBytes:    DefaultMaxFrameBytes,
+		QueueMaxBytes:    DefaultQueueMaxBytes,
+	}
+}
+
+// Validate reports a Config that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("NodeID is empty"))
+	}
+	switch c.Role {
+	case protocol.RoleState, protocol.RoleBroker, protocol.RoleFrontend:
+	default:
+		errs = append(errs, fmt.Errorf("Role %q is not state, broker or frontend", c.Role))
+	}
+	pos := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	pos("HandshakeTimeout", c.HandshakeTimeout)
+	pos("WriteTimeout", c.WriteTimeout)
+	pos("PingInterval", c.PingInterval)
+	pos("PingTimeout", c.PingTimeout)
+	if c.PingTimeout > 0 && c.PingTimeout <= c.PingInterval {
+		errs = append(errs, errors.New("PingTimeout must exceed PingInterval"))
+	}
+	if c.MaxFrameBytes < 1024 {
+		errs = append(errs, errors.New("MaxFrameBytes must be at least 1024"))
+	}
+	if c.QueueMaxBytes < 1024 {
+		errs = append(errs, errors.New("QueueMaxBytes must be at least 1024"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("nodelink config: %w", err)
+	}
+	return nil
+}
+
+// withDefaults fills zero limits, so a partly filled Config still works.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = d.PingInterval
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = d.PingTimeout
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = d.MaxFrameBytes
+	}
+	if c.QueueMaxBytes <= 0 {
+		c.QueueMaxBytes = d.QueueMaxBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil, c.Role)
+	}
+	return c
+}
