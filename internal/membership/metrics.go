@@ -1,0 +1,43 @@
+package membership
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	connected   prometheus.Gauge
+	ringVersion prometheus.Gauge
+	changes     *prometheus.CounterVec
+}
+
+func newMetrics(reg *prometheus.Registry, role string) *metrics {
+	p := "scc_" + role + "_"
+	m := &metrics{
+		connected:   prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "state_connected", Help: "1 while the link to the state server is up."}),
+		ringVersion: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "ring_version", Help: "Version of the committed ring this node holds."}),
+		changes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "ring_changes_total", Help: "Rings applied, by source (state, gossip, fallback)."}, []string{"source"}),
+	}
+	if reg != nil {
+		m.connected = register(reg, m.connected)
+		m.ringVersion = register(reg, m.ringVersion)
+		m.changes = register(reg, m.changes)
+	}
+	return m
+}
+
+// register registers c, or returns the collector already registered under
+// its name (several agents may share a registry in tests).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
