@@ -1,0 +1,43 @@
+package state
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the scc_state_* series.
+type metrics struct {
+	members         *prometheus.GaugeVec
+	ringVersion     prometheus.Gauge
+	reshards        *prometheus.CounterVec
+	reshardDuration prometheus.Histogram
+	reshardTimeouts prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{
+		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scc_state_members", Help: "Connected members, by role.",
+		}, []string{"role"}),
+		ringVersion: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scc_state_ring_version", Help: "Version of the committed ring.",
+		}),
+		reshards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scc_state_reshards_total", Help: "Rings committed, by result (ok, timeout, direct).",
+		}, []string{"result"}),
+		reshardDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scc_state_reshard_duration_seconds",
+			Help:    "Time from prepare to commit of a reshard.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		reshardTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scc_state_reshard_timeouts_total", Help: "Reshards committed after the prepare timeout.",
+		}),
+	}
+	for _, r := range []string{resultOK, resultTimeout, resultDirect} {
+		m.reshards.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.members, m.ringVersion, m.reshards, m.reshardDuration, m.reshardTimeouts)
+	}
+	return m
+}
