@@ -58,7 +58,7 @@ func TestHandlerServesPage(t *testing.T) {
 // inline returns the contents of the page's only <tag> element.
 func inline(t *testing.T, page, tag string) string {
 	t.Helper()
-	m := regexp.MustCompile(`(?s)<` + tag + `>(.*?)</` + tag + `>`).FindAllStringSubmatch(page, -1)
+	m := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+tag+`>`).FindAllStringSubmatch(page, -1)
 	if len(m) != 1 {
 		t.Fatalf("%d <%s> elements, want 1", len(m), tag)
 	}
