@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sccgo/sccgo/frontend"
+	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// settings is everything run reads from the environment.
+type settings struct {
+	cfg             frontend.Config
+	host            string
+	port            int
+	adminPort       int
+	logLevel        slog.Level
+	shutdownTimeout time.Duration
+}
+
+// scOptions is the part of SOCKETCLUSTER_OPTIONS (JSON) that is read.
+type scOptions struct {
+	AuthKey            *string  `json:"authKey"`
+	PingInterval       *int64   `json:"pingInterval"`
+	PingTimeout        *int64   `json:"pingTimeout"`
+	HandshakeTimeout   *int64   `json:"handshakeTimeout"`
+	SocketChannelLimit *int     `json:"socketChannelLimit"`
+	MaxPayload         *int64   `json:"maxPayload"`
+	AllowClientPublish *bool    `json:"allowClientPublish"`
+	Origins            *string  `json:"origins"`
+	ProtocolVersion    *int     `json:"protocolVersion"`
+	AuthDefaultExpiry  *float64 `json:"authDefaultExpiry"`
+	AckTimeout         *int64   `json:"ackTimeout"`
+	Path               *string  `json:"path"`
+}
+
+// load reads the settings. Precedence: an explicit SCC_* (or
+// SOCKETCLUSTER_PORT/PATH) variable wins over the same option in
+// SOCKETCLUSTER_OPTIONS, which wins over the default.
+func load(getenv config.Getenv) (settings, *config.Reader, error) {
+	r := config.NewReader(getenv)
+	d := frontend.DefaultConfig()
+	var errs []error
+
+	var opts scOptions
+	if raw := r.String("SOCKETCLUSTER_OPTIONS", "", "SocketCluster server options as JSON (authKey, pingInterval, pingTimeout, handshakeTimeout, socketChannelLimit, maxPayload, allowClientPublish, origins, protocolVersion, authDefaultExpiry, ackTimeout, path); explicit SCC_* variables win"); raw != "" {
+		if err := json.Unmarshal([]byte(raw), &opts); err != nil {
+			errs = append(errs, fmt.Errorf("SOCKETCLUSTER_OPTIONS: %v", err))
+		}
+	}
+	ms := func(p *int64, def time.Duration) time.Duration {
+		if p != nil {
+			return time.Duration(*p) * time.Millisecond
+		}
+		return def
+	}
+	if opts.AuthKey != nil {
+		d.AuthKey = []byte(*opts.AuthKey)
+	}
+	d.PingInterval = ms(opts.PingInterval, d.PingInterval)
+	d.PingTimeout = ms(opts.PingTimeout, d.PingTimeout)
+	d.HandshakeTimeout = ms(opts.HandshakeTimeout, d.HandshakeTimeout)
+	d.AckTimeout = ms(opts.AckTimeout, d.AckTimeout)
+	if opts.SocketChannelLimit != nil {
+		d.SocketChannelLimit = *opts.SocketChannelLimit
+	}
+	if opts.MaxPayload != nil {
+		d.MaxPayload = *opts.MaxPayload
+	}
+	if opts.AllowClientPublish != nil {
+		d.AllowClientPublish = *opts.AllowClientPublish
+	}
+	if opts.Origins != nil {
+		d.Origins = *opts.Origins
+	}
+	if opts.ProtocolVersion != nil {
+		d.ProtocolVersion = protocol.Version(*opts.ProtocolVersion)
+	}
+	if opts.AuthDefaultExpiry != nil {
+		d.AuthDefaultExpiry = time.Duration(*opts.AuthDefaultExpiry * float64(time.Second))
+	}
+	if opts.Path != nil {
+		d.Path = *opts.Path
+	}
+
+	var st settings
+	c := d
+	st.port = r.Port("SOCKETCLUSTER_PORT", 8000, "client WebSocket and HTTP port")
+	st.host = r.String("SCC_FRONTEND_HOST", "", "bind address (empty: all interfaces)")
+	c.Path = r.String("SOCKETCLUSTER_PATH", d.Path, "WebSocket endpoint path")
+	st.adminPort = r.Port("SCC_ADMIN_PORT", 0, "separate port for /healthz, /readyz, /metrics (0: serve them on the main port)")
+	c.AuthKey = []byte(r.String("SCC_CLIENT_AUTH_KEY", string(d.AuthKey), "HMAC key for client auth tokens (SocketCluster authKey; empty: random per process)"))
+	pubFile := r.String("SCC_CLIENT_AUTH_PUBLIC_KEY_FILE", "", "PEM public key for RS*/PS*/ES* client tokens")
+	privFile := r.String("SCC_CLIENT_AUTH_PRIVATE_KEY_FILE", "", "PEM private key for signing RS*/PS*/ES* client tokens")
+	c.AuthAlgorithm = r.String("SCC_CLIENT_AUTH_ALGORITHM", d.AuthAlgorithm, "token algorithm (default HS256, or RS256/ES256 by key type)")
+	c.AuthDefaultExpiry = r.Duration("SCC_AUTH_DEFAULT_EXPIRY", d.AuthDefaultExpiry, "lifetime of tokens the server signs (bare numbers are ms)")
+	c.ProtocolVersion = protocol.Version(r.Int("SCC_PROTOCOL_VERSION", int(d.ProtocolVersion), "SocketCluster protocol version: 1 (#1/#2 pings) or 2 (empty frames)"))
+	c.PingInterval = r.Duration("SCC_PING_INTERVAL", d.PingInterval, "server ping interval (ms or Go duration)")
+	c.PingTimeout = r.Duration("SCC_PING_TIMEOUT", d.PingTimeout, "close with 4001 after this long without a pong")
+	c.HandshakeTimeout = r.Duration("SCC_HANDSHAKE_TIMEOUT", d.HandshakeTimeout, "close with 4005 without a #handshake in time")
+	c.AckTimeout = r.Duration("SCC_ACK_TIMEOUT", d.AckTimeout, "server-to-client invoke timeout")
+	c.SocketChannelLimit = r.Int("SCC_SOCKET_CHANNEL_LIMIT", d.SocketChannelLimit, "most channels per socket")
+	c.MaxChannelLength = r.Int("SCC_MAX_CHANNEL_LENGTH", d.MaxChannelLength, "longest channel name in bytes")
+	c.MaxPayload = r.Int64("SCC_MAX_PAYLOAD", d.MaxPayload, "largest inbound message in bytes (close 1009 above)")
+	c.AllowClientPublish = r.Bool("SCC_ALLOW_CLIENT_PUBLISH", d.AllowClientPublish, "let clients publish")
+	c.Origins = r.String("SCC_ORIGINS", d.Origins, "allowed origins, host:port patterns with *")
+	c.MaxConnections = r.Int("SCC_MAX_CONNECTIONS", d.MaxConnections, "most open sockets, HTTP 503 beyond (0: no limit)")
+	c.MaxHandshakesPerSecond = float64(r.Int("SCC_MAX_HANDSHAKES_PER_SECOND", int(d.MaxHandshakesPerSecond), "WebSocket upgrades per second, HTTP 503 beyond (0: no limit)"))
+	c.HandshakeBurst = r.Int("SCC_HANDSHAKE_BURST", d.HandshakeBurst, "burst for SCC_MAX_HANDSHAKES_PER_SECOND")
+	c.InboundRate = float64(r.Int("SCC_INBOUND_RATE", int(d.InboundRate), "inbound messages per second per socket, close 4011 beyond (0: no limit)"))
+	c.InboundBurst = r.Int("SCC_INBOUND_BURST", d.InboundBurst, "burst for SCC_INBOUND_RATE")
+	c.QueueMaxBytes = r.Int("SCC_QUEUE_MAX_BYTES", d.QueueMaxBytes, "outbound queue bound per socket in bytes (close 4010 beyond)")
+	c.QueueMaxMessages = r.Int("SCC_QUEUE_MAX_MESSAGES", d.QueueMaxMessages, "outbound queue bound per socket in packets")
+	c.WriteTimeout = r.Duration("SCC_WRITE_TIMEOUT", d.WriteTimeout, "bound on each frame write")
+	c.CloseTimeout = r.Duration("SCC_CLOSE_TIMEOUT", d.CloseTimeout, "bound on the WebSocket close handshake")
+	c.ReadBufferSize = r.Int("SCC_READ_BUFFER_SIZE", d.ReadBufferSize, "per-socket read buffer in bytes")
+	c.WriteBufferSize = r.Int("SCC_WRITE_BUFFER_SIZE", d.WriteBufferSize, "per-socket write buffer in bytes")
+	c.DrainDuration = r.Duration("SCC_DRAIN_DURATION", d.DrainDuration, "window over which shutdown closes sockets with 1001")
+	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the whole shutdown")
+	level := r.String("SCC_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	if err := st.logLevel.UnmarshalText([]byte(level)); err != nil {
+		errs = append(errs, fmt.Errorf("SCC_LOG_LEVEL=%q: not a level", level))
+	}
+
+	if pubFile != "" {
+		pem, err := os.ReadFile(pubFile)
+		if err == nil {
+			c.AuthPublicKey, err = parsePublicKey(pem)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SCC_CLIENT_AUTH_PUBLIC_KEY_FILE: %w", err))
+		}
+	}
+	if privFile != "" {
+		pem, err := os.ReadFile(privFile)
+		if err == nil {
+			c.AuthPrivateKey, err = parsePrivateKey(pem)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SCC_CLIENT_AUTH_PRIVATE_KEY_FILE: %w", err))
+		}
+	}
+	c.ServeAdmin = st.adminPort == 0
+	st.cfg = c
+	if err := r.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return st, r, errors.Join(errs...)
+}
+
+func parsePublicKey(pem []byte) (any, error) {
+	if k, err := jwt.ParseRSAPublicKeyFromPEM(pem); err == nil {
+		return k, nil
+	}
+	k, err := jwt.ParseECPublicKeyFromPEM(pem)
+	if err != nil {
+		return nil, errors.New("not a PEM RSA or EC public key")
+	}
+	return k, nil
+}
+
+func parsePrivateKey(pem []byte) (any, error) {
+	if k, err := jwt.ParseRSAPrivateKeyFromPEM(pem); err == nil {
+		return k, nil
+	}
+	k, err := jwt.ParseECPrivateKeyFromPEM(pem)
+	if err != nil {
+		return nil, errors.New("not a PEM RSA or EC private key")
+	}
+	return k, nil
+}
+
+// run starts the frontend and serves until ctx is done, then shuts down.
+// A cluster broker plugs in by setting st.cfg.Broker before New.
+func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scc-frontend", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	st, r, loadErr := load(getenv)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: scc-frontend [-h]\n\nscc-frontend serves SocketCluster clients. It reads these environment variables:")
+		config.Usage(stderr, r.Vars())
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if loadErr != nil {
+		return loadErr
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.logLevel}))
+	st.cfg.Logger = logger
+	srv, err := frontend.New(st.cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", config.HostPort(st.host, st.port))
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	var admin *http.Server
+	if st.adminPort != 0 {
+		aln, err := net.Listen("tcp", config.HostPort(st.host, st.adminPort))
+		if err != nil {
+			ln.Close()
+			srv.Shutdown(context.Background())
+			<-errc
+			return fmt.Errorf("listening on admin port: %w", err)
+		}
+		admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin server: %w", err)
+			}
+		}()
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), st.shutdownTimeout)
+	defer cancel()
+	if admin != nil {
+		admin.Shutdown(sctx)
+	}
+	err = srv.Shutdown(sctx)
+	if serveErr == nil {
+		serveErr = <-errc
+	}
+	return errors.Join(serveErr, err)
+}

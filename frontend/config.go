@@ -1,0 +1,207 @@
+package frontend
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// Config configures a Server. DefaultConfig is the one source of defaults;
+// each field names the environment variable cmd/scc-frontend reads it from.
+type Config struct {
+	// Path is the WebSocket endpoint; other paths get HTTP 400 (except the
+	// admin endpoints when they share the port). Env SOCKETCLUSTER_PATH.
+	// Default "/socketcluster/".
+	Path string
+	// ServeAdmin serves /healthz, /readyz and /metrics from Handler as
+	// well. Set it false when they have their own port (SCC_ADMIN_PORT).
+	// Default true.
+	ServeAdmin bool
+
+	// ProtocolVersion selects the ping/pong frames (1: "#1"/"#2", 2: empty
+	// frames). Env SCC_PROTOCOL_VERSION. Default 2.
+	ProtocolVersion protocol.Version
+	// PingInterval is how often the server pings each socket, from the
+	// moment it opens. It must be below PingTimeout. Env SCC_PING_INTERVAL.
+	// Default 8s.
+	PingInterval time.Duration
+	// PingTimeout closes a socket with 4001 when nothing (pong or any
+	// message) arrived for this long; it is also advertised in the
+	// handshake. Env SCC_PING_TIMEOUT. Default 30s.
+	PingTimeout time.Duration
+	// HandshakeTimeout closes a socket with 4005 when no #handshake arrived
+	// in time. Env SCC_HANDSHAKE_TIMEOUT. Default 10s.
+	HandshakeTimeout time.Duration
+	// AckTimeout bounds server-to-client invokes (TimeoutError) and the wait
+	// for a broker subscription. Env SCC_ACK_TIMEOUT. Default 10s.
+	AckTimeout time.Duration
+
+	// SocketChannelLimit is the most channels one socket may subscribe to.
+	// Env SCC_SOCKET_CHANNEL_LIMIT. Default 1000.
+	SocketChannelLimit int
+	// MaxChannelLength is the longest channel name accepted, in bytes. Env
+	// SCC_MAX_CHANNEL_LENGTH. Default 256.
+	MaxChannelLength int
+	// MaxPayload is the largest inbound message, in bytes; larger ones close
+	// the socket with 1009. Env SCC_MAX_PAYLOAD. Default 1 MiB.
+	MaxPayload int64
+	// AllowClientPublish lets clients #publish. Env SCC_ALLOW_CLIENT_PUBLISH.
+	// Default true.
+	AllowClientPublish bool
+	// Origins is SocketCluster's origin allow-list: space or comma
+	// separated host:port patterns where either part may be "*". "*:*"
+	// allows every origin. Requests without an Origin header (non-browser
+	// clients) are allowed. Env SCC_ORIGINS. Default "*:*".
+	Origins string
+
+	// MaxConnections caps open sockets; upgrades beyond it get HTTP 503.
+	// 0 means no limit. Env SCC_MAX_CONNECTIONS. Default 0.
+	MaxConnections int
+	// MaxHandshakesPerSecond caps WebSocket upgrades per second (token
+	// bucket, burst HandshakeBurst); beyond it, HTTP 503. 0 means no limit.
+	// Env SCC_MAX_HANDSHAKES_PER_SECOND. Default 0.
+	MaxHandshakesPerSecond float64
+	// HandshakeBurst is the bucket size for MaxHandshakesPerSecond. Env
+	// SCC_HANDSHAKE_BURST. Default 100.
+	HandshakeBurst int
+	// InboundRate caps inbound messages per second per socket (token
+	// bucket, burst InboundBurst); beyond it the socket is closed with
+	// 4011. 0 means no limit. Env SCC_INBOUND_RATE. Default 1000.
+	InboundRate float64
+	// InboundBurst is the bucket size for InboundRate. Env
+	// SCC_INBOUND_BURST. Default 2000.
+	InboundBurst int
+
+	// QueueMaxBytes bounds each socket's outbound queue in bytes; overflow
+	// closes it with 4010. Env SCC_QUEUE_MAX_BYTES. Default 1 MiB.
+	QueueMaxBytes int
+	// QueueMaxMessages bounds each socket's outbound queue in packets. Env
+	// SCC_QUEUE_MAX_MESSAGES. Default 4096.
+	QueueMaxMessages int
+	// WriteTimeout bounds each frame write; a socket that cannot take a
+	// frame in time is closed. Env SCC_WRITE_TIMEOUT. Default 10s.
+	WriteTimeout time.Duration
+	// CloseTimeout bounds the WebSocket close handshake before the TCP
+	// connection is dropped. Env SCC_CLOSE_TIMEOUT. Default 2s.
+	CloseTimeout time.Duration
+	// ReadBufferSize and WriteBufferSize are the per-socket bufio sizes in
+	// bytes. Env SCC_READ_BUFFER_SIZE, SCC_WRITE_BUFFER_SIZE. Default 1024.
+	ReadBufferSize  int
+	WriteBufferSize int
+
+	// DrainDuration spreads the 1001 closes of Shutdown over this window so
+	// clients do not reconnect elsewhere all at once. Env
+	// SCC_DRAIN_DURATION. Default 2s.
+	DrainDuration time.Duration
+
+	// AuthKey is the HMAC key for HS256/384/512 tokens (SocketCluster's
+	// authKey). When neither it nor AuthPublicKey is set, New generates a
+	// random key, as SocketCluster does. Env SCC_CLIENT_AUTH_KEY.
+	AuthKey []byte
+	// AuthPublicKey verifies RS*/PS*/ES* tokens (*rsa.PublicKey or
+	// *ecdsa.PublicKey). Env SCC_CLIENT_AUTH_PUBLIC_KEY_FILE (PEM).
+	AuthPublicKey crypto.PublicKey
+	// AuthPrivateKey signs tokens when AuthPublicKey is set; without it
+	// SetAuthToken fails. Env SCC_CLIENT_AUTH_PRIVATE_KEY_FILE (PEM).
+	AuthPrivateKey crypto.PrivateKey
+	// AuthAlgorithm is the signing algorithm and the only one accepted
+	// when set. Default "": HS256 (verify HS256/384/512) with AuthKey,
+	// RS256/ES256 by key type with a public key (verify that family).
+	// Env SCC_CLIENT_AUTH_ALGORITHM.
+	AuthAlgorithm string
+	// AuthDefaultExpiry is the lifetime of tokens signed by SetAuthToken
+	// when the claims have no exp. Env SCC_AUTH_DEFAULT_EXPIRY. Default
+	// 86400s.
+	AuthDefaultExpiry time.Duration
+
+	// Broker routes publishes; nil means a new LocalBroker (standalone).
+	Broker Broker
+	// Registry receives the metrics; nil means a private registry.
+	Registry *prometheus.Registry
+	// Logger receives logs; nil means discard.
+	Logger *slog.Logger
+	// OnConnect, if set, is called on the socket's reader goroutine once
+	// its handshake succeeded, before any further packet is processed.
+	OnConnect func(*Socket)
+	// OnDisconnect, if set, is called once a socket has closed, with the
+	// close code sent or received.
+	OnDisconnect func(s *Socket, code int)
+}
+
+// DefaultConfig returns the defaults documented on each Config field.
+func DefaultConfig() Config {
+	return Config{
+		Path:                   "/socketcluster/",
+		ServeAdmin:             true,
+		ProtocolVersion:        protocol.V2,
+		PingInterval:           8 * time.Second,
+		PingTimeout:            30 * time.Second,
+		HandshakeTimeout:       10 * time.Second,
+		AckTimeout:             10 * time.Second,
+		SocketChannelLimit:     1000,
+		MaxChannelLength:       256,
+		MaxPayload:             1 << 20,
+		AllowClientPublish:     true,
+		Origins:                "*:*",
+		HandshakeBurst:         100,
+		InboundRate:            1000,
+		InboundBurst:           2000,
+		QueueMaxBytes:          1 << 20,
+		QueueMaxMessages:       4096,
+		WriteTimeout:           10 * time.Second,
+		CloseTimeout:           2 * time.Second,
+		ReadBufferSize:         1024,
+		WriteBufferSize:        1024,
+		DrainDuration:          2 * time.Second,
+		AuthDefaultExpiry:      86400 * time.Second,
+		MaxHandshakesPerSecond: 0,
+	}
+}
+
+// Validate reports the first inconsistent or out-of-range setting.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(len(c.Path) > 0 && c.Path[0] == '/', "path %q must start with /", c.Path)
+	check(c.ProtocolVersion == protocol.V1 || c.ProtocolVersion == protocol.V2, "protocol version %d must be 1 or 2", c.ProtocolVersion)
+	check(c.PingInterval > 0, "ping interval must be positive")
+	check(c.PingTimeout > 0, "ping timeout must be positive")
+	check(c.PingInterval < c.PingTimeout, "ping interval %v must be below ping timeout %v", c.PingInterval, c.PingTimeout)
+	check(c.HandshakeTimeout > 0, "handshake timeout must be positive")
+	check(c.AckTimeout > 0, "ack timeout must be positive")
+	check(c.SocketChannelLimit > 0, "socket channel limit must be positive")
+	check(c.MaxChannelLength > 0, "max channel length must be positive")
+	check(c.MaxPayload >= 256, "max payload %d must be at least 256 bytes", c.MaxPayload)
+	check(c.MaxConnections >= 0, "max connections must not be negative")
+	check(c.MaxHandshakesPerSecond >= 0, "max handshakes per second must not be negative")
+	check(c.MaxHandshakesPerSecond == 0 || c.HandshakeBurst > 0, "handshake burst must be positive")
+	check(c.InboundRate >= 0, "inbound rate must not be negative")
+	check(c.InboundRate == 0 || c.InboundBurst > 0, "inbound burst must be positive")
+	check(c.QueueMaxBytes > 0, "queue max bytes must be positive")
+	check(c.QueueMaxMessages > 0, "queue max messages must be positive")
+	check(c.WriteTimeout > 0, "write timeout must be positive")
+	check(c.CloseTimeout > 0, "close timeout must be positive")
+	check(c.ReadBufferSize >= 0 && c.WriteBufferSize >= 0, "buffer sizes must not be negative")
+	check(c.DrainDuration >= 0, "drain duration must not be negative")
+	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
+	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
+		errs = append(errs, errors.New("auth private key needs the matching public key"))
+	}
+	if _, _, err := authAlgorithms(c); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("frontend config: %w", errors.Join(errs...))
+}

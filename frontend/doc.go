@@ -1,0 +1,37 @@
+// Package frontend is sccgo's client-facing server: a SocketCluster
+// protocol endpoint that the stock socketcluster-client libraries connect
+// to unchanged. It keeps the local subscription table and hands publishes
+// to a Broker: LocalBroker when standalone, a cluster broker (package
+// frontend/cluster) in a cluster.
+//
+// # Goroutines
+//
+// Per socket, one reader goroutine (started by the upgrade handler, which
+// then returns so net/http's request state is freed) reads, dispatches
+// packets in order and tears the socket down. Outbound packets go to a
+// bounded wsconn.Queue whose writer goroutine exists only while it has
+// something to write. One sweeper goroutine walks all sockets to send pings
+// and enforce the handshake and pong timeouts. RPC handlers run on
+// goroutines of their own. The Server's WaitGroup owns all of them and
+// Shutdown waits for it.
+//
+// # Lock order
+//
+// Server.regMu → socketShard.mu; subShard.mu → wsconn.Queue.mu (fan-out
+// enqueues under the shard read lock). Socket.mu is never held while
+// taking another lock, and no lock is held across network I/O or a broker
+// Subscribe. Broker.Unsubscribe is called under the shard lock, so that it
+// is ordered before any later Subscribe of the same channel; it must not
+// block.
+//
+// # Wire behaviour worth knowing
+//
+//   - A subscribe with waitForAuth on an unauthenticated socket fails with
+//     AuthError (SocketCluster clients never send one before they are
+//     authenticated).
+//   - Invokes of procedures with no handler get NoMatchingProcedureError;
+//     transmits of unknown events are ignored.
+//   - Binary frames close the socket with 1003 (JSON codec only), messages
+//     above MaxPayload with 1009, an overflowing outbound queue with 4010,
+//     and a client above InboundRate with 4011.
+package frontend

@@ -1,0 +1,49 @@
+package frontend
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+)
+
+// LocalBroker is the standalone Broker: every publish is handed straight
+// back to the Sink of the same frontend, so the frontend is a complete
+// single-node server.
+type LocalBroker struct {
+	sink atomic.Pointer[Sink]
+}
+
+// NewLocalBroker returns a LocalBroker.
+func NewLocalBroker() *LocalBroker { return &LocalBroker{} }
+
+// errNotStarted is returned by Publish before Start.
+var errNotStarted = errors.New("frontend: broker not started")
+
+// Start implements Broker.
+func (b *LocalBroker) Start(_ context.Context, sink Sink) error {
+	b.sink.Store(&sink)
+	return nil
+}
+
+// Subscribe implements Broker; local subscriptions need nothing.
+func (b *LocalBroker) Subscribe(ctx context.Context, _ string) error { return ctx.Err() }
+
+// Unsubscribe implements Broker.
+func (b *LocalBroker) Unsubscribe(string) {}
+
+// Publish implements Broker: it delivers to the local subscribers before
+// returning.
+func (b *LocalBroker) Publish(_ context.Context, channel string, data []byte) error {
+	s := b.sink.Load()
+	if s == nil {
+		return errNotStarted
+	}
+	(*s).Deliver(channel, data)
+	return nil
+}
+
+// Ready implements Broker: a started LocalBroker is always ready.
+func (b *LocalBroker) Ready() bool { return b.sink.Load() != nil }
+
+// Close implements Broker.
+func (b *LocalBroker) Close() error { return nil }

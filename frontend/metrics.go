@@ -1,0 +1,103 @@
+package frontend
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Close reasons: the bounded label values of closes_total and the reason
+// key in logs.
+const (
+	reasonNormal            = "normal"
+	reasonGoingAway         = "going_away"
+	reasonPongTimeout       = "pong_timeout"
+	reasonHandshakeTimeout  = "handshake_timeout"
+	reasonHandshakeRejected = "handshake_rejected"
+	reasonBeforeHandshake   = "before_handshake"
+	reasonMessageTooBig     = "message_too_big"
+	reasonSlowConsumer      = "slow_consumer"
+	reasonRateLimited       = "rate_limited"
+	reasonUnsupportedData   = "unsupported_data"
+	reasonReadError         = "read_error"
+	reasonWriteError        = "write_error"
+	reasonClientClose       = "client_close"
+	reasonAuthSignFailed    = "auth_sign_failed"
+	reasonServer            = "server"
+)
+
+// Rejection reasons for rejected_connections_total.
+const (
+	rejectPath          = "path"
+	rejectOrigin        = "origin"
+	rejectMaxConns      = "max_connections"
+	rejectHandshakeRate = "handshake_rate"
+	rejectDraining      = "draining"
+	rejectUpgrade       = "upgrade"
+)
+
+// metrics holds the frontend's Prometheus counters (prefix scc_frontend_);
+// the connections, subscriptions and channels gauges are read from the
+// server's atomics at scrape time (see New).
+type metrics struct {
+	connectionsTotal  prometheus.Counter
+	handshakes        prometheus.Counter
+	rejected          *prometheus.CounterVec
+	closes            *prometheus.CounterVec
+	messagesIn        *prometheus.CounterVec
+	messagesOut       prometheus.Counter
+	bytesIn           prometheus.Counter
+	bytesOut          prometheus.Counter
+	framesOut         prometheus.Counter
+	queueDrops        *prometheus.CounterVec
+	authFailures      *prometheus.CounterVec
+	publishErrors     *prometheus.CounterVec
+	inPublish         prometheus.Counter
+	inSubscribe       prometheus.Counter
+	inOther           prometheus.Counter
+	inRPC             prometheus.Counter
+	inEvent           prometheus.Counter
+	inPong            prometheus.Counter
+	inRaw             prometheus.Counter
+	inResponse        prometheus.Counter
+	closeSlowConsumer prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	const ns, sub = "scc", "frontend"
+	f := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: ns, Subsystem: sub, Name: name, Help: help}
+	}
+	m := &metrics{
+		connectionsTotal: prometheus.NewCounter(prometheus.CounterOpts(f("connections_total", "Client WebSocket connections accepted."))),
+		handshakes:       prometheus.NewCounter(prometheus.CounterOpts(f("handshakes_total", "Successful SocketCluster #handshake exchanges."))),
+		rejected:         prometheus.NewCounterVec(prometheus.CounterOpts(f("rejected_connections_total", "Upgrade requests refused, by reason.")), []string{"reason"}),
+		closes:           prometheus.NewCounterVec(prometheus.CounterOpts(f("closes_total", "Client connections closed, by reason.")), []string{"reason"}),
+		messagesIn:       prometheus.NewCounterVec(prometheus.CounterOpts(f("messages_in_total", "Inbound packets and frames, by type.")), []string{"type"}),
+		messagesOut:      prometheus.NewCounter(prometheus.CounterOpts(f("messages_out_total", "Packets queued to clients."))),
+		bytesIn:          prometheus.NewCounter(prometheus.CounterOpts(f("bytes_in_total", "Inbound WebSocket message bytes."))),
+		bytesOut:         prometheus.NewCounter(prometheus.CounterOpts(f("bytes_out_total", "Outbound data frame bytes written."))),
+		framesOut:        prometheus.NewCounter(prometheus.CounterOpts(f("frames_out_total", "Outbound data frames written (several packets may share one)."))),
+		queueDrops:       prometheus.NewCounterVec(prometheus.CounterOpts(f("queue_drops_total", "Outbound queue overflows, by bound.")), []string{"reason"}),
+		authFailures:     prometheus.NewCounterVec(prometheus.CounterOpts(f("auth_failures_total", "Rejected auth tokens, by error name.")), []string{"reason"}),
+		publishErrors:    prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
+	}
+	for _, r := range []string{reasonNormal, reasonGoingAway, reasonPongTimeout, reasonHandshakeTimeout, reasonHandshakeRejected,
+		reasonBeforeHandshake, reasonMessageTooBig, reasonSlowConsumer, reasonRateLimited, reasonUnsupportedData,
+		reasonReadError, reasonWriteError, reasonClientClose} {
+		m.closes.WithLabelValues(r)
+	}
+	for _, r := range []string{rejectPath, rejectOrigin, rejectMaxConns, rejectHandshakeRate, rejectDraining} {
+		m.rejected.WithLabelValues(r)
+	}
+	m.inPublish = m.messagesIn.WithLabelValues("publish")
+	m.inSubscribe = m.messagesIn.WithLabelValues("subscribe")
+	m.inRPC = m.messagesIn.WithLabelValues("rpc")
+	m.inEvent = m.messagesIn.WithLabelValues("event")
+	m.inOther = m.messagesIn.WithLabelValues("other")
+	m.inPong = m.messagesIn.WithLabelValues("pong")
+	m.inRaw = m.messagesIn.WithLabelValues("raw")
+	m.inResponse = m.messagesIn.WithLabelValues("response")
+	m.closeSlowConsumer = m.closes.WithLabelValues(reasonSlowConsumer)
+	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
+		m.authFailures, m.publishErrors)
+	return m
+}

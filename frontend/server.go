@@ -1,0 +1,628 @@
+package frontend
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sccgo/sccgo/internal/wsconn"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// Server is a SocketCluster-compatible WebSocket frontend.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	m      *metrics
+	broker Broker
+	local  bool
+	auth   *authenticator
+	subs   *subTable
+	ids    socketIDs
+	eng    wsconn.Engine
+	ping   []byte
+	start  time.Time
+
+	ctx    context.Context // canceled when Shutdown has closed every socket
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the server starts
+
+	regMu    sync.RWMutex // draining vs. new sockets
+	draining bool
+	sockets  [socketShards]socketShard
+	nconns   atomic.Int64
+
+	handshakeMu     sync.Mutex
+	handshakeTokens float64
+	handshakeAt     time.Time
+
+	handlersMu sync.RWMutex
+	rpcs       map[string]RPCHandler
+	events     map[string]EventHandler
+
+	stat struct {
+		messagesIn  atomic.Uint64
+		messagesOut atomic.Uint64
+		bytesOut    atomic.Uint64
+		framesOut   atomic.Uint64
+	}
+
+	addr         atomic.Pointer[addrBox]
+	startOnce    sync.Once
+	startErr     error
+	ready        chan struct{}
+	serving      atomic.Bool
+	httpMu       sync.Mutex
+	httpSrvs     []*http.Server
+	done         chan struct{}
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+const socketShards = 16
+
+type socketShard struct {
+	mu sync.RWMutex
+	m  map[string]*Socket
+}
+
+// RPCHandler answers a client invoke of a custom procedure. It runs on a
+// goroutine of its own with a ctx bounded by AckTimeout. The result is
+// marshalled with encoding/json (json.RawMessage is sent as is); a
+// *protocol.Error is sent as that SocketCluster error, other errors as
+// {"message": err.Error()}.
+type RPCHandler func(ctx context.Context, s *Socket, data json.RawMessage) (any, error)
+
+// EventHandler handles a client transmit of a custom event. It runs on the
+// socket's reader goroutine and must not block.
+type EventHandler func(s *Socket, data json.RawMessage)
+
+// New returns a Server for cfg. It validates cfg and allocates; it does no
+// I/O and starts no goroutine.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.AuthPublicKey == nil && len(cfg.AuthKey) == 0 {
+		// SocketCluster's behaviour: a random key per process, so tokens
+		// only verify on the node that signed them.
+		var k [32]byte
+		randRead(k[:])
+		cfg.AuthKey = []byte(fmt.Sprintf("%x", k))
+	}
+	auth, err := newAuthenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		reg:    cfg.Registry,
+		broker: cfg.Broker,
+		auth:   auth,
+		ping:   cfg.ProtocolVersion.PingFrame(),
+		start:  time.Now(),
+		ready:  make(chan struct{}),
+		done:   make(chan struct{}),
+		rpcs:   map[string]RPCHandler{},
+		events: map[string]EventHandler{},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("role", "frontend")
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+	}
+	if s.broker == nil {
+		s.broker = NewLocalBroker()
+	}
+	_, s.local = s.broker.(*LocalBroker)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.subs = newSubTable(s.broker)
+	for i := range s.sockets {
+		s.sockets[i].m = make(map[string]*Socket)
+	}
+	s.m = newMetrics(s.reg)
+	s.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "connections", Help: "Open client WebSocket connections."},
+			func() float64 { return float64(s.nconns.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "subscriptions", Help: "Socket-channel subscriptions."},
+			func() float64 { return float64(s.subs.subs.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "channels", Help: "Channels with at least one local subscriber."},
+			func() float64 { return float64(s.subs.channels.Load()) }),
+	)
+	s.handshakeTokens = float64(cfg.HandshakeBurst)
+	s.eng = wsconn.Engine{
+		MaxBytes:     cfg.QueueMaxBytes,
+		MaxMessages:  cfg.QueueMaxMessages,
+		WriteTimeout: cfg.WriteTimeout,
+		MessageType:  websocket.MessageText,
+		Batch:        protocol.AppendBatch,
+		WG:           &s.wg,
+		OnFrame: func(packets, bytes int) {
+			s.stat.framesOut.Add(1)
+			s.stat.bytesOut.Add(uint64(bytes))
+			s.m.framesOut.Inc()
+			s.m.bytesOut.Add(float64(bytes))
+		},
+	}
+	return s, nil
+}
+
+// clock returns monotonic nanoseconds since the server was created.
+func (s *Server) clock() int64 { return int64(time.Since(s.start)) }
+
+func randRead(b []byte) {
+	if _, err := crand.Read(b); err != nil {
+		panic("frontend: crypto/rand failed: " + err.Error())
+	}
+}
+
+// HandleRPC registers the handler for client invokes of procedure name.
+// Invokes of procedures with no handler get NoMatchingProcedureError.
+func (s *Server) HandleRPC(name string, h RPCHandler) {
+	s.handlersMu.Lock()
+	s.rpcs[name] = h
+	s.handlersMu.Unlock()
+}
+
+// HandleEvent registers the handler for client transmits of event name.
+// Transmits of events with no handler are ignored.
+func (s *Server) HandleEvent(name string, h EventHandler) {
+	s.handlersMu.Lock()
+	s.events[name] = h
+	s.handlersMu.Unlock()
+}
+
+func (s *Server) rpcHandler(name string) RPCHandler {
+	s.handlersMu.RLock()
+	defer s.handlersMu.RUnlock()
+	return s.rpcs[name]
+}
+
+func (s *Server) eventHandler(name string) EventHandler {
+	s.handlersMu.RLock()
+	defer s.handlersMu.RUnlock()
+	return s.events[name]
+}
+
+// Registry returns the registry the server's metrics are on.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Serve accepts connections on ln until Shutdown. The first call starts
+// the broker and the liveness sweeper. It returns nil after Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	s.httpMu.Lock()
+	if s.isDraining() {
+		s.httpMu.Unlock()
+		return nil
+	}
+	s.httpSrvs = append(s.httpSrvs, hs)
+	s.httpMu.Unlock()
+	s.addr.Store(&addrBox{ln.Addr()})
+	s.serving.Store(true)
+	select {
+	case <-s.ready:
+	default:
+		close(s.ready)
+	}
+	s.log.Info("serving", "addr", ln.Addr().String(), "path", s.cfg.Path)
+	err := hs.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+type addrBox struct{ a net.Addr }
+
+// begin starts the broker and the sweeper once.
+func (s *Server) begin() error {
+	s.startOnce.Do(func() {
+		if err := s.broker.Start(s.ctx, s); err != nil {
+			s.startErr = fmt.Errorf("starting broker: %w", err)
+			return
+		}
+		s.wg.Go(s.sweep)
+	})
+	return s.startErr
+}
+
+// Addr returns the address of the listener Serve was last given, or nil.
+func (s *Server) Addr() net.Addr {
+	if b := s.addr.Load(); b != nil {
+		return b.a
+	}
+	return nil
+}
+
+// Ready returns a channel closed once Serve is accepting connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+func (s *Server) isDraining() bool {
+	s.regMu.RLock()
+	defer s.regMu.RUnlock()
+	return s.draining
+}
+
+// Handler returns the HTTP handler: the WebSocket endpoint at Config.Path
+// and, with Config.ServeAdmin, /healthz, /readyz and /metrics. Any other
+// path gets HTTP 400, like SocketCluster.
+func (s *Server) Handler() http.Handler {
+	admin := s.AdminHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == s.cfg.Path {
+			s.upgrade(w, r)
+			return
+		}
+		if s.cfg.ServeAdmin {
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
+				admin.ServeHTTP(w, r)
+				return
+			}
+		}
+		s.m.rejected.WithLabelValues(rejectPath).Inc()
+		http.Error(w, "Bad Request", http.StatusBadRequest)
+	})
+}
+
+// AdminHandler serves /healthz (200 while the process is up), /readyz (200
+// once serving with a ready broker, 503 while draining) and /metrics.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.IsReady() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// IsReady reports what /readyz reports: serving, not draining, and the
+// broker can route.
+func (s *Server) IsReady() bool {
+	return s.serving.Load() && !s.isDraining() && s.broker.Ready()
+}
+
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
+	if s.isDraining() {
+		s.reject(w, rejectDraining, http.StatusServiceUnavailable, "Server is shutting down")
+		return
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(s.cfg.Origins, origin) {
+		s.reject(w, rejectOrigin, http.StatusForbidden, "Failed to authorize socket handshake - Invalid origin: "+origin)
+		return
+	}
+	if !s.allowHandshake() {
+		s.reject(w, rejectHandshakeRate, http.StatusServiceUnavailable, "Too many handshakes; retry later")
+		return
+	}
+	if n := s.nconns.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
+		s.nconns.Add(-1)
+		s.reject(w, rejectMaxConns, http.StatusServiceUnavailable, "Server is at its connection limit")
+		return
+	}
+	ws, nc, err := wsconn.Accept(w, r, wsconn.AcceptOptions{
+		ReadBufferSize:  s.cfg.ReadBufferSize,
+		WriteBufferSize: s.cfg.WriteBufferSize,
+		WebSocket: websocket.AcceptOptions{
+			InsecureSkipVerify: true, // origins are checked above, SocketCluster's way
+			CompressionMode:    websocket.CompressionDisabled,
+		},
+	})
+	if err != nil {
+		s.nconns.Add(-1)
+		s.m.rejected.WithLabelValues(rejectUpgrade).Inc()
+		return
+	}
+	ws.SetReadLimit(s.cfg.MaxPayload)
+	now := s.clock()
+	sock := &Socket{srv: s, id: s.ids.next(), ws: ws, nc: nc, opened: now, refilled: now, tokens: float64(s.cfg.InboundBurst)}
+	sock.lastSeen.Store(now)
+	sock.lastPing.Store(now)
+	sock.q.Init(&s.eng, ws, nc, sock)
+
+	s.regMu.RLock()
+	if s.draining {
+		s.regMu.RUnlock()
+		s.nconns.Add(-1)
+		ws.Close(websocket.StatusGoingAway, protocol.CloseReason(protocol.CloseGoingAway))
+		return
+	}
+	sh := s.socketShard(sock.id)
+	sh.mu.Lock()
+	sh.m[sock.id] = sock
+	sh.mu.Unlock()
+	s.m.connectionsTotal.Inc()
+	// The reader gets a goroutine of its own so this handler returns and
+	// net/http's per-request state (about 10 KiB) is freed.
+	s.wg.Go(sock.serve)
+	s.regMu.RUnlock()
+}
+
+func (s *Server) reject(w http.ResponseWriter, reason string, code int, body string) {
+	s.m.rejected.WithLabelValues(reason).Inc()
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	http.Error(w, body, code)
+}
+
+func (s *Server) allowHandshake() bool {
+	rate := s.cfg.MaxHandshakesPerSecond
+	if rate <= 0 {
+		return true
+	}
+	s.handshakeMu.Lock()
+	defer s.handshakeMu.Unlock()
+	now := time.Now()
+	if !s.handshakeAt.IsZero() {
+		s.handshakeTokens += now.Sub(s.handshakeAt).Seconds() * rate
+	}
+	s.handshakeAt = now
+	if burst := float64(s.cfg.HandshakeBurst); s.handshakeTokens > burst {
+		s.handshakeTokens = burst
+	}
+	if s.handshakeTokens < 1 {
+		return false
+	}
+	s.handshakeTokens--
+	return true
+}
+
+// originAllowed applies SocketCluster's origins option: patterns
+// host:port, either part "*".
+func originAllowed(origins, origin string) bool {
+	pats := strings.FieldsFunc(origins, func(r rune) bool { return r == ' ' || r == ',' })
+	host, port := "", ""
+	if i := strings.Index(origin, "://"); i >= 0 {
+		scheme, hp := origin[:i], origin[i+3:]
+		if j := strings.IndexAny(hp, "/?#"); j >= 0 {
+			hp = hp[:j]
+		}
+		h, p, err := net.SplitHostPort(hp)
+		if err != nil {
+			h = hp
+			p = "80"
+			if scheme == "https" || scheme == "wss" {
+				p = "443"
+			}
+		}
+		host, port = strings.Trim(h, "[]"), p
+	}
+	for _, pat := range pats {
+		ph, pp := pat, "*"
+		if i := strings.LastIndex(pat, ":"); i >= 0 {
+			ph, pp = pat[:i], pat[i+1:]
+		}
+		if (ph == "*" || strings.EqualFold(ph, host)) && (pp == "*" || pp == port) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) socketShard(id string) *socketShard {
+	var h uint32
+	for i := 0; i < len(id); i++ {
+		h = h*31 + uint32(id[i])
+	}
+	return &s.sockets[h%socketShards]
+}
+
+func (s *Server) unregister(sock *Socket) {
+	sh := s.socketShard(sock.id)
+	sh.mu.Lock()
+	if sh.m[sock.id] == sock {
+		delete(sh.m, sock.id)
+	}
+	sh.mu.Unlock()
+	s.nconns.Add(-1)
+}
+
+// SocketByID returns the open socket with id, or nil.
+func (s *Server) SocketByID(id string) *Socket {
+	sh := s.socketShard(id)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.m[id]
+}
+
+// eachSocket calls fn for every open socket, under a shard read lock.
+func (s *Server) eachSocket(fn func(*Socket)) {
+	for i := range s.sockets {
+		sh := &s.sockets[i]
+		sh.mu.RLock()
+		for _, sock := range sh.m {
+			fn(sock)
+		}
+		sh.mu.RUnlock()
+	}
+}
+
+// KickOut sends #kickOut {channel, message} to socket socketID and
+// unsubscribes it from channel.
+func (s *Server) KickOut(socketID, channel, message string) error {
+	sock := s.SocketByID(socketID)
+	if sock == nil {
+		return ErrNoSocket
+	}
+	return sock.KickOut(channel, message)
+}
+
+// Publish publishes data (raw JSON; empty means no data) to channel
+// through the broker, as if a client had published it.
+func (s *Server) Publish(ctx context.Context, channel string, data json.RawMessage) error {
+	if channel == "" || len(channel) > s.cfg.MaxChannelLength {
+		return fmt.Errorf("frontend: publish: channel name %q is empty or too long", channel)
+	}
+	if len(data) > 0 && !json.Valid(data) {
+		return errors.New("frontend: publish: data is not valid JSON")
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	return s.broker.Publish(ctx, channel, data)
+}
+
+// publish routes a client publish.
+func (s *Server) publish(channel string, data []byte) error {
+	if s.local {
+		return s.broker.Publish(s.ctx, channel, data)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.AckTimeout)
+	defer cancel()
+	return s.broker.Publish(ctx, channel, data)
+}
+
+// Deliver implements Sink: it encodes the #publish frame once and queues
+// the same bytes to every local subscriber of channel. It never blocks on
+// a subscriber; one that overflows its queue is closed with 4010.
+func (s *Server) Deliver(channel string, data []byte) {
+	frame := protocol.AppendPublish(make([]byte, 0, len(channel)+len(data)+48), channel, data)
+	n := s.subs.fanout(channel, frame)
+	if n > 0 {
+		s.stat.messagesOut.Add(uint64(n))
+		s.m.messagesOut.Add(float64(n))
+	}
+}
+
+// LocalChannels returns every channel that has local subscribers, for a
+// cluster broker that re-subscribes after reconnecting.
+func (s *Server) LocalChannels() []string { return s.subs.localChannels() }
+
+// verify checks a raw JSON token value and counts failures.
+func (s *Server) verify(raw json.RawMessage) (*tokenInfo, *protocol.Error) {
+	var info *tokenInfo
+	var perr *protocol.Error
+	if tok, ok := protocol.DecodeString(raw); ok {
+		info, perr = s.auth.verifyToken(tok)
+	} else if len(raw) == 0 || string(raw) == "null" {
+		perr = badToken(protocol.ErrNameAuthTokenInvalid, "jwt must be provided")
+	} else {
+		perr = badToken(protocol.ErrNameAuthTokenInvalid, "jwt must be a string")
+	}
+	if perr != nil {
+		s.m.authFailures.WithLabelValues(perr.Name).Inc()
+	}
+	return info, perr
+}
+
+// Stats is a snapshot of the server's counters, for status pages.
+type Stats struct {
+	Connections   int64
+	Subscriptions int64
+	Channels      int64
+	MessagesIn    uint64
+	MessagesOut   uint64
+	BytesOut      uint64
+	FramesOut     uint64
+}
+
+// Stats returns current counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Connections:   s.nconns.Load(),
+		Subscriptions: s.subs.subs.Load(),
+		Channels:      s.subs.channels.Load(),
+		MessagesIn:    s.stat.messagesIn.Load(),
+		MessagesOut:   s.stat.messagesOut.Load(),
+		BytesOut:      s.stat.bytesOut.Load(),
+		FramesOut:     s.stat.framesOut.Load(),
+	}
+}
+
+// Shutdown turns the server not-ready, stops accepting, closes every
+// socket with 1001 paced over DrainDuration (faster if ctx ends sooner),
+// stops the broker and waits for every goroutine. When ctx ends first the
+// remaining connections are cut. It is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	s.regMu.Lock()
+	s.draining = true
+	s.regMu.Unlock()
+
+	s.httpMu.Lock()
+	srvs := s.httpSrvs
+	s.httpMu.Unlock()
+	var errs []error
+	for _, hs := range srvs {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping http server: %w", err))
+		}
+	}
+
+	var socks []*Socket
+	s.eachSocket(func(sock *Socket) { socks = append(socks, sock) })
+	s.log.Info("draining", "sockets", len(socks), "window", s.cfg.DrainDuration.String())
+	begin := time.Now()
+	t := time.NewTimer(0)
+	<-t.C
+	for i, sock := range socks {
+		due := begin.Add(s.cfg.DrainDuration * time.Duration(i) / time.Duration(len(socks)))
+		if d := time.Until(due); d > time.Millisecond && ctx.Err() == nil {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}
+		sock.closeWith(protocol.CloseGoingAway, reasonGoingAway, false)
+	}
+	t.Stop()
+
+	close(s.done)
+	s.cancel()
+	waited := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("shutdown: %w; cutting connections", ctx.Err()))
+		s.eachSocket(func(sock *Socket) { sock.nc.Close() })
+		<-waited
+	}
+	if err := s.broker.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing broker: %w", err))
+	}
+	return errors.Join(errs...)
+}

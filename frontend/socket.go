@@ -1,0 +1,842 @@
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sccgo/sccgo/internal/wsconn"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// Errors returned by Socket methods.
+var (
+	// ErrSocketClosed means the socket is closed or closing.
+	ErrSocketClosed = errors.New("frontend: socket is closed")
+	// ErrNotHandshaken means the socket has not completed #handshake yet.
+	ErrNotHandshaken = errors.New("frontend: socket has not completed the handshake")
+	// ErrNotSubscribed means the socket is not subscribed to the channel.
+	ErrNotSubscribed = errors.New("frontend: socket is not subscribed to the channel")
+	// ErrNoSocket means no open socket has the given id.
+	ErrNoSocket = errors.New("frontend: no such socket")
+)
+
+// Socket is one client connection. Its reader goroutine owns its lifetime:
+// it reads, dispatches packets in order and tears the socket down when the
+// connection ends. Other goroutines only enqueue (Transmit, Invoke,
+// SetAuthToken, deliveries) and never write to the connection themselves.
+type Socket struct {
+	srv *Server
+	id  string
+	ws  *websocket.Conn
+	nc  net.Conn
+	q   wsconn.Queue
+
+	opened    int64        // server clock, ns
+	lastSeen  atomic.Int64 // server clock of the last inbound message
+	lastPing  atomic.Int64 // server clock of the last ping queued
+	handshook atomic.Bool
+	closing   atomic.Bool
+	authExp   atomic.Int64 // exp of the current token (unix s), 0 if none
+
+	// Reader-goroutine state.
+	tokens   float64
+	refilled int64
+
+	mu          sync.Mutex
+	closeReason string
+	closeCode   int
+	auth        *tokenInfo
+	channels    map[string]struct{}
+	nextCID     int64
+	calls       map[int64]chan callResult
+}
+
+type callResult struct {
+	data json.RawMessage
+	err  error
+}
+
+// ID returns the socket id sent to the client in the handshake reply.
+func (s *Socket) ID() string { return s.id }
+
+// RemoteAddr returns the client's address.
+func (s *Socket) RemoteAddr() net.Addr { return s.nc.RemoteAddr() }
+
+// IsAuthenticated reports whether the socket holds a valid auth token.
+func (s *Socket) IsAuthenticated() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.auth != nil
+}
+
+// AuthToken returns the claims of the socket's auth token, or nil. The map
+// must not be modified.
+func (s *Socket) AuthToken() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.auth == nil {
+		return nil
+	}
+	return s.auth.claims
+}
+
+// SignedAuthToken returns the socket's signed token, or "".
+func (s *Socket) SignedAuthToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.auth == nil {
+		return ""
+	}
+	return s.auth.signed
+}
+
+// Channels returns the channels the socket is subscribed to.
+func (s *Socket) Channels() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.channels))
+	for ch := range s.channels {
+		out = append(out, ch)
+	}
+	return out
+}
+
+// Transmit sends an event with no reply expected. data is marshalled with
+// encoding/json; json.RawMessage is sent as is; nil leaves the data out.
+func (s *Socket) Transmit(event string, data any) error {
+	b, err := marshalData(data)
+	if err != nil {
+		return err
+	}
+	if !s.send(protocol.AppendEvent(nil, event, b, 0)) {
+		return ErrSocketClosed
+	}
+	return nil
+}
+
+// Invoke calls a procedure on the client and waits for its reply, for at
+// most the configured AckTimeout (then it fails with a TimeoutError
+// *protocol.Error) or until ctx is done. A client error reply comes back as
+// a *protocol.Error.
+func (s *Socket) Invoke(ctx context.Context, event string, data any) (json.RawMessage, error) {
+	b, err := marshalData(data)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan callResult, 1)
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return nil, ErrSocketClosed
+	}
+	s.nextCID++
+	cid := s.nextCID
+	if s.calls == nil {
+		s.calls = make(map[int64]chan callResult)
+	}
+	s.calls[cid] = ch
+	s.mu.Unlock()
+	drop := func() {
+		s.mu.Lock()
+		delete(s.calls, cid)
+		s.mu.Unlock()
+	}
+	if !s.send(protocol.AppendEvent(nil, event, b, cid)) {
+		drop()
+		return nil, ErrSocketClosed
+	}
+	t := time.NewTimer(s.srv.cfg.AckTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.data, r.err
+	case <-t.C:
+		drop()
+		return nil, protocol.NewError(protocol.ErrNameTimeout, fmt.Sprintf("Event response for %s timed out", event))
+	case <-ctx.Done():
+		drop()
+		return nil, ctx.Err()
+	}
+}
+
+// SetAuthToken signs claims (adding iat, and exp from the default expiry
+// unless claims has one), makes them the socket's token and sends
+// #setAuthToken. If signing fails the socket is closed with 4002, as
+// SocketCluster does.
+func (s *Socket) SetAuthToken(claims map[string]any) error {
+	if !s.handshook.Load() {
+		return ErrNotHandshaken
+	}
+	info, err := s.srv.auth.sign(claims)
+	if err != nil {
+		s.closeWith(protocol.CloseAuthSignFailed, reasonAuthSignFailed, true)
+		return err
+	}
+	s.setAuth(info)
+	data, _ := json.Marshal(protocol.SetAuthTokenData{Token: info.signed})
+	if !s.send(protocol.AppendEvent(nil, protocol.EventSetAuthToken, data, 0)) {
+		return ErrSocketClosed
+	}
+	return nil
+}
+
+// Deauthenticate drops the socket's token and sends #removeAuthToken.
+func (s *Socket) Deauthenticate() {
+	s.setAuth(nil)
+	s.send(removeAuthTokenFrame)
+}
+
+// KickOut sends #kickOut for channel and unsubscribes the socket from it.
+func (s *Socket) KickOut(channel, message string) error {
+	if !s.dropChannel(channel) {
+		return ErrNotSubscribed
+	}
+	s.srv.subs.unsubscribe(channel, s)
+	data, _ := json.Marshal(protocol.KickOutData{Channel: channel, Message: message})
+	s.send(protocol.AppendEvent(nil, protocol.EventKickOut, data, 0))
+	return nil
+}
+
+// Close closes the socket with a close code, after the packets already
+// queued have been written.
+func (s *Socket) Close(code int, reason string) {
+	r := reasonServer
+	switch code {
+	case protocol.CloseNormal:
+		r = reasonNormal
+	case protocol.CloseGoingAway:
+		r = reasonGoingAway
+	}
+	s.closeWithText(code, r, reason, true)
+}
+
+var removeAuthTokenFrame = []byte(`{"event":"#removeAuthToken"}`)
+
+func marshalData(data any) ([]byte, error) {
+	switch d := data.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		if !json.Valid(d) {
+			return nil, errors.New("frontend: data is not valid JSON")
+		}
+		return d, nil
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("encoding data: %w", err)
+	}
+	return b, nil
+}
+
+// send queues one packet; false when the socket is closed.
+func (s *Socket) send(p []byte) bool {
+	if !s.q.Enqueue(p) {
+		return false
+	}
+	s.srv.stat.messagesOut.Add(1)
+	s.srv.m.messagesOut.Inc()
+	return true
+}
+
+func (s *Socket) setAuth(info *tokenInfo) {
+	s.mu.Lock()
+	s.auth = info
+	s.mu.Unlock()
+	if info != nil {
+		s.authExp.Store(info.exp)
+	} else {
+		s.authExp.Store(0)
+	}
+}
+
+func (s *Socket) dropChannel(channel string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.channels[channel]; !ok {
+		return false
+	}
+	delete(s.channels, channel)
+	return true
+}
+
+// checkExpiry deauthenticates (sending #removeAuthToken) when the token
+// has expired. SocketCluster has no expiry timer either: it checks on
+// inbound packets and pongs.
+func (s *Socket) checkExpiry() {
+	exp := s.authExp.Load()
+	if exp == 0 || time.Now().Unix() < exp {
+		return
+	}
+	s.mu.Lock()
+	expired := s.auth != nil && s.auth.exp == exp
+	if expired {
+		s.auth = nil
+	}
+	s.mu.Unlock()
+	s.authExp.CompareAndSwap(exp, 0)
+	if expired {
+		s.send(removeAuthTokenFrame)
+	}
+}
+
+// QueueOverflow implements wsconn.Owner: the client is not keeping up.
+func (s *Socket) QueueOverflow(reason string) {
+	s.srv.m.queueDrops.WithLabelValues(reason).Inc()
+	s.closeWith(protocol.CloseSlowConsumer, reasonSlowConsumer, false)
+}
+
+// QueueWriteError implements wsconn.Owner.
+func (s *Socket) QueueWriteError(err error) {
+	if s.closing.CompareAndSwap(false, true) {
+		s.setCloseReason(protocol.CloseAbnormal, reasonWriteError)
+		s.srv.log.Debug("write failed", "conn", s.id, "err", err)
+	}
+	s.nc.Close()
+}
+
+func (s *Socket) setCloseReason(code int, reason string) {
+	s.mu.Lock()
+	s.closeCode, s.closeReason = code, reason
+	s.mu.Unlock()
+}
+
+// closeWith starts closing the socket with code (once; later calls are
+// ignored). With flush, packets already queued are written first. It never
+// blocks and takes no table lock, so it is safe from fan-out.
+func (s *Socket) closeWith(code int, reason string, flush bool) {
+	s.closeWithText(code, reason, protocol.CloseReason(code), flush)
+}
+
+func (s *Socket) closeWithText(code int, reason, text string, flush bool) {
+	if !s.closing.CompareAndSwap(false, true) {
+		return
+	}
+	s.setCloseReason(code, reason)
+	if len(text) > 123 {
+		text = text[:123]
+	}
+	doClose := func() {
+		// The close handshake waits for the client; a client that does not
+		// answer is cut off.
+		t := time.AfterFunc(s.srv.cfg.CloseTimeout, func() { s.nc.Close() })
+		s.ws.Close(websocket.StatusCode(code), text)
+		t.Stop()
+	}
+	if flush {
+		s.q.CloseAfterFlush(doClose)
+		return
+	}
+	s.q.Close()
+	s.srv.wg.Go(doClose)
+}
+
+// serve is the reader goroutine.
+func (s *Socket) serve() {
+	defer s.teardown()
+	ctx := context.Background()
+	for {
+		typ, r, err := s.ws.Reader(ctx)
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
+		if typ != websocket.MessageText {
+			s.srv.m.messagesIn.WithLabelValues("binary").Inc()
+			s.closeWith(protocol.CloseUnsupportedData, reasonUnsupportedData, false)
+			continue
+		}
+		bp := getReadBuf()
+		msg, err := readMessage(r, (*bp)[:0])
+		if err != nil {
+			putReadBuf(bp, msg)
+			s.readFailed(err)
+			return
+		}
+		if !s.closing.Load() {
+			s.srv.m.bytesIn.Add(float64(len(msg)))
+			s.handleMessage(msg)
+		}
+		putReadBuf(bp, msg)
+	}
+}
+
+func readMessage(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+const (
+	readBufSize      = 512
+	maxPooledReadBuf = 64 << 10
+)
+
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, 0, readBufSize); return &b }}
+
+func getReadBuf() *[]byte { return readBufPool.Get().(*[]byte) }
+
+func putReadBuf(bp *[]byte, b []byte) {
+	if cap(b) > maxPooledReadBuf {
+		return
+	}
+	*bp = b[:0]
+	readBufPool.Put(bp)
+}
+
+// readFailed records why the connection ended when the server did not
+// close it itself.
+func (s *Socket) readFailed(err error) {
+	if !s.closing.CompareAndSwap(false, true) {
+		return
+	}
+	code, reason := protocol.CloseAbnormal, reasonReadError
+	switch st := websocket.CloseStatus(err); {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		code, reason = protocol.CloseMessageTooBig, reasonMessageTooBig
+	case st == websocket.StatusNormalClosure:
+		code, reason = int(st), reasonNormal
+	case st == websocket.StatusGoingAway:
+		code, reason = int(st), reasonGoingAway
+	case st != -1:
+		code, reason = int(st), reasonClientClose
+	}
+	s.setCloseReason(code, reason)
+	s.q.Close()
+}
+
+// teardown runs on the reader goroutine once the connection has ended.
+func (s *Socket) teardown() {
+	s.closing.Store(true)
+	s.q.Close()
+	s.ws.CloseNow()
+	srv := s.srv
+	srv.unregister(s)
+
+	s.mu.Lock()
+	chans := s.channels
+	s.channels = nil
+	calls := s.calls
+	s.calls = nil
+	code, reason := s.closeCode, s.closeReason
+	s.mu.Unlock()
+	for ch := range chans {
+		srv.subs.unsubscribe(ch, s)
+	}
+	for _, c := range calls {
+		c <- callResult{err: protocol.NewError(protocol.ErrNameBadConnection, "Socket connection closed", "type", "disconnect", "code", code)}
+	}
+	if reason == "" {
+		reason = reasonReadError
+	}
+	srv.m.closes.WithLabelValues(reason).Inc()
+	srv.log.Debug("socket closed", "conn", s.id, "reason", reason, "code", code)
+	if s.handshook.Load() && srv.cfg.OnDisconnect != nil {
+		srv.cfg.OnDisconnect(s, code)
+	}
+}
+
+// allow charges n packets to the inbound token bucket.
+func (s *Socket) allow(now int64, n int) bool {
+	rate := s.srv.cfg.InboundRate
+	if rate <= 0 {
+		return true
+	}
+	burst := float64(s.srv.cfg.InboundBurst)
+	s.tokens += float64(now-s.refilled) * rate / 1e9
+	s.refilled = now
+	if s.tokens > burst {
+		s.tokens = burst
+	}
+	s.tokens -= float64(n)
+	return s.tokens >= 0
+}
+
+func (s *Socket) handleMessage(msg []byte) {
+	now := s.srv.clock()
+	s.lastSeen.Store(now)
+	switch protocol.Classify(msg) {
+	case protocol.KindEmpty, protocol.KindV1Pong:
+		s.srv.m.inPong.Inc()
+		if !s.allow(now, 1) {
+			s.closeWith(protocol.CloseRateLimited, reasonRateLimited, false)
+			return
+		}
+		if s.handshook.Load() {
+			s.checkExpiry()
+		}
+		return
+	case protocol.KindJSON:
+		pkts, err := protocol.DecodePackets(msg)
+		if err == nil {
+			s.srv.stat.messagesIn.Add(uint64(len(pkts)))
+			if !s.allow(now, max(1, len(pkts))) {
+				s.closeWith(protocol.CloseRateLimited, reasonRateLimited, false)
+				return
+			}
+			for i := range pkts {
+				if s.closing.Load() {
+					return
+				}
+				s.handlePacket(&pkts[i])
+			}
+			return
+		}
+	}
+	// A raw message (sc-formatter: not JSON-looking, or unparseable).
+	s.srv.m.inRaw.Inc()
+	s.srv.stat.messagesIn.Add(1)
+	if !s.allow(now, 1) {
+		s.closeWith(protocol.CloseRateLimited, reasonRateLimited, false)
+		return
+	}
+	if !s.handshook.Load() {
+		s.closeWith(protocol.CloseMessageBeforeHandshake, reasonBeforeHandshake, false)
+	}
+}
+
+func (s *Socket) handlePacket(p *protocol.Packet) {
+	kind := p.Kind()
+	if !s.handshook.Load() {
+		if kind == protocol.PacketOther {
+			s.srv.m.inRaw.Inc()
+		}
+		if p.HasEvent && p.Event == protocol.EventHandshake {
+			s.handshake(p)
+			return
+		}
+		s.closeWith(protocol.CloseMessageBeforeHandshake, reasonBeforeHandshake, false)
+		return
+	}
+	switch kind {
+	case protocol.PacketResponse:
+		s.srv.m.inResponse.Inc()
+		s.handleResponse(p)
+		return
+	case protocol.PacketOther:
+		s.srv.m.inRaw.Inc()
+		return
+	}
+	switch p.Event {
+	case protocol.EventHandshake:
+		s.handshake(p)
+		return
+	case protocol.EventAuthenticate:
+		s.authenticate(p)
+		return
+	case protocol.EventRemoveAuthToken:
+		s.srv.m.inOther.Inc()
+		s.setAuth(nil)
+		s.ack(p)
+		return
+	}
+	s.checkExpiry()
+	switch p.Event {
+	case protocol.EventPublish:
+		s.srv.m.inPublish.Inc()
+		s.publish(p)
+	case protocol.EventSubscribe:
+		s.srv.m.inSubscribe.Inc()
+		s.subscribe(p)
+	case protocol.EventUnsubscribe:
+		s.srv.m.inOther.Inc()
+		s.unsubscribe(p)
+	default:
+		s.custom(p)
+	}
+}
+
+// ack replies {rid} when the packet was an invoke.
+func (s *Socket) ack(p *protocol.Packet) {
+	if p.CID != nil {
+		s.send(protocol.AppendResponse(nil, p.CID, nil))
+	}
+}
+
+// fail replies {rid, error} when the packet was an invoke.
+func (s *Socket) fail(p *protocol.Packet, e *protocol.Error) {
+	if p.CID != nil {
+		s.send(protocol.AppendErrorResponse(nil, p.CID, e))
+	}
+}
+
+func (s *Socket) reply(p *protocol.Packet, data []byte) {
+	if p.CID != nil {
+		s.send(protocol.AppendResponse(nil, p.CID, data))
+	}
+}
+
+func (s *Socket) handshake(p *protocol.Packet) {
+	srv := s.srv
+	if p.CID == nil {
+		s.closeWith(protocol.CloseHandshakeRejected, reasonHandshakeRejected, false)
+		return
+	}
+	resp := protocol.HandshakeResponse{ID: s.id, PingTimeout: srv.cfg.PingTimeout.Milliseconds()}
+	var authErr *protocol.Error
+	if raw, given := handshakeToken(p.Data); given {
+		var info *tokenInfo
+		info, authErr = srv.verify(raw)
+		if authErr == nil {
+			s.setAuth(info)
+			resp.IsAuthenticated = true
+		} else {
+			s.setAuth(nil)
+			resp.AuthError = authErr
+		}
+	}
+	data, _ := json.Marshal(resp)
+	first := s.handshook.CompareAndSwap(false, true)
+	s.send(protocol.AppendResponse(nil, p.CID, data))
+	if authErr != nil && authErr.IsBadToken() {
+		s.send(removeAuthTokenFrame)
+	}
+	if first {
+		srv.m.handshakes.Inc()
+		if srv.cfg.OnConnect != nil {
+			srv.cfg.OnConnect(s)
+		}
+	}
+}
+
+// handshakeToken returns the raw authToken of a #handshake and whether one
+// was given (a JSON null or a missing token is none).
+func handshakeToken(data json.RawMessage) (json.RawMessage, bool) {
+	if len(data) == 0 || data[0] != '{' {
+		return nil, false
+	}
+	var req struct {
+		AuthToken json.RawMessage `json:"authToken"`
+	}
+	if json.Unmarshal(data, &req) != nil || len(req.AuthToken) == 0 || string(req.AuthToken) == "null" {
+		return nil, false
+	}
+	return req.AuthToken, true
+}
+
+func (s *Socket) authenticate(p *protocol.Packet) {
+	s.srv.m.inOther.Inc()
+	if p.CID == nil {
+		s.closeWith(protocol.CloseHandshakeRejected, reasonHandshakeRejected, false)
+		return
+	}
+	info, authErr := s.srv.verify(p.Data)
+	switch {
+	case authErr == nil:
+		s.setAuth(info)
+		s.reply(p, []byte(`{"isAuthenticated":true,"authError":null}`))
+	case authErr.IsBadToken():
+		s.setAuth(nil)
+		s.fail(p, authErr)
+		s.send(removeAuthTokenFrame)
+	default:
+		// A soft failure (not yet valid): data, not an error, and the
+		// client keeps its token.
+		s.setAuth(nil)
+		data, _ := json.Marshal(protocol.AuthenticateResponse{AuthError: authErr})
+		s.reply(p, data)
+	}
+}
+
+func (s *Socket) subscribe(p *protocol.Packet) {
+	srv := s.srv
+	req, err := protocol.DecodeSubscribe(p.Data)
+	if err != nil || req.Channel == "" || len(req.Channel) > srv.cfg.MaxChannelLength {
+		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Subscribe channel name was malformatted"))
+		return
+	}
+	ch := req.Channel
+	if req.WaitForAuth && !s.IsAuthenticated() {
+		s.fail(p, protocol.NewError(protocol.ErrNameAuth, fmt.Sprintf("Cannot subscribe socket to the %s channel before it has authenticated", ch)))
+		return
+	}
+	s.mu.Lock()
+	_, already := s.channels[ch]
+	n := len(s.channels)
+	s.mu.Unlock()
+	if already {
+		s.ack(p)
+		return
+	}
+	if n >= srv.cfg.SocketChannelLimit {
+		s.fail(p, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf(
+			"Failed to subscribe socket to the %s channel - InvalidActionError: Socket %s tried to exceed the channel subscription limit of %d",
+			ch, s.id, srv.cfg.SocketChannelLimit)))
+		return
+	}
+	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.AckTimeout)
+	_, err = srv.subs.subscribe(ctx, ch, s)
+	cancel()
+	if err != nil {
+		s.fail(p, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf("Failed to subscribe socket to the %s channel - %v", ch, err)))
+		return
+	}
+	s.mu.Lock()
+	if s.channels == nil {
+		s.channels = make(map[string]struct{}, 1)
+	}
+	s.channels[ch] = struct{}{}
+	s.mu.Unlock()
+	s.ack(p)
+}
+
+func (s *Socket) unsubscribe(p *protocol.Packet) {
+	ch, ok := protocol.DecodeString(p.Data)
+	if !ok {
+		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Unsubscribe channel name was malformatted"))
+		return
+	}
+	if !s.dropChannel(ch) {
+		s.fail(p, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf(
+			"Failed to unsubscribe socket from the %s channel - InvalidActionError: Socket %s tried to unsubscribe from a channel which it is not subscribed to",
+			ch, s.id)))
+		return
+	}
+	s.srv.subs.unsubscribe(ch, s)
+	s.ack(p)
+}
+
+func (s *Socket) publish(p *protocol.Packet) {
+	srv := s.srv
+	if !srv.cfg.AllowClientPublish {
+		srv.m.publishErrors.WithLabelValues("disabled").Inc()
+		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Client publish feature is disabled"))
+		return
+	}
+	pd, err := protocol.DecodePublish(p.Data)
+	if err != nil || pd.Channel == "" || len(pd.Channel) > srv.cfg.MaxChannelLength {
+		srv.m.publishErrors.WithLabelValues("malformed").Inc()
+		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Publish channel name was malformatted"))
+		return
+	}
+	if err := srv.publish(pd.Channel, pd.Data); err != nil {
+		srv.m.publishErrors.WithLabelValues("broker").Inc()
+		s.fail(p, brokerError(err))
+		return
+	}
+	s.ack(p)
+}
+
+func brokerError(err error) *protocol.Error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return protocol.NewError(protocol.ErrNameBroker, err.Error())
+}
+
+func (s *Socket) custom(p *protocol.Packet) {
+	srv := s.srv
+	if p.CID == nil {
+		srv.m.inEvent.Inc()
+		if h := srv.eventHandler(p.Event); h != nil {
+			h(s, cloneRaw(p.Data))
+		}
+		return
+	}
+	srv.m.inRPC.Inc()
+	h := srv.rpcHandler(p.Event)
+	if h == nil {
+		s.fail(p, protocol.NewError(protocol.ErrNameNoMatchingProcedure,
+			fmt.Sprintf("No handler for procedure %s", p.Event)))
+		return
+	}
+	cid := cloneRaw(p.CID)
+	data := cloneRaw(p.Data)
+	// Handlers may block; the reader must keep reading (pongs), so each
+	// call runs on a goroutine of its own, bounded by AckTimeout.
+	srv.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.AckTimeout)
+		defer cancel()
+		res, err := h(ctx, s, data)
+		pp := &protocol.Packet{CID: cid}
+		if err != nil {
+			var pe *protocol.Error
+			if !errors.As(err, &pe) {
+				pe = &protocol.Error{Message: err.Error()}
+			}
+			s.fail(pp, pe)
+			return
+		}
+		b, err := marshalData(res)
+		if err != nil {
+			s.fail(pp, &protocol.Error{Message: err.Error()})
+			return
+		}
+		s.reply(pp, b)
+	})
+}
+
+func cloneRaw(b json.RawMessage) json.RawMessage {
+	if b == nil {
+		return nil
+	}
+	return append(json.RawMessage(nil), b...)
+}
+
+func (s *Socket) handleResponse(p *protocol.Packet) {
+	rid, ok := protocol.ParseCallID(p.RID)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	ch := s.calls[rid]
+	delete(s.calls, rid)
+	s.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	var r callResult
+	if p.Error != nil {
+		pe := &protocol.Error{}
+		if err := pe.UnmarshalJSON(p.Error); err != nil {
+			pe = &protocol.Error{Message: string(p.Error)}
+		}
+		r.err = pe
+	} else {
+		r.data = cloneRaw(p.Data)
+	}
+	ch <- r
+}
+
+// socketIDs makes SocketCluster-style ids: 20 base64 characters from 11
+// random bytes and a 4-byte counter, with '/'→'_' and '+'→'-'.
+type socketIDs struct {
+	counter atomic.Uint32
+}
+
+func (g *socketIDs) next() string {
+	var b [15]byte
+	randRead(b[:11])
+	n := g.counter.Add(1) - 1
+	b[11], b[12], b[13], b[14] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	const enc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	out := make([]byte, 0, 20)
+	for i := 0; i < 15; i += 3 {
+		v := uint(b[i])<<16 | uint(b[i+1])<<8 | uint(b[i+2])
+		out = append(out, enc[v>>18&63], enc[v>>12&63], enc[v>>6&63], enc[v&63])
+	}
+	return string(out)
+}
+
+var _ = strconv.Itoa

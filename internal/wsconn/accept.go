@@ -1,0 +1,117 @@
+package wsconn
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+
+	"github.com/coder/websocket"
+)
+
+// Default buffer sizes for Accept. Frames larger than a buffer bypass it, so
+// small buffers cost an extra syscall on big frames, never correctness.
+const (
+	DefaultReadBufferSize  = 1024
+	DefaultWriteBufferSize = 1024
+	minBufferSize          = 64
+)
+
+// AcceptOptions configures Accept.
+type AcceptOptions struct {
+	// ReadBufferSize is the bufio read buffer per connection, in bytes.
+	// Default DefaultReadBufferSize.
+	ReadBufferSize int
+	// WriteBufferSize is the bufio write buffer per connection, in bytes.
+	// Default DefaultWriteBufferSize.
+	WriteBufferSize int
+	// WebSocket is passed to websocket.Accept.
+	WebSocket websocket.AcceptOptions
+}
+
+// Accept upgrades an HTTP request to a WebSocket like websocket.Accept, but
+// with small per-connection buffers, and also returns the underlying
+// net.Conn (for deadlines and for a forced close).
+//
+// net/http's hijacked buffers are 4 KiB each and coder/websocket keeps
+// using them for the life of the connection. Accept wraps the
+// ResponseWriter so that Hijack returns fresh buffers of the configured
+// sizes instead. Bytes the client sent right behind the upgrade request
+// (typically its first WebSocket frame, in the same TCP segment) are
+// already in net/http's read buffer; they are served first by the returned
+// connection, so nothing is lost.
+//
+// The caller must return from the HTTP handler soon after Accept: the
+// handler's goroutine and net/http's per-request state stay alive until it
+// does, which is most of the memory a connection would otherwise cost.
+func Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions) (*websocket.Conn, net.Conn, error) {
+	h := &hijackWriter{ResponseWriter: w, rsize: opts.ReadBufferSize, wsize: opts.WriteBufferSize}
+	if h.rsize <= 0 {
+		h.rsize = DefaultReadBufferSize
+	}
+	if h.wsize <= 0 {
+		h.wsize = DefaultWriteBufferSize
+	}
+	h.rsize = max(h.rsize, minBufferSize)
+	h.wsize = max(h.wsize, minBufferSize)
+	wo := opts.WebSocket
+	ws, err := websocket.Accept(h, r, &wo)
+	if err != nil {
+		return nil, nil, err
+	}
+	if h.conn == nil {
+		ws.CloseNow()
+		return nil, nil, errors.New("wsconn: upgrade did not hijack the connection")
+	}
+	return ws, h.conn, nil
+}
+
+// hijackWriter is an http.ResponseWriter whose Hijack returns small
+// buffers. It deliberately has no Unwrap method, so websocket.Accept finds
+// this Hijack and not the inner one.
+type hijackWriter struct {
+	http.ResponseWriter
+	rsize, wsize int
+	conn         net.Conn
+}
+
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("wsconn: ResponseWriter is not an http.Hijacker")
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var conn net.Conn = nc
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, err := brw.Reader.Peek(n)
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+		conn = &prefixConn{Conn: nc, prefix: append([]byte(nil), b...)}
+	}
+	h.conn = nc
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, h.rsize), bufio.NewWriterSize(conn, h.wsize)), nil
+}
+
+// prefixConn serves bytes already read from the socket before reading from
+// it again.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		if len(c.prefix) == 0 {
+			c.prefix = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}

@@ -1,0 +1,328 @@
+package wsconn
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Overflow reasons passed to Owner.QueueOverflow.
+const (
+	OverflowBytes    = "bytes"
+	OverflowMessages = "messages"
+)
+
+// Default queue bounds.
+const (
+	DefaultMaxBytes     = 1 << 20
+	DefaultMaxMessages  = 4096
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// maxPooledBatch is the largest batch buffer kept for reuse; bigger ones are
+// left to the garbage collector so one burst does not pin memory.
+const maxPooledBatch = 64 << 10
+
+// Engine holds what every Queue of a server shares: bounds, the batching
+// rule, accounting hooks and the WaitGroup that owns writer goroutines.
+// Set the fields before the first Queue is used and do not change them.
+type Engine struct {
+	// MaxBytes bounds the bytes queued per connection. Default
+	// DefaultMaxBytes.
+	MaxBytes int
+	// MaxMessages bounds the packets queued per connection. Default
+	// DefaultMaxMessages.
+	MaxMessages int
+	// WriteTimeout bounds each frame write. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// MessageType of data frames. Default websocket.MessageText.
+	MessageType websocket.MessageType
+	// Batch joins several packets into one frame, appending to dst. Nil
+	// writes each packet as its own frame.
+	Batch func(dst []byte, packets [][]byte) []byte
+	// OnFrame, if set, is called after each data frame is written with the
+	// number of packets in it and its size in bytes.
+	OnFrame func(packets, bytes int)
+	// WG owns the writer goroutines; the server waits on it at shutdown.
+	WG *sync.WaitGroup
+
+	batchPool sync.Pool
+}
+
+func (e *Engine) maxBytes() int {
+	if e.MaxBytes > 0 {
+		return e.MaxBytes
+	}
+	return DefaultMaxBytes
+}
+
+func (e *Engine) maxMessages() int {
+	if e.MaxMessages > 0 {
+		return e.MaxMessages
+	}
+	return DefaultMaxMessages
+}
+
+func (e *Engine) writeTimeout() time.Duration {
+	if e.WriteTimeout > 0 {
+		return e.WriteTimeout
+	}
+	return DefaultWriteTimeout
+}
+
+func (e *Engine) messageType() websocket.MessageType {
+	if e.MessageType != 0 {
+		return e.MessageType
+	}
+	return websocket.MessageText
+}
+
+// Owner is told when its queue gives up. Both methods are called at most
+// once per queue in total, outside any lock, and must not block.
+type Owner interface {
+	// QueueOverflow reports that a packet would have exceeded a bound
+	// (reason OverflowBytes or OverflowMessages). The queue is closed and
+	// its content dropped; the owner closes the connection.
+	QueueOverflow(reason string)
+	// QueueWriteError reports a failed write (including a write deadline).
+	// The queue is closed; the owner closes the connection.
+	QueueWriteError(err error)
+}
+
+// Queue is one connection's outbound queue. Enqueue never blocks: it
+// appends and, when no writer is running, starts one. The writer takes
+// everything queued and writes it as one frame (via Engine.Batch), then
+// looks again, and exits when the queue is empty, so an idle connection
+// holds no goroutine. Only the writer writes data frames to the socket.
+type Queue struct {
+	eng   *Engine
+	ws    *websocket.Conn
+	nc    net.Conn
+	owner Owner
+
+	mu      sync.Mutex
+	pkts    [][]byte
+	bytes   int
+	ping    []byte
+	hasPing bool
+	running bool
+	closed  bool
+	after   func()
+}
+
+// NewQueue returns a queue writing to ws, with deadlines set on nc (the
+// connection under ws, as returned by Accept).
+func NewQueue(eng *Engine, ws *websocket.Conn, nc net.Conn, owner Owner) *Queue {
+	q := &Queue{}
+	q.Init(eng, ws, nc, owner)
+	return q
+}
+
+// Init prepares a zero Queue embedded in a larger struct (saving an
+// allocation per connection).
+func (q *Queue) Init(eng *Engine, ws *websocket.Conn, nc net.Conn, owner Owner) {
+	q.eng, q.ws, q.nc, q.owner = eng, ws, nc, owner
+}
+
+// Enqueue queues one packet. p must not be modified afterwards; the same
+// slice may be queued on many connections. It returns false when the queue
+// is closed or overflowed (then Owner.QueueOverflow has been called).
+func (q *Queue) Enqueue(p []byte) bool {
+	q.mu.Lock()
+	if q.closed || q.after != nil {
+		q.mu.Unlock()
+		return false
+	}
+	reason := ""
+	switch {
+	case len(q.pkts)+1 > q.eng.maxMessages():
+		reason = OverflowMessages
+	case q.bytes+len(p) > q.eng.maxBytes():
+		reason = OverflowBytes
+	}
+	if reason != "" {
+		q.closeLocked()
+		q.mu.Unlock()
+		q.owner.QueueOverflow(reason)
+		return false
+	}
+	q.pkts = append(q.pkts, p)
+	q.bytes += len(p)
+	start := q.startLocked()
+	q.mu.Unlock()
+	if start {
+		q.eng.WG.Go(q.run)
+	}
+	return true
+}
+
+// Ping asks the writer to send frame as a frame of its own, ahead of the
+// queued packets. Pings do not count against the bounds and several pending
+// pings collapse into one.
+func (q *Queue) Ping(frame []byte) {
+	q.mu.Lock()
+	if q.closed || q.after != nil {
+		q.mu.Unlock()
+		return
+	}
+	q.ping, q.hasPing = frame, true
+	start := q.startLocked()
+	q.mu.Unlock()
+	if start {
+		q.eng.WG.Go(q.run)
+	}
+}
+
+// Len returns the number of packets and bytes queued.
+func (q *Queue) Len() (packets, bytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pkts), q.bytes
+}
+
+// Close drops everything queued and refuses further packets. A write in
+// progress finishes (bounded by the write timeout).
+func (q *Queue) Close() {
+	q.mu.Lock()
+	q.closeLocked()
+	q.mu.Unlock()
+}
+
+// CloseAfterFlush refuses further packets and calls fn, on the writer's
+// goroutine or a new one owned by the Engine's WaitGroup, once everything
+// already queued has been written (or the queue failed). It is for closing
+// a connection after a final message. Only the first call has an effect.
+func (q *Queue) CloseAfterFlush(fn func()) {
+	q.mu.Lock()
+	if q.after != nil {
+		q.mu.Unlock()
+		return
+	}
+	q.after = fn
+	if q.running {
+		q.mu.Unlock()
+		return
+	}
+	q.running = true
+	q.mu.Unlock()
+	q.eng.WG.Go(q.run)
+}
+
+func (q *Queue) closeLocked() {
+	q.closed = true
+	clear(q.pkts)
+	q.pkts = nil
+	q.bytes = 0
+	q.hasPing = false
+}
+
+func (q *Queue) startLocked() bool {
+	if q.running {
+		return false
+	}
+	q.running = true
+	return true
+}
+
+// run is the writer. It owns the socket's data frames while running.
+func (q *Queue) run() {
+	var spare [][]byte
+	wrote := false
+	for {
+		q.mu.Lock()
+		if q.closed || (len(q.pkts) == 0 && !q.hasPing) {
+			q.running = false
+			after := q.after
+			if len(q.pkts) == 0 {
+				q.pkts = nil
+			}
+			if after != nil {
+				q.closed = true
+			}
+			q.mu.Unlock()
+			if wrote {
+				// A stale deadline would fail the close frame or the next
+				// writer's first write.
+				q.nc.SetWriteDeadline(time.Time{})
+			}
+			if after != nil {
+				after()
+			}
+			return
+		}
+		var ping []byte
+		hasPing := q.hasPing
+		if hasPing {
+			ping, q.hasPing = q.ping, false
+		}
+		pkts := q.pkts
+		q.pkts, q.bytes = spare[:0], 0
+		q.mu.Unlock()
+
+		wrote = true
+		err := q.write(hasPing, ping, pkts)
+		clear(pkts)
+		spare = pkts
+		if err != nil {
+			q.mu.Lock()
+			q.closeLocked()
+			after := q.after
+			q.running = false
+			q.mu.Unlock()
+			q.owner.QueueWriteError(err)
+			if after != nil {
+				after()
+			}
+			return
+		}
+	}
+}
+
+func (q *Queue) write(hasPing bool, ping []byte, pkts [][]byte) error {
+	ctx := context.Background()
+	typ := q.eng.messageType()
+	deadline := func() { q.nc.SetWriteDeadline(time.Now().Add(q.eng.writeTimeout())) }
+	if hasPing {
+		deadline()
+		if err := q.ws.Write(ctx, websocket.MessageText, ping); err != nil {
+			return err
+		}
+	}
+	switch {
+	case len(pkts) == 0:
+		return nil
+	case len(pkts) == 1 || q.eng.Batch == nil:
+		for _, p := range pkts {
+			deadline()
+			if err := q.ws.Write(ctx, typ, p); err != nil {
+				return err
+			}
+			q.frame(1, len(p))
+		}
+		return nil
+	}
+	bp, _ := q.eng.batchPool.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	buf := q.eng.Batch((*bp)[:0], pkts)
+	deadline()
+	err := q.ws.Write(ctx, typ, buf)
+	if err == nil {
+		q.frame(len(pkts), len(buf))
+	}
+	if cap(buf) <= maxPooledBatch {
+		*bp = buf[:0]
+		q.eng.batchPool.Put(bp)
+	}
+	return err
+}
+
+func (q *Queue) frame(packets, bytes int) {
+	if q.eng.OnFrame != nil {
+		q.eng.OnFrame(packets, bytes)
+	}
+}
