@@ -197,7 +197,13 @@ func (m *manifests) add(doc []byte) error {
 		return fmt.Errorf("unexpected object apiVersion %q kind %q (add its type to the test if it is meant to be there)", tm.APIVersion, tm.Kind)
 	}
 	if err := decodeStrict(js, obj); err != nil {
-		return fmt.Errorf("%s: %w", gvk, err)
+		var loose struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		_ = kjson.UnmarshalCaseSensitivePreserveInts(js, &loose) // only for the message
+		return fmt.Errorf("%s %s/%s: %w", tm.APIVersion, tm.Kind, loose.Metadata.Name, err)
 	}
 	if meta.Name == "" {
 		return fmt.Errorf("%s without metadata.name", gvk)
