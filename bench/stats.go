@@ -146,6 +146,19 @@ func (r *Recorder) Record(shard int, d time.Duration) {
 	s.mu.Unlock()
 }
 
+// Observe adds a delivery to the interval's count and histogram, and its
+// latency to the total histogram when sample is true.
+func (r *Recorder) Observe(shard int, d time.Duration, sample bool) {
+	s := &r.shards[uint(shard)%uint(len(r.shards))]
+	s.mu.Lock()
+	if sample {
+		s.total.Record(d)
+	}
+	s.interval.Record(d)
+	s.count++
+	s.mu.Unlock()
+}
+
 // Count adds a delivery that is not a latency sample (outside the
 // measurement window) to the interval's count.
 func (r *Recorder) Count(shard int) {

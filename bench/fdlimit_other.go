@@ -1,0 +1,7 @@
+//go:build !unix
+
+package bench
+
+func fdLimits() (soft, hard uint64) { return 0, 0 }
+
+func ensureFDLimit(uint64) (uint64, error) { return 0, nil }
