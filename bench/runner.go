@@ -498,4 +498,3 @@ func (l localWorker) hold(ctx context.Context, d time.Duration) (roundReport, er
 	return l.w.hold(ctx, d)
 }
 func (l localWorker) close() error { l.w.close(); return nil }
-

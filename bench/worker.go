@@ -396,9 +396,9 @@ func (w *worker) run(ctx context.Context, rs roundSpec) (sentReport, error) {
 }
 
 type pubOut struct {
-	streams                      []sentStream
+	streams                     []sentStream
 	published, errors, inWindow int64
-	lastErr                      error
+	lastErr                     error
 }
 
 // publish sends one publisher's share of the round on schedule: message k
