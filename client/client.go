@@ -453,7 +453,7 @@ loop:
 		case <-pingC:
 			since := time.Since(time.Unix(0, cn.lastPing.Load()))
 			if since >= pt {
-				c.log.Info("no ping from server, closing", "reason", "ping timeout", "conn", c.ID())
+				c.log.Info("no ping from server, closing", "reason", "ping timeout", "conn", c.ID(), "since", since)
 				cn.closeWith(protocol.ClosePingTimeout, protocol.CloseReason(protocol.ClosePingTimeout))
 				break loop
 			}

@@ -284,3 +284,15 @@ func (s *Subscription) end(why error) {
 	close(s.ch)
 	close(s.done)
 }
+
+// Subscriptions returns the channels the Client has a Subscription for,
+// pending ones included.
+func (c *Client) Subscriptions() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]string, 0, len(c.subs))
+	for ch := range c.subs {
+		out = append(out, ch)
+	}
+	return out
+}
