@@ -2,9 +2,10 @@
 // self-contained HTML document whose small inline script speaks the
 // SocketCluster client protocol directly (no third-party code). It opens a
 // WebSocket to ws(s)://<page host>/socketcluster/ (or the ?url= given),
-// sends #handshake, answers pings ('' with '', '#1' with '#2'), subscribes
-// to a room channel (?room=, default "demo"), publishes with #publish
-// invokes and renders the #publish events it receives. On disconnect it
+// sends #handshake, answers pings (an empty frame with an empty frame,
+// "#1" with "#2"), subscribes to a room channel (?room=, default "demo"),
+// publishes with #publish invokes and renders the #publish events it
+// receives. On disconnect it
 // reconnects with full-jitter exponential backoff and subscribes again; if
 // no ping arrives within the server's pingTimeout it drops the socket and
 // reconnects.
