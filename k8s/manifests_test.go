@@ -53,14 +53,16 @@ func TestOverlays(t *testing.T) {
 // in a container (env and ConfigMap keys via envFrom) is one the
 // container's binary reads, as its -h table says.
 func TestEnvVarsReadByBinaries(t *testing.T) {
-	vars := map[string]map[string]usageVar{}
-	for _, comp := range components {
-		vars[comp.binary] = binaryVars(t, comp.binary)
-	}
 	for _, want := range overlays {
 		t.Run(want.name, func(t *testing.T) {
-			for _, p := range checkEnvNames(loadOverlay(t, want.name), vars) {
-				t.Error(p)
+			m := loadOverlay(t, want.name)
+			for _, comp := range components {
+				t.Run(comp.binary, func(t *testing.T) {
+					vars := map[string]map[string]usageVar{comp.binary: binaryVars(t, comp.binary)}
+					for _, p := range checkEnvNames(m, vars) {
+						t.Error(p)
+					}
+				})
 			}
 		})
 	}
@@ -107,6 +109,13 @@ func TestCheckerCatches(t *testing.T) {
 		{"short frontend grace", func(m *manifests) {
 			m.deployments["scc-frontend"].Spec.Template.Spec.TerminationGracePeriodSeconds = ptrTo[int64](10)
 		}, "Deployment/scc-frontend: terminationGracePeriodSeconds 10s"},
+		{"frontend drain longer than its shutdown", func(m *manifests) {
+			for name, cm := range m.configMaps {
+				if strings.HasPrefix(name, "scc-frontend-config") {
+					cm.Data["SCC_DRAIN_DURATION"] = "1m"
+				}
+			}
+		}, "must cover SCC_DRAIN_DURATION 1m0s"},
 		{"broker shutdown shorter than a reshard", func(m *manifests) {
 			for name, cm := range m.configMaps {
 				if strings.HasPrefix(name, "scc-broker-config") {

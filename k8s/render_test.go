@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,7 +30,7 @@ import (
 const commandTimeout = 60 * time.Second
 
 // binDir is where `make build` puts the binaries, relative to this package.
-const binDir = "../bin"
+var binDir = flag.String("bin", "../bin", "directory holding the built scc-* binaries")
 
 // manifests is one rendered overlay, decoded into k8s.io/api types.
 type manifests struct {
@@ -296,7 +297,7 @@ type usageVar struct {
 // lists. A missing binary fails the test in CI and skips it elsewhere.
 func binaryVars(t testing.TB, binary string) map[string]usageVar {
 	t.Helper()
-	path := filepath.Join(binDir, binary)
+	path := filepath.Join(*binDir, binary)
 	if _, err := os.Stat(path); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("%s is missing (make build runs before the tests): %v", path, err)
