@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/statuspage"
+	"github.com/sccgo/sccgo/state"
+)
+
+// settings is everything run reads from the environment.
+type settings struct {
+	cfg             state.Config
+	host            string
+	port            int
+	logLevel        slog.Level
+	shutdownTimeout time.Duration
+}
+
+// load reads the settings from the environment.
+func load(getenv config.Getenv) (settings, *config.Reader, error) {
+	r := config.NewReader(getenv)
+	d := state.DefaultConfig()
+	var st settings
+	var errs []error
+	c := d
+	st.port = r.Port("SCC_STATE_SERVER_PORT", 7777, "link, status and metrics port")
+	st.host = r.String("SCC_STATE_SERVER_HOST", "", "bind address (empty: all interfaces)")
+	c.NodeID = r.String("SCC_INSTANCE_ID", d.NodeID, "this server's node id in links and gossip")
+	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key (every node must hold the same; empty: unauthenticated, warned)"))
+	c.ScaleOutDelay = r.Duration("SCC_STATE_SERVER_SCALE_OUT_DELAY", d.ScaleOutDelay, "a new broker joins the ring after being up this long")
+	c.ScaleBackDelay = r.Duration("SCC_STATE_SERVER_SCALE_BACK_DELAY", d.ScaleBackDelay, "a lost broker leaves the ring after being down this long")
+	c.StartupDelay = r.Duration("SCC_STATE_SERVER_STARTUP_DELAY", d.StartupDelay, "members are collected this long after start before the first commit")
+	c.PrepareTimeout = r.Duration("SCC_STATE_SERVER_PREPARE_TIMEOUT", d.PrepareTimeout, "a reshard commits after this long even if some frontend has not prepared")
+	c.DrainWindow = r.Duration("SCC_RESHARD_DRAIN_WINDOW", d.DrainWindow, "old subscriptions are kept this long after a commit; leaving brokers are released after it")
+	c.GossipPort = r.Int("SCC_GOSSIP_PORT", d.GossipPort, "gossip (memberlist) port, UDP and TCP (-1: no gossip)")
+	c.GossipBind = r.String("SCC_GOSSIP_BIND", "", "gossip bind address (default: SCC_INSTANCE_IP, else all interfaces)")
+	c.GossipAdvertise = r.String("SCC_INSTANCE_IP", "", "address other nodes reach this one at (gossip advertise)")
+	c.GossipSeeds = r.List("SCC_GOSSIP_SEEDS", nil, "comma-separated gossip host:port to join (default: members' gossip addresses)")
+	c.MaxSeeds = r.Int("SCC_STATE_MAX_SEEDS", d.MaxSeeds, "most gossip seeds sent to a node in Welcome")
+	c.Link.HandshakeTimeout = r.Duration("SCC_LINK_HANDSHAKE_TIMEOUT", d.Link.HandshakeTimeout, "bound on a link's handshake")
+	c.Link.PingInterval = r.Duration("SCC_LINK_PING_INTERVAL", d.Link.PingInterval, "an idle link sends a ping this often")
+	c.Link.PingTimeout = r.Duration("SCC_LINK_PING_TIMEOUT", d.Link.PingTimeout, "a link with nothing received this long is closed")
+	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", d.Link.QueueMaxBytes, "bytes queued per link before drop-and-count")
+	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 10*time.Second, "bound on the whole shutdown")
+	level := r.String("SCC_STATE_SERVER_LOG_LEVEL", "", "log level: debug, info, warn or error (default: SCC_LOG_LEVEL)")
+	if level == "" {
+		level = r.String("SCC_LOG_LEVEL", "info", "log level for every sccgo binary")
+	} else {
+		r.String("SCC_LOG_LEVEL", "info", "log level for every sccgo binary")
+	}
+	if err := parseLevel(level, &st.logLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.GossipBind == "" {
+		c.GossipBind = c.GossipAdvertise
+	}
+	if c.GossipBind == "" {
+		c.GossipBind = "0.0.0.0"
+	}
+	st.cfg = c
+	if err := r.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return st, r, errors.Join(errs...)
+}
+
+// parseLevel accepts slog's names and SCC's numeric levels (0 none ... 3
+// everything).
+func parseLevel(v string, l *slog.Level) error {
+	switch strings.TrimSpace(v) {
+	case "0", "1":
+		*l = slog.LevelError
+		return nil
+	case "2":
+		*l = slog.LevelWarn
+		return nil
+	case "3":
+		*l = slog.LevelInfo
+		return nil
+	}
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		return fmt.Errorf("log level %q: not debug, info, warn, error or 0-3", v)
+	}
+	return nil
+}
+
+// run starts the state server and serves until ctx is done, then shuts
+// down.
+func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scc-state", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	st, r, loadErr := load(getenv)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: scc-state [-h]\n\nscc-state is the cluster state server. It reads these environment variables:")
+		config.Usage(stderr, r.Vars())
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if loadErr != nil {
+		return loadErr
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.logLevel}))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg := st.cfg
+	cfg.Logger = log
+	cfg.Registry = reg
+	srv, err := state.New(cfg)
+	if err != nil {
+		return err
+	}
+	srv.Handle("GET /{$}", statuspage.Handler())
+	srv.Handle("GET /index.html", statuspage.Handler())
+	ln, err := net.Listen("tcp", config.HostPort(st.host, st.port))
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		if !errors.Is(err, state.ErrServerClosed) {
+			return err
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), st.shutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-serveErr; !errors.Is(serr, state.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}

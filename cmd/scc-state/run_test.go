@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestHelpListsVariables(t *testing.T) {
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"-h"}, env(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, v := range []string{"SCC_STATE_SERVER_PORT", "SCC_AUTH_KEY", "SCC_STATE_SERVER_SCALE_OUT_DELAY",
+		"SCC_STATE_SERVER_SCALE_BACK_DELAY", "SCC_STATE_SERVER_STARTUP_DELAY", "SCC_STATE_SERVER_PREPARE_TIMEOUT",
+		"SCC_RESHARD_DRAIN_WINDOW", "SCC_GOSSIP_PORT", "SCC_GOSSIP_SEEDS", "SCC_INSTANCE_IP", "SCC_LOG_LEVEL"} {
+		if !strings.Contains(out.String(), v) {
+			t.Errorf("-h lacks %s", v)
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	st, _, err := load(env(map[string]string{
+		"SCC_STATE_SERVER_PORT":             "7000",
+		"SCC_STATE_SERVER_SCALE_OUT_DELAY":  "250",
+		"SCC_STATE_SERVER_SCALE_BACK_DELAY": "2s",
+		"SCC_STATE_SERVER_STARTUP_DELAY":    "0",
+		"SCC_GOSSIP_SEEDS":                  "a:1, b:2",
+		"SCC_INSTANCE_IP":                   "10.0.0.5",
+		"SCC_STATE_SERVER_LOG_LEVEL":        "2",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := st.cfg
+	if st.port != 7000 || c.ScaleOutDelay != 250*time.Millisecond || c.ScaleBackDelay != 2*time.Second ||
+		c.StartupDelay != 0 || len(c.GossipSeeds) != 2 || c.GossipBind != "10.0.0.5" || c.GossipAdvertise != "10.0.0.5" ||
+		st.logLevel.String() != "WARN" {
+		t.Fatalf("settings %+v", st)
+	}
+	if _, _, err := load(env(map[string]string{"SCC_STATE_SERVER_PREPARE_TIMEOUT": "soon"})); err == nil {
+		t.Fatal("bad duration accepted")
+	}
+	if _, _, err := load(env(map[string]string{"SCC_LOG_LEVEL": "loud"})); err == nil {
+		t.Fatal("bad level accepted")
+	}
+}
+
+func TestRunStartsAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, nil, env(map[string]string{
+			"SCC_STATE_SERVER_PORT": "0", "SCC_STATE_SERVER_HOST": "127.0.0.1", "SCC_GOSSIP_PORT": "-1",
+		}), &out)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "state server listening") {
+		if time.Now().After(deadline) {
+			t.Fatalf("not listening; output:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
