@@ -4,7 +4,9 @@
 // second and shows the cluster at a glance: every member (role, id,
 // address, health, draining, connections, subscriptions, messages in and
 // out with rates), the committed ring (version and brokers) and any
-// reshard in progress (version, phase, prepared/needed, age).
+// reshard in progress (version, phase, prepared/needed, age), plus the
+// state server's own view (startup phase, highest version, last reshard).
+// It matches state.Status (snake_case JSON).
 //
 // The page reads /status defensively: field names are matched without
 // regard to case, underscores or dashes, unknown fields are ignored and

@@ -75,6 +75,11 @@
     return fmt(id !== undefined ? id : addr);
   }
 
+  function brokerList(v) {
+    if (!Array.isArray(v)) { return fmt(v); }
+    return v.map(brokerLabel).join(', ') || DASH;
+  }
+
   // ago formats a timestamp (RFC 3339 string, or Unix ms/s) as an age.
   function ago(v) {
     var t;
@@ -96,12 +101,21 @@
   function health(m) {
     var connected = pick(m, ['connected', 'linkUp', 'link']);
     var healthy = pick(m, ['healthy', 'health', 'alive']);
+    var dead = pick(m, ['gossipDead', 'dead']);
     if (typeof healthy === 'string') { return { text: healthy, cls: /ok|healthy|alive|up/i.test(healthy) ? 'ok' : 'bad' }; }
-    if (healthy === false || connected === false) {
-      return { text: connected === false ? 'disconnected' : 'unhealthy', cls: 'bad' };
-    }
+    if (connected === false) { return { text: 'disconnected', cls: 'bad' }; }
+    if (dead === true) { return { text: 'gossip: dead', cls: 'bad' }; }
+    if (healthy === false) { return { text: 'unhealthy', cls: 'bad' }; }
     if (healthy === true || connected === true) { return { text: 'healthy', cls: 'ok' }; }
     return { text: DASH, cls: 'unknown' };
+  }
+
+  function renderState(st) {
+    $('state-node').textContent = fmt(pick(st, ['node', 'nodeId', 'id']));
+    var done = pick(st, ['startupDone']);
+    $('state-startup').textContent = done === undefined ? DASH : (done ? 'done' : 'collecting members');
+    $('state-max-version').textContent = fmt(pick(st, ['maxVersion']));
+    $('state-last-reshard').textContent = fmt(ago(pick(st, ['lastReshard'])));
   }
 
   function renderRing(st) {
@@ -133,7 +147,7 @@
      ['phase', fmt(pick(r, ['phase', 'state']))],
      ['prepared', fmt(prepared) + ' / ' + fmt(needed)],
      ['started', fmt(ago(pick(r, ['started', 'startedAt', 'since'])))],
-     ['brokers', fmt(count(pick(pick(r, ['ring']) || r, ['brokers'])))]].forEach(function (row) {
+     ['brokers', brokerList(pick(pick(r, ['ring']) || r, ['brokers']))]].forEach(function (row) {
       var tr = el('tr');
       tr.appendChild(el('th', row[0]));
       tr.appendChild(el('td', row[1]));
@@ -185,8 +199,12 @@
       tr.appendChild(el('td', fmt(pick(m, ['addr', 'address'])), 'mono'));
       var h = health(m);
       tr.appendChild(el('td', h.text, h.cls));
-      var dr = pick(m, ['draining', 'leaving']);
-      tr.appendChild(el('td', dr === undefined ? DASH : (dr ? 'draining' : 'no'), dr ? 'warn' : ''));
+      var inRing = pick(m, ['inRing']);
+      tr.appendChild(el('td', inRing === undefined ? DASH : (inRing ? 'yes' : 'no')));
+      var dr = pick(m, ['draining']), lv = pick(m, ['leaving']);
+      // Absent flags mean false: the state server omits them when unset.
+      var drText = lv ? 'leaving' : (dr ? 'draining' : 'no');
+      tr.appendChild(el('td', drText, dr || lv ? 'warn' : ''));
       tr.appendChild(el('td', fmt(conns), 'num'));
       tr.appendChild(el('td', fmt(subs), 'num'));
       [['in', mIn], ['out', mOut]].forEach(function (pair) {
@@ -202,7 +220,7 @@
     if (members.length === 0) {
       var tr = el('tr');
       var td = el('td', 'no members reported', 'muted');
-      td.colSpan = 10;
+      td.colSpan = 11;
       tr.appendChild(td);
       tbody.appendChild(tr);
     }
@@ -221,6 +239,7 @@
 
   function render(st) {
     var now = Date.now();
+    renderState(st);
     renderRing(st);
     renderReshard(st);
     renderMembers(st, now);

@@ -120,17 +120,14 @@ func rows(got map[string]any) [][]string {
 	return out
 }
 
+// testdata/status.json has the shape of the state server's /status
+// (state.Status): snake_case keys, protocol.BrokerInfo as {"ID","Addr"}.
 func TestScriptRendersStatus(t *testing.T) {
-	got := render(t, `{
-	  "members": [
-	    {"id": "frontend-1", "role": "frontend", "addr": "127.0.0.1:8000", "connected": true, "healthy": true, "draining": false,
-	     "stats": {"connections": 1200, "subscriptions": 7, "messagesIn": 10, "messagesOut": 20, "ringVersion": 3}},
-	    {"id": "broker-2", "role": "broker", "addr": "127.0.0.1:8889", "connected": false, "healthy": false, "draining": true},
-	    {"id": "broker-1", "role": "broker", "addr": "127.0.0.1:8888", "connected": true, "healthy": true}
-	  ],
-	  "ring": {"version": 3, "brokers": [{"id": "broker-1", "addr": "127.0.0.1:8888"}, {"id": "broker-2", "addr": "127.0.0.1:8889"}]},
-	  "reshard": {"version": 4, "phase": "prepare", "prepared": 1, "needed": 2}
-	}`)
+	status, err := os.ReadFile("testdata/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := render(t, string(status))
 	if got["ringVersion"] != "3" || got["ringCount"] != "2" {
 		t.Errorf("ring = %v / %v", got["ringVersion"], got["ringCount"])
 	}
@@ -138,17 +135,33 @@ func TestScriptRendersStatus(t *testing.T) {
 		t.Errorf("ring brokers = %v", b)
 	}
 	r := rows(got)
-	if len(r) != 3 || r[0][1] != "broker-1" || r[1][1] != "broker-2" || r[2][1] != "frontend-1" {
-		t.Fatalf("member rows not sorted by role then id: %v", r)
+	ids := []string{}
+	for _, row := range r {
+		ids = append(ids, row[1])
 	}
-	if r[1][3] != "disconnected" || r[1][4] != "draining" || r[1][5] != "–" {
-		t.Errorf("broker-2 row = %v", r[1])
+	if !slices.Equal(ids, []string{"broker-1", "broker-2", "broker-3", "frontend-1"}) {
+		t.Fatalf("member rows not sorted by role then id: %v", ids)
 	}
-	if r[2][3] != "healthy" || r[2][5] != "1,200" || r[2][7] != "10" || r[2][9] != "3" {
-		t.Errorf("frontend-1 row = %v", r[2])
+	// columns: role id addr health in-ring draining conns subs in out ring
+	want := [][]string{
+		{"broker", "broker-1", "127.0.0.1:8888", "healthy", "yes", "no", "–", "–", "–", "–", "3"},
+		{"broker", "broker-2", "127.0.0.1:8889", "gossip: dead", "yes", "leaving", "–", "–", "–", "–", "3"},
+		{"broker", "broker-3", "127.0.0.1:8890", "disconnected", "no", "no", "–", "–", "–", "–", "2"},
+		{"frontend", "frontend-1", "–", "healthy", "no", "no", "1,200", "7", "10", "20", "3"},
 	}
-	if rs := got["reshard"].(string); !strings.Contains(rs, "prepare") || !strings.Contains(rs, "1 / 2") {
-		t.Errorf("reshard = %q", rs)
+	for i := range want {
+		if !slices.Equal(r[i], want[i]) {
+			t.Errorf("row %d = %q\n      want %q", i, r[i], want[i])
+		}
+	}
+	rs := got["reshard"].(string)
+	for _, s := range []string{"prepare", "1 / 2", "broker-1", "ago"} {
+		if !strings.Contains(rs, s) {
+			t.Errorf("reshard %q lacks %q", rs, s)
+		}
+	}
+	if got["stateNode"] != "scc-state" || got["maxVersion"] != "4" || got["startup"] != "done" {
+		t.Errorf("state card: %v %v %v", got["stateNode"], got["maxVersion"], got["startup"])
 	}
 	if got["totalConnections"] != "1,200" || got["rescheduled"] != true || got["error"] != "" {
 		t.Errorf("totals/poll: %v", got)
@@ -160,7 +173,7 @@ func TestScriptToleratesOtherShapes(t *testing.T) {
 	got := render(t, `{"members": {"broker-1": {"role": "broker", "link_up": true, "last_stats": {"messages_in": 5}, "extra": [1]}},
 	                   "ring": {"version": 1, "brokers": ["broker-1"]}, "surprise": {"x": 1}}`)
 	r := rows(got)
-	if len(r) != 1 || r[0][1] != "broker-1" || r[0][3] != "healthy" || r[0][7] != "5" || r[0][2] != "–" {
+	if len(r) != 1 || r[0][1] != "broker-1" || r[0][3] != "healthy" || r[0][8] != "5" || r[0][2] != "–" {
 		t.Fatalf("rows = %v", r)
 	}
 	if got["reshard"] != "none in progress" {

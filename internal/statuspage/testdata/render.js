@@ -45,6 +45,9 @@ setImmediate(() => {
     ringBrokers: byId['ring-brokers'] ? byId['ring-brokers'].children.map((c) => c.textContent) : [],
     reshard: byId.reshard && byId.reshard.textContent,
     members: byId.members ? byId.members.children.map(cellTexts) : [],
+    stateNode: byId['state-node'] && byId['state-node'].textContent,
+    maxVersion: byId['state-max-version'] && byId['state-max-version'].textContent,
+    startup: byId['state-startup'] && byId['state-startup'].textContent,
     totalConnections: byId['total-connections'] && byId['total-connections'].textContent,
   };
   console.log(JSON.stringify(out));
