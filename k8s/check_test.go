@@ -70,21 +70,21 @@ const (
 type overlayWant struct {
 	name             string
 	namespace        string
-	frontendReplicas int32
+	frontendReplicas int32 // the HPA's minReplicas
+	frontendMax      int32 // the HPA's maxReplicas
 	brokerReplicas   int32
-	hpaMin, hpaMax   int32 // 0: not checked
-	pdbMinAvailable  bool  // the frontend PDB uses minAvailable
-	pinnedImage      bool  // no :latest or untagged images
+	pdbMinAvailable  bool // the frontend PDB uses minAvailable
+	pinnedImage      bool // no :latest or untagged images
 	// externalSecret: Secrets referenced but not rendered must be the one
 	// documented in secret.example.yaml (the operator creates it).
 	externalSecret bool
 }
 
 var overlays = []overlayWant{
-	{name: "dev", namespace: "sccgo-dev", frontendReplicas: 1, brokerReplicas: 2},
+	{name: "dev", namespace: "sccgo-dev", frontendReplicas: 1, frontendMax: 2, brokerReplicas: 2},
 	{
-		name: "prod", namespace: "sccgo", frontendReplicas: 3, brokerReplicas: 3,
-		hpaMin: 3, hpaMax: 20, pdbMinAvailable: true, pinnedImage: true, externalSecret: true,
+		name: "prod", namespace: "sccgo", frontendReplicas: 3, frontendMax: 20, brokerReplicas: 3,
+		pdbMinAvailable: true, pinnedImage: true, externalSecret: true,
 	},
 }
 
@@ -628,8 +628,8 @@ func (c *checker) checkFrontend() {
 	if p.w.kind != "Deployment" {
 		return
 	}
-	if p.w.replicas == nil || *p.w.replicas != c.want.frontendReplicas {
-		c.errorf("%s: replicas %v, want %d in %s", p.w, deref(p.w.replicas), c.want.frontendReplicas, c.want.name)
+	if p.w.replicas != nil {
+		c.errorf("%s: leave replicas unset: the HorizontalPodAutoscaler owns the count, and every apply would reset it", p.w)
 	}
 	labels := p.w.template.Labels
 
@@ -712,11 +712,8 @@ func (c *checker) checkFrontend() {
 		if lo < 1 || lo > h.Spec.MaxReplicas {
 			c.errorf("HorizontalPodAutoscaler/%s: replicas %d..%d", name, lo, h.Spec.MaxReplicas)
 		}
-		if c.want.hpaMax != 0 && (lo != c.want.hpaMin || h.Spec.MaxReplicas != c.want.hpaMax) {
-			c.errorf("HorizontalPodAutoscaler/%s: replicas %d..%d, want %d..%d in %s", name, lo, h.Spec.MaxReplicas, c.want.hpaMin, c.want.hpaMax, c.want.name)
-		}
-		if r := deref(p.w.replicas); r < lo || r > h.Spec.MaxReplicas {
-			c.errorf("HorizontalPodAutoscaler/%s: the Deployment's %d replicas are outside %d..%d", name, r, lo, h.Spec.MaxReplicas)
+		if lo != c.want.frontendReplicas || h.Spec.MaxReplicas != c.want.frontendMax {
+			c.errorf("HorizontalPodAutoscaler/%s: replicas %d..%d, want %d..%d in %s", name, lo, h.Spec.MaxReplicas, c.want.frontendReplicas, c.want.frontendMax, c.want.name)
 		}
 	}
 	if !scaled {

@@ -150,6 +150,8 @@ func TestCheckerCatches(t *testing.T) {
 			}
 		}, "Service scc-broker has no port 8888/UDP"},
 		{"no HPA", func(m *manifests) { clear(m.hpas) }, "no HorizontalPodAutoscaler"},
+		{"frontend replicas beside the HPA", func(m *manifests) { m.deployments["scc-frontend"].Spec.Replicas = ptrTo[int32](1) }, "leave replicas unset"},
+		{"HPA range", func(m *manifests) { m.hpas["scc-frontend"].Spec.MaxReplicas = 9 }, "replicas 1..9, want 1..2"},
 		{"PDB for nobody", func(m *manifests) {
 			m.pdbs["scc-frontend"].Spec.Selector.MatchLabels["app.kubernetes.io/component"] = "x"
 		}, "no PodDisruptionBudget selects the frontend"},
