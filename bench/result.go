@@ -90,6 +90,7 @@ type Step struct {
 	Latency         LatencySummary `json:"latency"`
 	Check           CheckResult    `json:"check"`
 	ClientDropped   int64          `json:"client_dropped"`
+	Disconnects     int64          `json:"disconnects"`
 	Pass            bool           `json:"pass"`
 	// Reason says why the step failed.
 	Reason string `json:"reason,omitempty"`
@@ -104,7 +105,10 @@ type Sample struct {
 	// Step is the sweep step (0 for fixed-rate runs).
 	Step int `json:"step"`
 	// Phase is warmup, measure or drain.
-	Phase     string  `json:"phase"`
+	Phase string `json:"phase"`
+	// Seconds is the sample's length: 1, or less for a round's last one.
+	// Delivered and Published are counts over it.
+	Seconds   float64 `json:"seconds"`
 	Delivered int64   `json:"delivered"`
 	Published int64   `json:"published"`
 	Errors    int64   `json:"errors"`

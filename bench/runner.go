@@ -40,6 +40,7 @@ type Runner struct {
 
 type tickAgg struct {
 	n         int
+	seconds   float64
 	delivered int64
 	published int64
 	errors    map[int]int64
@@ -124,6 +125,9 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 			res.Pass = st.Check.OK() && res.Connect.Failed == 0 && res.Disconnects == 0 && st.Check.Expected > 0
 		}
 	}
+	for _, st := range res.Steps {
+		res.Disconnects += st.Disconnects
+	}
 	r.finishResult(res, start)
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return res, err
@@ -172,7 +176,6 @@ func (r *Runner) sweep(ctx context.Context, res *Result) error {
 		stepNo++
 		st, err := r.runStep(ctx, stepNo, rt)
 		res.Steps = append(res.Steps, st)
-		res.Disconnects += 0
 		return st, err
 	}
 	for i := 0; i < cfg.SweepSteps; i++ {
@@ -258,14 +261,14 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		return st, err
 	}
 	lat := NewHist()
-	var disconnects int64
 	for _, rp := range reps {
 		st.Check.Merge(rp.Check)
 		lat.Merge(rp.Latency)
 		st.delivered += rp.Delivered
 		st.ClientDropped += rp.ClientDropped
-		disconnects += rp.Disconnects
+		st.Disconnects += rp.Disconnects
 	}
+	disconnects := st.Disconnects
 	st.Latency = lat.Summary()
 	secs := cfg.Duration.Seconds()
 	st.DeliveredPerSec = float64(st.delivered) / secs
@@ -412,6 +415,7 @@ func (r *Runner) onTick(worker int, t tick) {
 		r.ticks[k] = a
 	}
 	a.n++
+	a.seconds = max(a.seconds, t.Seconds)
 	a.delivered += t.Delivered
 	a.published += t.Published
 	a.errors[worker] = t.Errors
@@ -425,7 +429,7 @@ func (r *Runner) onTick(worker int, t tick) {
 		errs += e
 	}
 	rs := r.round
-	end := time.Duration(t.Index+1) * time.Second
+	end := time.Duration(t.Index)*time.Second + time.Duration(a.seconds*float64(time.Second))
 	phase := "drain"
 	switch {
 	case r.cfg.Scenario == Conns:
@@ -442,6 +446,7 @@ func (r *Runner) onTick(worker int, t tick) {
 		Phase:     phase,
 		Delivered: a.delivered,
 		Published: a.published,
+		Seconds:   a.seconds,
 		Errors:    errs,
 		P50:       ls.P50,
 		P90:       ls.P90,
@@ -456,7 +461,7 @@ func (r *Runner) onTick(worker int, t tick) {
 		Phase: phase, Step: r.step, Rate: rs.Rate,
 		Done: min(end.Seconds(), total), Total: total,
 		Connected: r.lastProg.Connected,
-		Delivered: float64(a.delivered), P99: ls.P99, Errors: errs,
+		Delivered: float64(a.delivered) / max(a.seconds, 0.05), P99: ls.P99, Errors: errs,
 	})
 }
 

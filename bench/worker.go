@@ -80,15 +80,17 @@ type roundReport struct {
 // tick is one second of a worker's round, or its connection progress
 // (Round -1).
 type tick struct {
-	Round     int   `json:"round"`
-	Index     int   `json:"index"`
-	Delivered int64 `json:"delivered"`
-	Published int64 `json:"published"`
-	Errors    int64 `json:"errors"`
-	Hist      *Hist `json:"hist,omitempty"`
-	Connected int   `json:"connected,omitempty"`
-	Failed    int   `json:"failed,omitempty"`
-	Final     bool  `json:"final,omitempty"`
+	Round int `json:"round"`
+	Index int `json:"index"`
+	// Seconds is the tick's length: 1, or less for the last one.
+	Seconds   float64 `json:"seconds,omitempty"`
+	Delivered int64   `json:"delivered"`
+	Published int64   `json:"published"`
+	Errors    int64   `json:"errors"`
+	Hist      *Hist   `json:"hist,omitempty"`
+	Connected int     `json:"connected,omitempty"`
+	Failed    int     `json:"failed,omitempty"`
+	Final     bool    `json:"final,omitempty"`
 }
 
 // recorderShards spreads latency recording over this many locks.
@@ -490,13 +492,25 @@ func (w *worker) startTicks(rs roundSpec) {
 		w.published.Store(0)
 		for i := 0; ; i++ {
 			t.Reset(time.Until(rs.Start.Add(time.Duration(i+1) * time.Second)))
+			final := false
 			select {
 			case <-stop:
-				return
+				final = true
 			case <-t.C:
 			}
+			secs := 1.0
+			if final {
+				// The last, partial second.
+				secs = time.Since(rs.Start.Add(time.Duration(i) * time.Second)).Seconds()
+				if secs < 0.05 {
+					return
+				}
+			}
 			n, h := w.rec.Interval()
-			w.emit(tick{Round: rs.Round, Index: i, Delivered: n, Published: w.published.Swap(0), Errors: w.errors.Load(), Hist: h})
+			w.emit(tick{Round: rs.Round, Index: i, Seconds: secs, Delivered: n, Published: w.published.Swap(0), Errors: w.errors.Load(), Hist: h, Final: final})
+			if final {
+				return
+			}
 		}
 	}()
 }
