@@ -328,6 +328,9 @@ func (c *Cluster) env(pr *proc) []string {
 	env := append([]string{}, c.opts.BaseEnv...)
 	set := func(k, v string) { env = append(env, k+"="+v) }
 	set("SCC_AUTH_KEY", c.opts.AuthKey)
+	// The name is the node ID: readable on the status page, and a broker
+	// restarted under it keeps its ring place.
+	set("SCC_INSTANCE_ID", pr.name)
 	set("SCC_INSTANCE_IP", c.dialHost)
 	set("SCC_GOSSIP_PORT", strconv.Itoa(pr.gossipPort))
 	set("SCC_GOSSIP_BIND", c.opts.Host)
@@ -339,7 +342,6 @@ func (c *Cluster) env(pr *proc) []string {
 	case RoleBroker:
 		set("SCC_BROKER_HOST", c.opts.Host)
 		set("SCC_BROKER_SERVER_PORT", strconv.Itoa(pr.port))
-		set("SCC_INSTANCE_ID", pr.name)
 	case RoleFrontend:
 		set("SCC_FRONTEND_HOST", c.opts.Host)
 		set("SOCKETCLUSTER_PORT", strconv.Itoa(pr.port))

@@ -219,6 +219,8 @@ func TestEnvWiring(t *testing.T) {
 		{be, "SCC_STATE_SERVER_SCALE_OUT_DELAY", "100ms"},
 		{be, "KEEP_ME", "1"},
 		{fe, "SOCKETCLUSTER_PORT", strconv.Itoa(front.Port)},
+		{fe, "SCC_INSTANCE_ID", "frontend-1"},
+		{se, "SCC_INSTANCE_ID", "state"},
 		{fe, "SCC_CLIENT_AUTH_KEY", "client-secret"},
 		{fe, "SCC_STATE_SERVER_PORT", strconv.Itoa(state.Port)},
 		{se, "SCC_STATE_SERVER_PORT", strconv.Itoa(state.Port)},

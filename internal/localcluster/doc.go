@@ -14,6 +14,16 @@
 // shows up as Crashed in Procs. Close stops everything: SIGTERM, a bounded
 // wait, then SIGKILL, and it returns only when every child has been reaped.
 //
+// Every child gets, on top of Options.BaseEnv: SCC_AUTH_KEY,
+// SCC_INSTANCE_ID (its name: "state", "broker-1", "frontend-1"),
+// SCC_INSTANCE_IP, SCC_GOSSIP_PORT, SCC_GOSSIP_BIND and SCC_GOSSIP_SEEDS
+// (every other node's gossip address); the state server
+// SCC_STATE_SERVER_HOST/PORT (its bind address); a broker SCC_BROKER_HOST
+// and SCC_BROKER_SERVER_PORT; a frontend SCC_FRONTEND_HOST,
+// SOCKETCLUSTER_PORT and SCC_CLIENT_AUTH_KEY; brokers and frontends
+// SCC_STATE_SERVER_HOST/PORT pointing at the state server. Options.ExtraEnv
+// comes last and overrides any of them.
+//
 // Each line a child writes to stdout or stderr is copied to Options.Stdout
 // prefixed with the child's name ("broker-1 | ..."), colored on a terminal.
 //
