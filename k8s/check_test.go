@@ -41,7 +41,7 @@ var components = []component{
 	{
 		binary: binState, kind: "Deployment", portVar: "SCC_STATE_SERVER_PORT", defaultPort: 7777,
 		secretVars:   []string{"SCC_AUTH_KEY"},
-		durationVars: []string{"SCC_STATE_SERVER_PREPARE_TIMEOUT", "SCC_RESHARD_DRAIN_WINDOW"},
+		durationVars: []string{"SCC_STATE_SERVER_PREPARE_TIMEOUT", "SCC_RESHARD_DRAIN_WINDOW", "SCC_SHUTDOWN_TIMEOUT"},
 	},
 	{
 		binary: binBroker, kind: "StatefulSet", portVar: "SCC_BROKER_SERVER_PORT", defaultPort: 8888,
@@ -792,9 +792,10 @@ func (c *checker) checkGrace() {
 		c.errorf("%s: SCC_SHUTDOWN_TIMEOUT %v cannot cover the state's PREPARE_TIMEOUT + RESHARD_DRAIN_WINDOW (%v) + %v", bp.w, shutdown, reshard, graceMargin)
 	}
 
-	// State: only needs to outlast its preStop.
-	if g, ps := grace(sp), preStop(sp); g <= ps {
-		c.errorf("%s: terminationGracePeriodSeconds %v does not outlast preStop %v", sp.w, g, ps)
+	// State: its own bounded shutdown.
+	need = preStop(sp) + c.durationVar(sp.w.String(), se, "SCC_SHUTDOWN_TIMEOUT") + graceMargin
+	if g := grace(sp); g < need {
+		c.errorf("%s: terminationGracePeriodSeconds %v is under preStop + SCC_SHUTDOWN_TIMEOUT + %v = %v", sp.w, g, graceMargin, need)
 	}
 }
 

@@ -116,6 +116,9 @@ func TestCheckerCatches(t *testing.T) {
 				}
 			}
 		}, "must cover SCC_DRAIN_DURATION 1m0s"},
+		{"short state grace", func(m *manifests) {
+			m.deployments["scc-state"].Spec.Template.Spec.TerminationGracePeriodSeconds = ptrTo[int64](5)
+		}, "Deployment/scc-state: terminationGracePeriodSeconds 5s"},
 		{"broker shutdown shorter than a reshard", func(m *manifests) {
 			for name, cm := range m.configMaps {
 				if strings.HasPrefix(name, "scc-broker-config") {
