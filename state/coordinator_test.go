@@ -135,7 +135,7 @@ func (h *harness) connect(id, role string, opts ...func(*nodelink.Peer)) *fakeCo
 }
 
 func withVersion(v uint64) func(*nodelink.Peer) { return func(p *nodelink.Peer) { p.RingVersion = v } }
-func draining(p *nodelink.Peer)                  { p.Draining = true }
+func draining(p *nodelink.Peer)                 { p.Draining = true }
 
 func (h *harness) disconnect(c *fakeConn) {
 	h.co.disconnect(c)
