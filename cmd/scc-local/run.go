@@ -90,7 +90,7 @@ Flags:
 		*clientKey = orRandom(getenv("SCC_CLIENT_AUTH_KEY"))
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, nil)).With("role", "local")
+	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctl, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*controlPort)))
 	if err != nil {
 		return fmt.Errorf("control endpoint: %w", err)
