@@ -1,0 +1,548 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sccgo/sccgo/frontend"
+	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/ring"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// Errors returned to publishers. The frontend turns them into SocketCluster
+// error objects for the client.
+var (
+	// ErrNoRing means the frontend has not yet learned the ring.
+	ErrNoRing = errors.New("cluster: no ring yet: the frontend has not joined the cluster")
+	// ErrBacklogFull means too many publishes are waiting for a broker link.
+	ErrBacklogFull = errors.New("cluster: publish backlog for the channel's broker is full")
+	// ErrClosed means the broker was closed.
+	ErrClosed = errors.New("cluster: closed")
+)
+
+// Config configures the cluster broker. Zero values take the defaults of
+// DefaultConfig.
+type Config struct {
+	// Link is the template for every broker link: node id, role, auth key,
+	// timeouts and metrics.
+	Link nodelink.Config
+	// ReconnectMin and ReconnectMax bound the jittered delay between link
+	// reconnects (defaults 50ms and 500ms).
+	ReconnectMin, ReconnectMax time.Duration
+	// SubscribeTimeout bounds how long a reshard waits for brokers to
+	// acknowledge subscriptions at new owners (default 5s).
+	SubscribeTimeout time.Duration
+	// FenceTimeout bounds how long a ring switch waits for brokers to
+	// acknowledge the publishes sent before it (default 2s).
+	FenceTimeout time.Duration
+	// DrainWindow is how long moved channels stay subscribed at their old
+	// owners after a commit (default 2s; SCC_RESHARD_DRAIN_WINDOW).
+	DrainWindow time.Duration
+	// BacklogMaxBytes bounds, per broker, the publishes held while its link
+	// is down (default 8 MiB). Over it, publishes fail and are counted.
+	BacklogMaxBytes int
+	// BacklogMaxAge is how long a held publish may wait for its link before
+	// it is dropped and counted (default 2s).
+	BacklogMaxAge time.Duration
+	// FenceMaxBytes bounds the publishes held during a ring switch (default
+	// 8 MiB).
+	FenceMaxBytes int
+	// Logger receives the broker's logs; nil discards them.
+	Logger *slog.Logger
+	// Registry receives the metrics; nil registers nowhere.
+	Registry prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		ReconnectMin:     50 * time.Millisecond,
+		ReconnectMax:     500 * time.Millisecond,
+		SubscribeTimeout: 5 * time.Second,
+		FenceTimeout:     2 * time.Second,
+		DrainWindow:      2 * time.Second,
+		BacklogMaxBytes:  8 << 20,
+		BacklogMaxAge:    2 * time.Second,
+		FenceMaxBytes:    8 << 20,
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = d.ReconnectMin
+	}
+	if c.ReconnectMax <= 0 {
+		c.ReconnectMax = d.ReconnectMax
+	}
+	if c.SubscribeTimeout <= 0 {
+		c.SubscribeTimeout = d.SubscribeTimeout
+	}
+	if c.FenceTimeout <= 0 {
+		c.FenceTimeout = d.FenceTimeout
+	}
+	if c.DrainWindow < 0 {
+		c.DrainWindow = 0
+	}
+	if c.BacklogMaxBytes <= 0 {
+		c.BacklogMaxBytes = d.BacklogMaxBytes
+	}
+	if c.BacklogMaxAge <= 0 {
+		c.BacklogMaxAge = d.BacklogMaxAge
+	}
+	if c.FenceMaxBytes <= 0 {
+		c.FenceMaxBytes = d.FenceMaxBytes
+	}
+}
+
+type heldPub struct {
+	channel string
+	data    []byte
+	at      time.Time
+}
+
+// Broker is a frontend.Broker that routes through the cluster's brokers.
+// It also implements the membership handler (Prepare and Commit).
+type Broker struct {
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	sink frontend.Sink
+
+	// route guards the publishing state. Publishers hold it for reading
+	// while they route and enqueue; a ring switch holds it for writing.
+	route    sync.RWMutex
+	pubRing  *ring.Ring
+	pubLinks []*brokerLink // indexed like pubRing's brokers
+	fencing  bool
+
+	fenceMu    sync.Mutex
+	fenceQ     []heldPub
+	fenceBytes int
+
+	// mu guards the interest state: which rings are in force, the
+	// locally subscribed channels and the links.
+	mu        sync.Mutex
+	committed *ring.Ring
+	prepared  *ring.Ring
+	incoming  *ring.Ring
+	channels  map[string]struct{}
+	links     map[string]*brokerLink
+	closed    bool
+}
+
+var _ frontend.Broker = (*Broker)(nil)
+
+// New returns a cluster broker. It starts nothing until Start.
+func New(cfg Config) *Broker {
+	cfg.fill()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Broker{
+		cfg:      cfg,
+		log:      log,
+		m:        newMetrics(cfg.Registry),
+		ctx:      ctx,
+		cancel:   cancel,
+		channels: make(map[string]struct{}),
+		links:    make(map[string]*brokerLink),
+	}
+}
+
+// Start records the sink that receives deliveries and starts the backlog
+// sweeper.
+func (b *Broker) Start(ctx context.Context, sink frontend.Sink) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sink != nil {
+		return errors.New("cluster: started twice")
+	}
+	b.sink = sink
+	b.wg.Add(1)
+	go b.sweep()
+	return nil
+}
+
+// sweep drops publishes that waited too long for their link.
+func (b *Broker) sweep() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.BacklogMaxAge / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case now := <-t.C:
+			b.mu.Lock()
+			links := make([]*brokerLink, 0, len(b.links))
+			for _, l := range b.links {
+				links = append(links, l)
+			}
+			b.mu.Unlock()
+			for _, l := range links {
+				l.expire(now)
+			}
+		}
+	}
+}
+
+// Ready reports whether the frontend holds a ring and every broker of it is
+// linked.
+func (b *Broker) Ready() bool {
+	b.route.RLock()
+	defer b.route.RUnlock()
+	if b.pubRing == nil || b.pubRing.Len() == 0 {
+		return false
+	}
+	for _, l := range b.pubLinks {
+		if !l.isUp() {
+			return false
+		}
+	}
+	return true
+}
+
+// RingVersion returns the version of the ring publishes follow (0 = none).
+func (b *Broker) RingVersion() uint64 {
+	b.route.RLock()
+	defer b.route.RUnlock()
+	if b.pubRing == nil {
+		return 0
+	}
+	return b.pubRing.Version()
+}
+
+// Subscribe registers local interest in channel at its owners under every
+// ring in force and waits for the brokers' acknowledgements.
+func (b *Broker) Subscribe(ctx context.Context, channel string) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.channels[channel] = struct{}{}
+	var waits []<-chan struct{}
+	for _, r := range b.ringsLocked() {
+		if r.Len() == 0 {
+			continue
+		}
+		l := b.linkLocked(r.Broker(r.OwnerIndex(channel)))
+		waits = append(waits, l.addInterest([]string{channel}))
+	}
+	b.mu.Unlock()
+	b.m.subscriptions.Inc()
+	return waitAll(ctx, waits)
+}
+
+// Unsubscribe drops local interest in channel at every broker.
+func (b *Broker) Unsubscribe(channel string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.channels[channel]; !ok {
+		return
+	}
+	delete(b.channels, channel)
+	b.m.subscriptions.Dec()
+	for _, l := range b.links {
+		l.removeInterest([]string{channel})
+	}
+}
+
+// Publish routes one message to the owner of channel under the committed
+// ring. It never waits for the network.
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte) error {
+	b.route.RLock()
+	defer b.route.RUnlock()
+	if b.pubRing == nil || b.pubRing.Len() == 0 {
+		b.m.drops.WithLabelValues("no_ring").Inc()
+		return ErrNoRing
+	}
+	if b.fencing {
+		b.fenceMu.Lock()
+		defer b.fenceMu.Unlock()
+		if b.fenceBytes+len(data) > b.cfg.FenceMaxBytes {
+			b.m.drops.WithLabelValues("fence_full").Inc()
+			return ErrBacklogFull
+		}
+		b.fenceQ = append(b.fenceQ, heldPub{channel: channel, data: append([]byte(nil), data...), at: time.Now()})
+		b.fenceBytes += len(data)
+		return nil
+	}
+	l := b.pubLinks[b.pubRing.OwnerIndex(channel)]
+	return l.publish(channel, data, time.Time{})
+}
+
+// ringsLocked returns the rings whose owners must hold the local channels.
+func (b *Broker) ringsLocked() []*ring.Ring {
+	rs := make([]*ring.Ring, 0, 3)
+	for _, r := range []*ring.Ring{b.committed, b.prepared, b.incoming} {
+		if r != nil {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+// linkLocked returns the link to broker info, creating and starting it.
+func (b *Broker) linkLocked(info protocol.BrokerInfo) *brokerLink {
+	if l, ok := b.links[info.ID]; ok {
+		if l.info.Addr == info.Addr {
+			return l
+		}
+		// The broker moved: retire the old link, keep its interest.
+		b.log.Info("broker address changed", "peer", info.ID, "addr", info.Addr)
+		l.close()
+		nl := b.newLink(info)
+		nl.interest = l.interest
+		b.links[info.ID] = nl
+		return nl
+	}
+	l := b.newLink(info)
+	b.links[info.ID] = l
+	return l
+}
+
+// reconcileAddLocked makes every local channel held at its owner under
+// every ring in force; it returns the acknowledgements to wait for.
+func (b *Broker) reconcileAddLocked() []<-chan struct{} {
+	var waits []<-chan struct{}
+	for _, r := range b.ringsLocked() {
+		if r.Len() == 0 {
+			continue
+		}
+		want := make(map[int][]string)
+		for ch := range b.channels {
+			i := r.OwnerIndex(ch)
+			want[i] = append(want[i], ch)
+		}
+		for i := 0; i < r.Len(); i++ {
+			l := b.linkLocked(r.Broker(i))
+			waits = append(waits, l.addInterest(want[i]))
+		}
+	}
+	return waits
+}
+
+// reconcileFull drops interest that no ring in force needs any more and
+// closes links to brokers that no ring names.
+func (b *Broker) reconcileFull() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	rings := b.ringsLocked()
+	for id, l := range b.links {
+		inRing := false
+		for _, r := range rings {
+			if r.Contains(id) {
+				inRing = true
+			}
+		}
+		var drop []string
+		for ch := range l.interestSnapshot() {
+			keep := false
+			if _, ok := b.channels[ch]; ok {
+				for _, r := range rings {
+					if r.Len() > 0 && r.OwnerID(ch) == id {
+						keep = true
+						break
+					}
+				}
+			}
+			if !keep {
+				drop = append(drop, ch)
+			}
+		}
+		l.removeInterest(drop)
+		if !inRing {
+			b.log.Info("closing link to broker outside the ring", "peer", id)
+			l.close()
+			delete(b.links, id)
+		}
+	}
+	b.m.links.Set(float64(len(b.links)))
+}
+
+// Prepare subscribes every local channel at its owner under r as well, and
+// returns once the brokers acknowledged (or ctx ends).
+func (b *Broker) Prepare(ctx context.Context, r protocol.Ring) error {
+	nr := ring.FromProtocol(r)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.prepared = nr
+	waits := b.reconcileAddLocked()
+	b.mu.Unlock()
+	b.m.reshards.WithLabelValues("prepare").Inc()
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.SubscribeTimeout)
+	defer cancel()
+	if err := waitAll(ctx, waits); err != nil {
+		b.m.reshards.WithLabelValues("prepare_timeout").Inc()
+		return fmt.Errorf("preparing ring %d: %w", r.Version, err)
+	}
+	return nil
+}
+
+// Commit makes r the ring publishes follow: it subscribes at the new owners
+// if Prepare did not, fences, switches, and schedules the old owners'
+// unsubscribes after the drain window.
+func (b *Broker) Commit(r protocol.Ring) {
+	nr := ring.FromProtocol(r)
+	b.route.RLock()
+	cur := b.pubRing
+	b.route.RUnlock()
+	if cur != nil && cur.Version() == nr.Version() && cur.SameBrokers(nr) {
+		return
+	}
+	start := time.Now()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.incoming = nr
+	waits := b.reconcileAddLocked()
+	b.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
+	if err := waitAll(ctx, waits); err != nil {
+		b.m.reshards.WithLabelValues("subscribe_timeout").Inc()
+		b.log.Warn("switching ring before every new owner acknowledged", "version", nr.Version(), "err", err)
+	}
+	cancel()
+
+	// Fence: hold new publishes until the old owners acknowledged every
+	// publish sent before the switch.
+	b.route.Lock()
+	b.fencing = true
+	var targets []ackTarget
+	for _, l := range b.pubLinks {
+		targets = append(targets, l.ackTarget())
+	}
+	b.route.Unlock()
+	fenceStart := time.Now()
+	deadline := time.Now().Add(b.cfg.FenceTimeout)
+	for _, t := range targets {
+		if !t.wait(b.ctx, deadline) {
+			b.m.reshards.WithLabelValues("fence_timeout").Inc()
+		}
+	}
+	b.m.fenceSeconds.Observe(time.Since(fenceStart).Seconds())
+
+	b.mu.Lock()
+	links := make([]*brokerLink, nr.Len())
+	for i := range links {
+		links[i] = b.linkLocked(nr.Broker(i))
+	}
+	all := make([]*brokerLink, 0, len(b.links))
+	for _, l := range b.links {
+		all = append(all, l)
+	}
+	b.committed = nr
+	b.incoming = nil
+	if b.prepared != nil && b.prepared.Version() <= nr.Version() {
+		b.prepared = nil
+	}
+	b.m.links.Set(float64(len(b.links)))
+	b.mu.Unlock()
+
+	b.route.Lock()
+	b.pubRing = nr
+	b.pubLinks = links
+	// Re-route what waited for a link whose broker no longer owns it, then
+	// what the fence held, in arrival order per source.
+	for _, l := range all {
+		for _, h := range l.takeMisrouted(nr, links) {
+			if nr.Len() == 0 {
+				b.m.drops.WithLabelValues("no_ring").Inc()
+				continue
+			}
+			if err := links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.at); err == nil {
+				b.m.rerouted.Inc()
+			}
+		}
+	}
+	b.fenceMu.Lock()
+	q := b.fenceQ
+	b.fenceQ, b.fenceBytes = nil, 0
+	b.fencing = false
+	b.fenceMu.Unlock()
+	for _, h := range q {
+		if nr.Len() == 0 {
+			b.m.drops.WithLabelValues("no_ring").Inc()
+			continue
+		}
+		_ = links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.at)
+	}
+	b.route.Unlock()
+
+	b.m.ringVersion.Set(float64(nr.Version()))
+	b.m.reshards.WithLabelValues("commit").Inc()
+	b.m.commitSeconds.Observe(time.Since(start).Seconds())
+	b.log.Info("ring committed", "version", nr.Version(), "brokers", nr.Len(), "took", time.Since(start))
+
+	if cur == nil {
+		b.reconcileFull()
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTimer(b.cfg.DrainWindow)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			b.reconcileFull()
+		case <-b.ctx.Done():
+		}
+	}()
+}
+
+// Close stops every link and waits for the broker's goroutines.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	links := b.links
+	b.links = map[string]*brokerLink{}
+	b.mu.Unlock()
+	b.cancel()
+	for _, l := range links {
+		l.close()
+	}
+	b.wg.Wait()
+	return nil
+}
+
+func waitAll(ctx context.Context, waits []<-chan struct{}) error {
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

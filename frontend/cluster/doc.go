@@ -1,0 +1,17 @@
+// Package cluster is the frontend's cluster mode: a frontend.Broker that
+// routes publishes to the broker that owns each channel under the committed
+// ring, holds one link per broker, keeps one subscription per channel per
+// broker link (not per client), and takes part in reshards.
+//
+// Reshard (see DESIGN.md): on Prepare the frontend subscribes every locally
+// subscribed channel whose owner changes at its new owner too, and answers
+// once the brokers acknowledged. On Commit it fences (new publishes wait
+// until every publish already sent has been acknowledged by its broker, so
+// per-publisher order survives the switch), switches publishing to the new
+// owners, and after the drain window unsubscribes moved channels at their
+// old owners. A subscriber is thus subscribed at both owners from before any
+// publisher switches until after every publisher has switched.
+//
+// Lock order: Broker.route (RWMutex over the routing state) before
+// brokerLink.mu. Nothing holds a lock across network I/O; links enqueue.
+package cluster

@@ -1,0 +1,352 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/ring"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// brokerLink is this frontend's link to one broker: the channels it holds
+// there, the publishes waiting for the link, and the acknowledgement
+// bookkeeping for fences and reshards.
+type brokerLink struct {
+	b    *Broker
+	info protocol.BrokerInfo
+	red  *nodelink.Redialer
+
+	mu       sync.Mutex
+	l        *nodelink.Link // nil while down
+	gen      uint64         // connection generation
+	interest map[string]struct{}
+
+	nextSub   uint64
+	ackedSub  uint64
+	subWaiter map[uint64]chan struct{}
+
+	seq, acked uint64        // publishes sent and acknowledged on this connection
+	ackCh      chan struct{} // closed at the next PubAck or disconnect
+
+	backlog      []heldPub
+	backlogBytes int
+	closed       bool
+}
+
+func (b *Broker) newLink(info protocol.BrokerInfo) *brokerLink {
+	l := &brokerLink{
+		b:         b,
+		info:      info,
+		interest:  make(map[string]struct{}),
+		subWaiter: make(map[uint64]chan struct{}),
+	}
+	l.red = nodelink.NewRedialer(info.Addr, b.cfg.Link, b.cfg.ReconnectMin, b.cfg.ReconnectMax, l.up)
+	l.red.Start()
+	return l
+}
+
+func (l *brokerLink) isUp() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.l != nil
+}
+
+// up runs one connection: full sync, backlog flush, then the read loop.
+func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		nl.Close("closed")
+		return
+	}
+	l.l = nl
+	l.gen++
+	l.seq, l.acked = 0, 0
+	l.nextSub++
+	id := l.nextSub
+	chans := make([]string, 0, len(l.interest))
+	for ch := range l.interest {
+		chans = append(chans, ch)
+	}
+	if err := nl.Send(protocol.MsgSync, &protocol.Sync{ID: id, Channels: chans}); err != nil {
+		l.b.log.Warn("sending sync", "peer", l.info.ID, "err", err)
+	}
+	backlog := l.backlog
+	l.backlog, l.backlogBytes = nil, 0
+	now := time.Now()
+	for _, h := range backlog {
+		if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
+			l.b.m.drops.WithLabelValues("backlog_expired").Inc()
+			continue
+		}
+		l.sendLocked(h.channel, h.data)
+	}
+	l.mu.Unlock()
+	l.b.m.linksUp.Inc()
+	l.b.log.Info("broker link up", "peer", l.info.ID, "addr", l.info.Addr, "channels", len(chans))
+
+	err := nl.Run(l)
+
+	l.mu.Lock()
+	if l.l == nl {
+		l.l = nil
+		if lost := l.seq - l.acked; lost > 0 {
+			l.b.m.drops.WithLabelValues("in_flight").Add(float64(lost))
+		}
+		if l.ackCh != nil {
+			close(l.ackCh)
+			l.ackCh = nil
+		}
+	}
+	l.mu.Unlock()
+	l.b.m.linksUp.Dec()
+	l.b.log.Info("broker link down", "peer", l.info.ID, "err", err)
+}
+
+// HandleMessages implements nodelink.Handler.
+func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
+	for _, m := range msgs {
+		switch m.Type {
+		case protocol.MsgDeliver:
+			ch, data, err := protocol.ParseDeliver(m.Body)
+			if err != nil {
+				l.b.m.drops.WithLabelValues("malformed").Inc()
+				continue
+			}
+			l.b.m.delivered.Inc()
+			if l.b.sink != nil {
+				l.b.sink.Deliver(ch, data)
+			}
+		case protocol.MsgPubAck:
+			seq, err := protocol.ParsePubAck(m.Body)
+			if err != nil {
+				continue
+			}
+			l.mu.Lock()
+			if l.l == nl && seq > l.acked {
+				l.acked = seq
+				if l.ackCh != nil {
+					close(l.ackCh)
+					l.ackCh = nil
+				}
+			}
+			l.mu.Unlock()
+		case protocol.MsgSubAck:
+			var a protocol.SubAck
+			if err := m.Decode(&a); err != nil {
+				continue
+			}
+			l.mu.Lock()
+			if a.ID > l.ackedSub {
+				l.ackedSub = a.ID
+			}
+			for id, w := range l.subWaiter {
+				if id <= a.ID {
+					close(w)
+					delete(l.subWaiter, id)
+				}
+			}
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Closed implements nodelink.Handler.
+func (l *brokerLink) Closed(*nodelink.Link, error) {}
+
+// addInterest holds chans at this broker and returns a channel closed once
+// the broker acknowledged them.
+func (l *brokerLink) addInterest(chans []string) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var add []string
+	for _, ch := range chans {
+		if _, ok := l.interest[ch]; !ok {
+			l.interest[ch] = struct{}{}
+			add = append(add, ch)
+		}
+	}
+	if len(add) == 0 {
+		// Nothing new, but an earlier subscribe may still be unacknowledged.
+		if l.ackedSub >= l.nextSub {
+			return closedCh
+		}
+		return l.waiterLocked(l.nextSub)
+	}
+	l.nextSub++
+	id := l.nextSub
+	w := l.waiterLocked(id)
+	if l.l != nil {
+		if err := l.l.Send(protocol.MsgSubscribe, &protocol.Subscribe{ID: id, Channels: add}); err != nil {
+			l.b.log.Warn("sending subscribe", "peer", l.info.ID, "err", err)
+		}
+	}
+	// While down, the Sync after the reconnect carries them and its
+	// acknowledgement (a higher id) releases this waiter.
+	return w
+}
+
+func (l *brokerLink) waiterLocked(id uint64) chan struct{} {
+	if w, ok := l.subWaiter[id]; ok {
+		return w
+	}
+	w := make(chan struct{})
+	l.subWaiter[id] = w
+	return w
+}
+
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (l *brokerLink) removeInterest(chans []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var drop []string
+	for _, ch := range chans {
+		if _, ok := l.interest[ch]; ok {
+			delete(l.interest, ch)
+			drop = append(drop, ch)
+		}
+	}
+	if len(drop) > 0 && l.l != nil {
+		_ = l.l.Send(protocol.MsgUnsubscribe, &protocol.Unsubscribe{Channels: drop})
+	}
+}
+
+func (l *brokerLink) interestSnapshot() map[string]struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]struct{}, len(l.interest))
+	for ch := range l.interest {
+		out[ch] = struct{}{}
+	}
+	return out
+}
+
+// publish sends one message, or holds it while the link is down. at is the
+// time the message was first accepted (zero = now).
+func (l *brokerLink) publish(channel string, data []byte, at time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.l != nil && len(l.backlog) == 0 {
+		l.sendLocked(channel, data)
+		return nil
+	}
+	if l.backlogBytes+len(data) > l.b.cfg.BacklogMaxBytes {
+		l.b.m.drops.WithLabelValues("backlog_full").Inc()
+		return ErrBacklogFull
+	}
+	if at.IsZero() {
+		at = time.Now()
+		data = append([]byte(nil), data...)
+	}
+	l.backlog = append(l.backlog, heldPub{channel: channel, data: data, at: at})
+	l.backlogBytes += len(data)
+	return nil
+}
+
+func (l *brokerLink) sendLocked(channel string, data []byte) {
+	l.seq++
+	msg := protocol.AppendPublishMsg(make([]byte, 0, 16+len(channel)+len(data)), l.seq, channel, data)
+	if !l.l.SendRaw(msg) {
+		l.b.m.drops.WithLabelValues("link_queue_full").Inc()
+	}
+}
+
+// expire drops backlog entries older than the maximum age.
+func (l *brokerLink) expire(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, h := range l.backlog {
+		if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
+			l.b.m.drops.WithLabelValues("backlog_expired").Inc()
+			l.backlogBytes -= len(h.data)
+			continue
+		}
+		l.backlog[n] = h
+		n++
+	}
+	clear(l.backlog[n:])
+	l.backlog = l.backlog[:n]
+}
+
+// takeMisrouted removes and returns the held publishes whose owner under r
+// is not this link.
+func (l *brokerLink) takeMisrouted(r *ring.Ring, links []*brokerLink) []heldPub {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.backlog) == 0 {
+		return nil
+	}
+	var out []heldPub
+	n := 0
+	for _, h := range l.backlog {
+		if r.Len() > 0 && links[r.OwnerIndex(h.channel)] == l {
+			l.backlog[n] = h
+			n++
+			continue
+		}
+		l.backlogBytes -= len(h.data)
+		out = append(out, h)
+	}
+	clear(l.backlog[n:])
+	l.backlog = l.backlog[:n]
+	return out
+}
+
+// ackTarget is what a fence waits for on one link.
+type ackTarget struct {
+	l   *brokerLink
+	gen uint64
+	seq uint64
+}
+
+func (l *brokerLink) ackTarget() ackTarget {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return ackTarget{l: l, gen: l.gen, seq: l.seq}
+}
+
+// wait returns true once the broker acknowledged every publish up to the
+// target, or the connection it was sent on is gone (nothing more will be
+// acknowledged); false at the deadline.
+func (t ackTarget) wait(ctx context.Context, deadline time.Time) bool {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		t.l.mu.Lock()
+		if t.l.gen != t.gen || t.l.l == nil || t.l.acked >= t.seq {
+			t.l.mu.Unlock()
+			return true
+		}
+		if t.l.ackCh == nil {
+			t.l.ackCh = make(chan struct{})
+		}
+		ch := t.l.ackCh
+		t.l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (l *brokerLink) close() {
+	l.mu.Lock()
+	l.closed = true
+	for id, w := range l.subWaiter {
+		close(w)
+		delete(l.subWaiter, id)
+	}
+	if n := len(l.backlog); n > 0 {
+		l.b.m.drops.WithLabelValues("link_closed").Add(float64(n))
+	}
+	l.backlog, l.backlogBytes = nil, 0
+	l.mu.Unlock()
+	l.red.Close()
+}

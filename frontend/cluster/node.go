@@ -1,0 +1,171 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sccgo/sccgo/frontend"
+	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/membership"
+	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// NodeConfig configures a frontend's membership in a cluster.
+type NodeConfig struct {
+	// NodeID identifies the frontend; default a random id.
+	NodeID string
+	// AuthKey is SCC_AUTH_KEY, shared by every node.
+	AuthKey []byte
+	// StateAddr is the state server's host:port; "" runs on gossip alone.
+	StateAddr string
+	// GossipBind, GossipPort, GossipAdvertise and GossipSeeds configure
+	// memberlist (SCC_GOSSIP_BIND, SCC_GOSSIP_PORT, SCC_INSTANCE_IP,
+	// SCC_GOSSIP_SEEDS).
+	GossipBind      string
+	GossipPort      int
+	GossipAdvertise string
+	GossipSeeds     []string
+	// Broker configures routing and reshards.
+	Broker Config
+	// Link is the base configuration of every inter-node link.
+	Link nodelink.Config
+	// Logger and Registry receive logs and metrics.
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Stats supplies the counters reported to the state server.
+	Stats func() protocol.Stats
+}
+
+// Enabled reports whether the configuration asks for cluster mode.
+func (c NodeConfig) Enabled() bool { return c.StateAddr != "" || len(c.GossipSeeds) > 0 }
+
+// ReadNodeConfig reads the cluster settings from the environment. Cluster
+// mode is on when SCC_STATE_SERVER_HOST or SCC_GOSSIP_SEEDS is set.
+func ReadNodeConfig(r *config.Reader) NodeConfig {
+	mdef := membership.DefaultConfig()
+	bdef := DefaultConfig()
+	ldef := nodelink.DefaultConfig()
+	c := NodeConfig{Link: ldef}
+	host := r.String("SCC_STATE_SERVER_HOST", "", "state server host; setting it (or SCC_GOSSIP_SEEDS) turns on cluster mode")
+	port := r.Port("SCC_STATE_SERVER_PORT", 7777, "state server port")
+	if host != "" {
+		c.StateAddr = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared secret that authenticates every inter-node link (never sent on the wire)"))
+	c.NodeID = r.String("SCC_INSTANCE_ID", "", "this frontend's node id (default: random)")
+	c.GossipAdvertise = r.String("SCC_INSTANCE_IP", "", "IP other nodes reach this node at (gossip advertise address)")
+	c.GossipBind = r.String("SCC_GOSSIP_BIND", mdef.GossipBind, "gossip (memberlist) bind address")
+	c.GossipPort = r.Port("SCC_GOSSIP_PORT", mdef.GossipPort, "gossip (memberlist) port; 0 picks a free one")
+	c.GossipSeeds = r.List("SCC_GOSSIP_SEEDS", nil, "gossip seeds host:port, comma-separated (default: learned from the state server)")
+	c.Broker = bdef
+	c.Broker.DrainWindow = r.Duration("SCC_RESHARD_DRAIN_WINDOW", bdef.DrainWindow, "how long moved channels stay subscribed at their old broker after a reshard")
+	c.Broker.SubscribeTimeout = r.Duration("SCC_RESHARD_SUBSCRIBE_TIMEOUT", bdef.SubscribeTimeout, "how long a reshard waits for brokers to acknowledge subscriptions")
+	c.Broker.FenceTimeout = r.Duration("SCC_RESHARD_FENCE_TIMEOUT", bdef.FenceTimeout, "how long a ring switch waits for brokers to acknowledge earlier publishes")
+	c.Broker.BacklogMaxBytes = r.Int("SCC_BROKER_BACKLOG_MAX_BYTES", bdef.BacklogMaxBytes, "publishes held per broker while its link is down, in bytes")
+	c.Broker.BacklogMaxAge = r.Duration("SCC_BROKER_BACKLOG_MAX_AGE", bdef.BacklogMaxAge, "how long a publish may wait for its broker link before it is dropped")
+	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", ldef.QueueMaxBytes, "bytes queued per inter-node link before messages are dropped")
+	return c
+}
+
+// Node is a frontend's cluster membership: the routing Broker plus the
+// agent that follows the state server and gossip.
+type Node struct {
+	broker *Broker
+	agent  *membership.Agent
+}
+
+// NewNode builds the broker and the agent; nothing starts until Start.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.NodeID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		cfg.NodeID = "frontend-" + hex.EncodeToString(b[:])
+	}
+	link := cfg.Link
+	if link.HandshakeTimeout == 0 {
+		link = nodelink.DefaultConfig()
+	}
+	link.NodeID = cfg.NodeID
+	link.Role = protocol.RoleFrontend
+	link.AuthKey = cfg.AuthKey
+	link.Logger = cfg.Logger
+	if cfg.Registry != nil && link.Metrics == nil {
+		link.Metrics = nodelink.NewMetrics(cfg.Registry, protocol.RoleFrontend)
+	}
+	bc := cfg.Broker
+	bc.Link = link
+	bc.Logger = cfg.Logger
+	if cfg.Registry != nil {
+		bc.Registry = cfg.Registry
+	}
+	n := &Node{broker: New(bc)}
+
+	mc := membership.DefaultConfig()
+	mc.NodeID = cfg.NodeID
+	mc.Role = protocol.RoleFrontend
+	mc.StateAddr = cfg.StateAddr
+	mc.AuthKey = cfg.AuthKey
+	if cfg.GossipBind != "" {
+		mc.GossipBind = cfg.GossipBind
+	}
+	mc.GossipPort = cfg.GossipPort
+	mc.GossipAdvertise = cfg.GossipAdvertise
+	mc.GossipSeeds = cfg.GossipSeeds
+	mc.Link = &link
+	mc.Logger = cfg.Logger
+	mc.Registry = cfg.Registry
+	mc.Stats = cfg.Stats
+	a, err := membership.New(mc, n.broker)
+	if err != nil {
+		return nil, fmt.Errorf("creating membership agent: %w", err)
+	}
+	n.agent = a
+	return n, nil
+}
+
+// Broker returns the frontend.Broker to give the frontend server.
+func (n *Node) Broker() frontend.Broker { return nodeBroker{n} }
+
+// Agent returns the membership agent.
+func (n *Node) Agent() *membership.Agent { return n.agent }
+
+// Router returns the routing broker (for tests and metrics).
+func (n *Node) Router() *Broker { return n.broker }
+
+// nodeBroker starts and stops the agent with the broker, so the frontend
+// server owns the whole cluster membership through its Broker.
+type nodeBroker struct{ n *Node }
+
+func (b nodeBroker) Start(ctx context.Context, sink frontend.Sink) error {
+	if err := b.n.broker.Start(ctx, sink); err != nil {
+		return err
+	}
+	if err := b.n.agent.Start(ctx); err != nil {
+		b.n.broker.Close()
+		return fmt.Errorf("starting membership agent: %w", err)
+	}
+	return nil
+}
+
+func (b nodeBroker) Subscribe(ctx context.Context, ch string) error {
+	return b.n.broker.Subscribe(ctx, ch)
+}
+func (b nodeBroker) Unsubscribe(ch string) { b.n.broker.Unsubscribe(ch) }
+func (b nodeBroker) Publish(ctx context.Context, ch string, data []byte) error {
+	return b.n.broker.Publish(ctx, ch, data)
+}
+func (b nodeBroker) Ready() bool { return b.n.broker.Ready() }
+
+func (b nodeBroker) Close() error {
+	err := b.n.agent.Close()
+	b.n.broker.Close()
+	return err
+}
