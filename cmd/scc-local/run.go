@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	host := fs.String("host", "127.0.0.1", "address every node binds and advertises")
 	binDir := fs.String("bin-dir", "", "directory holding scc-state, scc-broker and scc-frontend (default: this executable's directory)")
 	controlPort := fs.Int("control-port", 7700, "port of the control endpoint; 0 picks a free one")
+	controlHost := fs.String("control-host", "127.0.0.1", "address the control endpoint binds (it can kill nodes: keep it on loopback)")
 	authKey := fs.String("auth-key", "", "SCC_AUTH_KEY for inter-node links (default: $SCC_AUTH_KEY, else a random key for this run)")
 	clientKey := fs.String("client-auth-key", "", "SCC_CLIENT_AUTH_KEY for client JWTs (default: $SCC_CLIENT_AUTH_KEY, else a random key for this run)")
 	color := fs.String("color", "auto", "color the output prefixes: auto, always or never (NO_COLOR=1 means never)")
@@ -91,7 +92,7 @@ Flags:
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	ctl, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*controlPort)))
+	ctl, err := net.Listen("tcp", net.JoinHostPort(*controlHost, strconv.Itoa(*controlPort)))
 	if err != nil {
 		return fmt.Errorf("control endpoint: %w", err)
 	}
@@ -113,6 +114,9 @@ Flags:
 		StopTimeout:   *stopTimeout,
 	})
 	if err != nil {
+		if strings.Contains(err.Error(), "in use") {
+			err = fmt.Errorf("%w (pick another -base-port, or -base-port 0 for free ports)", err)
+		}
 		return err
 	}
 	srv := &http.Server{Handler: c.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}

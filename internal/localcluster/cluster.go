@@ -45,9 +45,8 @@ type Options struct {
 	// BinDir holds scc-state, scc-broker and scc-frontend (make build puts
 	// them in bin/). Required.
 	BinDir string
-	// Brokers and Frontends are how many of each Start launches. Default 0
-	// brokers (a cluster without brokers is never ready: pass at least 1)
-	// and 0 frontends.
+	// Brokers and Frontends are how many of each Start launches (default
+	// 0; more can be added later).
 	Brokers, Frontends int
 	// Host is the address every node binds and advertises. Default
 	// 127.0.0.1.
@@ -150,7 +149,7 @@ type ProcInfo struct {
 	// Port is the node's service port (WebSocket and HTTP).
 	Port int `json:"port"`
 	// GossipPort is its memberlist port (TCP and UDP).
-	GossipPort int  `json:"gossipPort"`
+	GossipPort int  `json:"gossip_port"`
 	Running    bool `json:"running"`
 	// Crashed is true when the last run exited without being asked to.
 	Crashed bool `json:"crashed"`
