@@ -502,7 +502,7 @@ func (c *Client) terminate(err error) {
 // callCtx bounds ctx by AckTimeout when it has no deadline.
 func (c *Client) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, c.opts.AckTimeout)
 }
@@ -566,6 +566,16 @@ func (c *Client) call(ctx context.Context, what string, build func(dst []byte, c
 		pktPool.Put(bp)
 		if err != nil {
 			cn.take(id)
+			if errors.Is(err, ErrNotConnected) {
+				// The connection ended before the packet was queued:
+				// nothing was sent, so the next connection may take it.
+				select {
+				case <-cn.lost:
+					continue
+				case <-ctx.Done():
+					return nil, fmt.Errorf("client: %s: %w: %w", what, ErrNotConnected, ctx.Err())
+				}
+			}
 			return nil, fmt.Errorf("client: %s: %w", what, err)
 		}
 		select {
@@ -596,11 +606,14 @@ func (c *Client) transmit(what string, build func(dst []byte) []byte) error {
 		}
 		return fmt.Errorf("client: %s: %w", what, ErrNotConnected)
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.opts.AckTimeout)
-	defer cancel()
 	bp := pktPool.Get().(*[]byte)
 	pkt := build((*bp)[:0])
-	err := cn.enqueueWait(ctx, pkt)
+	err := cn.tryEnqueue(pkt)
+	if errors.Is(err, ErrQueueFull) {
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.AckTimeout)
+		err = cn.enqueueWait(ctx, pkt)
+		cancel()
+	}
 	*bp = pkt
 	pktPool.Put(bp)
 	if err != nil {

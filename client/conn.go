@@ -177,6 +177,24 @@ func (cn *conn) enqueuePong() {
 	cn.signal()
 }
 
+// tryEnqueue queues a packet if there is room under SendQueueBytes, else
+// returns ErrQueueFull without waiting.
+func (cn *conn) tryEnqueue(pkt []byte) error {
+	cn.qmu.Lock()
+	if cn.qclosed {
+		cn.qmu.Unlock()
+		return ErrNotConnected
+	}
+	if cn.qbytes != 0 && cn.qbytes+len(pkt) > cn.c.opts.SendQueueBytes {
+		cn.qmu.Unlock()
+		return ErrQueueFull
+	}
+	cn.push(pkt)
+	cn.qmu.Unlock()
+	cn.signal()
+	return nil
+}
+
 // enqueueWait queues a packet, waiting for room under SendQueueBytes until
 // ctx ends. An empty queue always takes the packet, however large.
 func (cn *conn) enqueueWait(ctx context.Context, pkt []byte) error {

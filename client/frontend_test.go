@@ -31,7 +31,7 @@ type testFrontend struct {
 }
 
 // startFrontend serves a standalone frontend on addr ("" for a free port).
-func startFrontend(t *testing.T, addr string, mutate func(*frontend.Config)) *testFrontend {
+func startFrontend(t testing.TB, addr string, mutate func(*frontend.Config)) *testFrontend {
 	t.Helper()
 	cfg := frontend.DefaultConfig()
 	cfg.AuthKey = []byte(frontendKey)
@@ -74,7 +74,7 @@ func startFrontend(t *testing.T, addr string, mutate func(*frontend.Config)) *te
 func (f *testFrontend) URL() string { return "ws://" + f.ln.Addr().String() + "/socketcluster/" }
 
 // Stop shuts the frontend down (clients get 1001) and waits for Serve.
-func (f *testFrontend) Stop(t *testing.T) {
+func (f *testFrontend) Stop(t testing.TB) {
 	f.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -87,7 +87,7 @@ func (f *testFrontend) Stop(t *testing.T) {
 	})
 }
 
-func signToken(t *testing.T, key string, claims jwt.MapClaims) string {
+func signToken(t testing.TB, key string, claims jwt.MapClaims) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(key))
 	if err != nil {
@@ -321,5 +321,70 @@ func TestFrontendNoHandshakeOnWrongPath(t *testing.T) {
 	var ue *client.UpgradeError
 	if !errors.As(err, &ue) || ue.StatusCode != 400 {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// BenchmarkFrontendPublish measures acknowledged publishes from many
+// goroutines sharing one client, against the in-process frontend.
+func BenchmarkFrontendPublish(b *testing.B) {
+	f := startFrontend(b, "", nil)
+	c, err := client.Dial(context.Background(), f.URL(), client.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	payload := json.RawMessage(`{"seq":1,"body":"0123456789abcdef0123456789abcdef"}`)
+	ctx := context.Background()
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := c.Publish(ctx, "bench", payload); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkFrontendTransmitPublish measures fire-and-forget publishes
+// delivered to a subscriber on a second client.
+func BenchmarkFrontendTransmitPublish(b *testing.B) {
+	f := startFrontend(b, "", func(c *frontend.Config) { c.QueueMaxMessages = 1 << 20; c.QueueMaxBytes = 1 << 30 })
+	pub, err := client.Dial(context.Background(), f.URL(), client.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close()
+	recv, err := client.Dial(context.Background(), f.URL(), client.Options{SubscriptionBuffer: 1 << 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer recv.Close()
+	sub, err := recv.Subscribe(context.Background(), "bench", client.SubscribeOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := json.RawMessage(`{"seq":1,"body":"0123456789abcdef0123456789abcdef"}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		for i := 0; i < b.N; i++ {
+			if err := pub.TransmitPublish("bench", payload); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for got := 0; got+int(sub.Dropped()) < b.N; got++ {
+		if _, err := sub.Next(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if d := sub.Dropped(); d > 0 {
+		b.Logf("dropped %d of %d", d, b.N)
 	}
 }
