@@ -7,13 +7,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/sccgo/sccgo/internal/demopage"
 )
 
 // realBinDir returns the directory with the real binaries (SCC_BIN_DIR, or
@@ -129,6 +134,38 @@ func TestRealCluster(t *testing.T) {
 	<-got // the reader returns on a match or when ctx ends
 	if ctx.Err() != nil {
 		t.Fatal("publish on frontend-2 never reached the subscriber on frontend-1")
+	}
+
+	// The demo page: one tab on each frontend, a message crosses over.
+	demoTabs(t, urls[0], urls[1])
+}
+
+// demoTabs runs the demo page's script in two simulated tabs (node with a
+// real WebSocket) on two frontends.
+func demoTabs(t *testing.T, urlA, urlB string) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("node is required in CI for the demo page check")
+		}
+		t.Log("node not installed; skipping the demo page check")
+		return
+	}
+	rec := httptest.NewRecorder()
+	demopage.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/demo/", nil))
+	m := regexp.MustCompile(`(?s)<script>(.*?)</script>`).FindStringSubmatch(rec.Body.String())
+	if m == nil {
+		t.Fatal("no script in the demo page")
+	}
+	script := filepath.Join(t.TempDir(), "page.js")
+	if err := os.WriteFile(script, []byte(m[1]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	out, err := exec.CommandContext(ctx, node, "--no-warnings", "--experimental-websocket",
+		"../demopage/testdata/tabs.js", script, urlA, urlB).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("demo page tabs on two frontends: %v\n%s", err, out)
 	}
 }
 
