@@ -31,10 +31,11 @@
 // A connected Client runs two goroutines: the connection's reader, and a
 // loop that writes, watches for stale connections and reconnects. Handlers
 // for server RPCs (Options.OnRPC) run in their own goroutines. Close waits
-// for all of them.
+// for all of them, so OnRPC handlers must return when their ctx ends.
 //
 // Handlers OnEvent, OnConnect, OnDisconnect and OnAuthStateChange run on the
-// reader or the connection loop: they must return quickly and must not call
+// reader, the connection loop, or (OnConnect for the first connection) the
+// goroutine calling Dial: they must return quickly and must not call
 // blocking Client methods (Publish, Invoke, Subscribe, Authenticate), which
 // would wait for a reply that the blocked goroutine has to read. Start a
 // goroutine for such work.

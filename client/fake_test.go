@@ -377,11 +377,6 @@ func (c *fakeConn) handle(ctx context.Context, p *protocol.Packet) bool {
 	case "emit": // the server transmits an event back
 		c.send(protocol.AppendEvent(nil, "serverEvent", p.Data, 0))
 		c.reply(p, nil)
-	case "close": // the server closes with the code in data
-		var code int
-		_ = json.Unmarshal(p.Data, &code)
-		c.reply(p, nil)
-		go func() { _ = c.ws.Close(websocket.StatusCode(code), "asked to") }()
 	default:
 		c.replyErr(p, protocol.NewError(protocol.ErrNameNoMatchingProcedure, "no procedure "+p.Event))
 	}
