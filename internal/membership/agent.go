@@ -432,7 +432,9 @@ func (a *Agent) linkUp(l *nodelink.Link) {
 	if a.leaving.Load() {
 		a.sendLeave()
 	}
-	if seeds := l.Peer().Seeds; len(a.cfg.GossipSeeds) == 0 && len(seeds) > 0 {
+	// Joining the Welcome's seeds even with configured seeds merges a gossip
+	// pool the state server (or anyone) is outside of.
+	if seeds := l.Peer().Seeds; len(seeds) > 0 {
 		a.mu.Lock()
 		a.seeds = slices.Clone(seeds)
 		a.mu.Unlock()

@@ -5,8 +5,10 @@
 // The agent keeps a nodelink Redialer to the state server. After every
 // Welcome it reports its committed ring (a Ring message) so a restarted
 // state server resumes above every version in use, re-sends Leave if the
-// node is draining, and joins gossip through the Welcome's seeds when no
-// seeds were configured. It answers Prepare with Prepared once
+// node is draining, and joins gossip through the Welcome's seeds (which
+// also merges pools that configured seeds left apart; a node alone in
+// gossip retries its configured seeds, else the Welcome's, every
+// GossipRejoinInterval). It answers Prepare with Prepared once
 // Handler.Prepare returns, applies Ring and Commit, and sends Stats every
 // StatsInterval.
 //
