@@ -72,8 +72,9 @@ type Config struct {
 	// Logger receives the agent's events; nil discards.
 	Logger *slog.Logger
 	// Registry receives the agent's metrics (scc_<role>_state_connected,
-	// scc_<role>_ring_version, scc_<role>_ring_changes_total{source}) and
-	// the state link's; nil registers nothing.
+	// scc_<role>_membership_ring_version,
+	// scc_<role>_ring_changes_total{source}) and the state link's; nil
+	// registers nothing.
 	Registry *prometheus.Registry
 	// Stats, if set, supplies the counters sent to the state server.
 	Stats func() protocol.Stats

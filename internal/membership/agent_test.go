@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/sccgo/sccgo/internal/gossip"
@@ -387,5 +389,28 @@ func TestGossipRingAndDeadBrokerFallback(t *testing.T) {
 	waitLog(t, rec, "commit v6[b1,b2]; commit v6[b1]")
 	if r, _ := a.Ring(); r.Version != 6 || len(r.Brokers) != 1 {
 		t.Fatalf("ring %+v", r)
+	}
+}
+
+func TestMetricsShareARegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	// A gauge another package owns under a name the agent must not clash
+	// with.
+	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "scc_frontend_ring_version", Help: "x"}))
+	cfg := agentConfig("f1", protocol.RoleFrontend, "")
+	cfg.Registry = reg
+	startAgent(t, cfg, &recorder{})
+	cfg.NodeID = "f2"
+	startAgent(t, cfg, &recorder{}) // same registry: no panic
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	if !slices.Contains(names, "scc_frontend_state_connected") || !slices.Contains(names, "scc_frontend_membership_ring_version") {
+		t.Fatalf("metrics %v", names)
 	}
 }

@@ -16,7 +16,7 @@ func newMetrics(reg *prometheus.Registry, role string) *metrics {
 	p := "scc_" + role + "_"
 	m := &metrics{
 		connected:   prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "state_connected", Help: "1 while the link to the state server is up."}),
-		ringVersion: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "ring_version", Help: "Version of the committed ring this node holds."}),
+		ringVersion: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "membership_ring_version", Help: "Version of the highest committed ring the membership agent holds."}),
 		changes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "ring_changes_total", Help: "Rings applied, by source (state, gossip, fallback)."}, []string{"source"}),
 	}
 	if reg != nil {
@@ -28,7 +28,9 @@ func newMetrics(reg *prometheus.Registry, role string) *metrics {
 }
 
 // register registers c, or returns the collector already registered under
-// its name (several agents may share a registry in tests).
+// its name (several agents may share a registry in tests). A clash with a
+// different metric of the same name leaves c unregistered rather than
+// taking the node down.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -37,7 +39,6 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 				return existing
 			}
 		}
-		panic(err)
 	}
 	return c
 }
