@@ -53,8 +53,9 @@ type Config struct {
 	// Gossip, if set, is the base gossip configuration (timing); the
 	// fields above and the callbacks override it.
 	Gossip *gossip.Config
-	// Link is the base link configuration (timeouts and limits); NodeID,
-	// Role, AuthKey, Logger and Metrics are set by the server.
+	// Link is the base link configuration (timeouts and limits; zero
+	// fields take nodelink's defaults); NodeID, Role, AuthKey, Logger and
+	// Metrics are set by the server.
 	Link nodelink.Config
 	// ShutdownTimeout bounds how long Shutdown waits for gossip to
 	// announce the leave. Default 1s.

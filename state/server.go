@@ -65,17 +65,12 @@ func New(cfg Config) (*Server, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	lc := cfg.Link
+	lc := linkConfig(cfg.Link)
 	lc.NodeID = cfg.NodeID
 	lc.Role = protocol.RoleState
 	lc.AuthKey = cfg.AuthKey
 	lc.Logger = lg
 	lc.Metrics = nodelink.NewMetrics(reg, protocol.RoleState)
-	if lc.HandshakeTimeout == 0 && lc.PingInterval == 0 { // zero Config: take the defaults
-		d := nodelink.DefaultConfig()
-		d.NodeID, d.Role, d.AuthKey, d.Logger, d.Metrics = lc.NodeID, lc.Role, lc.AuthKey, lc.Logger, lc.Metrics
-		lc = d
-	}
 	if err := lc.Validate(); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -100,6 +95,30 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: lc.HandshakeTimeout, ErrorLog: slog.NewLogLogger(lg.Handler(), slog.LevelDebug)}
 	return s, nil
+}
+
+// linkConfig fills the zero limits of c with nodelink's defaults.
+func linkConfig(c nodelink.Config) nodelink.Config {
+	d := nodelink.DefaultConfig()
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = d.PingInterval
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = d.PingTimeout
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = d.MaxFrameBytes
+	}
+	if c.QueueMaxBytes <= 0 {
+		c.QueueMaxBytes = d.QueueMaxBytes
+	}
+	return c
 }
 
 // Handle registers an extra HTTP handler (a status page, say) before
