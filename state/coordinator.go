@@ -308,6 +308,7 @@ func (c *coordinator) endStartup() {
 		if m.going() && m.connected() {
 			c.onGoing(m)
 		}
+		c.forgetIfGone(m)
 	}
 }
 
@@ -619,6 +620,9 @@ func (c *coordinator) begin(target []protocol.BrokerInfo) {
 	c.log.Info("reshard: prepare", "version", rs.ring.Version, "from", ringString(rs.from), "to", ringString(rs.ring))
 	for _, m := range c.members {
 		if m.role == protocol.RoleFrontend && m.connected() {
+			if c.hasRing && m.ringVersion < c.ring.Version {
+				c.sendTo(m, protocol.MsgRing, &c.ring) // the ring being left
+			}
 			rs.needed[m.id] = false
 			c.sendTo(m, protocol.MsgPrepare, &protocol.Prepare{Ring: rs.ring})
 		}
@@ -662,6 +666,10 @@ func (c *coordinator) commit() {
 	rs := c.rs
 	rs.timer.stop()
 	rs.phase = phaseDrain
+	if c.maxVersion > rs.ring.Version {
+		// A node reported a higher version meanwhile: stay above it.
+		rs.ring.Version = c.nextVersion()
+	}
 	c.install(rs.ring)
 	c.m.reshards.WithLabelValues(rs.result).Inc()
 	c.m.reshardDuration.Observe(time.Since(rs.started).Seconds())

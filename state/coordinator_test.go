@@ -543,3 +543,34 @@ func value(m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+// A node that reports a higher version during a prepare pushes the commit
+// above it.
+func TestCommitStaysAboveVersionReportedDuringPrepare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, f, _ := startCluster(t, testCfg(), "b1")
+		f.prepare = false
+		h.connect("b2", B)
+		sleep(5 * time.Second)
+		f2 := h.connect("f2", F, withVersion(9))
+		h.co.prepared(f, 2)
+		h.co.prepared(f2, 2)
+		synctest.Wait()
+		wantLog(t, f, "commit v1[b1]; prepare v2[b1,b2]; commit v10[b1,b2]")
+	})
+}
+
+// A frontend that holds an older ring than the one being left gets that
+// ring before the prepare.
+func TestLaggingFrontendGetsRingBeforePrepare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, testCfg())
+		f := h.connect("f1", F, withVersion(3))
+		h.co.reportRing(f, mkRing(3, "b1", "b2"))
+		f2 := h.connect("f2", F) // started during the state's startup, no ring
+		h.connect("b1", B)
+		sleep(5 * time.Second)
+		wantLog(t, f2, "ring v3[b1,b2]; prepare v4[b1]; commit v4[b1]")
+		wantLog(t, f, "prepare v4[b1]; commit v4[b1]")
+	})
+}
