@@ -152,8 +152,9 @@ type Gossip struct {
 	mu      sync.Mutex
 	ring    protocol.Ring
 	hasRing bool
-	members map[string]Member // by ID, including dead ones
-	closed  bool
+	members  map[string]Member // by ID, including dead ones
+	watchers map[chan struct{}]struct{}
+	closed   bool
 }
 
 // New starts memberlist (it listens at once) and joins cfg.Seeds if any.
@@ -176,8 +177,9 @@ func New(cfg Config) (*Gossip, error) {
 	g := &Gossip{
 		cfg:     cfg,
 		log:     lg.With("node", cfg.NodeName, "role", cfg.Role),
-		meta:    m,
-		members: make(map[string]Member),
+		meta:     m,
+		members:  make(map[string]Member),
+		watchers: make(map[chan struct{}]struct{}),
 	}
 
 	mc := memberlist.DefaultLANConfig()
@@ -318,6 +320,31 @@ func (g *Gossip) DeadBrokers() []string {
 	return out
 }
 
+// Watch returns a channel that receives a value (coalesced: capacity 1)
+// after any member change or newer ring, and a function that stops the
+// watch. It is for callers that cannot set Config.OnMember.
+func (g *Gossip) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	g.mu.Lock()
+	g.watchers[ch] = struct{}{}
+	g.mu.Unlock()
+	return ch, func() {
+		g.mu.Lock()
+		delete(g.watchers, ch)
+		g.mu.Unlock()
+	}
+}
+
+// notifyLocked wakes every watcher; g.mu is held.
+func (g *Gossip) notifyLocked() {
+	for ch := range g.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Ring returns the highest-version ring this node has seen or set.
 func (g *Gossip) Ring() (protocol.Ring, bool) {
 	g.mu.Lock()
@@ -395,6 +422,7 @@ func (g *Gossip) mergeRing(buf []byte) {
 		return
 	}
 	g.ring, g.hasRing = r, true
+	g.notifyLocked()
 	g.mu.Unlock()
 	if g.cfg.OnRing != nil {
 		g.cfg.OnRing(cloneRing(r))
@@ -421,6 +449,9 @@ func (g *Gossip) nodeEvent(n *memberlist.Node, alive bool) {
 		m.Role, m.Addr = old.Role, old.Addr
 	}
 	g.members[m.ID] = m
+	if !had || old != m {
+		g.notifyLocked()
+	}
 	g.mu.Unlock()
 	if !alive {
 		g.log.Info("gossip member dead", "peer", m.ID)

@@ -106,12 +106,19 @@ func TestRingPropagatesAndDeadDetected(t *testing.T) {
 	}
 
 	// b stops without Leave: declared dead.
+	watch, stop := c.Watch()
+	defer stop()
 	stopped := time.Now()
 	if err := b.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "b dead at c", func() bool { return c.IsDead("b") })
 	t.Logf("b declared dead at c after %v", time.Since(stopped))
+	select {
+	case <-watch:
+	default:
+		t.Fatal("watch not notified of the death")
+	}
 	if !slices.Equal(c.DeadBrokers(), []string{"b"}) || c.IsAlive("b") || a.IsDead("c") {
 		t.Fatalf("dead brokers %v", c.DeadBrokers())
 	}
