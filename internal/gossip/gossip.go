@@ -149,9 +149,9 @@ type Gossip struct {
 	logW   *io.PipeWriter
 	logWG  sync.WaitGroup
 
-	mu      sync.Mutex
-	ring    protocol.Ring
-	hasRing bool
+	mu       sync.Mutex
+	ring     protocol.Ring
+	hasRing  bool
 	members  map[string]Member // by ID, including dead ones
 	watchers map[chan struct{}]struct{}
 	closed   bool
@@ -175,8 +175,8 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip: node meta is %d bytes, over %d", len(m), memberlist.MetaMaxSize)
 	}
 	g := &Gossip{
-		cfg:     cfg,
-		log:     lg.With("node", cfg.NodeName, "role", cfg.Role),
+		cfg:      cfg,
+		log:      lg.With("node", cfg.NodeName, "role", cfg.Role),
 		meta:     m,
 		members:  make(map[string]Member),
 		watchers: make(map[chan struct{}]struct{}),
