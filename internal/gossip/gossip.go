@@ -78,7 +78,7 @@ type Config struct {
 	// dead or left. It must not block.
 	OnMember func(Member)
 	// Logger receives memberlist's log lines and the wrapper's own; nil
-	// discards.
+	// discards. Callers tag it with node and role.
 	Logger *slog.Logger
 }
 
@@ -176,7 +176,7 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	g := &Gossip{
 		cfg:      cfg,
-		log:      lg.With("node", cfg.NodeName, "role", cfg.Role),
+		log:      lg,
 		meta:     m,
 		members:  make(map[string]Member),
 		watchers: make(map[chan struct{}]struct{}),
@@ -453,7 +453,7 @@ func (g *Gossip) nodeEvent(n *memberlist.Node, alive bool) {
 		g.notifyLocked()
 	}
 	g.mu.Unlock()
-	if !alive {
+	if !alive && m.ID != g.cfg.NodeName {
 		g.log.Info("gossip member dead", "peer", m.ID)
 	}
 	if g.cfg.OnMember != nil && (!had || old != m) {
