@@ -327,7 +327,7 @@ func TestSplitMessagesRandom(t *testing.T) {
 		b, _ := AppendMessage(nil, m.t, m.body)
 		seeds = append(seeds, b)
 	}
-	for i := 0; i < 20000; i++ {
+	for i := 0; i < 3000; i++ {
 		var frame []byte
 		if i%2 == 0 {
 			frame = make([]byte, r.IntN(64))
