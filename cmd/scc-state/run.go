@@ -146,11 +146,13 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
+	start := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), st.shutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	if serr := <-serveErr; !errors.Is(serr, state.ErrServerClosed) && err == nil {
 		err = serr
 	}
+	log.Info("stopped", "took", time.Since(start))
 	return err
 }
