@@ -286,6 +286,9 @@ func (a *Agent) Gossip() *gossip.Gossip { return a.gossip }
 // it answers Released (the node may then exit) or ctx ends. Leave is
 // re-sent after every reconnect until then.
 func (a *Agent) Leave(ctx context.Context) error {
+	if a.cfg.Role != protocol.RoleBroker {
+		return errors.New("membership: only brokers leave the ring")
+	}
 	if a.cfg.StateAddr == "" {
 		return ErrNoState
 	}
@@ -527,6 +530,15 @@ func (a *Agent) apply(source string) {
 		if len(dead) > 0 {
 			target = ring.FromProtocol(a.committed).Without(dead...).Protocol()
 			source = "fallback"
+		}
+		if len(target.Brokers) == 0 && len(a.committed.Brokers) > 0 {
+			// Every broker looks dead: an empty ring routes nothing either,
+			// and keeping the ring lets brokers that come back serve at once.
+			if !a.hasApplied {
+				target = a.committed
+			} else {
+				return
+			}
 		}
 	}
 	if a.hasApplied && target.Version == a.applied.Version && sameBrokers(target, a.applied) {

@@ -390,6 +390,17 @@ func TestGossipRingAndDeadBrokerFallback(t *testing.T) {
 	if r, _ := a.Ring(); r.Version != 6 || len(r.Brokers) != 1 {
 		t.Fatalf("ring %+v", r)
 	}
+	// The last broker dying leaves the ring as it is: an empty ring routes
+	// nothing.
+	b1.Shutdown()
+	waitFor(t, "b1 dead", func() bool { return a.Gossip().IsDead("b1") })
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if got := rec.log(); got != "commit v6[b1,b2]; commit v6[b1]" {
+			t.Fatalf("handler saw %q", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestMetricsShareARegistry(t *testing.T) {
