@@ -5,6 +5,7 @@ package bench
 import (
 	"fmt"
 	"syscall"
+	"time"
 )
 
 func fdLimits() (soft, hard uint64) {
@@ -35,4 +36,13 @@ func ensureFDLimit(need uint64) (uint64, error) {
 			errFDLimit, need, r.Cur, r.Max, need)
 	}
 	return uint64(r.Cur), nil
+}
+
+// cpuTime returns the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -104,6 +104,9 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 	}
 	fmt.Fprintf(tw, "disconnects\t%d\n", r.Disconnects)
+	if r.Scenario != Conns {
+		fmt.Fprintf(tw, "bench CPU\t%.2f cores during the measured round\n", r.BenchCPU)
+	}
 	tw.Flush()
 
 	if len(r.Steps) > 1 {
@@ -124,15 +127,15 @@ func WriteText(w io.Writer, r *Result) error {
 
 func writeStepTable(w io.Writer, steps []Step) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "step\ttarget/s\tpublished/s\tdelivered/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tooo\tresult\t")
+	fmt.Fprintln(tw, "step\ttarget/s\tpublished/s\tdelivered/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tooo\tbench CPU\tresult\t")
 	for i, s := range steps {
 		res := "pass"
 		if !s.Pass {
 			res = "fail: " + s.Reason
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", i+1, fmtRate(s.Rate), fmtRate(s.PublishedPerSec), fmtRate(s.DeliveredPerSec),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%s\t\n", i+1, fmtRate(s.Rate), fmtRate(s.PublishedPerSec), fmtRate(s.DeliveredPerSec),
 			fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.P999), fmtMS(s.Latency.Max),
-			s.Check.Lost, s.Check.Duplicated, s.Check.OutOfOrder, res)
+			s.Check.Lost, s.Check.Duplicated, s.Check.OutOfOrder, s.BenchCPU, res)
 	}
 	tw.Flush()
 }

@@ -40,6 +40,8 @@ type Result struct {
 	ClientDropped int64 `json:"client_dropped"`
 	// Disconnects counts connections that closed during the run.
 	Disconnects int64 `json:"disconnects"`
+	// BenchCPU is the reported step's bench CPU use, in cores.
+	BenchCPU float64 `json:"bench_cpu"`
 
 	// Series is one sample per second, across every step.
 	Series []Sample `json:"series,omitempty"`
@@ -91,7 +93,11 @@ type Step struct {
 	Check           CheckResult    `json:"check"`
 	ClientDropped   int64          `json:"client_dropped"`
 	Disconnects     int64          `json:"disconnects"`
-	Pass            bool           `json:"pass"`
+	// BenchCPU is the CPU the bench's processes used during the step, in
+	// cores (1.0 = one core busy): near the cores it may use, the bench
+	// rather than the server limits the figures.
+	BenchCPU float64 `json:"bench_cpu"`
+	Pass     bool    `json:"pass"`
 	// Reason says why the step failed.
 	Reason string `json:"reason,omitempty"`
 

@@ -75,6 +75,10 @@ type roundReport struct {
 	Delivered     int64       `json:"delivered"`
 	ClientDropped int64       `json:"client_dropped"`
 	Disconnects   int64       `json:"disconnects"`
+	// CPUSeconds is the CPU time the worker process used during the round
+	// (publishing, receiving and checking), WallSeconds the round's length.
+	CPUSeconds  float64 `json:"cpu_s"`
+	WallSeconds float64 `json:"wall_s"`
 }
 
 // tick is one second of a worker's round, or its connection progress
@@ -119,6 +123,9 @@ type worker struct {
 
 	tickStop chan struct{}
 	tickDone chan struct{}
+
+	roundWall time.Time     // when the current round's run began
+	roundCPU  time.Duration // cpuTime then
 }
 
 type subConn struct {
@@ -376,6 +383,7 @@ func (w *worker) run(ctx context.Context, rs roundSpec) (sentReport, error) {
 	w.winTo.Store(to.UnixNano())
 	w.winCount.Store(0)
 	w.rec.Reset()
+	w.roundWall, w.roundCPU = time.Now(), cpuTime()
 	w.startTicks(rs)
 
 	outs := make([]pubOut, len(w.pubs))
@@ -559,6 +567,10 @@ func (w *worker) finish(ctx context.Context, round int, exp []sentStream) (round
 	}
 	w.stopTicks()
 	rep := roundReport{Latency: w.rec.Total(), Delivered: w.winCount.Load(), Disconnects: w.disconnects.Swap(0)}
+	if !w.roundWall.IsZero() {
+		rep.CPUSeconds = (cpuTime() - w.roundCPU).Seconds()
+		rep.WallSeconds = time.Since(w.roundWall).Seconds()
+	}
 	for _, sc := range w.subs {
 		if sc == nil {
 			continue

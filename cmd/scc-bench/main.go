@@ -1,0 +1,43 @@
+// Command scc-bench is sccgo's load generator and delivery checker. It
+// speaks only the SocketCluster client protocol, so it measures any
+// SocketCluster server. Run it with -h for the scenarios and flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// A second signal gets the default action: exit at once.
+		<-ctx.Done()
+		stop()
+	}()
+	_, ttyErr := unix.IoctlGetTermios(int(os.Stderr.Fd()), unix.TCGETS)
+	err := run(ctx, os.Args[1:], env{
+		getenv: os.Getenv,
+		stdin:  os.Stdin,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+		tty:    ttyErr == nil,
+	})
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errRunFailed):
+		fmt.Fprintln(os.Stderr, "scc-bench:", err)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "scc-bench:", err)
+		os.Exit(1)
+	}
+}
