@@ -55,6 +55,11 @@ type Config struct {
 	// GossipRejoinInterval is how often a node alone in gossip retries its
 	// seeds. Default 2s.
 	GossipRejoinInterval time.Duration
+	// UnknownBrokerGrace: while the state link is down, a broker of the
+	// ring that gossip has never seen counts as dead only once this node
+	// has been in gossip with others for this long (a node that just
+	// joined may not have heard of every member yet). Default 3s.
+	UnknownBrokerGrace time.Duration
 	// Gossip, if set, is the base gossip configuration (failure detection
 	// timing); NodeName, Role, Addr, the bind and advertise fields, seeds,
 	// callbacks and logger are set by the agent. Nil means
@@ -87,6 +92,7 @@ func DefaultConfig() Config {
 		GossipBind:           "0.0.0.0",
 		GossipPort:           7946,
 		GossipRejoinInterval: 2 * time.Second,
+		UnknownBrokerGrace:   3 * time.Second,
 		ReconnectMin:         nodelink.DefaultRedialMin,
 		ReconnectMax:         nodelink.DefaultRedialMax,
 		StatsInterval:        5 * time.Second,
@@ -104,6 +110,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("membership: GossipPort %d out of range", c.GossipPort)
 	case c.GossipRejoinInterval <= 0:
 		return errors.New("membership: GossipRejoinInterval must be positive")
+	case c.UnknownBrokerGrace < 0:
+		return errors.New("membership: UnknownBrokerGrace must not be negative")
 	case c.ReconnectMin <= 0 || c.ReconnectMax < c.ReconnectMin:
 		return errors.New("membership: need 0 < ReconnectMin <= ReconnectMax")
 	case c.StatsInterval <= 0:
@@ -150,6 +158,8 @@ type Agent struct {
 	hasCommitted bool
 	applied      protocol.Ring // what Handler.Commit last got
 	hasApplied   bool
+	joinedAt     time.Time   // when gossip first had other members
+	graceTimer   *time.Timer // re-applies once UnknownBrokerGrace has passed
 
 	ringVersion atomic.Uint64 // committed.Version, for Hello
 	leaving     atomic.Bool
@@ -343,6 +353,11 @@ func (a *Agent) enqueue(f func()) {
 }
 
 func (a *Agent) loop() {
+	defer func() {
+		if a.graceTimer != nil {
+			a.graceTimer.Stop()
+		}
+	}()
 	var batch []func()
 	for {
 		select {
@@ -560,10 +575,19 @@ func (a *Agent) apply(source string) {
 // joined other members (a node alone in gossip knows nothing).
 func (a *Agent) deadBrokers(r protocol.Ring) []string {
 	g := a.gossip
-	joined := g.NumAlive() > 1
+	trustAbsence := false
+	if g.NumAlive() > 1 {
+		if a.joinedAt.IsZero() {
+			a.joinedAt = time.Now()
+			a.graceTimer = time.AfterFunc(a.cfg.UnknownBrokerGrace, func() {
+				a.enqueue(func() { a.apply("fallback") })
+			})
+		}
+		trustAbsence = time.Since(a.joinedAt) >= a.cfg.UnknownBrokerGrace
+	}
 	var dead []string
 	for _, b := range r.Brokers {
-		if g.IsDead(b.ID) || (joined && !g.IsAlive(b.ID)) {
+		if g.IsDead(b.ID) || (trustAbsence && !g.IsAlive(b.ID)) {
 			dead = append(dead, b.ID)
 		}
 	}

@@ -19,7 +19,11 @@
 // still learns the ring. While the state link is down, brokers of the
 // committed ring that gossip reports dead are left out: the node applies
 // the committed ring minus them, at the same version, which every node
-// derives identically. When the state is back, its ring replaces that.
+// derives identically. A broker gossip has never heard of counts as dead
+// too, once this node has been in gossip with others for
+// UnknownBrokerGrace (a node started after the broker died never hears of
+// it). An empty result is never applied. When the state is back, its ring
+// replaces that.
 //
 // Every call into Handler runs on the agent's one loop goroutine, so
 // Prepare and Commit never overlap. A Commit (or the state link closing)
