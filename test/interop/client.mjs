@@ -134,6 +134,36 @@ function pump(stream, inbox, map = (x) => x) {
   return inbox;
 }
 
+// expectError awaits promise, which must reject with an error named name.
+async function expectError(promise, name) {
+  let res;
+  try {
+    res = await withTimeout(promise, `a ${name}`);
+  } catch (err) {
+    assert(err.name === name, `error ${err.name}: ${err.message}, want ${name}`);
+    return err;
+  }
+  throw new Error(`succeeded with ${JSON.stringify(res)}, want ${name}`);
+}
+
+// presetAuth is an auth engine that starts with a stored token, so the
+// next handshake carries it.
+function presetAuth(token) {
+  const engine = {
+    stored: token,
+    removed: 0,
+    loadToken: async () => engine.stored,
+    saveToken: async (name, t) => (engine.stored = t),
+    removeToken: async () => {
+      const old = engine.stored;
+      engine.stored = null;
+      engine.removed++;
+      return old;
+    },
+  };
+  return engine;
+}
+
 function b64url(buf) {
   return Buffer.from(buf).toString('base64').replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
 }
@@ -187,8 +217,9 @@ function instrument(name, socket) {
   return s;
 }
 
-function newClient(name) {
+function newClient(name, extra = {}) {
   const socket = socketClusterClient.create({
+    ...extra,
     hostname: url.hostname,
     port: Number(url.port || (url.protocol === 'wss:' ? 443 : 80)),
     secure: url.protocol === 'wss:',
@@ -301,6 +332,21 @@ async function main() {
     assert(err.name === 'NoMatchingProcedureError', `error ${err.name}: ${err.message}, want NoMatchingProcedureError`);
     assert(typeof err.message === 'string' && err.message.length > 0, 'error has no message');
     return { name: err.name, message: err.message };
+  });
+
+  await check('subscribe-malformed-channel', async () => {
+    const err = await expectError(A.socket.invoke('#subscribe', { channel: 5 }), 'InvalidActionError');
+    return { message: err.message };
+  });
+
+  await check('publish-malformed-channel', async () => {
+    const err = await expectError(A.socket.invoke('#publish', { channel: { not: 'a string' }, data: 1 }), 'InvalidActionError');
+    return { message: err.message };
+  });
+
+  await check('unsubscribe-not-subscribed', async () => {
+    const err = await expectError(A.socket.invoke('#unsubscribe', `interop-${run}-never`), 'BrokerError');
+    return { message: err.message };
   });
 
   if (echoProcedure) {
@@ -423,6 +469,52 @@ async function main() {
     const mark = A.channels[ch1].mark();
     await withTimeout(A.socket.invokePublish(ch1, { after: 'deauth' }), 'publish after deauthenticate');
     await A.channels[ch1].waitFor((d) => d && d.after === 'deauth', 'echo after deauthenticate', mark);
+  });
+
+  // Handshakes that carry a stored token (§1.4).
+  const handshakeWith = async (label, token) => {
+    const auth = presetAuth(token);
+    const C = newClient(label, { authEngine: auth, autoReconnect: false });
+    try {
+      const st = await C.connects.waitFor(() => true, `${label} connect`);
+      // A bad token is followed by #removeAuthToken, which makes the client
+      // drop it from storage.
+      if (!st.isAuthenticated) await C.raw.waitFor((m) => m.includes('"#removeAuthToken"'), '#removeAuthToken').catch(() => {});
+      await new Promise((r) => setTimeout(r, 0));
+      return { st, auth, C };
+    } finally {
+      C.socket.disconnect();
+    }
+  };
+
+  await check('handshake-valid-token', async () => {
+    const t = signJWT({ username: 'interop', iat: now, exp: now + 3600 }, authKey);
+    const { st, C } = await handshakeWith('C1', t);
+    assert(st.isAuthenticated === true, `isAuthenticated ${st.isAuthenticated}, authError ${JSON.stringify(st.authError)}`);
+    assert(!st.authError, `authError ${JSON.stringify(st.authError)}`);
+    const setToken = C.raw.items.filter((m) => m.includes('"#setAuthToken"'));
+    assert(setToken.length === 0, `server sent #setAuthToken after a token handshake: ${setToken[0]}`);
+  });
+
+  await check('handshake-expired-token', async () => {
+    const t = signJWT({ username: 'interop', iat: now - 7200, exp: now - 3600 }, authKey);
+    const { st, auth } = await handshakeWith('C2', t);
+    assert(st.isAuthenticated === false, `isAuthenticated ${st.isAuthenticated}`);
+    assert(st.authError && st.authError.name === 'AuthTokenExpiredError', `authError ${JSON.stringify(st.authError)}`);
+    assert(st.authError.isBadToken === true, 'authError.isBadToken is not true');
+    assert(st.authError.expiry != null, 'authError has no expiry');
+    assert(auth.removed > 0 && auth.stored === null, 'the client did not get #removeAuthToken');
+    return { message: st.authError.message, expiry: st.authError.expiry };
+  });
+
+  await check('handshake-bad-signature', async () => {
+    const t = signJWT({ username: 'interop', iat: now, exp: now + 3600 }, authKey + '-wrong');
+    const { st, auth } = await handshakeWith('C3', t);
+    assert(st.isAuthenticated === false, `isAuthenticated ${st.isAuthenticated}`);
+    assert(st.authError && st.authError.name === 'AuthTokenInvalidError', `authError ${JSON.stringify(st.authError)}`);
+    assert(st.authError.isBadToken === true, 'authError.isBadToken is not true');
+    assert(auth.removed > 0 && auth.stored === null, 'the client did not get #removeAuthToken');
+    return { message: st.authError.message };
   });
 
   await check('disconnect', async () => {

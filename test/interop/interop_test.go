@@ -51,10 +51,13 @@ const (
 var requiredChecks = []string{
 	"handshake", "handshake-ping-timeout", "subscribe", "subscribe-with-data",
 	"publish-receive", "transmit-publish-echo", "invoke-publish", "publish-scalar-data",
-	"batch", "invoke-missing-procedure", "authenticate-bad-signature", "authenticate",
+	"batch", "invoke-missing-procedure", "subscribe-malformed-channel",
+	"publish-malformed-channel", "unsubscribe-not-subscribed",
+	"authenticate-bad-signature", "authenticate",
 	"subscribe-wait-for-auth", "unsubscribe", "ping-pong", "reconnect",
 	"reconnect-handshake-token", "resubscribe", "publish-after-reconnect",
-	"deauthenticate", "disconnect",
+	"deauthenticate", "handshake-valid-token", "handshake-expired-token",
+	"handshake-bad-signature", "disconnect",
 }
 
 // needNode returns the node binary, or skips (fails under CI) when node or
