@@ -30,6 +30,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
+bench: ## load-test a local cluster (or standalone frontend) with scc-bench; results in bench/results/
+	GO="$(GO)" BIN="$(BIN)" bench/run.sh
+
 bench-go: ## run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
