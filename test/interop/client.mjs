@@ -12,6 +12,8 @@
 //                             forced reconnect (default 2)
 //   SCC_INTEROP_ECHO_PROCEDURE  a procedure that answers with its data, if
 //                             the server has one (optional)
+//   SCC_INTEROP_PROTOCOL_VERSION  1 (#1/#2 pings) or 2 (empty frames, the
+//                             default); the server must be configured alike
 //
 // Prints one JSON line per check: {"check":NAME,"ok":BOOL,"ms":N,...}; lines
 // with "event" are diagnostics. The last line is {"summary":true,...}. Exits
@@ -32,6 +34,8 @@ const stepTimeout = Number(env.SCC_INTEROP_STEP_TIMEOUT || 5000);
 const expectPingTimeout = env.SCC_INTEROP_PING_TIMEOUT ? Number(env.SCC_INTEROP_PING_TIMEOUT) : null;
 const minPings = Number(env.SCC_INTEROP_MIN_PINGS ?? 2);
 const echoProcedure = env.SCC_INTEROP_ECHO_PROCEDURE || '';
+const protocolVersion = Number(env.SCC_INTEROP_PROTOCOL_VERSION || 2);
+const pingFrame = protocolVersion === 1 ? '#1' : '';
 
 const results = [];
 const started = Date.now();
@@ -213,12 +217,13 @@ function instrument(name, socket) {
     if (!s.channels[channel]) s.channels[channel] = pump(ch, new Inbox());
     return ch;
   };
-  s.pings = () => s.raw.items.filter((m) => m === '' || m === '#1').length;
+  s.pings = () => s.raw.items.filter((m) => m === pingFrame).length;
   return s;
 }
 
 function newClient(name, extra = {}) {
   const socket = socketClusterClient.create({
+    protocolVersion,
     ...extra,
     hostname: url.hostname,
     port: Number(url.port || (url.protocol === 'wss:' ? 443 : 80)),
@@ -237,7 +242,7 @@ async function main() {
   const ch1 = `interop-${run}-main`;
   const ch2 = `interop-${run}-data`;
   const chAuth = `interop-${run}-auth`;
-  emit({ event: 'start', url: url.href, client: socketClusterClient.version, run });
+  emit({ event: 'start', url: url.href, client: socketClusterClient.version, protocolVersion, run });
 
   const A = newClient('A');
   const B = newClient('B');

@@ -33,7 +33,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		if buildDir != "" {
+			os.RemoveAll(buildDir)
+		}
+	}))
 }
 
 // Settings of the servers under test. The ping timeout is short so the
@@ -79,10 +83,19 @@ func needNode(t *testing.T) string {
 	return node
 }
 
+var (
+	buildOnce  sync.Mutex
+	builtPath  string
+	buildDir   string
+	buildFails error
+)
+
 // frontendBinary returns bin/scc-frontend as built by make build, or builds
-// it into a temporary directory when it is missing.
+// it once into a temporary directory when it is missing.
 func frontendBinary(t *testing.T) string {
 	t.Helper()
+	buildOnce.Lock()
+	defer buildOnce.Unlock()
 	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "scc-frontend"))
 	if err != nil {
 		t.Fatal(err)
@@ -94,15 +107,27 @@ func frontendBinary(t *testing.T) string {
 	if os.Getenv("CI") != "" {
 		t.Fatalf("%s is missing under CI: make test runs make build first", bin)
 	}
-	out := filepath.Join(t.TempDir(), "scc-frontend")
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/scc-frontend")
-	cmd.Dir = filepath.Join("..", "..")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s is missing and go build failed: %v\n%s", bin, err, b)
+	if builtPath == "" && buildFails == nil {
+		dir, err := os.MkdirTemp("", "sccgo-interop-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		buildDir = dir
+		out := filepath.Join(dir, "scc-frontend")
+		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		cmd := exec.Command(goBin, "build", "-o", out, "./cmd/scc-frontend")
+		cmd.Dir = filepath.Join("..", "..")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			buildFails = fmt.Errorf("%s is missing and go build failed: %v\n%s", bin, err, b)
+		} else {
+			builtPath = out
+		}
 	}
-	t.Logf("%s is missing; built %s", bin, out)
-	return out
+	if buildFails != nil {
+		t.Fatal(buildFails)
+	}
+	t.Logf("%s is missing; using a fresh build at %s", bin, builtPath)
+	return builtPath
 }
 
 func randomKey(t *testing.T) string {
@@ -237,9 +262,31 @@ func serverEnv(port int, key string) []string {
 func TestFrontendWithSocketClusterClient(t *testing.T) {
 	t.Parallel()
 	node := needNode(t)
-	bin := frontendBinary(t)
 	key := randomKey(t)
+	s, port := startFrontend(t, key)
+	runClient(t, node, port, key)
+	checkAlive(t, s)
+}
 
+// TestFrontendProtocolV1 runs the checks with protocol v1 on both ends:
+// pings are "#1" and pongs "#2".
+func TestFrontendProtocolV1(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("the v2 run covers everything else")
+	}
+	node := needNode(t)
+	key := randomKey(t)
+	s, port := startFrontend(t, key, "SCC_PROTOCOL_VERSION=1")
+	runClient(t, node, port, key, "SCC_INTEROP_PROTOCOL_VERSION=1")
+	checkAlive(t, s)
+}
+
+// startFrontend starts scc-frontend on a free loopback port and waits for
+// /readyz.
+func startFrontend(t *testing.T, key string, extraEnv ...string) (*server, int) {
+	t.Helper()
+	bin := frontendBinary(t)
 	var (
 		s    *server
 		port int
@@ -249,22 +296,23 @@ func TestFrontendWithSocketClusterClient(t *testing.T) {
 	for attempt := 0; attempt < 3; attempt++ {
 		port = freePort(t)
 		cmd := exec.Command(bin)
-		cmd.Env = serverEnv(port, key)
+		cmd.Env = append(serverEnv(port, key), extraEnv...)
 		s = startServer(t, cmd)
 		if err = waitReady(t, s, port); err == nil {
-			break
+			return s, port
 		}
 		t.Logf("attempt %d: %v\n%s", attempt+1, err, tail(s.stderr.String(), 20))
 	}
-	if err != nil {
-		t.Fatalf("scc-frontend did not become ready: %v", err)
-	}
-	runClient(t, node, port, key)
+	t.Fatalf("scc-frontend did not become ready: %v", err)
+	return nil, 0
+}
 
-	// The frontend survived the run.
+// checkAlive fails the test if the server process has exited.
+func checkAlive(t *testing.T, s *server) {
+	t.Helper()
 	select {
 	case <-s.done:
-		t.Errorf("scc-frontend exited during the run: %v", s.err)
+		t.Errorf("%s exited during the run: %v", filepath.Base(s.cmd.Path), s.err)
 	default:
 	}
 }

@@ -1,6 +1,6 @@
 // A stock socketcluster-server 20 with the same environment contract as
 // scc-frontend: SOCKETCLUSTER_PORT, SCC_FRONTEND_HOST, SCC_CLIENT_AUTH_KEY,
-// SCC_PING_INTERVAL, SCC_PING_TIMEOUT; /healthz and /readyz on the same port,
+// SCC_PING_INTERVAL, SCC_PING_TIMEOUT, SCC_PROTOCOL_VERSION; /healthz and /readyz on the same port,
 // WebSocket at /socketcluster/.
 //
 // It is the reference implementation client.mjs is checked against, and the
@@ -155,6 +155,7 @@ async function main() {
     authKey: process.env.SCC_CLIENT_AUTH_KEY || undefined,
     pingInterval: parseDuration(process.env.SCC_PING_INTERVAL, 8000),
     pingTimeout: parseDuration(process.env.SCC_PING_TIMEOUT, 30000),
+    protocolVersion: Number(process.env.SCC_PROTOCOL_VERSION || 2),
     onFrame: process.env.SCC_TRACE_FRAMES
       ? (dir, conn, frame) => process.stderr.write(`${conn} ${dir} ${frame}\n`)
       : undefined,
