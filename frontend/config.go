@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,6 +123,9 @@ type Config struct {
 
 	// Broker routes publishes; nil means a new LocalBroker (standalone).
 	Broker Broker
+	// Pages maps path prefixes (for example "/demo/") to extra HTTP
+	// handlers served on the main port, such as the demo page.
+	Pages map[string]http.Handler
 	// Registry receives the metrics; nil means a private registry.
 	Registry *prometheus.Registry
 	// Logger receives logs; nil means discard.

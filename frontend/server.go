@@ -287,6 +287,12 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 		}
+		for prefix, h := range s.cfg.Pages {
+			if strings.HasPrefix(r.URL.Path, prefix) {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
 		s.m.rejected.WithLabelValues(rejectPath).Inc()
 		http.Error(w, "Bad Request", http.StatusBadRequest)
 	})

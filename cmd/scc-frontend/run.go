@@ -15,15 +15,19 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sccgo/sccgo/frontend"
+	"github.com/sccgo/sccgo/frontend/cluster"
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/demopage"
 	"github.com/sccgo/sccgo/protocol"
 )
 
 // settings is everything run reads from the environment.
 type settings struct {
 	cfg             frontend.Config
+	cluster         cluster.NodeConfig
 	host            string
 	port            int
 	adminPort       int
@@ -154,7 +158,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		}
 	}
 	c.ServeAdmin = st.adminPort == 0
+	c.Pages = map[string]http.Handler{"/demo/": demopage.Handler()}
 	st.cfg = c
+	st.cluster = cluster.ReadNodeConfig(r)
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -205,6 +211,29 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.logLevel}))
 	st.cfg.Logger = logger
+	var srv *frontend.Server
+	if st.cluster.Enabled() {
+		// Cluster mode: publishes route through the brokers the state
+		// server (or gossip) names; the frontend owns the node through
+		// its Broker and closes it on shutdown.
+		reg := prometheus.NewRegistry()
+		st.cfg.Registry = reg
+		st.cluster.Logger = logger
+		st.cluster.Registry = reg
+		st.cluster.Stats = func() protocol.Stats {
+			if srv == nil {
+				return protocol.Stats{}
+			}
+			fs := srv.Stats()
+			return protocol.Stats{Connections: fs.Connections, Subscriptions: fs.Subscriptions, MessagesIn: fs.MessagesIn, MessagesOut: fs.MessagesOut}
+		}
+		node, err := cluster.NewNode(st.cluster)
+		if err != nil {
+			return err
+		}
+		st.cfg.Broker = node.Broker()
+		logger.Info("cluster mode", "state", st.cluster.StateAddr, "gossip_port", st.cluster.GossipPort)
+	}
 	srv, err := frontend.New(st.cfg)
 	if err != nil {
 		return err
