@@ -34,7 +34,7 @@ type Metrics struct {
 }
 
 // NewMetrics creates the link counters for role and registers them on reg
-// (nil: not registered). Calling it twice with the same registry and role
+// (nil, including a nil *prometheus.Registry: not registered). Calling it twice with the same registry and role
 // returns counters backed by the same series.
 func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
 	if role == "" {
@@ -49,6 +49,9 @@ func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
 		FramesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: p + "frames_out_total", Help: "Link frames written."}),
 		BytesIn:   prometheus.NewCounter(prometheus.CounterOpts{Name: p + "bytes_in_total", Help: "Link payload bytes read."}),
 		BytesOut:  prometheus.NewCounter(prometheus.CounterOpts{Name: p + "bytes_out_total", Help: "Link payload bytes written."}),
+	}
+	if r, ok := reg.(*prometheus.Registry); ok && r == nil {
+		reg = nil // a nil *Registry in the interface
 	}
 	if reg != nil {
 		m.Rejects = register(reg, m.Rejects)
