@@ -122,6 +122,10 @@ type Config struct {
 	// SubscriptionBuffer is the client's buffer per subscription. Default
 	// 8192.
 	SubscriptionBuffer int `json:"subscription_buffer"`
+	// ServerPIDs are processes of the server under test on this machine
+	// (-server-pids); their CPU use per step is reported, to show whether
+	// the server or the bench was the bottleneck.
+	ServerPIDs []int `json:"server_pids,omitempty"`
 	// FDReserve is the number of file descriptors kept free per process
 	// beyond one per connection. Default 64.
 	FDReserve int `json:"-"`

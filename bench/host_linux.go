@@ -2,8 +2,11 @@ package bench
 
 import (
 	"bufio"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // cpuAffinity returns the CPUs this process may run on, as the kernel
@@ -21,4 +24,32 @@ func cpuAffinity() string {
 		}
 	}
 	return ""
+}
+
+// userHZ is the unit of the CPU times in /proc/PID/stat; Linux reports
+// them in 1/100 s whatever the kernel's tick rate.
+const userHZ = 100
+
+// processCPU returns the CPU time (user and system) pid has used.
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+	}
+	return time.Duration(ut+st) * time.Second / userHZ, nil
 }

@@ -2,4 +2,11 @@
 
 package bench
 
+import (
+	"errors"
+	"time"
+)
+
 func cpuAffinity() string { return "" }
+
+func processCPU(int) (time.Duration, error) { return 0, errors.New("not supported") }

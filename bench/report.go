@@ -105,7 +105,7 @@ func WriteText(w io.Writer, r *Result) error {
 	}
 	fmt.Fprintf(tw, "disconnects\t%d\n", r.Disconnects)
 	if r.Scenario != Conns {
-		fmt.Fprintf(tw, "bench CPU\t%.2f cores during the measured round\n", r.BenchCPU)
+		fmt.Fprintf(tw, "CPU\tbench %.2f cores%s during the reported round\n", r.BenchCPU, fmtServerCPU(r.ServerCPU))
 	}
 	tw.Flush()
 
@@ -127,15 +127,15 @@ func WriteText(w io.Writer, r *Result) error {
 
 func writeStepTable(w io.Writer, steps []Step) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "step\ttarget/s\tpublished/s\tdelivered/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tooo\tbench CPU\tresult\t")
+	fmt.Fprintln(tw, "step\ttarget/s\tpublished/s\tdelivered/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tooo\tCPU bench/server\tresult\t")
 	for i, s := range steps {
 		res := "pass"
 		if !s.Pass {
 			res = "fail: " + s.Reason
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.2f\t%s\t\n", i+1, fmtRate(s.Rate), fmtRate(s.PublishedPerSec), fmtRate(s.DeliveredPerSec),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t\n", i+1, fmtRate(s.Rate), fmtRate(s.PublishedPerSec), fmtRate(s.DeliveredPerSec),
 			fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.P999), fmtMS(s.Latency.Max),
-			s.Check.Lost, s.Check.Duplicated, s.Check.OutOfOrder, s.BenchCPU, res)
+			s.Check.Lost, s.Check.Duplicated, s.Check.OutOfOrder, fmtCPU(s.BenchCPU, s.ServerCPU), res)
 	}
 	tw.Flush()
 }
@@ -172,15 +172,15 @@ func WriteMarkdownSummary(w io.Writer, header string, results []*Result) error {
 	for _, r := range results {
 		if len(r.Steps) > 1 {
 			fmt.Fprintf(&b, "\n%s sweep steps:\n\n", r.Name)
-			b.WriteString("| step | target msg/s | published msg/s | delivered msg/s | p50 | p99 | max | lost | result |\n")
-			b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+			b.WriteString("| step | target msg/s | published msg/s | delivered msg/s | p50 | p99 | max | lost | CPU bench/server (cores) | result |\n")
+			b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 			for i, s := range r.Steps {
 				res := "pass"
 				if !s.Pass {
 					res = "fail: " + s.Reason
 				}
-				fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %d | %s |\n", i+1, fmtRate(s.Rate), fmtRate(s.PublishedPerSec),
-					fmtRate(s.DeliveredPerSec), fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.Max), s.Check.Lost, res)
+				fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", i+1, fmtRate(s.Rate), fmtRate(s.PublishedPerSec),
+					fmtRate(s.DeliveredPerSec), fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.Max), s.Check.Lost, fmtCPU(s.BenchCPU, s.ServerCPU), res)
 			}
 		}
 	}
@@ -214,4 +214,18 @@ func fmtMS(ms float64) string {
 		return fmt.Sprintf("%.0fms", ms)
 	}
 	return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
+}
+
+func fmtServerCPU(c float64) string {
+	if c < 0 {
+		return ""
+	}
+	return fmt.Sprintf(", server %.2f cores", c)
+}
+
+func fmtCPU(bench, server float64) string {
+	if server < 0 {
+		return fmt.Sprintf("%.2f/-", bench)
+	}
+	return fmt.Sprintf("%.2f/%.2f", bench, server)
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +88,15 @@ func TestProgressPrinter(t *testing.T) {
 	pp.Done()
 	if !strings.HasPrefix(buf.String(), "\r\x1b[K") || !strings.Contains(buf.String(), " 50% ") || !strings.HasSuffix(buf.String(), "\n") {
 		t.Fatalf("tty: %q", buf.String())
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	c, err := processCPU(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	if c < 0 {
+		t.Fatalf("cpu %v", c)
 	}
 }

@@ -40,8 +40,10 @@ type Result struct {
 	ClientDropped int64 `json:"client_dropped"`
 	// Disconnects counts connections that closed during the run.
 	Disconnects int64 `json:"disconnects"`
-	// BenchCPU is the reported step's bench CPU use, in cores.
-	BenchCPU float64 `json:"bench_cpu"`
+	// BenchCPU and ServerCPU are the reported step's CPU use, in cores
+	// (ServerCPU -1 when unknown).
+	BenchCPU  float64 `json:"bench_cpu"`
+	ServerCPU float64 `json:"server_cpu"`
 
 	// Series is one sample per second, across every step.
 	Series []Sample `json:"series,omitempty"`
@@ -97,7 +99,10 @@ type Step struct {
 	// cores (1.0 = one core busy): near the cores it may use, the bench
 	// rather than the server limits the figures.
 	BenchCPU float64 `json:"bench_cpu"`
-	Pass     bool    `json:"pass"`
+	// ServerCPU is the CPU the processes in Config.ServerPIDs used during
+	// the step, in cores; -1 when unknown.
+	ServerCPU float64 `json:"server_cpu"`
+	Pass      bool    `json:"pass"`
 	// Reason says why the step failed.
 	Reason string `json:"reason,omitempty"`
 

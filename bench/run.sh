@@ -89,13 +89,15 @@ if [ -z "$urls" ]; then
 	mode="standalone frontend (scc-frontend)"
 fi
 say "server: $mode at $urls"
+# The server's processes, so that scc-bench reports their CPU use per step.
+server_pids=$(printf '%s\n' "$server_pid" $(pgrep -P "$server_pid" 2>/dev/null || true) | paste -sd, -)
 
 status=0
 run_scenario() { # name, then scc-bench arguments
 	local name=$1; shift
 	say "scenario $name: scc-bench $*"
 	local rc=0
-	timeout --kill-after=10 "$SCENARIO_TIMEOUT" "${bench_pin[@]}" "$BIN/scc-bench" "$@" -name "$name" -urls "$urls" \
+	timeout --kill-after=10 "$SCENARIO_TIMEOUT" "${bench_pin[@]}" "$BIN/scc-bench" "$@" -name "$name" -urls "$urls" -server-pids "$server_pids" \
 		-json "$OUT/$name.json" -report "$OUT/$name.html" || rc=$?
 	case $rc in
 	0) ;;

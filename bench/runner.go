@@ -164,6 +164,7 @@ func (r *Runner) applyStep(res *Result, st Step) {
 	res.Check = st.Check
 	res.ClientDropped = st.ClientDropped
 	res.BenchCPU = st.BenchCPU
+	res.ServerCPU = st.ServerCPU
 }
 
 // sweep raises the rate by SweepFactor until a step fails, then bisects
@@ -239,7 +240,9 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 	r.mu.Unlock()
 	r.progress(Progress{Phase: "warmup", Step: stepNo, Rate: rate, Total: (cfg.Warmup + cfg.Duration).Seconds()})
 
-	st := Step{Rate: rate}
+	st := Step{Rate: rate, ServerCPU: -1}
+	srvCPU0, srvOK := r.serverCPU()
+	wall0 := time.Now()
 	sents, err := all(ctx, r.workers, func(ctx context.Context, w workerAPI) (sentReport, error) { return w.run(ctx, rs) })
 	if err != nil {
 		return st, err
@@ -272,6 +275,9 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		}
 	}
 	disconnects := st.Disconnects
+	if c1, ok := r.serverCPU(); ok && srvOK {
+		st.ServerCPU = (c1 - srvCPU0).Seconds() / time.Since(wall0).Seconds()
+	}
 	st.Latency = lat.Summary()
 	secs := cfg.Duration.Seconds()
 	st.DeliveredPerSec = float64(st.delivered) / secs
@@ -303,6 +309,22 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		fail("p99 %.1fms > %s", st.Latency.P99, cfg.P99Bound)
 	}
 	return st, nil
+}
+
+// serverCPU sums the CPU time of Config.ServerPIDs.
+func (r *Runner) serverCPU() (time.Duration, bool) {
+	if len(r.cfg.ServerPIDs) == 0 {
+		return 0, false
+	}
+	var sum time.Duration
+	for _, pid := range r.cfg.ServerPIDs {
+		c, err := processCPU(pid)
+		if err != nil {
+			return 0, false
+		}
+		sum += c
+	}
+	return sum, true
 }
 
 // all calls fn on every worker concurrently and returns the results in

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,6 +86,7 @@ func run(ctx context.Context, args []string, e env) error {
 	var (
 		urlList, srcIPs, jsonOut, htmlOut string
 		quiet, verbose                    bool
+		cpuProfile                        string
 	)
 	fs := flag.NewFlagSet("scc-bench", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -124,6 +127,17 @@ func run(ctx context.Context, args []string, e env) error {
 	fs.StringVar(&htmlOut, "report", "", "write a self-contained HTML report to this file")
 	fs.BoolVar(&quiet, "quiet", false, "no progress display")
 	fs.BoolVar(&verbose, "v", false, "log connection events to stderr")
+	fs.Func("server-pids", "comma list of server process ids on this machine: their CPU use is reported per step", func(v string) error {
+		for _, f := range config.SplitList(v) {
+			pid, err := strconv.Atoi(f)
+			if err != nil || pid <= 0 {
+				return fmt.Errorf("not a process id: %q", f)
+			}
+			cfg.ServerPIDs = append(cfg.ServerPIDs, pid)
+		}
+		return nil
+	})
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -151,6 +165,17 @@ func run(ctx context.Context, args []string, e env) error {
 		cfg.OnProgress = pp.Update
 	}
 
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	res, err := bench.Run(ctx, cfg)
 	if pp != nil {
