@@ -323,13 +323,20 @@ func checkAlive(t *testing.T, s *server) {
 func TestReferenceServerWithSocketClusterClient(t *testing.T) {
 	t.Parallel()
 	node := needNode(t)
+	key := randomKey(t)
+	_, port := startReference(t, node, key)
+	runClient(t, node, port, key, "SCC_INTEROP_ECHO_PROCEDURE=echo")
+}
+
+// startReference starts reference-server.mjs and waits for /readyz.
+func startReference(t *testing.T, node, key string) (*server, int) {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join("node_modules", "socketcluster-server", "package.json")); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("socketcluster-server (a dev dependency) is missing under CI: %v", err)
 		}
 		t.Skipf("skipping: socketcluster-server is not installed: %v", err)
 	}
-	key := randomKey(t)
 	cmd := exec.Command(node, "reference-server.mjs")
 	cmd.Env = serverEnv(0, key)
 	s := startServer(t, cmd)
@@ -359,7 +366,7 @@ func TestReferenceServerWithSocketClusterClient(t *testing.T) {
 	if err := waitReady(t, s, port); err != nil {
 		t.Fatal(err)
 	}
-	runClient(t, node, port, key, "SCC_INTEROP_ECHO_PROCEDURE=echo")
+	return s, port
 }
 
 // checkLine is one line of client.mjs's output.
