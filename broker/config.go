@@ -1,0 +1,140 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sccgo/sccgo/internal/membership"
+	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// Defaults for Config.
+const (
+	DefaultInterestShards = 64
+	DefaultGossipPort     = 7946
+	DefaultReadyPoll      = 50 * time.Millisecond
+)
+
+// Config configures a broker Server.
+type Config struct {
+	// NodeID is the broker's identity in the ring (SCC_INSTANCE_ID).
+	// Default: Addr, so a broker restarted at the same address keeps its
+	// ring place.
+	NodeID string
+	// Addr is the host:port frontends reach this broker's links at
+	// (SCC_INSTANCE_IP:SCC_BROKER_SERVER_PORT). Default: the listener's
+	// address.
+	Addr string
+	// AuthKey is SCC_AUTH_KEY, shared by every node. Empty is allowed only
+	// if every node's is empty (a warning is logged).
+	AuthKey []byte
+
+	// StateAddr is the state server's host:port (SCC_STATE_SERVER_HOST,
+	// SCC_STATE_SERVER_PORT); "" runs without one.
+	StateAddr string
+	// GossipBind is the gossip listen address (SCC_GOSSIP_BIND). Default
+	// "0.0.0.0".
+	GossipBind string
+	// GossipPort is the gossip port (SCC_GOSSIP_PORT); 0 picks a free one;
+	// -1 runs no gossip and no agent at all, which needs StateAddr "".
+	// Default 7946.
+	GossipPort int
+	// GossipAdvertise is the IP peers reach this node's gossip at
+	// (SCC_INSTANCE_IP); "" lets memberlist choose.
+	GossipAdvertise string
+	// GossipSeeds are gossip host:ports to join (SCC_GOSSIP_SEEDS); empty:
+	// the state server's Welcome seeds.
+	GossipSeeds []string
+	// Agent, if set, is the base membership configuration (reconnect and
+	// gossip timing, stats interval); identity, addresses, key, logger,
+	// registry and stats are set by the broker.
+	Agent *membership.Config
+
+	// Link holds the limits of frontend links (timeouts, MaxFrameBytes,
+	// QueueMaxBytes = SCC_LINK_QUEUE_MAX_BYTES); identity, key, logger and
+	// metrics are set by the broker. Default nodelink.DefaultConfig().
+	Link nodelink.Config
+	// InterestShards is the number of shards of the channel interest
+	// table. Default 64.
+	InterestShards int
+	// ReadyPoll is how often readiness is checked while waiting for the
+	// state server's Welcome. Default 50ms.
+	ReadyPoll time.Duration
+
+	// Logger receives the broker's events (nil = discard).
+	Logger *slog.Logger
+	// Registry receives the broker's metrics (scc_broker_*); nil creates a
+	// private one, still served on /metrics.
+	Registry *prometheus.Registry
+}
+
+// DefaultConfig returns a Config with every default set.
+func DefaultConfig() Config {
+	return Config{
+		GossipBind:     "0.0.0.0",
+		GossipPort:     DefaultGossipPort,
+		Link:           nodelink.DefaultConfig(),
+		InterestShards: DefaultInterestShards,
+		ReadyPoll:      DefaultReadyPoll,
+	}
+}
+
+// Validate reports a Config that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.InterestShards <= 0 {
+		errs = append(errs, errors.New("InterestShards must be positive"))
+	}
+	if c.ReadyPoll <= 0 {
+		errs = append(errs, errors.New("ReadyPoll must be positive"))
+	}
+	if c.GossipPort < -1 || c.GossipPort > 65535 {
+		errs = append(errs, fmt.Errorf("GossipPort %d out of range", c.GossipPort))
+	}
+	if c.GossipPort < 0 && c.StateAddr != "" {
+		errs = append(errs, errors.New("a broker with a state server needs gossip (GossipPort >= 0)"))
+	}
+	lc := c.Link
+	lc.NodeID, lc.Role = "x", protocol.RoleBroker
+	if err := lc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.agentEnabled() {
+		if err := c.agentConfig("x", "x:1").Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("broker config: %w", err)
+	}
+	return nil
+}
+
+func (c Config) agentEnabled() bool { return c.GossipPort >= 0 }
+
+// agentConfig returns the membership configuration for id at addr.
+func (c Config) agentConfig(id, addr string) membership.Config {
+	ac := membership.DefaultConfig()
+	if c.Agent != nil {
+		ac = *c.Agent
+	}
+	ac.NodeID = id
+	ac.Role = protocol.RoleBroker
+	ac.Addr = addr
+	ac.StateAddr = c.StateAddr
+	ac.AuthKey = c.AuthKey
+	if c.GossipBind != "" {
+		ac.GossipBind = c.GossipBind
+	}
+	ac.GossipPort = c.GossipPort
+	ac.GossipAdvertise = c.GossipAdvertise
+	ac.GossipSeeds = c.GossipSeeds
+	lc := c.Link
+	ac.Link = &lc
+	return ac
+}

@@ -1,0 +1,158 @@
+package broker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// link is one frontend link: its declared channels and the routing of
+// what it sends. Every method runs on the link's reader goroutine, so
+// chans needs no lock.
+type link struct {
+	s     *Server
+	nl    *nodelink.Link
+	id    uint64
+	chans map[string]struct{}
+}
+
+// HandleMessages applies one frame in order: interest changes take effect
+// before the next message is read, so a SubAck means every earlier message
+// on the link was applied.
+func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
+	s := l.s
+	var maxSeq uint64
+	for _, m := range msgs {
+		switch m.Type {
+		case protocol.MsgPublish:
+			seq, ch, data, err := protocol.ParsePublish(m.Body)
+			if err != nil {
+				s.m.drops.WithLabelValues(dropMalformed).Inc()
+				continue
+			}
+			s.m.publishesIn.Inc()
+			l.forward(ch, data)
+			maxSeq = max(maxSeq, seq)
+		case protocol.MsgSubscribe:
+			var sub protocol.Subscribe
+			if err := m.Decode(&sub); err != nil {
+				s.m.drops.WithLabelValues(dropMalformed).Inc()
+				continue
+			}
+			for _, ch := range sub.Channels {
+				l.add(ch)
+			}
+			l.subAck(sub.ID)
+		case protocol.MsgUnsubscribe:
+			var un protocol.Unsubscribe
+			if err := m.Decode(&un); err != nil {
+				s.m.drops.WithLabelValues(dropMalformed).Inc()
+				continue
+			}
+			for _, ch := range un.Channels {
+				l.remove(ch)
+			}
+		case protocol.MsgSync:
+			var sy protocol.Sync
+			if err := m.Decode(&sy); err != nil {
+				s.m.drops.WithLabelValues(dropMalformed).Inc()
+				continue
+			}
+			l.sync(sy.Channels)
+			l.subAck(sy.ID)
+		default:
+			s.m.drops.WithLabelValues(dropUnknown).Inc()
+		}
+	}
+	if maxSeq > 0 {
+		// One cumulative PubAck per frame, queued after the frame's
+		// Delivers to this same link.
+		if !l.nl.SendRaw(protocol.AppendPubAckMsg(make([]byte, 0, 10), maxSeq)) {
+			s.m.drops.WithLabelValues(dropAck).Inc()
+		}
+	}
+}
+
+// forward encodes one Deliver and queues the same bytes to every link that
+// holds ch.
+func (l *link) forward(ch string, data []byte) {
+	s := l.s
+	targets := s.table.links(ch)
+	if len(targets) == 0 {
+		return
+	}
+	msg := protocol.AppendDeliverMsg(make([]byte, 0, 8+len(ch)+len(data)), ch, data)
+	sent := 0
+	for _, t := range targets {
+		if t.nl.SendRaw(msg) {
+			sent++
+		} else {
+			s.m.drops.WithLabelValues(dropLinkQueue).Inc()
+		}
+	}
+	s.m.deliveriesOut.Add(float64(sent))
+}
+
+func (l *link) add(ch string) {
+	if _, ok := l.chans[ch]; ok {
+		return
+	}
+	l.chans[ch] = struct{}{}
+	l.s.table.add(ch, l)
+}
+
+func (l *link) remove(ch string) {
+	if _, ok := l.chans[ch]; !ok {
+		return
+	}
+	delete(l.chans, ch)
+	l.s.table.remove(ch, l)
+}
+
+// sync replaces the link's channel set: new channels are added before old
+// ones are removed, so a channel in both sets never misses a message.
+func (l *link) sync(chans []string) {
+	want := make(map[string]struct{}, len(chans))
+	for _, ch := range chans {
+		want[ch] = struct{}{}
+		l.add(ch)
+	}
+	for ch := range l.chans {
+		if _, ok := want[ch]; !ok {
+			l.remove(ch)
+		}
+	}
+}
+
+func (l *link) subAck(id uint64) {
+	if err := l.nl.Send(protocol.MsgSubAck, protocol.SubAck{ID: id}); err != nil {
+		l.s.m.drops.WithLabelValues(dropAck).Inc()
+	}
+}
+
+// Closed drops the link's interest.
+func (l *link) Closed(_ *nodelink.Link, err error) {
+	for ch := range l.chans {
+		l.s.table.remove(ch, l)
+	}
+	clear(l.chans)
+	s := l.s
+	s.mu.Lock()
+	delete(s.links, l)
+	s.mu.Unlock()
+	s.m.links.Dec()
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+func gaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	_ = g.Write(&m)
+	return m.GetGauge().GetValue()
+}

@@ -1,0 +1,320 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sccgo/sccgo/internal/membership"
+	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("broker: server closed")
+
+// Server is a broker.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	m     *metrics
+	lm    *nodelink.Metrics
+	table *interest
+	http  *http.Server
+	ready chan struct{}
+
+	readyOnce sync.Once
+	nextConn  atomic.Uint64
+
+	mu      sync.Mutex
+	ln      net.Listener
+	lcfg    nodelink.Config // set by Serve
+	agent   *membership.Agent
+	links   map[*link]struct{}
+	serving bool
+	shut    bool
+	wg      sync.WaitGroup // link handlers and the readiness watcher
+	stop    chan struct{}  // closed by Shutdown
+}
+
+// New validates cfg and returns a Server; it does no I/O.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   log.With("role", protocol.RoleBroker),
+		reg:   reg,
+		table: newInterest(cfg.InterestShards),
+		ready: make(chan struct{}),
+		links: make(map[*link]struct{}),
+		stop:  make(chan struct{}),
+	}
+	s.m = newMetrics(reg, s.table)
+	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
+	mux := http.NewServeMux()
+	mux.HandleFunc(nodelink.Path, s.serveLink)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.Link.HandshakeTimeout}
+	return s, nil
+}
+
+// Serve accepts frontend links and HTTP requests on ln until Shutdown; it
+// then returns ErrServerClosed. In a cluster it first starts the
+// membership agent.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("broker: Serve called twice")
+	}
+	s.serving = true
+	s.ln = ln
+	addr := s.cfg.Addr
+	if addr == "" {
+		addr = ln.Addr().String()
+	}
+	id := s.cfg.NodeID
+	if id == "" {
+		id = addr
+	}
+	s.log = s.log.With("node", id)
+	lc := s.cfg.Link
+	lc.NodeID, lc.Role, lc.AuthKey = id, protocol.RoleBroker, s.cfg.AuthKey
+	lc.Addr = addr
+	lc.Logger, lc.Metrics = s.log, s.lm
+	s.lcfg = lc
+	if len(s.cfg.AuthKey) == 0 {
+		s.log.Warn("SCC_AUTH_KEY is empty: inter-node links are not authenticated")
+	}
+	var agent *membership.Agent
+	if s.cfg.agentEnabled() {
+		ac := s.cfg.agentConfig(id, addr)
+		ac.Logger = s.log
+		ac.Registry = s.reg
+		ac.Stats = s.stats
+		a, err := membership.New(ac, agentHandler{s})
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("broker: %w", err)
+		}
+		if err := a.Start(context.Background()); err != nil {
+			s.mu.Unlock()
+			_ = a.Close()
+			return fmt.Errorf("broker: starting membership: %w", err)
+		}
+		agent = a
+		s.agent = a
+	}
+	if agent == nil || s.cfg.StateAddr == "" {
+		s.setReady()
+	} else {
+		s.wg.Go(func() { s.watchReady(agent) })
+	}
+	s.mu.Unlock()
+	s.log.Info("broker serving", "addr", ln.Addr().String(), "advertised", addr, "state", s.cfg.StateAddr)
+
+	err := s.http.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// Addr returns the listener's address, or nil before Serve.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// NodeID returns the broker's ring identity ("" before Serve).
+func (s *Server) NodeID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lcfg.NodeID
+}
+
+// Ready is closed once the broker has joined the cluster (its state link
+// was welcomed), or at Serve when it has no state server.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+func (s *Server) setReady() { s.readyOnce.Do(func() { close(s.ready) }) }
+
+func (s *Server) watchReady(a *membership.Agent) {
+	t := time.NewTicker(s.cfg.ReadyPoll)
+	defer t.Stop()
+	for {
+		if a.StateConnected() {
+			s.setReady()
+			s.log.Info("broker joined the cluster")
+			return
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-s.ready:
+		s.mu.Lock()
+		shut := s.shut
+		s.mu.Unlock()
+		if !shut {
+			fmt.Fprintln(w, "ready")
+			return
+		}
+	default:
+	}
+	http.Error(w, "not ready", http.StatusServiceUnavailable)
+}
+
+// Leave drains the broker out of the cluster: it asks the state server to
+// reshard it out and waits, still serving every link, until the state
+// releases it or ctx ends. Without a state server it returns at once.
+func (s *Server) Leave(ctx context.Context) error {
+	s.mu.Lock()
+	a := s.agent
+	s.mu.Unlock()
+	if a == nil || s.cfg.StateAddr == "" {
+		return nil
+	}
+	s.log.Info("leaving the cluster")
+	if err := a.Leave(ctx); err != nil {
+		return fmt.Errorf("broker: leaving: %w", err)
+	}
+	s.log.Info("released by the state server")
+	return nil
+}
+
+// Shutdown stops accepting, closes every link, stops the membership agent
+// and waits for every goroutine. It is idempotent. It does not drain:
+// call Leave first for a planned exit.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.shut = true
+	close(s.stop)
+	links := make([]*link, 0, len(s.links))
+	for l := range s.links {
+		links = append(links, l)
+	}
+	agent := s.agent
+	s.mu.Unlock()
+
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		_ = s.http.Close()
+	}
+	for _, l := range links {
+		_ = l.nl.Close(nodelink.ReasonShutdown)
+	}
+	if agent != nil {
+		if aerr := agent.Close(); aerr != nil && err == nil {
+			err = aerr
+		}
+	}
+	s.wg.Wait()
+	return err
+}
+
+// stats feeds the state server's status page.
+func (s *Server) stats() protocol.Stats {
+	s.mu.Lock()
+	n := len(s.links)
+	s.mu.Unlock()
+	return protocol.Stats{
+		Connections:   int64(n),
+		Subscriptions: s.table.pairs.Load(),
+		MessagesIn:    uint64(counterValue(s.m.publishesIn)),
+		MessagesOut:   uint64(counterValue(s.m.deliveriesOut)),
+		RingVersion:   uint64(gaugeValue(s.m.ringVersion)),
+	}
+}
+
+// agentHandler applies ring changes; a broker routes whatever its links
+// ask for, so it only records the version.
+type agentHandler struct{ s *Server }
+
+func (h agentHandler) Prepare(ctx context.Context, r protocol.Ring) error { return nil }
+
+func (h agentHandler) Commit(r protocol.Ring) {
+	h.s.m.ringVersion.Set(float64(r.Version))
+	h.s.log.Info("ring committed", "version", r.Version, "brokers", len(r.Brokers))
+}
+
+// allowPeer admits frontends only.
+func allowPeer(p nodelink.Peer) error {
+	if p.Role != protocol.RoleFrontend {
+		return &nodelink.RejectError{Reason: protocol.RejectRole, Message: "brokers accept frontend links only"}
+	}
+	return nil
+}
+
+// serveLink accepts one frontend link and runs it in this goroutine.
+func (s *Server) serveLink(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	lcfg := s.lcfg
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	nl, err := nodelink.Accept(w, r, lcfg, allowPeer, nil)
+	if err != nil {
+		return // counted and logged by nodelink
+	}
+	l := &link{s: s, nl: nl, id: s.nextConn.Add(1), chans: make(map[string]struct{})}
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		_ = nl.Close(nodelink.ReasonShutdown)
+		return
+	}
+	s.links[l] = struct{}{}
+	s.mu.Unlock()
+	s.m.links.Inc()
+	s.log.Info("frontend link up", "peer", nl.Peer().NodeID, "conn", l.id)
+	err = nl.Run(l)
+	s.log.Info("frontend link down", "peer", nl.Peer().NodeID, "conn", l.id, "err", err)
+}
