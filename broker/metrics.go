@@ -6,10 +6,10 @@ import (
 
 // Drop reasons (bounded: they are metric labels).
 const (
-	dropLinkQueue = "link_queue"   // a Deliver did not fit a link's queue (or the link closed)
-	dropMalformed = "malformed"    // a message from a frontend did not decode
-	dropUnknown   = "unexpected"   // a message type a frontend should not send
-	dropAck       = "ack_queue"    // a PubAck or SubAck did not fit the link's queue
+	dropLinkQueue = "link_queue" // a Deliver did not fit a link's queue (or the link closed)
+	dropMalformed = "malformed"  // a message from a frontend did not decode
+	dropUnknown   = "unexpected" // a message type a frontend should not send
+	dropAck       = "ack_queue"  // a PubAck or SubAck did not fit the link's queue
 )
 
 type metrics struct {
