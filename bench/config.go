@@ -119,8 +119,9 @@ type Config struct {
 	// the gap cost. Default false: a dropped connection stays dropped and
 	// is counted.
 	Reconnect bool `json:"reconnect,omitempty"`
-	// SubscriptionBuffer is the client's buffer per subscription. Default
-	// 8192.
+	// SubscriptionBuffer is the client's buffer per subscription (each
+	// slot costs about 40 bytes up front). Default 1024; conns uses 16
+	// unless set.
 	SubscriptionBuffer int `json:"subscription_buffer"`
 	// ServerPIDs are processes of the server under test on this machine
 	// (-server-pids); their CPU use per step is reported, to show whether
@@ -172,7 +173,7 @@ func DefaultConfig() Config {
 		ConnectConcurrency: 64,
 		ConnectTimeout:     10 * time.Second,
 		ProtocolVersion:    2,
-		SubscriptionBuffer: 8192,
+		SubscriptionBuffer: 1024,
 		FDReserve:          64,
 	}
 }
@@ -245,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scenario == Conns {
 		c.Publishers = 0
+		if c.SubscriptionBuffer == DefaultConfig().SubscriptionBuffer {
+			c.SubscriptionBuffer = 16 // idle: nothing to buffer
+		}
 	}
 	return nil
 }

@@ -26,9 +26,10 @@ import (
 type faultyServer struct {
 	refuse bool
 
-	mu   sync.Mutex
-	subs map[string]map[*fakeConn]bool
-	held map[streamKey][]byte // frame held back per publisher and channel
+	mu      sync.Mutex
+	remotes map[string]int // connections per client IP
+	subs    map[string]map[*fakeConn]bool
+	held    map[streamKey][]byte // frame held back per publisher and channel
 }
 
 type fakeConn struct {
@@ -44,8 +45,13 @@ func (c *fakeConn) send(ctx context.Context, frame []byte) {
 
 // startFaultyServer serves a faultyServer on 127.0.0.1:0 and returns its URL.
 func startFaultyServer(t *testing.T, refuse bool) string {
+	_, url := startFaulty(t, refuse)
+	return url
+}
+
+func startFaulty(t *testing.T, refuse bool) (*faultyServer, string) {
 	t.Helper()
-	fs := &faultyServer{refuse: refuse, subs: map[string]map[*fakeConn]bool{}, held: map[streamKey][]byte{}}
+	fs := &faultyServer{refuse: refuse, remotes: map[string]int{}, subs: map[string]map[*fakeConn]bool{}, held: map[streamKey][]byte{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +63,11 @@ func startFaultyServer(t *testing.T, refuse bool) string {
 		if err != nil {
 			return
 		}
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			fs.mu.Lock()
+			fs.remotes[host]++
+			fs.mu.Unlock()
+		}
 		wg.Add(1)
 		defer wg.Done()
 		fs.serve(ctx, &fakeConn{ws: ws})
@@ -67,7 +78,7 @@ func startFaultyServer(t *testing.T, refuse bool) string {
 		srv.Close()
 		wg.Wait()
 	})
-	return "ws://" + ln.Addr().String() + "/socketcluster/"
+	return fs, "ws://" + ln.Addr().String() + "/socketcluster/"
 }
 
 func (fs *faultyServer) serve(ctx context.Context, c *fakeConn) {

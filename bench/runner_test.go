@@ -216,3 +216,25 @@ func TestParseIPRange(t *testing.T) {
 		}
 	}
 }
+
+func TestSourceIPsRotate(t *testing.T) {
+	fs, url := startFaulty(t, false)
+	cfg := shortConfig(url)
+	cfg.Scenario = Conns
+	cfg.Subscribers = 6
+	cfg.Duration = 50 * time.Millisecond
+	ips, err := ParseIPRange("127.0.0.2-127.0.0.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SourceIPs = ips
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	// 6 connections and the probe, alternating from 127.0.0.2.
+	if len(fs.remotes) != 2 || fs.remotes["127.0.0.2"] != 4 || fs.remotes["127.0.0.3"] != 3 {
+		t.Fatalf("connections per source address: %v", fs.remotes)
+	}
+}
