@@ -17,6 +17,7 @@ build: ## build every binary into bin/
 
 node-deps: ## install the npm packages the interop tests use
 	@cd test/interop && if [ ! -d node_modules/socketcluster-client ]; then npm ci --no-audit --no-fund || npm install --no-audit --no-fund; fi
+	@cd test/browser && if [ ! -d node_modules/playwright-core ]; then npm ci --no-audit --no-fund || npm install --no-audit --no-fund; fi
 
 test: build node-deps ## run every test with the race detector
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
