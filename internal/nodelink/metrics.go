@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sccgo/sccgo/protocol"
 )
 
 // Reasons for rejects, drops and closes (bounded: they are metric labels).
@@ -49,6 +51,16 @@ func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
 		FramesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: p + "frames_out_total", Help: "Link frames written."}),
 		BytesIn:   prometheus.NewCounter(prometheus.CounterOpts{Name: p + "bytes_in_total", Help: "Link payload bytes read."}),
 		BytesOut:  prometheus.NewCounter(prometheus.CounterOpts{Name: p + "bytes_out_total", Help: "Link payload bytes written."}),
+	}
+	// Known reasons start at zero, so dashboards see every series.
+	for _, r := range []string{protocol.RejectAuth, protocol.RejectVersion, protocol.RejectMalformed, protocol.RejectRole, protocol.RejectState, ReasonTimeout, ReasonClosed} {
+		m.Rejects.WithLabelValues(r)
+	}
+	for _, r := range []string{ReasonQueueFull, ReasonTooLarge, ReasonClosed} {
+		m.Drops.WithLabelValues(r)
+	}
+	for _, r := range []string{ReasonPingTimeout, ReasonReadError, ReasonWriteError, ReasonProtocol, ReasonRejected, ReasonShutdown} {
+		m.Closes.WithLabelValues(r)
 	}
 	if r, ok := reg.(*prometheus.Registry); ok && r == nil {
 		reg = nil // a nil *Registry in the interface
