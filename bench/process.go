@@ -27,6 +27,7 @@ type wireMsg struct {
 	RoundNo int            `json:"round_no,omitempty"`
 	Expect  []sentStream   `json:"expect,omitempty"`
 	Hold    time.Duration  `json:"hold,omitempty"`
+	Short   bool           `json:"short,omitempty"`
 	Connect *connectReport `json:"connect,omitempty"`
 	Sent    *sentReport    `json:"sent,omitempty"`
 	Report  *roundReport   `json:"report,omitempty"`
@@ -214,8 +215,8 @@ func (p *procWorker) run(ctx context.Context, rs roundSpec) (sentReport, error) 
 	return *r.Sent, err
 }
 
-func (p *procWorker) finish(ctx context.Context, round int, exp []sentStream) (roundReport, error) {
-	r, err := p.call(ctx, wireMsg{Type: msgFinish, RoundNo: round, Expect: exp})
+func (p *procWorker) finish(ctx context.Context, round int, exp []sentStream, short bool) (roundReport, error) {
+	r, err := p.call(ctx, wireMsg{Type: msgFinish, RoundNo: round, Expect: exp, Short: short})
 	if r.Report == nil {
 		return roundReport{Latency: NewHist()}, err
 	}
@@ -338,7 +339,7 @@ func RunWorker(ctx context.Context, in io.Reader, out io.Writer, log *slog.Logge
 			reply.Sent = &r
 		case m.Type == msgFinish:
 			var r roundReport
-			r, err = w.finish(opCtx, m.RoundNo, m.Expect)
+			r, err = w.finish(opCtx, m.RoundNo, m.Expect, m.Short)
 			reply.Report = &r
 		case m.Type == msgHold:
 			var r roundReport

@@ -18,7 +18,7 @@ import (
 type workerAPI interface {
 	connect(ctx context.Context) (connectReport, error)
 	run(ctx context.Context, rs roundSpec) (sentReport, error)
-	finish(ctx context.Context, round int, exp []sentStream) (roundReport, error)
+	finish(ctx context.Context, round int, exp []sentStream, short bool) (roundReport, error)
 	hold(ctx context.Context, d time.Duration) (roundReport, error)
 	close() error
 }
@@ -78,7 +78,7 @@ func (r *Runner) Config() Config { return r.cfg }
 func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	cfg := r.cfg
 	start := time.Now()
-	res := &Result{Name: cfg.Name, Scenario: cfg.Scenario, Config: cfg, Start: start, Host: hostInfo(cfg)}
+	res := &Result{Name: cfg.Name, Scenario: cfg.Scenario, Config: cfg, Start: start, Host: hostInfo(cfg), ServerCPU: -1}
 	if err := r.probe(ctx); err != nil {
 		return nil, err
 	}
@@ -243,9 +243,11 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 	st := Step{Rate: rate, ServerCPU: -1}
 	srvCPU0, srvOK := r.serverCPU()
 	wall0 := time.Now()
-	sents, err := all(ctx, r.workers, func(ctx context.Context, w workerAPI) (sentReport, error) { return w.run(ctx, rs) })
-	if err != nil {
-		return st, err
+	sents, runErr := all(ctx, r.workers, func(ctx context.Context, w workerAPI) (sentReport, error) { return w.run(ctx, rs) })
+	runEnd := time.Now()
+	interrupted := ctx.Err() != nil
+	if runErr != nil && !interrupted {
+		return st, runErr
 	}
 	var exp []sentStream
 	var inWindow int64
@@ -259,9 +261,18 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 			lastErr = s.LastError
 		}
 	}
-	reps, err := all(ctx, r.workers, func(ctx context.Context, w workerAPI) (roundReport, error) { return w.finish(ctx, stepNo, exp) })
+	fctx := ctx
+	if interrupted {
+		// Still collect what was delivered, briefly, for a partial report.
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), min(cfg.Drain, time.Second)+closeGrace)
+		defer cancel()
+	}
+	reps, err := all(fctx, r.workers, func(ctx context.Context, w workerAPI) (roundReport, error) {
+		return w.finish(ctx, stepNo, exp, interrupted)
+	})
 	if err != nil {
-		return st, err
+		return st, errors.Join(runErr, err)
 	}
 	lat := NewHist()
 	for _, rp := range reps {
@@ -279,9 +290,12 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		st.ServerCPU = (c1 - srvCPU0).Seconds() / time.Since(wall0).Seconds()
 	}
 	st.Latency = lat.Summary()
-	secs := cfg.Duration.Seconds()
-	st.DeliveredPerSec = float64(st.delivered) / secs
-	st.PublishedPerSec = float64(inWindow) / secs
+	// The measured window, cut short if the run was interrupted.
+	secs := min(cfg.Duration, runEnd.Sub(rs.Start.Add(cfg.Warmup))).Seconds()
+	if secs > 0 {
+		st.DeliveredPerSec = float64(st.delivered) / secs
+		st.PublishedPerSec = float64(inWindow) / secs
+	}
 	st.Pass, st.Reason = true, ""
 	fail := func(format string, a ...any) {
 		if st.Pass {
@@ -289,6 +303,8 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		}
 	}
 	switch {
+	case interrupted:
+		fail("interrupted")
 	case st.Check.Lost > 0:
 		fail("%d lost", st.Check.Lost)
 	case st.Check.Duplicated > 0:
@@ -308,7 +324,7 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 	case cfg.Scenario == Sweep && time.Duration(st.Latency.P99*float64(time.Millisecond)) > cfg.P99Bound:
 		fail("p99 %.1fms > %s", st.Latency.P99, cfg.P99Bound)
 	}
-	return st, nil
+	return st, runErr
 }
 
 // serverCPU sums the CPU time of Config.ServerPIDs.
@@ -523,8 +539,8 @@ func (l localWorker) connect(ctx context.Context) (connectReport, error) { retur
 func (l localWorker) run(ctx context.Context, rs roundSpec) (sentReport, error) {
 	return l.w.run(ctx, rs)
 }
-func (l localWorker) finish(ctx context.Context, round int, exp []sentStream) (roundReport, error) {
-	return l.w.finish(ctx, round, exp)
+func (l localWorker) finish(ctx context.Context, round int, exp []sentStream, short bool) (roundReport, error) {
+	return l.w.finish(ctx, round, exp, short)
 }
 func (l localWorker) hold(ctx context.Context, d time.Duration) (roundReport, error) {
 	return l.w.hold(ctx, d)

@@ -531,9 +531,10 @@ func (w *worker) stopTicks() {
 	}
 }
 
-// finish waits until every expected message has arrived or Drain has
-// passed, then reports the round and resets for the next one.
-func (w *worker) finish(ctx context.Context, round int, exp []sentStream) (roundReport, error) {
+// finish waits until every expected message has arrived or Drain (with
+// short, at most a second) has passed, then reports the round and resets
+// for the next one.
+func (w *worker) finish(ctx context.Context, round int, exp []sentStream, short bool) (roundReport, error) {
 	cfg := w.cfg
 	// Subscribers of each channel expect what was sent on it.
 	byChan := make([][]sentStream, cfg.Channels)
@@ -554,7 +555,11 @@ func (w *worker) finish(ctx context.Context, round int, exp []sentStream) (round
 			}
 		}
 	}
-	deadline := time.Now().Add(cfg.Drain)
+	drain := cfg.Drain
+	if short {
+		drain = min(drain, time.Second)
+	}
+	deadline := time.Now().Add(drain)
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
 	for !w.complete() && time.Now().Before(deadline) {

@@ -16,6 +16,12 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		// A worker process shares the coordinator's terminal: Ctrl-C
+		// reaches both, but only the coordinator decides what stops when
+		// (it sends cancel, or its exit closes our stdin).
+		signal.Ignore(os.Interrupt)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		// A second signal gets the default action: exit at once.
