@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sccgo/sccgo/broker"
+	"github.com/sccgo/sccgo/internal/config"
+)
+
+// settings is everything run reads from the environment.
+type settings struct {
+	cfg             broker.Config
+	host            string // bind address, "" = all interfaces
+	port            int
+	instanceIP      string // advertised IP, "" = derive from the bind address
+	logLevel        slog.Level
+	shutdownTimeout time.Duration
+	closeTimeout    time.Duration
+}
+
+// load reads the settings from the environment.
+func load(getenv config.Getenv) (settings, *config.Reader, error) {
+	r := config.NewReader(getenv)
+	d := broker.DefaultConfig()
+	c := d
+	var st settings
+	var errs []error
+	st.port = r.Port("SCC_BROKER_SERVER_PORT", 8888, "frontend links, /healthz, /readyz and /metrics port")
+	st.host = r.String("SCC_BROKER_HOST", "", "bind address (empty: all interfaces)")
+	st.instanceIP = r.String("SCC_INSTANCE_IP", "", "IP other nodes reach this broker at (default: 127.0.0.1 if bound to loopback, else the first non-loopback address)")
+	c.NodeID = r.String("SCC_INSTANCE_ID", "", "ring identity (default: the advertised SCC_INSTANCE_IP:SCC_BROKER_SERVER_PORT, so a restart at the same address keeps the ring place)")
+	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key (every node must hold the same; empty: unauthenticated, warned)"))
+	stateHost := r.String("SCC_STATE_SERVER_HOST", "", "state server host (empty: standalone, no cluster)")
+	statePort := r.Port("SCC_STATE_SERVER_PORT", 7777, "state server port")
+	if stateHost != "" {
+		c.StateAddr = config.HostPort(stateHost, statePort)
+	}
+	c.GossipPort = r.Int("SCC_GOSSIP_PORT", d.GossipPort, "gossip (memberlist) port, UDP and TCP (-1: no gossip, standalone only)")
+	c.GossipBind = r.String("SCC_GOSSIP_BIND", "", "gossip bind address (default: SCC_INSTANCE_IP if set, else all interfaces)")
+	c.GossipSeeds = r.List("SCC_GOSSIP_SEEDS", nil, "comma-separated gossip host:port to join (default: the state server's seeds)")
+	c.Link.HandshakeTimeout = r.Duration("SCC_LINK_HANDSHAKE_TIMEOUT", d.Link.HandshakeTimeout, "bound on a link's handshake")
+	c.Link.WriteTimeout = r.Duration("SCC_LINK_WRITE_TIMEOUT", d.Link.WriteTimeout, "a link that does not take a frame in this long is closed")
+	c.Link.PingInterval = r.Duration("SCC_LINK_PING_INTERVAL", d.Link.PingInterval, "an idle link sends a ping this often")
+	c.Link.PingTimeout = r.Duration("SCC_LINK_PING_TIMEOUT", d.Link.PingTimeout, "a link with nothing received this long is closed")
+	c.Link.MaxFrameBytes = r.Int64("SCC_LINK_MAX_FRAME_BYTES", d.Link.MaxFrameBytes, "largest link frame (and message); the same on every node")
+	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", d.Link.QueueMaxBytes, "bytes queued per frontend link before drop-and-count")
+	c.InterestShards = r.Int("SCC_BROKER_INTEREST_SHARDS", d.InterestShards, "shards of the channel interest table")
+	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the drain after SIGTERM (waiting for the state server to reshard this broker out)")
+	st.closeTimeout = r.Duration("SCC_CLOSE_TIMEOUT", 5*time.Second, "bound on closing links and servers after the drain")
+	level := r.String("SCC_BROKER_SERVER_LOG_LEVEL", "", "log level: debug, info, warn or error (default: SCC_LOG_LEVEL)")
+	if level == "" {
+		level = r.String("SCC_LOG_LEVEL", "info", "log level for every sccgo binary")
+	} else {
+		r.String("SCC_LOG_LEVEL", "info", "log level for every sccgo binary")
+	}
+	if err := parseLevel(level, &st.logLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.GossipBind == "" {
+		c.GossipBind = st.instanceIP
+	}
+	if c.GossipBind == "" {
+		c.GossipBind = "0.0.0.0"
+	}
+	st.cfg = c
+	if err := r.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return st, r, errors.Join(errs...)
+}
+
+// parseLevel accepts slog's names and SCC's numeric levels (0 none ... 3
+// everything).
+func parseLevel(v string, l *slog.Level) error {
+	switch strings.TrimSpace(v) {
+	case "0", "1":
+		*l = slog.LevelError
+		return nil
+	case "2":
+		*l = slog.LevelWarn
+		return nil
+	case "3":
+		*l = slog.LevelInfo
+		return nil
+	}
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		return fmt.Errorf("log level %q: not debug, info, warn, error or 0-3", v)
+	}
+	return nil
+}
+
+// advertisedIP is the IP other nodes should dial: the configured one, else
+// loopback for a loopback bind, else the bind address itself, else the
+// first non-loopback interface address.
+func advertisedIP(configured, bind string, addrs func() ([]net.Addr, error)) string {
+	if configured != "" {
+		return configured
+	}
+	if bind == "localhost" {
+		return "127.0.0.1"
+	}
+	if ip := net.ParseIP(bind); ip != nil {
+		if ip.IsLoopback() {
+			return "127.0.0.1"
+		}
+		if !ip.IsUnspecified() {
+			return bind
+		}
+	}
+	as, err := addrs()
+	if err == nil {
+		var v6 string
+		for _, a := range as {
+			n, ok := a.(*net.IPNet)
+			if !ok || n.IP.IsLoopback() || !n.IP.IsGlobalUnicast() {
+				continue
+			}
+			if n.IP.To4() != nil {
+				return n.IP.String()
+			}
+			if v6 == "" {
+				v6 = n.IP.String()
+			}
+		}
+		if v6 != "" {
+			return v6
+		}
+	}
+	return "127.0.0.1"
+}
+
+// run starts the broker and serves until ctx is done; it then drains (asks
+// the state server to reshard it out and waits for the release, bounded by
+// SCC_SHUTDOWN_TIMEOUT) and shuts down.
+func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scc-broker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	st, r, loadErr := load(getenv)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: scc-broker [-h]\n\nscc-broker routes publishes between frontends. It reads these environment variables:")
+		config.Usage(stderr, r.Vars())
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if loadErr != nil {
+		return loadErr
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.logLevel}))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ln, err := net.Listen("tcp", config.HostPort(st.host, st.port))
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	ip := advertisedIP(st.instanceIP, st.host, net.InterfaceAddrs)
+	cfg := st.cfg
+	cfg.Addr = net.JoinHostPort(ip, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	if cfg.GossipAdvertise == "" {
+		cfg.GossipAdvertise = ip
+	}
+	cfg.Logger = log
+	cfg.Registry = reg
+	srv, err := broker.New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		cctx, cancel := context.WithTimeout(context.Background(), st.closeTimeout)
+		defer cancel()
+		_ = srv.Shutdown(cctx)
+		if errors.Is(err, broker.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+	}
+
+	start := time.Now()
+	log.Info("draining", "timeout", st.shutdownTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), st.shutdownTimeout)
+	if err := srv.Leave(dctx); err != nil {
+		log.Warn("drain incomplete; shutting down anyway", "err", err)
+	}
+	cancel()
+	cctx, cancel := context.WithTimeout(context.Background(), st.closeTimeout)
+	defer cancel()
+	err = srv.Shutdown(cctx)
+	if serr := <-serveErr; !errors.Is(serr, broker.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	log.Info("stopped", "took", time.Since(start))
+	return err
+}
