@@ -78,6 +78,7 @@ func errKind(err error) string {
 // procWorker is the coordinator's handle on one worker process.
 type procWorker struct {
 	index   int
+	cfg     Config
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	wmu     sync.Mutex
@@ -118,7 +119,7 @@ func startProcWorker(ctx context.Context, cfg Config, plan workerPlan, emit func
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: starting worker %d (%s): %w", plan.Index, argv[0], err)
 	}
-	p := &procWorker{index: plan.Index, cmd: cmd, stdin: stdin, replies: make(chan wireMsg, 1), stderr: tail, done: make(chan struct{})}
+	p := &procWorker{index: plan.Index, cfg: cfg, cmd: cmd, stdin: stdin, replies: make(chan wireMsg, 1), stderr: tail, done: make(chan struct{})}
 	go p.read(stdout, emit) // ends when the process's stdout closes; close waits for it
 	if err := p.send(wireMsg{Type: msgPlan, Plan: &plan}); err != nil {
 		p.close()
@@ -172,15 +173,25 @@ func (p *procWorker) deadError(err error) error {
 	return errors.New(msg)
 }
 
+// replySlack is added to every bound on a worker's reply: the worker
+// bounds its own work, so only a stuck process takes this long.
+const replySlack = 30 * time.Second
+
 // call sends m and waits for the reply. If ctx ends first the worker is
-// told to cancel, and the call still waits for its reply.
-func (p *procWorker) call(ctx context.Context, m wireMsg) (wireMsg, error) {
+// told to cancel, and the call still waits for its reply. A worker that
+// has not replied within limit (plus replySlack) is killed.
+func (p *procWorker) call(ctx context.Context, m wireMsg, limit time.Duration) (wireMsg, error) {
 	if err := p.send(m); err != nil {
 		return wireMsg{}, err
 	}
+	stuck := time.NewTimer(limit + replySlack)
+	defer stuck.Stop()
 	cancelSent := false
 	for {
 		select {
+		case <-stuck.C:
+			p.cmd.Process.Kill()
+			return wireMsg{}, fmt.Errorf("bench: worker %d did not answer %q within %s; killed it", p.index, m.Type, limit+replySlack)
 		case r, ok := <-p.replies:
 			if !ok {
 				return wireMsg{}, p.deadError(p.readErr)
@@ -200,7 +211,9 @@ func (p *procWorker) call(ctx context.Context, m wireMsg) (wireMsg, error) {
 }
 
 func (p *procWorker) connect(ctx context.Context) (connectReport, error) {
-	r, err := p.call(ctx, wireMsg{Type: msgConnect})
+	cfg := p.cfg
+	limit := 2*cfg.ConnectTimeout + time.Duration(float64(cfg.Subscribers+cfg.Publishers)/cfg.ConnectRate*2*float64(time.Second))
+	r, err := p.call(ctx, wireMsg{Type: msgConnect}, limit)
 	if r.Connect == nil {
 		return connectReport{Latency: NewHist()}, err
 	}
@@ -208,7 +221,7 @@ func (p *procWorker) connect(ctx context.Context) (connectReport, error) {
 }
 
 func (p *procWorker) run(ctx context.Context, rs roundSpec) (sentReport, error) {
-	r, err := p.call(ctx, wireMsg{Type: msgRun, Round: &rs})
+	r, err := p.call(ctx, wireMsg{Type: msgRun, Round: &rs}, time.Until(rs.Start)+rs.Warmup+rs.Duration+p.cfg.ConnectTimeout)
 	if r.Sent == nil {
 		return sentReport{}, err
 	}
@@ -216,7 +229,7 @@ func (p *procWorker) run(ctx context.Context, rs roundSpec) (sentReport, error) 
 }
 
 func (p *procWorker) finish(ctx context.Context, round int, exp []sentStream, short bool) (roundReport, error) {
-	r, err := p.call(ctx, wireMsg{Type: msgFinish, RoundNo: round, Expect: exp, Short: short})
+	r, err := p.call(ctx, wireMsg{Type: msgFinish, RoundNo: round, Expect: exp, Short: short}, p.cfg.Drain)
 	if r.Report == nil {
 		return roundReport{Latency: NewHist()}, err
 	}
@@ -224,7 +237,7 @@ func (p *procWorker) finish(ctx context.Context, round int, exp []sentStream, sh
 }
 
 func (p *procWorker) hold(ctx context.Context, d time.Duration) (roundReport, error) {
-	r, err := p.call(ctx, wireMsg{Type: msgHold, Hold: d})
+	r, err := p.call(ctx, wireMsg{Type: msgHold, Hold: d}, d)
 	if r.Report == nil {
 		return roundReport{Latency: NewHist()}, err
 	}

@@ -238,3 +238,14 @@ func TestSourceIPsRotate(t *testing.T) {
 		t.Fatalf("connections per source address: %v", fs.remotes)
 	}
 }
+
+func TestWorkerProcessDies(t *testing.T) {
+	url := startFrontend(t)
+	cfg := shortConfig(url)
+	cfg.Procs = 2
+	cfg.WorkerCommand = []string{"/bin/sh", "-c", "read line; echo worker exploded >&2; exit 3"}
+	_, err := Run(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "worker exploded") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -412,7 +412,7 @@ type pubOut struct {
 }
 
 // publish sends one publisher's share of the round on schedule: message k
-// is due at Start + k/rate and carries that time. Messages that fall more
+// is due at Start + (k+phase)/rate and carries that time. Messages that fall more
 // than a second behind the end of the round are not sent.
 func (w *worker) publish(ctx context.Context, pc *pubConn, rs roundSpec) pubOut {
 	cfg := w.cfg
@@ -426,8 +426,11 @@ func (w *worker) publish(ctx context.Context, pc *pubConn, rs roundSpec) pubOut 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var out pubOut
+	// Publishers are spread evenly over each interval, so that together
+	// they publish at an even Rate rather than in bursts of Publishers.
+	phase := float64(pc.index) / float64(cfg.Publishers)
 	for k := int64(0); cfg.MessagesPerPublisher == 0 || k < cfg.MessagesPerPublisher; k++ {
-		due := rs.Start.Add(time.Duration(float64(k) * float64(time.Second) / perPub))
+		due := rs.Start.Add(time.Duration((float64(k) + phase) * float64(time.Second) / perPub))
 		if !due.Before(end) {
 			break
 		}
