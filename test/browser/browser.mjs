@@ -45,8 +45,11 @@ async function cleanup() {
   }
 }
 
+let finished = false; // the result line was written
 const hardStop = setTimeout(async () => {
-  emit({ ok: false, error: `browser run exceeded ${timeoutMs} ms` });
+  finished = true;
+  await Promise.race([shootOpenPages(), new Promise((r) => setTimeout(r, 5000))]);
+  emit({ ok: false, error: `browser run exceeded ${timeoutMs} ms`, screenshots });
   await cleanup();
   process.exit(1);
 }, timeoutMs);
@@ -65,9 +68,11 @@ function nextLine() {
 const pageErrors = [];   // uncaught exceptions: fail the run
 const consoleErrors = []; // e.g. a refused WebSocket while reconnecting: reported
 const screenshots = [];
+const openPages = []; // {label, page}: shot on failure
 
 async function openDemo(context, label, url) {
   const page = await context.newPage();
+  openPages.push({ label, page });
   page.on('pageerror', (e) => pageErrors.push(`${label}: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') { consoleErrors.push(`${label}: ${m.text()}`); } });
   const resp = await page.goto(url, { timeout: stepMs });
@@ -227,6 +232,7 @@ async function main() {
   if (cfg.statusURL) {
     const ctxS = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const s = await ctxS.newPage();
+    openPages.push({ label: 'status', page: s });
     s.on('pageerror', (e) => pageErrors.push(`status: ${e.message}`));
     const resp = await s.goto(cfg.statusURL, { timeout: stepMs });
     if (!resp || resp.status() !== 200) {
@@ -250,13 +256,25 @@ async function main() {
   return { ok: true, frontendA: frontA, frontendB: frontB, first, recovery, status, screenshots, consoleErrors };
 }
 
+// shootOpenPages saves what every open page shows, for a failure report.
+async function shootOpenPages() {
+  for (const { label, page } of openPages) {
+    await shot(page, `failed-${label.toLowerCase()}.png`).catch(() => {});
+  }
+}
+
 let code = 0;
 try {
-  emit(await main());
+  const res = await main();
+  if (!finished) { emit(res); }
 } catch (e) {
-  emit({ ok: false, error: String(e && e.message ? e.message : e), screenshots });
   code = 1;
+  if (!finished) {
+    await shootOpenPages();
+    emit({ ok: false, error: String(e && e.message ? e.message : e), screenshots });
+  }
 }
+if (finished) { await new Promise(() => {}); } // the timeout handler exits
 clearTimeout(hardStop);
 await cleanup();
 process.exit(code);

@@ -240,7 +240,7 @@ func TestDemoAndStatusPages(t *testing.T) {
 		}
 	}
 	for _, p := range c.Procs() {
-		if p.Role == localcluster.RoleBroker && strings.HasSuffix(owner.Addr, ":"+strconv.Itoa(p.Port)) {
+		if p.Role == localcluster.RoleBroker && (p.Name == owner.ID || strings.HasSuffix(owner.Addr, ":"+strconv.Itoa(p.Port))) {
 			victim = p.Name
 		}
 	}
