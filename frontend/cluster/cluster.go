@@ -228,6 +228,16 @@ func (b *Broker) RingVersion() uint64 {
 	return b.pubRing.Version()
 }
 
+// RingBrokers returns the number of brokers in the ring publishes follow.
+func (b *Broker) RingBrokers() int {
+	b.route.RLock()
+	defer b.route.RUnlock()
+	if b.pubRing == nil {
+		return 0
+	}
+	return b.pubRing.Len()
+}
+
 // Subscribe registers local interest in channel at its owners under every
 // ring in force and waits for the brokers' acknowledgements.
 func (b *Broker) Subscribe(ctx context.Context, channel string) error {

@@ -1,0 +1,148 @@
+package clustertest_test
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sccgo/sccgo/bench"
+	"github.com/sccgo/sccgo/internal/clustertest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// memberlist's and net/http's background goroutines stop
+		// asynchronously after Shutdown.
+		goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).triggerFunc"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// steady is the traffic every scenario runs: 2 subscribers per frontend
+// over 200 channels, 2 publishers.
+func steady(c *clustertest.Cluster) clustertest.TrafficOptions {
+	return clustertest.TrafficOptions{
+		URLs:        c.FrontendURLs(),
+		Channels:    200,
+		Subscribers: 4,
+		Publishers:  2,
+		Interval:    2 * time.Millisecond,
+	}
+}
+
+func report(t *testing.T, r bench.CheckResult) {
+	t.Helper()
+	t.Logf("expected=%d received=%d lost=%d duplicated=%d out_of_order=%d unexpected=%d",
+		r.Expected, r.Received, r.Lost, r.Duplicated, r.OutOfOrder, r.Unexpected)
+}
+
+func requireClean(t *testing.T, r bench.CheckResult) {
+	t.Helper()
+	report(t, r)
+	if r.Expected == 0 {
+		t.Fatal("no message was expected: the traffic did not run")
+	}
+	if r.Lost != 0 || r.Duplicated != 0 || r.OutOfOrder != 0 || r.Unexpected != 0 || r.Malformed != 0 {
+		t.Fatalf("want 0 lost, 0 duplicated, 0 out of order: %+v", r.Streams[:min(5, len(r.Streams))])
+	}
+}
+
+func TestCrossFrontendDelivery(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Brokers: 2, Frontends: 2})
+	c.WaitRing(10*time.Second, 2, 0)
+	tr := clustertest.StartTraffic(t, steady(c))
+	if _, ok := tr.WaitFlowing(time.Now(), 10*time.Second); !ok {
+		t.Fatal("messages did not flow on every channel")
+	}
+	requireClean(t, tr.Stop(5*time.Second))
+}
+
+func TestScaleOutLosesNothing(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Brokers: 2, Frontends: 2})
+	v := c.WaitRing(10*time.Second, 2, 0)
+	tr := clustertest.StartTraffic(t, steady(c))
+	if _, ok := tr.WaitFlowing(time.Now(), 10*time.Second); !ok {
+		t.Fatal("messages did not flow before the scale-out")
+	}
+	c.AddBroker()
+	v2 := c.WaitRing(15*time.Second, 3, v)
+	t.Logf("ring %d → %d", v, v2)
+	// Keep publishing through the drain window.
+	if _, ok := tr.WaitFlowing(time.Now().Add(500*time.Millisecond), 10*time.Second); !ok {
+		t.Fatal("messages did not flow after the scale-out")
+	}
+	requireClean(t, tr.Stop(5*time.Second))
+}
+
+func TestGracefulScaleInLosesNothing(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Brokers: 3, Frontends: 2})
+	v := c.WaitRing(10*time.Second, 3, 0)
+	tr := clustertest.StartTraffic(t, steady(c))
+	if _, ok := tr.WaitFlowing(time.Now(), 10*time.Second); !ok {
+		t.Fatal("messages did not flow before the scale-in")
+	}
+	if err := c.Brokers[1].Stop(15 * time.Second); err != nil {
+		t.Fatalf("draining broker: %v", err)
+	}
+	v2 := c.WaitRing(15*time.Second, 2, v)
+	t.Logf("ring %d → %d", v, v2)
+	if _, ok := tr.WaitFlowing(time.Now().Add(500*time.Millisecond), 10*time.Second); !ok {
+		t.Fatal("messages did not flow after the scale-in")
+	}
+	requireClean(t, tr.Stop(5*time.Second))
+}
+
+func TestBrokerKillRecovers(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Brokers: 3, Frontends: 2})
+	v := c.WaitRing(10*time.Second, 3, 0)
+	tr := clustertest.StartTraffic(t, steady(c))
+	if _, ok := tr.WaitFlowing(time.Now(), 10*time.Second); !ok {
+		t.Fatal("messages did not flow before the kill")
+	}
+	killed := time.Now()
+	c.Brokers[0].Kill()
+	took, ok := tr.WaitFlowing(killed, 10*time.Second)
+	if !ok {
+		t.Fatal("delivery did not resume on every channel after a broker was killed")
+	}
+	t.Logf("delivery resumed on every channel %v after the kill", took)
+	if took > 2*time.Second {
+		t.Errorf("delivery resumed after %v, want under 2s", took)
+	}
+	c.WaitRing(10*time.Second, 2, v)
+	r := tr.Stop(5 * time.Second)
+	report(t, r)
+	if r.Duplicated != 0 || r.OutOfOrder != 0 {
+		t.Errorf("a crash may lose in-flight messages but never duplicate or reorder them")
+	}
+	if r.Lost > 0 && c.RouteDrops() == 0 {
+		t.Errorf("%d messages were lost but no drop was counted", r.Lost)
+	}
+	t.Logf("drops counted by frontends: %v", c.RouteDrops())
+}
+
+func TestBrokerRestartSameAddress(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Brokers: 2, Frontends: 2})
+	c.WaitRing(10*time.Second, 2, 0)
+	tr := clustertest.StartTraffic(t, steady(c))
+	if _, ok := tr.WaitFlowing(time.Now(), 10*time.Second); !ok {
+		t.Fatal("messages did not flow before the restart")
+	}
+	killed := time.Now()
+	c.Brokers[0].Kill()
+	c.Brokers[0].Restart()
+	took, ok := tr.WaitFlowing(killed, 10*time.Second)
+	if !ok {
+		t.Fatal("delivery did not resume after the broker restarted")
+	}
+	t.Logf("delivery resumed on every channel %v after the kill", took)
+	if took > 2*time.Second {
+		t.Errorf("delivery resumed after %v, want under 2s", took)
+	}
+	r := tr.Stop(5 * time.Second)
+	report(t, r)
+	if r.Duplicated != 0 || r.OutOfOrder != 0 {
+		t.Errorf("a restart may lose in-flight messages but never duplicate or reorder them")
+	}
+}

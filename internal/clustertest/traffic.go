@@ -1,0 +1,254 @@
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sccgo/sccgo/bench"
+	"github.com/sccgo/sccgo/client"
+)
+
+// TrafficOptions shapes steady test traffic.
+type TrafficOptions struct {
+	// URLs are the frontends; clients are spread over them round-robin.
+	URLs []string
+	// Channels is the number of channels (named ch-0 … ch-N-1).
+	Channels int
+	// Subscribers is the number of subscriber connections; each subscribes
+	// to every channel.
+	Subscribers int
+	// Publishers is the number of publisher connections; each publishes to
+	// every channel in turn.
+	Publishers int
+	// Interval is the pause between two publishes of one publisher.
+	Interval time.Duration
+	// Prefix is prepended to channel names.
+	Prefix string
+}
+
+// Traffic publishes sequence-numbered messages on many channels through
+// some frontends and checks, per subscriber, that each one arrives exactly
+// once and in order per publisher and channel.
+type Traffic struct {
+	t    testing.TB
+	opts TrafficOptions
+
+	subs     []*subscriber
+	pubs     []*client.Client
+	channels []string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // receivers
+	pubWG  sync.WaitGroup // publishers
+
+	published atomic.Int64
+	failed    atomic.Int64
+
+	mu       sync.Mutex
+	lastRecv map[string]time.Time // channel → newest SentAt delivered anywhere
+	paused   atomic.Bool
+}
+
+type subscriber struct {
+	c     *client.Client
+	check *bench.Checker
+}
+
+// StartTraffic connects the clients, subscribes and starts publishing.
+func StartTraffic(t testing.TB, opts TrafficOptions) *Traffic {
+	t.Helper()
+	if opts.Interval <= 0 {
+		opts.Interval = 5 * time.Millisecond
+	}
+	tr := &Traffic{t: t, opts: opts, lastRecv: make(map[string]time.Time)}
+	for i := 0; i < opts.Channels; i++ {
+		tr.channels = append(tr.channels, fmt.Sprintf("%sch-%d", opts.Prefix, i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < opts.Subscribers; i++ {
+		url := opts.URLs[i%len(opts.URLs)]
+		c, err := client.Dial(ctx, url, client.Options{SubscriptionBuffer: 1 << 16})
+		if err != nil {
+			t.Fatalf("subscriber %d dialing %s: %v", i, url, err)
+		}
+		s := &subscriber{c: c, check: bench.NewChecker()}
+		tr.subs = append(tr.subs, s)
+		for _, ch := range tr.channels {
+			sub, err := c.Subscribe(ctx, ch, client.SubscribeOptions{})
+			if err != nil {
+				t.Fatalf("subscriber %d subscribing %s: %v", i, ch, err)
+			}
+			tr.wg.Add(1)
+			go tr.receive(s, sub)
+		}
+	}
+	for i := 0; i < opts.Publishers; i++ {
+		url := opts.URLs[(i+1)%len(opts.URLs)]
+		c, err := client.Dial(ctx, url, client.Options{})
+		if err != nil {
+			t.Fatalf("publisher %d dialing %s: %v", i, url, err)
+		}
+		tr.pubs = append(tr.pubs, c)
+	}
+	tr.ctx, tr.cancel = context.WithCancel(context.Background())
+	for i, p := range tr.pubs {
+		tr.pubWG.Add(1)
+		go tr.publish(i, p)
+	}
+	return tr
+}
+
+func (tr *Traffic) receive(s *subscriber, sub *client.Subscription) {
+	defer tr.wg.Done()
+	for {
+		select {
+		case m, ok := <-sub.C():
+			if !ok {
+				return
+			}
+			p, err := s.check.Observe(m.Channel, m.Data, time.Now())
+			if err == nil {
+				tr.mu.Lock()
+				if p.SentAt.After(tr.lastRecv[m.Channel]) {
+					tr.lastRecv[m.Channel] = p.SentAt
+				}
+				tr.mu.Unlock()
+			}
+		case <-sub.Done():
+			return
+		}
+	}
+}
+
+func (tr *Traffic) publish(id int, c *client.Client) {
+	defer tr.pubWG.Done()
+	seq := make([]uint64, len(tr.channels))
+	tick := time.NewTicker(tr.opts.Interval)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-tr.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if tr.paused.Load() {
+			continue
+		}
+		k := i % len(tr.channels)
+		ch := tr.channels[k]
+		seq[k]++
+		data := bench.EncodePayload(id, seq[k], time.Now(), 64)
+		// The publish is not cancelled by Stop: a publish the frontend
+		// acknowledged must be expected, so Stop waits for it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := c.Publish(ctx, ch, data)
+		cancel()
+		if err != nil {
+			// Not accepted: the publisher knows, so no subscriber expects
+			// it. Its sequence number stays used, which the checker
+			// would see as a gap: expect the rest around it instead.
+			tr.failed.Add(1)
+			continue
+		}
+		tr.published.Add(1)
+		for _, s := range tr.subs {
+			s.check.Expect(id, ch, seq[k])
+		}
+	}
+}
+
+// Published returns how many publishes were acknowledged and how many
+// failed.
+func (tr *Traffic) Published() (ok, failed int64) { return tr.published.Load(), tr.failed.Load() }
+
+// Pause stops publishing until Resume; subscribers keep receiving.
+func (tr *Traffic) Pause() { tr.paused.Store(true) }
+
+// Resume restarts publishing.
+func (tr *Traffic) Resume() { tr.paused.Store(false) }
+
+// WaitCaughtUp waits until every subscriber received every message
+// acknowledged so far, or the timeout passes.
+func (tr *Traffic) WaitCaughtUp(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		missing := int64(0)
+		for _, s := range tr.subs {
+			missing += s.check.Missing()
+		}
+		if missing == 0 {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// WaitFlowing waits until every channel delivered a message sent after
+// since, and returns how long after since that happened; ok is false at
+// the timeout.
+func (tr *Traffic) WaitFlowing(since time.Time, timeout time.Duration) (time.Duration, bool) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		tr.mu.Lock()
+		all := true
+		var latest time.Time
+		for _, ch := range tr.channels {
+			at := tr.lastRecv[ch]
+			if !at.After(since) {
+				all = false
+				break
+			}
+			if at.After(latest) {
+				latest = at
+			}
+		}
+		tr.mu.Unlock()
+		if all {
+			return time.Since(since), true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, false
+}
+
+// Stop stops publishing, waits briefly for stragglers, closes every
+// client and returns the merged check of all subscribers.
+func (tr *Traffic) Stop(settle time.Duration) bench.CheckResult {
+	tr.cancel()
+	tr.pubWG.Wait()
+	tr.WaitCaughtUp(settle)
+	for _, p := range tr.pubs {
+		p.Close()
+	}
+	for _, s := range tr.subs {
+		s.c.Close()
+	}
+	tr.wg.Wait()
+	var r bench.CheckResult
+	for _, s := range tr.subs {
+		r.Merge(s.check.Result())
+	}
+	return r
+}
+
+// Checkpoint pauses publishing, waits up to settle for every subscriber to
+// catch up, and returns the merged check so far; publishing resumes.
+func (tr *Traffic) Checkpoint(settle time.Duration) bench.CheckResult {
+	tr.Pause()
+	defer tr.Resume()
+	// A publish already in progress finishes before the pause takes
+	// effect; give it its acknowledgement time through WaitCaughtUp.
+	tr.WaitCaughtUp(settle)
+	var r bench.CheckResult
+	for _, s := range tr.subs {
+		r.Merge(s.check.Result())
+	}
+	return r
+}
