@@ -159,26 +159,6 @@ func (r *Recorder) Observe(shard int, d time.Duration, sample bool) {
 	s.mu.Unlock()
 }
 
-// Count adds a delivery that is not a latency sample (outside the
-// measurement window) to the interval's count.
-func (r *Recorder) Count(shard int) {
-	s := &r.shards[uint(shard)%uint(len(r.shards))]
-	s.mu.Lock()
-	s.count++
-	s.mu.Unlock()
-}
-
-// RecordInterval adds a latency to the interval histogram only, counting
-// the delivery: for samples outside the measurement window that should
-// still show on the time series.
-func (r *Recorder) RecordInterval(shard int, d time.Duration) {
-	s := &r.shards[uint(shard)%uint(len(r.shards))]
-	s.mu.Lock()
-	s.interval.Record(d)
-	s.count++
-	s.mu.Unlock()
-}
-
 // Interval returns the deliveries and latencies recorded since the last
 // call, and starts a new interval.
 func (r *Recorder) Interval() (int64, *Hist) {
