@@ -91,9 +91,13 @@ type Config struct {
 	// CloseTimeout bounds the WebSocket close handshake before the TCP
 	// connection is dropped. Env SCC_CLOSE_TIMEOUT. Default 2s.
 	CloseTimeout time.Duration
-	// ReadBufferSize and WriteBufferSize are the per-socket bufio sizes in
-	// bytes. Env SCC_READ_BUFFER_SIZE, SCC_WRITE_BUFFER_SIZE. Default 1024.
-	ReadBufferSize  int
+	// ReadBufferSize is the per-socket bufio read buffer in bytes; message
+	// bodies larger than it are read around it. Env SCC_READ_BUFFER_SIZE.
+	// Default 256.
+	ReadBufferSize int
+	// WriteBufferSize is the per-socket bufio write buffer in bytes; a
+	// frame larger than it costs a second write syscall. Env
+	// SCC_WRITE_BUFFER_SIZE. Default 512.
 	WriteBufferSize int
 
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
@@ -160,8 +164,8 @@ func DefaultConfig() Config {
 		QueueMaxMessages:       4096,
 		WriteTimeout:           10 * time.Second,
 		CloseTimeout:           2 * time.Second,
-		ReadBufferSize:         1024,
-		WriteBufferSize:        1024,
+		ReadBufferSize:         256,
+		WriteBufferSize:        512,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
 		MaxHandshakesPerSecond: 0,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,7 @@ type Socket struct {
 	srv *Server
 	id  string
 	ws  *websocket.Conn
-	nc  net.Conn
+	nc  *wsconn.Raw
 	q   wsconn.Queue
 
 	opened    int64        // server clock, ns
@@ -56,7 +57,7 @@ type Socket struct {
 	closeReason string
 	closeCode   int
 	auth        *tokenInfo
-	channels    map[string]struct{}
+	channels    []string // subscribed channels; a slice is smaller than a map for the usual few
 	nextCID     int64
 	calls       map[int64]chan callResult
 }
@@ -104,11 +105,7 @@ func (s *Socket) SignedAuthToken() string {
 func (s *Socket) Channels() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.channels))
-	for ch := range s.channels {
-		out = append(out, ch)
-	}
-	return out
+	return append([]string(nil), s.channels...)
 }
 
 // Transmit sends an event with no reply expected. data is marshalled with
@@ -263,10 +260,17 @@ func (s *Socket) setAuth(info *tokenInfo) {
 func (s *Socket) dropChannel(channel string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.channels[channel]; !ok {
+	i := slices.Index(s.channels, channel)
+	if i < 0 {
 		return false
 	}
-	delete(s.channels, channel)
+	last := len(s.channels) - 1
+	s.channels[i] = s.channels[last]
+	s.channels[last] = ""
+	s.channels = s.channels[:last]
+	if len(s.channels) == 0 {
+		s.channels = nil
+	}
 	return true
 }
 
@@ -302,7 +306,7 @@ func (s *Socket) QueueWriteError(err error) {
 		s.setCloseReason(protocol.CloseAbnormal, reasonWriteError)
 		s.srv.log.Debug("write failed", "conn", s.id, "err", err)
 	}
-	s.nc.Close()
+	s.ws.CloseNow()
 }
 
 func (s *Socket) setCloseReason(code int, reason string) {
@@ -341,34 +345,43 @@ func (s *Socket) closeWithText(code int, reason, text string, flush bool) {
 	s.srv.wg.Go(doClose)
 }
 
-// serve is the reader goroutine.
+// serve is the reader goroutine. Its own frame is kept tiny because an
+// idle socket parks here, in WaitReadable, and the goroutine's stack
+// shrinks to what that path uses.
 func (s *Socket) serve() {
 	defer s.teardown()
-	ctx := context.Background()
-	for {
-		typ, r, err := s.ws.Reader(ctx)
-		if err != nil {
-			s.readFailed(err)
-			return
-		}
-		if typ != websocket.MessageText {
-			s.srv.m.messagesIn.WithLabelValues("binary").Inc()
-			s.closeWith(protocol.CloseUnsupportedData, reasonUnsupportedData, false)
-			continue
-		}
-		bp := getReadBuf()
-		msg, err := readMessage(r, (*bp)[:0])
-		if err != nil {
-			putReadBuf(bp, msg)
-			s.readFailed(err)
-			return
-		}
-		if !s.closing.Load() {
-			s.srv.m.bytesIn.Add(float64(len(msg)))
-			s.handleMessage(msg)
-		}
-		putReadBuf(bp, msg)
+	for s.nc.WaitReadable() == nil && s.readOne() {
 	}
+	s.readFailed(net.ErrClosed)
+}
+
+// readOne reads and handles one message; false when the connection ended.
+func (s *Socket) readOne() bool {
+	typ, r, err := s.ws.Reader(context.Background())
+	if err != nil {
+		s.readFailed(err)
+		return false
+	}
+	if typ != websocket.MessageText {
+		s.srv.m.messagesIn.WithLabelValues("binary").Inc()
+		s.closeWith(protocol.CloseUnsupportedData, reasonUnsupportedData, false)
+		// Drain it, so the reader stays usable for the close handshake.
+		_, err := io.Copy(io.Discard, r)
+		return err == nil
+	}
+	bp := getReadBuf()
+	msg, err := readMessage(r, (*bp)[:0])
+	if err != nil {
+		putReadBuf(bp, msg)
+		s.readFailed(err)
+		return false
+	}
+	if !s.closing.Load() {
+		s.srv.m.bytesIn.Add(float64(len(msg)))
+		s.handleMessage(msg)
+	}
+	putReadBuf(bp, msg)
+	return true
 }
 
 func readMessage(r io.Reader, b []byte) ([]byte, error) {
@@ -423,13 +436,12 @@ func (s *Socket) readFailed(err error) {
 	}
 	s.setCloseReason(code, reason)
 	s.q.Close()
+	s.ws.CloseNow()
 }
 
 // teardown runs on the reader goroutine once the connection has ended.
 func (s *Socket) teardown() {
-	s.closing.Store(true)
 	s.q.Close()
-	s.ws.CloseNow()
 	srv := s.srv
 	srv.unregister(s)
 
@@ -440,7 +452,7 @@ func (s *Socket) teardown() {
 	s.calls = nil
 	code, reason := s.closeCode, s.closeReason
 	s.mu.Unlock()
-	for ch := range chans {
+	for _, ch := range chans {
 		srv.subs.unsubscribe(ch, s)
 	}
 	for _, c := range calls {
@@ -671,7 +683,7 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		return
 	}
 	s.mu.Lock()
-	_, already := s.channels[ch]
+	already := slices.Contains(s.channels, ch)
 	n := len(s.channels)
 	s.mu.Unlock()
 	if already {
@@ -692,10 +704,7 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		return
 	}
 	s.mu.Lock()
-	if s.channels == nil {
-		s.channels = make(map[string]struct{}, 1)
-	}
-	s.channels[ch] = struct{}{}
+	s.channels = append(s.channels, ch)
 	s.mu.Unlock()
 	s.ack(p)
 }

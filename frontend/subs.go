@@ -36,8 +36,8 @@ type chanEntry struct {
 	many map[*Socket]struct{} // two or more subscribers
 	n    int
 
-	pending chan struct{} // closed when Broker.Subscribe returned
-	done    bool          // pending is closed (guarded by the shard lock)
+	pending chan struct{} // closed when Broker.Subscribe returned, then dropped
+	done    bool          // Broker.Subscribe returned (guarded by the shard lock)
 	err     error         // Broker.Subscribe's result, set before done
 }
 
@@ -114,7 +114,7 @@ func (t *subTable) subscribe(ctx context.Context, channel string, s *Socket) (bo
 	if added {
 		t.subs.Add(1)
 	}
-	done, err := e.done, e.err
+	done, err, pending := e.done, e.err, e.pending
 	sh.mu.Unlock()
 	t.changed()
 
@@ -123,6 +123,7 @@ func (t *subTable) subscribe(ctx context.Context, channel string, s *Socket) (bo
 		sh.mu.Lock()
 		e.err, e.done = err, true
 		close(e.pending)
+		e.pending = nil
 		if err != nil || e.n == 0 {
 			// Failed, or everyone left meanwhile: the entry goes. Waiters
 			// see err and leave; a later subscriber starts afresh.
@@ -139,8 +140,10 @@ func (t *subTable) subscribe(ctx context.Context, channel string, s *Socket) (bo
 	}
 	if !done {
 		select {
-		case <-e.pending:
+		case <-pending:
+			sh.mu.RLock()
 			err = e.err
+			sh.mu.RUnlock()
 		case <-ctx.Done():
 			err = ctx.Err()
 		}

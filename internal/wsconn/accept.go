@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"syscall"
 
 	"github.com/coder/websocket"
 )
@@ -12,8 +13,8 @@ import (
 // Default buffer sizes for Accept. Frames larger than a buffer bypass it, so
 // small buffers cost an extra syscall on big frames, never correctness.
 const (
-	DefaultReadBufferSize  = 1024
-	DefaultWriteBufferSize = 1024
+	DefaultReadBufferSize  = 256
+	DefaultWriteBufferSize = 512
 	minBufferSize          = 64
 )
 
@@ -44,7 +45,7 @@ type AcceptOptions struct {
 // The caller must return from the HTTP handler soon after Accept: the
 // handler's goroutine and net/http's per-request state stay alive until it
 // does, which is most of the memory a connection would otherwise cost.
-func Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions) (*websocket.Conn, net.Conn, error) {
+func Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions) (*websocket.Conn, *Raw, error) {
 	h := &hijackWriter{ResponseWriter: w, rsize: opts.ReadBufferSize, wsize: opts.WriteBufferSize}
 	if h.rsize <= 0 {
 		h.rsize = DefaultReadBufferSize
@@ -59,11 +60,44 @@ func Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions) (*websoc
 	if err != nil {
 		return nil, nil, err
 	}
-	if h.conn == nil {
+	if h.raw == nil {
 		ws.CloseNow()
 		return nil, nil, errors.New("wsconn: upgrade did not hijack the connection")
 	}
-	return ws, h.conn, nil
+	return ws, h.raw, nil
+}
+
+// Raw is the network side of an accepted connection.
+type Raw struct {
+	// Conn is the TCP connection under the WebSocket, for deadlines and
+	// for cutting the connection off.
+	net.Conn
+	br     *bufio.Reader
+	prefix *prefixConn
+	rc     syscall.RawConn
+}
+
+func newRaw(nc net.Conn, br *bufio.Reader, pc *prefixConn) *Raw {
+	r := &Raw{Conn: nc, br: br, prefix: pc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			r.rc = rc
+		}
+	}
+	return r
+}
+
+// WaitReadable blocks until the connection has bytes to read (or is
+// closed or failed), without reading them. A reader goroutine parks here
+// between messages instead of inside websocket.Conn.Reader, whose deeper
+// call stack would keep several KiB of goroutine stack per idle
+// connection. It must only be called by the connection's one reader, and
+// returns at once when buffered bytes are waiting.
+func (r *Raw) WaitReadable() error {
+	if r.rc == nil || r.br.Buffered() > 0 || (r.prefix != nil && len(r.prefix.prefix) > 0) {
+		return nil
+	}
+	return waitReadable(r.rc)
 }
 
 // hijackWriter is an http.ResponseWriter whose Hijack returns small
@@ -72,7 +106,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions) (*websoc
 type hijackWriter struct {
 	http.ResponseWriter
 	rsize, wsize int
-	conn         net.Conn
+	raw          *Raw
 }
 
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -85,16 +119,19 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	var conn net.Conn = nc
+	var pc *prefixConn
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, err := brw.Reader.Peek(n)
 		if err != nil {
 			nc.Close()
 			return nil, nil, err
 		}
-		conn = &prefixConn{Conn: nc, prefix: append([]byte(nil), b...)}
+		pc = &prefixConn{Conn: nc, prefix: append([]byte(nil), b...)}
+		conn = pc
 	}
-	h.conn = nc
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, h.rsize), bufio.NewWriterSize(conn, h.wsize)), nil
+	br := bufio.NewReaderSize(conn, h.rsize)
+	h.raw = newRaw(nc, br, pc)
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, h.wsize)), nil
 }
 
 // prefixConn serves bytes already read from the socket before reading from
