@@ -15,7 +15,9 @@ func BenchmarkForward(b *testing.B) {
 			subs := make([]*fakeFE, n)
 			for i := range subs {
 				subs[i] = dialFE(b, br.listenAddr, fmt.Sprint("sub-", i))
+				subs[i].mu.Lock()
 				subs[i].countOnly = true
+				subs[i].mu.Unlock()
 				subs[i].subscribeWait("bench")
 			}
 			pub := dialFE(b, br.listenAddr, "pub")

@@ -62,6 +62,9 @@ func TestJoinAndLeaveCluster(t *testing.T) {
 		return err == nil && s.Ring != nil && len(s.Ring.Brokers) == 1 && s.Ring.Brokers[0].ID == "broker-1" &&
 			s.Ring.Brokers[0].Addr == b.listenAddr
 	})
+	if a := b.GossipAddr(); a == "" || a == "127.0.0.1:0" {
+		t.Fatalf("GossipAddr = %q", a)
+	}
 	waitFor(t, "ring version seen", func() bool { return b.metric("scc_broker_ring_version") >= 1 })
 
 	fe := dialFE(t, b.listenAddr, "fe-1")

@@ -24,6 +24,7 @@ type link struct {
 func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 	s := l.s
 	var maxSeq uint64
+	var pubs, deliveries int
 	for _, m := range msgs {
 		switch m.Type {
 		case protocol.MsgPublish:
@@ -32,8 +33,8 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 				s.m.drops.WithLabelValues(dropMalformed).Inc()
 				continue
 			}
-			s.m.publishesIn.Inc()
-			l.forward(ch, data)
+			pubs++
+			deliveries += l.forward(ch, data)
 			maxSeq = max(maxSeq, seq)
 		case protocol.MsgSubscribe:
 			var sub protocol.Subscribe
@@ -66,6 +67,10 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 			s.m.drops.WithLabelValues(dropUnknown).Inc()
 		}
 	}
+	if pubs > 0 {
+		s.m.publishesIn.Add(float64(pubs))
+		s.m.deliveriesOut.Add(float64(deliveries))
+	}
 	if maxSeq > 0 {
 		// One cumulative PubAck per frame, queued after the frame's
 		// Delivers to this same link.
@@ -76,12 +81,12 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 }
 
 // forward encodes one Deliver and queues the same bytes to every link that
-// holds ch.
-func (l *link) forward(ch string, data []byte) {
+// holds ch; it returns how many links took it.
+func (l *link) forward(ch string, data []byte) int {
 	s := l.s
 	targets := s.table.links(ch)
 	if len(targets) == 0 {
-		return
+		return 0
 	}
 	msg := protocol.AppendDeliverMsg(make([]byte, 0, 8+len(ch)+len(data)), ch, data)
 	sent := 0
@@ -92,7 +97,7 @@ func (l *link) forward(ch string, data []byte) {
 			s.m.drops.WithLabelValues(dropLinkQueue).Inc()
 		}
 	}
-	s.m.deliveriesOut.Add(float64(sent))
+	return sent
 }
 
 func (l *link) add(ch string) {

@@ -163,6 +163,18 @@ func (s *Server) NodeID() string {
 	return s.lcfg.NodeID
 }
 
+// GossipAddr returns the broker's gossip address (host:port), or "" before
+// Serve or without gossip.
+func (s *Server) GossipAddr() string {
+	s.mu.Lock()
+	a := s.agent
+	s.mu.Unlock()
+	if a == nil {
+		return ""
+	}
+	return a.GossipAddr()
+}
+
 // Ready is closed once the broker has joined the cluster (its state link
 // was welcomed), or at Serve when it has no state server.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
