@@ -76,6 +76,7 @@ type rawClient struct {
 	autoPong bool
 	pongs    chan struct{}
 	pending  []json.RawMessage
+	sawBatch bool
 	mu       sync.Mutex
 }
 
@@ -144,6 +145,34 @@ func (c *rawClient) send(frame string) {
 	}
 }
 
+func (c *rawClient) sendBinary(b []byte) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+		c.t.Fatalf("send binary: %v", err)
+	}
+}
+
+// packet2 is packet for clients that see pings: a ping comes back as "".
+func (c *rawClient) packet2() string {
+	c.t.Helper()
+	if len(c.pending) == 0 {
+		f := c.frame(5 * time.Second)
+		if f == "" || f == "#1" {
+			return ""
+		}
+		c.pending = append(c.pending, json.RawMessage(f))
+		if strings.HasPrefix(f, "[") {
+			c.pending = c.pending[:len(c.pending)-1]
+			var arr []json.RawMessage
+			json.Unmarshal([]byte(f), &arr)
+			c.pending = append(c.pending, arr...)
+		}
+	}
+	return c.packet()
+}
+
 func (c *rawClient) sendf(format string, args ...any) {
 	c.t.Helper()
 	c.send(fmt.Sprintf(format, args...))
@@ -180,6 +209,7 @@ func (c *rawClient) packet() string {
 	for len(c.pending) == 0 {
 		f := c.frame(5 * time.Second)
 		if strings.HasPrefix(f, "[") {
+			c.sawBatch = true
 			var arr []json.RawMessage
 			if err := json.Unmarshal([]byte(f), &arr); err != nil {
 				c.t.Fatalf("bad batch %q: %v", f, err)
