@@ -66,18 +66,32 @@ type errHandshakeRead struct {
 func (e *errHandshakeRead) Error() string { return e.reason + ": " + e.err.Error() }
 func (e *errHandshakeRead) Unwrap() error { return e.err }
 
-// readOne reads a frame that must hold exactly one message.
-func readOne(ctx context.Context, conn *websocket.Conn) (protocol.Message, error) {
+// readFrame reads one binary handshake frame.
+func readFrame(ctx context.Context, conn *websocket.Conn) ([]byte, error) {
 	typ, b, err := conn.Read(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return protocol.Message{}, &errHandshakeRead{ReasonTimeout, err}
+			return nil, &errHandshakeRead{ReasonTimeout, err}
 		}
-		return protocol.Message{}, &errHandshakeRead{ReasonClosed, err}
+		return nil, &errHandshakeRead{ReasonClosed, err}
 	}
 	if typ != websocket.MessageBinary {
-		return protocol.Message{}, &errHandshakeRead{protocol.RejectMalformed, errors.New("text frame")}
+		return nil, &errHandshakeRead{protocol.RejectMalformed, errors.New("text frame")}
 	}
+	return b, nil
+}
+
+// readOne reads a frame that must hold exactly one message.
+func readOne(ctx context.Context, conn *websocket.Conn) (protocol.Message, error) {
+	b, err := readFrame(ctx, conn)
+	if err != nil {
+		return protocol.Message{}, err
+	}
+	return oneMessage(b)
+}
+
+// oneMessage splits a handshake frame, which must hold exactly one message.
+func oneMessage(b []byte) (protocol.Message, error) {
 	msgs, err := protocol.SplitMessages(b)
 	if err != nil || len(msgs) != 1 {
 		if err == nil {
@@ -86,6 +100,37 @@ func readOne(ctx context.Context, conn *websocket.Conn) (protocol.Message, error
 		return protocol.Message{}, &errHandshakeRead{protocol.RejectMalformed, err}
 	}
 	return msgs[0], nil
+}
+
+// verifyHello checks the dialer's first frame against the Challenge nonce
+// sent: exactly one well-formed Hello whose MAC verifies under key, with a
+// protocol version both sides speak. It returns the Hello and the version
+// to use, or the reason to refuse. The key is checked before the version,
+// so a peer without it learns nothing about this node.
+func verifyHello(frame, key, challengeNonce []byte) (protocol.Hello, int, *RejectError) {
+	var h protocol.Hello
+	m, err := oneMessage(frame)
+	if err != nil {
+		return h, 0, &RejectError{Reason: protocol.RejectMalformed, Message: err.Error()}
+	}
+	if m.Type != protocol.MsgHello {
+		return h, 0, &RejectError{Reason: protocol.RejectMalformed, Message: fmt.Sprintf("got %v before hello", m.Type)}
+	}
+	if err := m.Decode(&h); err != nil {
+		return h, 0, &RejectError{Reason: protocol.RejectMalformed, Message: "malformed hello"}
+	}
+	if len(h.Nonce) != nonceLen {
+		return h, 0, &RejectError{Reason: protocol.RejectMalformed, Message: fmt.Sprintf("hello nonce of %d bytes", len(h.Nonce))}
+	}
+	if !hmac.Equal(h.MAC, protocol.HelloMAC(key, challengeNonce, h.Role, h.NodeID, h.Nonce)) {
+		return h, 0, &RejectError{Reason: protocol.RejectAuth, Message: "hello does not verify (wrong key?)"}
+	}
+	proto := min(h.MaxProto, protocol.NodeProtoMax)
+	if proto < max(h.MinProto, protocol.NodeProtoMin) {
+		return h, 0, &RejectError{Reason: protocol.RejectVersion,
+			Message: fmt.Sprintf("peer speaks %d..%d, this node %d..%d", h.MinProto, h.MaxProto, protocol.NodeProtoMin, protocol.NodeProtoMax)}
+	}
+	return h, proto, nil
 }
 
 // Accept upgrades an HTTP request at Path to a link: it sends a Challenge,
@@ -123,31 +168,18 @@ func Accept(w http.ResponseWriter, r *http.Request, cfg Config, allow func(Peer)
 	}); err != nil {
 		return refuse(ReasonClosed, "", err)
 	}
-	m, err := readOne(ctx, conn)
+	b, err := readFrame(ctx, conn)
 	if err != nil {
 		var he *errHandshakeRead
 		errors.As(err, &he)
 		return refuse(he.reason, "malformed handshake", err)
 	}
-	if m.Type != protocol.MsgHello {
-		return refuse(protocol.RejectMalformed, "expected hello", fmt.Errorf("got %v before hello", m.Type))
-	}
-	var h protocol.Hello
-	if err := m.Decode(&h); err != nil {
-		return refuse(protocol.RejectMalformed, "malformed hello", err)
-	}
-	if len(h.Nonce) != nonceLen {
-		return refuse(protocol.RejectMalformed, "malformed hello", fmt.Errorf("nonce of %d bytes", len(h.Nonce)))
-	}
-	// The key is checked before anything else, so a peer without it learns
-	// nothing about this node.
-	if !hmac.Equal(h.MAC, protocol.HelloMAC(cfg.AuthKey, nonce, h.Role, h.NodeID, h.Nonce)) {
-		return refuse(protocol.RejectAuth, "bad key", fmt.Errorf("hello from %q (%s) does not verify", h.NodeID, h.Role))
-	}
-	proto := min(h.MaxProto, protocol.NodeProtoMax)
-	if proto < max(h.MinProto, protocol.NodeProtoMin) {
-		return refuse(protocol.RejectVersion, fmt.Sprintf("speak %d..%d", protocol.NodeProtoMin, protocol.NodeProtoMax),
-			fmt.Errorf("peer speaks %d..%d", h.MinProto, h.MaxProto))
+	h, proto, rerr := verifyHello(b, cfg.AuthKey, nonce)
+	if rerr != nil {
+		if h.NodeID != "" {
+			log = log.With("peer", h.NodeID, "peer_role", h.Role)
+		}
+		return refuse(rerr.Reason, rerr.Message, rerr)
 	}
 	peer := Peer{
 		NodeID: h.NodeID, Role: h.Role, Addr: h.Addr, GossipAddr: h.GossipAddr,
