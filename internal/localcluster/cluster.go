@@ -484,6 +484,29 @@ func (c *Cluster) signal(pr *proc, sig syscall.Signal) <-chan struct{} {
 	return done
 }
 
+// awaitOrKill waits up to StopTimeout for live[i] (i in idx) to exit and
+// SIGKILLs the ones that have not.
+func (c *Cluster) awaitOrKill(live []*proc, dones []<-chan struct{}, idx []int) {
+	deadline := time.NewTimer(c.opts.StopTimeout)
+	defer deadline.Stop()
+wait:
+	for _, i := range idx {
+		select {
+		case <-dones[i]:
+		case <-deadline.C:
+			break wait
+		}
+	}
+	for _, i := range idx {
+		if waitDone(dones[i], 0) {
+			continue
+		}
+		p := live[i]
+		c.log.Warn("process ignored SIGTERM; killing", "node", p.name, "role", string(p.role), "reason", "stop_timeout")
+		c.signal(p, syscall.SIGKILL)
+	}
+}
+
 // waitDone waits up to d for done to close (nil counts as closed).
 func waitDone(done <-chan struct{}, d time.Duration) bool {
 	if done == nil {
@@ -804,8 +827,9 @@ func (c *Cluster) KillFrontend(name string) error {
 	return c.kill(pr)
 }
 
-// Close stops every process: SIGTERM to all, up to StopTimeout for them to
-// exit, then SIGKILL to the rest. It returns once every child is reaped
+// Close stops every process: SIGTERM to the brokers and frontends, up to
+// StopTimeout for them to exit, SIGKILL to the rest; then the same for the
+// state server. It returns once every child is reaped
 // (or, if one survives SIGKILL, with an error naming it). It is idempotent.
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
@@ -821,28 +845,22 @@ func (c *Cluster) Close() error {
 			}
 		}
 		c.mu.Unlock()
+		// Brokers and frontends first, while the state server can still
+		// coordinate their leave (a broker's SIGTERM asks it for a reshard
+		// out and waits for Released); the state server last. Each phase
+		// gets StopTimeout before its stragglers are SIGKILLed.
 		dones := make([]<-chan struct{}, len(live))
-		for i, p := range live {
-			dones[i] = c.signal(p, syscall.SIGTERM)
-		}
-		deadline := time.NewTimer(c.opts.StopTimeout)
-		defer deadline.Stop()
-	wait:
-		for i := range live {
-			select {
-			case <-dones[i]:
-			case <-deadline.C:
-				break wait
+		for _, phase := range [][]Role{{RoleFrontend, RoleBroker}, {RoleState}} {
+			var idx []int
+			for i, p := range live {
+				if slices.Contains(phase, p.role) {
+					dones[i] = c.signal(p, syscall.SIGTERM)
+					idx = append(idx, i)
+				}
 			}
+			c.awaitOrKill(live, dones, idx)
 		}
 		var stuck []string
-		for i, p := range live {
-			if waitDone(dones[i], 0) {
-				continue
-			}
-			c.log.Warn("process ignored SIGTERM; killing", "node", p.name, "role", string(p.role), "reason", "stop_timeout")
-			c.signal(p, syscall.SIGKILL)
-		}
 		for i, p := range live {
 			if !waitDone(dones[i], c.opts.StopTimeout) {
 				stuck = append(stuck, p.name)
