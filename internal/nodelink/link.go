@@ -358,7 +358,9 @@ func readAll(r io.Reader, buf []byte) ([]byte, error) {
 }
 
 func (l *Link) writeLoop() {
-	tick := time.NewTicker(l.cfg.PingInterval / 2)
+	// Liveness is checked twice per PingInterval, so a dead peer is closed
+	// at most PingInterval/2 after PingTimeout.
+	tick := time.NewTicker(max(l.cfg.PingInterval/2, time.Millisecond))
 	defer tick.Stop()
 	var (
 		batch   []chunk
