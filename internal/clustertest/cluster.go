@@ -227,6 +227,7 @@ func (c *Cluster) Close() {
 // StateNode is the cluster's state server.
 type StateNode struct {
 	c    *Cluster
+	reg  *prometheus.Registry
 	addr string // fixed across restarts
 	srv  *state.Server
 	done chan error
@@ -249,6 +250,8 @@ func (s *StateNode) start() error {
 	cfg.Gossip = testGossip()
 	cfg.ShutdownTimeout = 200 * time.Millisecond
 	cfg.Logger = o.Logger.With("node", "state")
+	s.reg = prometheus.NewRegistry()
+	cfg.Registry = s.reg
 	srv, err := state.New(cfg)
 	if err != nil {
 		return err
@@ -443,6 +446,35 @@ func (c *Cluster) RouteDrops() float64 {
 		for _, mf := range mfs {
 			if mf.GetName() == "scc_frontend_route_drops_total" {
 				for _, m := range mf.GetMetric() {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// StateRejects returns scc_state_link_rejects_total for reason.
+func (c *Cluster) StateRejects(reason string) float64 {
+	if c.State == nil || c.State.reg == nil {
+		return 0
+	}
+	return counterValue(c.State.reg, "scc_state_link_rejects_total", "reason", reason)
+}
+
+func counterValue(reg *prometheus.Registry, name, label, value string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
 					n += m.GetCounter().GetValue()
 				}
 			}

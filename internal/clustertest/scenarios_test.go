@@ -146,3 +146,100 @@ func TestBrokerRestartSameAddress(t *testing.T) {
 		t.Errorf("a restart may lose in-flight messages but never duplicate or reorder them")
 	}
 }
+
+// stateOutage is how long the state server stays down; the figure
+// is 30s, -short uses less.
+func stateOutage() time.Duration {
+	if testing.Short() {
+		return 3 * time.Second
+	}
+	return 30 * time.Second
+}
+
+func TestStateDownLosesNothing(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Brokers: 3, Frontends: 2})
+	v := c.WaitRing(10*time.Second, 3, 0)
+	tr := clustertest.StartTraffic(t, steady(c))
+	if _, ok := tr.WaitFlowing(time.Now(), 10*time.Second); !ok {
+		t.Fatal("messages did not flow before the outage")
+	}
+	c.State.Kill()
+	down := time.Now()
+
+	// A frontend started during the outage learns the ring from gossip
+	// and serves cross-frontend traffic.
+	f3 := c.AddFrontend(c.GossipSeeds()...)
+	clustertest.WaitFor(t, 15*time.Second, "the new frontend to learn the ring from gossip", func() bool {
+		return f3.Router().RingVersion() == v && f3.Server().IsReady()
+	})
+	tr2 := clustertest.StartTraffic(t, clustertest.TrafficOptions{
+		URLs: []string{f3.URL(), c.Frontends[0].URL()}, Channels: 50, Subscribers: 2, Publishers: 1,
+		Interval: 2 * time.Millisecond, Prefix: "new-",
+	})
+	if _, ok := tr2.WaitFlowing(time.Now(), 10*time.Second); !ok {
+		t.Fatal("the frontend started during the outage does not serve cross-frontend traffic")
+	}
+
+	for time.Since(down) < stateOutage() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	r := tr.Checkpoint(5 * time.Second)
+	t.Logf("state down for %v:", time.Since(down).Round(time.Second))
+	requireClean(t, r)
+	requireClean(t, tr2.Checkpoint(5*time.Second))
+
+	// A broker killed while the state is down is routed around.
+	killed := time.Now()
+	c.Brokers[2].Kill()
+	took, ok := tr.WaitFlowing(killed, 10*time.Second)
+	if !ok {
+		t.Fatal("delivery did not resume after a broker died while the state server was down")
+	}
+	t.Logf("routed around the dead broker in %v without the state server", took)
+	if took > 2*time.Second {
+		t.Errorf("routed around after %v, want under 2s", took)
+	}
+	rr := tr.Stop(5 * time.Second)
+	report(t, rr)
+	if rr.Duplicated != 0 || rr.OutOfOrder != 0 {
+		t.Errorf("want no duplicates or reordering")
+	}
+	tr2.Stop(5 * time.Second)
+}
+
+func TestStateRestartNoDisruption(t *testing.T) {
+	// A startup delay, as in production, lets the restarted state server
+	// hear every node before it commits.
+	c := clustertest.Start(t, clustertest.Options{Brokers: 2, Frontends: 2, StartupDelay: 500 * time.Millisecond})
+	v := c.WaitRing(10*time.Second, 2, 0)
+	tr := clustertest.StartTraffic(t, steady(c))
+	if _, ok := tr.WaitFlowing(time.Now(), 10*time.Second); !ok {
+		t.Fatal("messages did not flow")
+	}
+	c.State.Kill()
+	c.State.Restart()
+	v2 := c.WaitRing(15*time.Second, 2, v)
+	t.Logf("ring version %d before the restart, %d after", v, v2)
+	if _, ok := tr.WaitFlowing(time.Now().Add(300*time.Millisecond), 10*time.Second); !ok {
+		t.Fatal("messages did not flow after the state restart")
+	}
+	requireClean(t, tr.Stop(5*time.Second))
+}
+
+func TestWrongAuthKeyRejected(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Brokers: 1, Frontends: 1})
+	v := c.WaitRing(10*time.Second, 1, 0)
+	bad := c.AddBrokerWithKey("not-the-cluster-key")
+	none := c.AddBrokerWithKey("-") // a key that no other node has
+	// Give them time to try (and fail) to join, then check they never did.
+	clustertest.WaitFor(t, 10*time.Second, "the state server to reject both brokers", func() bool {
+		return c.StateRejects("auth") >= 2
+	})
+	if bad.Ready() || none.Ready() {
+		t.Fatal("a broker with a wrong key joined the cluster")
+	}
+	st := c.State.Status()
+	if st.Ring.Version != v || len(st.Ring.Brokers) != 1 {
+		t.Fatalf("the ring changed after rejected joins: %+v", st.Ring)
+	}
+}
