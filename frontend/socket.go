@@ -53,6 +53,11 @@ type Socket struct {
 	tokens   float64
 	refilled int64
 
+	// rmu orders the reader's look at the read buffer before a close
+	// handshake that reads the same buffer from another goroutine.
+	rmu          sync.Mutex
+	closeStarted bool
+
 	mu          sync.Mutex
 	closeReason string
 	closeCode   int
@@ -334,6 +339,9 @@ func (s *Socket) closeWithText(code int, reason, text string, flush bool) {
 		// The close handshake waits for the client; a client that does not
 		// answer is cut off.
 		t := time.AfterFunc(s.srv.cfg.CloseTimeout, func() { s.nc.Close() })
+		s.rmu.Lock()
+		s.closeStarted = true
+		s.rmu.Unlock()
 		s.ws.Close(websocket.StatusCode(code), text)
 		t.Stop()
 	}
@@ -350,9 +358,19 @@ func (s *Socket) closeWithText(code int, reason, text string, flush bool) {
 // shrinks to what that path uses.
 func (s *Socket) serve() {
 	defer s.teardown()
-	for s.nc.WaitReadable() == nil && s.readOne() {
+	for s.waitReadable() && s.readOne() {
 	}
 	s.readFailed(net.ErrClosed)
+}
+
+// waitReadable parks until a message may be read. Once a close handshake
+// has started it returns at once: the WebSocket reader then serializes
+// with the handshake's own reads.
+func (s *Socket) waitReadable() bool {
+	s.rmu.Lock()
+	ready := s.closeStarted || s.nc.Buffered()
+	s.rmu.Unlock()
+	return ready || s.nc.WaitReadable() == nil
 }
 
 // readOne reads and handles one message; false when the connection ended.

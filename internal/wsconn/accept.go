@@ -87,14 +87,23 @@ func newRaw(nc net.Conn, br *bufio.Reader, pc *prefixConn) *Raw {
 	return r
 }
 
-// WaitReadable blocks until the connection has bytes to read (or is
-// closed or failed), without reading them. A reader goroutine parks here
+// Buffered reports whether bytes already read from the socket are waiting
+// in user space (the read buffer, or bytes carried over from the upgrade).
+// It must not run concurrently with a read of the WebSocket, including the
+// one websocket.Conn.Close does for the close handshake.
+func (r *Raw) Buffered() bool {
+	return r.br.Buffered() > 0 || (r.prefix != nil && len(r.prefix.prefix) > 0)
+}
+
+// WaitReadable blocks until the socket has bytes in the kernel to read (or
+// is closed or failed), without reading them. A reader goroutine parks here
 // between messages instead of inside websocket.Conn.Reader, whose deeper
 // call stack would keep several KiB of goroutine stack per idle
-// connection. It must only be called by the connection's one reader, and
-// returns at once when buffered bytes are waiting.
+// connection. Check Buffered first: bytes already in user space make no
+// readiness edge. WaitReadable touches no user-space buffer, so it may run
+// concurrently with a close handshake.
 func (r *Raw) WaitReadable() error {
-	if r.rc == nil || r.br.Buffered() > 0 || (r.prefix != nil && len(r.prefix.prefix) > 0) {
+	if r.rc == nil {
 		return nil
 	}
 	return waitReadable(r.rc)
