@@ -18,6 +18,7 @@ const (
 	DefaultInterestShards = 64
 	DefaultGossipPort     = 7946
 	DefaultReadyPoll      = 50 * time.Millisecond
+	DefaultWarmUp         = time.Second
 )
 
 // Config configures a broker Server.
@@ -62,6 +63,14 @@ type Config struct {
 	// InterestShards is the number of shards of the channel interest
 	// table. Default 64.
 	InterestShards int
+	// WarmUp is how long a freshly started broker holds publishes before
+	// forwarding them (SCC_BROKER_WARMUP). A broker restarted at the same
+	// address keeps its ring place, and frontends' links come back over a
+	// few hundred milliseconds: holding publishes until every subscriber
+	// frontend has re-synced its channels keeps what publishers sent
+	// meanwhile from reaching nobody. Publishes are held, never dropped.
+	// Default 1s; 0 turns it off.
+	WarmUp time.Duration
 	// ReadyPoll is how often readiness is checked while waiting for the
 	// state server's Welcome. Default 50ms.
 	ReadyPoll time.Duration
@@ -81,6 +90,7 @@ func DefaultConfig() Config {
 		Link:           nodelink.DefaultConfig(),
 		InterestShards: DefaultInterestShards,
 		ReadyPoll:      DefaultReadyPoll,
+		WarmUp:         DefaultWarmUp,
 	}
 }
 
@@ -89,6 +99,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.InterestShards <= 0 {
 		errs = append(errs, errors.New("InterestShards must be positive"))
+	}
+	if c.WarmUp < 0 {
+		errs = append(errs, errors.New("WarmUp must not be negative"))
 	}
 	if c.ReadyPoll <= 0 {
 		errs = append(errs, errors.New("ReadyPoll must be positive"))

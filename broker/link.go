@@ -33,6 +33,9 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 				s.m.drops.WithLabelValues(dropMalformed).Inc()
 				continue
 			}
+			if !l.warmedUp() {
+				return
+			}
 			pubs++
 			deliveries += l.forward(ch, data)
 			maxSeq = max(maxSeq, seq)
@@ -77,6 +80,25 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 		if !l.nl.SendRaw(protocol.AppendPubAckMsg(make([]byte, 0, 10), maxSeq)) {
 			s.m.drops.WithLabelValues(dropAck).Inc()
 		}
+	}
+}
+
+// warmedUp waits, on this link's reader, until the broker's warm-up is
+// over; it reports false if the broker shut down meanwhile. Only the
+// publishing link waits: other links keep applying their Syncs.
+func (l *link) warmedUp() bool {
+	select {
+	case <-l.s.warm:
+		return true
+	default:
+	}
+	select {
+	case <-l.s.warm:
+		return true
+	case <-l.s.stop:
+		return false
+	case <-l.nl.Done():
+		return false
 	}
 }
 

@@ -45,6 +45,7 @@ type Server struct {
 	shut    bool
 	wg      sync.WaitGroup // link handlers and the readiness watcher
 	stop    chan struct{}  // closed by Shutdown
+	warm    chan struct{}  // closed WarmUp after Serve starts
 }
 
 // New validates cfg and returns a Server; it does no I/O.
@@ -68,6 +69,7 @@ func New(cfg Config) (*Server, error) {
 		ready: make(chan struct{}),
 		links: make(map[*link]struct{}),
 		stop:  make(chan struct{}),
+		warm:  make(chan struct{}),
 	}
 	s.m = newMetrics(reg, s.table)
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
@@ -95,6 +97,17 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.serving = true
 	s.ln = ln
+	if s.cfg.WarmUp > 0 {
+		t := time.AfterFunc(s.cfg.WarmUp, func() { close(s.warm) })
+		s.wg.Go(func() {
+			<-s.stop
+			if t.Stop() {
+				close(s.warm)
+			}
+		})
+	} else {
+		close(s.warm)
+	}
 	addr := s.cfg.Addr
 	if addr == "" {
 		addr = ln.Addr().String()

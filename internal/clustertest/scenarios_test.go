@@ -145,6 +145,9 @@ func TestBrokerRestartSameAddress(t *testing.T) {
 	if r.Duplicated != 0 || r.OutOfOrder != 0 {
 		t.Errorf("a restart may lose in-flight messages but never duplicate or reorder them")
 	}
+	if r.Lost > 0 && c.RouteDrops() == 0 {
+		t.Errorf("%d messages were lost but no drop was counted", r.Lost)
+	}
 }
 
 // stateOutage is how long the state server stays down; the figure
