@@ -14,7 +14,11 @@ func contextBackground() context.Context { return context.Background() }
 // startFrontend serves a standalone frontend on 127.0.0.1:0.
 func startFrontend(t testing.TB) string {
 	t.Helper()
-	cfg := frontend.DefaultConfig()
+	return startFrontendWith(t, frontend.DefaultConfig())
+}
+
+func startFrontendWith(t testing.TB, cfg frontend.Config) string {
+	t.Helper()
 	srv, err := frontend.New(cfg)
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)

@@ -103,7 +103,11 @@ func WriteText(w io.Writer, r *Result) error {
 				s.Publisher, s.Channel, s.Expected, s.Lost, s.Duplicated, s.OutOfOrder, s.Unexpected)
 		}
 	}
-	fmt.Fprintf(tw, "disconnects\t%d\n", r.Disconnects)
+	if r.Disconnects > 0 {
+		fmt.Fprintf(tw, "disconnects\t%d: %s\n", r.Disconnects, describeReasons(r.DisconnectReasons))
+	} else {
+		fmt.Fprintf(tw, "disconnects\t0\n")
+	}
 	if r.Scenario != Conns {
 		fmt.Fprintf(tw, "CPU\tbench %.2f cores%s during the reported round\n", r.BenchCPU, fmtServerCPU(r.ServerCPU))
 	}

@@ -38,8 +38,10 @@ type Result struct {
 	// dropped because the bench could not keep up: load-generator
 	// overload, not server loss (they are also counted as lost).
 	ClientDropped int64 `json:"client_dropped"`
-	// Disconnects counts connections that closed during the run.
-	Disconnects int64 `json:"disconnects"`
+	// Disconnects counts connections that closed during the run, by close
+	// code and reason in DisconnectReasons.
+	Disconnects       int64            `json:"disconnects"`
+	DisconnectReasons map[string]int64 `json:"disconnect_reasons,omitempty"`
 	// BenchCPU and ServerCPU are the reported step's CPU use, in cores
 	// (ServerCPU -1 when unknown).
 	BenchCPU  float64 `json:"bench_cpu"`
@@ -95,6 +97,10 @@ type Step struct {
 	Check           CheckResult    `json:"check"`
 	ClientDropped   int64          `json:"client_dropped"`
 	Disconnects     int64          `json:"disconnects"`
+	// DisconnectReasons counts the disconnects by close code and reason,
+	// for example "4011 …" when the server's inbound rate limit closed a
+	// publisher.
+	DisconnectReasons map[string]int64 `json:"disconnect_reasons,omitempty"`
 	// BenchCPU is the CPU the bench's processes used during the step, in
 	// cores (1.0 = one core busy): near the cores it may use, the bench
 	// rather than the server limits the figures.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -105,6 +107,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 		reps, err := all(ctx, r.workers, func(ctx context.Context, w workerAPI) (roundReport, error) { return w.hold(ctx, cfg.Duration) })
 		for _, rp := range reps {
 			res.Disconnects += rp.Disconnects
+			res.DisconnectReasons = addReasons(res.DisconnectReasons, rp.DisconnectReasons)
 		}
 		res.Pass = res.Connect.Failed == 0 && res.Disconnects == 0
 		if res.Disconnects > 0 {
@@ -127,6 +130,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	}
 	for _, st := range res.Steps {
 		res.Disconnects += st.Disconnects
+		res.DisconnectReasons = addReasons(res.DisconnectReasons, st.DisconnectReasons)
 	}
 	r.finishResult(res, start)
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
@@ -180,6 +184,15 @@ func (r *Runner) sweep(ctx context.Context, res *Result) error {
 		res.Steps = append(res.Steps, st)
 		return st, err
 	}
+	// Without Reconnect a closed connection stays closed: later steps
+	// would measure a broken setup.
+	broken := func(st Step) bool {
+		if st.Disconnects == 0 || cfg.Reconnect {
+			return false
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("stopped the sweep at %s msg/s: %d connections were closed (%s)", fmtRate(st.Rate), st.Disconnects, describeReasons(st.DisconnectReasons)))
+		return true
+	}
 	for i := 0; i < cfg.SweepSteps; i++ {
 		st, err := do(rate)
 		if err != nil {
@@ -187,6 +200,9 @@ func (r *Runner) sweep(ctx context.Context, res *Result) error {
 		}
 		if !st.Pass {
 			failRate = rate
+			if broken(st) {
+				failRate = 0
+			}
 			break
 		}
 		best = &st
@@ -206,6 +222,9 @@ func (r *Runner) sweep(ctx context.Context, res *Result) error {
 			lo, best = mid, &st
 		} else {
 			failRate = mid
+			if broken(st) {
+				break
+			}
 		}
 	}
 	if best == nil {
@@ -213,7 +232,7 @@ func (r *Runner) sweep(ctx context.Context, res *Result) error {
 		r.applyStep(res, res.Steps[0])
 		return nil
 	}
-	if failRate == 0 {
+	if failRate == 0 && best.Rate == res.Steps[len(res.Steps)-1].Rate {
 		res.Notes = append(res.Notes, fmt.Sprintf("every step passed up to %g msg/s: the sustainable rate is higher (raise -sweep-steps or -rate)", best.Rate))
 	}
 	b := *best
@@ -281,6 +300,7 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		st.delivered += rp.Delivered
 		st.ClientDropped += rp.ClientDropped
 		st.Disconnects += rp.Disconnects
+		st.DisconnectReasons = addReasons(st.DisconnectReasons, rp.DisconnectReasons)
 		if rp.WallSeconds > 0 {
 			st.BenchCPU += rp.CPUSeconds / rp.WallSeconds
 		}
@@ -305,6 +325,8 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 	switch {
 	case interrupted:
 		fail("interrupted")
+	case disconnects > 0:
+		fail("%d disconnects (%s)", disconnects, describeReasons(st.DisconnectReasons))
 	case st.Check.Lost > 0:
 		fail("%d lost", st.Check.Lost)
 	case st.Check.Duplicated > 0:
@@ -315,8 +337,6 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		fail("%d unexpected, %d malformed deliveries", st.Check.Unexpected, st.Check.Malformed)
 	case st.publishErrors > 0:
 		fail("%d publish errors (last: %s)", st.publishErrors, lastErr)
-	case disconnects > 0:
-		fail("%d disconnects", disconnects)
 	case st.Latency.Count == 0:
 		fail("no deliveries in the measured window")
 	case cfg.Scenario == Sweep && cfg.MessagesPerPublisher == 0 && st.PublishedPerSec < 0.95*rate:
@@ -325,6 +345,33 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		fail("p99 %.1fms > %s", st.Latency.P99, cfg.P99Bound)
 	}
 	return st, runErr
+}
+
+func addReasons(dst, src map[string]int64) map[string]int64 {
+	for k, v := range src {
+		if dst == nil {
+			dst = map[string]int64{}
+		}
+		dst[k] += v
+	}
+	return dst
+}
+
+// describeReasons lists disconnect reasons, most frequent first.
+func describeReasons(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d× %s", m[k], k)
+	}
+	if len(parts) == 0 {
+		return "no close code"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // serverCPU sums the CPU time of Config.ServerPIDs.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sccgo/sccgo/frontend"
 )
 
 func TestBroadcastAgainstFrontend(t *testing.T) {
@@ -247,5 +249,27 @@ func TestWorkerProcessDies(t *testing.T) {
 	_, err := Run(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "worker exploded") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSweepStopsWhenConnectionsClose(t *testing.T) {
+	fcfg := frontend.DefaultConfig()
+	fcfg.InboundRate, fcfg.InboundBurst = 50, 10 // closes a publisher beyond 50 msg/s
+	url := startFrontendWith(t, fcfg)
+	cfg := shortConfig(url)
+	cfg.Scenario = Sweep
+	cfg.Subscribers, cfg.Channels, cfg.Publishers = 4, 2, 1
+	cfg.Rate, cfg.SweepFactor, cfg.SweepSteps, cfg.SweepRefine = 20, 4, 5, 2
+	cfg.Warmup, cfg.Duration, cfg.Drain = 0, 700*time.Millisecond, 500*time.Millisecond
+	cfg.P99Bound = 10 * time.Second
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(res.Steps) != 2 || res.Steps[1].Disconnects != 1 || res.Sustainable == nil || res.Sustainable.Rate != 20 {
+		t.Fatalf("steps %+v", res.Steps)
+	}
+	if !strings.Contains(res.Steps[1].Reason, "4011") || len(res.Notes) == 0 || !strings.Contains(res.Notes[0], "stopped the sweep") {
+		t.Fatalf("reason %q notes %v", res.Steps[1].Reason, res.Notes)
 	}
 }

@@ -75,6 +75,8 @@ type roundReport struct {
 	Delivered     int64       `json:"delivered"`
 	ClientDropped int64       `json:"client_dropped"`
 	Disconnects   int64       `json:"disconnects"`
+	// DisconnectReasons counts disconnects by close code and reason.
+	DisconnectReasons map[string]int64 `json:"disconnect_reasons,omitempty"`
 	// CPUSeconds is the CPU time the worker process used during the round
 	// (publishing, receiving and checking), WallSeconds the round's length.
 	CPUSeconds  float64 `json:"cpu_s"`
@@ -120,6 +122,8 @@ type worker struct {
 	errors         atomic.Int64 // publish errors and disconnects, cumulative
 	disconnects    atomic.Int64
 	closing        atomic.Bool
+	discMu         sync.Mutex
+	discCodes      map[string]int64 // disconnects by close code and reason
 
 	tickStop chan struct{}
 	tickDone chan struct{}
@@ -254,11 +258,21 @@ func (w *worker) connect(ctx context.Context) (connectReport, error) {
 			cancel()
 		}
 	}
-	onDisc := func(int, string) {
-		if !w.closing.Load() {
-			w.disconnects.Add(1)
-			w.errors.Add(1)
+	onDisc := func(code int, reason string) {
+		if w.closing.Load() {
+			return
 		}
+		w.disconnects.Add(1)
+		w.errors.Add(1)
+		if reason == "" {
+			reason = protocol.CloseReason(code)
+		}
+		w.discMu.Lock()
+		if w.discCodes == nil {
+			w.discCodes = map[string]int64{}
+		}
+		w.discCodes[fmt.Sprintf("%d %s", code, reason)]++
+		w.discMu.Unlock()
 	}
 	open := func(slot, global int, sub bool) {
 		defer func() { <-sem }()
@@ -574,7 +588,7 @@ func (w *worker) finish(ctx context.Context, round int, exp []sentStream, short 
 		}
 	}
 	w.stopTicks()
-	rep := roundReport{Latency: w.rec.Total(), Delivered: w.winCount.Load(), Disconnects: w.disconnects.Swap(0)}
+	rep := roundReport{Latency: w.rec.Total(), Delivered: w.winCount.Load(), Disconnects: w.disconnects.Swap(0), DisconnectReasons: w.takeDisconnectReasons()}
 	if !w.roundWall.IsZero() {
 		rep.CPUSeconds = (cpuTime() - w.roundCPU).Seconds()
 		rep.WallSeconds = time.Since(w.roundWall).Seconds()
@@ -619,7 +633,15 @@ func (w *worker) hold(ctx context.Context, d time.Duration) (roundReport, error)
 	case <-t.C:
 	}
 	w.stopTicks()
-	return roundReport{Latency: NewHist(), Disconnects: w.disconnects.Swap(0)}, err
+	return roundReport{Latency: NewHist(), Disconnects: w.disconnects.Swap(0), DisconnectReasons: w.takeDisconnectReasons()}, err
+}
+
+func (w *worker) takeDisconnectReasons() map[string]int64 {
+	w.discMu.Lock()
+	defer w.discMu.Unlock()
+	m := w.discCodes
+	w.discCodes = nil
+	return m
 }
 
 // close closes every connection, a bounded number at a time, and waits
