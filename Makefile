@@ -41,8 +41,11 @@ lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-run: build ## start the system on loopback (Ctrl-C stops it)
-	$(BIN)/scc-frontend
+run: build ## start a local cluster (1 state, 2 brokers, 2 frontends) on loopback; Ctrl-C stops it
+	$(BIN)/scc-local $(RUNFLAGS)
+
+run-standalone: build ## start one standalone frontend on :8000 (no cluster)
+	SCC_FRONTEND_HOST=127.0.0.1 $(BIN)/scc-frontend
 
 clean: ## remove build output
 	rm -rf $(BIN)
