@@ -84,9 +84,9 @@ type procWorker struct {
 	wmu     sync.Mutex
 	replies chan wireMsg
 	readErr error // set before replies is closed
+	waitErr error // the process's exit; set before done is closed
 	stderr  *tailBuffer
-	done    chan struct{} // closed when the reader has finished
-	waitErr error
+	done    chan struct{} // closed when the reader has finished and the process was reaped
 }
 
 func startProcWorker(ctx context.Context, cfg Config, plan workerPlan, emit func(tick)) (*procWorker, error) {
@@ -137,7 +137,8 @@ func (p *procWorker) read(stdout io.Reader, emit func(tick)) {
 		var m wireMsg
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			p.readErr = fmt.Errorf("bench: worker %d wrote something that is not a message: %.200q", p.index, sc.Bytes())
-			return
+			p.cmd.Process.Kill()
+			break
 		}
 		if m.Type == msgTick && m.Tick != nil {
 			emit(*m.Tick)
@@ -145,7 +146,12 @@ func (p *procWorker) read(stdout io.Reader, emit func(tick)) {
 		}
 		p.replies <- m
 	}
-	p.readErr = sc.Err()
+	if p.readErr == nil {
+		p.readErr = sc.Err()
+	}
+	// stdout is done: the process has exited or is exiting. Wait also
+	// finishes copying its stderr, which deadError quotes.
+	p.waitErr = p.cmd.Wait()
 }
 
 func (p *procWorker) send(m wireMsg) error {
@@ -161,11 +167,23 @@ func (p *procWorker) send(m wireMsg) error {
 	return nil
 }
 
-// deadError describes a worker that stopped answering.
+// deadError describes a worker that stopped answering, with its exit
+// status and last output once it has exited (waiting a little for that).
 func (p *procWorker) deadError(err error) error {
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	exited := false
+	select {
+	case <-p.done:
+		exited = true
+	case <-t.C:
+	}
 	msg := fmt.Sprintf("bench: worker %d stopped", p.index)
 	if err != nil {
 		msg += ": " + err.Error()
+	}
+	if exited && p.waitErr != nil {
+		msg += " (" + p.waitErr.Error() + ")"
 	}
 	if t := p.stderr.String(); t != "" {
 		msg += "; its last output: " + t
@@ -260,7 +278,7 @@ func (p *procWorker) close() error {
 		p.cmd.Process.Kill()
 		<-p.done
 	}
-	return p.cmd.Wait()
+	return p.waitErr
 }
 
 // RunWorker is the body of a worker process: it reads the coordinator's
