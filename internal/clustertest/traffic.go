@@ -28,6 +28,11 @@ type TrafficOptions struct {
 	Interval time.Duration
 	// Prefix is prepended to channel names.
 	Prefix string
+	// OnDeliver, if set, is called for every valid delivery to a
+	// subscriber, with its decoded payload and receive time (for example
+	// to measure latency per phase). It runs on the receiving goroutines
+	// and must be safe for concurrent use.
+	OnDeliver func(p bench.Payload, recv time.Time)
 }
 
 // Traffic publishes sequence-numbered messages on many channels through
@@ -112,8 +117,12 @@ func (tr *Traffic) receive(s *subscriber, sub *client.Subscription) {
 			if !ok {
 				return
 			}
-			p, err := s.check.Observe(m.Channel, m.Data, time.Now())
+			now := time.Now()
+			p, err := s.check.Observe(m.Channel, m.Data, now)
 			if err == nil {
+				if tr.opts.OnDeliver != nil {
+					tr.opts.OnDeliver(p, now)
+				}
 				tr.mu.Lock()
 				if p.SentAt.After(tr.lastRecv[m.Channel]) {
 					tr.lastRecv[m.Channel] = p.SentAt
