@@ -53,3 +53,35 @@ func processCPU(pid int) (time.Duration, error) {
 	}
 	return time.Duration(ut+st) * time.Second / userHZ, nil
 }
+
+// machineBusy returns the CPU time all CPUs have spent busy (not idle or
+// waiting for I/O), from /proc/stat.
+func machineBusy() (time.Duration, error) {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		return 0, fmt.Errorf("reading /proc/stat: %v", sc.Err())
+	}
+	fields := strings.Fields(sc.Text())
+	if len(fields) < 6 || fields[0] != "cpu" {
+		return 0, fmt.Errorf("parsing /proc/stat")
+	}
+	var busy int64
+	for i, v := range fields[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing /proc/stat")
+		}
+		// user nice system idle iowait irq softirq steal guest guest_nice;
+		// guest time is already counted in user and nice.
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / userHZ, nil
+}

@@ -10,3 +10,5 @@ import (
 func cpuAffinity() string { return "" }
 
 func processCPU(int) (time.Duration, error) { return 0, errors.New("not supported") }
+
+func machineBusy() (time.Duration, error) { return 0, errors.New("not supported") }

@@ -109,7 +109,7 @@ func WriteText(w io.Writer, r *Result) error {
 		fmt.Fprintf(tw, "disconnects\t0\n")
 	}
 	if r.Scenario != Conns {
-		fmt.Fprintf(tw, "CPU\tbench %.2f cores%s during the reported round\n", r.BenchCPU, fmtServerCPU(r.ServerCPU))
+		fmt.Fprintf(tw, "CPU\tbench %.2f cores%s during the reported round\n", r.BenchCPU, fmtServerCPU(r.ServerCPU, r.MachineCPU))
 	}
 	tw.Flush()
 
@@ -131,7 +131,7 @@ func WriteText(w io.Writer, r *Result) error {
 
 func writeStepTable(w io.Writer, steps []Step) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "step\ttarget/s\tpublished/s\tdelivered/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tooo\tCPU bench/server\tresult\t")
+	fmt.Fprintln(tw, "step\ttarget/s\tpublished/s\tdelivered/s\tp50\tp99\tp99.9\tmax\tlost\tdup\tooo\tCPU bench/server/all\tresult\t")
 	for i, s := range steps {
 		res := "pass"
 		if !s.Pass {
@@ -139,7 +139,7 @@ func writeStepTable(w io.Writer, steps []Step) {
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t\n", i+1, fmtRate(s.Rate), fmtRate(s.PublishedPerSec), fmtRate(s.DeliveredPerSec),
 			fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.P999), fmtMS(s.Latency.Max),
-			s.Check.Lost, s.Check.Duplicated, s.Check.OutOfOrder, fmtCPU(s.BenchCPU, s.ServerCPU), res)
+			s.Check.Lost, s.Check.Duplicated, s.Check.OutOfOrder, fmtCPU(s.BenchCPU, s.ServerCPU, s.MachineCPU), res)
 	}
 	tw.Flush()
 }
@@ -176,7 +176,7 @@ func WriteMarkdownSummary(w io.Writer, header string, results []*Result) error {
 	for _, r := range results {
 		if len(r.Steps) > 1 {
 			fmt.Fprintf(&b, "\n%s sweep steps:\n\n", r.Name)
-			b.WriteString("| step | target msg/s | published msg/s | delivered msg/s | p50 | p99 | max | lost | CPU bench/server (cores) | result |\n")
+			b.WriteString("| step | target msg/s | published msg/s | delivered msg/s | p50 | p99 | max | lost | CPU cores bench/server/all | result |\n")
 			b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 			for i, s := range r.Steps {
 				res := "pass"
@@ -184,7 +184,7 @@ func WriteMarkdownSummary(w io.Writer, header string, results []*Result) error {
 					res = "fail: " + s.Reason
 				}
 				fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", i+1, fmtRate(s.Rate), fmtRate(s.PublishedPerSec),
-					fmtRate(s.DeliveredPerSec), fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.Max), s.Check.Lost, fmtCPU(s.BenchCPU, s.ServerCPU), res)
+					fmtRate(s.DeliveredPerSec), fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.Max), s.Check.Lost, fmtCPU(s.BenchCPU, s.ServerCPU, s.MachineCPU), res)
 			}
 		}
 	}
@@ -220,16 +220,23 @@ func fmtMS(ms float64) string {
 	return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
 }
 
-func fmtServerCPU(c float64) string {
-	if c < 0 {
-		return ""
+func fmtServerCPU(server, machine float64) string {
+	var s string
+	if server >= 0 {
+		s += fmt.Sprintf(", server %.2f", server)
 	}
-	return fmt.Sprintf(", server %.2f cores", c)
+	if machine >= 0 {
+		s += fmt.Sprintf(", whole machine %.2f", machine)
+	}
+	return s
 }
 
-func fmtCPU(bench, server float64) string {
-	if server < 0 {
-		return fmt.Sprintf("%.2f/-", bench)
+func fmtCPU(bench, server, machine float64) string {
+	f := func(v float64) string {
+		if v < 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", v)
 	}
-	return fmt.Sprintf("%.2f/%.2f", bench, server)
+	return f(bench) + "/" + f(server) + "/" + f(machine)
 }

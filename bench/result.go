@@ -42,10 +42,12 @@ type Result struct {
 	// code and reason in DisconnectReasons.
 	Disconnects       int64            `json:"disconnects"`
 	DisconnectReasons map[string]int64 `json:"disconnect_reasons,omitempty"`
-	// BenchCPU and ServerCPU are the reported step's CPU use, in cores
-	// (ServerCPU -1 when unknown).
-	BenchCPU  float64 `json:"bench_cpu"`
-	ServerCPU float64 `json:"server_cpu"`
+	// BenchCPU, ServerCPU and MachineCPU are the reported step's CPU use
+	// by the bench, the server and every process, in cores (-1 when
+	// unknown).
+	BenchCPU   float64 `json:"bench_cpu"`
+	ServerCPU  float64 `json:"server_cpu"`
+	MachineCPU float64 `json:"machine_cpu"`
 
 	// Series is one sample per second, across every step.
 	Series []Sample `json:"series,omitempty"`
@@ -108,7 +110,11 @@ type Step struct {
 	// ServerCPU is the CPU the processes in Config.ServerPIDs used during
 	// the step, in cores; -1 when unknown.
 	ServerCPU float64 `json:"server_cpu"`
-	Pass      bool    `json:"pass"`
+	// MachineCPU is the CPU every process on the machine used during the
+	// step, in cores (-1 when unknown): beyond bench and server it shows
+	// other load that makes the figures pessimistic.
+	MachineCPU float64 `json:"machine_cpu"`
+	Pass       bool    `json:"pass"`
 	// Reason says why the step failed.
 	Reason string `json:"reason,omitempty"`
 

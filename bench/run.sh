@@ -120,7 +120,7 @@ run_scenario fanout sweep -subs 1000 -channels 100 -k 1 -pubs 10 -size 64 \
 	-warmup 1s -duration 3s -drain 3s
 # Broadcast: 1000 subscribers on one channel: each publish is delivered 1000 times.
 run_scenario broadcast sweep -subs 1000 -channels 1 -k 1 -pubs 10 -size 64 \
-	-rate 10 -sweep-factor 2 -sweep-steps 8 -sweep-refine 2 -p99-bound 50ms \
+	-rate 5 -sweep-factor 2 -sweep-steps 8 -sweep-refine 2 -p99-bound 50ms \
 	-warmup 1s -duration 3s -drain 3s
 # Idle connections: the connect rate and failures.
 run_scenario conns conns -subs 2000 -duration 3s

@@ -80,7 +80,7 @@ func (r *Runner) Config() Config { return r.cfg }
 func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	cfg := r.cfg
 	start := time.Now()
-	res := &Result{Name: cfg.Name, Scenario: cfg.Scenario, Config: cfg, Start: start, Host: hostInfo(cfg), ServerCPU: -1}
+	res := &Result{Name: cfg.Name, Scenario: cfg.Scenario, Config: cfg, Start: start, Host: hostInfo(cfg), ServerCPU: -1, MachineCPU: -1}
 	if err := r.probe(ctx); err != nil {
 		return nil, err
 	}
@@ -152,6 +152,11 @@ func (r *Runner) finishResult(res *Result, start time.Time) {
 	r.mu.Lock()
 	res.Series = slices.Clone(r.series)
 	r.mu.Unlock()
+	if res.MachineCPU >= 0 && res.ServerCPU >= 0 {
+		if other := res.MachineCPU - res.BenchCPU - res.ServerCPU; other > 0.3 {
+			res.Notes = append(res.Notes, fmt.Sprintf("other processes used %.2f cores during the reported step: they competed with bench and server, so the figures are pessimistic", other))
+		}
+	}
 	if res.ClientDropped > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("the bench's own subscription buffers dropped %d messages: the load generator, not the server, was too slow (they count as lost)", res.ClientDropped))
 	}
@@ -169,6 +174,7 @@ func (r *Runner) applyStep(res *Result, st Step) {
 	res.ClientDropped = st.ClientDropped
 	res.BenchCPU = st.BenchCPU
 	res.ServerCPU = st.ServerCPU
+	res.MachineCPU = st.MachineCPU
 }
 
 // sweep raises the rate by SweepFactor until a step fails, then bisects
@@ -259,8 +265,9 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 	r.mu.Unlock()
 	r.progress(Progress{Phase: "warmup", Step: stepNo, Rate: rate, Total: (cfg.Warmup + cfg.Duration).Seconds()})
 
-	st := Step{Rate: rate, ServerCPU: -1}
+	st := Step{Rate: rate, ServerCPU: -1, MachineCPU: -1}
 	srvCPU0, srvOK := r.serverCPU()
+	busy0, busyErr := machineBusy()
 	wall0 := time.Now()
 	sents, runErr := all(ctx, r.workers, func(ctx context.Context, w workerAPI) (sentReport, error) { return w.run(ctx, rs) })
 	runEnd := time.Now()
@@ -306,8 +313,12 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		}
 	}
 	disconnects := st.Disconnects
+	wall := time.Since(wall0).Seconds()
 	if c1, ok := r.serverCPU(); ok && srvOK {
-		st.ServerCPU = (c1 - srvCPU0).Seconds() / time.Since(wall0).Seconds()
+		st.ServerCPU = (c1 - srvCPU0).Seconds() / wall
+	}
+	if b1, err := machineBusy(); err == nil && busyErr == nil {
+		st.MachineCPU = (b1 - busy0).Seconds() / wall
 	}
 	st.Latency = lat.Summary()
 	// The measured window, cut short if the run was interrupted.
