@@ -13,7 +13,7 @@ GO=${GO:-go}
 BIN=${BIN:-bin}
 OUT=${BENCH_RESULTS:-bench/results}
 SERVER=${BENCH_SERVER:-auto}      # auto, cluster or frontend
-SCENARIO_TIMEOUT=${BENCH_SCENARIO_TIMEOUT:-200}
+SCENARIO_TIMEOUT=${BENCH_SCENARIO_TIMEOUT:-150}
 mkdir -p "$BIN" "$OUT"
 LOGDIR=$(mktemp -d)
 
