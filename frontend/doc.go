@@ -31,7 +31,8 @@
 //     authenticated).
 //   - Invokes of procedures with no handler get NoMatchingProcedureError;
 //     transmits of unknown events are ignored.
-//   - Binary frames close the socket with 1003 (JSON codec only), messages
-//     above MaxPayload with 1009, an overflowing outbound queue with 4010,
+//   - Binary frames close the socket with 1003 (JSON codec only), text
+//     frames that are not valid UTF-8 with 1007, messages above MaxPayload
+//     with 1009, an overflowing outbound queue with 4010,
 //     and a client above InboundRate with 4011.
 package frontend

@@ -218,10 +218,10 @@ func TestHostileInput(t *testing.T) {
 	c.handshake("")
 	garbage := make([]byte, 4096)
 	rand.Read(garbage)
+	// Printable ASCII: text that is not UTF-8 closes the socket with 1007
+	// (test/hostile covers that).
 	for i := range garbage {
-		if garbage[i] < 0x20 {
-			garbage[i] = 'a'
-		}
+		garbage[i] = 0x20 + garbage[i]%0x5f
 	}
 	inputs := []string{
 		strings.Repeat("[", 200000),
@@ -232,7 +232,6 @@ func TestHostileInput(t *testing.T) {
 		`[{"event":"#publish"},{"event":"#publish","data":[]},{"event":"#subscribe","data":null},{"event":"#unsubscribe","data":{}},{"event":"#authenticate","data":5,"cid":3}]`,
 		`{"rid":"x","data":1}`,
 		`{"event":"#handshake","cid":1e400}`,
-		"{\"event\":\"\xff\xfe\",\"cid\":2}",
 		"[" + strings.Repeat(`"x",`, 10000) + `"y"]`,
 		string(garbage),
 	}

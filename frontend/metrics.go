@@ -17,6 +17,7 @@ const (
 	reasonSlowConsumer      = "slow_consumer"
 	reasonRateLimited       = "rate_limited"
 	reasonUnsupportedData   = "unsupported_data"
+	reasonInvalidPayload    = "invalid_payload"
 	reasonReadError         = "read_error"
 	reasonWriteError        = "write_error"
 	reasonClientClose       = "client_close"
@@ -81,7 +82,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		publishErrors:    prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
 	}
 	for _, r := range []string{reasonNormal, reasonGoingAway, reasonPongTimeout, reasonHandshakeTimeout, reasonHandshakeRejected,
-		reasonBeforeHandshake, reasonMessageTooBig, reasonSlowConsumer, reasonRateLimited, reasonUnsupportedData,
+		reasonBeforeHandshake, reasonMessageTooBig, reasonSlowConsumer, reasonRateLimited, reasonUnsupportedData, reasonInvalidPayload,
 		reasonReadError, reasonWriteError, reasonClientClose} {
 		m.closes.WithLabelValues(r)
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -396,7 +397,14 @@ func (s *Socket) readOne() bool {
 	}
 	if !s.closing.Load() {
 		s.srv.m.bytesIn.Add(float64(len(msg)))
-		s.handleMessage(msg)
+		if utf8.Valid(msg) {
+			s.handleMessage(msg)
+		} else {
+			// RFC 6455 §8.1, and what SocketCluster's ws does. Passing it
+			// on would put invalid UTF-8 into other clients' text frames,
+			// which browsers treat as fatal.
+			s.closeWith(protocol.CloseInvalidPayload, reasonInvalidPayload, false)
+		}
 	}
 	putReadBuf(bp, msg)
 	return true

@@ -17,6 +17,9 @@ const (
 	CloseNoStatus = 1005
 	// CloseAbnormal is an abnormal close (hang-up, failed upgrade).
 	CloseAbnormal = 1006
+	// CloseInvalidPayload is sent for a text frame that is not valid
+	// UTF-8 (RFC 6455 §8.1).
+	CloseInvalidPayload = 1007
 	// CloseMessageTooBig is sent when a message exceeds the configured
 	// maximum payload.
 	CloseMessageTooBig = 1009
@@ -72,6 +75,8 @@ func CloseReason(code int) string {
 		return "Socket closed without status code"
 	case CloseAbnormal:
 		return "Socket hung up"
+	case CloseInvalidPayload:
+		return "Message was not valid UTF-8"
 	case CloseMessageTooBig:
 		return "Message was too big to process"
 	case ClosePingTimeout:
