@@ -73,6 +73,11 @@ func readFrame(ctx context.Context, conn *websocket.Conn) ([]byte, error) {
 		if ctx.Err() != nil {
 			return nil, &errHandshakeRead{ReasonTimeout, err}
 		}
+		if errors.Is(err, websocket.ErrMessageTooBig) {
+			// The peer's fault, not a hang-up: the WebSocket layer has
+			// already closed with 1009.
+			return nil, &errHandshakeRead{protocol.RejectMalformed, err}
+		}
 		return nil, &errHandshakeRead{ReasonClosed, err}
 	}
 	if typ != websocket.MessageBinary {
