@@ -73,10 +73,11 @@ type Config struct {
 	HandshakeBurst int
 	// InboundRate caps inbound messages per second per socket (token
 	// bucket, burst InboundBurst); beyond it the socket is closed with
-	// 4011. 0 means no limit. Env SCC_INBOUND_RATE. Default 1000.
+	// 4011. 0 means no limit. Env SCC_INBOUND_RATE. Default 10000: enough
+	// for a busy publisher, low enough that a flood is cut off.
 	InboundRate float64
 	// InboundBurst is the bucket size for InboundRate. Env
-	// SCC_INBOUND_BURST. Default 2000.
+	// SCC_INBOUND_BURST. Default 20000.
 	InboundBurst int
 
 	// QueueMaxBytes bounds each socket's outbound queue in bytes; overflow
@@ -158,8 +159,8 @@ func DefaultConfig() Config {
 		AllowClientPublish:     true,
 		Origins:                "*:*",
 		HandshakeBurst:         100,
-		InboundRate:            1000,
-		InboundBurst:           2000,
+		InboundRate:            10000,
+		InboundBurst:           20000,
 		QueueMaxBytes:          1 << 20,
 		QueueMaxMessages:       4096,
 		WriteTimeout:           10 * time.Second,
