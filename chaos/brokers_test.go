@@ -148,7 +148,7 @@ func TestScenario02BrokerKill(t *testing.T) {
 	if _, ok := tr.WaitFlowing(time.Now().Add(300*time.Millisecond), 10*time.Second); !ok {
 		rep.Failf("messages did not flow after the ring without the dead broker was committed")
 	}
-	r := tr.Stop(10 * time.Second)
+	r := tr.Stop(lossySettle)
 	rep.Check(r)
 	requireOrdered(rep, "broker kill", r)
 	lossCounted(rep, c, clusterResult{r.Expected, r.Lost, time.Since(started).Seconds()}, 2*time.Second)
@@ -197,7 +197,7 @@ func TestScenario03BrokerRestart(t *testing.T) {
 		rep.Figure("ring_versions", []uint64{v, st.RingVersion()})
 		rep.Figure("ring_brokers_after", len(st.RingBrokers()))
 	}
-	r := tr.Stop(10 * time.Second)
+	r := tr.Stop(lossySettle)
 	rep.Check(r)
 	requireOrdered(rep, "broker restart", r)
 	lossCounted(rep, c, clusterResult{r.Expected, r.Lost, time.Since(started).Seconds()}, 2*time.Second)

@@ -123,3 +123,8 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// lossySettle is how long a scenario that may lose in-flight messages
+// waits for stragglers before counting: a lost message never arrives, so
+// the wait always runs out.
+const lossySettle = 2 * time.Second

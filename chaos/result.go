@@ -51,7 +51,7 @@ func (r Result) Line() string {
 	if r.RecoveryMS > 0 {
 		rec = fmt.Sprintf("%.0fms", r.RecoveryMS)
 	}
-	line := fmt.Sprintf("chaos %-22s %s lost=%d duplicated=%d out_of_order=%d recovery=%s expected=%d",
+	line := fmt.Sprintf("chaos %-27s %s lost=%d duplicated=%d out_of_order=%d recovery=%s expected=%d",
 		r.Scenario, verdict, r.Lost, r.Duplicated, r.OutOfOrder, rec, r.Expected)
 	keys := make([]string, 0, len(r.Figures))
 	for k := range r.Figures {

@@ -110,7 +110,7 @@ func TestScenario05StateDownBrokerKill(t *testing.T) {
 	if _, ok := tr.WaitFlowing(time.Now().Add(300*time.Millisecond), 10*time.Second); !ok {
 		rep.Failf("messages stopped flowing after routing around the dead broker")
 	}
-	during := tr.Checkpoint(10 * time.Second)
+	during := tr.Checkpoint(lossySettle)
 	requireOrdered(rep, "state down, broker killed", during)
 
 	// The state server comes back and commits the ring without the dead
@@ -123,7 +123,7 @@ func TestScenario05StateDownBrokerKill(t *testing.T) {
 	if _, ok := tr.WaitFlowing(time.Now().Add(300*time.Millisecond), 10*time.Second); !ok {
 		rep.Failf("messages did not flow after the state server came back")
 	}
-	r := tr.Stop(10 * time.Second)
+	r := tr.Stop(lossySettle)
 	rep.Check(r)
 	requireOrdered(rep, "state down, broker killed, state back", r)
 	lossCounted(rep, c, clusterResult{r.Expected, r.Lost, time.Since(started).Seconds()}, 2*time.Second)
