@@ -1,0 +1,154 @@
+package protocol
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The hot-path parsers (ParsePublish, ParseDeliver, ParsePubAck) read
+// message bodies without reflection. On any input they must not panic, and
+// whenever both they and msgpack's reflective decoder accept a body they
+// must agree; what they return must re-encode to a body that parses the same.
+
+// parseSeeds are bodies that sit on the edges of the fast parsers: wider
+// integer and length encodings than the writers use, nil and empty data,
+// wrong container sizes, and lengths that run past the end.
+var parseSeeds = [][]byte{
+	{},
+	{0x90},
+	{0x91, 0x00},
+	{0x91, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	{0x91, 0xd0, 0xff},                 // a negative int where a uint belongs
+	{0x91, 0xcc},                       // truncated uint8
+	{0x92, 0xa1, 'c', 0xc0},            // nil data
+	{0x92, 0xa1, 'c', 0xc4, 0},         // empty bin
+	{0x92, 0xa1, 'c', 0xa1, 'x'},       // data as a str
+	{0x92, 0xc4, 1, 'c', 0xc4, 1, 'x'}, // channel as a bin
+	{0x92, 0xd9, 1, 'c', 0xc5, 0, 1, 'x'},
+	{0x92, 0xdb, 0xff, 0xff, 0xff, 0xff},
+	{0x92, 0xa1, 'c', 0xc6, 0xff, 0xff, 0xff, 0xff, 'x'},
+	{0x93, 0x01, 0xa1, 'c', 0xc4, 1, 'x'},
+	{0x93, 0xcd, 0, 1, 0xda, 0, 1, 'c', 0xc4, 1, 'x', 0xc3}, // trailing bytes
+	{0x94, 0x01, 0xa1, 'c', 0xc4, 1, 'x', 0x01},             // a newer, longer struct
+	{0xdc, 0, 3, 0x01, 0xa1, 'c', 0xc4, 1, 'x'},             // array16 header
+	{0x93, 0x01, 0xa2, 0xff, 0xfe, 0xc4, 1, 'x'},            // channel not UTF-8
+}
+
+// addBodySeeds seeds f with parseSeeds, every message body of the sample
+// messages, and the data of every publish captured from the real client,
+// wrapped in the message that carries it between nodes.
+func addBodySeeds(f *testing.F, wrap func(channel string, data []byte) []byte) {
+	for _, b := range parseSeeds {
+		f.Add(b)
+	}
+	for _, m := range sampleMessages() {
+		b, err := msgpack.Marshal(m.body)
+		if err == nil {
+			f.Add(b)
+		}
+	}
+	for _, fr := range loadFrames(f) {
+		pk, _ := DecodePackets(fr.msg)
+		for _, p := range pk {
+			if p.Event != EventPublish {
+				continue
+			}
+			if pd, err := DecodePublish(p.Data); err == nil {
+				f.Add(wrap(pd.Channel, pd.Data))
+			}
+		}
+	}
+}
+
+// bodyOf strips the type byte of a single encoded message.
+func bodyOf(msg []byte) []byte { return msg[1:] }
+
+func FuzzParsePublish(f *testing.F) {
+	addBodySeeds(f, func(ch string, data []byte) []byte {
+		return bodyOf(AppendPublishMsg(nil, 7, ch, data))
+	})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		seq, ch, data, err := ParsePublish(body)
+		var p Publish
+		merr := msgpack.Unmarshal(body, &p)
+		if err != nil {
+			return
+		}
+		if merr == nil && (p.Seq != seq || p.Channel != ch || !bytes.Equal(p.Data, data)) {
+			t.Fatalf("% x: ParsePublish = %d %q %q, msgpack = %d %q %q", body, seq, ch, data, p.Seq, p.Channel, p.Data)
+		}
+		// What the broker would forward re-encodes and parses the same.
+		again := AppendPublishMsg(nil, seq, ch, data)
+		msgs, err := SplitMessages(again)
+		if err != nil || len(msgs) != 1 || msgs[0].Type != MsgPublish {
+			t.Fatalf("AppendPublishMsg(%d, %q, %q) = % x does not split: %v", seq, ch, data, again, err)
+		}
+		s2, c2, d2, err := ParsePublish(msgs[0].Body)
+		if err != nil || s2 != seq || c2 != ch || !bytes.Equal(d2, data) {
+			t.Fatalf("publish round trip of % x: %d %q %q, %v", body, s2, c2, d2, err)
+		}
+		var q Publish
+		if err := msgs[0].Decode(&q); err != nil || q.Seq != seq || q.Channel != ch || !bytes.Equal(q.Data, data) {
+			t.Fatalf("msgpack reads AppendPublishMsg's % x as %+v, %v", again, q, err)
+		}
+	})
+}
+
+func FuzzParseDeliver(f *testing.F) {
+	addBodySeeds(f, func(ch string, data []byte) []byte {
+		return bodyOf(AppendDeliverMsg(nil, ch, data))
+	})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ch, data, err := ParseDeliver(body)
+		var d Deliver
+		merr := msgpack.Unmarshal(body, &d)
+		if err != nil {
+			return
+		}
+		if merr == nil && (d.Channel != ch || !bytes.Equal(d.Data, data)) {
+			t.Fatalf("% x: ParseDeliver = %q %q, msgpack = %q %q", body, ch, data, d.Channel, d.Data)
+		}
+		again := AppendDeliverMsg(nil, ch, data)
+		msgs, err := SplitMessages(again)
+		if err != nil || len(msgs) != 1 || msgs[0].Type != MsgDeliver {
+			t.Fatalf("AppendDeliverMsg(%q, %q) = % x does not split: %v", ch, data, again, err)
+		}
+		c2, d2, err := ParseDeliver(msgs[0].Body)
+		if err != nil || c2 != ch || !bytes.Equal(d2, data) {
+			t.Fatalf("deliver round trip of % x: %q %q, %v", body, c2, d2, err)
+		}
+		var q Deliver
+		if err := msgs[0].Decode(&q); err != nil || q.Channel != ch || !bytes.Equal(q.Data, data) {
+			t.Fatalf("msgpack reads AppendDeliverMsg's % x as %+v, %v", again, q, err)
+		}
+	})
+}
+
+func FuzzParsePubAck(f *testing.F) {
+	addBodySeeds(f, func(_ string, data []byte) []byte {
+		return bodyOf(AppendPubAckMsg(nil, uint64(len(data))<<20))
+	})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		seq, err := ParsePubAck(body)
+		var a PubAck
+		merr := msgpack.Unmarshal(body, &a)
+		if err != nil {
+			return
+		}
+		if merr == nil && a.Seq != seq {
+			t.Fatalf("% x: ParsePubAck = %d, msgpack = %d", body, seq, a.Seq)
+		}
+		again := AppendPubAckMsg(nil, seq)
+		msgs, err := SplitMessages(again)
+		if err != nil || len(msgs) != 1 || msgs[0].Type != MsgPubAck {
+			t.Fatalf("AppendPubAckMsg(%d) = % x does not split: %v", seq, again, err)
+		}
+		s2, err := ParsePubAck(msgs[0].Body)
+		var q PubAck
+		if err != nil || s2 != seq || msgs[0].Decode(&q) != nil || q.Seq != seq {
+			t.Fatalf("puback round trip of %d via % x: %d %+v, %v", seq, again, s2, q, err)
+		}
+	})
+}
