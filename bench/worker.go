@@ -301,6 +301,9 @@ func (w *worker) connect(ctx context.Context) (connectReport, error) {
 				s, err := c.Subscribe(sctx, w.chans[ch], client.SubscribeOptions{})
 				scancel()
 				if err != nil {
+					if cctx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
+						return // aborted after another connection failed
+					}
 					fail(fmt.Errorf("subscribing to %s at %s: %w", w.chans[ch], cfg.URLs[connIdx%len(cfg.URLs)], classify(err, cfg)))
 					return
 				}
