@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -148,12 +149,9 @@ func TestHostileClientBinary(t *testing.T) {
 		c.handshake("")
 		return c
 	}
-	const (
-		defMaxPayload    = 1 << 20
-		defChannelLength = 256
-		defChannelLimit  = 1000
-		defInboundBurst  = 2000
-	)
+	// scc-frontend's defaults are DefaultConfig's.
+	def := frontend.DefaultConfig()
+	defMaxPayload, defChannelLength, defChannelLimit := int(def.MaxPayload), def.MaxChannelLength, def.SocketChannelLimit
 
 	// Oversized: 1009.
 	c := fresh()
@@ -222,18 +220,17 @@ func TestHostileClientBinary(t *testing.T) {
 		t.Fatalf("after a forged token: %s", p)
 	}
 
-	// A publish flood beyond the burst: 4011.
+	// A publish flood beyond the burst, in batches that fit MaxPayload:
+	// 4011.
 	c = fresh()
-	b.Reset()
-	b.WriteString("[")
-	for i := range defInboundBurst + 100 {
-		if i > 0 {
-			b.WriteString(",")
+	const pkt = `{"event":"#publish","data":{"channel":"flood","data":1}}`
+	perFrame := defMaxPayload / 2 / (len(pkt) + 1)
+	for sent := 0; sent < def.InboundBurst*2 && c.open(); sent += perFrame {
+		frame := "[" + strings.Repeat(pkt+",", perFrame-1) + pkt + "]"
+		if c.write(websocket.MessageText, []byte(frame)) != nil {
+			break
 		}
-		fmt.Fprintf(&b, `{"event":"#publish","data":{"channel":"flood","data":%d}}`, i)
 	}
-	b.WriteString("]")
-	_ = c.write(websocket.MessageText, []byte(b.String()))
 	c.expectClose(protocol.CloseRateLimited)
 
 	h.progress()
