@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -363,9 +364,49 @@ type Message struct {
 
 // Decode unmarshals the body into v, which should be a pointer to the struct
 // of m.Type.
+//
+// Structs are append-only arrays: a body with more elements than v has
+// fields (from a newer peer) decodes the known ones and ignores the rest,
+// and a body with fewer (from an older peer) leaves the missing fields at
+// their zero values.
 func (m Message) Decode(v any) error {
-	if err := msgpack.Unmarshal(m.Body, v); err != nil {
+	if err := decodeLenient(m.Body, v); err != nil {
 		return fmt.Errorf("decoding %v: %w", m.Type, err)
+	}
+	return nil
+}
+
+// decodeLenient decodes an as_array struct position by position.
+func decodeLenient(body []byte, v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return msgpack.Unmarshal(body, v)
+	}
+	dec := msgpack.NewDecoder(bytes.NewReader(body))
+	n, err := dec.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if n < 0 {
+		return ErrMalformed
+	}
+	st := rv.Elem()
+	t := st.Type()
+	field := 0
+	for i := 0; i < n; i++ {
+		for field < t.NumField() && !t.Field(field).IsExported() {
+			field++
+		}
+		if field >= t.NumField() {
+			if err := dec.Skip(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := dec.DecodeValue(st.Field(field)); err != nil {
+			return fmt.Errorf("field %s: %w", t.Field(field).Name, err)
+		}
+		field++
 	}
 	return nil
 }
@@ -563,7 +604,7 @@ func writeField(m interface{ Write([]byte) (int, error) }, b []byte) {
 // ParseDeliver reads a Deliver body without reflection (the frontend's hot
 // path). data aliases body.
 func ParseDeliver(body []byte) (channel string, data []byte, err error) {
-	if len(body) == 0 || body[0] != 0x92 {
+	if !fixArrayAtLeast(body, 2) {
 		return "", nil, fmt.Errorf("deliver: %w", ErrMalformed)
 	}
 	ch, rest, err := readStr(body[1:])
@@ -580,7 +621,7 @@ func ParseDeliver(body []byte) (channel string, data []byte, err error) {
 // ParsePublish reads a Publish body without reflection (the broker's hot
 // path). data aliases body.
 func ParsePublish(body []byte) (seq uint64, channel string, data []byte, err error) {
-	if len(body) == 0 || body[0] != 0x93 {
+	if !fixArrayAtLeast(body, 3) {
 		return 0, "", nil, fmt.Errorf("publish: %w", ErrMalformed)
 	}
 	seq, rest, err := readUint(body[1:])
@@ -600,7 +641,7 @@ func ParsePublish(body []byte) (seq uint64, channel string, data []byte, err err
 
 // ParsePubAck reads a PubAck body without reflection.
 func ParsePubAck(body []byte) (uint64, error) {
-	if len(body) == 0 || body[0] != 0x91 {
+	if !fixArrayAtLeast(body, 1) {
 		return 0, fmt.Errorf("puback: %w", ErrMalformed)
 	}
 	seq, _, err := readUint(body[1:])
@@ -608,6 +649,13 @@ func ParsePubAck(body []byte) (uint64, error) {
 		return 0, fmt.Errorf("puback: %w", err)
 	}
 	return seq, nil
+}
+
+// fixArrayAtLeast reports whether body starts with a msgpack fixarray of
+// at least n elements: newer peers may append fields, which the fast
+// parsers ignore.
+func fixArrayAtLeast(body []byte, n int) bool {
+	return len(body) > 0 && body[0]&0xf0 == 0x90 && int(body[0]&0x0f) >= n
 }
 
 // ErrMalformed means a message body does not have its type's shape.
