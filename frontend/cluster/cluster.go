@@ -55,6 +55,15 @@ type Config struct {
 	// FenceMaxBytes bounds the publishes held during a ring switch (default
 	// 8 MiB).
 	FenceMaxBytes int
+	// LocalSettle is how long a frontend waits, after subscribing at the
+	// new owners, before it publishes by a ring it derived on its own
+	// (the state server unreachable and gossip declaring a broker dead).
+	// No prepare phase coordinates such a switch, and frontends learn of
+	// the death at slightly different times: the wait lets the others
+	// subscribe at the new owners before this one publishes there.
+	// Publishes meanwhile wait in the dead broker's backlog and are
+	// re-routed, not lost (default 500ms).
+	LocalSettle time.Duration
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
 	// Registry receives the metrics; nil registers nowhere.
@@ -72,6 +81,7 @@ func DefaultConfig() Config {
 		BacklogMaxBytes:  8 << 20,
 		BacklogMaxAge:    2 * time.Second,
 		FenceMaxBytes:    8 << 20,
+		LocalSettle:      500 * time.Millisecond,
 	}
 }
 
@@ -100,6 +110,9 @@ func (c *Config) fill() {
 	}
 	if c.FenceMaxBytes <= 0 {
 		c.FenceMaxBytes = d.FenceMaxBytes
+	}
+	if c.LocalSettle < 0 {
+		c.LocalSettle = 0
 	}
 }
 
@@ -439,6 +452,18 @@ func (b *Broker) Commit(r protocol.Ring) {
 		b.log.Warn("switching ring before every new owner acknowledged", "version", nr.Version(), "err", err)
 	}
 	cancel()
+	if cur != nil && cur.Version() == nr.Version() && b.cfg.LocalSettle > 0 {
+		// A ring of the same version with other brokers is one this
+		// frontend derived without the state server: no prepare phase
+		// told the other frontends to subscribe first.
+		b.m.reshards.WithLabelValues("local_settle").Inc()
+		t := time.NewTimer(b.cfg.LocalSettle)
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+		}
+		t.Stop()
+	}
 
 	// Fence: hold new publishes until the old owners acknowledged every
 	// publish sent before the switch.

@@ -207,6 +207,9 @@ func TestStateDownLosesNothing(t *testing.T) {
 	if rr.Duplicated != 0 || rr.OutOfOrder != 0 {
 		t.Errorf("want no duplicates or reordering")
 	}
+	if rr.Lost > 0 && c.RouteDrops() == 0 {
+		t.Errorf("%d messages were lost but no drop was counted", rr.Lost)
+	}
 	tr2.Stop(5 * time.Second)
 }
 
