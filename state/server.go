@@ -169,6 +169,7 @@ func (s *Server) startGossip() (*gossip.Gossip, error) {
 		gc = *s.cfg.Gossip
 	}
 	gc.NodeName = s.cfg.NodeID
+	gc.AuthKey = s.cfg.AuthKey
 	gc.Role = protocol.RoleState
 	gc.BindAddr = s.cfg.GossipBind
 	gc.BindPort = s.cfg.GossipPort

@@ -3,6 +3,7 @@ package gossip
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,6 +72,11 @@ type Config struct {
 	DeadNodeReclaimTime time.Duration
 	// TCPTimeout bounds push/pull and join connections. Default 2s.
 	TCPTimeout time.Duration
+	// AuthKey, when set, encrypts and authenticates every gossip packet
+	// (AES-GCM with a key derived from it): a host without SCC_AUTH_KEY
+	// can neither read the ring nor inject one. Every node must use the
+	// same key.
+	AuthKey []byte
 	// OnRing is called when a ring with a higher version than any seen so
 	// far arrives from a peer. It must not block.
 	OnRing func(protocol.Ring)
@@ -196,6 +202,15 @@ func New(cfg Config) (*Gossip, error) {
 	mc.PushPullInterval = cfg.PushPullInterval
 	mc.DeadNodeReclaimTime = cfg.DeadNodeReclaimTime
 	mc.TCPTimeout = cfg.TCPTimeout
+	if len(cfg.AuthKey) > 0 {
+		// memberlist takes a 16, 24 or 32-byte AES key; derive one so any
+		// SCC_AUTH_KEY works. The label keeps it distinct from the MACs
+		// of node links, which use the same secret.
+		k := sha256.Sum256(append([]byte("sccgo-gossip\x00"), cfg.AuthKey...))
+		mc.SecretKey = k[:]
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
 	mc.Delegate = (*delegate)(g)
 	mc.Events = (*events)(g)
 	mc.LogOutput = nil

@@ -167,3 +167,31 @@ func TestJoinFails(t *testing.T) {
 		t.Fatal(fmt.Errorf("second shutdown: %w", err))
 	}
 }
+
+// A node without the cluster's key can neither join nor inject a ring.
+func TestGossipNeedsKey(t *testing.T) {
+	mk := func(name, key string) *Gossip {
+		gc := DefaultConfig()
+		gc.NodeName, gc.BindAddr, gc.BindPort, gc.AuthKey = name, "127.0.0.1", 0, []byte(key)
+		gc.TCPTimeout = 300 * time.Millisecond
+		g, err := New(gc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Shutdown() })
+		return g
+	}
+	a := mk("a", "cluster-key")
+	b := mk("b", "cluster-key")
+	if _, err := b.Join([]string{a.Addr()}); err != nil {
+		t.Fatalf("a node with the key could not join: %v", err)
+	}
+	intruder := mk("intruder", "other-key")
+	intruder.SetRing(protocol.Ring{Version: 99, Brokers: []protocol.BrokerInfo{{ID: "evil", Addr: "127.0.0.1:1"}}})
+	if _, err := intruder.Join([]string{a.Addr()}); err == nil {
+		t.Fatal("a node with another key joined the cluster")
+	}
+	if r, ok := a.Ring(); ok && r.Version == 99 {
+		t.Fatal("a ring from a node without the key was adopted")
+	}
+}

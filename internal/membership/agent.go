@@ -225,6 +225,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		gc = *a.cfg.Gossip
 	}
 	gc.NodeName = a.cfg.NodeID
+	gc.AuthKey = a.cfg.AuthKey
 	gc.Role = a.cfg.Role
 	gc.Addr = a.cfg.Addr
 	gc.BindAddr = a.cfg.GossipBind

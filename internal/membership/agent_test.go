@@ -363,6 +363,7 @@ func TestGossipRingAndDeadBrokerFallback(t *testing.T) {
 	gc := gossip.DefaultConfig()
 	gc.NodeName, gc.Role, gc.BindAddr, gc.BindPort = "b1", protocol.RoleBroker, "127.0.0.1", 0
 	gc.PushPullInterval = 200 * time.Millisecond
+	gc.AuthKey = []byte(key) // gossip is encrypted with the cluster key
 	b1, err := gossip.New(gc)
 	if err != nil {
 		t.Fatal(err)
