@@ -16,6 +16,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/frontend/cluster"
@@ -211,13 +212,14 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.logLevel}))
 	st.cfg.Logger = logger
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st.cfg.Registry = reg
 	var srv *frontend.Server
 	if st.cluster.Enabled() {
 		// Cluster mode: publishes route through the brokers the state
 		// server (or gossip) names; the frontend owns the node through
 		// its Broker and closes it on shutdown.
-		reg := prometheus.NewRegistry()
-		st.cfg.Registry = reg
 		st.cluster.Logger = logger
 		st.cluster.Registry = reg
 		st.cluster.Stats = func() protocol.Stats {
