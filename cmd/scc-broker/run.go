@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,15 +59,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.WarmUp = r.Duration("SCC_BROKER_WARMUP", d.WarmUp, "how long a freshly started broker holds publishes while frontends re-sync their channels (0: off)")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the drain after SIGTERM (waiting for the state server to reshard this broker out)")
 	st.closeTimeout = r.Duration("SCC_CLOSE_TIMEOUT", 5*time.Second, "bound on closing links and servers after the drain")
-	level := r.String("SCC_BROKER_SERVER_LOG_LEVEL", "", "log level: debug, info, warn or error (default: SCC_LOG_LEVEL)")
-	if level == "" {
-		level = r.String("SCC_LOG_LEVEL", "info", "log level for every sccgo binary")
-	} else {
-		r.String("SCC_LOG_LEVEL", "info", "log level for every sccgo binary")
-	}
-	if err := parseLevel(level, &st.logLevel); err != nil {
-		errs = append(errs, err)
-	}
+	st.logLevel = r.LogLevel("info", "SCC_BROKER_SERVER_LOG_LEVEL", "SCC_LOG_LEVEL")
 	if c.GossipBind == "" {
 		c.GossipBind = st.instanceIP
 	}
@@ -85,25 +76,6 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	return st, r, errors.Join(errs...)
 }
 
-// parseLevel accepts slog's names and SCC's numeric levels (0 none ... 3
-// everything).
-func parseLevel(v string, l *slog.Level) error {
-	switch strings.TrimSpace(v) {
-	case "0", "1":
-		*l = slog.LevelError
-		return nil
-	case "2":
-		*l = slog.LevelWarn
-		return nil
-	case "3":
-		*l = slog.LevelInfo
-		return nil
-	}
-	if err := l.UnmarshalText([]byte(v)); err != nil {
-		return fmt.Errorf("log level %q: not debug, info, warn, error or 0-3", v)
-	}
-	return nil
-}
 
 // advertisedIP is the IP other nodes should dial: the configured one, else
 // loopback for a loopback bind, else the bind address itself, else the

@@ -135,10 +135,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.WriteBufferSize = r.Int("SCC_WRITE_BUFFER_SIZE", d.WriteBufferSize, "per-socket write buffer in bytes")
 	c.DrainDuration = r.Duration("SCC_DRAIN_DURATION", d.DrainDuration, "window over which shutdown closes sockets with 1001")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the whole shutdown")
-	level := r.String("SCC_LOG_LEVEL", "info", "log level: debug, info, warn or error")
-	if err := st.logLevel.UnmarshalText([]byte(level)); err != nil {
-		errs = append(errs, fmt.Errorf("SCC_LOG_LEVEL=%q: not a level", level))
-	}
+	st.logLevel = r.LogLevel("info", "SOCKETCLUSTER_LOG_LEVEL", "SCC_LOG_LEVEL")
 
 	if pubFile != "" {
 		pem, err := os.ReadFile(pubFile)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,15 +53,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Link.PingTimeout = r.Duration("SCC_LINK_PING_TIMEOUT", d.Link.PingTimeout, "a link with nothing received this long is closed")
 	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", d.Link.QueueMaxBytes, "bytes queued per link before drop-and-count")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 10*time.Second, "bound on the whole shutdown")
-	level := r.String("SCC_STATE_SERVER_LOG_LEVEL", "", "log level: debug, info, warn or error (default: SCC_LOG_LEVEL)")
-	if level == "" {
-		level = r.String("SCC_LOG_LEVEL", "info", "log level for every sccgo binary")
-	} else {
-		r.String("SCC_LOG_LEVEL", "info", "log level for every sccgo binary")
-	}
-	if err := parseLevel(level, &st.logLevel); err != nil {
-		errs = append(errs, err)
-	}
+	st.logLevel = r.LogLevel("info", "SCC_STATE_LOG_LEVEL", "SCC_STATE_SERVER_LOG_LEVEL", "SCC_LOG_LEVEL")
 	if c.GossipBind == "" {
 		c.GossipBind = c.GossipAdvertise
 	}
@@ -79,25 +70,6 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	return st, r, errors.Join(errs...)
 }
 
-// parseLevel accepts slog's names and SCC's numeric levels (0 none ... 3
-// everything).
-func parseLevel(v string, l *slog.Level) error {
-	switch strings.TrimSpace(v) {
-	case "0", "1":
-		*l = slog.LevelError
-		return nil
-	case "2":
-		*l = slog.LevelWarn
-		return nil
-	case "3":
-		*l = slog.LevelInfo
-		return nil
-	}
-	if err := l.UnmarshalText([]byte(v)); err != nil {
-		return fmt.Errorf("log level %q: not debug, info, warn, error or 0-3", v)
-	}
-	return nil
-}
 
 // run starts the state server and serves until ctx is done, then shuts
 // down.

@@ -9,6 +9,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -204,4 +205,55 @@ func Usage(w io.Writer, vars []Var) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, def, v.Help)
 	}
 	tw.Flush()
+}
+
+// LogLevel reads the first of names that is set (each listed for -h) and
+// parses it with ParseLogLevel; def applies when none is set.
+func (r *Reader) LogLevel(def string, names ...string) slog.Level {
+	v := ""
+	for i, name := range names {
+		help := "log level: debug, info, warn, error, or SCC's 0-3"
+		if i < len(names)-1 {
+			help += " (default: " + names[len(names)-1] + ")"
+		}
+		d := ""
+		if i == len(names)-1 {
+			d = def
+		}
+		if got := r.note(name, d, help); got != "" && v == "" {
+			v = got
+		}
+	}
+	if v == "" {
+		v = def
+	}
+	l, err := ParseLogLevel(v)
+	if err != nil {
+		r.errs = append(r.errs, fmt.Errorf("%s=%q: %v", names[0], v, err))
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// ParseLogLevel parses debug, info, warn or error, or SCC's numeric levels:
+// 0 nothing but errors, 1 errors, 2 warnings, 3 everything (info), 4 and
+// above debug.
+func ParseLogLevel(v string) (slog.Level, error) {
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		switch {
+		case n <= 1:
+			return slog.LevelError, nil
+		case n == 2:
+			return slog.LevelWarn, nil
+		case n == 3:
+			return slog.LevelInfo, nil
+		default:
+			return slog.LevelDebug, nil
+		}
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.TrimSpace(v))); err != nil {
+		return 0, fmt.Errorf("not a log level (debug, info, warn, error or 0-3)")
+	}
+	return l, nil
 }
