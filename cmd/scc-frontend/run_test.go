@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sccgo/sccgo/protocol"
+)
+
+func TestLoadPrecedence(t *testing.T) {
+	st, _, err := load(env(map[string]string{
+		"SOCKETCLUSTER_OPTIONS":    `{"authKey":"from-options","pingInterval":1000,"pingTimeout":5000,"socketChannelLimit":7,"allowClientPublish":false,"protocolVersion":1,"origins":"a:1"}`,
+		"SCC_PING_TIMEOUT":         "4s",
+		"SCC_SOCKET_CHANNEL_LIMIT": "9",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := st.cfg
+	if string(c.AuthKey) != "from-options" || c.PingInterval != time.Second || c.PingTimeout != 4*time.Second ||
+		c.SocketChannelLimit != 9 || c.AllowClientPublish || c.ProtocolVersion != protocol.V1 || c.Origins != "a:1" {
+		t.Fatalf("config %+v", c)
+	}
+	if !c.ServeAdmin || st.port != 8000 {
+		t.Fatalf("defaults: port %d admin %v", st.port, c.ServeAdmin)
+	}
+	st, _, err = load(env(map[string]string{"SCC_PING_INTERVAL": "250", "SCC_ADMIN_PORT": "9100"}))
+	if err != nil || st.cfg.PingInterval != 250*time.Millisecond || st.cfg.ServeAdmin {
+		t.Fatalf("bare ms / admin port: %v %+v", err, st.cfg)
+	}
+	if _, _, err := load(env(map[string]string{"SCC_PING_INTERVAL": "soon", "SOCKETCLUSTER_OPTIONS": "{"})); err == nil {
+		t.Fatal("bad values accepted")
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-h"}, env(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("run -h: %v", err)
+	}
+	for _, v := range []string{"SOCKETCLUSTER_PORT", "SCC_FRONTEND_HOST", "SOCKETCLUSTER_PATH", "SCC_CLIENT_AUTH_KEY",
+		"SCC_CLIENT_AUTH_PUBLIC_KEY_FILE", "SCC_CLIENT_AUTH_PRIVATE_KEY_FILE", "SCC_CLIENT_AUTH_ALGORITHM",
+		"SCC_AUTH_DEFAULT_EXPIRY", "SCC_PROTOCOL_VERSION", "SCC_PING_INTERVAL", "SCC_PING_TIMEOUT",
+		"SCC_HANDSHAKE_TIMEOUT", "SCC_ACK_TIMEOUT", "SCC_SOCKET_CHANNEL_LIMIT", "SCC_MAX_PAYLOAD",
+		"SCC_ALLOW_CLIENT_PUBLISH", "SCC_ORIGINS", "SCC_MAX_CONNECTIONS", "SCC_MAX_HANDSHAKES_PER_SECOND",
+		"SCC_INBOUND_RATE", "SCC_QUEUE_MAX_BYTES", "SCC_QUEUE_MAX_MESSAGES", "SCC_WRITE_TIMEOUT",
+		"SCC_DRAIN_DURATION", "SCC_SHUTDOWN_TIMEOUT", "SCC_LOG_LEVEL", "SCC_ADMIN_PORT", "SOCKETCLUSTER_OPTIONS",
+		"SCC_MAX_CHANNEL_LENGTH"} {
+		if !strings.Contains(out.String(), v) {
+			t.Errorf("-h does not list %s", v)
+		}
+	}
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunServesAndStops(t *testing.T) {
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, nil, env(map[string]string{
+			"SOCKETCLUSTER_PORT": "0", "SCC_FRONTEND_HOST": "127.0.0.1", "SCC_CLIENT_AUTH_KEY": "k",
+			"SCC_PING_INTERVAL": "1000", "SCC_PING_TIMEOUT": "3000", "SCC_DRAIN_DURATION": "10ms",
+		}), &logs)
+	}()
+	re := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
+	var addr string
+	deadline := time.Now().Add(5 * time.Second)
+	for addr == "" {
+		if m := re.FindStringSubmatch(logs.String()); m != nil {
+			addr = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no serving line in %q", logs.String())
+		} else {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("readyz %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
