@@ -22,7 +22,19 @@
 // taking another lock, and no lock is held across network I/O or a broker
 // Subscribe. Broker.Unsubscribe is called under the shard lock, so that it
 // is ordered before any later Subscribe of the same channel; it must not
-// block.
+// block. Socket.rmu (the reader's look at its read buffer versus a close
+// handshake) is a leaf.
+//
+// # Memory per idle socket
+//
+// About 9.8 KiB RSS per idle subscribed socket (TestIdleMemory, 8000
+// sockets): a 4 KiB reader stack, 256 B + 512 B bufio buffers (wsconn.Accept
+// replaces net/http's 4 KiB ones), coder/websocket's Conn, and the socket and
+// subscription state. Three choices keep it there: the upgrade handler
+// returns at once so net/http's per-request buffers are freed; an idle
+// reader parks on netpoll readiness (wsconn.Raw.WaitReadable) rather than
+// inside the WebSocket reader, so its stack shrinks back; and an idle queue
+// has no writer goroutine.
 //
 // # Wire behaviour worth knowing
 //
