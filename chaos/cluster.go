@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -314,4 +315,51 @@ func (c *Cluster) SumFrontends(metric string, labels ...string) float64 {
 		sum += s.Sum(metric, labels...)
 	}
 	return sum
+}
+
+// MetricOf returns a metric of the named process (summed over the series
+// matching the label pairs), or -1 if it cannot be scraped.
+func (c *Cluster) MetricOf(name, metric string, labels ...string) float64 {
+	s, err := c.Metrics(name)
+	if err != nil {
+		return -1
+	}
+	return s.Sum(metric, labels...)
+}
+
+// Counters returns, per running process, every non-zero series of the
+// counters that count losses and refusals (names with "drop", "closes",
+// "reject", "timeout" or "error"), keyed "process metric{label=value}".
+func (c *Cluster) Counters() map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range c.Procs() {
+		if !p.Running {
+			continue
+		}
+		s, err := c.Metrics(p.Name)
+		if err != nil {
+			continue
+		}
+		for _, x := range s {
+			if x.Value == 0 || !strings.HasSuffix(x.Name, "_total") {
+				continue
+			}
+			n := x.Name
+			if !strings.Contains(n, "drop") && !strings.Contains(n, "closes") && !strings.Contains(n, "reject") &&
+				!strings.Contains(n, "timeout") && !strings.Contains(n, "error") {
+				continue
+			}
+			key := p.Name + " " + n
+			if len(x.Labels) > 0 {
+				var parts []string
+				for k, v := range x.Labels {
+					parts = append(parts, k+"="+v)
+				}
+				slices.Sort(parts)
+				key += "{" + strings.Join(parts, ",") + "}"
+			}
+			out[key] += x.Value
+		}
+	}
+	return out
 }

@@ -39,6 +39,12 @@ type Result struct {
 	Command string `json:"command"`
 	// Log is the cluster's output.
 	Log string `json:"log,omitempty"`
+	// Counters are the cluster's non-zero drop, close, reject, timeout
+	// and error counters at the end (see Cluster.Counters).
+	Counters map[string]float64 `json:"counters,omitempty"`
+	// Streams are a few of the streams that lost, duplicated or
+	// reordered messages.
+	Streams []bench.StreamResult `json:"streams,omitempty"`
 }
 
 // Line is the one-line summary printed for a scenario.
@@ -101,11 +107,19 @@ func NewReport(t testing.TB, scenario, runPattern string) *Report {
 	return rp
 }
 
-// SetLog records where the cluster output went.
-func (rp *Report) SetLog(path string) {
+// Attach records where the cluster's output goes and, when the test ends
+// but before the cluster stops, its counters. Call it right after
+// StartCluster.
+func (rp *Report) Attach(c *Cluster) {
 	rp.mu.Lock()
-	rp.r.Log = path
+	rp.r.Log = c.LogPath
 	rp.mu.Unlock()
+	rp.t.Cleanup(func() {
+		counters := c.Counters()
+		rp.mu.Lock()
+		rp.r.Counters = counters
+		rp.mu.Unlock()
+	})
 }
 
 // Check adds a delivery check to the totals.
@@ -118,6 +132,11 @@ func (rp *Report) Check(c bench.CheckResult) {
 	rp.r.Duplicated += c.Duplicated
 	rp.r.OutOfOrder += c.OutOfOrder
 	rp.r.Unexpected += c.Unexpected
+	for _, st := range c.Streams {
+		if len(rp.r.Streams) < 10 {
+			rp.r.Streams = append(rp.r.Streams, st)
+		}
+	}
 }
 
 // Recovery records a recovery time; the longest one is reported.

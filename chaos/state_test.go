@@ -46,7 +46,7 @@ func TestScenario04StateDown(t *testing.T) {
 	outage := envDuration(t, "SCC_CHAOS_STATE_OUTAGE", 30*time.Second)
 	rep := chaos.NewReport(t, "04-state-down", "^TestScenario04")
 	c := chaos.StartCluster(t, chaos.Spec{Name: "04-state-down", Brokers: 3, Frontends: 2})
-	rep.SetLog(c.LogPath)
+	rep.Attach(c)
 	v := c.WaitRing(3, 0, 15*time.Second)
 	tr := startSteady(t, rep, steady(c.FrontendURLs(), nil))
 
@@ -93,7 +93,7 @@ func TestScenario05StateDownBrokerKill(t *testing.T) {
 	requireChaos(t)
 	rep := chaos.NewReport(t, "05-state-down-broker-kill", "^TestScenario05")
 	c := chaos.StartCluster(t, chaos.Spec{Name: "05-state-down-broker-kill", Brokers: 3, Frontends: 2})
-	rep.SetLog(c.LogPath)
+	rep.Attach(c)
 	v := c.WaitRing(3, 0, 15*time.Second)
 	started := time.Now()
 	tr := startSteady(t, rep, steady(c.FrontendURLs(), nil))
@@ -136,7 +136,7 @@ func TestScenario06StateDownNewFrontend(t *testing.T) {
 	requireChaos(t)
 	rep := chaos.NewReport(t, "06-state-down-new-frontend", "^TestScenario06")
 	c := chaos.StartCluster(t, chaos.Spec{Name: "06-state-down-new-frontend", Brokers: 2, Frontends: 2})
-	rep.SetLog(c.LogPath)
+	rep.Attach(c)
 	v := c.WaitRing(2, 0, 15*time.Second)
 	tr := startSteady(t, rep, steady(c.FrontendURLs(), nil))
 

@@ -69,9 +69,10 @@ type WorkerStatus struct {
 	// counts connections lost.
 	Connects    int64 `json:"connects"`
 	Disconnects int64 `json:"disconnects"`
-	// Back counts clients that received a message sent after the last
-	// mark (all clients before any mark).
+	// Back counts clients that received a message sent after Mark.
 	Back int `json:"back"`
+	// Mark is the mark (unix nanos) Back counts from; 0 before any.
+	Mark int64 `json:"mark"`
 	// Received counts messages received.
 	Received int64 `json:"received"`
 	// Codes counts disconnects by close code.
@@ -154,6 +155,7 @@ func RunWorker(in io.Reader, out io.Writer) error {
 			Received: received.Load(), Done: done,
 		}
 		m := mark.Load()
+		st.Mark = m
 		mu.Lock()
 		for _, wc := range clients {
 			if wc != nil && wc.lastSent.Load() > m {
@@ -416,7 +418,7 @@ func (w *Workers) PIDs() []int {
 // Status returns the latest status of every worker, summed.
 func (w *Workers) Status() WorkerStatus {
 	sum := WorkerStatus{Ready: true, Done: true, Codes: map[int]int64{}}
-	for _, wp := range w.procs {
+	for i, wp := range w.procs {
 		wp.mu.Lock()
 		st := wp.last
 		wp.mu.Unlock()
@@ -428,6 +430,9 @@ func (w *Workers) Status() WorkerStatus {
 		sum.Connects += st.Connects
 		sum.Disconnects += st.Disconnects
 		sum.Back += st.Back
+		if i == 0 || st.Mark < sum.Mark {
+			sum.Mark = st.Mark
+		}
 		sum.Received += st.Received
 		for k, v := range st.Codes {
 			sum.Codes[k] += v
