@@ -14,7 +14,8 @@ import (
 const PingerPublisher = 9999
 
 // Pinger publishes a timestamped payload to every channel of a list once
-// per period, so that subscribers can tell when they receive again.
+// per period, so that subscribers can tell when they receive again. The
+// publishes are spread evenly over the period, not sent in a burst.
 type Pinger struct {
 	c      *client.Client
 	cancel context.CancelFunc
@@ -35,22 +36,20 @@ func StartPinger(t testing.TB, url string, channels []string, every time.Duratio
 	var pctx context.Context
 	pctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Go(func() {
-		tick := time.NewTicker(every)
+		tick := time.NewTicker(max(every/time.Duration(len(channels)), time.Millisecond))
 		defer tick.Stop()
-		var seq uint64
-		for {
+		seq := make([]uint64, len(channels))
+		for i := 0; ; i = (i + 1) % len(channels) {
 			select {
 			case <-pctx.Done():
 				return
 			case <-tick.C:
 			}
-			seq++
-			for _, ch := range channels {
-				data := bench.EncodePayload(PingerPublisher, seq, time.Now(), size)
-				// Fire and forget: the pinger must not stall behind a
-				// slow acknowledgement.
-				_ = c.TransmitPublish(ch, data)
-			}
+			seq[i]++
+			data := bench.EncodePayload(PingerPublisher, seq[i], time.Now(), size)
+			// Fire and forget: the pinger must not stall behind a slow
+			// acknowledgement.
+			_ = c.TransmitPublish(channels[i], data)
 		}
 	})
 	t.Cleanup(p.Stop)

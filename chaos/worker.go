@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +34,9 @@ type WorkerConfig struct {
 	// URLs: client i dials URLs[i%len(URLs)].
 	URLs []string `json:"urls"`
 	// Alternates are host:port addresses a client fails over to when its
-	// URL's frontend does not answer (FailoverHTTPClient).
+	// URL's frontend does not answer (FailoverHTTPClient); client i tries
+	// them from position i, so a failed frontend's clients spread over
+	// the others.
 	Alternates []string `json:"alternates"`
 	// Clients is how many subscriber clients to hold.
 	Clients int `json:"clients"`
@@ -43,16 +46,24 @@ type WorkerConfig struct {
 	SourceIPs []string `json:"source_ips"`
 	// Offset numbers this worker's clients after the other workers'.
 	Offset int `json:"offset"`
-	// ConnectRate paces the initial connections per second (default 1000)
-	// and ConnectConcurrency bounds how many are in progress (default 64).
+	// ConnectRate paces the initial connections per second (default
+	// 1000; negative: no pacing, a storm) and ConnectConcurrency bounds
+	// how many are in progress (default 64).
 	ConnectRate        float64 `json:"connect_rate"`
 	ConnectConcurrency int     `json:"connect_concurrency"`
+	// DialFor bounds how long one client keeps retrying its initial
+	// connection (full jitter between attempts; default 60s).
+	DialFor time.Duration `json:"dial_for"`
 	// BackoffInitial and BackoffMax are the clients' reconnect schedule
 	// (full jitter; defaults 500ms and 5s).
 	BackoffInitial time.Duration `json:"backoff_initial"`
 	BackoffMax     time.Duration `json:"backoff_max"`
 	// ReportEvery is how often a status line is written (default 200ms).
 	ReportEvery time.Duration `json:"report_every"`
+	// CPUs, if set, pins the worker processes to these CPUs (taskset
+	// list, e.g. "0"), so that the load's client side does not starve
+	// the servers it measures.
+	CPUs string `json:"-"`
 }
 
 // WorkerStatus is one status line a worker writes on stdout.
@@ -103,8 +114,11 @@ func RunWorker(in io.Reader, out io.Writer) error {
 	if err := json.Unmarshal(line, &cfg); err != nil {
 		return fmt.Errorf("worker: config: %w", err)
 	}
-	if cfg.ConnectRate <= 0 {
+	if cfg.ConnectRate == 0 {
 		cfg.ConnectRate = 1000
+	}
+	if cfg.DialFor <= 0 {
+		cfg.DialFor = 60 * time.Second
 	}
 	if cfg.ConnectConcurrency <= 0 {
 		cfg.ConnectConcurrency = 64
@@ -222,7 +236,10 @@ func RunWorker(in io.Reader, out io.Writer) error {
 	// full jitter (a rate-limited frontend answers 503).
 	sem := make(chan struct{}, cfg.ConnectConcurrency)
 	var dialWG sync.WaitGroup
-	pace := time.Duration(float64(time.Second) / cfg.ConnectRate)
+	var pace time.Duration
+	if cfg.ConnectRate > 0 {
+		pace = time.Duration(float64(time.Second) / cfg.ConnectRate)
+	}
 	start := time.Now()
 dialing:
 	for i := range cfg.Clients {
@@ -244,7 +261,7 @@ dialing:
 			}
 			wc := &workerClient{}
 			opts := client.Options{
-				HTTPClient:     FailoverHTTPClient(cfg.Alternates, local),
+				HTTPClient:     FailoverHTTPClient(rotate(cfg.Alternates, n), local),
 				Backoff:        client.Backoff{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax},
 				ConnectTimeout: 5 * time.Second,
 				OnConnect: func(client.ConnectInfo) {
@@ -261,14 +278,15 @@ dialing:
 			}
 			var c *client.Client
 			var err error
-			for attempt := range 6 {
+			giveUp := time.Now().Add(cfg.DialFor)
+			for attempt := 0; ; attempt++ {
 				dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 				c, err = client.Dial(dctx, url, opts)
 				dcancel()
-				if err == nil || ctx.Err() != nil {
+				if err == nil || ctx.Err() != nil || time.Now().After(giveUp) {
 					break
 				}
-				ceil := min(cfg.BackoffMax, cfg.BackoffInitial<<attempt)
+				ceil := min(cfg.BackoffMax, cfg.BackoffInitial<<min(attempt, 20))
 				time.Sleep(rand.N(ceil))
 			}
 			if err != nil {
@@ -332,6 +350,15 @@ dialing:
 	return nil
 }
 
+// rotate returns s rotated left by n.
+func rotate(s []string, n int) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	n %= len(s)
+	return append(append([]string{}, s[n:]...), s[:n]...)
+}
+
 // Workers are worker processes started by the chaos test binary.
 type Workers struct {
 	t     testing.TB
@@ -362,12 +389,21 @@ func StartWorkers(t testing.TB, n int, cfg WorkerConfig) *Workers {
 		c := cfg
 		c.Offset = cfg.Offset + i*per
 		c.Clients = min(per, cfg.Clients-i*per)
-		c.ConnectRate = cfg.ConnectRate / float64(n)
-		if c.ConnectRate <= 0 {
+		switch {
+		case cfg.ConnectRate > 0:
+			c.ConnectRate = cfg.ConnectRate / float64(n)
+		case cfg.ConnectRate == 0:
 			c.ConnectRate = 1000 / float64(n)
 		}
 		cmd := exec.Command(exe, "-test.run=^$")
+		if cfg.CPUs != "" {
+			if ts, err := exec.LookPath("taskset"); err == nil {
+				cmd = exec.Command(ts, "-c", cfg.CPUs, exe, "-test.run=^$")
+			}
+		}
 		cmd.Env = append(os.Environ(), WorkerEnv+"=1")
+		// A worker dies with the test process.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -464,6 +500,21 @@ func (w *Workers) WaitFor(timeout time.Duration, cond func(WorkerStatus) bool) (
 func (w *Workers) Mark(at time.Time) {
 	for _, wp := range w.procs {
 		_, _ = fmt.Fprintf(wp.stdin, "mark %d\n", at.UnixNano())
+	}
+}
+
+// Kill SIGKILLs every worker (their connections drop at once) and reaps
+// them.
+func (w *Workers) Kill() {
+	for _, wp := range w.procs {
+		_ = wp.cmd.Process.Kill()
+	}
+	for _, wp := range w.procs {
+		<-wp.done
+		if wp.cmd.ProcessState == nil {
+			_ = wp.cmd.Wait()
+		}
+		wp.stdin.Close()
 	}
 }
 
