@@ -492,11 +492,6 @@ func (b *Broker) Commit(r protocol.Ring) {
 	for _, l := range b.links {
 		all = append(all, l)
 	}
-	b.committed = nr
-	b.incoming = nil
-	if b.prepared != nil && b.prepared.Version() <= nr.Version() {
-		b.prepared = nil
-	}
 	b.m.links.Set(float64(len(b.links)))
 	b.mu.Unlock()
 
@@ -529,6 +524,16 @@ func (b *Broker) Commit(r protocol.Ring) {
 		_ = links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.at)
 	}
 	b.route.Unlock()
+
+	// Only now may subscribes stop holding channels at the old owners:
+	// until the switch above, publishes still went there.
+	b.mu.Lock()
+	b.committed = nr
+	b.incoming = nil
+	if b.prepared != nil && b.prepared.Version() <= nr.Version() {
+		b.prepared = nil
+	}
+	b.mu.Unlock()
 
 	b.m.ringVersion.Set(float64(nr.Version()))
 	b.m.reshards.WithLabelValues("commit").Inc()
