@@ -482,3 +482,14 @@ func counterValue(reg *prometheus.Registry, name, label, value string) float64 {
 	}
 	return n
 }
+
+// Restart starts a stopped frontend again at the same address.
+func (f *FrontendNode) Restart(seeds ...string) {
+	f.c.t.Helper()
+	if f.srv != nil {
+		f.c.t.Fatalf("%s is running", f.Name)
+	}
+	if err := f.start(seeds); err != nil {
+		f.c.t.Fatalf("restarting %s: %v", f.Name, err)
+	}
+}

@@ -1,12 +1,14 @@
 package clustertest_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/sccgo/sccgo/bench"
+	"github.com/sccgo/sccgo/client"
 	"github.com/sccgo/sccgo/internal/clustertest"
 )
 
@@ -248,4 +250,48 @@ func TestWrongAuthKeyRejected(t *testing.T) {
 	if st.Ring.Version != v || len(st.Ring.Brokers) != 1 {
 		t.Fatalf("the ring changed after rejected joins: %+v", st.Ring)
 	}
+}
+
+// A frontend that crashes and comes back at the same address: its clients
+// reconnect (with jittered backoff), resubscribe and receive again; the
+// other frontend's clients never notice.
+func TestFrontendRestartClientsResubscribe(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Brokers: 1, Frontends: 2})
+	c.WaitRing(10*time.Second, 1, 0)
+	f1, f2 := c.Frontends[0], c.Frontends[1]
+	ctx := t.Context()
+	sub, err := client.Dial(ctx, f1.URL(), client.Options{Backoff: client.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	s, err := sub.Subscribe(ctx, "room", client.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := client.Dial(ctx, f2.URL(), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	receive := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if err := pub.Publish(ctx, "room", want); err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+			rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			m, err := s.Next(rctx)
+			cancel()
+			if err == nil && string(m.Data) == `"`+want+`"` {
+				return
+			}
+		}
+		t.Fatalf("%q never arrived", want)
+	}
+	receive("before")
+	f1.Kill()
+	f1.Restart()
+	receive("after")
 }
