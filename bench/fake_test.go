@@ -214,7 +214,7 @@ func TestCheckerCountsInjectedFaults(t *testing.T) {
 	if c.Received != c.Expected-c.Lost+c.Duplicated {
 		t.Errorf("received %d, want %d", c.Received, c.Expected-c.Lost+c.Duplicated)
 	}
-	if len(c.Streams) != 4 || res.Pass {
+	if len(c.Streams) != 4 || res.Pass || res.Correct {
 		t.Errorf("streams %+v, pass %v", c.Streams, res.Pass)
 	}
 	for _, s := range c.Streams {

@@ -58,6 +58,10 @@ type Result struct {
 	// Pass is whether the run met its bounds: no loss, duplicate,
 	// reordering or connect failure (and for sweep, one step passed).
 	Pass bool `json:"pass"`
+	// Correct is whether every step delivered exactly what was expected,
+	// in order, with no connection failing: Pass without the latency
+	// bound.
+	Correct bool `json:"correct"`
 	// Notes explain anything unusual (for example bench-side drops).
 	Notes []string `json:"notes,omitempty"`
 }

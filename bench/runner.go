@@ -110,6 +110,7 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 			res.DisconnectReasons = addReasons(res.DisconnectReasons, rp.DisconnectReasons)
 		}
 		res.Pass = res.Connect.Failed == 0 && res.Disconnects == 0
+		res.Correct = res.Pass
 		if res.Disconnects > 0 {
 			res.Notes = append(res.Notes, fmt.Sprintf("%d connections closed while held", res.Disconnects))
 		}
@@ -131,6 +132,10 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	for _, st := range res.Steps {
 		res.Disconnects += st.Disconnects
 		res.DisconnectReasons = addReasons(res.DisconnectReasons, st.DisconnectReasons)
+	}
+	res.Correct = res.Connect.Failed == 0 && res.Disconnects == 0
+	for _, st := range res.Steps {
+		res.Correct = res.Correct && st.Check.OK() && st.publishErrors == 0
 	}
 	r.finishResult(res, start)
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {

@@ -59,7 +59,7 @@ func TestSweepAgainstFrontend(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if len(res.Steps) != 2 || res.Sustainable == nil || res.Sustainable.Rate != 100 || !res.Pass {
+	if len(res.Steps) != 2 || res.Sustainable == nil || res.Sustainable.Rate != 100 || !res.Pass || !res.Correct {
 		t.Fatalf("steps %+v sustainable %+v", res.Steps, res.Sustainable)
 	}
 	for _, st := range res.Steps {

@@ -42,6 +42,9 @@ func main() {
 	case errors.Is(err, errRunFailed):
 		fmt.Fprintln(os.Stderr, "scc-bench:", err)
 		os.Exit(2)
+	case errors.Is(err, errBoundMissed):
+		fmt.Fprintln(os.Stderr, "scc-bench:", err)
+		os.Exit(3)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "scc-bench:", err)
 		os.Exit(1)
