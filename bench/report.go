@@ -156,7 +156,10 @@ func WriteMarkdownSummary(w io.Writer, header string, results []*Result) error {
 	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range results {
 		res := "pass"
-		if !r.Pass {
+		switch {
+		case !r.Pass && r.Correct:
+			res = "all deliveries correct; no rate met the latency bound"
+		case !r.Pass:
 			res = "**fail**"
 			if len(r.Notes) > 0 {
 				res += ": " + r.Notes[0]
