@@ -96,7 +96,7 @@ func waitBack(rep *chaos.Report, w *chaos.Workers, total int, since time.Time, t
 	rep.Figure("back_50pct_ms", ms(half))
 	rep.Figure("back_90pct_ms", ms(most))
 	rep.Figure("connects", st.Connects)
-	rep.Figure("disconnect_codes", st.Codes)
+	rep.Detail("disconnect_codes", st.Codes)
 	if !ok {
 		rep.Failf("only %d of %d clients were back (reconnected, resubscribed, receiving) %v after the fault", st.Back, total, timeout)
 		return all, false

@@ -328,38 +328,43 @@ func (c *Cluster) MetricOf(name, metric string, labels ...string) float64 {
 }
 
 // Counters returns, per running process, every non-zero series of the
-// counters that count losses and refusals (names with "drop", "closes",
-// "reject", "timeout" or "error"), keyed "process metric{label=value}".
+// counters that count losses and refusals (see AddCounters), keyed
+// "process metric{label=value}".
 func (c *Cluster) Counters() map[string]float64 {
 	out := map[string]float64{}
 	for _, p := range c.Procs() {
 		if !p.Running {
 			continue
 		}
-		s, err := c.Metrics(p.Name)
-		if err != nil {
-			continue
-		}
-		for _, x := range s {
-			if x.Value == 0 || !strings.HasSuffix(x.Name, "_total") {
-				continue
-			}
-			n := x.Name
-			if !strings.Contains(n, "drop") && !strings.Contains(n, "closes") && !strings.Contains(n, "reject") &&
-				!strings.Contains(n, "timeout") && !strings.Contains(n, "error") {
-				continue
-			}
-			key := p.Name + " " + n
-			if len(x.Labels) > 0 {
-				var parts []string
-				for k, v := range x.Labels {
-					parts = append(parts, k+"="+v)
-				}
-				slices.Sort(parts)
-				key += "{" + strings.Join(parts, ",") + "}"
-			}
-			out[key] += x.Value
+		if s, err := c.Metrics(p.Name); err == nil {
+			AddCounters(out, p.Name, s)
 		}
 	}
 	return out
+}
+
+// AddCounters adds to out every non-zero counter of s whose name says it
+// counts losses or refusals ("drop", "closes", "reject", "timeout" or
+// "error"), keyed "proc metric{label=value,...}".
+func AddCounters(out map[string]float64, proc string, s Samples) {
+	for _, x := range s {
+		if x.Value == 0 || !strings.HasSuffix(x.Name, "_total") {
+			continue
+		}
+		n := x.Name
+		if !strings.Contains(n, "drop") && !strings.Contains(n, "closes") && !strings.Contains(n, "reject") &&
+			!strings.Contains(n, "timeout") && !strings.Contains(n, "error") {
+			continue
+		}
+		key := proc + " " + n
+		if len(x.Labels) > 0 {
+			var parts []string
+			for k, v := range x.Labels {
+				parts = append(parts, k+"="+v)
+			}
+			slices.Sort(parts)
+			key += "{" + strings.Join(parts, ",") + "}"
+		}
+		out[key] += x.Value
+	}
 }

@@ -28,8 +28,10 @@ type Result struct {
 	// RecoveryMS is the longest time from a fault until delivery resumed
 	// on every channel (0 when the scenario has no recovery to measure).
 	RecoveryMS float64 `json:"recovery_ms,omitempty"`
-	// Figures are scenario-specific measurements.
+	// Figures are scenario-specific measurements (also on the line).
 	Figures map[string]any `json:"figures,omitempty"`
+	// Details are scenario-specific data too long for the line.
+	Details map[string]any `json:"details,omitempty"`
 	// Failures are the broken promises (empty on a pass).
 	Failures []string  `json:"failures,omitempty"`
 	Notes    []string  `json:"notes,omitempty"`
@@ -154,6 +156,16 @@ func (rp *Report) Figure(key string, v any) {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
 	rp.r.Figures[key] = v
+}
+
+// Detail records data kept in the JSON result only.
+func (rp *Report) Detail(key string, v any) {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	if rp.r.Details == nil {
+		rp.r.Details = map[string]any{}
+	}
+	rp.r.Details[key] = v
 }
 
 // Failf records a broken promise and marks the test failed.
