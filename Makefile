@@ -54,3 +54,17 @@ clean: ## remove build output
 
 image: ## build the container image (needs a Docker engine)
 	docker build -t sccgo:latest .
+
+# Fault scenarios and soak on the real binaries (package chaos); results and
+# logs in chaos/results/.
+CHAOS_QUICK ?= ^TestScenario0[1-6]
+SOAK_DURATION ?= 10m
+.PHONY: chaos chaos-quick soak
+chaos: build ## run every fault scenario on the real binaries (results in chaos/results/)
+	SCC_CHAOS=1 $(GO) test -count=1 -v -timeout 30m -run '^TestScenario' ./chaos/
+
+chaos-quick: build ## run the fast fault scenarios 1-6 (CI)
+	SCC_CHAOS=1 $(GO) test -count=1 -v -timeout 10m -run '$(CHAOS_QUICK)' ./chaos/
+
+soak: build ## SOAK_DURATION (default 10m) of load with broker churn; chaos/results/soak.json
+	SCC_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -timeout 3h -run '^TestSoak$$' ./chaos/
