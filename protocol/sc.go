@@ -156,6 +156,21 @@ func DecodePackets(msg []byte) ([]Packet, error) {
 		}
 		return []Packet{p}, nil
 	}
+	// Fast path: a batch of canonical #publish packets (what a busy
+	// subscriber receives) decodes without encoding/json.
+	if raws, ok := splitArray(trimmed); ok && len(raws) > 0 {
+		out := make([]Packet, len(raws))
+		fast := true
+		for i, r := range raws {
+			if !fastPublishPacket(r, &out[i]) {
+				fast = false
+				break
+			}
+		}
+		if fast {
+			return out, nil
+		}
+	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(trimmed, &raws); err != nil {
 		return nil, errors.Join(ErrNotJSON, err)
@@ -172,6 +187,14 @@ func DecodePackets(msg []byte) ([]Packet, error) {
 }
 
 func decodeOne(b []byte, p *Packet) error {
+	if fastPublishPacket(b, p) {
+		return nil
+	}
+	return decodeGeneral(b, p)
+}
+
+// decodeGeneral decodes any packet object with encoding/json.
+func decodeGeneral(b []byte, p *Packet) error {
 	w, err := objectFields(b)
 	if err != nil {
 		return errors.Join(ErrNotJSON, err)
@@ -268,6 +291,14 @@ var ErrBadChannel = errors.New("protocol: channel name is not a string")
 // DecodePublish decodes #publish data, keeping Data as the raw bytes of the
 // input (no copy, no re-encoding).
 func DecodePublish(data json.RawMessage) (PublishData, error) {
+	if ch, d, n, ok := fastPublishData(data); ok && n == len(data) {
+		return PublishData{Channel: ch, Data: d}, nil
+	}
+	return decodePublishGeneral(data)
+}
+
+// decodePublishGeneral decodes any #publish data with encoding/json.
+func decodePublishGeneral(data json.RawMessage) (PublishData, error) {
 	p, err := objectFields(data)
 	if err != nil {
 		return PublishData{}, errors.Join(ErrBadChannel, err)

@@ -1,0 +1,202 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// Fast paths for the packets that dominate traffic: #publish in both
+// directions, single and in batches. They accept only the canonical layout
+// (no whitespace, keys in SocketCluster's order, a channel name without
+// escapes) that socketcluster-client and sccgo produce, and fall back to
+// the general decoder for anything else, so what they accept is exactly
+// what the general decoder would make of it. Data is still validated.
+
+const (
+	pubPacketPrefix = `{"event":"#publish","data":`
+	pubDataPrefix   = `{"channel":"`
+	pubDataMid      = `,"data":`
+	cidSuffix       = `,"cid":`
+)
+
+// skipString returns the index just past the JSON string that starts at
+// b[i] (a '"'), and whether it contains a backslash.
+func skipString(b []byte, i int) (end int, escaped, ok bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped, true
+		}
+	}
+	return 0, false, false
+}
+
+// skipValue returns the index just past the JSON value that starts at
+// b[i]. It checks nesting and strings only; callers validate the value.
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		end, _, ok := skipString(b, i)
+		return end, ok
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, _, ok := skipString(b, j)
+				if !ok {
+					return 0, false
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+				if depth > maxJSONDepth {
+					return 0, false
+				}
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return 0, false
+	}
+	j := i
+	for j < len(b) {
+		switch b[j] {
+		case ',', '}', ']', ' ', '\t', '\r', '\n':
+			return j, j > i
+		}
+		j++
+	}
+	return j, j > i
+}
+
+// maxJSONDepth bounds nesting on the fast paths; deeper values take the
+// general decoder, whose limits then apply exactly.
+const maxJSONDepth = 64
+
+// fastPublishData parses canonical #publish data, {"channel":"C"} or
+// {"channel":"C","data":D}, at the start of b. n is the length of the
+// object.
+func fastPublishData(b []byte) (channel string, data []byte, n int, ok bool) {
+	if !bytes.HasPrefix(b, []byte(pubDataPrefix)) {
+		return "", nil, 0, false
+	}
+	start := len(pubDataPrefix) - 1
+	end, escaped, ok := skipString(b, start)
+	if !ok || escaped {
+		return "", nil, 0, false
+	}
+	name := b[start+1 : end-1]
+	for _, c := range name {
+		if c < 0x20 {
+			return "", nil, 0, false
+		}
+	}
+	if !utf8.Valid(name) {
+		return "", nil, 0, false
+	}
+	rest := b[end:]
+	if len(rest) > 0 && rest[0] == '}' {
+		return string(name), nil, end + 1, true
+	}
+	if !bytes.HasPrefix(rest, []byte(pubDataMid)) {
+		return "", nil, 0, false
+	}
+	ds := end + len(pubDataMid)
+	de, ok := skipValue(b, ds)
+	if !ok || de >= len(b) || b[de] != '}' {
+		return "", nil, 0, false
+	}
+	data = b[ds:de:de]
+	if !json.Valid(data) {
+		return "", nil, 0, false
+	}
+	return string(name), data, de + 1, true
+}
+
+// fastPublishPacket decodes a canonical #publish packet, with or without a
+// cid.
+func fastPublishPacket(b []byte, p *Packet) bool {
+	if !bytes.HasPrefix(b, []byte(pubPacketPrefix)) {
+		return false
+	}
+	inner := b[len(pubPacketPrefix):]
+	_, _, n, ok := fastPublishData(inner)
+	if !ok {
+		return false
+	}
+	rest := inner[n:]
+	*p = Packet{Event: EventPublish, HasEvent: true, Data: inner[:n:n]}
+	if len(rest) == 1 && rest[0] == '}' {
+		return true
+	}
+	if !bytes.HasPrefix(rest, []byte(cidSuffix)) || rest[len(rest)-1] != '}' {
+		return false
+	}
+	cid := rest[len(cidSuffix) : len(rest)-1]
+	if len(cid) == 0 || len(cid) > 20 {
+		return false
+	}
+	for i, c := range cid {
+		if (c < '0' || c > '9') && !(i == 0 && c == '-') {
+			return false
+		}
+	}
+	p.CID = cid
+	return true
+}
+
+// splitArray splits a JSON array into its elements without decoding them.
+// It allows whitespace between tokens.
+func splitArray(b []byte) ([][]byte, bool) {
+	if len(b) == 0 || b[0] != '[' {
+		return nil, false
+	}
+	var out [][]byte
+	i := skipSpace(b, 1)
+	if i < len(b) && b[i] == ']' {
+		return out, skipSpace(b, i+1) == len(b)
+	}
+	for {
+		i = skipSpace(b, i)
+		end, ok := skipValue(b, i)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, b[i:end:end])
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return nil, false
+		}
+		switch b[i] {
+		case ',':
+			i++
+		case ']':
+			return out, skipSpace(b, i+1) == len(b)
+		default:
+			return nil, false
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\r', '\n':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
