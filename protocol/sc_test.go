@@ -819,64 +819,84 @@ func BenchmarkDecodePublishBatch(b *testing.B) {
 // TestFastPathMatchesGeneral checks that the #publish fast paths decode
 // exactly what the general decoder does, and fall back on anything else.
 func TestFastPathMatchesGeneral(t *testing.T) {
-	for _, msg := range []string{
-		`{"event":"#publish","data":{"channel":"room1","data":{"a":[1,2,{"b":"}"}]}}}`,
-		`{"event":"#publish","data":{"channel":"room1","data":"x\"y"},"cid":17}`,
-		`{"event":"#publish","data":{"channel":"room1"}}`,
-		`{"event":"#publish","data":{"channel":"r\u00e9","data":1}}`,
-		`{"event":"#publish","data":{"channel":"room1","data":1},"cid":1.5}`,
-		`{"event":"#publish","data":{"channel":"room1","data":tru}}`,
-		`{"event":"#publish","data":{"channel":"room1","data":{"a":1}},"rid":3}`,
-		`[{"event":"#publish","data":{"channel":"a","data":1}},{"event":"#publish","data":{"channel":"b","data":[2]}}]`,
-		`[{"event":"#publish","data":{"channel":"a","data":1}},{"rid":4}]`,
-		`[{"event":"#publish","data":{"channel":"a","data":1}},]`,
-	} {
-		fast, ferr := DecodePackets([]byte(msg))
-		// The general decoder, as the fast path must agree with it.
-		var general []Packet
-		var gerr error
-		trimmed := []byte(msg)
-		if trimmed[0] == '{' {
-			var p Packet
-			if w, err := objectFields(trimmed); err != nil {
-				gerr = err
-			} else {
-				_ = w
-				gerr = decodeGeneral(trimmed, &p)
-				general = []Packet{p}
-			}
+	for _, msg := range fastPathCases {
+		compareFastGeneral(t, msg)
+	}
+}
+
+// FuzzFastPath holds the fast paths to the general decoder on any input.
+func FuzzFastPath(f *testing.F) {
+	for _, msg := range fastPathCases {
+		f.Add(msg)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		if Classify([]byte(msg)) != KindJSON || (msg[0] != '{' && msg[0] != '[') {
+			return
+		}
+		compareFastGeneral(t, msg)
+	})
+}
+
+var fastPathCases = []string{
+	`{"event":"#publish","data":{"channel":"room1","data":{"a":[1,2,{"b":"}"}]}}}`,
+	`{"event":"#publish","data":{"channel":"room1","data":"x\"y"},"cid":17}`,
+	`{"event":"#publish","data":{"channel":"room1"}}`,
+	`{"event":"#publish","data":{"channel":"r\u00e9","data":1}}`,
+	`{"event":"#publish","data":{"channel":"room1","data":1},"cid":1.5}`,
+	`{"event":"#publish","data":{"channel":"room1","data":tru}}`,
+	`{"event":"#publish","data":{"channel":"room1","data":{"a":1}},"rid":3}`,
+	`[{"event":"#publish","data":{"channel":"a","data":1}},{"event":"#publish","data":{"channel":"b","data":[2]}}]`,
+	`[{"event":"#publish","data":{"channel":"a","data":1}},{"rid":4}]`,
+	`[{"event":"#publish","data":{"channel":"a","data":1}},]`,
+}
+
+func compareFastGeneral(t *testing.T, msg string) {
+	t.Helper()
+	fast, ferr := DecodePackets([]byte(msg))
+	// The general decoder, as the fast path must agree with it.
+	var general []Packet
+	var gerr error
+	trimmed := []byte(msg)
+	if trimmed[0] == '{' {
+		var p Packet
+		if w, err := objectFields(trimmed); err != nil {
+			gerr = err
 		} else {
-			var raws []json.RawMessage
-			if gerr = json.Unmarshal(trimmed, &raws); gerr == nil {
-				for _, r := range raws {
-					var p Packet
-					if len(r) > 0 && r[0] == '{' {
-						_ = decodeGeneral(r, &p)
-					}
-					general = append(general, p)
+			_ = w
+			gerr = decodeGeneral(trimmed, &p)
+			general = []Packet{p}
+		}
+	} else {
+		var raws []json.RawMessage
+		if gerr = json.Unmarshal(trimmed, &raws); gerr == nil {
+			for _, r := range raws {
+				var p Packet
+				if len(r) > 0 && r[0] == '{' {
+					_ = decodeGeneral(r, &p)
 				}
+				general = append(general, p)
 			}
 		}
-		if (ferr == nil) != (gerr == nil) {
-			t.Errorf("%s: fast err %v, general err %v", msg, ferr, gerr)
-			continue
+	}
+	if (ferr == nil) != (gerr == nil) {
+		t.Errorf("%s: fast err %v, general err %v", msg, ferr, gerr)
+		return
+	}
+	if len(fast) != len(general) {
+		t.Errorf("%s: %d packets, general %d", msg, len(fast), len(general))
+		return
+	}
+	for i := range fast {
+		f, g := fast[i], general[i]
+		if f.Event != g.Event || f.HasEvent != g.HasEvent || string(f.Data) != string(g.Data) ||
+			string(f.CID) != string(g.CID) || string(f.RID) != string(g.RID) {
+			t.Errorf("%s: packet %d fast %+v, general %+v", msg, i, f, g)
 		}
-		if len(fast) != len(general) {
-			t.Errorf("%s: %d packets, general %d", msg, len(fast), len(general))
-			continue
-		}
-		for i := range fast {
-			f, g := fast[i], general[i]
-			if f.Event != g.Event || f.HasEvent != g.HasEvent || string(f.Data) != string(g.Data) ||
-				string(f.CID) != string(g.CID) || string(f.RID) != string(g.RID) {
-				t.Errorf("%s: packet %d fast %+v, general %+v", msg, i, f, g)
-			}
-			if f.Event == EventPublish {
-				fp, ferr := DecodePublish(f.Data)
-				gp, gerr := decodePublishGeneral(g.Data)
-				if (ferr == nil) != (gerr == nil) || fp.Channel != gp.Channel || string(fp.Data) != string(gp.Data) {
-					t.Errorf("%s: publish fast %+v %v, general %+v %v", msg, fp, ferr, gp, gerr)
-				}
+		if f.Event == EventPublish {
+			fp, ferr := DecodePublish(f.Data)
+			gp, gerr := decodePublishGeneral(g.Data)
+			if (ferr == nil) != (gerr == nil) || fp.Channel != gp.Channel || string(fp.Data) != string(gp.Data) {
+				t.Errorf("%s: publish fast %+v %v, general %+v %v", msg, fp, ferr, gp, gerr)
 			}
 		}
 	}
