@@ -3,6 +3,8 @@ package chaos_test
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,33 @@ import (
 // p99Factor is the promise for scenarios 7–9: the unaffected clients'
 // p99 stays within this factor of its baseline.
 const p99Factor = 2.0
+
+// pinForLatency pins the cluster's processes and this test process (whose
+// clients measure latency) to CPU 1, leaving CPU 0 to the load workers
+// (WorkerConfig.CPUs "0"): on a 2-core machine the clients of a storm must
+// not take the servers' CPU, or the measurement shows the load
+// generator, not the servers. The test process is unpinned when t ends.
+func pinForLatency(t *testing.T, rep *chaos.Report, c *chaos.Cluster) {
+	t.Helper()
+	if runtime.NumCPU() < 2 {
+		rep.Notef("one CPU: nothing pinned")
+		return
+	}
+	for _, p := range c.Procs() {
+		if p.Running {
+			if err := chaos.Pin(p.PID, "1"); err != nil {
+				rep.Notef("not pinned: %v", err)
+				return
+			}
+		}
+	}
+	if err := chaos.Pin(os.Getpid(), "1"); err != nil {
+		rep.Notef("not pinned: %v", err)
+		return
+	}
+	t.Cleanup(func() { _ = chaos.Pin(os.Getpid(), chaos.AllCPUs()) })
+	rep.Figure("pinned", "servers+measuring clients:1 load workers:0")
+}
 
 // hostPort returns the host:port of a ws:// URL.
 func hostPort(t *testing.T, u string) string {
@@ -129,6 +158,7 @@ func TestScenario07FrontendKill(t *testing.T) {
 		rep.Fatalf("fleet did not connect: %+v", st)
 	}
 	chaos.StartPinger(t, b, fleetChannels, 200*time.Millisecond, 16)
+	pinForLatency(t, rep, c)
 
 	// The surviving frontends' clients: sequence-checked, latency measured.
 	lat := chaos.NewLatency()
@@ -289,12 +319,12 @@ func TestScenario09ReconnectStorm(t *testing.T) {
 	if testing.Short() {
 		nClients = 2000
 	}
-	const handshakeRate = 2000
+	const handshakeRate = 1000
 	rep := chaos.NewReport(t, "09-reconnect-storm", "^TestScenario09")
 	c := chaos.StartCluster(t, chaos.Spec{Name: "09-reconnect-storm", Brokers: 2, Frontends: 2,
 		Env: map[string]string{
 			"SCC_MAX_HANDSHAKES_PER_SECOND": fmt.Sprint(handshakeRate),
-			"SCC_HANDSHAKE_BURST":           "200",
+			"SCC_HANDSHAKE_BURST":           "100",
 		}})
 	rep.Attach(c)
 	c.WaitRing(2, 0, 15*time.Second)
@@ -304,7 +334,7 @@ func TestScenario09ReconnectStorm(t *testing.T) {
 	for i := 2; i <= 21; i++ {
 		srcs = append(srcs, fmt.Sprintf("127.0.0.%d", i))
 	}
-	fleetChannels := channels("storm-", 10)
+	fleetChannels := channels("storm-", 100)
 	fleet := chaos.WorkerConfig{
 		URLs: []string{a}, Clients: nClients, Channels: fleetChannels, SourceIPs: srcs,
 		ConnectRate: handshakeRate * 0.8, ConnectConcurrency: 128,
@@ -319,10 +349,13 @@ func TestScenario09ReconnectStorm(t *testing.T) {
 	}
 	rep.Figure("initial_connect_s", time.Since(connectStart).Round(100*time.Millisecond).Seconds())
 	chaos.StartPinger(t, b, fleetChannels, time.Second, 16)
+	pinForLatency(t, rep, c)
 
 	lat := chaos.NewLatency()
 	tr := startSteady(t, rep, steady([]string{a, b}, lat))
-	base := baseline(lat, 2*time.Second, 5*time.Second)
+	// 10s windows: at least one whole server ping cycle (SCC_PING_INTERVAL
+	// 8s) of the 10k sockets is in every measurement.
+	base := baseline(lat, 2*time.Second, 10*time.Second)
 	rejected0 := c.MetricOf("frontend-1", "scc_frontend_rejected_connections_total", "reason", "handshake_rate")
 
 	// The storm: every connection drops at once, and every client dials
@@ -348,10 +381,10 @@ func TestScenario09ReconnectStorm(t *testing.T) {
 		rep.Failf("no handshake was refused: the rate limit did not act on a %d-client storm", nClients)
 	}
 	// The limit holds: nobody gets back faster than the limit allows.
-	if floor := time.Duration(float64(nClients-200) / handshakeRate * float64(time.Second)); took < floor {
+	if floor := time.Duration(float64(nClients-100) / handshakeRate * float64(time.Second)); took < floor {
 		rep.Failf("%d clients were back in %v, faster than %d handshakes/s allow", nClients, took, handshakeRate)
 	}
-	checkP99(rep, "storm", base, during, after(lat, time.Second, 5*time.Second))
+	checkP99(rep, "storm", base, during, after(lat, time.Second, 10*time.Second))
 	r := tr.Stop(10 * time.Second)
 	rep.Check(r)
 	requireClean(rep, "the already-connected clients", r)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if lines := chaos.Lines(); len(lines) > 0 {
+		slices.Sort(lines)
 		fmt.Println("\nchaos results:")
 		for _, l := range lines {
 			fmt.Println(l)
