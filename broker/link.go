@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -16,6 +19,23 @@ type link struct {
 	nl    *nodelink.Link
 	id    uint64
 	chans map[string]struct{}
+
+	// targets collects, per frame read, the links that frame's publishes
+	// were forwarded to (reader goroutine only).
+	targets map[*link]struct{}
+
+	// acks are this link's PubAcks waiting for the deliveries they cover
+	// to be written, in publish order.
+	ackMu sync.Mutex
+	acks  []*pendingAck
+}
+
+// pendingAck is the acknowledgement of one frame's publishes: it goes out
+// once every link those publishes were forwarded to has written them, and
+// after every earlier acknowledgement (PubAck is cumulative).
+type pendingAck struct {
+	seq  uint64
+	left atomic.Int32
 }
 
 // HandleMessages applies one frame in order: interest changes take effect
@@ -75,11 +95,50 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 		s.m.deliveriesOut.Add(float64(deliveries))
 	}
 	if maxSeq > 0 {
-		// One cumulative PubAck per frame, queued after the frame's
-		// Delivers to this same link.
-		if !l.nl.SendRaw(protocol.AppendPubAckMsg(make([]byte, 0, 10), maxSeq)) {
-			s.m.drops.WithLabelValues(dropAck).Inc()
-		}
+		l.ackAfterFlush(maxSeq)
+	}
+}
+
+// ackAfterFlush sends one cumulative PubAck for the frame's publishes once
+// the Delivers they caused have been written on every target link. A
+// publish acknowledged this way survives this broker being killed, so the
+// frontend counts exactly the unacknowledged ones as lost in flight.
+func (l *link) ackAfterFlush(seq uint64) {
+	pa := &pendingAck{seq: seq}
+	pa.left.Store(int32(len(l.targets)))
+	l.ackMu.Lock()
+	l.acks = append(l.acks, pa)
+	l.ackMu.Unlock()
+	if len(l.targets) == 0 {
+		l.releaseAcks()
+		return
+	}
+	for t := range l.targets {
+		t.nl.AfterFlush(func() {
+			if pa.left.Add(-1) == 0 {
+				l.releaseAcks()
+			}
+		})
+	}
+	clear(l.targets)
+}
+
+// releaseAcks sends the highest sequence whose acknowledgement, and every
+// earlier one, is complete.
+func (l *link) releaseAcks() {
+	l.ackMu.Lock()
+	var top uint64
+	n := 0
+	for n < len(l.acks) && l.acks[n].left.Load() <= 0 {
+		top = l.acks[n].seq
+		n++
+	}
+	rest := copy(l.acks, l.acks[n:])
+	clear(l.acks[rest:])
+	l.acks = l.acks[:rest]
+	l.ackMu.Unlock()
+	if top > 0 && !l.nl.SendRaw(protocol.AppendPubAckMsg(make([]byte, 0, 10), top)) {
+		l.s.m.drops.WithLabelValues(dropAck).Inc()
 	}
 }
 
@@ -112,9 +171,13 @@ func (l *link) forward(ch string, data []byte) int {
 	}
 	msg := protocol.AppendDeliverMsg(make([]byte, 0, 8+len(ch)+len(data)), ch, data)
 	sent := 0
+	if l.targets == nil {
+		l.targets = make(map[*link]struct{})
+	}
 	for _, t := range targets {
 		if t.nl.SendRaw(msg) {
 			sent++
+			l.targets[t] = struct{}{}
 		} else {
 			s.m.drops.WithLabelValues(dropLinkQueue).Inc()
 		}

@@ -75,6 +75,7 @@ type Handler interface {
 type chunk struct {
 	b     []byte
 	owned bool
+	after func() // a flush marker: called once everything before it is written
 }
 
 // epoch anchors the monotonic timestamps links keep in atomics.
@@ -209,6 +210,27 @@ func (l *Link) enqueue(msg []byte, copy bool) error {
 	return nil
 }
 
+// AfterFlush calls fn on the writer goroutine once every message queued
+// before it has been written to the socket (handed to the kernel, so it
+// survives this process dying), or when the link closes first. fn must not
+// block. A broker acknowledges publishes this way only after the
+// deliveries they caused are written, so what a crash loses is exactly what
+// the publisher's frontend saw unacknowledged.
+func (l *Link) AfterFlush(fn func()) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		fn()
+		return
+	}
+	l.chunks = append(l.chunks, chunk{after: fn})
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
 // take moves the longest prefix of the queue that fits in one frame into
 // batch (at least one chunk if any is queued).
 func (l *Link) take(batch []chunk) ([]chunk, int) {
@@ -246,10 +268,19 @@ func (l *Link) closeWith(reason string, cause error) {
 	}
 	l.closed = true
 	l.cerr = &CloseError{Reason: reason, Err: cause}
+	var afters []func()
+	for _, c := range l.chunks {
+		if c.after != nil {
+			afters = append(afters, c.after)
+		}
+	}
 	clear(l.chunks)
 	l.chunks = nil
 	l.queued = 0
 	l.mu.Unlock()
+	for _, fn := range afters {
+		fn()
+	}
 	l.m.Closes.WithLabelValues(reason).Inc()
 	if cause != nil {
 		l.log.Info("link closed", "reason", reason, "err", cause)
@@ -364,6 +395,7 @@ func (l *Link) writeLoop() {
 	defer tick.Stop()
 	var (
 		batch   []chunk
+		afters  []func()
 		wbuf    []byte
 		pingSeq uint64
 	)
@@ -386,8 +418,19 @@ func (l *Link) writeLoop() {
 		for {
 			var total int
 			batch, total = l.take(batch[:0])
-			if total == 0 {
+			if len(batch) == 0 {
 				break
+			}
+			afters = afters[:0]
+			for _, c := range batch {
+				if c.after != nil {
+					afters = append(afters, c.after)
+				}
+			}
+			if total == 0 { // only flush markers
+				clear(batch)
+				runAll(afters)
+				continue
 			}
 			frame := batch[0].b
 			if len(batch) > 1 {
@@ -402,9 +445,11 @@ func (l *Link) writeLoop() {
 			err := l.conn.Write(ctx, websocket.MessageBinary, frame)
 			cancel()
 			if err != nil {
+				runAll(afters)
 				l.closeWith(ReasonWriteError, err)
 				return
 			}
+			runAll(afters)
 			l.lastSend.Store(now())
 			l.m.FramesOut.Inc()
 			l.m.BytesOut.Add(float64(total))
@@ -412,5 +457,11 @@ func (l *Link) writeLoop() {
 				wbuf = nil
 			}
 		}
+	}
+}
+
+func runAll(fns []func()) {
+	for _, fn := range fns {
+		fn()
 	}
 }
