@@ -568,3 +568,35 @@ func TestNewMetricsTwice(t *testing.T) {
 		t.Fatal("second NewMetrics is not backed by the same series")
 	}
 }
+
+// AfterFlush fires once everything queued before it is written, in order
+// with the writes, and fires on close for what never got written.
+func TestAfterFlush(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", nil)
+	l := dial(t, s.addr(), testConfig("fe-1", protocol.RoleFrontend, nil))
+	fired := make(chan int, 4)
+	for i := 1; i <= 3; i++ {
+		l.SendRaw(protocol.AppendPublishMsg(nil, uint64(i), "ch", []byte(`1`)))
+	}
+	l.AfterFlush(func() { fired <- 3 })
+	l.AfterFlush(func() { fired <- 0 }) // a marker with nothing before it
+	runLink(t, l, newRecorder())
+	if got := <-fired; got != 3 {
+		t.Fatalf("first marker %d", got)
+	}
+	if got := <-fired; got != 0 {
+		t.Fatalf("second marker %d", got)
+	}
+	waitFor(t, "server link", func() bool { return len(s.accepted()) == 1 })
+	sl := s.accepted()[0]
+	waitFor(t, "the three publishes", func() bool { return len(s.h.got(sl)) == 3 })
+
+	l.Close(ReasonShutdown)
+	closed := make(chan struct{})
+	l.AfterFlush(func() { close(closed) })
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("AfterFlush on a closed link never fired")
+	}
+}
