@@ -57,6 +57,9 @@ type Traffic struct {
 	mu       sync.Mutex
 	lastRecv map[string]time.Time // channel → newest SentAt delivered anywhere
 	paused   atomic.Bool
+	// publishing counts publishers between their pause check and the
+	// Expect of their publish, so Checkpoint can wait for them.
+	publishing atomic.Int64
 }
 
 type subscriber struct {
@@ -149,6 +152,11 @@ func (tr *Traffic) publish(id int, c *client.Client) {
 		if tr.paused.Load() {
 			continue
 		}
+		tr.publishing.Add(1)
+		if tr.paused.Load() { // paused meanwhile: Checkpoint may not have seen us
+			tr.publishing.Add(-1)
+			continue
+		}
 		k := i % len(tr.channels)
 		ch := tr.channels[k]
 		seq[k]++
@@ -163,12 +171,14 @@ func (tr *Traffic) publish(id int, c *client.Client) {
 			// it. Its sequence number stays used, which the checker
 			// would see as a gap: expect the rest around it instead.
 			tr.failed.Add(1)
+			tr.publishing.Add(-1)
 			continue
 		}
 		tr.published.Add(1)
 		for _, s := range tr.subs {
 			s.check.Expect(id, ch, seq[k])
 		}
+		tr.publishing.Add(-1)
 	}
 }
 
@@ -253,8 +263,13 @@ func (tr *Traffic) Checkpoint(settle time.Duration) bench.CheckResult {
 	tr.Pause()
 	defer tr.Resume()
 	// A publish already in progress finishes before the pause takes
-	// effect; give it its acknowledgement time through WaitCaughtUp.
-	tr.WaitCaughtUp(settle)
+	// effect: wait until it is expected (else a delivery that beat its
+	// acknowledgement counts as unexpected), then for the deliveries.
+	deadline := time.Now().Add(settle)
+	for tr.publishing.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	tr.WaitCaughtUp(time.Until(deadline))
 	var r bench.CheckResult
 	for _, s := range tr.subs {
 		r.Merge(s.check.Result())
