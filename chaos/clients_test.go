@@ -25,10 +25,11 @@ const p99Factor = 2.0
 // (WorkerConfig.CPUs "0"): on a 2-core machine the clients of a storm must
 // not take the servers' CPU, or the measurement shows the load
 // generator, not the servers. The test process is unpinned when t ends.
+// SCC_CHAOS_NOPIN turns pinning off.
 func pinForLatency(t *testing.T, rep *chaos.Report, c *chaos.Cluster) {
 	t.Helper()
-	if runtime.NumCPU() < 2 {
-		rep.Notef("one CPU: nothing pinned")
+	if runtime.NumCPU() < 2 || os.Getenv("SCC_CHAOS_NOPIN") != "" {
+		rep.Notef("not pinned (one CPU, or SCC_CHAOS_NOPIN set)")
 		return
 	}
 	for _, p := range c.Procs() {
@@ -157,8 +158,10 @@ func TestScenario07FrontendKill(t *testing.T) {
 	if st, ok := w.WaitFor(60*time.Second, func(st chaos.WorkerStatus) bool { return st.Ready }); !ok || st.Dialed != nClients {
 		rep.Fatalf("fleet did not connect: %+v", st)
 	}
+	// Only the worker is pinned (CPU 0): a 1000-client wave costs its
+	// clients little, and the servers keep both cores as they would
+	// keep their own machines.
 	chaos.StartPinger(t, b, fleetChannels, 200*time.Millisecond, 16)
-	pinForLatency(t, rep, c)
 
 	// The surviving frontends' clients: sequence-checked, latency measured.
 	lat := chaos.NewLatency()
