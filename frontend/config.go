@@ -100,6 +100,12 @@ type Config struct {
 	// frame larger than it costs a second write syscall. Env
 	// SCC_WRITE_BUFFER_SIZE. Default 512.
 	WriteBufferSize int
+	// WriterLinger is how long a socket's writer goroutine waits for more
+	// messages after draining its queue before it exits: a busy socket
+	// keeps its writer instead of starting (and growing the stack of) a
+	// new goroutine per burst, and an idle socket holds none once it has
+	// passed. Env SCC_WRITER_LINGER. Default 20ms; 0 exits at once.
+	WriterLinger time.Duration
 
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
 	// clients do not reconnect elsewhere all at once. Env
@@ -167,6 +173,7 @@ func DefaultConfig() Config {
 		CloseTimeout:           2 * time.Second,
 		ReadBufferSize:         256,
 		WriteBufferSize:        512,
+		WriterLinger:           20 * time.Millisecond,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
 		MaxHandshakesPerSecond: 0,

@@ -155,6 +155,7 @@ func New(cfg Config) (*Server, error) {
 		MessageType:  websocket.MessageText,
 		Batch:        protocol.AppendBatch,
 		WG:           &s.wg,
+		Linger:       cfg.WriterLinger,
 		OnFrame: func(packets, bytes int) {
 			s.stat.framesOut.Add(1)
 			s.stat.bytesOut.Add(uint64(bytes))

@@ -76,7 +76,6 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	return st, r, errors.Join(errs...)
 }
 
-
 // advertisedIP is the IP other nodes should dial: the configured one, else
 // loopback for a loopback bind, else the bind address itself, else the
 // first non-loopback interface address.

@@ -133,6 +133,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.CloseTimeout = r.Duration("SCC_CLOSE_TIMEOUT", d.CloseTimeout, "bound on the WebSocket close handshake")
 	c.ReadBufferSize = r.Int("SCC_READ_BUFFER_SIZE", d.ReadBufferSize, "per-socket read buffer in bytes")
 	c.WriteBufferSize = r.Int("SCC_WRITE_BUFFER_SIZE", d.WriteBufferSize, "per-socket write buffer in bytes")
+	c.WriterLinger = r.Duration("SCC_WRITER_LINGER", d.WriterLinger, "how long an idle socket's writer goroutine waits for more messages before it exits")
 	c.DrainDuration = r.Duration("SCC_DRAIN_DURATION", d.DrainDuration, "window over which shutdown closes sockets with 1001")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the whole shutdown")
 	st.logLevel = r.LogLevel("info", "SOCKETCLUSTER_LOG_LEVEL", "SCC_LOG_LEVEL")

@@ -70,7 +70,6 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	return st, r, errors.Join(errs...)
 }
 
-
 // run starts the state server and serves until ctx is done, then shuts
 // down.
 func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Writer) error {

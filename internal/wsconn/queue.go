@@ -48,6 +48,13 @@ type Engine struct {
 	OnFrame func(packets, bytes int)
 	// WG owns the writer goroutines; the server waits on it at shutdown.
 	WG *sync.WaitGroup
+	// Linger is how long a writer waits for more packets after draining
+	// its queue before it exits. A connection that receives steadily
+	// keeps one writer (whose stack has grown to fit the write path)
+	// instead of starting a fresh goroutine, and growing its stack, for
+	// every burst; an idle connection holds no goroutine once Linger has
+	// passed. 0 exits at once.
+	Linger time.Duration
 
 	batchPool sync.Pool
 }
@@ -111,6 +118,12 @@ type Queue struct {
 	running bool
 	closed  bool
 	after   func()
+	// lingering is set while the writer waits for more packets; wake
+	// (made on first use) tells it some arrived.
+	lingering bool
+	wake      chan struct{}
+	// deadline is the write deadline set on the socket (writer only).
+	deadline time.Time
 }
 
 // NewQueue returns a queue writing to ws, with deadlines set on nc (the
@@ -203,6 +216,7 @@ func (q *Queue) CloseAfterFlush(fn func()) {
 	}
 	q.after = fn
 	if q.running {
+		q.wakeLocked()
 		q.mu.Unlock()
 		return
 	}
@@ -211,7 +225,19 @@ func (q *Queue) CloseAfterFlush(fn func()) {
 	q.eng.WG.Go(q.run)
 }
 
+// wakeLocked ends a lingering writer's wait.
+func (q *Queue) wakeLocked() {
+	if q.lingering {
+		q.lingering = false
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (q *Queue) closeLocked() {
+	q.wakeLocked()
 	q.closed = true
 	clear(q.pkts)
 	q.pkts = nil
@@ -221,6 +247,7 @@ func (q *Queue) closeLocked() {
 
 func (q *Queue) startLocked() bool {
 	if q.running {
+		q.wakeLocked()
 		return false
 	}
 	q.running = true
@@ -230,10 +257,50 @@ func (q *Queue) startLocked() bool {
 // run is the writer. It owns the socket's data frames while running.
 func (q *Queue) run() {
 	var spare [][]byte
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	wrote := false
 	for {
 		q.mu.Lock()
+		if !q.closed && q.after == nil && len(q.pkts) == 0 && !q.hasPing && q.eng.Linger > 0 {
+			// Wait a little for more before giving the goroutine up.
+			if q.wake == nil {
+				q.wake = make(chan struct{}, 1)
+			}
+			q.lingering = true
+			wake := q.wake
+			q.mu.Unlock()
+			if linger == nil {
+				linger = time.NewTimer(q.eng.Linger)
+			} else {
+				linger.Reset(q.eng.Linger)
+			}
+			select {
+			case <-wake:
+				linger.Stop()
+				continue
+			case <-linger.C:
+			}
+			q.mu.Lock()
+			q.lingering = false
+			// Drain a wake that raced with the timer.
+			select {
+			case <-wake:
+			default:
+			}
+		}
 		if q.closed || (len(q.pkts) == 0 && !q.hasPing) {
+			if wrote {
+				// A stale deadline would fail the close frame or the next
+				// writer's first write. Cleared before running is
+				// released, so it never clears the next writer's.
+				q.nc.SetWriteDeadline(time.Time{})
+				q.deadline = time.Time{}
+			}
 			q.running = false
 			after := q.after
 			if len(q.pkts) == 0 {
@@ -243,11 +310,6 @@ func (q *Queue) run() {
 				q.closed = true
 			}
 			q.mu.Unlock()
-			if wrote {
-				// A stale deadline would fail the close frame or the next
-				// writer's first write.
-				q.nc.SetWriteDeadline(time.Time{})
-			}
 			if after != nil {
 				after()
 			}
@@ -284,7 +346,17 @@ func (q *Queue) run() {
 func (q *Queue) write(hasPing bool, ping []byte, pkts [][]byte) error {
 	ctx := context.Background()
 	typ := q.eng.messageType()
-	deadline := func() { q.nc.SetWriteDeadline(time.Now().Add(q.eng.writeTimeout())) }
+	// Setting a deadline re-arms a runtime timer; on a busy socket that
+	// costs as much as the frame. Refresh it only once half of it has
+	// passed: every write still has at least half the timeout.
+	deadline := func() {
+		now := time.Now()
+		if q.deadline.Sub(now) > q.eng.writeTimeout()/2 {
+			return
+		}
+		q.deadline = now.Add(q.eng.writeTimeout())
+		q.nc.SetWriteDeadline(q.deadline)
+	}
 	if hasPing {
 		deadline()
 		if err := q.ws.Write(ctx, websocket.MessageText, ping); err != nil {
