@@ -74,6 +74,7 @@ type Handler interface {
 // SendRaw caller and is never written to.
 type chunk struct {
 	b     []byte
+	n     int // messages in b
 	owned bool
 	after func() // a flush marker: called once everything before it is written
 }
@@ -195,12 +196,13 @@ func (l *Link) enqueue(msg []byte, copy bool) error {
 	}
 	l.queued += n
 	if !copy {
-		l.chunks = append(l.chunks, chunk{b: msg})
+		l.chunks = append(l.chunks, chunk{b: msg, n: 1})
 	} else if k := len(l.chunks) - 1; k >= 0 && l.chunks[k].owned && int64(len(l.chunks[k].b)+n) <= l.cfg.MaxFrameBytes {
 		l.chunks[k].b = append(l.chunks[k].b, msg...)
+		l.chunks[k].n++
 	} else {
 		b := make([]byte, 0, max(n, 512))
-		l.chunks = append(l.chunks, chunk{b: append(b, msg...), owned: true})
+		l.chunks = append(l.chunks, chunk{b: append(b, msg...), n: 1, owned: true})
 	}
 	l.mu.Unlock()
 	select {
@@ -269,10 +271,16 @@ func (l *Link) closeWith(reason string, cause error) {
 	l.closed = true
 	l.cerr = &CloseError{Reason: reason, Err: cause}
 	var afters []func()
+	unsent := 0
 	for _, c := range l.chunks {
 		if c.after != nil {
 			afters = append(afters, c.after)
 		}
+		unsent += c.n
+	}
+	if unsent > 0 {
+		// What a dead or partitioned peer never got is a drop too.
+		l.m.Drops.WithLabelValues(ReasonUnsent).Add(float64(unsent))
 	}
 	clear(l.chunks)
 	l.chunks = nil

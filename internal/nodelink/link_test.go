@@ -600,3 +600,19 @@ func TestAfterFlush(t *testing.T) {
 		t.Fatal("AfterFlush on a closed link never fired")
 	}
 }
+
+// Messages still queued when a link closes are counted as dropped.
+func TestUnsentCountedAtClose(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", nil)
+	l := dial(t, s.addr(), testConfig("fe-1", protocol.RoleFrontend, nil))
+	// Not running: nothing is written, so all five stay queued.
+	for i := 1; i <= 3; i++ {
+		l.SendRaw(protocol.AppendPublishMsg(nil, uint64(i), "ch", []byte(`1`)))
+	}
+	l.Send(protocol.MsgUnsubscribe, protocol.Unsubscribe{Channels: []string{"a"}})
+	l.Send(protocol.MsgUnsubscribe, protocol.Unsubscribe{Channels: []string{"b"}})
+	l.Close(ReasonShutdown)
+	if got := counterValue(l.m.Drops.WithLabelValues(ReasonUnsent)); got != 5 {
+		t.Fatalf("unsent drops = %v, want 5", got)
+	}
+}

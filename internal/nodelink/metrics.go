@@ -15,6 +15,7 @@ const (
 	ReasonClosed      = "closed"       // handshake: the peer went away; drop: the link is closed
 	ReasonQueueFull   = "queue_full"   // drop: the writer queue is at QueueMaxBytes
 	ReasonTooLarge    = "too_large"    // drop: one message exceeds MaxFrameBytes
+	ReasonUnsent      = "unsent"       // drop: queued but not yet written when the link closed
 	ReasonPingTimeout = "ping_timeout" // close: nothing arrived for PingTimeout
 	ReasonReadError   = "read_error"   // close: the connection failed while reading
 	ReasonWriteError  = "write_error"  // close: a frame write failed or timed out
@@ -56,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
 	for _, r := range []string{protocol.RejectAuth, protocol.RejectVersion, protocol.RejectMalformed, protocol.RejectRole, protocol.RejectState, ReasonTimeout, ReasonClosed} {
 		m.Rejects.WithLabelValues(r)
 	}
-	for _, r := range []string{ReasonQueueFull, ReasonTooLarge, ReasonClosed} {
+	for _, r := range []string{ReasonQueueFull, ReasonTooLarge, ReasonClosed, ReasonUnsent} {
 		m.Drops.WithLabelValues(r)
 	}
 	for _, r := range []string{ReasonPingTimeout, ReasonReadError, ReasonWriteError, ReasonProtocol, ReasonRejected, ReasonShutdown} {
