@@ -449,7 +449,10 @@ func (l *Link) writeLoop() {
 				frame = wbuf
 			}
 			clear(batch)
-			ctx, cancel := context.WithTimeout(l.ctx, l.cfg.WriteTimeout)
+			// A peer that takes nothing for PingTimeout is as dead as one
+			// that sends nothing: the liveness check runs on this
+			// goroutine, so a blocked write must not outlast it.
+			ctx, cancel := context.WithTimeout(l.ctx, min(l.cfg.WriteTimeout, l.cfg.PingTimeout))
 			err := l.conn.Write(ctx, websocket.MessageBinary, frame)
 			cancel()
 			if err != nil {
