@@ -1,0 +1,78 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// The reshard, failover and routing behaviour of this package runs against
+// real brokers and a real state server in internal/clustertest; these are
+// the cases that need no cluster.
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type sink struct{}
+
+func (sink) Deliver(string, []byte) {}
+
+func TestPublishWithoutRingIsCountedError(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := DefaultConfig()
+	cfg.Registry = reg
+	b := New(cfg)
+	if err := b.Start(context.Background(), sink{}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Ready() {
+		t.Fatal("ready without a ring")
+	}
+	if err := b.Publish(context.Background(), "ch", []byte(`1`)); !errors.Is(err, ErrNoRing) {
+		t.Fatalf("Publish = %v, want ErrNoRing", err)
+	}
+	var m dto.Metric
+	if err := b.m.drops.WithLabelValues("no_ring").Write(&m); err != nil || m.GetCounter().GetValue() != 1 {
+		t.Fatalf("no_ring drops = %v", m.GetCounter().GetValue())
+	}
+	// Interest recorded before the ring is known waits for it; Subscribe
+	// does not block without brokers.
+	if err := b.Subscribe(context.Background(), "ch"); err != nil {
+		t.Fatal(err)
+	}
+	b.Unsubscribe("ch")
+	b.Unsubscribe("never-subscribed")
+}
+
+func TestCloseIsIdempotentAndStopsLinks(t *testing.T) {
+	b := New(DefaultConfig())
+	if err := b.Start(context.Background(), sink{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background(), sink{}); err == nil {
+		t.Fatal("a second Start succeeded")
+	}
+	// A ring naming a broker nobody runs: Prepare cannot get the broker's
+	// acknowledgement for the local channel, and the link keeps redialing
+	// until Close, which must stop it (goleak checks).
+	if err := b.Subscribe(context.Background(), "room"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := b.Prepare(ctx, protocol.Ring{Version: 1, Brokers: []protocol.BrokerInfo{{ID: "b1", Addr: "127.0.0.1:1"}}})
+	if err == nil {
+		t.Fatal("Prepare against an unreachable broker with a cancelled context succeeded")
+	}
+	b.Close()
+	b.Close()
+	if err := b.Subscribe(context.Background(), "x"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Subscribe after Close = %v", err)
+	}
+}
