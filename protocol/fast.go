@@ -152,6 +152,9 @@ func fastPublishPacket(b []byte, p *Packet) bool {
 			return false
 		}
 	}
+	if !json.Valid(cid) { // leading zeros, a lone minus
+		return false
+	}
 	p.CID = cid
 	return true
 }

@@ -838,6 +838,8 @@ func FuzzFastPath(f *testing.F) {
 }
 
 var fastPathCases = []string{
+	`{"event":"#publish","data":{"channel":""},"cid":00000000}`,
+	`{"event":"#publish","data":{"channel":"a"},"cid":-}`,
 	`{"event":"#publish","data":{"channel":"room1","data":{"a":[1,2,{"b":"}"}]}}}`,
 	`{"event":"#publish","data":{"channel":"room1","data":"x\"y"},"cid":17}`,
 	`{"event":"#publish","data":{"channel":"room1"}}`,
