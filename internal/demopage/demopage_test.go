@@ -1,6 +1,8 @@
 package demopage
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -106,4 +108,11 @@ func TestScriptSpeaksSocketCluster(t *testing.T) {
 			t.Errorf("search %q: %v\n%s", tc.search, err, out)
 		}
 	}
+}
+
+// hash is the CSP source expression of an inline script or style,
+// computed here independently of the code under test.
+func hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }

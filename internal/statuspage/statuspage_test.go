@@ -1,6 +1,8 @@
 package statuspage
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -189,4 +191,11 @@ func TestScriptToleratesOtherShapes(t *testing.T) {
 	if !strings.Contains(got["error"].(string), "connection refused") || got["rescheduled"] != true {
 		t.Errorf("fetch failure: %v", got)
 	}
+}
+
+// hash is the CSP source expression of an inline script or style,
+// computed here independently of the code under test.
+func hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }
