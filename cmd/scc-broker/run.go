@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -120,19 +119,9 @@ func advertisedIP(configured, bind string, addrs func() ([]net.Addr, error)) str
 // the state server to reshard it out and waits for the release, bounded by
 // SCC_SHUTDOWN_TIMEOUT) and shuts down.
 func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Writer) error {
-	fs := flag.NewFlagSet("scc-broker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	st, r, loadErr := load(getenv)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: scc-broker [-h]\n\nscc-broker routes publishes between frontends. It reads these environment variables:")
-		config.Usage(stderr, r.Vars())
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := config.ParseArgs("scc-broker", "scc-broker routes publishes between frontends.", args, r, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if loadErr != nil {
 		return loadErr

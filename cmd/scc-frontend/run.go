@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -191,19 +189,9 @@ func parsePrivateKey(pem []byte) (any, error) {
 // run starts the frontend and serves until ctx is done, then shuts down.
 // A cluster broker plugs in by setting st.cfg.Broker before New.
 func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Writer) error {
-	fs := flag.NewFlagSet("scc-frontend", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	st, r, loadErr := load(getenv)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: scc-frontend [-h]\n\nscc-frontend serves SocketCluster clients. It reads these environment variables:")
-		config.Usage(stderr, r.Vars())
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := config.ParseArgs("scc-frontend", "scc-frontend serves SocketCluster clients.", args, r, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if loadErr != nil {
 		return loadErr

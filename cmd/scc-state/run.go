@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -73,19 +72,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 // run starts the state server and serves until ctx is done, then shuts
 // down.
 func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Writer) error {
-	fs := flag.NewFlagSet("scc-state", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	st, r, loadErr := load(getenv)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: scc-state [-h]\n\nscc-state is the cluster state server. It reads these environment variables:")
-		config.Usage(stderr, r.Vars())
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := config.ParseArgs("scc-state", "scc-state is the cluster state server.", args, r, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if loadErr != nil {
 		return loadErr

@@ -7,6 +7,7 @@
 package config
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -256,4 +257,24 @@ func ParseLogLevel(v string) (slog.Level, error) {
 		return 0, fmt.Errorf("not a log level (debug, info, warn, error or 0-3)")
 	}
 	return l, nil
+}
+
+// ParseArgs parses a binary's command line, which takes no arguments but
+// -h: -h prints about and every variable read so far (returning
+// flag.ErrHelp), and anything else is an error.
+func ParseArgs(name, about string, args []string, r *Reader, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s [-h]\n\n%s It reads these environment variables:\n", name, about)
+		Usage(stderr, r.Vars())
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return nil
 }
