@@ -9,6 +9,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -357,7 +358,10 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	now := s.clock()
 	sock := &Socket{srv: s, id: s.ids.next(), ws: ws, nc: nc, opened: now, refilled: now, tokens: float64(s.cfg.InboundBurst)}
 	sock.lastSeen.Store(now)
-	sock.lastPing.Store(now)
+	// The first ping comes at a random point of the first interval, so
+	// sockets that connect together (a reconnect storm) do not all get
+	// their pings in the same sweep ever after.
+	sock.lastPing.Store(now - mrand.Int64N(int64(s.cfg.PingInterval)))
 	sock.q.Init(&s.eng, ws, nc, sock)
 
 	s.regMu.RLock()
