@@ -50,6 +50,37 @@ func requireClean(t *testing.T, r bench.CheckResult) {
 	}
 }
 
+// requireRecovered waits for every channel to deliver a message sent after
+// the fault and holds it to DESIGN.md's failure bound: delivery restored
+// within 2s. That bound is a promise of the design (measured 0.4-1.2s
+// here), not a speed benchmark.
+func requireRecovered(t *testing.T, tr *clustertest.Traffic, since time.Time, what string) {
+	t.Helper()
+	took, ok := tr.WaitFlowing(since, 10*time.Second)
+	if !ok {
+		t.Fatal(what)
+	}
+	t.Logf("delivery resumed on every channel %v after the fault", took)
+	if took > 2*time.Second {
+		t.Errorf("delivery resumed after %v, want under 2s", took)
+	}
+}
+
+// requireCrashAccounted checks what a crash may cost: messages in flight
+// may be lost, but counted, and nothing is duplicated or reordered.
+func requireCrashAccounted(t *testing.T, c *clustertest.Cluster, r bench.CheckResult) {
+	t.Helper()
+	report(t, r)
+	if r.Duplicated != 0 || r.OutOfOrder != 0 {
+		t.Errorf("a crash may lose in-flight messages but never duplicate or reorder them")
+	}
+	drops := c.RouteDrops()
+	if r.Lost > 0 && drops == 0 {
+		t.Errorf("%d messages were lost but no drop was counted", r.Lost)
+	}
+	t.Logf("drops counted by frontends: %v", drops)
+}
+
 func TestCrossFrontendDelivery(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{Brokers: 2, Frontends: 2})
 	c.WaitRing(10*time.Second, 2, 0)
@@ -104,24 +135,9 @@ func TestBrokerKillRecovers(t *testing.T) {
 	}
 	killed := time.Now()
 	c.Brokers[0].Kill()
-	took, ok := tr.WaitFlowing(killed, 10*time.Second)
-	if !ok {
-		t.Fatal("delivery did not resume on every channel after a broker was killed")
-	}
-	t.Logf("delivery resumed on every channel %v after the kill", took)
-	if took > 2*time.Second {
-		t.Errorf("delivery resumed after %v, want under 2s", took)
-	}
+	requireRecovered(t, tr, killed, "delivery did not resume on every channel after a broker was killed")
 	c.WaitRing(10*time.Second, 2, v)
-	r := tr.Stop(5 * time.Second)
-	report(t, r)
-	if r.Duplicated != 0 || r.OutOfOrder != 0 {
-		t.Errorf("a crash may lose in-flight messages but never duplicate or reorder them")
-	}
-	if r.Lost > 0 && c.RouteDrops() == 0 {
-		t.Errorf("%d messages were lost but no drop was counted", r.Lost)
-	}
-	t.Logf("drops counted by frontends: %v", c.RouteDrops())
+	requireCrashAccounted(t, c, tr.Stop(5*time.Second))
 }
 
 func TestBrokerRestartSameAddress(t *testing.T) {
@@ -134,22 +150,8 @@ func TestBrokerRestartSameAddress(t *testing.T) {
 	killed := time.Now()
 	c.Brokers[0].Kill()
 	c.Brokers[0].Restart()
-	took, ok := tr.WaitFlowing(killed, 10*time.Second)
-	if !ok {
-		t.Fatal("delivery did not resume after the broker restarted")
-	}
-	t.Logf("delivery resumed on every channel %v after the kill", took)
-	if took > 2*time.Second {
-		t.Errorf("delivery resumed after %v, want under 2s", took)
-	}
-	r := tr.Stop(5 * time.Second)
-	report(t, r)
-	if r.Duplicated != 0 || r.OutOfOrder != 0 {
-		t.Errorf("a restart may lose in-flight messages but never duplicate or reorder them")
-	}
-	if r.Lost > 0 && c.RouteDrops() == 0 {
-		t.Errorf("%d messages were lost but no drop was counted", r.Lost)
-	}
+	requireRecovered(t, tr, killed, "delivery did not resume after the broker restarted")
+	requireCrashAccounted(t, c, tr.Stop(5*time.Second))
 }
 
 // stateOutage is how long the state server stays down; the figure
@@ -196,22 +198,8 @@ func TestStateDownLosesNothing(t *testing.T) {
 	// A broker killed while the state is down is routed around.
 	killed := time.Now()
 	c.Brokers[2].Kill()
-	took, ok := tr.WaitFlowing(killed, 10*time.Second)
-	if !ok {
-		t.Fatal("delivery did not resume after a broker died while the state server was down")
-	}
-	t.Logf("routed around the dead broker in %v without the state server", took)
-	if took > 2*time.Second {
-		t.Errorf("routed around after %v, want under 2s", took)
-	}
-	rr := tr.Stop(5 * time.Second)
-	report(t, rr)
-	if rr.Duplicated != 0 || rr.OutOfOrder != 0 {
-		t.Errorf("want no duplicates or reordering")
-	}
-	if rr.Lost > 0 && c.RouteDrops() == 0 {
-		t.Errorf("%d messages were lost but no drop was counted", rr.Lost)
-	}
+	requireRecovered(t, tr, killed, "delivery did not resume after a broker died while the state server was down")
+	requireCrashAccounted(t, c, tr.Stop(5*time.Second))
 	tr2.Stop(5 * time.Second)
 }
 
