@@ -119,10 +119,6 @@ type Config struct {
 	// the gap cost. Default false: a dropped connection stays dropped and
 	// is counted.
 	Reconnect bool `json:"reconnect,omitempty"`
-	// SubscriptionBuffer is the client's buffer per subscription (each
-	// slot costs about 40 bytes up front). Default 1024; conns uses 16
-	// unless set.
-	SubscriptionBuffer int `json:"subscription_buffer"`
 	// ServerPIDs are processes of the server under test on this machine
 	// (-server-pids); their CPU use per step is reported, to show whether
 	// the server or the bench was the bottleneck.
@@ -173,7 +169,6 @@ func DefaultConfig() Config {
 		ConnectConcurrency: 64,
 		ConnectTimeout:     10 * time.Second,
 		ProtocolVersion:    2,
-		SubscriptionBuffer: 1024,
 		FDReserve:          64,
 	}
 }
@@ -238,17 +233,11 @@ func (c *Config) Validate() error {
 	case c.MessagesPerPublisher < 0:
 		return bad("-count is negative")
 	}
-	if c.SubscriptionBuffer <= 0 {
-		c.SubscriptionBuffer = DefaultConfig().SubscriptionBuffer
-	}
 	if c.FDReserve <= 0 {
 		c.FDReserve = DefaultConfig().FDReserve
 	}
 	if c.Scenario == Conns {
 		c.Publishers = 0
-		if c.SubscriptionBuffer == DefaultConfig().SubscriptionBuffer {
-			c.SubscriptionBuffer = 16 // idle: nothing to buffer
-		}
 	}
 	return nil
 }

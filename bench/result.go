@@ -34,10 +34,6 @@ type Result struct {
 	Latency LatencySummary `json:"latency"`
 	// Check is the delivery check over the whole run (warm-up included).
 	Check CheckResult `json:"check"`
-	// ClientDropped counts messages the bench's own subscription buffers
-	// dropped because the bench could not keep up: load-generator
-	// overload, not server loss (they are also counted as lost).
-	ClientDropped int64 `json:"client_dropped"`
 	// Disconnects counts connections that closed during the run, by close
 	// code and reason in DisconnectReasons.
 	Disconnects       int64            `json:"disconnects"`
@@ -101,7 +97,6 @@ type Step struct {
 	DeliveredPerSec float64        `json:"delivered_per_s"`
 	Latency         LatencySummary `json:"latency"`
 	Check           CheckResult    `json:"check"`
-	ClientDropped   int64          `json:"client_dropped"`
 	Disconnects     int64          `json:"disconnects"`
 	// DisconnectReasons counts the disconnects by close code and reason,
 	// for example "4011 …" when the server's inbound rate limit closed a

@@ -162,9 +162,6 @@ func (r *Runner) finishResult(res *Result, start time.Time) {
 			res.Notes = append(res.Notes, fmt.Sprintf("other processes used %.2f cores during the reported step: they competed with bench and server, so the figures are pessimistic", other))
 		}
 	}
-	if res.ClientDropped > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("the bench's own subscription buffers dropped %d messages: the load generator, not the server, was too slow (they count as lost)", res.ClientDropped))
-	}
 }
 
 func (r *Runner) applyStep(res *Result, st Step) {
@@ -176,7 +173,6 @@ func (r *Runner) applyStep(res *Result, st Step) {
 	res.DeliveredPerSec = st.DeliveredPerSec
 	res.Latency = st.Latency
 	res.Check = st.Check
-	res.ClientDropped = st.ClientDropped
 	res.BenchCPU = st.BenchCPU
 	res.ServerCPU = st.ServerCPU
 	res.MachineCPU = st.MachineCPU
@@ -310,7 +306,6 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		st.Check.Merge(rp.Check)
 		lat.Merge(rp.Latency)
 		st.delivered += rp.Delivered
-		st.ClientDropped += rp.ClientDropped
 		st.Disconnects += rp.Disconnects
 		st.DisconnectReasons = addReasons(st.DisconnectReasons, rp.DisconnectReasons)
 		if rp.WallSeconds > 0 {

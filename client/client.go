@@ -773,7 +773,7 @@ func (c *Client) handlePacket(cn *conn, p *protocol.Packet) {
 func (c *Client) handleEvent(cn *conn, p *protocol.Packet) {
 	switch p.Event {
 	case protocol.EventPublish:
-		pd, err := protocol.DecodePublish(p.Data)
+		pd, err := protocol.DecodePublishValid(p.Data)
 		if err != nil {
 			return
 		}

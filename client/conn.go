@@ -1,9 +1,11 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -344,8 +346,12 @@ func (cn *conn) readLoop() {
 	defer close(cn.readerDone)
 	c := cn.c
 	v1 := c.opts.ProtocolVersion == protocol.V1
+	// Frames are read into one reused buffer and then copied once at their
+	// exact size (decoded messages keep slices of it): io.ReadAll would
+	// grow a fresh buffer several times per frame.
+	var rbuf []byte
 	for {
-		typ, msg, err := cn.ws.Read(context.Background())
+		typ, msg, err := cn.readFrame(&rbuf)
 		if err != nil {
 			var ce websocket.CloseError
 			if errors.As(err, &ce) {
@@ -382,3 +388,37 @@ func (cn *conn) readLoop() {
 		}
 	}
 }
+
+// readFrame reads one message into *buf (reused across calls) and returns
+// an exact-size copy.
+func (cn *conn) readFrame(buf *[]byte) (websocket.MessageType, []byte, error) {
+	typ, r, err := cn.ws.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	msg := bytes.Clone(b)
+	if cap(b) <= maxReadBuffer {
+		*buf = b[:0]
+	} else {
+		*buf = nil
+	}
+	return typ, msg, nil
+}
+
+// maxReadBuffer is the largest read buffer a connection keeps between
+// frames.
+const maxReadBuffer = 16 << 10

@@ -388,3 +388,58 @@ func BenchmarkFrontendTransmitPublish(b *testing.B) {
 		b.Logf("dropped %d of %d", d, b.N)
 	}
 }
+
+func TestSubscriptionHandler(t *testing.T) {
+	f := startFrontend(t, "", nil)
+	// A one-slot buffer would drop most of a burst; a Handler has none.
+	c := dial(t, f.URL(), client.Options{SubscriptionBuffer: 1})
+	pub := dial(t, f.URL(), client.Options{})
+	ctx := ctxT(t, 10*time.Second)
+
+	const n = 2000
+	got := make(chan int, n)
+	sub, err := c.Subscribe(ctx, "handled", client.SubscribeOptions{Handler: func(m client.Message) {
+		var v int
+		if m.Channel != "handled" || json.Unmarshal(m.Data, &v) != nil {
+			v = -1
+		}
+		got <- v
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := pub.TransmitPublish("handled", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		select {
+		case v := <-got:
+			if v != i {
+				t.Fatalf("message %d arrived as %d", i, v)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of %d messages reached the handler", i, n)
+		}
+	}
+	if d := sub.Dropped(); d != 0 {
+		t.Fatalf("dropped %d", d)
+	}
+	select {
+	case m := <-sub.C():
+		t.Fatalf("C delivered %+v although a Handler is set", m)
+	default:
+	}
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-sub.C():
+		if ok {
+			t.Fatal("C delivered after Unsubscribe")
+		}
+	case <-ctx.Done():
+		t.Fatal("C not closed after Unsubscribe")
+	}
+}

@@ -25,6 +25,13 @@ type SubscribeOptions struct {
 	// Data is sent with the #subscribe (the server's middleware sees it);
 	// it is encoded as for Invoke. Nil sends none.
 	Data any
+	// Handler, if set, receives every message instead of C and Next: it
+	// is called on the connection's read goroutine, in order, with no
+	// buffer in between, so nothing is ever dropped and no goroutine
+	// hand-off is paid per message. It must return quickly (the
+	// connection reads nothing else meanwhile) and may keep m. C then
+	// delivers nothing and is closed when the Subscription ends.
+	Handler func(m Message)
 }
 
 // Subscription receives the messages published to one channel. It ends
@@ -65,7 +72,7 @@ func (c *Client) Subscribe(ctx context.Context, channel string, opts SubscribeOp
 		channel: channel,
 		opts:    opts,
 		data:    data,
-		ch:      make(chan Message, c.opts.SubscriptionBuffer),
+		ch:      make(chan Message, bufferFor(opts, c.opts.SubscriptionBuffer)),
 		acked:   make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -248,6 +255,15 @@ func (s *Subscription) Err() error {
 
 // deliver hands m to the reader without ever blocking the connection.
 func (s *Subscription) deliver(m Message) {
+	if h := s.opts.Handler; h != nil {
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if !closed {
+			h(m)
+		}
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -295,4 +311,13 @@ func (c *Client) Subscriptions() []string {
 		out = append(out, ch)
 	}
 	return out
+}
+
+// bufferFor is the capacity of a Subscription's channel: none when a
+// Handler takes the messages.
+func bufferFor(opts SubscribeOptions, n int) int {
+	if opts.Handler != nil {
+		return 0
+	}
+	return n
 }

@@ -106,6 +106,14 @@ type Config struct {
 	// new goroutine per burst, and an idle socket holds none once it has
 	// passed. Env SCC_WRITER_LINGER. Default 20ms; 0 exits at once.
 	WriterLinger time.Duration
+	// WriteCoalesce is the shortest gap between two frames to one socket:
+	// messages for a socket that was written to less than this long ago
+	// wait out the rest of the gap and leave together in one frame. It
+	// trades at most this much latency, only on busy sockets, for far
+	// fewer write syscalls on the server and read syscalls on the client.
+	// A socket that receives less often than once per gap sees no delay.
+	// Env SCC_WRITE_COALESCE. Default 20ms; 0 writes at once.
+	WriteCoalesce time.Duration
 
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
 	// clients do not reconnect elsewhere all at once. Env
@@ -174,6 +182,7 @@ func DefaultConfig() Config {
 		ReadBufferSize:         256,
 		WriteBufferSize:        512,
 		WriterLinger:           20 * time.Millisecond,
+		WriteCoalesce:          20 * time.Millisecond,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
 		MaxHandshakesPerSecond: 0,

@@ -157,6 +157,7 @@ func New(cfg Config) (*Server, error) {
 		Batch:        protocol.AppendBatch,
 		WG:           &s.wg,
 		Linger:       cfg.WriterLinger,
+		Coalesce:     cfg.WriteCoalesce,
 		OnFrame: func(packets, bytes int) {
 			s.stat.framesOut.Add(1)
 			s.stat.bytesOut.Add(uint64(bytes))

@@ -189,10 +189,10 @@ func (t *subTable) fanout(channel string, frame []byte) int {
 		n = e.n
 		if e.many != nil {
 			for s := range e.many {
-				s.q.Enqueue(frame)
+				s.q.EnqueueCoalesced(frame)
 			}
 		} else if e.one != nil {
-			e.one.q.Enqueue(frame)
+			e.one.q.EnqueueCoalesced(frame)
 		}
 	}
 	sh.mu.RUnlock()

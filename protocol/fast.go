@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"bytes"
-	"encoding/json"
 	"unicode/utf8"
 )
 
@@ -88,6 +87,12 @@ const maxJSONDepth = 64
 // {"channel":"C","data":D}, at the start of b. n is the length of the
 // object.
 func fastPublishData(b []byte) (channel string, data []byte, n int, ok bool) {
+	return fastPublish(b, true)
+}
+
+// fastPublish is fastPublishData; validate false skips validating D, for
+// input already known to be valid JSON.
+func fastPublish(b []byte, validate bool) (channel string, data []byte, n int, ok bool) {
 	if !bytes.HasPrefix(b, []byte(pubDataPrefix)) {
 		return "", nil, 0, false
 	}
@@ -118,10 +123,45 @@ func fastPublishData(b []byte) (channel string, data []byte, n int, ok bool) {
 		return "", nil, 0, false
 	}
 	data = b[ds:de:de]
-	if !json.Valid(data) {
+	if validate && !validJSON(data) {
 		return "", nil, 0, false
 	}
 	return string(name), data, de + 1, true
+}
+
+// fastPublishLen is fastPublishData without building the channel string:
+// the length of the canonical #publish data at the start of b.
+func fastPublishLen(b []byte) (n int, ok bool) {
+	if !bytes.HasPrefix(b, []byte(pubDataPrefix)) {
+		return 0, false
+	}
+	start := len(pubDataPrefix) - 1
+	end, escaped, ok := skipString(b, start)
+	if !ok || escaped {
+		return 0, false
+	}
+	name := b[start+1 : end-1]
+	for _, c := range name {
+		if c < 0x20 {
+			return 0, false
+		}
+	}
+	if !utf8.Valid(name) {
+		return 0, false
+	}
+	rest := b[end:]
+	if len(rest) > 0 && rest[0] == '}' {
+		return end + 1, true
+	}
+	if !bytes.HasPrefix(rest, []byte(pubDataMid)) {
+		return 0, false
+	}
+	ds := end + len(pubDataMid)
+	de, ok := skipValue(b, ds)
+	if !ok || de >= len(b) || b[de] != '}' || !validJSON(b[ds:de]) {
+		return 0, false
+	}
+	return de + 1, true
 }
 
 // fastPublishPacket decodes a canonical #publish packet, with or without a
@@ -131,7 +171,7 @@ func fastPublishPacket(b []byte, p *Packet) bool {
 		return false
 	}
 	inner := b[len(pubPacketPrefix):]
-	_, _, n, ok := fastPublishData(inner)
+	n, ok := fastPublishLen(inner)
 	if !ok {
 		return false
 	}
@@ -152,7 +192,7 @@ func fastPublishPacket(b []byte, p *Packet) bool {
 			return false
 		}
 	}
-	if !json.Valid(cid) { // leading zeros, a lone minus
+	if !validJSON(cid) { // leading zeros, a lone minus
 		return false
 	}
 	p.CID = cid

@@ -357,6 +357,13 @@ func FuzzDecodePublish(f *testing.F) {
 	addFrameSeeds(f, packetData(EventPublish))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := DecodePublish(data)
+		if json.Valid(data) {
+			// For valid JSON the unvalidating variant agrees exactly.
+			v, verr := DecodePublishValid(data)
+			if (verr == nil) != (err == nil) || v.Channel != p.Channel || !bytes.Equal(v.Data, p.Data) || (v.Data == nil) != (p.Data == nil) {
+				t.Fatalf("DecodePublishValid(%q) = %+v, %v; DecodePublish = %+v, %v", data, v, verr, p, err)
+			}
+		}
 		obj, isObj := genericObject(data)
 		ch, isStr := obj["channel"].(string)
 		if (err == nil) != (isObj && isStr) {

@@ -297,6 +297,17 @@ func DecodePublish(data json.RawMessage) (PublishData, error) {
 	return decodePublishGeneral(data)
 }
 
+// DecodePublishValid is DecodePublish for data already known to be valid
+// JSON, as every Packet.Data that DecodePackets returns is: it does not
+// validate the payload a second time. Given invalid JSON its result is
+// unspecified (but it never panics).
+func DecodePublishValid(data json.RawMessage) (PublishData, error) {
+	if ch, d, n, ok := fastPublish(data, false); ok && n == len(data) {
+		return PublishData{Channel: ch, Data: d}, nil
+	}
+	return decodePublishGeneral(data)
+}
+
 // decodePublishGeneral decodes any #publish data with encoding/json.
 func decodePublishGeneral(data json.RawMessage) (PublishData, error) {
 	p, err := objectFields(data)

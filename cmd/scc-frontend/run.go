@@ -132,6 +132,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.ReadBufferSize = r.Int("SCC_READ_BUFFER_SIZE", d.ReadBufferSize, "per-socket read buffer in bytes")
 	c.WriteBufferSize = r.Int("SCC_WRITE_BUFFER_SIZE", d.WriteBufferSize, "per-socket write buffer in bytes")
 	c.WriterLinger = r.Duration("SCC_WRITER_LINGER", d.WriterLinger, "how long an idle socket's writer goroutine waits for more messages before it exits")
+	c.WriteCoalesce = r.Duration("SCC_WRITE_COALESCE", d.WriteCoalesce, "shortest gap between two frames to one socket; messages for a busy socket wait out the rest of it and leave in one frame (0 writes at once)")
 	c.DrainDuration = r.Duration("SCC_DRAIN_DURATION", d.DrainDuration, "window over which shutdown closes sockets with 1001")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the whole shutdown")
 	st.logLevel = r.LogLevel("info", "SOCKETCLUSTER_LOG_LEVEL", "SCC_LOG_LEVEL")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 
 	"github.com/coder/websocket"
@@ -74,11 +75,12 @@ type Raw struct {
 	net.Conn
 	br     *bufio.Reader
 	prefix *prefixConn
+	cork   *corkWriter
 	rc     syscall.RawConn
 }
 
-func newRaw(nc net.Conn, br *bufio.Reader, pc *prefixConn) *Raw {
-	r := &Raw{Conn: nc, br: br, prefix: pc}
+func newRaw(nc net.Conn, br *bufio.Reader, pc *prefixConn, cw *corkWriter) *Raw {
+	r := &Raw{Conn: nc, br: br, prefix: pc, cork: cw}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			r.rc = rc
@@ -107,6 +109,76 @@ func (r *Raw) WaitReadable() error {
 		return nil
 	}
 	return waitReadable(r.rc)
+}
+
+// Cork holds back everything written to the connection, including what
+// the write buffer flushes, until Uncork sends it in one write. A frame
+// bigger than the small write buffer would otherwise cost one write syscall
+// for the buffer and another for the rest (and one segment each on the
+// wire). Every Cork must be followed by Uncork.
+func (r *Raw) Cork() { r.cork.corkOn() }
+
+// Uncork writes what was held since Cork in one write and returns its
+// error.
+func (r *Raw) Uncork() error { return r.cork.uncork() }
+
+// corkWriter is the write side under the bufio.Writer coder/websocket
+// uses. Writes pass straight through unless corked; then they are appended
+// to a pooled buffer and written in one go by uncork. Control frames that
+// coder/websocket writes from another goroutine while the connection is
+// corked join the held bytes in order and leave with them.
+type corkWriter struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	held   *[]byte
+}
+
+// maxPooledCork is the largest cork buffer kept for reuse.
+const maxPooledCork = 64 << 10
+
+var corkPool sync.Pool
+
+func (w *corkWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.corked {
+		return w.Conn.Write(p)
+	}
+	if w.held == nil {
+		w.held, _ = corkPool.Get().(*[]byte)
+		if w.held == nil {
+			w.held = new([]byte)
+		}
+	}
+	*w.held = append(*w.held, p...)
+	return len(p), nil
+}
+
+func (w *corkWriter) corkOn() {
+	w.mu.Lock()
+	w.corked = true
+	w.mu.Unlock()
+}
+
+func (w *corkWriter) uncork() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.corked = false
+	if w.held == nil {
+		return nil
+	}
+	b := w.held
+	w.held = nil
+	var err error
+	if len(*b) > 0 {
+		_, err = w.Conn.Write(*b)
+	}
+	if cap(*b) <= maxPooledCork {
+		*b = (*b)[:0]
+		corkPool.Put(b)
+	}
+	return err
 }
 
 // hijackWriter is an http.ResponseWriter whose Hijack returns small
@@ -139,8 +211,9 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn = pc
 	}
 	br := bufio.NewReaderSize(conn, h.rsize)
-	h.raw = newRaw(nc, br, pc)
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, h.wsize)), nil
+	cw := &corkWriter{Conn: conn}
+	h.raw = newRaw(nc, br, pc, cw)
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(cw, h.wsize)), nil
 }
 
 // prefixConn serves bytes already read from the socket before reading from

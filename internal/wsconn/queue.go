@@ -55,6 +55,19 @@ type Engine struct {
 	// every burst; an idle connection holds no goroutine once Linger has
 	// passed. 0 exits at once.
 	Linger time.Duration
+	// Coalesce is the shortest gap between two data frames of one
+	// connection for packets queued with EnqueueCoalesced. A writer with
+	// only such packets to send within Coalesce of its previous frame
+	// waits out the rest of the gap, so a busy connection gets few large
+	// frames (one syscall each, on both ends) instead of one frame per
+	// packet; a connection that receives less often than once per
+	// Coalesce sees no delay at all. The wait ends early once
+	// CoalesceBytes are queued, or when a packet is queued with Enqueue
+	// (a reply someone waits for), which then leaves at once together
+	// with everything before it. 0 writes at once.
+	Coalesce time.Duration
+	// CoalesceBytes ends a coalescing wait early. Default 16 KiB.
+	CoalesceBytes int
 
 	batchPool sync.Pool
 }
@@ -71,6 +84,13 @@ func (e *Engine) maxMessages() int {
 		return e.MaxMessages
 	}
 	return DefaultMaxMessages
+}
+
+func (e *Engine) coalesceBytes() int {
+	if e.CoalesceBytes > 0 {
+		return e.CoalesceBytes
+	}
+	return 16 << 10
 }
 
 func (e *Engine) writeTimeout() time.Duration {
@@ -121,9 +141,18 @@ type Queue struct {
 	// lingering is set while the writer waits for more packets; wake
 	// (made on first use) tells it some arrived.
 	lingering bool
-	wake      chan struct{}
+	// holding is set while the writer waits out Engine.Coalesce; wake
+	// ends it early when the queue reaches Engine.CoalesceBytes, gets an
+	// urgent packet, or closes.
+	holding bool
+	// urgent is set while the queue holds a packet queued with Enqueue:
+	// the writer does not wait to coalesce.
+	urgent bool
+	wake   chan struct{}
 	// deadline is the write deadline set on the socket (writer only).
 	deadline time.Time
+	// lastFrame is when the writer last wrote a data frame (writer only).
+	lastFrame time.Time
 }
 
 // NewQueue returns a queue writing to ws, with deadlines set on nc (the
@@ -140,10 +169,18 @@ func (q *Queue) Init(eng *Engine, ws *websocket.Conn, nc net.Conn, owner Owner) 
 	q.eng, q.ws, q.nc, q.owner = eng, ws, nc, owner
 }
 
-// Enqueue queues one packet. p must not be modified afterwards; the same
-// slice may be queued on many connections. It returns false when the queue
-// is closed or overflowed (then Owner.QueueOverflow has been called).
-func (q *Queue) Enqueue(p []byte) bool {
+// Enqueue queues one packet to be written promptly. p must not be
+// modified afterwards; the same slice may be queued on many connections.
+// It returns false when the queue is closed or overflowed (then
+// Owner.QueueOverflow has been called).
+func (q *Queue) Enqueue(p []byte) bool { return q.enqueue(p, true) }
+
+// EnqueueCoalesced is Enqueue for a packet that may wait up to
+// Engine.Coalesce to share a frame with the ones after it: a delivery
+// of a busy fan-out, not a reply.
+func (q *Queue) EnqueueCoalesced(p []byte) bool { return q.enqueue(p, false) }
+
+func (q *Queue) enqueue(p []byte, urgent bool) bool {
 	q.mu.Lock()
 	if q.closed || q.after != nil {
 		q.mu.Unlock()
@@ -164,6 +201,12 @@ func (q *Queue) Enqueue(p []byte) bool {
 	}
 	q.pkts = append(q.pkts, p)
 	q.bytes += len(p)
+	if urgent {
+		q.urgent = true
+	}
+	if q.holding && (urgent || q.bytes >= q.eng.coalesceBytes()) {
+		q.endHoldLocked()
+	}
 	start := q.startLocked()
 	q.mu.Unlock()
 	if start {
@@ -217,6 +260,7 @@ func (q *Queue) CloseAfterFlush(fn func()) {
 	q.after = fn
 	if q.running {
 		q.wakeLocked()
+		q.endHoldLocked()
 		q.mu.Unlock()
 		return
 	}
@@ -236,12 +280,25 @@ func (q *Queue) wakeLocked() {
 	}
 }
 
+// endHoldLocked ends a coalescing writer's wait.
+func (q *Queue) endHoldLocked() {
+	if q.holding {
+		q.holding = false
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (q *Queue) closeLocked() {
 	q.wakeLocked()
+	q.endHoldLocked()
 	q.closed = true
 	clear(q.pkts)
 	q.pkts = nil
 	q.bytes = 0
+	q.urgent = false
 	q.hasPing = false
 }
 
@@ -315,17 +372,50 @@ func (q *Queue) run() {
 			}
 			return
 		}
+		if q.eng.Coalesce > 0 && !q.closed && q.after == nil && len(q.pkts) > 0 && !q.urgent &&
+			!q.lastFrame.IsZero() && q.bytes < q.eng.coalesceBytes() {
+			if wait := q.eng.Coalesce - time.Since(q.lastFrame); wait > 0 {
+				if q.wake == nil {
+					q.wake = make(chan struct{}, 1)
+				}
+				q.holding = true
+				wake := q.wake
+				q.mu.Unlock()
+				if linger == nil {
+					linger = time.NewTimer(wait)
+				} else {
+					linger.Reset(wait)
+				}
+				select {
+				case <-wake:
+					linger.Stop()
+				case <-linger.C:
+				}
+				q.mu.Lock()
+				q.holding = false
+				select {
+				case <-wake:
+				default:
+				}
+				q.lastFrame = time.Time{}
+				q.mu.Unlock()
+				continue
+			}
+		}
 		var ping []byte
 		hasPing := q.hasPing
 		if hasPing {
 			ping, q.hasPing = q.ping, false
 		}
 		pkts := q.pkts
-		q.pkts, q.bytes = spare[:0], 0
+		q.pkts, q.bytes, q.urgent = spare[:0], 0, false
 		q.mu.Unlock()
 
 		wrote = true
 		err := q.write(hasPing, ping, pkts)
+		if len(pkts) > 0 && q.eng.Coalesce > 0 {
+			q.lastFrame = time.Now()
+		}
 		clear(pkts)
 		spare = pkts
 		if err != nil {
@@ -343,7 +433,26 @@ func (q *Queue) run() {
 	}
 }
 
+// corker is implemented by *Raw: writes between Cork and Uncork leave in
+// one syscall.
+type corker interface {
+	Cork()
+	Uncork() error
+}
+
 func (q *Queue) write(hasPing bool, ping []byte, pkts [][]byte) error {
+	if c, ok := q.nc.(corker); ok {
+		c.Cork()
+		err := q.writeFrames(hasPing, ping, pkts)
+		if uerr := c.Uncork(); err == nil {
+			err = uerr
+		}
+		return err
+	}
+	return q.writeFrames(hasPing, ping, pkts)
+}
+
+func (q *Queue) writeFrames(hasPing bool, ping []byte, pkts [][]byte) error {
 	ctx := context.Background()
 	typ := q.eng.messageType()
 	// Setting a deadline re-arms a runtime timer; on a busy socket that

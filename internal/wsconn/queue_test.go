@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -189,5 +190,139 @@ func TestQueueWriteError(t *testing.T) {
 	}
 	if q.Enqueue([]byte(`2`)) {
 		t.Fatal("failed queue accepted a packet")
+	}
+}
+
+func TestQueueCoalescesBusySocket(t *testing.T) {
+	var wg sync.WaitGroup
+	var frames atomic.Int64
+	const gap = 300 * time.Millisecond
+	eng := &Engine{Batch: batch, WG: &wg, Coalesce: gap, Linger: time.Second, OnFrame: func(int, int) { frames.Add(1) }}
+	q, _, c, _ := pair(t, eng)
+
+	// A socket that has not been written to lately gets its packet at once.
+	start := time.Now()
+	q.EnqueueCoalesced([]byte(`1`))
+	if got := read(t, c); got != `1` {
+		t.Fatalf("first packet sent as %q", got)
+	}
+	first := time.Since(start)
+	// Packets right behind it wait out the gap and leave in one frame.
+	q.EnqueueCoalesced([]byte(`2`))
+	q.EnqueueCoalesced([]byte(`3`))
+	q.EnqueueCoalesced([]byte(`4`))
+	if got := read(t, c); got != `[2,3,4]` {
+		t.Fatalf("coalesced frame %q", got)
+	}
+	if waited := time.Since(start); waited < gap-first {
+		t.Fatalf("second frame %v after the first was queued; the gap is %v", waited, gap)
+	}
+	if n := frames.Load(); n != 2 {
+		t.Fatalf("%d frames for two bursts", n)
+	}
+}
+
+func TestQueueCoalesceEndsEarly(t *testing.T) {
+	var wg sync.WaitGroup
+	// A gap far beyond the read deadline: only the byte bound or a close
+	// can end the wait in time.
+	eng := &Engine{Batch: batch, WG: &wg, Coalesce: time.Hour, CoalesceBytes: 100}
+	q, _, c, _ := pair(t, eng)
+	q.EnqueueCoalesced([]byte(`1`))
+	if got := read(t, c); got != `1` {
+		t.Fatalf("first packet sent as %q", got)
+	}
+	pad := `"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"`
+	for range 3 { // 3×40 bytes passes CoalesceBytes
+		q.EnqueueCoalesced([]byte(pad))
+	}
+	if got := read(t, c); got != "["+pad+","+pad+","+pad+"]" {
+		t.Fatalf("frame %q", got)
+	}
+
+	// Closing ends the wait too: the writer goroutine exits (the cleanup's
+	// WaitGroup.Wait would hang otherwise), and CloseAfterFlush still
+	// writes what was queued.
+	q.EnqueueCoalesced([]byte(`"held"`))
+	closed := make(chan struct{})
+	q.CloseAfterFlush(func() { close(closed) })
+	if got := read(t, c); got != `"held"` {
+		t.Fatalf("flushed %q", got)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("close callback not called during a coalescing wait")
+	}
+
+	// A reply someone waits for ends the wait at once and takes the
+	// deliveries queued before it along, in order.
+	q3, _, c3, _ := pair(t, eng)
+	q3.EnqueueCoalesced([]byte(`1`))
+	read(t, c3)
+	q3.EnqueueCoalesced([]byte(`2`))
+	q3.Enqueue([]byte(`"ack"`))
+	if got := read(t, c3); got != `[2,"ack"]` {
+		t.Fatalf("frame with a reply %q", got)
+	}
+
+	q2, _, c2, _ := pair(t, eng)
+	q2.EnqueueCoalesced([]byte(`1`))
+	read(t, c2)
+	q2.EnqueueCoalesced([]byte(`2`))
+	q2.Close()
+	wg.Wait()
+}
+
+// countConn counts the writes that reach the network.
+type countConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (c *countConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes = append(c.writes, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+func TestCorkJoinsWrites(t *testing.T) {
+	cc := &countConn{}
+	cw := &corkWriter{Conn: cc}
+	bw := bufio.NewWriterSize(cw, 16)
+
+	// Uncorked, the small buffer flushes a header and a big payload in
+	// pieces, the way a frame larger than the write buffer goes out.
+	bw.Write([]byte("hd"))
+	bw.Write([]byte("0123456789abcdefghij"))
+	bw.Flush()
+	if len(cc.writes) < 2 {
+		t.Fatalf("uncorked: %d writes, want the buffer's pieces", len(cc.writes))
+	}
+	cc.writes = nil
+
+	cw.corkOn()
+	bw.Write([]byte("hd"))
+	bw.Write([]byte("0123456789abcdefghij"))
+	bw.Flush()
+	cw.Write([]byte("+ctl")) // a control frame from another goroutine
+	if len(cc.writes) != 0 {
+		t.Fatalf("corked: %d writes reached the network", len(cc.writes))
+	}
+	if err := cw.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cc.writes) != 1 || string(cc.writes[0]) != "hd0123456789abcdefghij+ctl" {
+		t.Fatalf("uncork wrote %q", cc.writes)
+	}
+	// Nothing held: uncork writes nothing, and writes pass through again.
+	if err := cw.uncork(); err != nil || len(cc.writes) != 1 {
+		t.Fatalf("empty uncork: %v, %d writes", err, len(cc.writes))
+	}
+	cw.Write([]byte("x"))
+	if len(cc.writes) != 2 {
+		t.Fatalf("after uncork: %d writes", len(cc.writes))
 	}
 }
