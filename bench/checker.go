@@ -19,8 +19,13 @@ import (
 // Memory is one bit per message of each stream, minus the prefix that has
 // already arrived complete.
 type Checker struct {
-	mu        sync.Mutex
-	streams   map[streamKey]*stream
+	mu      sync.Mutex
+	streams map[streamKey]*stream
+	// The streams of the channel seen last, by publisher: a subscriber
+	// usually receives on one channel, and an int key is far cheaper to
+	// look up than a (publisher, channel name) pair.
+	lastCh    string
+	lastPub   map[int]*stream
 	malformed int64
 	observer  func(Payload, time.Time)
 	lat       *Recorder
@@ -108,6 +113,7 @@ func (c *Checker) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.streams)
+	c.lastCh, c.lastPub = "", nil
 	c.malformed = 0
 	if c.lat != nil {
 		c.lat.Reset()
@@ -115,12 +121,21 @@ func (c *Checker) Reset() {
 }
 
 func (c *Checker) stream(pub int, channel string) *stream {
+	if c.lastPub != nil && channel == c.lastCh {
+		if s := c.lastPub[pub]; s != nil {
+			return s
+		}
+	}
 	k := streamKey{pub, channel}
 	s := c.streams[k]
 	if s == nil {
 		s = &stream{base: 1}
 		c.streams[k] = s
 	}
+	if c.lastPub == nil || channel != c.lastCh {
+		c.lastCh, c.lastPub = channel, make(map[int]*stream)
+	}
+	c.lastPub[pub] = s
 	return s
 }
 
