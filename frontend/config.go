@@ -106,14 +106,25 @@ type Config struct {
 	// new goroutine per burst, and an idle socket holds none once it has
 	// passed. Env SCC_WRITER_LINGER. Default 20ms; 0 exits at once.
 	WriterLinger time.Duration
-	// WriteCoalesce is the shortest gap between two frames to one socket:
-	// messages for a socket that was written to less than this long ago
-	// wait out the rest of the gap and leave together in one frame. It
-	// trades at most this much latency, only on busy sockets, for far
-	// fewer write syscalls on the server and read syscalls on the client.
-	// A socket that receives less often than once per gap sees no delay.
-	// Env SCC_WRITE_COALESCE. Default 20ms; 0 writes at once.
+	// WriteCoalesce is the longest gap enforced between two frames of
+	// publishes to one socket: deliveries for a socket that was written
+	// to less than the gap ago wait out the rest of it and leave together
+	// in one frame. It trades at most this much latency, only on busy
+	// sockets, for far fewer write syscalls on the server and read
+	// syscalls on the client. Replies are never held, and a socket that
+	// receives less often than once per gap sees no delay. How much of
+	// the gap applies follows WriteCoalesceLoad. Env SCC_WRITE_COALESCE.
+	// Default 30ms; 0 writes at once.
 	WriteCoalesce time.Duration
+	// WriteCoalesceLoad is the busy share (0-1) of the CPUs the process
+	// may run on at which coalescing starts: below it frames leave at
+	// once; from it the gap grows linearly to all of WriteCoalesce at
+	// WriteCoalesceLoad+0.25. So an unloaded server adds no latency, and a
+	// loaded one spends its CPU on messages instead of syscalls. Sampled
+	// from /proc/stat every 100ms (elsewhere the whole gap always
+	// applies). Env SCC_WRITE_COALESCE_LOAD. Default 0.5; 0 always applies
+	// the whole gap.
+	WriteCoalesceLoad float64
 
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
 	// clients do not reconnect elsewhere all at once. Env
@@ -182,7 +193,8 @@ func DefaultConfig() Config {
 		ReadBufferSize:         256,
 		WriteBufferSize:        512,
 		WriterLinger:           20 * time.Millisecond,
-		WriteCoalesce:          20 * time.Millisecond,
+		WriteCoalesce:          30 * time.Millisecond,
+		WriteCoalesceLoad:      0.5,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
 		MaxHandshakesPerSecond: 0,
@@ -218,6 +230,8 @@ func (c Config) Validate() error {
 	check(c.CloseTimeout > 0, "close timeout must be positive")
 	check(c.ReadBufferSize >= 0 && c.WriteBufferSize >= 0, "buffer sizes must not be negative")
 	check(c.DrainDuration >= 0, "drain duration must not be negative")
+	check(c.WriteCoalesce >= 0 && c.WriterLinger >= 0, "writer linger and write coalescing must not be negative")
+	check(c.WriteCoalesceLoad >= 0 && c.WriteCoalesceLoad < 1, "write coalescing load must be at least 0 and below 1")
 	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sccgo/sccgo/internal/cpuload"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -147,6 +148,8 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return float64(s.subs.subs.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "channels", Help: "Channels with at least one local subscriber."},
 			func() float64 { return float64(s.subs.channels.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket (SCC_WRITE_COALESCE scaled by CPU load)."},
+			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
 	)
 	s.handshakeTokens = float64(cfg.HandshakeBurst)
 	s.eng = wsconn.Engine{
@@ -158,6 +161,8 @@ func New(cfg Config) (*Server, error) {
 		WG:           &s.wg,
 		Linger:       cfg.WriterLinger,
 		Coalesce:     cfg.WriteCoalesce,
+		// With a load threshold the gap follows the CPU load (adapt).
+		CoalesceDynamic: cfg.WriteCoalesce > 0 && cfg.WriteCoalesceLoad > 0,
 		OnFrame: func(packets, bytes int) {
 			s.stat.framesOut.Add(1)
 			s.stat.bytesOut.Add(uint64(bytes))
@@ -251,6 +256,9 @@ func (s *Server) begin() error {
 			return
 		}
 		s.wg.Go(s.sweep)
+		if s.eng.CoalesceDynamic {
+			s.wg.Go(s.adaptCoalesce)
+		}
 	})
 	return s.startErr
 }
@@ -635,4 +643,51 @@ func (s *Server) shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("closing broker: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// coalesceSample is how often adaptCoalesce samples the CPU load.
+const coalesceSample = 100 * time.Millisecond
+
+// adaptCoalesce scales the write-coalescing gap with the busy share of the
+// process's CPUs: none below WriteCoalesceLoad, all of WriteCoalesce from
+// 0.25 above it. The load is smoothed over a few samples so one burst does
+// not swing the gap. Where the load cannot be read the whole gap applies.
+func (s *Server) adaptCoalesce() {
+	max := s.cfg.WriteCoalesce
+	sampler, err := cpuload.New()
+	if err != nil {
+		s.log.Info("CPU load unreadable; write coalescing always on", "gap", max, "err", err)
+		s.eng.SetCoalesce(max)
+		return
+	}
+	t := time.NewTicker(coalesceSample)
+	defer t.Stop()
+	load := 0.0
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		l, err := sampler.Sample()
+		if err != nil {
+			s.eng.SetCoalesce(max)
+			continue
+		}
+		load = 0.5*load + 0.5*l
+		s.eng.SetCoalesce(coalesceGap(max, s.cfg.WriteCoalesceLoad, load))
+	}
+}
+
+// coalesceGap is the gap for a CPU load: 0 below from, max from from+0.25,
+// linear between.
+func coalesceGap(max time.Duration, from, load float64) time.Duration {
+	f := (load - from) / 0.25
+	switch {
+	case f <= 0:
+		return 0
+	case f >= 1:
+		return max
+	}
+	return time.Duration(f * float64(max))
 }

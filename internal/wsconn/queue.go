@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -68,6 +69,11 @@ type Engine struct {
 	Coalesce time.Duration
 	// CoalesceBytes ends a coalescing wait early. Default 16 KiB.
 	CoalesceBytes int
+	// CoalesceDynamic makes the gap the one last given to SetCoalesce
+	// (initially 0) instead of Coalesce.
+	CoalesceDynamic bool
+
+	dynCoalesce atomic.Int64
 
 	batchPool sync.Pool
 }
@@ -84,6 +90,18 @@ func (e *Engine) maxMessages() int {
 		return e.MaxMessages
 	}
 	return DefaultMaxMessages
+}
+
+// SetCoalesce sets the gap used while CoalesceDynamic is set. It may be
+// called at any time, from any goroutine.
+func (e *Engine) SetCoalesce(d time.Duration) { e.dynCoalesce.Store(int64(d)) }
+
+// CurrentCoalesce returns the gap in force.
+func (e *Engine) CurrentCoalesce() time.Duration {
+	if e.CoalesceDynamic {
+		return time.Duration(e.dynCoalesce.Load())
+	}
+	return e.Coalesce
 }
 
 func (e *Engine) coalesceBytes() int {
@@ -372,9 +390,9 @@ func (q *Queue) run() {
 			}
 			return
 		}
-		if q.eng.Coalesce > 0 && !q.closed && q.after == nil && len(q.pkts) > 0 && !q.urgent &&
+		if gap := q.eng.CurrentCoalesce(); gap > 0 && !q.closed && q.after == nil && len(q.pkts) > 0 && !q.urgent &&
 			!q.lastFrame.IsZero() && q.bytes < q.eng.coalesceBytes() {
-			if wait := q.eng.Coalesce - time.Since(q.lastFrame); wait > 0 {
+			if wait := gap - time.Since(q.lastFrame); wait > 0 {
 				if q.wake == nil {
 					q.wake = make(chan struct{}, 1)
 				}
@@ -413,7 +431,7 @@ func (q *Queue) run() {
 
 		wrote = true
 		err := q.write(hasPing, ping, pkts)
-		if len(pkts) > 0 && q.eng.Coalesce > 0 {
+		if len(pkts) > 0 && (q.eng.Coalesce > 0 || q.eng.CoalesceDynamic) {
 			q.lastFrame = time.Now()
 		}
 		clear(pkts)

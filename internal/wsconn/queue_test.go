@@ -326,3 +326,33 @@ func TestCorkJoinsWrites(t *testing.T) {
 		t.Fatalf("after uncork: %d writes", len(cc.writes))
 	}
 }
+
+func TestQueueDynamicCoalesce(t *testing.T) {
+	var wg sync.WaitGroup
+	var frames atomic.Int64
+	eng := &Engine{Batch: batch, WG: &wg, Coalesce: time.Hour, CoalesceDynamic: true, Linger: time.Second,
+		OnFrame: func(int, int) { frames.Add(1) }}
+	if got := eng.CurrentCoalesce(); got != 0 {
+		t.Fatalf("dynamic gap starts at %v, want 0", got)
+	}
+	q, _, c, _ := pair(t, eng)
+	// Gap 0 (an unloaded server): every packet leaves at once, alone.
+	for _, p := range []string{`1`, `2`, `3`} {
+		q.EnqueueCoalesced([]byte(p))
+		if got := read(t, c); got != p {
+			t.Fatalf("with no gap got %q, want %q", got, p)
+		}
+	}
+	// A gap set later (the server got busy) holds what follows a frame.
+	eng.SetCoalesce(300 * time.Millisecond)
+	if got := eng.CurrentCoalesce(); got != 300*time.Millisecond {
+		t.Fatalf("gap %v after SetCoalesce", got)
+	}
+	q.EnqueueCoalesced([]byte(`4`))
+	read(t, c)
+	q.EnqueueCoalesced([]byte(`5`))
+	q.EnqueueCoalesced([]byte(`6`))
+	if got := read(t, c); got != `[5,6]` {
+		t.Fatalf("with a gap got %q, want one frame", got)
+	}
+}
