@@ -5,16 +5,16 @@ import (
 	"time"
 )
 
-func TestCoalesceGapFollowsLoad(t *testing.T) {
+func TestCoalesceGapFollowsFrameRate(t *testing.T) {
 	const max = 30 * time.Millisecond
 	for _, c := range []struct {
-		load float64
+		rate float64
 		want time.Duration
 	}{
-		{0, 0}, {0.3, 0}, {0.5, 0}, {0.625, max / 2}, {0.75, max}, {0.9, max}, {1, max},
+		{0, 0}, {10000, 0}, {20000, 0}, {30000, max / 2}, {40000, max}, {1e6, max},
 	} {
-		if got := coalesceGap(max, 0.5, c.load); got != c.want {
-			t.Errorf("load %.3f: gap %v, want %v", c.load, got, c.want)
+		if got := coalesceGap(max, 20000, c.rate); got != c.want {
+			t.Errorf("%.0f frames/s: gap %v, want %v", c.rate, got, c.want)
 		}
 	}
 }
@@ -22,8 +22,7 @@ func TestCoalesceGapFollowsLoad(t *testing.T) {
 func TestValidateCoalescing(t *testing.T) {
 	for _, mutate := range []func(*Config){
 		func(c *Config) { c.WriteCoalesce = -time.Millisecond },
-		func(c *Config) { c.WriteCoalesceLoad = -0.1 },
-		func(c *Config) { c.WriteCoalesceLoad = 1 },
+		func(c *Config) { c.WriteCoalesceFrames = -1 },
 		func(c *Config) { c.WriterLinger = -time.Millisecond },
 	} {
 		c := DefaultConfig()

@@ -12,6 +12,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/sccgo/sccgo/internal/cpuload"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -148,7 +148,7 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return float64(s.subs.subs.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "channels", Help: "Channels with at least one local subscriber."},
 			func() float64 { return float64(s.subs.channels.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket (SCC_WRITE_COALESCE scaled by CPU load)."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket (SCC_WRITE_COALESCE scaled by the frame rate)."},
 			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
 	)
 	s.handshakeTokens = float64(cfg.HandshakeBurst)
@@ -161,8 +161,8 @@ func New(cfg Config) (*Server, error) {
 		WG:           &s.wg,
 		Linger:       cfg.WriterLinger,
 		Coalesce:     cfg.WriteCoalesce,
-		// With a load threshold the gap follows the CPU load (adapt).
-		CoalesceDynamic: cfg.WriteCoalesce > 0 && cfg.WriteCoalesceLoad > 0,
+		// With a frame-rate threshold the gap follows the write load.
+		CoalesceDynamic: cfg.WriteCoalesce > 0 && cfg.WriteCoalesceFrames > 0,
 		OnFrame: func(packets, bytes int) {
 			s.stat.framesOut.Add(1)
 			s.stat.bytesOut.Add(uint64(bytes))
@@ -645,44 +645,40 @@ func (s *Server) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// coalesceSample is how often adaptCoalesce samples the CPU load.
+// coalesceSample is how often adaptCoalesce measures the frame rate.
 const coalesceSample = 100 * time.Millisecond
 
-// adaptCoalesce scales the write-coalescing gap with the busy share of the
-// process's CPUs: none below WriteCoalesceLoad, all of WriteCoalesce from
-// 0.25 above it. The load is smoothed over a few samples so one burst does
-// not swing the gap. Where the load cannot be read the whole gap applies.
+// adaptCoalesce scales the write-coalescing gap with the rate of frames
+// written: none below WriteCoalesceFrames per CPU, all of WriteCoalesce at
+// twice that. Coalescing lowers the frame rate it reacts to, so the gap
+// settles where the frame rate stays near the threshold. The rate is
+// smoothed over a few samples so one burst does not swing the gap.
 func (s *Server) adaptCoalesce() {
 	max := s.cfg.WriteCoalesce
-	sampler, err := cpuload.New()
-	if err != nil {
-		s.log.Info("CPU load unreadable; write coalescing always on", "gap", max, "err", err)
-		s.eng.SetCoalesce(max)
-		return
-	}
+	from := float64(s.cfg.WriteCoalesceFrames) * float64(runtime.GOMAXPROCS(0))
 	t := time.NewTicker(coalesceSample)
 	defer t.Stop()
-	load := 0.0
+	last, lastAt := s.stat.framesOut.Load(), time.Now()
+	rate := 0.0
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			n := s.stat.framesOut.Load()
+			if el := now.Sub(lastAt).Seconds(); el > 0 {
+				rate = 0.5*rate + 0.5*float64(n-last)/el
+			}
+			last, lastAt = n, now
+			s.eng.SetCoalesce(coalesceGap(max, from, rate))
 		}
-		l, err := sampler.Sample()
-		if err != nil {
-			s.eng.SetCoalesce(max)
-			continue
-		}
-		load = 0.5*load + 0.5*l
-		s.eng.SetCoalesce(coalesceGap(max, s.cfg.WriteCoalesceLoad, load))
 	}
 }
 
-// coalesceGap is the gap for a CPU load: 0 below from, max from from+0.25,
-// linear between.
-func coalesceGap(max time.Duration, from, load float64) time.Duration {
-	f := (load - from) / 0.25
+// coalesceGap is the gap for a frame rate: 0 up to from, max from twice
+// from, linear between.
+func coalesceGap(max time.Duration, from, rate float64) time.Duration {
+	f := (rate - from) / from
 	switch {
 	case f <= 0:
 		return 0

@@ -99,8 +99,10 @@ func TestQueueBatchesAndPings(t *testing.T) {
 	if got := read(t, c); got != `1` {
 		t.Fatalf("single packet sent as %q", got)
 	}
-	// Hold the writer off by filling the queue under its lock, the way a
-	// busy writer would find it: everything queued goes in one frame.
+	// Let the first writer exit (no Linger), then fill the queue under its
+	// lock, the way a busy writer would find it: everything queued goes
+	// in one frame.
+	wg.Wait()
 	q.mu.Lock()
 	q.running = true
 	q.pkts = append(q.pkts, []byte(`2`), []byte(`3`), []byte(`4`))
