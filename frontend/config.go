@@ -126,6 +126,14 @@ type Config struct {
 	// SCC_WRITE_COALESCE_FRAMES. Default 20000; 0 always applies the
 	// whole gap.
 	WriteCoalesceFrames int
+	// WriteCoalesceLoad is the busy share (0-1) of the CPUs the process
+	// may run on from which coalescing also starts, once the process
+	// writes at least half of WriteCoalesceFrames: the gap grows to all
+	// of WriteCoalesce at 0.25 above. It covers a frontend that shares its
+	// CPUs with other processes, whose own frame rate understates the
+	// pressure. Read from /proc/stat (Linux only). Env
+	// SCC_WRITE_COALESCE_LOAD. Default 0.5; 0 turns this signal off.
+	WriteCoalesceLoad float64
 
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
 	// clients do not reconnect elsewhere all at once. Env
@@ -196,6 +204,7 @@ func DefaultConfig() Config {
 		WriterLinger:           20 * time.Millisecond,
 		WriteCoalesce:          30 * time.Millisecond,
 		WriteCoalesceFrames:    20000,
+		WriteCoalesceLoad:      0.5,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
 		MaxHandshakesPerSecond: 0,
@@ -233,6 +242,7 @@ func (c Config) Validate() error {
 	check(c.DrainDuration >= 0, "drain duration must not be negative")
 	check(c.WriteCoalesce >= 0 && c.WriterLinger >= 0, "writer linger and write coalescing must not be negative")
 	check(c.WriteCoalesceFrames >= 0, "write coalescing frame rate must not be negative")
+	check(c.WriteCoalesceLoad >= 0 && c.WriteCoalesceLoad < 1, "write coalescing load must be at least 0 and below 1")
 	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sccgo/sccgo/internal/cpuload"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -645,21 +646,33 @@ func (s *Server) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// coalesceSample is how often adaptCoalesce measures the frame rate.
+// coalesceSample is how often adaptCoalesce measures the write load.
 const coalesceSample = 100 * time.Millisecond
 
-// adaptCoalesce scales the write-coalescing gap with the rate of frames
-// written: none below WriteCoalesceFrames per CPU, all of WriteCoalesce at
-// twice that. Coalescing lowers the frame rate it reacts to, so the gap
-// settles where the frame rate stays near the threshold. The rate is
-// smoothed over a few samples so one burst does not swing the gap.
+// adaptCoalesce scales the write-coalescing gap with the write load, from
+// two signals. The frame rate: from WriteCoalesceFrames per CPU the gap
+// grows to all of WriteCoalesce at twice that. The CPU load, for a server
+// that shares its CPUs (with other processes or a smaller CPU quota): once
+// the process writes at least half of WriteCoalesceFrames, a busy share of
+// its CPUs from WriteCoalesceLoad grows the gap to all of it at 0.25
+// above. A socket flood is what coalescing relieves, so neither a burst of
+// handshakes nor a busy neighbour alone triggers it. Both signals are
+// smoothed over a few samples; coalescing lowers the frame rate it reacts
+// to, so the gap settles where the load stays near the thresholds.
 func (s *Server) adaptCoalesce() {
 	max := s.cfg.WriteCoalesce
 	from := float64(s.cfg.WriteCoalesceFrames) * float64(runtime.GOMAXPROCS(0))
+	var sampler *cpuload.Sampler
+	if s.cfg.WriteCoalesceLoad > 0 {
+		var err error
+		if sampler, err = cpuload.New(); err != nil {
+			s.log.Info("CPU load unreadable; write coalescing follows the frame rate only", "err", err)
+		}
+	}
 	t := time.NewTicker(coalesceSample)
 	defer t.Stop()
 	last, lastAt := s.stat.framesOut.Load(), time.Now()
-	rate := 0.0
+	rate, load := 0.0, 0.0
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -670,7 +683,18 @@ func (s *Server) adaptCoalesce() {
 				rate = 0.5*rate + 0.5*float64(n-last)/el
 			}
 			last, lastAt = n, now
-			s.eng.SetCoalesce(coalesceGap(max, from, rate))
+			gap := coalesceGap(max, from, rate)
+			if sampler != nil {
+				if l, err := sampler.Sample(); err == nil {
+					load = 0.5*load + 0.5*l
+				}
+				if rate >= from/2 {
+					if g := loadGap(max, s.cfg.WriteCoalesceLoad, load); g > gap {
+						gap = g
+					}
+				}
+			}
+			s.eng.SetCoalesce(gap)
 		}
 	}
 }
@@ -678,7 +702,16 @@ func (s *Server) adaptCoalesce() {
 // coalesceGap is the gap for a frame rate: 0 up to from, max from twice
 // from, linear between.
 func coalesceGap(max time.Duration, from, rate float64) time.Duration {
-	f := (rate - from) / from
+	return scale(max, (rate-from)/from)
+}
+
+// loadGap is the gap for a CPU busy share: 0 up to from, max from
+// from+0.25, linear between.
+func loadGap(max time.Duration, from, load float64) time.Duration {
+	return scale(max, (load-from)/0.25)
+}
+
+func scale(max time.Duration, f float64) time.Duration {
 	switch {
 	case f <= 0:
 		return 0

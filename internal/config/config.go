@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -95,6 +96,20 @@ func (r *Reader) Int64(name string, def int64, help string) int64 {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		r.errs = append(r.errs, fmt.Errorf("%s=%q: not an integer", name, v))
+		return def
+	}
+	return n
+}
+
+// Float reads a floating-point number.
+func (r *Reader) Float(name string, def float64, help string) float64 {
+	v := r.note(name, strconv.FormatFloat(def, 'g', -1, 64), help)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
+		r.errs = append(r.errs, fmt.Errorf("%s=%q: not a number", name, v))
 		return def
 	}
 	return n
