@@ -96,9 +96,11 @@ type Config struct {
 	// bodies larger than it are read around it. Env SCC_READ_BUFFER_SIZE.
 	// Default 256.
 	ReadBufferSize int
-	// WriteBufferSize is the per-socket bufio write buffer in bytes; a
-	// frame larger than it costs a second write syscall. Env
-	// SCC_WRITE_BUFFER_SIZE. Default 512.
+	// WriteBufferSize is the per-socket bufio write buffer in bytes. Data
+	// frames are corked and leave in one write whatever their size, so it
+	// only matters for the library's own control frames (a close frame
+	// larger than it leaves in two writes). Env SCC_WRITE_BUFFER_SIZE.
+	// Default 128.
 	WriteBufferSize int
 	// WriterLinger is how long a socket's writer goroutine waits for more
 	// messages after draining its queue before it exits: a busy socket
@@ -200,7 +202,7 @@ func DefaultConfig() Config {
 		WriteTimeout:           10 * time.Second,
 		CloseTimeout:           2 * time.Second,
 		ReadBufferSize:         256,
-		WriteBufferSize:        512,
+		WriteBufferSize:        128,
 		WriterLinger:           20 * time.Millisecond,
 		WriteCoalesce:          30 * time.Millisecond,
 		WriteCoalesceFrames:    20000,

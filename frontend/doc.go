@@ -28,7 +28,7 @@
 // # Memory per idle socket
 //
 // About 9.8 KiB RSS per idle subscribed socket (TestIdleMemory, 8000
-// sockets): a 4 KiB reader stack, 256 B + 512 B bufio buffers (wsconn.Accept
+// sockets): a 4 KiB reader stack, 256 B + 128 B bufio buffers (wsconn.Accept
 // replaces net/http's 4 KiB ones), coder/websocket's Conn, and the socket and
 // subscription state. Three choices keep it there: the upgrade handler
 // returns at once so net/http's per-request buffers are freed; an idle

@@ -12,10 +12,12 @@ import (
 )
 
 // Default buffer sizes for Accept. Frames larger than a buffer bypass it, so
-// small buffers cost an extra syscall on big frames, never correctness.
+// small buffers cost an extra syscall on big frames, never correctness;
+// frames written between Raw.Cork and Raw.Uncork leave in one write
+// whatever the write buffer's size.
 const (
 	DefaultReadBufferSize  = 256
-	DefaultWriteBufferSize = 512
+	DefaultWriteBufferSize = 128
 	minBufferSize          = 64
 )
 
@@ -75,12 +77,13 @@ type Raw struct {
 	net.Conn
 	br     *bufio.Reader
 	prefix *prefixConn
-	cork   *corkWriter
+	cork   corkWriter // the write side, in the same allocation
 	rc     syscall.RawConn
 }
 
-func newRaw(nc net.Conn, br *bufio.Reader, pc *prefixConn, cw *corkWriter) *Raw {
-	r := &Raw{Conn: nc, br: br, prefix: pc, cork: cw}
+func newRaw(nc net.Conn, br *bufio.Reader, pc *prefixConn, w net.Conn) *Raw {
+	r := &Raw{Conn: nc, br: br, prefix: pc}
+	r.cork.Conn = w
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			r.rc = rc
@@ -211,9 +214,8 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn = pc
 	}
 	br := bufio.NewReaderSize(conn, h.rsize)
-	cw := &corkWriter{Conn: conn}
-	h.raw = newRaw(nc, br, pc, cw)
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(cw, h.wsize)), nil
+	h.raw = newRaw(nc, br, pc, conn)
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(&h.raw.cork, h.wsize)), nil
 }
 
 // prefixConn serves bytes already read from the socket before reading from
