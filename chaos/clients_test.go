@@ -362,6 +362,27 @@ func TestScenario09ReconnectStorm(t *testing.T) {
 	o := steady([]string{a, b}, nil)
 	o.OnDeliver = func(p bench.Payload, recv time.Time) { lat.Observe(p, recv); perSecond.Observe(p, recv) }
 	tr := startSteady(t, rep, o)
+	// The p99 of each second, baseline and storm, to see where the time
+	// goes.
+	perSecond.Cut()
+	stop := make(chan struct{})
+	var seriesMu sync.Mutex
+	var series []float64
+	var seriesWG sync.WaitGroup
+	seriesWG.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				seriesMu.Lock()
+				series = append(series, perSecond.Cut().P99)
+				seriesMu.Unlock()
+			}
+		}
+	})
 	// 10s windows: at least one whole server ping cycle (SCC_PING_INTERVAL
 	// 8s) of the 10k sockets is in every measurement.
 	base := baseline(lat, 2*time.Second, 10*time.Second)
@@ -377,27 +398,14 @@ func TestScenario09ReconnectStorm(t *testing.T) {
 	storm.DialFor = 80 * time.Second
 	w2 := chaos.StartWorkers(t, 2, storm)
 	w2.Mark(killed)
-	// The p99 of each second of the storm, to see where the time goes.
-	perSecond.Cut()
-	stop := make(chan struct{})
-	var series []float64
-	var seriesWG sync.WaitGroup
-	seriesWG.Go(func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				series = append(series, perSecond.Cut().P99)
-			}
-		}
-	})
+	seriesMu.Lock()
+	stormFrom := len(series)
+	seriesMu.Unlock()
 	took, _ := waitBack(rep, w2, nClients, killed, 90*time.Second)
 	close(stop)
 	seriesWG.Wait()
-	rep.Detail("storm_p99_ms_per_second", series)
+	rep.Detail("baseline_p99_ms_per_second", series[:stormFrom])
+	rep.Detail("storm_p99_ms_per_second", series[stormFrom:])
 	rep.Recovery(took)
 	during := lat.Cut()
 	rejected := c.MetricOf("frontend-1", "scc_frontend_rejected_connections_total", "reason", "handshake_rate") - rejected0

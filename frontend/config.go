@@ -131,10 +131,12 @@ type Config struct {
 	// WriteCoalesceLoad is the busy share (0-1) of the CPUs the process
 	// may run on from which coalescing also starts, once the process
 	// writes at least half of WriteCoalesceFrames: the gap grows to all
-	// of WriteCoalesce at 0.25 above. It covers a frontend that shares its
-	// CPUs with other processes, whose own frame rate understates the
-	// pressure. Read from /proc/stat (Linux only). Env
-	// SCC_WRITE_COALESCE_LOAD. Default 0.5; 0 turns this signal off.
+	// of WriteCoalesce at 0.25 above, or at fully busy CPUs. It covers a
+	// frontend that shares its CPUs with other processes, whose own frame
+	// rate understates the pressure. It acts only near saturation, since
+	// it also delays the busy sockets of a frontend whose CPUs are busy
+	// for other reasons. Read from /proc/stat (Linux only). Env
+	// SCC_WRITE_COALESCE_LOAD. Default 0.7; 0 turns this signal off.
 	WriteCoalesceLoad float64
 
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
@@ -206,7 +208,7 @@ func DefaultConfig() Config {
 		WriterLinger:           20 * time.Millisecond,
 		WriteCoalesce:          30 * time.Millisecond,
 		WriteCoalesceFrames:    20000,
-		WriteCoalesceLoad:      0.5,
+		WriteCoalesceLoad:      0.7,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
 		MaxHandshakesPerSecond: 0,

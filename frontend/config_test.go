@@ -31,6 +31,13 @@ func TestLoadGap(t *testing.T) {
 			t.Errorf("load %.3f: gap %v, want %v", c.load, got, c.want)
 		}
 	}
+	// From 0.8 the ramp ends at a fully busy CPU.
+	if got := loadGap(max, 0.8, 0.9); got != max/2 {
+		t.Errorf("from 0.8, load 0.9: gap %v, want %v", got, max/2)
+	}
+	if got := loadGap(max, 0.8, 1); got != max {
+		t.Errorf("from 0.8, load 1: gap %v, want %v", got, max)
+	}
 }
 
 func TestValidateCoalescing(t *testing.T) {

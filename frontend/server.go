@@ -655,7 +655,7 @@ const coalesceSample = 100 * time.Millisecond
 // that shares its CPUs (with other processes or a smaller CPU quota): once
 // the process writes at least half of WriteCoalesceFrames, a busy share of
 // its CPUs from WriteCoalesceLoad grows the gap to all of it at 0.25
-// above. A socket flood is what coalescing relieves, so neither a burst of
+// above (or at fully busy CPUs). A socket flood is what coalescing relieves, so neither a burst of
 // handshakes nor a busy neighbour alone triggers it. Both signals are
 // smoothed over a few samples; coalescing lowers the frame rate it reacts
 // to, so the gap settles where the load stays near the thresholds.
@@ -706,9 +706,10 @@ func coalesceGap(max time.Duration, from, rate float64) time.Duration {
 }
 
 // loadGap is the gap for a CPU busy share: 0 up to from, max from
-// from+0.25, linear between.
+// from+0.25 (or from a fully busy CPU, if that comes first), linear
+// between.
 func loadGap(max time.Duration, from, load float64) time.Duration {
-	return scale(max, (load-from)/0.25)
+	return scale(max, (load-from)/min(0.25, 1-from))
 }
 
 func scale(max time.Duration, f float64) time.Duration {

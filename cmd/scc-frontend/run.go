@@ -134,7 +134,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.WriterLinger = r.Duration("SCC_WRITER_LINGER", d.WriterLinger, "how long an idle socket's writer goroutine waits for more messages before it exits")
 	c.WriteCoalesce = r.Duration("SCC_WRITE_COALESCE", d.WriteCoalesce, "longest gap between two frames of publishes to one socket; deliveries for a busy socket wait out the rest of it and leave in one frame (0 writes at once)")
 	c.WriteCoalesceFrames = r.Int("SCC_WRITE_COALESCE_FRAMES", d.WriteCoalesceFrames, "frames per second per CPU from which SCC_WRITE_COALESCE applies, growing to all of it at twice the rate (0: always all of it)")
-	c.WriteCoalesceLoad = r.Float("SCC_WRITE_COALESCE_LOAD", d.WriteCoalesceLoad, "busy share (0-1) of the process's CPUs from which SCC_WRITE_COALESCE also applies once the frontend writes half of SCC_WRITE_COALESCE_FRAMES, growing to all of it 0.25 above (0: off)")
+	c.WriteCoalesceLoad = r.Float("SCC_WRITE_COALESCE_LOAD", d.WriteCoalesceLoad, "busy share (0-1) of the process's CPUs from which SCC_WRITE_COALESCE also applies once the frontend writes half of SCC_WRITE_COALESCE_FRAMES, growing to all of it at fully busy CPUs (0: off)")
 	c.DrainDuration = r.Duration("SCC_DRAIN_DURATION", d.DrainDuration, "window over which shutdown closes sockets with 1001")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the whole shutdown")
 	st.logLevel = r.LogLevel("info", "SOCKETCLUSTER_LOG_LEVEL", "SCC_LOG_LEVEL")

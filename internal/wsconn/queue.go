@@ -74,6 +74,10 @@ type Engine struct {
 	CoalesceDynamic bool
 
 	dynCoalesce atomic.Int64
+	// timers are the writers' linger and coalescing timers, reused: a
+	// fan-out to many idle sockets starts as many writers, and a fresh
+	// timer each was half of what the frontend allocated.
+	timers sync.Pool
 
 	batchPool sync.Pool
 }
@@ -90,6 +94,22 @@ func (e *Engine) maxMessages() int {
 		return e.MaxMessages
 	}
 	return DefaultMaxMessages
+}
+
+// timer returns a stopped-and-reset timer firing after d.
+func (e *Engine) timer(d time.Duration) *time.Timer {
+	if t, ok := e.timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and keeps it for reuse. Since Go 1.23 a stopped timer
+// never delivers a stale tick, so the next user needs no drain.
+func (e *Engine) putTimer(t *time.Timer) {
+	t.Stop()
+	e.timers.Put(t)
 }
 
 // SetCoalesce sets the gap used while CoalesceDynamic is set. It may be
@@ -335,7 +355,7 @@ func (q *Queue) run() {
 	var linger *time.Timer
 	defer func() {
 		if linger != nil {
-			linger.Stop()
+			q.eng.putTimer(linger)
 		}
 	}()
 	wrote := false
@@ -350,7 +370,7 @@ func (q *Queue) run() {
 			wake := q.wake
 			q.mu.Unlock()
 			if linger == nil {
-				linger = time.NewTimer(q.eng.Linger)
+				linger = q.eng.timer(q.eng.Linger)
 			} else {
 				linger.Reset(q.eng.Linger)
 			}
@@ -400,7 +420,7 @@ func (q *Queue) run() {
 				wake := q.wake
 				q.mu.Unlock()
 				if linger == nil {
-					linger = time.NewTimer(wait)
+					linger = q.eng.timer(wait)
 				} else {
 					linger.Reset(wait)
 				}
