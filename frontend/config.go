@@ -115,25 +115,28 @@ type Config struct {
 	// sockets, for far fewer write syscalls on the server and read
 	// syscalls on the client. Replies are never held, and a socket that
 	// receives less often than once per gap sees no delay. How much of
-	// the gap applies follows WriteCoalesceFrames. Env
-	// SCC_WRITE_COALESCE. Default 30ms; 0 writes at once.
+	// the gap applies follows WriteCoalesceRate and WriteCoalesceLoad.
+	// Env SCC_WRITE_COALESCE. Default 30ms; 0 writes at once.
 	WriteCoalesce time.Duration
-	// WriteCoalesceFrames is the frame rate, per second and per CPU
-	// (GOMAXPROCS), from which coalescing starts: below it frames leave
-	// at once; from it the gap grows linearly to all of WriteCoalesce at
-	// twice the rate. So a server whose sockets are not flooded adds no
-	// latency (a reconnect storm or a CPU-heavy handshake burst does not
-	// trigger it either), and one that is spends its CPU on messages
-	// instead of per-frame syscalls. Measured every 100ms. Env
-	// SCC_WRITE_COALESCE_FRAMES. Default 20000; 0 always applies the
-	// whole gap.
-	WriteCoalesceFrames int
+	// WriteCoalesceRate is the rate of messages queued to clients, per
+	// second and per CPU (GOMAXPROCS), from which coalescing starts:
+	// below it frames leave at once; from it the gap grows linearly to
+	// all of WriteCoalesce at twice the rate. Uncoalesced, each message
+	// would cost a frame, so this is the frame rate the server would
+	// otherwise pay for; it does not change with the gap, which keeps the
+	// gap steady. A server whose sockets are not flooded adds no latency
+	// (a reconnect storm or a CPU-heavy handshake burst does not trigger
+	// it either), and one that is spends its CPU on messages instead of
+	// per-frame syscalls. Measured every 100ms. Env
+	// SCC_WRITE_COALESCE_RATE. Default 20000; 0 always applies the whole
+	// gap.
+	WriteCoalesceRate int
 	// WriteCoalesceLoad is the busy share (0-1) of the CPUs the process
 	// may run on from which coalescing also starts, once the process
-	// writes at least half of WriteCoalesceFrames: the gap grows to all
-	// of WriteCoalesce at 0.25 above, or at fully busy CPUs. It covers a
-	// frontend that shares its CPUs with other processes, whose own frame
-	// rate understates the pressure. It acts only near saturation, since
+	// queues at least half of WriteCoalesceRate: the gap grows to all of
+	// WriteCoalesce at 0.25 above, or at fully busy CPUs. It covers a
+	// frontend that shares its CPUs with other processes, whose own
+	// message rate understates the pressure. It acts only near saturation, since
 	// it also delays the busy sockets of a frontend whose CPUs are busy
 	// for other reasons. Read from /proc/stat (Linux only). Env
 	// SCC_WRITE_COALESCE_LOAD. Default 0.7; 0 turns this signal off.
@@ -207,7 +210,7 @@ func DefaultConfig() Config {
 		WriteBufferSize:        128,
 		WriterLinger:           20 * time.Millisecond,
 		WriteCoalesce:          30 * time.Millisecond,
-		WriteCoalesceFrames:    20000,
+		WriteCoalesceRate:      20000,
 		WriteCoalesceLoad:      0.7,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
@@ -245,7 +248,7 @@ func (c Config) Validate() error {
 	check(c.ReadBufferSize >= 0 && c.WriteBufferSize >= 0, "buffer sizes must not be negative")
 	check(c.DrainDuration >= 0, "drain duration must not be negative")
 	check(c.WriteCoalesce >= 0 && c.WriterLinger >= 0, "writer linger and write coalescing must not be negative")
-	check(c.WriteCoalesceFrames >= 0, "write coalescing frame rate must not be negative")
+	check(c.WriteCoalesceRate >= 0, "write coalescing message rate must not be negative")
 	check(c.WriteCoalesceLoad >= 0 && c.WriteCoalesceLoad < 1, "write coalescing load must be at least 0 and below 1")
 	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-func TestCoalesceGapFollowsFrameRate(t *testing.T) {
+func TestCoalesceGapFollowsMessageRate(t *testing.T) {
 	const max = 30 * time.Millisecond
 	for _, c := range []struct {
 		rate float64
@@ -14,7 +14,7 @@ func TestCoalesceGapFollowsFrameRate(t *testing.T) {
 		{0, 0}, {10000, 0}, {20000, 0}, {30000, max / 2}, {40000, max}, {1e6, max},
 	} {
 		if got := coalesceGap(max, 20000, c.rate); got != c.want {
-			t.Errorf("%.0f frames/s: gap %v, want %v", c.rate, got, c.want)
+			t.Errorf("%.0f messages/s: gap %v, want %v", c.rate, got, c.want)
 		}
 	}
 }
@@ -43,7 +43,7 @@ func TestLoadGap(t *testing.T) {
 func TestValidateCoalescing(t *testing.T) {
 	for _, mutate := range []func(*Config){
 		func(c *Config) { c.WriteCoalesce = -time.Millisecond },
-		func(c *Config) { c.WriteCoalesceFrames = -1 },
+		func(c *Config) { c.WriteCoalesceRate = -1 },
 		func(c *Config) { c.WriteCoalesceLoad = -0.1 },
 		func(c *Config) { c.WriteCoalesceLoad = 1 },
 		func(c *Config) { c.WriterLinger = -time.Millisecond },

@@ -163,7 +163,7 @@ func New(cfg Config) (*Server, error) {
 		Linger:       cfg.WriterLinger,
 		Coalesce:     cfg.WriteCoalesce,
 		// With a frame-rate threshold the gap follows the write load.
-		CoalesceDynamic: cfg.WriteCoalesce > 0 && cfg.WriteCoalesceFrames > 0,
+		CoalesceDynamic: cfg.WriteCoalesce > 0 && cfg.WriteCoalesceRate > 0,
 		OnFrame: func(packets, bytes int) {
 			s.stat.framesOut.Add(1)
 			s.stat.bytesOut.Add(uint64(bytes))
@@ -650,56 +650,67 @@ func (s *Server) shutdown(ctx context.Context) error {
 const coalesceSample = 100 * time.Millisecond
 
 // adaptCoalesce scales the write-coalescing gap with the write load, from
-// two signals. The frame rate: from WriteCoalesceFrames per CPU the gap
-// grows to all of WriteCoalesce at twice that. The CPU load, for a server
-// that shares its CPUs (with other processes or a smaller CPU quota): once
-// the process writes at least half of WriteCoalesceFrames, a busy share of
-// its CPUs from WriteCoalesceLoad grows the gap to all of it at 0.25
-// above (or at fully busy CPUs). A socket flood is what coalescing relieves, so neither a burst of
-// handshakes nor a busy neighbour alone triggers it. Both signals are
-// smoothed over a few samples; coalescing lowers the frame rate it reacts
-// to, so the gap settles where the load stays near the thresholds.
+// two signals. The message rate: from WriteCoalesceRate messages queued
+// per second and CPU the gap grows to all of WriteCoalesce at twice that.
+// The CPU load, for a server that shares its CPUs (with other processes or
+// a smaller CPU quota): once the process queues at least half of
+// WriteCoalesceRate, a busy share of its CPUs from WriteCoalesceLoad
+// grows the gap to all of it at 0.25 above (or at fully busy CPUs). A
+// socket flood is what coalescing relieves, so neither a burst of
+// handshakes nor a busy neighbour alone triggers it. The signals are
+// smoothed over a few samples, and the gap moves a quarter of the way to
+// its target per sample: the CPU load falls as the gap grows, and an
+// undamped gap would swing between none and all of it.
 func (s *Server) adaptCoalesce() {
 	max := s.cfg.WriteCoalesce
-	from := float64(s.cfg.WriteCoalesceFrames) * float64(runtime.GOMAXPROCS(0))
+	from := float64(s.cfg.WriteCoalesceRate) * float64(runtime.GOMAXPROCS(0))
 	var sampler *cpuload.Sampler
 	if s.cfg.WriteCoalesceLoad > 0 {
 		var err error
 		if sampler, err = cpuload.New(); err != nil {
-			s.log.Info("CPU load unreadable; write coalescing follows the frame rate only", "err", err)
+			s.log.Info("CPU load unreadable; write coalescing follows the message rate only", "err", err)
 		}
 	}
 	t := time.NewTicker(coalesceSample)
 	defer t.Stop()
-	last, lastAt := s.stat.framesOut.Load(), time.Now()
-	rate, load := 0.0, 0.0
+	last, lastAt := s.stat.messagesOut.Load(), time.Now()
+	rate, load, gap := 0.0, 0.0, 0.0
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case now := <-t.C:
-			n := s.stat.framesOut.Load()
+			n := s.stat.messagesOut.Load()
 			if el := now.Sub(lastAt).Seconds(); el > 0 {
 				rate = 0.5*rate + 0.5*float64(n-last)/el
 			}
 			last, lastAt = n, now
-			gap := coalesceGap(max, from, rate)
+			target := coalesceGap(max, from, rate)
 			if sampler != nil {
 				if l, err := sampler.Sample(); err == nil {
 					load = 0.5*load + 0.5*l
 				}
 				if rate >= from/2 {
-					if g := loadGap(max, s.cfg.WriteCoalesceLoad, load); g > gap {
-						gap = g
-					}
+					target = maxDuration(target, loadGap(max, s.cfg.WriteCoalesceLoad, load))
 				}
 			}
-			s.eng.SetCoalesce(gap)
+			gap += (float64(target) - gap) / 4
+			if gap < float64(time.Millisecond)/2 && target == 0 {
+				gap = 0
+			}
+			s.eng.SetCoalesce(time.Duration(gap))
 		}
 	}
 }
 
-// coalesceGap is the gap for a frame rate: 0 up to from, max from twice
+func maxDuration(a, b time.Duration) time.Duration {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// coalesceGap is the gap for a message rate: 0 up to from, max from twice
 // from, linear between.
 func coalesceGap(max time.Duration, from, rate float64) time.Duration {
 	return scale(max, (rate-from)/from)
