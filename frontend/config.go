@@ -116,7 +116,7 @@ type Config struct {
 	// syscalls on the client. Replies are never held, and a socket that
 	// receives less often than once per gap sees no delay. How much of
 	// the gap applies follows WriteCoalesceRate and WriteCoalesceLoad.
-	// Env SCC_WRITE_COALESCE. Default 30ms; 0 writes at once.
+	// Env SCC_WRITE_COALESCE. Default 25ms; 0 writes at once.
 	WriteCoalesce time.Duration
 	// WriteCoalesceRate is the rate of messages queued to clients, per
 	// second and per CPU (GOMAXPROCS), from which coalescing starts:
@@ -209,7 +209,7 @@ func DefaultConfig() Config {
 		ReadBufferSize:         256,
 		WriteBufferSize:        128,
 		WriterLinger:           20 * time.Millisecond,
-		WriteCoalesce:          30 * time.Millisecond,
+		WriteCoalesce:          25 * time.Millisecond,
 		WriteCoalesceRate:      20000,
 		WriteCoalesceLoad:      0.7,
 		DrainDuration:          2 * time.Second,
