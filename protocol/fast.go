@@ -93,75 +93,50 @@ func fastPublishData(b []byte) (channel string, data []byte, n int, ok bool) {
 // fastPublish is fastPublishData; validate false skips validating D, for
 // input already known to be valid JSON.
 func fastPublish(b []byte, validate bool) (channel string, data []byte, n int, ok bool) {
-	if !bytes.HasPrefix(b, []byte(pubDataPrefix)) {
+	name, data, n, ok := fastPublishSpan(b, validate)
+	if !ok {
 		return "", nil, 0, false
+	}
+	return string(name), data, n, true
+}
+
+// fastPublishSpan is fastPublish with the channel name left as bytes of b,
+// for callers that only need the object's length.
+func fastPublishSpan(b []byte, validate bool) (name, data []byte, n int, ok bool) {
+	if !bytes.HasPrefix(b, []byte(pubDataPrefix)) {
+		return nil, nil, 0, false
 	}
 	start := len(pubDataPrefix) - 1
 	end, escaped, ok := skipString(b, start)
 	if !ok || escaped {
-		return "", nil, 0, false
+		return nil, nil, 0, false
 	}
-	name := b[start+1 : end-1]
+	name = b[start+1 : end-1]
 	for _, c := range name {
 		if c < 0x20 {
-			return "", nil, 0, false
+			return nil, nil, 0, false
 		}
 	}
 	if !utf8.Valid(name) {
-		return "", nil, 0, false
+		return nil, nil, 0, false
 	}
 	rest := b[end:]
 	if len(rest) > 0 && rest[0] == '}' {
-		return string(name), nil, end + 1, true
+		return name, nil, end + 1, true
 	}
 	if !bytes.HasPrefix(rest, []byte(pubDataMid)) {
-		return "", nil, 0, false
+		return nil, nil, 0, false
 	}
 	ds := end + len(pubDataMid)
 	de, ok := skipValue(b, ds)
 	if !ok || de >= len(b) || b[de] != '}' {
-		return "", nil, 0, false
+		return nil, nil, 0, false
 	}
 	data = b[ds:de:de]
 	if validate && !validJSON(data) {
-		return "", nil, 0, false
+		return nil, nil, 0, false
 	}
-	return string(name), data, de + 1, true
-}
-
-// fastPublishLen is fastPublishData without building the channel string:
-// the length of the canonical #publish data at the start of b.
-func fastPublishLen(b []byte) (n int, ok bool) {
-	if !bytes.HasPrefix(b, []byte(pubDataPrefix)) {
-		return 0, false
-	}
-	start := len(pubDataPrefix) - 1
-	end, escaped, ok := skipString(b, start)
-	if !ok || escaped {
-		return 0, false
-	}
-	name := b[start+1 : end-1]
-	for _, c := range name {
-		if c < 0x20 {
-			return 0, false
-		}
-	}
-	if !utf8.Valid(name) {
-		return 0, false
-	}
-	rest := b[end:]
-	if len(rest) > 0 && rest[0] == '}' {
-		return end + 1, true
-	}
-	if !bytes.HasPrefix(rest, []byte(pubDataMid)) {
-		return 0, false
-	}
-	ds := end + len(pubDataMid)
-	de, ok := skipValue(b, ds)
-	if !ok || de >= len(b) || b[de] != '}' || !validJSON(b[ds:de]) {
-		return 0, false
-	}
-	return de + 1, true
+	return name, data, de + 1, true
 }
 
 // fastPublishPacket decodes a canonical #publish packet, with or without a
@@ -171,7 +146,7 @@ func fastPublishPacket(b []byte, p *Packet) bool {
 		return false
 	}
 	inner := b[len(pubPacketPrefix):]
-	n, ok := fastPublishLen(inner)
+	_, _, n, ok := fastPublishSpan(inner, true)
 	if !ok {
 		return false
 	}
