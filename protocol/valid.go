@@ -45,9 +45,9 @@ func (v *validator) value() bool {
 	}
 	switch c := v.b[v.i]; c {
 	case '{':
-		return v.object()
+		return v.container('}')
 	case '[':
-		return v.array()
+		return v.container(']')
 	case '"':
 		return v.str()
 	case 't':
@@ -61,36 +61,34 @@ func (v *validator) value() bool {
 	}
 }
 
-func (v *validator) enter() bool {
+// container accepts an object (close '}') or an array (close ']') whose
+// opening byte is at v.i: members separated by commas, each a key and a
+// colon before its value in an object.
+func (v *validator) container(close byte) bool {
 	v.depth++
 	if v.depth > maxJSONDepth {
 		v.deep = true
 		return false
 	}
 	v.i++
-	return true
-}
-
-func (v *validator) object() bool {
-	if !v.enter() {
-		return false
-	}
 	v.space()
-	if v.i < len(v.b) && v.b[v.i] == '}' {
+	if v.i < len(v.b) && v.b[v.i] == close {
 		v.i++
 		v.depth--
 		return true
 	}
 	for {
-		v.space()
-		if v.i >= len(v.b) || v.b[v.i] != '"' || !v.str() {
-			return false
+		if close == '}' {
+			v.space()
+			if v.i >= len(v.b) || v.b[v.i] != '"' || !v.str() {
+				return false
+			}
+			v.space()
+			if v.i >= len(v.b) || v.b[v.i] != ':' {
+				return false
+			}
+			v.i++
 		}
-		v.space()
-		if v.i >= len(v.b) || v.b[v.i] != ':' {
-			return false
-		}
-		v.i++
 		if !v.value() {
 			return false
 		}
@@ -101,38 +99,7 @@ func (v *validator) object() bool {
 		switch v.b[v.i] {
 		case ',':
 			v.i++
-		case '}':
-			v.i++
-			v.depth--
-			return true
-		default:
-			return false
-		}
-	}
-}
-
-func (v *validator) array() bool {
-	if !v.enter() {
-		return false
-	}
-	v.space()
-	if v.i < len(v.b) && v.b[v.i] == ']' {
-		v.i++
-		v.depth--
-		return true
-	}
-	for {
-		if !v.value() {
-			return false
-		}
-		v.space()
-		if v.i >= len(v.b) {
-			return false
-		}
-		switch v.b[v.i] {
-		case ',':
-			v.i++
-		case ']':
+		case close:
 			v.i++
 			v.depth--
 			return true
