@@ -118,6 +118,7 @@ func TestConnectionLimits(t *testing.T) {
 	cfg = testConfig()
 	cfg.MaxHandshakesPerSecond = 0.001
 	cfg.HandshakeBurst = 2
+	cfg.HandshakeQueue = 0 // no pacing: the excess is accepted and refused
 	srv = startServer(t, cfg)
 	dial(t, srv)
 	dial(t, srv)

@@ -60,6 +60,7 @@ type metrics struct {
 	inRaw             prometheus.Counter
 	inResponse        prometheus.Counter
 	closeSlowConsumer prometheus.Counter
+	acceptsPaced      prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -79,6 +80,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		framesOut:        prometheus.NewCounter(prometheus.CounterOpts(f("frames_out_total", "Outbound data frames written (several packets may share one)."))),
 		queueDrops:       prometheus.NewCounterVec(prometheus.CounterOpts(f("queue_drops_total", "Outbound queue overflows, by bound.")), []string{"reason"}),
 		authFailures:     prometheus.NewCounterVec(prometheus.CounterOpts(f("auth_failures_total", "Rejected auth tokens, by error name.")), []string{"reason"}),
+		acceptsPaced:     prometheus.NewCounter(prometheus.CounterOpts(f("accepts_paced_total", "Connections accepted only after waiting in the listen queue for the handshake rate."))),
 		publishErrors:    prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
 	}
 	for _, r := range []string{reasonNormal, reasonGoingAway, reasonPongTimeout, reasonHandshakeTimeout, reasonHandshakeRejected,
@@ -99,6 +101,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.inResponse = m.messagesIn.WithLabelValues("response")
 	m.closeSlowConsumer = m.closes.WithLabelValues(reasonSlowConsumer)
 	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
-		m.authFailures, m.publishErrors)
+		m.authFailures, m.publishErrors, m.acceptsPaced)
 	return m
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/sccgo/sccgo/internal/cpuload"
 	"github.com/sccgo/sccgo/internal/wsconn"
@@ -51,6 +52,8 @@ type Server struct {
 	sockets  [socketShards]socketShard
 	nconns   atomic.Int64
 
+	acceptLim       *rate.Limiter  // paces Serve's accepts; nil without pacing
+	listeners       []net.Listener // Serve's paced listeners, under httpMu
 	handshakeMu     sync.Mutex
 	handshakeTokens float64
 	handshakeAt     time.Time
@@ -68,6 +71,10 @@ type Server struct {
 
 	addr         atomic.Pointer[addrBox]
 	startOnce    sync.Once
+	closeMu      sync.Mutex
+	closeQ       []*websocket.Conn // dead connections for the closer
+	closerOn     bool
+	closeWake    chan struct{}
 	startErr     error
 	ready        chan struct{}
 	serving      atomic.Bool
@@ -149,10 +156,17 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return float64(s.subs.subs.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "channels", Help: "Channels with at least one local subscriber."},
 			func() float64 { return float64(s.subs.channels.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "listen_queue", Help: "Connections waiting in the listen queue for their turn under SCC_MAX_HANDSHAKES_PER_SECOND (Linux)."},
+			s.listenQueue),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "listen_overflows_total", Help: "Connections the kernel dropped because a listen queue was full, over the network namespace (TcpExt ListenOverflows, Linux)."},
+			listenOverflows),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket (SCC_WRITE_COALESCE scaled by the frame rate)."},
 			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
 	)
 	s.handshakeTokens = float64(cfg.HandshakeBurst)
+	if cfg.MaxHandshakesPerSecond > 0 && cfg.HandshakeQueue > 0 {
+		s.acceptLim = rate.NewLimiter(rate.Limit(cfg.MaxHandshakesPerSecond), cfg.HandshakeBurst)
+	}
 	s.eng = wsconn.Engine{
 		MaxBytes:     cfg.QueueMaxBytes,
 		MaxMessages:  cfg.QueueMaxMessages,
@@ -225,6 +239,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
+	if s.acceptLim != nil {
+		ln = s.pace(ln)
+		hs.ConnContext = prepaidContext
+	}
 	s.httpMu.Lock()
 	if s.isDraining() {
 		s.httpMu.Unlock()
@@ -257,6 +275,11 @@ func (s *Server) begin() error {
 			return
 		}
 		s.wg.Go(s.sweep)
+		s.closeMu.Lock()
+		s.closeWake = make(chan struct{}, 1)
+		s.closerOn = true
+		s.closeMu.Unlock()
+		s.wg.Go(s.closer)
 		if s.eng.CoalesceDynamic {
 			s.wg.Go(s.adaptCoalesce)
 		}
@@ -342,7 +365,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, rejectOrigin, http.StatusForbidden, "Failed to authorize socket handshake - Invalid origin: "+origin)
 		return
 	}
-	if !s.allowHandshake() {
+	if !s.admitHandshake(r.Context()) {
 		s.reject(w, rejectHandshakeRate, http.StatusServiceUnavailable, "Too many handshakes; retry later")
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -462,7 +463,20 @@ func (s *Socket) readFailed(err error) {
 	}
 	s.setCloseReason(code, reason)
 	s.q.Close()
+	if code == protocol.CloseAbnormal && peerGone(err) {
+		// The peer is gone, nothing sent could be read: reset rather than
+		// close, and leave the close itself to the server's closer.
+		s.nc.Abort()
+		s.srv.closeLater(s.ws)
+		return
+	}
 	s.ws.CloseNow()
+}
+
+// peerGone reports whether a read error means the peer's end is closed or
+// reset, with no close frame.
+func peerGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // teardown runs on the reader goroutine once the connection has ended.

@@ -114,6 +114,16 @@ func (r *Raw) WaitReadable() error {
 	return waitReadable(r.rc)
 }
 
+// Abort makes the next Close reset the connection (SO_LINGER 0) instead
+// of sending a FIN and waiting for the peer's ACK. Use it when the peer is
+// known to be gone, so nothing still to be sent could be read: the close
+// then costs one RST and frees the socket at once.
+func (r *Raw) Abort() {
+	if tc, ok := r.Conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+}
+
 // Cork holds back everything written to the connection, including what
 // the write buffer flushes, until Uncork sends it in one write. A frame
 // bigger than the small write buffer would otherwise cost one write syscall

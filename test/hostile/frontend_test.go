@@ -489,14 +489,16 @@ func tamper(t testing.TB, token string) string {
 	return strings.Join(parts, ".")
 }
 
-// TestHandshakeFlood opens connections faster than MaxHandshakesPerSecond:
-// the excess gets HTTP 503 and is counted; connections already open are
-// untouched.
+// TestHandshakeFlood opens connections faster than MaxHandshakesPerSecond
+// with accept pacing off: the excess gets HTTP 503 and is counted;
+// connections already open are untouched. (With pacing, the excess waits in
+// the listen queue instead: frontend's TestAcceptPacing.)
 func TestHandshakeFlood(t *testing.T) {
 	const burst = 6
 	f := startFrontend(t, func(c *frontend.Config) {
 		c.MaxHandshakesPerSecond = 1
 		c.HandshakeBurst = burst
+		c.HandshakeQueue = 0
 	})
 	h := startHealthy(t, f.url, "healthy") // takes two of the burst
 	refused := 0
