@@ -230,7 +230,8 @@ func (c *Client) connect(ctx context.Context, reconnect bool) (*conn, error) {
 			_ = nc.Close()
 		}
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			ue := &UpgradeError{StatusCode: resp.StatusCode, Err: err}
+			ue := &UpgradeError{StatusCode: resp.StatusCode, Err: err,
+				RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 			if resp.Body != nil {
 				b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 				ue.Body = string(b)
@@ -370,8 +371,15 @@ func (c *Client) run(cn *conn) {
 		// SocketCluster reconnects at once after these codes; a small
 		// jitter keeps a crowd dropped together from returning together.
 		immediate := code == protocol.ClosePingTimeout || code == protocol.ClosePongTimeout || code == protocol.CloseNoStatus
+		var retryAfter time.Duration // the server's last Retry-After
 		for attempt := 0; ; attempt++ {
-			if !c.sleep(c.delay(attempt, immediate)) {
+			d := c.delay(attempt, immediate)
+			if retryAfter > 0 {
+				// A server that sheds load says when to come back; the
+				// jitter keeps a refused crowd from coming back together.
+				d = max(d, retryAfter+rand.N(retryAfter))
+			}
+			if !c.sleep(d) {
 				c.terminate(ErrClosed)
 				return
 			}
@@ -386,6 +394,10 @@ func (c *Client) run(cn *conn) {
 				return
 			}
 			c.log.Debug("reconnect failed", "err", err, "attempt", attempt)
+			retryAfter = 0
+			if ue, ok := errors.AsType[*UpgradeError](err); ok {
+				retryAfter = ue.RetryAfter
+			}
 			var pe *Error
 			if errors.As(err, &pe) {
 				if sc, ok := numberField(pe, "statusCode"); ok && sc >= protocol.ClosePermanentMin {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -535,6 +536,54 @@ func TestDialRefusedUpgrade(t *testing.T) {
 	_, err = client.Dial(ctxT(t, 5*time.Second), "ws://"+f2.ln.Addr().String()+"/wrong/", client.Options{})
 	if !errors.As(err, &ue) || ue.StatusCode != 404 {
 		t.Fatalf("wrong path: %v", err)
+	}
+}
+
+// TestReconnectHonoursRetryAfter: a reconnect refused with 503 and
+// Retry-After waits at least that long before the next attempt, though its
+// own backoff is far shorter.
+func TestReconnectHonoursRetryAfter(t *testing.T) {
+	f := startFake(t, fakeConfig{})
+	addr := f.ln.Addr().String()
+	var connects, disconnects atomic.Int64
+	dial(t, f.URL(), client.Options{
+		Backoff:      client.Backoff{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond},
+		OnConnect:    func(client.ConnectInfo) { connects.Add(1) },
+		OnDisconnect: func(int, string) { disconnects.Add(1) },
+	})
+	f.Close()
+	waitFor(t, "disconnect", 5*time.Second, func() bool { return disconnects.Load() == 1 })
+	upgrades := make(chan time.Time, 8)
+	startFake(t, fakeConfig{Addr: addr, HTTPStatus: http.StatusServiceUnavailable, Refusals: 1, RetryAfter: "1", Upgrades: upgrades})
+	refusedAt := <-upgrades
+	select {
+	case next := <-upgrades:
+		if gap := next.Sub(refusedAt); gap < time.Second {
+			t.Fatalf("retried %v after a Retry-After: 1 refusal", gap)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no retry after the refusal")
+	}
+	waitFor(t, "reconnect", 5*time.Second, func() bool { return connects.Load() == 2 })
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, c := range []struct {
+		v    string
+		want time.Duration
+	}{
+		{"", 0},
+		{"3", 3 * time.Second},
+		{"-1", 0},
+		{"soon", 0},
+		{"99999999", client.MaxRetryAfter},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+	} {
+		if got := client.ParseRetryAfter(c.v, now); got != c.want {
+			t.Errorf("Retry-After %q: %v, want %v", c.v, got, c.want)
+		}
 	}
 }
 

@@ -3,6 +3,9 @@ package client
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -90,7 +93,29 @@ type UpgradeError struct {
 	StatusCode int
 	// Body is the start of the response body.
 	Body string
-	Err  error
+	// RetryAfter is the response's Retry-After (seconds or an HTTP date),
+	// at most MaxRetryAfter; 0 without one. Reconnects wait at least this
+	// long, plus up to as much again of jitter.
+	RetryAfter time.Duration
+	Err        error
+}
+
+// MaxRetryAfter bounds the Retry-After a client honours.
+const MaxRetryAfter = 5 * time.Minute
+
+// parseRetryAfter reads a Retry-After header value: delay-seconds or an
+// HTTP date. It returns 0 for none or an unreadable value.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), MaxRetryAfter)
 }
 
 func (e *UpgradeError) Error() string {

@@ -19,13 +19,16 @@ import (
 
 // fakeConfig shapes a fakeServer.
 type fakeConfig struct {
-	Addr         string        // "" for 127.0.0.1:0
-	PingInterval time.Duration // 0: no pings
-	PingTimeout  time.Duration // advertised; default 30s
-	V1           bool          // ping "#1", expect "#2"
-	NoHandshake  bool          // never answer #handshake
-	NoPings      bool          // advertise PingTimeout but never ping
-	HTTPStatus   int           // refuse the upgrade with this status
+	Addr         string         // "" for 127.0.0.1:0
+	PingInterval time.Duration  // 0: no pings
+	PingTimeout  time.Duration  // advertised; default 30s
+	V1           bool           // ping "#1", expect "#2"
+	NoHandshake  bool           // never answer #handshake
+	NoPings      bool           // advertise PingTimeout but never ping
+	HTTPStatus   int            // refuse the upgrade with this status
+	Refusals     int            // with HTTPStatus: refuse only the first n upgrades (0: all)
+	RetryAfter   string         // Retry-After header on refusals
+	Upgrades     chan time.Time // receives each upgrade request's arrival, if non-nil
 	HandshakeErr *protocol.Error
 	CloseAfterHS int         // close with this code right after the handshake reply
 	Tokens       chan string // receives each handshake's token, if non-nil
@@ -55,6 +58,7 @@ type fakeServer struct {
 	pongs       atomic.Int64
 	handshakes  atomic.Int64
 	subBatchMax atomic.Int64 // most #subscribe packets seen in one frame
+	refused     atomic.Int64
 }
 
 type fakeConn struct {
@@ -134,7 +138,13 @@ func (s *fakeServer) Conns() []*fakeConn {
 }
 
 func (s *fakeServer) handle(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.HTTPStatus != 0 {
+	if s.cfg.Upgrades != nil {
+		s.cfg.Upgrades <- time.Now()
+	}
+	if s.cfg.HTTPStatus != 0 && (s.cfg.Refusals == 0 || s.refused.Add(1) <= int64(s.cfg.Refusals)) {
+		if s.cfg.RetryAfter != "" {
+			w.Header().Set("Retry-After", s.cfg.RetryAfter)
+		}
 		http.Error(w, "refused by test", s.cfg.HTTPStatus)
 		return
 	}

@@ -336,8 +336,27 @@ func (c *checker) checkContainer(w workload, ct *corev1.Container) {
 			c.errorf("%s: gossip port %d/%s not declared", name, gossip, proto)
 		}
 	}
-	c.checkProbe(name, "readinessProbe", ct.ReadinessProbe, "/readyz", ct.Ports, mainPort)
-	c.checkProbe(name, "livenessProbe", ct.LivenessProbe, "/healthz", ct.Ports, mainPort)
+	// A frontend with SCC_ADMIN_PORT serves /healthz, /readyz and /metrics
+	// there and not on its main port.
+	probePort := mainPort
+	if binary == binFrontend {
+		if admin := c.intVar(name, e, "SCC_ADMIN_PORT", 0); admin != 0 {
+			probePort = admin
+			if !hasPort(ct.Ports, admin, corev1.ProtocolTCP) {
+				c.errorf("%s: SCC_ADMIN_PORT=%d but no TCP containerPort %d", name, admin, admin)
+			}
+		}
+		if a := w.template.Annotations["prometheus.io/port"]; a != "" && a != strconv.Itoa(probePort) {
+			c.errorf("%s: prometheus.io/port %s, but /metrics is served on %d", name, a, probePort)
+		}
+		// Paced accepts queue everything on the main port, probes
+		// included: a reconnect storm would fail the liveness probe.
+		if c.intVar(name, e, "SCC_MAX_HANDSHAKES_PER_SECOND", 0) > 0 && e.literal["SCC_HANDSHAKE_QUEUE"] != "0" && probePort == mainPort {
+			c.errorf("%s: SCC_MAX_HANDSHAKES_PER_SECOND paces the main port's accepts; serve probes on SCC_ADMIN_PORT", name)
+		}
+	}
+	c.checkProbe(name, "readinessProbe", ct.ReadinessProbe, "/readyz", ct.Ports, probePort)
+	c.checkProbe(name, "livenessProbe", ct.LivenessProbe, "/healthz", ct.Ports, probePort)
 	c.checkResources(name, ct.Resources)
 	c.checkSecurity(name, &w.template.Spec, ct)
 	if ct.Lifecycle != nil {

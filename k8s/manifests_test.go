@@ -87,6 +87,14 @@ func TestCheckerCatches(t *testing.T) {
 		{"no readiness probe", func(m *manifests) { frontend(m).ReadinessProbe = nil }, "readinessProbe must be"},
 		{"liveness on the wrong path", func(m *manifests) { broker(m).LivenessProbe.HTTPGet.Path = "/health" }, `livenessProbe path "/health"`},
 		{"probe on the gossip port", func(m *manifests) { broker(m).ReadinessProbe.HTTPGet.Port = intstr.FromString("gossip-tcp") }, "readinessProbe probes port 7946"},
+		{"frontend probe on the main port beside an admin port", func(m *manifests) { frontend(m).LivenessProbe.HTTPGet.Port = intstr.FromString("http") }, "livenessProbe probes port 8000, but the server listens on 8001"},
+		{"paced accepts without an admin port", func(m *manifests) {
+			for _, cm := range m.configMaps {
+				delete(cm.Data, "SCC_ADMIN_PORT")
+			}
+			frontend(m).LivenessProbe.HTTPGet.Port = intstr.FromString("http")
+			frontend(m).ReadinessProbe.HTTPGet.Port = intstr.FromString("http")
+		}, "serve probes on SCC_ADMIN_PORT"},
 		{"no cpu limit", func(m *manifests) { delete(broker(m).Resources.Limits, corev1.ResourceCPU) }, "no cpu limits"},
 		{"literal auth key", func(m *manifests) {
 			c := frontend(m)
