@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -521,6 +522,64 @@ func TestHandshakeFlood(t *testing.T) {
 	}
 	if got := metric(t, f.srv.Registry(), "scc_frontend_rejected_connections_total", "reason", "handshake_rate"); int(got) != refused {
 		t.Fatalf("counted %v handshake_rate rejections, refused %d", got, refused)
+	}
+	h.progress()
+	h.check()
+}
+
+// TestHandshakeFloodPaced floods a frontend that paces its accepts (the
+// default once a handshake rate is set): the excess is neither refused nor
+// served early, it waits in the listen queue and is admitted at the rate;
+// the healthy pair keeps receiving throughout.
+func TestHandshakeFloodPaced(t *testing.T) {
+	const (
+		rate  = 20
+		burst = 6
+		flood = 60
+	)
+	f := startFrontend(t, func(c *frontend.Config) {
+		c.MaxHandshakesPerSecond = rate
+		c.HandshakeBurst = burst
+	})
+	h := startHealthy(t, f.url, "healthy")
+	start := time.Now()
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, flood)
+	for range flood {
+		wg.Go(func() {
+			c, err := tryDialSC(t, f.url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			admitted.Add(1)
+			c.ws.CloseNow()
+		})
+	}
+	// While the flood waits, the healthy pair still gets its messages.
+	h.progress()
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		// A dial that outwaits its own 5s timeout in the queue is the
+		// client giving up; nothing is refused by the server.
+		if strings.Contains(statusOf(err), "503") {
+			t.Fatalf("a paced upgrade was refused: %v", err)
+		}
+	}
+	if admitted.Load() < flood/2 {
+		t.Fatalf("only %d of %d waiting upgrades admitted", admitted.Load(), flood)
+	}
+	if most := int64(burst + 1 + rate*elapsed.Seconds()); admitted.Load() > most {
+		t.Fatalf("%d upgrades admitted in %v, more than the rate allows (%d)", admitted.Load(), elapsed, most)
+	}
+	if got := metric(t, f.srv.Registry(), "scc_frontend_accepts_paced_total"); got == 0 {
+		t.Fatal("no accept counted as paced")
+	}
+	if got := metric(t, f.srv.Registry(), "scc_frontend_rejected_connections_total", "reason", "handshake_rate"); got != 0 {
+		t.Fatalf("%v handshake_rate refusals with pacing on", got)
 	}
 	h.progress()
 	h.check()
