@@ -578,6 +578,7 @@ func TestParseRetryAfter(t *testing.T) {
 		{"-1", 0},
 		{"soon", 0},
 		{"99999999", client.MaxRetryAfter},
+		{"99999999999999999999999", client.MaxRetryAfter},
 		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
 	} {

@@ -110,8 +110,11 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return 0
 	}
 	var d time.Duration
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-		d = time.Duration(n) * time.Second
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		d = MaxRetryAfter
+		if err == nil && n < uint64(MaxRetryAfter/time.Second) {
+			d = time.Duration(n) * time.Second
+		}
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = t.Sub(now)
 	}

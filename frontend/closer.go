@@ -1,10 +1,6 @@
 package frontend
 
-import (
-	"time"
-
-	"github.com/coder/websocket"
-)
+import "time"
 
 // When thousands of clients vanish at once (a load balancer or a client
 // fleet restarting), closing their sockets is most of the teardown's CPU:
@@ -19,19 +15,21 @@ import (
 // peer is already gone go this way: nothing waits for their close, and
 // their sockets are reset (SO_LINGER 0), which frees them at once.
 
-// closerSlice is how long the closer works before it rests.
-const closerSlice = time.Millisecond
+// defaultCloserSlice is how long the closer works before it rests.
+const defaultCloserSlice = time.Millisecond
 
-// closeLater closes ws on the closer goroutine, or at once when there is
-// none (before Serve, or once the server has stopped).
-func (s *Server) closeLater(ws *websocket.Conn) {
+// closeLater closes sock's connection on the closer goroutine, or at once
+// when there is none (before Serve, or once the server has stopped), and
+// then releases its place in the connection count.
+func (s *Server) closeLater(sock *Socket) {
 	s.closeMu.Lock()
 	if !s.closerOn {
 		s.closeMu.Unlock()
-		ws.CloseNow()
+		s.closeNow(sock)
 		return
 	}
-	s.closeQ = append(s.closeQ, ws)
+	s.closeQ = append(s.closeQ, sock)
+	s.closePending.Add(1)
 	s.closeMu.Unlock()
 	select {
 	case s.closeWake <- struct{}{}:
@@ -62,19 +60,25 @@ func (s *Server) closer() {
 	}
 }
 
+func (s *Server) closeNow(sock *Socket) {
+	sock.ws.CloseNow()
+	s.release(sock)
+}
+
 // closeAll closes q, resting between slices when paced.
-func (s *Server) closeAll(q []*websocket.Conn, paced bool) {
+func (s *Server) closeAll(q []*Socket, paced bool) {
 	share := s.cfg.CloserShare
 	paced = paced && share > 0 && share < 1
 	var rest *time.Timer
 	start := time.Now()
-	for i, ws := range q {
-		ws.CloseNow()
+	for i, sock := range q {
+		s.closeNow(sock)
+		s.closePending.Add(-1)
 		q[i] = nil
 		if !paced {
 			continue
 		}
-		if worked := time.Since(start); worked >= closerSlice {
+		if worked := time.Since(start); worked >= s.closerSlice {
 			d := time.Duration(float64(worked) * (1 - share) / share)
 			if rest == nil {
 				rest = time.NewTimer(d)

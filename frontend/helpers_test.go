@@ -33,9 +33,19 @@ func testConfig() Config {
 // startServer serves cfg on 127.0.0.1:0 and shuts it down at cleanup.
 func startServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
+	return startServerWith(t, cfg, nil)
+}
+
+// startServerWith is startServer with a hook on the server before it
+// serves.
+func startServerWith(t testing.TB, cfg Config, hook func(*Server)) *Server {
+	t.Helper()
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if hook != nil {
+		hook(srv)
 	}
 	ln := listen(t)
 	errc := make(chan error, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,24 +33,27 @@ type pacedListener struct {
 	closeOnce sync.Once
 }
 
+// Accept takes the next connection, then holds it until the rate allows
+// it. Waiting after the accept means a failed accept (EMFILE, which
+// net/http retries) costs no token; only the one connection in hand waits
+// in user space, the rest in the listen queue.
 func (l *pacedListener) Accept() (net.Conn, error) {
-	r := l.lim.Reserve()
-	if d := r.Delay(); d > 0 {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if d := l.lim.Reserve().Delay(); d > 0 {
 		l.onPaced()
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-l.closed:
 			t.Stop()
-			r.Cancel()
+			c.Close()
 			return nil, net.ErrClosed
 		}
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		r.Cancel()
-	}
-	return c, err
+	return c, nil
 }
 
 func (l *pacedListener) Close() error {
@@ -69,10 +73,20 @@ func (s *Server) pace(ln net.Listener) net.Listener {
 	if err := setBacklog(ln, backlog); err != nil {
 		s.log.Warn("listen backlog not set; the system's stays", "backlog", backlog, "err", err)
 	}
+	return &pacedListener{Listener: ln, lim: s.acceptLim, onPaced: s.m.acceptsPaced.Inc, closed: make(chan struct{})}
+}
+
+// track adds ln to the listeners the listen-queue gauge reads, until
+// the returned func is called.
+func (s *Server) track(ln net.Listener) (untrack func()) {
 	s.httpMu.Lock()
 	s.listeners = append(s.listeners, ln)
 	s.httpMu.Unlock()
-	return &pacedListener{Listener: ln, lim: s.acceptLim, onPaced: s.m.acceptsPaced.Inc, closed: make(chan struct{})}
+	return func() {
+		s.httpMu.Lock()
+		s.listeners = slices.DeleteFunc(s.listeners, func(l net.Listener) bool { return l == ln })
+		s.httpMu.Unlock()
+	}
 }
 
 // listenQueue sums the connections waiting in Serve's listen queues.

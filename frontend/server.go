@@ -72,8 +72,10 @@ type Server struct {
 	addr         atomic.Pointer[addrBox]
 	startOnce    sync.Once
 	closeMu      sync.Mutex
-	closeQ       []*websocket.Conn // dead connections for the closer
+	closeQ       []*Socket // connections whose peer is gone, for the closer
 	closerOn     bool
+	closePending atomic.Int64 // queued for the closer or being closed by it
+	closerSlice  time.Duration
 	closeWake    chan struct{}
 	startErr     error
 	ready        chan struct{}
@@ -156,6 +158,8 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return float64(s.subs.subs.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "channels", Help: "Channels with at least one local subscriber."},
 			func() float64 { return float64(s.subs.channels.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "close_backlog", Help: "Connections whose peer is gone waiting for the paced closer (SCC_CLOSER_SHARE); they still count as open."},
+			func() float64 { return float64(s.closePending.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "listen_queue", Help: "Connections waiting in the listen queue for their turn under SCC_MAX_HANDSHAKES_PER_SECOND (Linux)."},
 			s.listenQueue),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "listen_overflows_total", Help: "Connections the kernel dropped because a listen queue was full, over the network namespace (TcpExt ListenOverflows, Linux)."},
@@ -164,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
 	)
 	s.handshakeTokens = float64(cfg.HandshakeBurst)
+	s.closerSlice = defaultCloserSlice
 	if cfg.MaxHandshakesPerSecond > 0 && cfg.HandshakeQueue > 0 {
 		s.acceptLim = rate.NewLimiter(rate.Limit(cfg.MaxHandshakesPerSecond), cfg.HandshakeBurst)
 	}
@@ -239,10 +244,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
-	if s.acceptLim != nil {
-		ln = s.pace(ln)
-		hs.ConnContext = prepaidContext
-	}
 	s.httpMu.Lock()
 	if s.isDraining() {
 		s.httpMu.Unlock()
@@ -258,6 +259,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		close(s.ready)
 	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "path", s.cfg.Path)
+	if s.acceptLim != nil {
+		defer s.track(ln)()
+		ln = s.pace(ln)
+		hs.ConnContext = prepaidContext
+	}
 	err := hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -492,7 +498,16 @@ func (s *Server) unregister(sock *Socket) {
 		delete(sh.m, sock.id)
 	}
 	sh.mu.Unlock()
-	s.nconns.Add(-1)
+	if !sock.closeDeferred.Load() {
+		s.release(sock)
+	}
+}
+
+// release gives up sock's place in the connection count, once.
+func (s *Server) release(sock *Socket) {
+	if sock.released.CompareAndSwap(false, true) {
+		s.nconns.Add(-1)
+	}
 }
 
 // SocketByID returns the open socket with id, or nil.

@@ -49,7 +49,12 @@ type Socket struct {
 	lastPing  atomic.Int64 // server clock of the last ping queued
 	handshook atomic.Bool
 	closing   atomic.Bool
-	authExp   atomic.Int64 // exp of the current token (unix s), 0 if none
+	// closeDeferred: the connection is closed by the server's closer,
+	// which then releases its place in the connection count (released:
+	// exactly once), so MaxConnections still bounds open descriptors.
+	closeDeferred atomic.Bool
+	released      atomic.Bool
+	authExp       atomic.Int64 // exp of the current token (unix s), 0 if none
 
 	// Reader-goroutine state.
 	tokens   float64
@@ -312,8 +317,22 @@ func (s *Socket) QueueWriteError(err error) {
 	if s.closing.CompareAndSwap(false, true) {
 		s.setCloseReason(protocol.CloseAbnormal, reasonWriteError)
 		s.srv.log.Debug("write failed", "conn", s.id, "err", err)
+		if peerGone(err) {
+			s.abandon()
+			return
+		}
 	}
 	s.ws.CloseNow()
+}
+
+// abandon resets a connection whose peer is gone and leaves its close to
+// the server's closer. A peer that ended its side without a close frame
+// has left (WebSocket has no half-close), so nothing still to be sent
+// could be read.
+func (s *Socket) abandon() {
+	s.closeDeferred.Store(true)
+	s.nc.Abort()
+	s.srv.closeLater(s)
 }
 
 func (s *Socket) setCloseReason(code int, reason string) {
@@ -464,19 +483,17 @@ func (s *Socket) readFailed(err error) {
 	s.setCloseReason(code, reason)
 	s.q.Close()
 	if code == protocol.CloseAbnormal && peerGone(err) {
-		// The peer is gone, nothing sent could be read: reset rather than
-		// close, and leave the close itself to the server's closer.
-		s.nc.Abort()
-		s.srv.closeLater(s.ws)
+		s.abandon()
 		return
 	}
 	s.ws.CloseNow()
 }
 
-// peerGone reports whether a read error means the peer's end is closed or
-// reset, with no close frame.
+// peerGone reports whether a read or write error means the peer's end is
+// closed or reset.
 func peerGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // teardown runs on the reader goroutine once the connection has ended.

@@ -231,6 +231,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if err != nil {
 		return err
 	}
+	if st.cfg.MaxHandshakesPerSecond > 0 && st.cfg.HandshakeQueue > 0 && st.adminPort == 0 {
+		logger.Warn("accepts on the main port are paced by SCC_MAX_HANDSHAKES_PER_SECOND: during a reconnect storm, /healthz, /readyz and /metrics wait in the listen queue too; set SCC_ADMIN_PORT to serve them apart")
+	}
 	ln, err := net.Listen("tcp", config.HostPort(st.host, st.port))
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)

@@ -119,7 +119,11 @@ func (r *Raw) WaitReadable() error {
 // known to be gone, so nothing still to be sent could be read: the close
 // then costs one RST and frees the socket at once.
 func (r *Raw) Abort() {
-	if tc, ok := r.Conn.(*net.TCPConn); ok {
+	c := r.Conn
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+		c = tc.NetConn()
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
 }
