@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -396,19 +397,9 @@ func (cn *conn) readFrame(buf *[]byte) (websocket.MessageType, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	b := (*buf)[:0]
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return 0, nil, err
-		}
+	b, err := wsconn.ReadAppend((*buf)[:0], r)
+	if err != nil {
+		return 0, nil, err
 	}
 	msg := bytes.Clone(b)
 	if cap(b) <= maxReadBuffer {

@@ -409,7 +409,7 @@ func (s *Socket) readOne() bool {
 		return err == nil
 	}
 	bp := getReadBuf()
-	msg, err := readMessage(r, (*bp)[:0])
+	msg, err := wsconn.ReadAppend((*bp)[:0], r)
 	if err != nil {
 		putReadBuf(bp, msg)
 		s.readFailed(err)
@@ -428,22 +428,6 @@ func (s *Socket) readOne() bool {
 	}
 	putReadBuf(bp, msg)
 	return true
-}
-
-func readMessage(r io.Reader, b []byte) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
 }
 
 const (

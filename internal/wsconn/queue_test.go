@@ -2,13 +2,17 @@ package wsconn
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -356,5 +360,21 @@ func TestQueueDynamicCoalesce(t *testing.T) {
 	q.EnqueueCoalesced([]byte(`6`))
 	if got := read(t, c); got != `[5,6]` {
 		t.Fatalf("with a gap got %q, want one frame", got)
+	}
+}
+
+func TestReadAppend(t *testing.T) {
+	src := bytes.Repeat([]byte("0123456789"), 100)
+	for _, start := range [][]byte{nil, make([]byte, 0, 7), []byte("head:")} {
+		want := append(append([]byte(nil), start...), src...)
+		got, err := ReadAppend(start, iotest.OneByteReader(bytes.NewReader(src)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("ReadAppend(%q...): %q, %v", start, got, err)
+		}
+	}
+	boom := errors.New("boom")
+	got, err := ReadAppend(nil, io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(boom)))
+	if !errors.Is(err, boom) || string(got) != "abc" {
+		t.Fatalf("with a failing reader: %q, %v", got, err)
 	}
 }
