@@ -318,6 +318,39 @@ func (q *Queue) wakeLocked() {
 	}
 }
 
+// park is the writer's wait, for more packets (flag lingering) or out a
+// coalescing gap (flag holding): called with q.mu held, it releases it
+// until d passes or wakeLocked / endHoldLocked wakes it, and returns with
+// q.mu held again, reporting whether it was woken. t is the writer's
+// reused timer.
+func (q *Queue) park(flag *bool, d time.Duration, t **time.Timer) (woken bool) {
+	if q.wake == nil {
+		q.wake = make(chan struct{}, 1)
+	}
+	*flag = true
+	wake := q.wake
+	q.mu.Unlock()
+	if *t == nil {
+		*t = q.eng.timer(d)
+	} else {
+		(*t).Reset(d)
+	}
+	select {
+	case <-wake:
+		(*t).Stop()
+		woken = true
+	case <-(*t).C:
+	}
+	q.mu.Lock()
+	*flag = false
+	// Drain a wake that raced with the timer.
+	select {
+	case <-wake:
+	default:
+	}
+	return woken
+}
+
 // endHoldLocked ends a coalescing writer's wait.
 func (q *Queue) endHoldLocked() {
 	if q.holding {
@@ -363,29 +396,9 @@ func (q *Queue) run() {
 		q.mu.Lock()
 		if !q.closed && q.after == nil && len(q.pkts) == 0 && !q.hasPing && q.eng.Linger > 0 {
 			// Wait a little for more before giving the goroutine up.
-			if q.wake == nil {
-				q.wake = make(chan struct{}, 1)
-			}
-			q.lingering = true
-			wake := q.wake
-			q.mu.Unlock()
-			if linger == nil {
-				linger = q.eng.timer(q.eng.Linger)
-			} else {
-				linger.Reset(q.eng.Linger)
-			}
-			select {
-			case <-wake:
-				linger.Stop()
+			if q.park(&q.lingering, q.eng.Linger, &linger) {
+				q.mu.Unlock()
 				continue
-			case <-linger.C:
-			}
-			q.mu.Lock()
-			q.lingering = false
-			// Drain a wake that raced with the timer.
-			select {
-			case <-wake:
-			default:
 			}
 		}
 		if q.closed || (len(q.pkts) == 0 && !q.hasPing) {
@@ -413,28 +426,7 @@ func (q *Queue) run() {
 		if gap := q.eng.CurrentCoalesce(); gap > 0 && !q.closed && q.after == nil && len(q.pkts) > 0 && !q.urgent &&
 			!q.lastFrame.IsZero() && q.bytes < q.eng.coalesceBytes() {
 			if wait := gap - time.Since(q.lastFrame); wait > 0 {
-				if q.wake == nil {
-					q.wake = make(chan struct{}, 1)
-				}
-				q.holding = true
-				wake := q.wake
-				q.mu.Unlock()
-				if linger == nil {
-					linger = q.eng.timer(wait)
-				} else {
-					linger.Reset(wait)
-				}
-				select {
-				case <-wake:
-					linger.Stop()
-				case <-linger.C:
-				}
-				q.mu.Lock()
-				q.holding = false
-				select {
-				case <-wake:
-				default:
-				}
+				q.park(&q.holding, wait, &linger)
 				q.lastFrame = time.Time{}
 				q.mu.Unlock()
 				continue
