@@ -352,9 +352,11 @@ func (c *coordinator) onConnect(conn Conn, p nodelink.Peer) {
 	}
 	c.reconcile(m)
 	// A ring broker back at a new address: reshard so nodes dial it there.
-	if i := c.ringIndex(m.id); i >= 0 && c.ring.Brokers[i].Addr != m.addr {
-		c.maybeReshard()
-	}
+	// And a broker back when none was: removals that came due while no
+	// broker was left to reshard to (a restart whose startup delay ended
+	// before any came back) can go now. maybeReshard does nothing when the
+	// target is the ring.
+	c.maybeReshard()
 }
 
 func (c *coordinator) onDisconnect(conn Conn) {

@@ -343,6 +343,22 @@ func TestRestartWithMissingBrokerReshards(t *testing.T) {
 	})
 }
 
+// A restart whose startup delay ends before any broker is back (a node
+// reported the ring, its brokers redial late): the first ring broker to
+// return triggers the reshard that leaves out the one that never does.
+func TestRestartWithBrokersBackAfterStartup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, testCfg())
+		f := h.connect("f1", F, withVersion(7))
+		h.co.reportRing(f, mkRing(7, "b1", "b2"))
+		sleep(5 * time.Second)
+		wantLog(t, f, "")
+		h.connect("b1", B, withVersion(7))
+		synctest.Wait()
+		wantLog(t, f, "prepare v8[b1]; commit v8[b1]")
+	})
+}
+
 // With no startup delay, a ring a node reports later is adopted rather
 // than replaced by one built from scratch.
 func TestAdoptsReportedRingAfterStartup(t *testing.T) {
