@@ -164,7 +164,7 @@ func New(cfg Config) (*Server, error) {
 			s.listenQueue),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "listen_overflows_total", Help: "Connections the kernel dropped because a listen queue was full, over the network namespace (TcpExt ListenOverflows, Linux)."},
 			listenOverflows),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket (SCC_WRITE_COALESCE scaled by the frame rate)."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket (SCC_WRITE_COALESCE scaled by the message rate and, past half the rate threshold, the CPU load)."},
 			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
 	)
 	s.handshakeTokens = float64(cfg.HandshakeBurst)
@@ -700,7 +700,7 @@ const coalesceSample = 100 * time.Millisecond
 // its target per sample: the CPU load falls as the gap grows, and an
 // undamped gap would swing between none and all of it.
 func (s *Server) adaptCoalesce() {
-	max := s.cfg.WriteCoalesce
+	full := s.cfg.WriteCoalesce
 	from := float64(s.cfg.WriteCoalesceRate) * float64(runtime.GOMAXPROCS(0))
 	var sampler *cpuload.Sampler
 	if s.cfg.WriteCoalesceLoad > 0 {
@@ -712,7 +712,7 @@ func (s *Server) adaptCoalesce() {
 	t := time.NewTicker(coalesceSample)
 	defer t.Stop()
 	last, lastAt := s.stat.messagesOut.Load(), time.Now()
-	rate, load, gap := 0.0, 0.0, 0.0
+	msgRate, load, gap := 0.0, 0.0, 0.0
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -720,16 +720,16 @@ func (s *Server) adaptCoalesce() {
 		case now := <-t.C:
 			n := s.stat.messagesOut.Load()
 			if el := now.Sub(lastAt).Seconds(); el > 0 {
-				rate = 0.5*rate + 0.5*float64(n-last)/el
+				msgRate = 0.5*msgRate + 0.5*float64(n-last)/el
 			}
 			last, lastAt = n, now
-			target := coalesceGap(max, from, rate)
+			target := coalesceGap(full, from, msgRate)
 			if sampler != nil {
 				if l, err := sampler.Sample(); err == nil {
 					load = 0.5*load + 0.5*l
 				}
-				if rate >= from/2 {
-					target = maxDuration(target, loadGap(max, s.cfg.WriteCoalesceLoad, load))
+				if msgRate >= from/2 {
+					target = max(target, loadGap(full, s.cfg.WriteCoalesceLoad, load))
 				}
 			}
 			gap += (float64(target) - gap) / 4
@@ -741,32 +741,25 @@ func (s *Server) adaptCoalesce() {
 	}
 }
 
-func maxDuration(a, b time.Duration) time.Duration {
-	if a > b {
-		return a
-	}
-	return b
+// coalesceGap is the gap for a message rate: 0 up to from, full from
+// twice from, linear between.
+func coalesceGap(full time.Duration, from, msgRate float64) time.Duration {
+	return scale(full, (msgRate-from)/from)
 }
 
-// coalesceGap is the gap for a message rate: 0 up to from, max from twice
-// from, linear between.
-func coalesceGap(max time.Duration, from, rate float64) time.Duration {
-	return scale(max, (rate-from)/from)
-}
-
-// loadGap is the gap for a CPU busy share: 0 up to from, max from
+// loadGap is the gap for a CPU busy share: 0 up to from, full from
 // from+0.25 (or from a fully busy CPU, if that comes first), linear
 // between.
-func loadGap(max time.Duration, from, load float64) time.Duration {
-	return scale(max, (load-from)/min(0.25, 1-from))
+func loadGap(full time.Duration, from, load float64) time.Duration {
+	return scale(full, (load-from)/min(0.25, 1-from))
 }
 
-func scale(max time.Duration, f float64) time.Duration {
+func scale(full time.Duration, f float64) time.Duration {
 	switch {
 	case f <= 0:
 		return 0
 	case f >= 1:
-		return max
+		return full
 	}
-	return time.Duration(f * float64(max))
+	return time.Duration(f * float64(full))
 }

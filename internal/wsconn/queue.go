@@ -308,9 +308,12 @@ func (q *Queue) CloseAfterFlush(fn func()) {
 }
 
 // wakeLocked ends a lingering writer's wait.
-func (q *Queue) wakeLocked() {
-	if q.lingering {
-		q.lingering = false
+func (q *Queue) wakeLocked() { q.unparkLocked(&q.lingering) }
+
+// unparkLocked wakes a writer parked with flag set.
+func (q *Queue) unparkLocked(flag *bool) {
+	if *flag {
+		*flag = false
 		select {
 		case q.wake <- struct{}{}:
 		default:
@@ -352,15 +355,7 @@ func (q *Queue) park(flag *bool, d time.Duration, t **time.Timer) (woken bool) {
 }
 
 // endHoldLocked ends a coalescing writer's wait.
-func (q *Queue) endHoldLocked() {
-	if q.holding {
-		q.holding = false
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
-	}
-}
+func (q *Queue) endHoldLocked() { q.unparkLocked(&q.holding) }
 
 func (q *Queue) closeLocked() {
 	q.wakeLocked()
