@@ -425,16 +425,18 @@ func (c *Cluster) reap(pr *proc, cmd *exec.Cmd, done chan struct{}, stdout, stde
 	}
 	c.mu.Lock()
 	expected := pr.stopping || c.closed
-	pr.running = false
-	pr.crashed = !expected
-	pr.exit = status
-	c.mu.Unlock()
-	close(done)
+	// Logged before the exit is visible, so whoever sees the process
+	// stopped also finds why in the log.
 	if expected {
 		c.log.Info("process exited", "node", pr.name, "role", string(pr.role), "pid", cmd.Process.Pid, "reason", status)
 	} else {
 		c.log.Warn("process exited unexpectedly", "node", pr.name, "role", string(pr.role), "pid", cmd.Process.Pid, "err", status)
 	}
+	pr.running = false
+	pr.crashed = !expected
+	pr.exit = status
+	c.mu.Unlock()
+	close(done)
 }
 
 // lookup finds a process by name and role ("" matches any role).
