@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	controlPort := fs.Int("control-port", 7700, "port of the control endpoint; 0 picks a free one")
 	controlHost := fs.String("control-host", "127.0.0.1", "address the control endpoint binds (it can kill nodes: keep it on loopback)")
 	authKey := fs.String("auth-key", "", "SCC_AUTH_KEY for inter-node links (default: $SCC_AUTH_KEY, else a random key for this run)")
+	controlToken := fs.String("control-token", "", "token every POST to the control endpoint must send in the "+localcluster.ControlTokenHeader+" header (default: $SCC_LOCAL_CONTROL_TOKEN, else a random token printed at start)")
 	clientKey := fs.String("client-auth-key", "", "SCC_CLIENT_AUTH_KEY for client JWTs (default: $SCC_CLIENT_AUTH_KEY, else a random key for this run)")
 	color := fs.String("color", "auto", "color the output prefixes: auto, always or never (NO_COLOR=1 means never)")
 	readyTimeout := fs.Duration("ready-timeout", 60*time.Second, "how long to wait for every node to become ready")
@@ -64,7 +65,7 @@ then gets its ports and addresses, then the -env values.
 Flags:
 `)
 		fs.PrintDefaults()
-		fmt.Fprintf(stderr, "\n%s", localcluster.ControlUsage("http://127.0.0.1:7700"))
+		fmt.Fprintf(stderr, "\n%s", localcluster.ControlUsage("http://127.0.0.1:7700", "<token>"))
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -89,6 +90,9 @@ Flags:
 	}
 	if *clientKey == "" {
 		*clientKey = orRandom(getenv("SCC_CLIENT_AUTH_KEY"))
+	}
+	if *controlToken == "" {
+		*controlToken = orRandom(getenv("SCC_LOCAL_CONTROL_TOKEN"))
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
@@ -119,7 +123,7 @@ Flags:
 		}
 		return err
 	}
-	srv := &http.Server{Handler: c.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: c.ControlHandler(*controlToken), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctl) }()
 	shutdown := func() error {
@@ -142,7 +146,7 @@ Flags:
 		}
 		return errors.Join(err, cerr)
 	}
-	io.WriteString(stdout, banner(c, "http://"+ctl.Addr().String()))
+	io.WriteString(stdout, banner(c, "http://"+ctl.Addr().String(), *controlToken))
 
 	select {
 	case <-ctx.Done():
@@ -155,7 +159,7 @@ Flags:
 }
 
 // banner lists what a developer can open once the cluster is ready.
-func banner(c *localcluster.Cluster, control string) string {
+func banner(c *localcluster.Cluster, control, token string) string {
 	var b strings.Builder
 	procs := c.Procs()
 	var nb, nf int
@@ -184,6 +188,8 @@ func banner(c *localcluster.Cluster, control string) string {
 		}
 	}
 	fmt.Fprintf(&b, "  %-9s %s/   (try: curl %s/procs)\n", "control:", control, control)
+	fmt.Fprintf(&b, "  %-9s %s   (POSTs send it as %s: curl -X POST -H '%s: %s' %s/brokers)\n",
+		"token:", token, localcluster.ControlTokenHeader, localcluster.ControlTokenHeader, token, control)
 	b.WriteString("Ctrl-C stops everything.\n\n")
 	return b.String()
 }

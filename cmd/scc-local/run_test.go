@@ -131,7 +131,22 @@ func TestRunPrintsURLsServesControlAndStops(t *testing.T) {
 	if err != nil || len(procs) != 4 {
 		t.Fatalf("GET /procs: %v %v", procs, err)
 	}
+	// Without the printed token a POST is refused; with it, it works.
 	resp, err = client.Post(m[1]+"/brokers", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST /brokers without the token = %d, want 403", resp.StatusCode)
+	}
+	tok := regexp.MustCompile(`token:\s+([0-9a-f]{32}) `).FindStringSubmatch(out)
+	if tok == nil {
+		t.Fatalf("no control token in the banner:\n%s", out)
+	}
+	req, _ := http.NewRequest("POST", m[1]+"/brokers", nil)
+	req.Header.Set("X-SCC-Local-Token", tok[1])
+	resp, err = client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +185,7 @@ func TestRunHelpAndBadFlags(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h = %v", err)
 	}
-	for _, want := range []string{"-brokers", "-control-port", "curl -X POST", "/brokers/broker-1/restart", "/state/kill"} {
+	for _, want := range []string{"-brokers", "-control-port", "curl -X POST", "/brokers/broker-1/restart", "/state/kill", "X-SCC-Local-Token", "-control-token"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("-h lacks %q", want)
 		}

@@ -448,12 +448,13 @@ func TestControlHandler(t *testing.T) {
 	if err := c.WaitReady(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(c.ControlHandler())
+	srv := httptest.NewServer(c.ControlHandler(testToken))
 	defer srv.Close()
 
 	do := func(method, path string, wantStatus int) map[string]any {
 		t.Helper()
 		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		req.Header.Set(ControlTokenHeader, testToken)
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -512,4 +513,86 @@ func TestControlHandler(t *testing.T) {
 		t.Fatalf("frontend kill = %v", m)
 	}
 	do("GET", "/", http.StatusOK)
+}
+
+const testToken = "0123456789abcdef"
+
+// A page on another origin, a DNS-rebinding page (a foreign Host) and a
+// request without the token cannot stop a broker; the same request with
+// the token from the endpoint's own origin can.
+func TestControlHandlerRefusesForeignRequests(t *testing.T) {
+	c := startFake(t, fakeOpts(1, 0, nil))
+	if err := c.WaitReady(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.ControlHandler(testToken))
+	defer srv.Close()
+	before := procByName(t, c, "broker-1")
+	send := func(method, path string, hdr map[string]string, host string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	own := strings.TrimPrefix(srv.URL, "http://")
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+		host string
+	}{
+		// What a form or fetch() from another site sends: no custom
+		// header is possible without a preflight.
+		{"cross-origin form", map[string]string{"Origin": "http://evil.example", "Content-Type": "text/plain"}, ""},
+		{"cross-origin with the token", map[string]string{"Origin": "http://evil.example", ControlTokenHeader: testToken}, ""},
+		{"opaque origin", map[string]string{"Origin": "null"}, ""},
+		{"sec-fetch-site cross-site", map[string]string{"Sec-Fetch-Site": "cross-site", ControlTokenHeader: testToken}, ""},
+		// DNS rebinding: the page's own name resolves to 127.0.0.1, so
+		// the request is same-origin but carries the foreign Host.
+		{"rebound host", map[string]string{"Origin": "http://evil.example:" + strings.Split(own, ":")[1], ControlTokenHeader: testToken}, "evil.example:" + strings.Split(own, ":")[1]},
+		{"rebound host, no origin", map[string]string{ControlTokenHeader: testToken}, "evil.example"},
+		{"no token", nil, ""},
+		{"wrong token", map[string]string{ControlTokenHeader: "guess"}, ""},
+	} {
+		if got := send("POST", "/brokers/broker-1/kill", tc.hdr, tc.host); got != http.StatusForbidden {
+			t.Errorf("%s: POST kill = %d, want 403", tc.name, got)
+		}
+	}
+	if got := send("GET", "/procs", nil, "evil.example"); got != http.StatusForbidden {
+		t.Errorf("GET /procs with a foreign Host = %d, want 403", got)
+	}
+	if after := procByName(t, c, "broker-1"); !after.Running || after.PID != before.PID {
+		t.Fatalf("broker-1 after refused requests: %+v (was %+v)", after, before)
+	}
+	if got := send("GET", "/procs", nil, "localhost:1"); got != http.StatusOK {
+		t.Errorf("GET /procs as localhost = %d, want 200", got)
+	}
+	if got := send("POST", "/brokers/broker-1/kill", map[string]string{"Origin": "http://" + own, ControlTokenHeader: testToken}, ""); got != http.StatusOK {
+		t.Fatalf("POST kill with the token from the own origin = %d, want 200", got)
+	}
+	if after := procByName(t, c, "broker-1"); after.Running {
+		t.Fatalf("broker-1 still running after an authorised kill: %+v", after)
+	}
+}
+
+func TestControlHostAllowed(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1:7700": true, "localhost:7700": true, "LOCALHOST": true, "[::1]:7700": true,
+		"192.168.1.5:7700": true, "evil.example:7700": false, "localhost.evil.example": false,
+		"": false, "127.0.0.1.nip.io:7700": false,
+	} {
+		if got := controlHostAllowed(host); got != want {
+			t.Errorf("controlHostAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
 }
