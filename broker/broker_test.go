@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -236,7 +237,18 @@ func TestHTTPEndpoints(t *testing.T) {
 	if code, _ := get("/readyz"); code != 200 {
 		t.Fatalf("/readyz %d", code)
 	}
-	code, body := get("/metrics")
+	// Metrics are on the admin handler, not on the link port.
+	if code, _ := get("/metrics"); code != http.StatusNotFound {
+		t.Errorf("link port /metrics %d, want 404", code)
+	}
+	admin := httptest.NewServer(b.AdminHandler())
+	defer admin.Close()
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _ := httpGet(t, admin.URL+path); code != 200 {
+			t.Errorf("admin %s %d", path, code)
+		}
+	}
+	code, body := httpGet(t, admin.URL+"/metrics")
 	for _, name := range []string{"scc_broker_links", "scc_broker_channels", "scc_broker_subscriptions",
 		"scc_broker_publishes_in_total", "scc_broker_deliveries_out_total", "scc_broker_drops_total",
 		"scc_broker_link_frames_out_total", "scc_broker_link_rejects_total"} {
@@ -244,7 +256,23 @@ func TestHTTPEndpoints(t *testing.T) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
+	// ServeAdmin puts them back on the link port.
+	old := startBroker(t, func(c *Config) { c.ServeAdmin = true })
+	if code, _ := httpGet(t, "http://"+old.addr()+"/metrics"); code != 200 {
+		t.Errorf("with ServeAdmin, link port /metrics %d", code)
+	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 func TestConfigValidate(t *testing.T) {

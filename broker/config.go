@@ -75,10 +75,16 @@ type Config struct {
 	// state server's Welcome. Default 50ms.
 	ReadyPoll time.Duration
 
+	// ServeAdmin serves /metrics on the link port as well as from
+	// AdminHandler (SCC_ADMIN_ON_CLIENT_PORT). Only nodes need the link
+	// port, so by default metrics are only on the admin port
+	// (SCC_ADMIN_PORT); /healthz and /readyz are on both. Default false.
+	ServeAdmin bool
+
 	// Logger receives the broker's events (nil = discard).
 	Logger *slog.Logger
 	// Registry receives the broker's metrics (scc_broker_*); nil creates a
-	// private one, still served on /metrics.
+	// private one, still served by AdminHandler.
 	Registry *prometheus.Registry
 }
 

@@ -75,11 +75,31 @@ func New(cfg Config) (*Server, error) {
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, s.serveLink)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", s.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.handleProbes(mux)
+	if cfg.ServeAdmin {
+		mux.Handle("GET /metrics", s.metricsHandler())
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.Link.HandshakeTimeout}
 	return s, nil
+}
+
+func (s *Server) handleProbes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", s.serveReady)
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
+}
+
+// AdminHandler serves /healthz, /readyz and /metrics for the admin port
+// (SCC_ADMIN_PORT); the link port serves /metrics only with
+// Config.ServeAdmin.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	s.handleProbes(mux)
+	mux.Handle("GET /metrics", s.metricsHandler())
+	return mux
 }
 
 // Serve accepts frontend links and HTTP requests on ln until Shutdown; it

@@ -16,13 +16,15 @@ import (
 // Config configures a Server. DefaultConfig is the one source of defaults;
 // each field names the environment variable cmd/scc-frontend reads it from.
 type Config struct {
-	// Path is the WebSocket endpoint; other paths get HTTP 400 (except the
-	// admin endpoints when they share the port). Env SOCKETCLUSTER_PATH.
-	// Default "/socketcluster/".
+	// Path is the WebSocket endpoint; other paths get HTTP 400 (except
+	// /healthz, /readyz, Pages, and /metrics with ServeAdmin). Env
+	// SOCKETCLUSTER_PATH. Default "/socketcluster/".
 	Path string
-	// ServeAdmin serves /healthz, /readyz and /metrics from Handler as
-	// well. Set it false when they have their own port (SCC_ADMIN_PORT).
-	// Default true.
+	// ServeAdmin serves /metrics from Handler, on the client port, as
+	// well as from AdminHandler. Clients need none of it, so by default
+	// metrics are only on the admin port (SCC_ADMIN_PORT); /healthz and
+	// /readyz, which reveal nothing, are on both. Env
+	// SCC_ADMIN_ON_CLIENT_PORT. Default false.
 	ServeAdmin bool
 
 	// ProtocolVersion selects the ping/pong frames (1: "#1"/"#2", 2: empty
@@ -210,7 +212,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Path:                   "/socketcluster/",
-		ServeAdmin:             true,
+		ServeAdmin:             false,
 		ProtocolVersion:        protocol.V2,
 		PingInterval:           8 * time.Second,
 		PingTimeout:            30 * time.Second,

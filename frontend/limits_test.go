@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -68,15 +69,38 @@ func TestUpgradeRejections(t *testing.T) {
 		counter(t, reg, "scc_frontend_rejected_connections_total", "reason", rejectPath) != 1 {
 		t.Fatal("rejections not counted")
 	}
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200} {
+}
+
+// The client port answers probes but keeps metrics to the admin handler
+// unless ServeAdmin asks for the old layout.
+func TestClientPortServesNoMetricsByDefault(t *testing.T) {
+	get := func(h http.Handler, path string) int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code
+	}
+	srv := startServer(t, testConfig())
+	want := map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 400, "/status": 400}
+	for path, code := range want {
 		resp, err := http.Get("http://" + srv.Addr().String() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("%s: %d", path, resp.StatusCode)
+		if resp.StatusCode != code {
+			t.Errorf("client port %s: %d, want %d", path, resp.StatusCode, code)
 		}
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code := get(srv.AdminHandler(), path); code != 200 {
+			t.Errorf("admin handler %s: %d, want 200", path, code)
+		}
+	}
+	cfg := testConfig()
+	cfg.ServeAdmin = true
+	old := startServer(t, cfg)
+	if code := get(old.Handler(), "/metrics"); code != 200 {
+		t.Errorf("with ServeAdmin, client port /metrics: %d, want 200", code)
 	}
 }
 

@@ -310,9 +310,10 @@ func (s *Server) isDraining() bool {
 	return s.draining
 }
 
-// Handler returns the HTTP handler: the WebSocket endpoint at Config.Path
-// and, with Config.ServeAdmin, /healthz, /readyz and /metrics. Any other
-// path gets HTTP 400, like SocketCluster.
+// Handler returns the HTTP handler of the client port: the WebSocket
+// endpoint at Config.Path, /healthz and /readyz (load balancers probe the
+// port they send clients to), Config.Pages, and /metrics only with
+// Config.ServeAdmin. Any other path gets HTTP 400, like SocketCluster.
 func (s *Server) Handler() http.Handler {
 	admin := s.AdminHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -320,9 +321,12 @@ func (s *Server) Handler() http.Handler {
 			s.upgrade(w, r)
 			return
 		}
-		if s.cfg.ServeAdmin {
-			switch r.URL.Path {
-			case "/healthz", "/readyz", "/metrics":
+		switch r.URL.Path {
+		case "/healthz", "/readyz":
+			admin.ServeHTTP(w, r)
+			return
+		case "/metrics":
+			if s.cfg.ServeAdmin {
 				admin.ServeHTTP(w, r)
 				return
 			}
@@ -339,7 +343,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 // AdminHandler serves /healthz (200 while the process is up), /readyz (200
-// once serving with a ready broker, 503 while draining) and /metrics.
+// once serving with a ready broker, 503 while draining) and /metrics; the
+// binary serves it on the admin port (SCC_ADMIN_PORT).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

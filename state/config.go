@@ -61,6 +61,13 @@ type Config struct {
 	// announce the leave. Default 1s.
 	ShutdownTimeout time.Duration
 
+	// ServeAdmin serves /metrics, /status and the Handle()d pages on the
+	// link port as well as from AdminHandler (SCC_ADMIN_ON_CLIENT_PORT).
+	// Only nodes need the link port, so by default they are only on the
+	// admin port (SCC_ADMIN_PORT); /healthz and /readyz are on both.
+	// Default false.
+	ServeAdmin bool
+
 	// Logger receives events; nil discards.
 	Logger *slog.Logger
 	// Registry receives the scc_state_* metrics; nil registers nothing.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -65,9 +66,10 @@ func fastGossip() *gossip.Config {
 
 type stateServer struct {
 	*Server
-	reg  *prometheus.Registry
-	addr string
-	done chan error
+	reg   *prometheus.Registry
+	addr  string
+	admin string // base URL of AdminHandler
+	done  chan error
 }
 
 // startState runs a state server on addr ("127.0.0.1:0" for any port).
@@ -96,7 +98,9 @@ func startState(t *testing.T, addr string, key string) *stateServer {
 	s := &stateServer{Server: srv, reg: cfg.Registry, addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() { s.done <- srv.Serve(ln) }()
 	<-srv.Ready()
-	t.Cleanup(func() { s.stop(t) })
+	admin := httptest.NewServer(srv.AdminHandler())
+	s.admin = admin.URL
+	t.Cleanup(func() { s.stop(t); admin.Close() })
 	return s
 }
 
@@ -198,7 +202,7 @@ func TestIntegrationReshardAndLeave(t *testing.T) {
 	waitFor(t, 10*time.Second, "b2 commit", func() bool { return b2rec.has("commit v2[b1,b2]") })
 
 	// Status, health and metrics.
-	base := "http://" + st.addr
+	base := st.admin
 	var sj Status
 	waitFor(t, 5*time.Second, "stats reported", func() bool {
 		getJSON(t, base+"/status", &sj)
@@ -226,6 +230,17 @@ func TestIntegrationReshardAndLeave(t *testing.T) {
 			t.Fatalf("metrics lack the ring version:\n%s", body)
 		}
 	}
+	// The link port answers probes but serves no admin pages.
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 404, "/status": 404} {
+		resp, err := http.Get("http://" + st.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("link port %s: %s, want %d", path, resp.Status, want)
+		}
+	}
 
 	// b2 drains: resharded out, then released.
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -249,7 +264,7 @@ func TestIntegrationWrongKeyRejected(t *testing.T) {
 		t.Fatal("agent with the wrong key connected")
 	}
 	var sj Status
-	getJSON(t, "http://"+st.addr+"/status", &sj)
+	getJSON(t, st.admin+"/status", &sj)
 	if len(sj.Members) != 0 {
 		t.Fatalf("members %+v", sj.Members)
 	}
@@ -332,5 +347,33 @@ func TestServerShutdownBeforeServe(t *testing.T) {
 	}
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("zero config accepted")
+	}
+}
+
+// Admin pages are on the link port only with ServeAdmin; probes always.
+func TestLinkPortAdminPages(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.ServeAdmin = on
+		srv, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Handle("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "page") }))
+		// Before Serve /status answers 503: what matters is whether the
+		// path is served at all.
+		for _, path := range []string{"/", "/status", "/metrics", "/healthz"} {
+			served := on || path == "/healthz"
+			rec := httptest.NewRecorder()
+			srv.hs.Handler.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+			if got := rec.Code != http.StatusNotFound; got != served {
+				t.Errorf("ServeAdmin=%v: link port %s = %d, served %v", on, path, rec.Code, served)
+			}
+			rec = httptest.NewRecorder()
+			srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+			if rec.Code == http.StatusNotFound {
+				t.Errorf("admin %s = %d", path, rec.Code)
+			}
+		}
 	}
 }

@@ -36,6 +36,10 @@ type Server struct {
 	lcfg nodelink.Config
 	co   *coordinator
 	hs   *http.Server
+	// admin serves /healthz, /readyz, /metrics, /status and the pages
+	// added by Handle: AdminHandler, and the link port's fallback with
+	// ServeAdmin.
+	admin *http.ServeMux
 
 	ready  chan struct{}
 	done   chan struct{}  // closed by Shutdown
@@ -87,12 +91,19 @@ func New(cfg Config) (*Server, error) {
 		links:    make(map[*nodelink.Link]struct{}),
 		shutdown: make(chan struct{}),
 	}
+	healthz := func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") }
+	s.admin = http.NewServeMux()
+	s.admin.HandleFunc("GET /status", s.handleStatus)
+	s.admin.HandleFunc("GET /healthz", healthz)
+	s.admin.HandleFunc("GET /readyz", s.handleReady)
+	s.admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, s.handleLink)
-	mux.HandleFunc("GET /status", s.handleStatus)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if cfg.ServeAdmin {
+		mux.Handle("/", s.admin)
+	}
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: lc.HandshakeTimeout, ErrorLog: slog.NewLogLogger(lg.Handler(), slog.LevelDebug)}
 	return s, nil
 }
@@ -121,11 +132,16 @@ func linkConfig(c nodelink.Config) nodelink.Config {
 	return c
 }
 
-// Handle registers an extra HTTP handler (a status page, say) before
-// Serve.
+// Handle registers an extra HTTP handler (a status page, say) on the
+// admin handler before Serve.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.hs.Handler.(*http.ServeMux).Handle(pattern, h)
+	s.admin.Handle(pattern, h)
 }
+
+// AdminHandler serves /healthz, /readyz, /metrics, /status and the pages
+// added by Handle, for the admin port (SCC_ADMIN_PORT). The link port
+// serves only links, /healthz and /readyz, unless Config.ServeAdmin.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
 
 // Serve starts gossip and the coordinator and serves links and HTTP on ln
 // until Shutdown. It returns ErrServerClosed after Shutdown.

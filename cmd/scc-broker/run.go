@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sccgo/sccgo/broker"
+	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
 )
 
@@ -22,6 +23,7 @@ type settings struct {
 	cfg             broker.Config
 	host            string // bind address, "" = all interfaces
 	port            int
+	admin           adminport.Settings
 	instanceIP      string // advertised IP, "" = derive from the bind address
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
@@ -35,8 +37,10 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c := d
 	var st settings
 	var errs []error
-	st.port = r.Port("SCC_BROKER_SERVER_PORT", 8888, "frontend links, /healthz, /readyz and /metrics port")
+	st.port = r.Port("SCC_BROKER_SERVER_PORT", 8888, "frontend links, /healthz and /readyz port")
 	st.host = r.String("SCC_BROKER_HOST", "", "bind address (empty: all interfaces)")
+	st.admin = adminport.Read(r, adminport.DefaultBrokerPort, "SCC_BROKER_HOST", "/metrics, /healthz and /readyz")
+	c.ServeAdmin = st.admin.OnClientPort
 	st.instanceIP = r.String("SCC_INSTANCE_IP", "", "IP other nodes reach this broker at (default: 127.0.0.1 if bound to loopback, else the first non-loopback address)")
 	c.NodeID = r.String("SCC_INSTANCE_ID", "", "ring identity (default: the advertised SCC_INSTANCE_IP:SCC_BROKER_SERVER_PORT, so a restart at the same address keeps the ring place)")
 	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key (every node must hold the same; empty: unauthenticated, warned)"))
@@ -147,6 +151,20 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		ln.Close()
 		return err
 	}
+	adminHost := st.admin.Host
+	if adminHost == "" {
+		adminHost = st.host
+	}
+	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if admin != nil {
+		log.Info("admin port serving", "admin", admin.Addr().String())
+	} else if !st.admin.OnClientPort {
+		log.Warn("SCC_ADMIN_PORT is 0 and SCC_ADMIN_ON_CLIENT_PORT is off: /metrics is served nowhere")
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
@@ -154,10 +172,11 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		cctx, cancel := context.WithTimeout(context.Background(), st.closeTimeout)
 		defer cancel()
 		_ = srv.Shutdown(cctx)
+		aerr := admin.Shutdown(cctx)
 		if errors.Is(err, broker.ErrServerClosed) {
-			return nil
+			return aerr
 		}
-		return err
+		return errors.Join(err, aerr)
 	case <-ctx.Done():
 	}
 
@@ -173,6 +192,11 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	err = srv.Shutdown(cctx)
 	if serr := <-serveErr; !errors.Is(serr, broker.ErrServerClosed) && err == nil {
 		err = serr
+	}
+	// The admin port goes last: /readyz and /metrics answer through the
+	// drain.
+	if aerr := admin.Shutdown(cctx); err == nil {
+		err = aerr
 	}
 	log.Info("stopped", "took", time.Since(start))
 	return err

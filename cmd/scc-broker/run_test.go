@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +50,8 @@ func TestHelpListsVariables(t *testing.T) {
 	}
 	for _, v := range []string{"SCC_BROKER_SERVER_PORT", "SCC_BROKER_HOST", "SCC_INSTANCE_IP", "SCC_INSTANCE_ID",
 		"SCC_AUTH_KEY", "SCC_STATE_SERVER_HOST", "SCC_STATE_SERVER_PORT", "SCC_GOSSIP_PORT", "SCC_GOSSIP_BIND",
-		"SCC_GOSSIP_SEEDS", "SCC_BROKER_SERVER_LOG_LEVEL", "SCC_LOG_LEVEL", "SCC_LINK_QUEUE_MAX_BYTES", "SCC_SHUTDOWN_TIMEOUT"} {
+		"SCC_GOSSIP_SEEDS", "SCC_BROKER_SERVER_LOG_LEVEL", "SCC_LOG_LEVEL", "SCC_LINK_QUEUE_MAX_BYTES", "SCC_SHUTDOWN_TIMEOUT",
+		"SCC_ADMIN_PORT", "SCC_ADMIN_HOST", "SCC_ADMIN_ON_CLIENT_PORT"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("-h lacks %s", v)
 		}
@@ -74,7 +76,7 @@ func TestLoad(t *testing.T) {
 	c := st.cfg
 	if st.port != 9000 || c.NodeID != "b1" || c.StateAddr != "state.local:7777" || len(c.GossipSeeds) != 2 ||
 		c.GossipBind != "10.0.0.5" || c.Link.QueueMaxBytes != 1<<20 || st.shutdownTimeout != 5*time.Second ||
-		st.logLevel.String() != "DEBUG" || c.GossipPort != 7946 {
+		st.logLevel.String() != "DEBUG" || c.GossipPort != 7946 || st.admin.Port != 8889 || c.ServeAdmin {
 		t.Fatalf("settings %+v", st)
 	}
 	for name, e := range map[string]map[string]string{
@@ -127,12 +129,14 @@ func TestRunStandalone(t *testing.T) {
 	defer cancel()
 	var logs syncBuffer
 	done := make(chan error, 1)
+	adminPort := freePort(t)
 	go func() {
 		done <- run(ctx, nil, env(map[string]string{
 			"SCC_BROKER_SERVER_PORT": "0",
 			"SCC_BROKER_HOST":        "127.0.0.1",
 			"SCC_GOSSIP_PORT":        "-1",
 			"SCC_AUTH_KEY":           "k",
+			"SCC_ADMIN_PORT":         strconv.Itoa(adminPort),
 		}), &logs)
 	}()
 	re := regexp.MustCompile(`broker serving.* addr=(127\.0\.0\.1:\d+) advertised=(\S+)`)
@@ -162,6 +166,19 @@ func TestRunStandalone(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("/readyz %d", resp.StatusCode)
 	}
+	// Metrics are on the admin port, not on the link port.
+	admin := "http://127.0.0.1:" + strconv.Itoa(adminPort)
+	for url, want := range map[string]int{"http://" + m[1] + "/metrics": 404, admin + "/metrics": 200, admin + "/readyz": 200} {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s = %d, want %d", url, resp.StatusCode, want)
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -174,4 +191,15 @@ func TestRunStandalone(t *testing.T) {
 	if !strings.Contains(logs.String(), "stopped") {
 		t.Fatalf("logs:\n%s", logs.String())
 	}
+}
+
+// freePort returns a TCP port that was free a moment ago on loopback.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -74,6 +74,7 @@ func TestSIGTERMDrainsPaced(t *testing.T) {
 			"SCC_DRAIN_DURATION":   "1200ms",
 			"SCC_SHUTDOWN_TIMEOUT": "10s",
 			"SCC_LOG_LEVEL":        "error",
+			"SCC_ADMIN_PORT":       "0",
 		}), &stderr)
 	}()
 	ready := func() int {

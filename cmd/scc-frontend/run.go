@@ -18,6 +18,7 @@ import (
 
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/frontend/cluster"
+	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/demopage"
 	"github.com/sccgo/sccgo/protocol"
@@ -29,7 +30,7 @@ type settings struct {
 	cluster         cluster.NodeConfig
 	host            string
 	port            int
-	adminPort       int
+	admin           adminport.Settings
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
 }
@@ -104,7 +105,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	st.port = r.Port("SOCKETCLUSTER_PORT", 8000, "client WebSocket and HTTP port")
 	st.host = r.String("SCC_FRONTEND_HOST", "", "bind address (empty: all interfaces)")
 	c.Path = r.String("SOCKETCLUSTER_PATH", d.Path, "WebSocket endpoint path")
-	st.adminPort = r.Port("SCC_ADMIN_PORT", 0, "separate port for /healthz, /readyz, /metrics (0: serve them on the main port)")
+	st.admin = adminport.Read(r, adminport.DefaultFrontendPort, "SCC_FRONTEND_HOST", "/metrics, /healthz and /readyz")
 	c.AuthKey = []byte(r.String("SCC_CLIENT_AUTH_KEY", string(d.AuthKey), "HMAC key for client auth tokens (SocketCluster authKey; empty: random per process)"))
 	pubFile := r.String("SCC_CLIENT_AUTH_PUBLIC_KEY_FILE", "", "PEM public key for RS*/PS*/ES* client tokens")
 	privFile := r.String("SCC_CLIENT_AUTH_PRIVATE_KEY_FILE", "", "PEM private key for signing RS*/PS*/ES* client tokens")
@@ -159,7 +160,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 			errs = append(errs, fmt.Errorf("SCC_CLIENT_AUTH_PRIVATE_KEY_FILE: %w", err))
 		}
 	}
-	c.ServeAdmin = st.adminPort == 0
+	c.ServeAdmin = st.admin.OnClientPort
 	c.Pages = map[string]http.Handler{"/demo/": demopage.Handler()}
 	st.cfg = c
 	st.cluster = cluster.ReadNodeConfig(r)
@@ -231,31 +232,30 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	if st.cfg.MaxHandshakesPerSecond > 0 && st.cfg.HandshakeQueue > 0 && st.adminPort == 0 {
-		logger.Warn("accepts on the main port are paced by SCC_MAX_HANDSHAKES_PER_SECOND: during a reconnect storm, /healthz, /readyz and /metrics wait in the listen queue too; set SCC_ADMIN_PORT to serve them apart")
+	if st.cfg.MaxHandshakesPerSecond > 0 && st.cfg.HandshakeQueue > 0 && st.admin.Port == 0 {
+		logger.Warn("accepts on the main port are paced by SCC_MAX_HANDSHAKES_PER_SECOND: during a reconnect storm, /healthz and /readyz wait in the listen queue too; set SCC_ADMIN_PORT to serve them apart")
+	}
+	if st.admin.Port == 0 && !st.admin.OnClientPort {
+		logger.Warn("SCC_ADMIN_PORT is 0 and SCC_ADMIN_ON_CLIENT_PORT is off: /metrics is served nowhere")
 	}
 	ln, err := net.Listen("tcp", config.HostPort(st.host, st.port))
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	var admin *http.Server
-	if st.adminPort != 0 {
-		aln, err := net.Listen("tcp", config.HostPort(st.host, st.adminPort))
-		if err != nil {
-			ln.Close()
-			srv.Shutdown(context.Background())
-			<-errc
-			return fmt.Errorf("listening on admin port: %w", err)
-		}
-		admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("admin server: %w", err)
-			}
-		}()
+	adminHost := st.admin.Host
+	if adminHost == "" {
+		adminHost = st.host
 	}
+	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if admin != nil {
+		logger.Info("admin port serving", "admin", admin.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -263,12 +263,10 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), st.shutdownTimeout)
 	defer cancel()
-	if admin != nil {
-		admin.Shutdown(sctx)
-	}
+	aerr := admin.Shutdown(sctx)
 	err = srv.Shutdown(sctx)
 	if serveErr == nil {
 		serveErr = <-errc
 	}
-	return errors.Join(serveErr, err)
+	return errors.Join(serveErr, err, aerr)
 }

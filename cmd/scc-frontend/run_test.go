@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,12 +31,12 @@ func TestLoadPrecedence(t *testing.T) {
 		c.SocketChannelLimit != 9 || c.AllowClientPublish || c.ProtocolVersion != protocol.V1 || c.Origins != "a:1" {
 		t.Fatalf("config %+v", c)
 	}
-	if !c.ServeAdmin || st.port != 8000 {
-		t.Fatalf("defaults: port %d admin %v", st.port, c.ServeAdmin)
+	if c.ServeAdmin || st.port != 8000 || st.admin.Port != 8001 || st.admin.Host != "" {
+		t.Fatalf("defaults: port %d admin %+v on client port %v", st.port, st.admin, c.ServeAdmin)
 	}
-	st, _, err = load(env(map[string]string{"SCC_PING_INTERVAL": "250", "SCC_ADMIN_PORT": "9100"}))
-	if err != nil || st.cfg.PingInterval != 250*time.Millisecond || st.cfg.ServeAdmin {
-		t.Fatalf("bare ms / admin port: %v %+v", err, st.cfg)
+	st, _, err = load(env(map[string]string{"SCC_PING_INTERVAL": "250", "SCC_ADMIN_PORT": "9100", "SCC_ADMIN_ON_CLIENT_PORT": "true"}))
+	if err != nil || st.cfg.PingInterval != 250*time.Millisecond || !st.cfg.ServeAdmin || st.admin.Port != 9100 {
+		t.Fatalf("bare ms / admin port: %v %+v %+v", err, st.admin, st.cfg)
 	}
 	if _, _, err := load(env(map[string]string{"SCC_PING_INTERVAL": "soon", "SOCKETCLUSTER_OPTIONS": "{"})); err == nil {
 		t.Fatal("bad values accepted")
@@ -54,7 +55,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		"SCC_HANDSHAKE_TIMEOUT", "SCC_ACK_TIMEOUT", "SCC_SOCKET_CHANNEL_LIMIT", "SCC_MAX_PAYLOAD",
 		"SCC_ALLOW_CLIENT_PUBLISH", "SCC_ORIGINS", "SCC_MAX_CONNECTIONS", "SCC_MAX_HANDSHAKES_PER_SECOND",
 		"SCC_INBOUND_RATE", "SCC_QUEUE_MAX_BYTES", "SCC_QUEUE_MAX_MESSAGES", "SCC_WRITE_TIMEOUT",
-		"SCC_DRAIN_DURATION", "SCC_SHUTDOWN_TIMEOUT", "SCC_LOG_LEVEL", "SCC_ADMIN_PORT", "SOCKETCLUSTER_OPTIONS",
+		"SCC_DRAIN_DURATION", "SCC_SHUTDOWN_TIMEOUT", "SCC_LOG_LEVEL", "SCC_ADMIN_PORT", "SCC_ADMIN_HOST", "SCC_ADMIN_ON_CLIENT_PORT", "SOCKETCLUSTER_OPTIONS",
 		"SCC_MAX_CHANNEL_LENGTH"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("-h does not list %s", v)
@@ -84,10 +85,12 @@ func TestRunServesAndStops(t *testing.T) {
 	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
+	adminPort := freePort(t)
 	go func() {
 		errc <- run(ctx, nil, env(map[string]string{
 			"SOCKETCLUSTER_PORT": "0", "SCC_FRONTEND_HOST": "127.0.0.1", "SCC_CLIENT_AUTH_KEY": "k",
 			"SCC_PING_INTERVAL": "1000", "SCC_PING_TIMEOUT": "3000", "SCC_DRAIN_DURATION": "10ms",
+			"SCC_ADMIN_PORT": strconv.Itoa(adminPort),
 		}), &logs)
 	}()
 	re := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
@@ -102,14 +105,21 @@ func TestRunServesAndStops(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	resp, err := http.Get("http://" + addr + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("readyz %d", resp.StatusCode)
+	// Probes on both ports; metrics only on the admin port.
+	admin := "127.0.0.1:" + strconv.Itoa(adminPort)
+	for url, want := range map[string]int{
+		"http://" + addr + "/readyz": 200, "http://" + addr + "/healthz": 200, "http://" + addr + "/metrics": 400,
+		"http://" + admin + "/readyz": 200, "http://" + admin + "/metrics": 200,
+	} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", url, resp.StatusCode, want)
+		}
 	}
 	cancel()
 	if err := <-errc; err != nil {

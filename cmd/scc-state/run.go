@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/statuspage"
 	"github.com/sccgo/sccgo/state"
@@ -22,6 +23,7 @@ type settings struct {
 	cfg             state.Config
 	host            string
 	port            int
+	admin           adminport.Settings
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
 }
@@ -33,8 +35,10 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	var st settings
 	var errs []error
 	c := d
-	st.port = r.Port("SCC_STATE_SERVER_PORT", 7777, "link, status and metrics port")
+	st.port = r.Port("SCC_STATE_SERVER_PORT", 7777, "node links, /healthz and /readyz port")
 	st.host = r.String("SCC_STATE_SERVER_HOST", "", "bind address (empty: all interfaces)")
+	st.admin = adminport.Read(r, adminport.DefaultStatePort, "SCC_STATE_SERVER_HOST", "the status page, /status, /metrics, /healthz and /readyz")
+	c.ServeAdmin = st.admin.OnClientPort
 	c.NodeID = r.String("SCC_INSTANCE_ID", d.NodeID, "this server's node id in links and gossip")
 	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key (every node must hold the same; empty: unauthenticated, warned)"))
 	c.ScaleOutDelay = r.Duration("SCC_STATE_SERVER_SCALE_OUT_DELAY", d.ScaleOutDelay, "a new broker joins the ring after being up this long")
@@ -95,14 +99,31 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
+	adminHost := st.admin.Host
+	if adminHost == "" {
+		adminHost = st.host
+	}
+	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if admin != nil {
+		log.Info("admin port serving", "admin", admin.Addr().String())
+	} else if !st.admin.OnClientPort {
+		log.Warn("SCC_ADMIN_PORT is 0 and SCC_ADMIN_ON_CLIENT_PORT is off: the status page and /metrics are served nowhere")
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
 	case err := <-serveErr:
+		sctx, cancel := context.WithTimeout(context.Background(), st.shutdownTimeout)
+		defer cancel()
+		aerr := admin.Shutdown(sctx)
 		if !errors.Is(err, state.ErrServerClosed) {
-			return err
+			return errors.Join(err, aerr)
 		}
-		return nil
+		return aerr
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
@@ -112,6 +133,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	err = srv.Shutdown(sctx)
 	if serr := <-serveErr; !errors.Is(serr, state.ErrServerClosed) && err == nil {
 		err = serr
+	}
+	if aerr := admin.Shutdown(sctx); err == nil {
+		err = aerr
 	}
 	log.Info("stopped", "took", time.Since(start))
 	return err

@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +30,8 @@ func TestHelpListsVariables(t *testing.T) {
 	}
 	for _, v := range []string{"SCC_STATE_SERVER_PORT", "SCC_AUTH_KEY", "SCC_STATE_SERVER_SCALE_OUT_DELAY",
 		"SCC_STATE_SERVER_SCALE_BACK_DELAY", "SCC_STATE_SERVER_STARTUP_DELAY", "SCC_STATE_SERVER_PREPARE_TIMEOUT",
-		"SCC_RESHARD_DRAIN_WINDOW", "SCC_GOSSIP_PORT", "SCC_GOSSIP_SEEDS", "SCC_INSTANCE_IP", "SCC_LOG_LEVEL"} {
+		"SCC_RESHARD_DRAIN_WINDOW", "SCC_GOSSIP_PORT", "SCC_GOSSIP_SEEDS", "SCC_INSTANCE_IP", "SCC_LOG_LEVEL",
+		"SCC_ADMIN_PORT", "SCC_ADMIN_HOST", "SCC_ADMIN_ON_CLIENT_PORT"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("-h lacks %s", v)
 		}
@@ -52,6 +57,12 @@ func TestLoad(t *testing.T) {
 		st.logLevel.String() != "WARN" {
 		t.Fatalf("settings %+v", st)
 	}
+	if st.admin.Port != 7778 || c.ServeAdmin {
+		t.Fatalf("admin defaults %+v, on the link port %v", st.admin, c.ServeAdmin)
+	}
+	if st, _, err := load(env(map[string]string{"SCC_ADMIN_ON_CLIENT_PORT": "true", "SCC_ADMIN_PORT": "0"})); err != nil || !st.cfg.ServeAdmin || st.admin.Port != 0 {
+		t.Fatalf("admin on the link port: %v %+v", err, st.admin)
+	}
 	if _, _, err := load(env(map[string]string{"SCC_STATE_SERVER_PREPARE_TIMEOUT": "soon"})); err == nil {
 		t.Fatal("bad duration accepted")
 	}
@@ -64,9 +75,11 @@ func TestRunStartsAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var out syncBuffer
 	done := make(chan error, 1)
+	port, adminPort := freePort(t), freePort(t)
 	go func() {
 		done <- run(ctx, nil, env(map[string]string{
-			"SCC_STATE_SERVER_PORT": "0", "SCC_STATE_SERVER_HOST": "127.0.0.1", "SCC_GOSSIP_PORT": "-1",
+			"SCC_STATE_SERVER_PORT": strconv.Itoa(port), "SCC_STATE_SERVER_HOST": "127.0.0.1", "SCC_GOSSIP_PORT": "-1",
+			"SCC_ADMIN_PORT": strconv.Itoa(adminPort),
 		}), &out)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
@@ -76,8 +89,36 @@ func TestRunStartsAndStops(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The status page, /status and /metrics are on the admin port only.
+	link, admin := "http://127.0.0.1:"+strconv.Itoa(port), "http://127.0.0.1:"+strconv.Itoa(adminPort)
+	for url, want := range map[string]int{
+		link + "/healthz": 200, link + "/": 404, link + "/status": 404, link + "/metrics": 404,
+		admin + "/healthz": 200, admin + "/": 200, admin + "/status": 200, admin + "/metrics": 200,
+	} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s = %d, want %d", url, resp.StatusCode, want)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// freePort returns a TCP port that was free a moment ago on loopback.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
