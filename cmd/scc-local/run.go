@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	fs.SetOutput(stderr)
 	brokers := fs.Int("brokers", 2, "number of brokers")
 	frontends := fs.Int("frontends", 2, "number of frontends")
-	basePort := fs.Int("base-port", 7777, "state port; brokers at +1111 (8888…), frontends at +223 (8000…), gossip from +169; 0 picks free ports")
+	basePort := fs.Int("base-port", 7777, "state port; brokers at +1111 (8888…), frontends at +223 (8000…), gossip from +169; admin ports (metrics, status page) at the state's +1 and every other node's port +100; 0 picks free ports")
 	host := fs.String("host", "127.0.0.1", "address every node binds and advertises")
 	binDir := fs.String("bin-dir", "", "directory holding scc-state, scc-broker and scc-frontend (default: this executable's directory)")
 	controlPort := fs.Int("control-port", 7700, "port of the control endpoint; 0 picks a free one")
@@ -181,6 +181,12 @@ func banner(c *localcluster.Cluster, control, token string) string {
 		fmt.Fprintf(&b, "  %-9s %s\n", label, u)
 	}
 	fmt.Fprintf(&b, "  %-9s %s\n", "status:", c.StatusURL())
+	for _, p := range procs {
+		if p.Role == localcluster.RoleFrontend && p.Running {
+			fmt.Fprintf(&b, "  %-9s %s   (every node's admin_port: curl %s/procs)\n", "metrics:", c.AdminURL(p.Name, "/metrics"), control)
+			break
+		}
+	}
 	if demo := c.DemoURL(); demo != "" {
 		fmt.Fprintf(&b, "  %-9s %s\n", "demo:", demo)
 		if len(urls) > 1 {

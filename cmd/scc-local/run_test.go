@@ -103,6 +103,7 @@ func TestRunPrintsURLsServesControlAndStops(t *testing.T) {
 	for _, re := range []string{
 		`clients:\s+ws://127\.0\.0\.1:\d+/socketcluster/\n\s+ws://127\.0\.0\.1:\d+/socketcluster/`,
 		`status:\s+http://127\.0\.0\.1:\d+/\n`,
+		`metrics:\s+http://127\.0\.0\.1:\d+/metrics `,
 		`demo:\s+http://127\.0\.0\.1:\d+/demo/\n`,
 		`/demo/\?url=ws://127\.0\.0\.1:\d+/socketcluster/`,
 		`1 state, 1 brokers, 2 frontends`,

@@ -53,8 +53,9 @@ type Options struct {
 	Host string
 	// BasePort lays out fixed ports: state on BasePort, brokers from
 	// BasePort+1111, frontends from BasePort+223, gossip from BasePort+169
-	// (with 7777: 7777, 8888…, 8000…, 7946…). 0 picks free ports, which
-	// tests must use.
+	// (with 7777: 7777, 8888…, 8000…, 7946…); admin ports at the state's
+	// port + 1 and the other service ports + 100 (7778, 8988…, 8100…).
+	// 0 picks free ports, which tests must use.
 	BasePort int
 	// AuthKey is SCC_AUTH_KEY for every node (inter-node links); empty is
 	// allowed and makes the nodes warn.
@@ -146,8 +147,12 @@ type ProcInfo struct {
 	Role Role   `json:"role"`
 	// PID of the current or last run; 0 if it never started.
 	PID int `json:"pid"`
-	// Port is the node's service port (WebSocket and HTTP).
+	// Port is the node's service port (WebSocket and HTTP): clients' for
+	// a frontend, links' for the others; /healthz and /readyz are here too.
 	Port int `json:"port"`
+	// AdminPort serves /metrics, /healthz and /readyz, and the state
+	// server's status page and /status (SCC_ADMIN_PORT).
+	AdminPort int `json:"admin_port"`
 	// GossipPort is its memberlist port (TCP and UDP).
 	GossipPort int  `json:"gossip_port"`
 	Running    bool `json:"running"`
@@ -166,6 +171,7 @@ type proc struct {
 	role       Role
 	idx        int // creation order, for colors and sorting
 	port       int
+	adminPort  int
 	gossipPort int
 
 	p        *os.Process
@@ -178,7 +184,7 @@ type proc struct {
 }
 
 func (p *proc) info() ProcInfo {
-	in := ProcInfo{Name: p.name, Role: p.role, Port: p.port, GossipPort: p.gossipPort,
+	in := ProcInfo{Name: p.name, Role: p.role, Port: p.port, AdminPort: p.adminPort, GossipPort: p.gossipPort,
 		Running: p.running, Crashed: p.crashed, Exit: p.exit, Starts: p.starts}
 	if p.p != nil {
 		in.PID = p.p.Pid
@@ -292,6 +298,10 @@ func (c *Cluster) add(role Role) (string, error) {
 		c.mu.Unlock()
 		return "", err
 	}
+	if pr.adminPort, err = c.ports.admin(role, pr.port); err != nil {
+		c.mu.Unlock()
+		return "", err
+	}
 	if pr.gossipPort, err = c.ports.gossip(); err != nil {
 		c.mu.Unlock()
 		return "", err
@@ -334,6 +344,7 @@ func (c *Cluster) env(pr *proc) []string {
 	set("SCC_GOSSIP_PORT", strconv.Itoa(pr.gossipPort))
 	set("SCC_GOSSIP_BIND", c.opts.Host)
 	set("SCC_GOSSIP_SEEDS", strings.Join(seeds, ","))
+	set("SCC_ADMIN_PORT", strconv.Itoa(pr.adminPort))
 	switch pr.role {
 	case RoleState:
 		set("SCC_STATE_SERVER_HOST", c.opts.Host)
@@ -406,7 +417,7 @@ func (c *Cluster) startLocked(pr *proc) error {
 	c.wg.Add(1)
 	c.mu.Unlock()
 	c.log.Info("process started", "node", pr.name, "role", string(pr.role), "pid", cmd.Process.Pid,
-		"port", pr.port, "gossip_port", pr.gossipPort)
+		"port", pr.port, "admin_port", pr.adminPort, "gossip_port", pr.gossipPort)
 	go c.reap(pr, cmd, done, stdout, stderr)
 	return nil
 }
@@ -653,12 +664,25 @@ func (c *Cluster) FrontendURLs() []string {
 	return urls
 }
 
-// StatusURL returns the state server's status page, http://host:port/.
+// StatusURL returns the state server's status page on its admin port,
+// http://host:port/; /status beside it is the JSON.
 func (c *Cluster) StatusURL() string {
 	if s := c.state(); s != nil {
-		return c.httpURL(s.port, "/")
+		return c.httpURL(s.adminPort, "/")
 	}
 	return ""
+}
+
+// AdminURL returns http://host:adminport<path> of the named process, e.g.
+// its /metrics, or "" if there is no such process.
+func (c *Cluster) AdminURL(name, path string) string {
+	pr, err := c.lookup(name, "")
+	if err != nil {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.httpURL(pr.adminPort, path)
 }
 
 // StateAddr returns the state server's host:port.

@@ -130,11 +130,14 @@ func TestStartWaitReadyClose(t *testing.T) {
 	if len(urls) != 2 || urls[0] != fmt.Sprintf("ws://127.0.0.1:%d/socketcluster/", procs[3].Port) {
 		t.Errorf("FrontendURLs = %v", urls)
 	}
-	if got, w := c.StatusURL(), fmt.Sprintf("http://127.0.0.1:%d/", procs[0].Port); got != w {
+	if got, w := c.StatusURL(), fmt.Sprintf("http://127.0.0.1:%d/", procs[0].AdminPort); got != w {
 		t.Errorf("StatusURL = %q, want %q", got, w)
 	}
 	if got, w := c.DemoURL(), fmt.Sprintf("http://127.0.0.1:%d/demo/", procs[3].Port); got != w {
 		t.Errorf("DemoURL = %q, want %q", got, w)
+	}
+	if got, w := c.AdminURL("broker-1", "/metrics"), fmt.Sprintf("http://127.0.0.1:%d/metrics", procs[1].AdminPort); got != w || procs[1].AdminPort == 0 {
+		t.Errorf("AdminURL = %q, want %q", got, w)
 	}
 
 	if err := c.Close(); err != nil {
@@ -211,6 +214,9 @@ func TestEnvWiring(t *testing.T) {
 	}{
 		{be, "SCC_INSTANCE_ID", "broker-1"},
 		{be, "SCC_BROKER_SERVER_PORT", strconv.Itoa(broker.Port)},
+		{be, "SCC_ADMIN_PORT", strconv.Itoa(broker.AdminPort)},
+		{fe, "SCC_ADMIN_PORT", strconv.Itoa(front.AdminPort)},
+		{se, "SCC_ADMIN_PORT", strconv.Itoa(state.AdminPort)},
 		{be, "SCC_STATE_SERVER_PORT", strconv.Itoa(state.Port)},
 		{be, "SCC_STATE_SERVER_HOST", "127.0.0.1"},
 		{be, "SCC_GOSSIP_PORT", strconv.Itoa(broker.GossipPort)},

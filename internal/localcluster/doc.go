@@ -16,8 +16,9 @@
 //
 // Every child gets, on top of Options.BaseEnv: SCC_AUTH_KEY,
 // SCC_INSTANCE_ID (its name: "state", "broker-1", "frontend-1"),
-// SCC_INSTANCE_IP, SCC_GOSSIP_PORT, SCC_GOSSIP_BIND and SCC_GOSSIP_SEEDS
-// (every other node's gossip address); the state server
+// SCC_INSTANCE_IP, SCC_ADMIN_PORT (metrics and the state's status page),
+// SCC_GOSSIP_PORT, SCC_GOSSIP_BIND and SCC_GOSSIP_SEEDS (every other
+// node's gossip address); the state server
 // SCC_STATE_SERVER_HOST/PORT (its bind address); a broker SCC_BROKER_HOST
 // and SCC_BROKER_SERVER_PORT; a frontend SCC_FRONTEND_HOST,
 // SOCKETCLUSTER_PORT and SCC_CLIENT_AUTH_KEY; brokers and frontends

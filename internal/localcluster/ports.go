@@ -8,11 +8,16 @@ import (
 
 // Port layout relative to Options.BasePort (7777 by default in scc-local),
 // chosen so the default base gives SCC's default ports: state 7777, brokers
-// 8888, 8889, ..., frontends 8000, 8001, ..., gossip from 7946 upward.
+// 8888, 8889, ..., frontends 8000, 8001, ..., gossip from 7946 upward. The
+// admin ports (metrics, status page) are the state's 7778 (scc-state's
+// default) and the service port + 100 for the others: brokers 8988, ...,
+// frontends 8100, ....
 const (
 	brokerPortOffset   = 1111 // 7777 → 8888
 	frontendPortOffset = 223  // 7777 → 8000
 	gossipPortOffset   = 169  // 7777 → 7946
+	stateAdminOffset   = 1    // 7777 → 7778
+	adminPortOffset    = 100  // 8888 → 8988, 8000 → 8100
 	// maxPortProbes bounds the search for a free gossip port.
 	maxPortProbes = 1000
 )
@@ -58,6 +63,29 @@ func (p *ports) service(role Role, idx int) (int, error) {
 	return port, nil
 }
 
+// admin returns the admin port for the node whose service port is
+// service.
+func (p *ports) admin(role Role, service int) (int, error) {
+	if p.base == 0 {
+		return p.free(false)
+	}
+	port := service + adminPortOffset
+	if role == RoleState {
+		port = service + stateAdminOffset
+	}
+	for p.used[port] {
+		port++
+	}
+	if port > 65535 {
+		return 0, fmt.Errorf("no admin port left for %s above %d", role, service)
+	}
+	if !p.tcpFree(port) {
+		return 0, fmt.Errorf("%s admin port %d on %s is in use", role, port, p.host)
+	}
+	p.used[port] = true
+	return port, nil
+}
+
 // gossip returns a port free for both TCP and UDP (memberlist uses both).
 func (p *ports) gossip() (int, error) {
 	if p.base == 0 {
@@ -81,7 +109,8 @@ func (p *ports) gossip() (int, error) {
 // still get their documented ports.
 func (p *ports) reservedService(port int) bool {
 	const span = 32
-	for _, off := range []int{0, brokerPortOffset, frontendPortOffset} {
+	for _, off := range []int{0, brokerPortOffset, frontendPortOffset,
+		brokerPortOffset + adminPortOffset, frontendPortOffset + adminPortOffset} {
 		if port >= p.base+off && port < p.base+off+span {
 			return true
 		}

@@ -116,6 +116,28 @@ func TestRealCluster(t *testing.T) {
 		}
 	}
 
+	// Metrics on every admin port, on no client or link port.
+	for _, p := range c.Procs() {
+		for url, want := range map[string]int{
+			c.AdminURL(p.Name, "/metrics"):                      200,
+			c.httpURL(p.Port, "/metrics"):                       http.StatusNotFound,
+			strings.TrimSuffix(c.StatusURL(), "/") + "/metrics": 200,
+		} {
+			if p.Role == RoleFrontend && want == http.StatusNotFound {
+				want = http.StatusBadRequest // SocketCluster's answer to an unknown path
+			}
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Errorf("GET %s: %v", url, err)
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("%s: GET %s = %d, want %d", p.Name, url, resp.StatusCode, want)
+			}
+		}
+	}
+
 	// Pub/sub across frontends.
 	urls := c.FrontendURLs()
 	ctx := ctxT(t, 20*time.Second)
