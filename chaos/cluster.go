@@ -298,9 +298,9 @@ func (c *Cluster) PID(name string) int {
 	return p.PID
 }
 
-// Metrics scrapes the named process's /metrics.
+// Metrics scrapes the named process's /metrics (on its admin port).
 func (c *Cluster) Metrics(name string) (Samples, error) {
-	return Scrape(c.http, c.URL(name, "/metrics"))
+	return Scrape(c.http, c.AdminURL(name, "/metrics"))
 }
 
 // SumFrontends sums a metric (optionally filtered by label pairs) over

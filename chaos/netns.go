@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -147,11 +149,12 @@ func (n *Net) Close() {
 
 // NSNode is a node binary running inside a network namespace.
 type NSNode struct {
-	Name string
-	Addr string // its address in the namespace
-	Port int    // its service port
-	cmd  *exec.Cmd
-	done chan struct{}
+	Name      string
+	Addr      string // its address in the namespace
+	Port      int    // its service port
+	AdminPort int    // its admin port (metrics), from env's SCC_ADMIN_PORT
+	cmd       *exec.Cmd
+	done      chan struct{}
 }
 
 // StartNSNode runs bin/scc-<role> in namespace ns with env (plus PATH)
@@ -173,12 +176,18 @@ func StartNSNode(t testing.TB, ns, role, name, addr string, port int, env map[st
 		t.Fatalf("starting %s in %s: %v", name, ns, err)
 	}
 	nd := &NSNode{Name: name, Addr: addr, Port: port, cmd: cmd, done: make(chan struct{})}
+	nd.AdminPort, _ = strconv.Atoi(env["SCC_ADMIN_PORT"])
 	go func() { // reaps the process; Stop waits for it
 		_ = cmd.Wait()
 		close(nd.done)
 	}()
 	t.Cleanup(func() { nd.Stop(10 * time.Second) })
 	return nd
+}
+
+// MetricsURL returns the node's /metrics URL on its admin port.
+func (nd *NSNode) MetricsURL() string {
+	return "http://" + net.JoinHostPort(nd.Addr, strconv.Itoa(nd.AdminPort)) + "/metrics"
 }
 
 // PID returns the node's process id.

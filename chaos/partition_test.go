@@ -17,7 +17,7 @@ import (
 // nsMetric scrapes one metric from a node in a namespace.
 func nsMetric(nd *chaos.NSNode, metric string, labels ...string) float64 {
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-	s, err := chaos.Scrape(hc, fmt.Sprintf("http://%s:%d/metrics", nd.Addr, nd.Port))
+	s, err := chaos.Scrape(hc, nd.MetricsURL())
 	if err != nil {
 		return -1
 	}
@@ -75,14 +75,14 @@ func TestScenario10Partition(t *testing.T) {
 		return e
 	}
 	be := env("broker-ns", addrB)
-	be["SCC_BROKER_HOST"], be["SCC_BROKER_SERVER_PORT"] = addrB, "8888"
+	be["SCC_BROKER_HOST"], be["SCC_BROKER_SERVER_PORT"], be["SCC_ADMIN_PORT"] = addrB, "8888", "8889"
 	broker := chaos.StartNSNode(t, nsB, "broker", "broker-ns", addrB, 8888, be, logf)
 	if err := broker.WaitReady(30 * time.Second); err != nil {
 		rep.Fatalf("broker in a namespace: %v", err)
 	}
 	v := c.WaitRing(2, 0, 20*time.Second)
 	fe := env("frontend-ns", addrF)
-	fe["SCC_FRONTEND_HOST"], fe["SOCKETCLUSTER_PORT"] = addrF, "8000"
+	fe["SCC_FRONTEND_HOST"], fe["SOCKETCLUSTER_PORT"], fe["SCC_ADMIN_PORT"] = addrF, "8000", "8001"
 	front := chaos.StartNSNode(t, nsF, "frontend", "frontend-ns", addrF, 8000, fe, logf)
 	if err := front.WaitReady(30 * time.Second); err != nil {
 		rep.Fatalf("frontend in a namespace: %v", err)
@@ -175,7 +175,7 @@ func TestScenario10Partition(t *testing.T) {
 	nsCounters := map[string]float64{}
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
 	for _, nd := range []*chaos.NSNode{front, broker} {
-		if s, err := chaos.Scrape(hc, fmt.Sprintf("http://%s:%d/metrics", nd.Addr, nd.Port)); err == nil {
+		if s, err := chaos.Scrape(hc, nd.MetricsURL()); err == nil {
 			chaos.AddCounters(nsCounters, nd.Name, s)
 		}
 	}
@@ -184,7 +184,7 @@ func TestScenario10Partition(t *testing.T) {
 
 func nsDropsByReason(nd *chaos.NSNode) map[string]float64 {
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-	s, err := chaos.Scrape(hc, fmt.Sprintf("http://%s:%d/metrics", nd.Addr, nd.Port))
+	s, err := chaos.Scrape(hc, nd.MetricsURL())
 	if err != nil {
 		return nil
 	}
