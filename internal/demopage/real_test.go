@@ -43,7 +43,7 @@ func TestScriptAgainstRealFrontend(t *testing.T) {
 
 	var out strings.Builder
 	fe := exec.Command(exe)
-	fe.Env = []string{"SOCKETCLUSTER_PORT=" + port, "SCC_FRONTEND_HOST=127.0.0.1", "SCC_DRAIN_DURATION=0"}
+	fe.Env = []string{"SOCKETCLUSTER_PORT=" + port, "SCC_FRONTEND_HOST=127.0.0.1", "SCC_DRAIN_DURATION=0", "SCC_ADMIN_PORT=0"}
 	fe.Stdout, fe.Stderr = &out, &out
 	fe.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := fe.Start(); err != nil {

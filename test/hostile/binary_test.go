@@ -71,7 +71,7 @@ func startBinary(t *testing.T, key string) (addr string, alive func() error) {
 		port := freePort(t)
 		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		cmd := exec.Command(bin)
-		cmd.Env = []string{"SOCKETCLUSTER_PORT=" + strconv.Itoa(port), "SCC_FRONTEND_HOST=127.0.0.1", "SCC_CLIENT_AUTH_KEY=" + key}
+		cmd.Env = []string{"SOCKETCLUSTER_PORT=" + strconv.Itoa(port), "SCC_FRONTEND_HOST=127.0.0.1", "SCC_CLIENT_AUTH_KEY=" + key, "SCC_ADMIN_PORT=0"}
 		if v, ok := os.LookupEnv("TMPDIR"); ok {
 			cmd.Env = append(cmd.Env, "TMPDIR="+v)
 		}

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -467,13 +467,10 @@ func TestHostilePeer(t *testing.T) {
 // hasMember reports whether the state server's /status lists node id.
 func hasMember(t testing.TB, s *state.Server, id string) bool {
 	t.Helper()
-	resp, err := http.Get("http://" + s.Addr().String() + "/status")
-	if err != nil {
-		t.Fatalf("GET /status: %v", err)
-	}
-	defer resp.Body.Close()
+	rec := httptest.NewRecorder()
+	s.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
 	var st state.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := json.NewDecoder(rec.Body).Decode(&st); err != nil {
 		t.Fatalf("decoding /status: %v", err)
 	}
 	for _, m := range st.Members {

@@ -250,6 +250,7 @@ func serverEnv(port int, key string) []string {
 		"SCC_CLIENT_AUTH_KEY=" + key,
 		"SCC_PING_INTERVAL=" + pingInterval,
 		"SCC_PING_TIMEOUT=" + pingTimeout,
+		"SCC_ADMIN_PORT=0", // no fixed admin port: tests run side by side
 	}
 	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
