@@ -62,7 +62,15 @@ func ReadNodeConfig(r *config.Reader) NodeConfig {
 	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared secret that authenticates every inter-node link (never sent on the wire)"))
 	c.NodeID = r.String("SCC_INSTANCE_ID", "", "this frontend's node id (default: random)")
 	c.GossipAdvertise = r.String("SCC_INSTANCE_IP", "", "IP other nodes reach this node at (gossip advertise address)")
-	c.GossipBind = r.String("SCC_GOSSIP_BIND", mdef.GossipBind, "gossip (memberlist) bind address")
+	c.GossipBind = r.String("SCC_GOSSIP_BIND", "", "gossip (memberlist) bind address (default: SCC_INSTANCE_IP if set, else all interfaces)")
+	if c.GossipBind == "" {
+		// Like the broker and the state server: a node told the one
+		// address it is reached at does not listen on every interface.
+		c.GossipBind = c.GossipAdvertise
+	}
+	if c.GossipBind == "" {
+		c.GossipBind = mdef.GossipBind
+	}
 	c.GossipPort = r.Port("SCC_GOSSIP_PORT", mdef.GossipPort, "gossip (memberlist) port; 0 picks a free one")
 	c.GossipSeeds = r.List("SCC_GOSSIP_SEEDS", nil, "gossip seeds host:port, comma-separated (default: learned from the state server)")
 	c.Broker = bdef
