@@ -11,6 +11,7 @@ import (
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -30,6 +31,10 @@ type component struct {
 	kind        string // workload kind
 	portVar     string // variable holding the main (HTTP + link) port
 	defaultPort int
+	// defaultAdminPort is the binary's SCC_ADMIN_PORT default: /metrics
+	// (and the state's status page) are served there and, unless
+	// SCC_ADMIN_ON_CLIENT_PORT, not on the main port.
+	defaultAdminPort int
 	// secretVars must come from a Secret (secretKeyRef).
 	secretVars []string
 	// durationVars must be set explicitly (the grace period arithmetic
@@ -39,17 +44,17 @@ type component struct {
 
 var components = []component{
 	{
-		binary: binState, kind: "Deployment", portVar: "SCC_STATE_SERVER_PORT", defaultPort: 7777,
+		binary: binState, kind: "Deployment", portVar: "SCC_STATE_SERVER_PORT", defaultPort: 7777, defaultAdminPort: 7778,
 		secretVars:   []string{"SCC_AUTH_KEY"},
 		durationVars: []string{"SCC_STATE_SERVER_PREPARE_TIMEOUT", "SCC_RESHARD_DRAIN_WINDOW", "SCC_SHUTDOWN_TIMEOUT"},
 	},
 	{
-		binary: binBroker, kind: "StatefulSet", portVar: "SCC_BROKER_SERVER_PORT", defaultPort: 8888,
+		binary: binBroker, kind: "StatefulSet", portVar: "SCC_BROKER_SERVER_PORT", defaultPort: 8888, defaultAdminPort: 8889,
 		secretVars:   []string{"SCC_AUTH_KEY"},
 		durationVars: []string{"SCC_SHUTDOWN_TIMEOUT"},
 	},
 	{
-		binary: binFrontend, kind: "Deployment", portVar: "SOCKETCLUSTER_PORT", defaultPort: 8000,
+		binary: binFrontend, kind: "Deployment", portVar: "SOCKETCLUSTER_PORT", defaultPort: 8000, defaultAdminPort: 8001,
 		secretVars:   []string{"SCC_AUTH_KEY", "SCC_CLIENT_AUTH_KEY"},
 		durationVars: []string{"SCC_DRAIN_DURATION", "SCC_SHUTDOWN_TIMEOUT"},
 	},
@@ -148,6 +153,7 @@ func checkManifests(m *manifests, want overlayWant, example *corev1.Secret) []st
 		c.checkFrontend()
 		c.checkGrace()
 		c.checkClusterAddresses()
+		c.checkNetworkPolicies()
 	}
 	c.checkServices()
 	c.checkPDBs()
@@ -336,19 +342,29 @@ func (c *checker) checkContainer(w workload, ct *corev1.Container) {
 			c.errorf("%s: gossip port %d/%s not declared", name, gossip, proto)
 		}
 	}
-	// A frontend with SCC_ADMIN_PORT serves /healthz, /readyz and /metrics
-	// there and not on its main port.
-	probePort := mainPort
+	// Every binary serves /healthz, /readyz and /metrics on its admin port
+	// (SCC_ADMIN_PORT) and only /healthz and /readyz on its main port;
+	// probes and scrapes go to the admin port.
+	probePort, metricsPort := mainPort, 0
+	if admin := c.intVar(name, e, "SCC_ADMIN_PORT", comp.defaultAdminPort); admin != 0 {
+		probePort, metricsPort = admin, admin
+		if !hasPort(ct.Ports, admin, corev1.ProtocolTCP) {
+			c.errorf("%s: SCC_ADMIN_PORT=%d but no TCP containerPort %d", name, admin, admin)
+		}
+	}
+	if b, ok := config.ParseBool(e.literal["SCC_ADMIN_ON_CLIENT_PORT"]); ok && b {
+		c.errorf("%s: SCC_ADMIN_ON_CLIENT_PORT=%s serves /metrics on the port clients and nodes reach; scrape the admin port", name, e.literal["SCC_ADMIN_ON_CLIENT_PORT"])
+		if metricsPort == 0 {
+			metricsPort = mainPort
+		}
+	}
+	if metricsPort == 0 {
+		c.errorf("%s: SCC_ADMIN_PORT is 0: /metrics is served nowhere", name)
+	}
+	if a := w.template.Annotations["prometheus.io/port"]; a != "" && a != strconv.Itoa(metricsPort) {
+		c.errorf("%s: prometheus.io/port %s, but /metrics is served on %d", name, a, metricsPort)
+	}
 	if binary == binFrontend {
-		if admin := c.intVar(name, e, "SCC_ADMIN_PORT", 0); admin != 0 {
-			probePort = admin
-			if !hasPort(ct.Ports, admin, corev1.ProtocolTCP) {
-				c.errorf("%s: SCC_ADMIN_PORT=%d but no TCP containerPort %d", name, admin, admin)
-			}
-		}
-		if a := w.template.Annotations["prometheus.io/port"]; a != "" && a != strconv.Itoa(probePort) {
-			c.errorf("%s: prometheus.io/port %s, but /metrics is served on %d", name, a, probePort)
-		}
 		// Paced accepts queue everything on the main port, probes
 		// included: a reconnect storm would fail the liveness probe.
 		if c.intVar(name, e, "SCC_MAX_HANDSHAKES_PER_SECOND", 0) > 0 && e.literal["SCC_HANDSHAKE_QUEUE"] != "0" && probePort == mainPort {
@@ -1005,4 +1021,170 @@ func checkEnvNames(m *manifests, vars map[string]map[string]usageVar) []string {
 		}
 	}
 	return append(problems, c.problems...)
+}
+
+// sccgoLabel is the pod label every sccgo workload carries; the
+// NetworkPolicy admits node-to-node traffic by it.
+const sccgoLabel = "app.kubernetes.io/name"
+
+// checkNetworkPolicies checks that NetworkPolicies select every sccgo
+// pod and admit: anyone to the frontend's client port; only sccgo pods of
+// the namespace to the state and broker link ports and to gossip, and all
+// the pods that need them; to the admin ports only pods picked by label
+// (the monitoring), never everyone.
+func (c *checker) checkNetworkPolicies() {
+	for _, comp := range components {
+		p := c.byBinary[comp.binary]
+		e := c.containerEnv(p.w, p.c)
+		name := p.w.String()
+		var pols []*networkingv1.NetworkPolicy
+		for _, pn := range sortedKeys(c.m.netpols) {
+			np := c.m.netpols[pn]
+			if selects(&np.Spec.PodSelector, p.w.template.Labels) && limitsIngress(np) {
+				pols = append(pols, np)
+			}
+		}
+		if len(pols) == 0 {
+			c.errorf("%s: no NetworkPolicy selects its pods: every port, metrics included, is open to the whole cluster", name)
+			continue
+		}
+		// admitted returns the peers let in to port/proto, and whether a
+		// rule without "from" lets everyone in.
+		admitted := func(port int, proto corev1.Protocol) (peers []networkingv1.NetworkPolicyPeer, everyone bool) {
+			for _, np := range pols {
+				for _, rule := range np.Spec.Ingress {
+					if !ruleCovers(rule.Ports, p.c.Ports, port, proto) {
+						continue
+					}
+					if len(rule.From) == 0 {
+						everyone = true
+					}
+					peers = append(peers, rule.From...)
+				}
+			}
+			return peers, everyone
+		}
+		internal := func(what string, port int, proto corev1.Protocol, sources []string) {
+			peers, everyone := admitted(port, proto)
+			if everyone {
+				c.errorf("%s: NetworkPolicy admits everyone to the %s port %d/%s; only sccgo pods may reach it", name, what, port, proto)
+				return
+			}
+			for _, peer := range peers {
+				if !sccgoOnly(peer) {
+					c.errorf("%s: NetworkPolicy admits %s to the %s port %d/%s; only sccgo pods of the namespace may reach it", name, peerString(peer), what, port, proto)
+				}
+			}
+			for _, src := range sources {
+				sp := c.byBinary[src]
+				if !slices.ContainsFunc(peers, func(peer networkingv1.NetworkPolicyPeer) bool { return peerAdmits(peer, sp.w.template.Labels) }) {
+					c.errorf("%s: NetworkPolicy does not admit %s to the %s port %d/%s", name, sp.w, what, port, proto)
+				}
+			}
+		}
+		mainPort := c.intVar(name, e, comp.portVar, comp.defaultPort)
+		switch comp.binary {
+		case binFrontend:
+			if _, everyone := admitted(mainPort, corev1.ProtocolTCP); !everyone {
+				c.errorf("%s: NetworkPolicy keeps clients from the client port %d (admit it from anywhere; the Ingress controller's pods are the clients)", name, mainPort)
+			}
+		case binState:
+			internal("link", mainPort, corev1.ProtocolTCP, []string{binBroker, binFrontend})
+		case binBroker:
+			internal("link", mainPort, corev1.ProtocolTCP, []string{binFrontend})
+		}
+		gossip := c.intVar(name, e, "SCC_GOSSIP_PORT", defaultGossipPort)
+		all := []string{binState, binBroker, binFrontend}
+		for _, proto := range []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP} {
+			internal("gossip", gossip, proto, all)
+		}
+		if admin := c.intVar(name, e, "SCC_ADMIN_PORT", comp.defaultAdminPort); admin != 0 {
+			peers, everyone := admitted(admin, corev1.ProtocolTCP)
+			switch {
+			case everyone:
+				c.errorf("%s: NetworkPolicy admits everyone to the admin port %d (metrics); admit the monitoring pods by label", name, admin)
+			case len(peers) == 0:
+				c.errorf("%s: NetworkPolicy admits nobody to the admin port %d: metrics cannot be scraped", name, admin)
+			}
+			for _, peer := range peers {
+				if peer.IPBlock != nil || peer.PodSelector == nil || (len(peer.PodSelector.MatchLabels) == 0 && len(peer.PodSelector.MatchExpressions) == 0) {
+					c.errorf("%s: NetworkPolicy admits %s to the admin port %d; admit the monitoring pods by label", name, peerString(peer), admin)
+				}
+			}
+		}
+	}
+}
+
+// selects reports whether a pod selector selects labels; an empty
+// selector selects every pod. Expressions are not evaluated: a selector
+// with them selects nothing here, so a check that needs it fails loudly.
+func selects(sel *metav1.LabelSelector, labels map[string]string) bool {
+	if sel == nil || len(sel.MatchExpressions) > 0 {
+		return false
+	}
+	for k, v := range sel.MatchLabels {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// limitsIngress reports whether a policy restricts ingress: policyTypes
+// lists Ingress, or is empty (then Ingress is implied).
+func limitsIngress(np *networkingv1.NetworkPolicy) bool {
+	return len(np.Spec.PolicyTypes) == 0 || slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
+}
+
+// ruleCovers reports whether a rule's ports include port/proto of a
+// container (no ports: every port).
+func ruleCovers(ports []networkingv1.NetworkPolicyPort, ct []corev1.ContainerPort, port int, proto corev1.Protocol) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	for _, np := range ports {
+		if protocolOf(deref(np.Protocol)) != proto {
+			continue
+		}
+		if np.Port == nil {
+			return true
+		}
+		if np.EndPort != nil && np.Port.Type == intstr.Int {
+			if port >= int(np.Port.IntVal) && port <= int(*np.EndPort) {
+				return true
+			}
+			continue
+		}
+		if n, ok := resolvePort(ct, *np.Port, proto); ok && n == port {
+			return true
+		}
+	}
+	return false
+}
+
+// sccgoOnly reports whether a peer is sccgo pods of the policy's own
+// namespace and nothing else.
+func sccgoOnly(peer networkingv1.NetworkPolicyPeer) bool {
+	return peer.IPBlock == nil && peer.NamespaceSelector == nil && peer.PodSelector != nil &&
+		len(peer.PodSelector.MatchExpressions) == 0 && peer.PodSelector.MatchLabels[sccgoLabel] == "sccgo"
+}
+
+// peerAdmits reports whether a peer admits pods of the policy's own
+// namespace with labels.
+func peerAdmits(peer networkingv1.NetworkPolicyPeer, labels map[string]string) bool {
+	return peer.IPBlock == nil && peer.NamespaceSelector == nil && peer.PodSelector != nil && selects(peer.PodSelector, labels)
+}
+
+func peerString(peer networkingv1.NetworkPolicyPeer) string {
+	var parts []string
+	if peer.NamespaceSelector != nil {
+		parts = append(parts, "namespaceSelector "+metav1.FormatLabelSelector(peer.NamespaceSelector))
+	}
+	if peer.PodSelector != nil {
+		parts = append(parts, "podSelector "+metav1.FormatLabelSelector(peer.PodSelector))
+	}
+	if peer.IPBlock != nil {
+		parts = append(parts, "ipBlock "+peer.IPBlock.CIDR)
+	}
+	return strings.Join(parts, " and ")
 }

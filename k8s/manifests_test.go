@@ -8,6 +8,8 @@ import (
 
 	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/sccgo/sccgo/internal/config"
@@ -90,11 +92,54 @@ func TestCheckerCatches(t *testing.T) {
 		{"frontend probe on the main port beside an admin port", func(m *manifests) { frontend(m).LivenessProbe.HTTPGet.Port = intstr.FromString("http") }, "livenessProbe probes port 8000, but the server listens on 8001"},
 		{"paced accepts without an admin port", func(m *manifests) {
 			for _, cm := range m.configMaps {
-				delete(cm.Data, "SCC_ADMIN_PORT")
+				cm.Data["SCC_ADMIN_PORT"] = "0"
 			}
 			frontend(m).LivenessProbe.HTTPGet.Port = intstr.FromString("http")
 			frontend(m).ReadinessProbe.HTTPGet.Port = intstr.FromString("http")
 		}, "serve probes on SCC_ADMIN_PORT"},
+		{"no admin port", func(m *manifests) {
+			for name, cm := range m.configMaps {
+				if strings.HasPrefix(name, "scc-broker-config") {
+					cm.Data["SCC_ADMIN_PORT"] = "0"
+				}
+			}
+		}, "SCC_ADMIN_PORT is 0: /metrics is served nowhere"},
+		{"metrics on the client port", func(m *manifests) {
+			for name, cm := range m.configMaps {
+				if strings.HasPrefix(name, "scc-frontend-config") {
+					cm.Data["SCC_ADMIN_ON_CLIENT_PORT"] = "true"
+				}
+			}
+		}, "SCC_ADMIN_ON_CLIENT_PORT=true serves /metrics on the port clients"},
+		{"scrape on the link port", func(m *manifests) {
+			m.statefulSets["scc-broker"].Spec.Template.Annotations["prometheus.io/port"] = "8888"
+		}, "prometheus.io/port 8888, but /metrics is served on 8889"},
+		{"state probe on the link port beside an admin port", func(m *manifests) {
+			m.deployments["scc-state"].Spec.Template.Spec.Containers[0].ReadinessProbe.HTTPGet.Port = intstr.FromString("http")
+		}, "readinessProbe probes port 7777, but the server listens on 7778"},
+		{"no NetworkPolicy", func(m *manifests) { clear(m.netpols) }, "no NetworkPolicy selects its pods"},
+		{"NetworkPolicy for other pods", func(m *manifests) {
+			m.netpols["scc-state"].Spec.PodSelector.MatchLabels["app.kubernetes.io/component"] = "db"
+		}, "Deployment/scc-state: no NetworkPolicy selects its pods"},
+		{"broker link port open to everyone", func(m *manifests) { m.netpols["scc-broker"].Spec.Ingress[0].From = nil }, "admits everyone to the link port 8888/TCP"},
+		{"state link port open to other namespaces", func(m *manifests) {
+			np := m.netpols["scc-state"]
+			np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}})
+		}, "admits namespaceSelector <none> to the link port 7777/TCP"},
+		{"gossip closed to frontends", func(m *manifests) {
+			m.netpols["scc-state"].Spec.Ingress[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/component"] = "broker"
+		}, "does not admit Deployment/scc-frontend to the gossip port 7946/UDP"},
+		{"gossip udp not listed", func(m *manifests) {
+			r := &m.netpols["scc-broker"].Spec.Ingress[0]
+			r.Ports = r.Ports[:2]
+		}, "StatefulSet/scc-broker: NetworkPolicy does not admit Deployment/scc-state to the gossip port 7946/UDP"},
+		{"clients kept out", func(m *manifests) {
+			m.netpols["scc-frontend"].Spec.Ingress[0].From = []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "sccgo"}}}}
+		}, "keeps clients from the client port 8000"},
+		{"metrics open to everyone", func(m *manifests) { m.netpols["scc-frontend"].Spec.Ingress[2].From = nil }, "admits everyone to the admin port 8001"},
+		{"metrics open to an address block", func(m *manifests) {
+			m.netpols["scc-broker"].Spec.Ingress[1].From = []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}}}
+		}, "admits ipBlock 0.0.0.0/0 to the admin port 8889"},
 		{"no cpu limit", func(m *manifests) { delete(broker(m).Resources.Limits, corev1.ResourceCPU) }, "no cpu limits"},
 		{"literal auth key", func(m *manifests) {
 			c := frontend(m)

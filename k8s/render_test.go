@@ -43,6 +43,7 @@ type manifests struct {
 	ingresses    map[string]*networkingv1.Ingress
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
 	pdbs         map[string]*policyv1.PodDisruptionBudget
+	netpols      map[string]*networkingv1.NetworkPolicy
 	// meta lists every object's metadata, for checks that apply to all.
 	meta []objectRef
 }
@@ -62,6 +63,7 @@ func (m *manifests) init() {
 	m.ingresses = map[string]*networkingv1.Ingress{}
 	m.hpas = map[string]*autoscalingv2.HorizontalPodAutoscaler{}
 	m.pdbs = map[string]*policyv1.PodDisruptionBudget{}
+	m.netpols = map[string]*networkingv1.NetworkPolicy{}
 }
 
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
@@ -192,6 +194,14 @@ func (m *manifests) add(doc []byte) error {
 		store = func() error {
 			_, ok := m.pdbs[o.Name]
 			m.pdbs[o.Name] = o
+			return dup(tm.Kind, o.Name, ok)
+		}
+	case "networking.k8s.io/v1 NetworkPolicy":
+		o := &networkingv1.NetworkPolicy{}
+		obj, meta = o, &o.ObjectMeta
+		store = func() error {
+			_, ok := m.netpols[o.Name]
+			m.netpols[o.Name] = o
 			return dup(tm.Kind, o.Name, ok)
 		}
 	default:
