@@ -121,24 +121,24 @@ func TestCheckerCatches(t *testing.T) {
 		{"NetworkPolicy for other pods", func(m *manifests) {
 			m.netpols["scc-state"].Spec.PodSelector.MatchLabels["app.kubernetes.io/component"] = "db"
 		}, "Deployment/scc-state: no NetworkPolicy selects its pods"},
-		{"broker link port open to everyone", func(m *manifests) { m.netpols["scc-broker"].Spec.Ingress[0].From = nil }, "admits everyone to the link port 8888/TCP"},
+		{"broker link port open to everyone", func(m *manifests) { m.netpols["scc-broker"].Spec.Ingress[1].From = nil }, "admits everyone to the link port 8888/TCP"},
 		{"state link port open to other namespaces", func(m *manifests) {
 			np := m.netpols["scc-state"]
-			np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}})
+			np.Spec.Ingress[1].From = append(np.Spec.Ingress[1].From, networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}})
 		}, "admits namespaceSelector <none> to the link port 7777/TCP"},
 		{"gossip closed to frontends", func(m *manifests) {
-			m.netpols["scc-state"].Spec.Ingress[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/component"] = "broker"
+			m.netpols["scc-state"].Spec.Ingress[1].From[0].PodSelector.MatchLabels["app.kubernetes.io/component"] = "broker"
 		}, "does not admit Deployment/scc-frontend to the gossip port 7946/UDP"},
 		{"gossip udp not listed", func(m *manifests) {
-			r := &m.netpols["scc-broker"].Spec.Ingress[0]
+			r := &m.netpols["scc-broker"].Spec.Ingress[1]
 			r.Ports = r.Ports[:2]
 		}, "StatefulSet/scc-broker: NetworkPolicy does not admit Deployment/scc-state to the gossip port 7946/UDP"},
 		{"clients kept out", func(m *manifests) {
-			m.netpols["scc-frontend"].Spec.Ingress[0].From = []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "sccgo"}}}}
+			m.netpols["scc-frontend"].Spec.Ingress[1].From = []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "sccgo"}}}}
 		}, "keeps clients from the client port 8000"},
-		{"metrics open to everyone", func(m *manifests) { m.netpols["scc-frontend"].Spec.Ingress[2].From = nil }, "admits everyone to the admin port 8001"},
+		{"metrics open to everyone", func(m *manifests) { m.netpols["scc-frontend"].Spec.Ingress[0].From = nil }, "admits everyone to the admin port 8001"},
 		{"metrics open to an address block", func(m *manifests) {
-			m.netpols["scc-broker"].Spec.Ingress[1].From = []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}}}
+			m.netpols["scc-broker"].Spec.Ingress[0].From = []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}}}
 		}, "admits ipBlock 0.0.0.0/0 to the admin port 8889"},
 		{"no cpu limit", func(m *manifests) { delete(broker(m).Resources.Limits, corev1.ResourceCPU) }, "no cpu limits"},
 		{"literal auth key", func(m *manifests) {
