@@ -39,7 +39,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	var errs []error
 	st.port = r.Port("SCC_BROKER_SERVER_PORT", 8888, "frontend links, /healthz and /readyz port")
 	st.host = r.String("SCC_BROKER_HOST", "", "bind address (empty: all interfaces)")
-	st.admin = adminport.Read(r, adminport.DefaultBrokerPort, "SCC_BROKER_HOST", "/metrics, /healthz and /readyz")
+	st.admin = adminport.Read(r, adminport.DefaultBrokerPort, "SCC_BROKER_HOST", "/metrics")
 	c.ServeAdmin = st.admin.OnClientPort
 	st.instanceIP = r.String("SCC_INSTANCE_IP", "", "IP other nodes reach this broker at (default: 127.0.0.1 if bound to loopback, else the first non-loopback address)")
 	c.NodeID = r.String("SCC_INSTANCE_ID", "", "ring identity (default: the advertised SCC_INSTANCE_IP:SCC_BROKER_SERVER_PORT, so a restart at the same address keeps the ring place)")

@@ -105,7 +105,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	st.port = r.Port("SOCKETCLUSTER_PORT", 8000, "client WebSocket and HTTP port")
 	st.host = r.String("SCC_FRONTEND_HOST", "", "bind address (empty: all interfaces)")
 	c.Path = r.String("SOCKETCLUSTER_PATH", d.Path, "WebSocket endpoint path")
-	st.admin = adminport.Read(r, adminport.DefaultFrontendPort, "SCC_FRONTEND_HOST", "/metrics, /healthz and /readyz")
+	st.admin = adminport.Read(r, adminport.DefaultFrontendPort, "SCC_FRONTEND_HOST", "/metrics")
 	c.AuthKey = []byte(r.String("SCC_CLIENT_AUTH_KEY", string(d.AuthKey), "HMAC key for client auth tokens (SocketCluster authKey; empty: random per process)"))
 	pubFile := r.String("SCC_CLIENT_AUTH_PUBLIC_KEY_FILE", "", "PEM public key for RS*/PS*/ES* client tokens")
 	privFile := r.String("SCC_CLIENT_AUTH_PRIVATE_KEY_FILE", "", "PEM private key for signing RS*/PS*/ES* client tokens")

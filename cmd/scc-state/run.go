@@ -37,7 +37,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c := d
 	st.port = r.Port("SCC_STATE_SERVER_PORT", 7777, "node links, /healthz and /readyz port")
 	st.host = r.String("SCC_STATE_SERVER_HOST", "", "bind address (empty: all interfaces)")
-	st.admin = adminport.Read(r, adminport.DefaultStatePort, "SCC_STATE_SERVER_HOST", "the status page, /status, /metrics, /healthz and /readyz")
+	st.admin = adminport.Read(r, adminport.DefaultStatePort, "SCC_STATE_SERVER_HOST", "the status page, /status, /metrics")
 	c.ServeAdmin = st.admin.OnClientPort
 	c.NodeID = r.String("SCC_INSTANCE_ID", d.NodeID, "this server's node id in links and gossip")
 	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key (every node must hold the same; empty: unauthenticated, warned)"))

@@ -36,12 +36,12 @@ type Settings struct {
 
 // Read reads the admin settings of a binary whose admin port defaults to
 // defPort; mainHost names its main bind address variable and pages lists
-// what its admin port serves, for the -h table.
+// what only its admin port serves, for the -h table.
 func Read(r *config.Reader, defPort int, mainHost string, pages string) Settings {
 	var s Settings
-	s.Port = r.Port("SCC_ADMIN_PORT", defPort, "admin port for "+pages+" (0: no admin port)")
+	s.Port = r.Port("SCC_ADMIN_PORT", defPort, "admin port for "+pages+", /healthz and /readyz (0: no admin port)")
 	s.Host = r.String("SCC_ADMIN_HOST", "", "admin bind address (default: the main bind address, "+mainHost+"; 127.0.0.1 keeps the admin endpoints to this machine)")
-	s.OnClientPort = r.Bool("SCC_ADMIN_ON_CLIENT_PORT", false, "also serve "+pages+" on the main port, which clients or nodes reach (off: only /healthz and /readyz are there)")
+	s.OnClientPort = r.Bool("SCC_ADMIN_ON_CLIENT_PORT", false, "also serve "+pages+" on the main port, which clients or nodes reach (off: the main port has only /healthz and /readyz)")
 	return s
 }
 
