@@ -8,6 +8,9 @@
 // in-process with small limits and, once, as the built bin/scc-frontend
 // process with its defaults. The peer-side suite attacks the /sccgo/link
 // endpoint of a real broker and state server with raw WebSocket connections.
+// The exposure suite runs the built binaries as a cluster and checks what an
+// outsider on a client or link port can read, and that a web page cannot
+// drive scc-local's control endpoint.
 //
 // The package has no non-test code; run it with
 //
