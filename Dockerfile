@@ -20,6 +20,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
-# frontend, broker, state, gossip
-EXPOSE 8000 8888 7777 7946 7946/udp
+# frontend, broker, state, gossip; admin ports (metrics) of frontend,
+# broker, state
+EXPOSE 8000 8888 7777 7946 7946/udp 8001 8889 7778
 ENTRYPOINT ["/usr/local/bin/scc-frontend"]
