@@ -57,7 +57,7 @@ func TestPatternSelects(t *testing.T) {
 func TestPatternCompileErrors(t *testing.T) {
 	for pat, want := range map[string]error{
 		"":             errEmptyPattern,
-		`a\`:          errTrailingEscape,
+		`a\`:           errTrailingEscape,
 		"user:{sub":    errOpenBrace,
 		"user:sub}":    errCloseBrace,
 		"user:{}":      errClaimName,
