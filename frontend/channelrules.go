@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -42,10 +43,10 @@ func (s *Server) initChannelRules() {
 		Namespace: "scc", Subsystem: "frontend", Name: "channel_refusals_total",
 		Help: "Client subscribes and publishes refused by the channel rules, by operation and reason.",
 	}, []string{"op", "reason"})
-	for _, op := range []rules.Op{rules.OpSubscribe, rules.OpPublish} {
+	for _, op := range []string{rules.OpSubscribe.String(), rules.OpPublish.String(), opRecheck} {
 		for _, r := range []rules.Reason{rules.ReasonReserved, rules.ReasonUnauthenticated, rules.ReasonClaim,
 			rules.ReasonTokenChannels, rules.ReasonSubscriptionToken, rules.ReasonNobody, reasonHookUnavailable} {
-			s.rules.refused.WithLabelValues(op.String(), string(r))
+			s.rules.refused.WithLabelValues(op, string(r))
 		}
 	}
 	s.reg.MustRegister(s.rules.refused)
@@ -81,4 +82,37 @@ func (s *Socket) checkChannel(op rules.Op, channel string, data json.RawMessage)
 	}
 	srv.rules.refused.WithLabelValues(op.String(), string(d.Reason)).Inc()
 	return d.Err
+}
+
+// opRecheck labels refusals found when a socket's auth token changed.
+const opRecheck = "recheck"
+
+// recheckChannels kicks the socket out of the channels its current auth
+// state no longer lets it subscribe to: after #removeAuthToken, an expiry,
+// or a token for another user, a socket must not keep receiving
+// user:{sub} messages it was admitted to under the old token. Channels
+// admitted by a subscription token (whose data is not kept) or by a hook
+// stay: those grants do not depend on the auth token.
+func (s *Socket) recheckChannels() {
+	s.mu.Lock()
+	if len(s.channels) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	chans := slices.Clone(s.channels)
+	info := s.auth
+	s.mu.Unlock()
+	var sub rules.Subject
+	if info != nil {
+		sub.Authenticated, sub.Claims = true, info.claims
+	}
+	for _, ch := range chans {
+		d := s.srv.rules.set.Check(rules.OpSubscribe, ch, sub)
+		if d.Err == nil || d.Reason == rules.ReasonSubscriptionToken {
+			continue
+		}
+		if s.KickOut(ch, d.Err.Message) == nil {
+			s.srv.rules.refused.WithLabelValues(opRecheck, string(d.Reason)).Inc()
+		}
+	}
 }

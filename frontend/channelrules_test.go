@@ -1,7 +1,9 @@
 package frontend
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,4 +132,63 @@ func TestChannelRulesHookWithoutBackend(t *testing.T) {
 	if got := counter(t, srv.Registry(), "scc_frontend_channel_refusals_total", "op", "publish", "reason", reasonHookUnavailable); got != 1 {
 		t.Errorf("hook refusals = %v, want 1", got)
 	}
+}
+
+// A socket that loses its token, or changes user, leaves the channels the
+// old token admitted it to; the rest stay.
+func TestChannelRulesRecheckOnAuthChange(t *testing.T) {
+	srv := startServer(t, rulesConfig(t, userRules))
+	now := time.Now().Unix()
+
+	c := dial(t, srv)
+	c.handshake(hsToken(t, testKey, jwt.MapClaims{"sub": "42", "exp": now + 600}))
+	c.subscribe("user:42", 2)
+	c.subscribe("room", 3)
+	c.send(`{"event":"#removeAuthToken"}`)
+	c.expectJSON(`{"event":"#kickOut","data":{"channel":"user:42","message":"the user:42 channel needs an authenticated socket"}}`)
+	probe(t, c, 4)
+	if err := srv.Publish(context.Background(), "user:42", []byte(`"private"`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Publish(context.Background(), "room", []byte(`"public"`)); err != nil {
+		t.Fatal(err)
+	}
+	c.expect(`{"event":"#publish","data":{"channel":"room","data":"public"}}`)
+
+	c.send(`{"event":"#subscribe","data":{"channel":"user:42"},"cid":5}`)
+	c.expectJSON(blocked(5, "SubscribeBlockedError", "the user:42 channel needs an authenticated socket"))
+	c.sendf(`{"event":"#authenticate","data":%q,"cid":6}`, hsToken(t, testKey, jwt.MapClaims{"sub": "42", "exp": now + 600}))
+	c.expect(`{"rid":6,"data":{"isAuthenticated":true,"authError":null}}`)
+	c.subscribe("user:42", 7)
+	c.sendf(`{"event":"#authenticate","data":%q,"cid":8}`, hsToken(t, testKey, jwt.MapClaims{"sub": "43", "exp": now + 600}))
+	c.expectJSON(`{"event":"#kickOut","data":{"channel":"user:42","message":"the user:42 channel belongs to another user"}}`)
+	c.expect(`{"rid":8,"data":{"isAuthenticated":true,"authError":null}}`)
+	if got := counter(t, srv.Registry(), "scc_frontend_channel_refusals_total", "op", "recheck", "reason", "claim"); got != 1 {
+		t.Errorf("recheck refusals = %v, want 1", got)
+	}
+}
+
+// An expired token is noticed at the socket's next packet, and its
+// user:{sub} subscription goes with it.
+func TestChannelRulesRecheckOnExpiry(t *testing.T) {
+	srv := startServer(t, rulesConfig(t, userRules))
+	c := dial(t, srv)
+	c.handshake(hsToken(t, testKey, jwt.MapClaims{"sub": "42", "exp": time.Now().Unix() + 1}))
+	c.subscribe("user:42", 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for cid := 3; ; cid++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the token never expired")
+		}
+		c.sendf(`{"event":"probe","cid":%d}`, cid)
+		p := c.packet()
+		if p == `{"event":"#removeAuthToken"}` {
+			break
+		}
+		if !strings.HasPrefix(p, fmt.Sprintf(`{"rid":%d,"error"`, cid)) {
+			t.Fatalf("unexpected packet %s", p)
+		}
+		time.Sleep(50 * time.Millisecond) // pacing the probes, not synchronisation
+	}
+	c.expectJSON(`{"event":"#kickOut","data":{"channel":"user:42","message":"the user:42 channel needs an authenticated socket"}}`)
 }

@@ -268,6 +268,7 @@ func (s *Socket) setAuth(info *tokenInfo) {
 	} else {
 		s.authExp.Store(0)
 	}
+	s.recheckChannels()
 }
 
 func (s *Socket) dropChannel(channel string) bool {
@@ -304,6 +305,7 @@ func (s *Socket) checkExpiry() {
 	s.authExp.CompareAndSwap(exp, 0)
 	if expired {
 		s.send(removeAuthTokenFrame)
+		s.recheckChannels()
 	}
 }
 
