@@ -153,7 +153,7 @@ func (s *Set) Check(op Op, channel string, sub Subject) Decision {
 		if claims == nil {
 			return deny(op, r, ReasonUnauthenticated, "the %s channel needs an authenticated socket", channel)
 		}
-		if !r.pat.binds(channel, func(name string) []string { return claimValues(claims[name]) }) {
+		if !r.pat.binds(channel, claims) {
 			return deny(op, r, ReasonClaim, "the %s channel belongs to another user", channel)
 		}
 	}
@@ -282,24 +282,6 @@ func formatNumber(f float64) (string, bool) {
 		return strconv.FormatFloat(f, 'f', -1, 64), true
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64), true
-}
-
-// claimValues lists a claim's usable values for a placeholder: a scalar's
-// text, or each scalar of a list.
-func claimValues(v any) []string {
-	if l, ok := v.([]any); ok {
-		out := make([]string, 0, len(l))
-		for _, e := range l {
-			if s, ok := claimString(e); ok {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
-	if s, ok := claimString(v); ok {
-		return []string{s}
-	}
-	return nil
 }
 
 // tokenLists reports whether a channels claim (a name or glob, or a list

@@ -137,21 +137,21 @@ func (p *pattern) selects(name string) bool {
 		len(name) < len(p.prefix)+len(p.suffix) {
 		return false
 	}
-	return p.run(name, nil)
+	return p.run(name, nil, false)
 }
 
 // binds reports whether name matches with every placeholder replaced by
-// the literal value(s) of its claim. values(claim) returns nil when the
-// socket has no usable value for it.
-func (p *pattern) binds(name string, values func(string) []string) bool {
-	return p.run(name, values)
+// the literal value of its claim, or one of the values of a list claim
+// (see claimString). A claim without a usable value matches nothing.
+func (p *pattern) binds(name string, claims map[string]any) bool {
+	return p.run(name, claims, true)
 }
 
 // run matches name against the tokens by tracking the set of byte offsets
 // the tokens so far can end at: O(tokens × len(name)), with no
-// backtracking, so hostile names and patterns cannot blow it up. With
-// values nil, placeholders match one or more bytes.
-func (p *pattern) run(name string, values func(string) []string) bool {
+// backtracking, so hostile names and patterns cannot blow it up. Without
+// bind, placeholders match one or more bytes.
+func (p *pattern) run(name string, claims map[string]any, bind bool) bool {
 	n := len(name)
 	words := n/64 + 1
 	var bufA, bufB [8]uint64 // names up to 511 bytes stay on the stack
@@ -171,16 +171,26 @@ func (p *pattern) run(name string, values func(string) []string) bool {
 			if lo < 0 {
 				return false
 			}
-			if t.kind == tokPh && values != nil {
-				vals := values(t.lit)
-				forEach(cur, func(off int) {
-					for _, v := range vals {
-						if v != "" && strings.HasPrefix(name[off:], v) {
-							setBit(next, off+len(v))
+			if t.kind == tokPh && bind {
+				try := func(v any) {
+					s, ok := claimString(v)
+					if !ok {
+						return
+					}
+					forEach(cur, func(off int) {
+						if strings.HasPrefix(name[off:], s) {
+							setBit(next, off+len(s))
 							hit = true
 						}
+					})
+				}
+				if l, ok := claims[t.lit].([]any); ok {
+					for _, v := range l {
+						try(v)
 					}
-				})
+				} else {
+					try(claims[t.lit])
+				}
 				break
 			}
 			if t.kind == tokPh {

@@ -79,8 +79,16 @@ func TestPatternCompileErrors(t *testing.T) {
 }
 
 func TestPatternBinds(t *testing.T) {
-	vals := func(m map[string][]string) func(string) []string {
-		return func(k string) []string { return m[k] }
+	vals := func(m map[string][]string) map[string]any {
+		c := map[string]any{}
+		for k, v := range m {
+			l := make([]any, len(v))
+			for i, s := range v {
+				l[i] = s
+			}
+			c[k] = l
+		}
+		return c
 	}
 	cases := []struct {
 		pat, name string
