@@ -49,7 +49,11 @@ func (s *Server) initChannelRules() {
 			s.rules.refused.WithLabelValues(op, string(r))
 		}
 	}
-	s.reg.MustRegister(s.rules.refused)
+	s.reg.MustRegister(s.rules.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "scc", Subsystem: "frontend", Name: "channel_rules_info",
+		Help:        "Always 1; the digest label is the SHA-256 of the channel rules in force, so nodes with different rules show.",
+		ConstLabels: prometheus.Labels{"digest": s.rules.set.Digest()},
+	}, func() float64 { return 1 }))
 }
 
 // RulesDigest returns the digest of the channel rules in force (the

@@ -192,3 +192,14 @@ func TestChannelRulesRecheckOnExpiry(t *testing.T) {
 	}
 	c.expectJSON(`{"event":"#kickOut","data":{"channel":"user:42","message":"the user:42 channel needs an authenticated socket"}}`)
 }
+
+func TestChannelRulesDigestMetric(t *testing.T) {
+	cfg := rulesConfig(t, userRules)
+	srv := startServer(t, cfg)
+	if got := counter(t, srv.Registry(), "scc_frontend_channel_rules_info", "digest", cfg.Rules.Digest()); got != 1 {
+		t.Fatalf("channel_rules_info{digest=%s} = %v, want 1", cfg.Rules.Digest(), got)
+	}
+	if srv.RulesDigest() != cfg.Rules.Digest() {
+		t.Fatalf("RulesDigest %s, want %s", srv.RulesDigest(), cfg.Rules.Digest())
+	}
+}
