@@ -23,6 +23,9 @@ rules:
   - match: "moderated:*"
     subscribe: anyone
     publish: hook
+  - match: "room:*"
+    subscribe: anyone
+    publish: authenticated
 default: {subscribe: anyone, publish: anyone}
 `
 
@@ -119,6 +122,13 @@ func TestChannelRulesSubscriptionToken(t *testing.T) {
 	c.expectJSON(blocked(5, "SubscribeBlockedError", "invalid subscription token: invalid signature"))
 	c.sendf(`{"event":"#subscribe","data":{"channel":"live:1","data":{"token":%q}},"cid":6}`, tok)
 	c.expect(`{"rid":6}`)
+
+	// Used as an auth token, it is accepted (it is validly signed) but
+	// grants nothing that needs authentication.
+	c.sendf(`{"event":"#authenticate","data":%q,"cid":7}`, tok)
+	c.expect(`{"rid":7,"data":{"isAuthenticated":true,"authError":null}}`)
+	c.send(`{"event":"#publish","data":{"channel":"room:1","data":"hi"},"cid":8}`)
+	c.expectJSON(blocked(8, "PublishBlockedError", "the room:1 channel needs an authenticated socket"))
 }
 
 // Without a hooks client, a hook rule refuses and says why.

@@ -50,6 +50,8 @@ type Subject struct {
 	// Authenticated is true when the socket holds a valid auth token.
 	Authenticated bool
 	// Claims are the auth token's claims; ignored unless Authenticated.
+	// An auth token with a "channel" claim is a subscription token used
+	// as an auth token, and counts as no token at all.
 	Claims map[string]any
 	// SubscribeData is the #subscribe packet's data field, where a
 	// subscription token travels as {"token": "<jwt>"}. It is only
@@ -146,7 +148,10 @@ func (s *Set) Check(op Op, channel string, sub Subject) Decision {
 	}
 	r := s.Rule(channel)
 	claims := sub.Claims
-	if !sub.Authenticated {
+	if _, subToken := claims["channel"]; !sub.Authenticated || subToken {
+		// A "channel" claim marks a subscription token. Signed with the
+		// same key, it would otherwise authenticate a socket that was
+		// only meant to read one channel.
 		claims = nil
 	}
 	if r.pat != nil && len(r.pat.claims) > 0 {

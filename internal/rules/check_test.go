@@ -80,6 +80,9 @@ func TestCheckChatRules(t *testing.T) {
 		{OpSubscribe, "user:42", user(map[string]any{}), "deny:claim"},
 		{OpSubscribe, "user:42", Subject{Claims: map[string]any{"sub": "42"}}, "deny:unauthenticated"}, // claims of an unauthenticated socket do not count
 		{OpPublish, "user:42", sub42, "deny:nobody"},
+		// A subscription token used as an auth token authenticates nothing.
+		{OpPublish, "room:lobby", user(map[string]any{"channel": "live:1", "exp": 1e12}), "deny:unauthenticated"},
+		{OpSubscribe, "user:42", user(map[string]any{"channel": "live:1", "sub": "42"}), "deny:unauthenticated"},
 		{OpSubscribe, "team:7:chat", teams, "allow"},
 		{OpSubscribe, "team:3:chat", teams, "allow"},
 		{OpSubscribe, "team:4:chat", teams, "deny:claim"},
