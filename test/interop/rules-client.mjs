@@ -1,7 +1,11 @@
 // Channel-rules checks with the real socketcluster-client against an
 // scc-frontend started with SCC_CHANNELS_FILE=rules-channels.yaml.
 //
-//   node rules-client.mjs --url ws://127.0.0.1:8000/socketcluster/
+//   node rules-client.mjs --url ws://127.0.0.1:8000/socketcluster/ [--url2 URL]
+//
+// With --url2 (another frontend of the same cluster), the private
+// channel's owner connects there and the other clients to --url, so
+// refusals and deliveries are checked across frontends.
 //
 // Environment: SCC_CLIENT_AUTH_KEY (the server's HS256 key, required),
 // SCC_INTEROP_STEP_TIMEOUT (each wait, ms, default 5000).
@@ -12,11 +16,12 @@ import crypto from 'node:crypto';
 import socketClusterClient from 'socketcluster-client';
 
 const env = process.env;
-const argURL = (() => {
-  const i = process.argv.indexOf('--url');
+const arg = (name) => {
+  const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
-})();
-const url = new URL(argURL || 'ws://127.0.0.1:8000/socketcluster/');
+};
+const url = new URL(arg('--url') || 'ws://127.0.0.1:8000/socketcluster/');
+const url2 = new URL(arg('--url2') || url.href);
 const authKey = env.SCC_CLIENT_AUTH_KEY;
 const stepTimeout = Number(env.SCC_INTEROP_STEP_TIMEOUT || 5000);
 const results = [];
@@ -68,11 +73,11 @@ function signJWT(payload) {
 
 const now = () => Math.floor(Date.now() / 1000);
 
-async function connect(claims) {
+async function connect(claims, at = url) {
   const socket = socketClusterClient.create({
-    hostname: url.hostname,
-    port: Number(url.port),
-    path: url.pathname,
+    hostname: at.hostname,
+    port: Number(at.port),
+    path: at.pathname,
     connectTimeout: stepTimeout,
     ackTimeout: stepTimeout,
     autoReconnect: false,
@@ -102,7 +107,7 @@ async function expectBlocked(socket, channel, options) {
 async function main() {
   assert(authKey, 'SCC_CLIENT_AUTH_KEY is not set');
   const anon = await connect();
-  const owner = await connect({ sub: '42' });
+  const owner = await connect({ sub: '42' }, url2);
   const other = await connect({ sub: 43 });
 
   await check('rules-anonymous-private-channel', () => expectBlocked(anon, 'user:42'));
@@ -119,6 +124,7 @@ async function main() {
   });
   await check('rules-public-room', async () => {
     assert((await subscribeOutcome(anon, 'room:lobby')) === 'subscribed', 'anonymous refused a public room');
+    const heard = anon.channel('room:lobby').once();
     let err;
     try {
       await withTimeout(anon.invokePublish('room:lobby', 'hi'), 'invokePublish');
@@ -126,7 +132,9 @@ async function main() {
       err = e;
     }
     assert(err && err.name === 'PublishBlockedError', `anonymous publish: ${err ? err.name : 'accepted'}, want PublishBlockedError`);
-    await withTimeout(owner.invokePublish('room:lobby', 'hi'), 'authenticated invokePublish');
+    await withTimeout(owner.invokePublish('room:lobby', 'from owner'), 'authenticated invokePublish');
+    const got = await withTimeout(heard, 'the authenticated publish');
+    assert(got === 'from owner', `anonymous subscriber got ${JSON.stringify(got)}`);
   });
   await check('rules-client-publish-to-private-channel', async () => {
     let err;

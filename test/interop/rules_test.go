@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/sccgo/sccgo/chaos"
 )
 
 // rulesChecks are the checks rules-client.mjs must report, all passing.
@@ -33,17 +35,47 @@ func TestFrontendChannelRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, port := startFrontend(t, key, "SCC_CHANNELS_FILE="+file)
-	runScript(t, node, "rules-client.mjs", port, key, rulesChecks)
+	url := fmt.Sprintf("ws://127.0.0.1:%d/socketcluster/", port)
+	runScript(t, node, "rules-client.mjs", key, rulesChecks, "--url", url)
 	checkAlive(t, s)
 }
 
-// runScript runs a check script and reports each of its checks as a
-// subtest; every name in required must be reported.
-func runScript(t *testing.T, node, script string, port int, key string, required []string) {
+// TestClusterChannelRules runs the same checks against a cluster of real
+// processes (a state server, a broker, two frontends, all with the rules
+// file): the private channel's owner on one frontend, everyone else on
+// the other, and the public room's messages crossing between them.
+func TestClusterChannelRules(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts a cluster of processes")
+	}
+	node := needNode(t)
+	key := randomKey(t)
+	file, err := filepath.Abs("rules-channels.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &lockedBuffer{}
+	c := chaos.StartCluster(t, chaos.Spec{Brokers: 1, Frontends: 2, Output: out,
+		Env: map[string]string{"SCC_CHANNELS_FILE": file, "SCC_CLIENT_AUTH_KEY": key}})
+	c.WaitRing(1, 0, 15*time.Second)
+	urls := c.FrontendURLs()
+	if len(urls) != 2 {
+		t.Fatalf("frontends %v", urls)
+	}
+	runScript(t, node, "rules-client.mjs", key, rulesChecks, "--url", urls[0], "--url2", urls[1])
+	if t.Failed() {
+		t.Logf("cluster output:\n%s", tail(out.String(), 60))
+	}
+}
+
+// runScript runs a check script with args and reports each of its checks
+// as a subtest; every name in required must be reported.
+func runScript(t *testing.T, node, script, key string, required []string, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script, "--url", fmt.Sprintf("ws://127.0.0.1:%d/socketcluster/", port))
+	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
 	cmd.Env = append(os.Environ(), "SCC_CLIENT_AUTH_KEY="+key, "SCC_INTEROP_STEP_TIMEOUT=5000")
 	cmd.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
