@@ -204,3 +204,26 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("huge file: %v", err)
 	}
 }
+
+// Backslash escapes survive YAML single quotes and JSON's own escaping.
+func TestParseEscapes(t *testing.T) {
+	y, err := Parse([]byte("rules:\n  - {match: 'price\\*', subscribe: anyone, publish: nobody}\ndefault: {subscribe: nobody, publish: nobody}\n"), YAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := Parse([]byte(`{"rules":[{"match":"price\\*","subscribe":"anyone","publish":"nobody"}],"default":{"subscribe":"nobody","publish":"nobody"}}`), JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Set{y, j} {
+		if r := s.Rule("price*"); r.Index != 0 {
+			t.Errorf("price* chose rule %d", r.Index)
+		}
+		if r := s.Rule("prices"); r.Index != -1 {
+			t.Errorf("prices chose rule %d, want the default", r.Index)
+		}
+	}
+	if y.Digest() != j.Digest() {
+		t.Error("same rules, different digests")
+	}
+}
