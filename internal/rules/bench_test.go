@@ -49,4 +49,15 @@ func BenchmarkCheck(b *testing.B) {
 	b.Run("last-rule-placeholder", func(b *testing.B) { benchCheck(b, s, "user:42", sub42, true) })
 	b.Run("default", func(b *testing.B) { benchCheck(b, s, "nomatch:channel:name", sub42, true) })
 	b.Run("no-file", func(b *testing.B) { benchCheck(b, Default(), "user:42", sub42, true) })
+
+	// The worst case for the index: every rule starts with a wildcard,
+	// so every one is tried.
+	var d strings.Builder
+	d.WriteString("rules:\n")
+	for i := range 100 {
+		fmt.Fprintf(&d, "  - {match: \"*:kind%d\", subscribe: anyone, publish: nobody}\n", i)
+	}
+	d.WriteString("default: {subscribe: anyone, publish: nobody}\n")
+	wild := mustParse(b, d.String())
+	b.Run("all-wildcard-default", func(b *testing.B) { benchCheck(b, wild, "some:channel:name", sub42, true) })
 }

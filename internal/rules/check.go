@@ -76,11 +76,16 @@ type Decision struct {
 
 // Set is a parsed rules file. It is immutable and safe for concurrent use.
 type Set struct {
-	rules  []Rule
-	def    Rule
-	digest string
-	verify TokenVerifier
-	now    func() time.Time
+	rules []Rule
+	// byFirst lists, for each first byte of a channel name, the indexes
+	// of the rules that can match it, in order: those whose pattern
+	// starts with that byte and those that start with a wildcard. Most
+	// names are then tried against a handful of rules, not all of them.
+	byFirst *[256][]int32
+	def     Rule
+	digest  string
+	verify  TokenVerifier
+	now     func() time.Time
 }
 
 // Default returns the rules in force without a file: SocketCluster's
@@ -124,6 +129,14 @@ func IsReserved(channel string) bool { return strings.HasPrefix(channel, Reserve
 func (s *Set) Rule(channel string) *Rule {
 	if IsReserved(channel) {
 		return nil
+	}
+	if s.byFirst != nil && channel != "" {
+		for _, i := range s.byFirst[channel[0]] {
+			if s.rules[i].pat.selects(channel) {
+				return &s.rules[i]
+			}
+		}
+		return &s.def
 	}
 	for i := range s.rules {
 		if s.rules[i].pat.selects(channel) {

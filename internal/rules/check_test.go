@@ -269,6 +269,37 @@ default: {subscribe: authenticated, publish: authenticated}
 			t.Errorf("%q: rule %d, want %d", ch, r.Index, want)
 		}
 	}
+	// Rules that start with a wildcard keep their place among the others.
+	s = mustParse(t, `
+rules:
+  - {match: "a:x", subscribe: anyone, publish: anyone}
+  - {match: "*:x", subscribe: anyone, publish: anyone}
+  - {match: "a:*", subscribe: anyone, publish: anyone}
+  - {match: "?:y", subscribe: anyone, publish: anyone}
+  - {match: "b:*", subscribe: anyone, publish: anyone}
+  - {match: "{sub}:z", subscribe: anyone, publish: anyone}
+  - {match: "*", subscribe: anyone, publish: anyone}
+`)
+	for ch, want := range map[string]int{
+		"a:x": 0, "b:x": 1, "a:y": 2, "b:y": 3, "c:y": 3, "b:z": 4, "c:z": 5, "c": 6, "": 6, "\xff": 6,
+	} {
+		if r := s.Rule(ch); r.Index != want || linearRule(s, ch) != r {
+			t.Errorf("%q: rule %d, want %d", ch, r.Index, want)
+		}
+	}
+}
+
+// linearRule is Rule without the first-byte index.
+func linearRule(s *Set, channel string) *Rule {
+	if IsReserved(channel) {
+		return nil
+	}
+	for i := range s.rules {
+		if s.rules[i].pat.selects(channel) {
+			return &s.rules[i]
+		}
+	}
+	return &s.def
 }
 
 func TestClaimString(t *testing.T) {

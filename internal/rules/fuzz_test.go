@@ -84,6 +84,9 @@ default: {subscribe: anyone, publish: anyone}
 		f.Add(c[0], c[1], c[2])
 	}
 	f.Fuzz(func(t *testing.T, channel, sub, team string) {
+		if s.Rule(channel) != linearRule(s, channel) {
+			t.Fatalf("%q: the index chose rule %v, a linear scan %v", channel, s.Rule(channel), linearRule(s, channel))
+		}
 		who := Subject{Authenticated: true, Claims: map[string]any{"sub": sub, "team": team, "channels": []any{channel, sub}}}
 		for _, op := range []Op{OpSubscribe, OpPublish} {
 			d := s.Check(op, channel, who)

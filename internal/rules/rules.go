@@ -234,8 +234,27 @@ func Parse(data []byte, format Format) (*Set, error) {
 		}
 		s.rules = append(s.rules, *r)
 	}
+	s.index()
 	s.digest = s.computeDigest()
 	return s, nil
+}
+
+// index fills byFirst.
+func (s *Set) index() {
+	if len(s.rules) == 0 {
+		return
+	}
+	var idx [256][]int32
+	for i := range s.rules {
+		if p := s.rules[i].pat.prefix; p != "" {
+			idx[p[0]] = append(idx[p[0]], int32(i))
+			continue
+		}
+		for b := range idx {
+			idx[b] = append(idx[b], int32(i))
+		}
+	}
+	s.byFirst = &idx
 }
 
 func strictDecode(data []byte, v any) error {
