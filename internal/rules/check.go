@@ -160,15 +160,18 @@ func (s *Set) Check(op Op, channel string, sub Subject) Decision {
 		return deny(op, nil, ReasonReserved, "the %s channel is reserved to the server", channel)
 	}
 	r := s.Rule(channel)
-	claims := sub.Claims
-	if _, subToken := claims["channel"]; !sub.Authenticated || subToken {
+	authed, claims := sub.Authenticated, sub.Claims
+	if _, subToken := claims["channel"]; subToken {
 		// A "channel" claim marks a subscription token. Signed with the
 		// same key, it would otherwise authenticate a socket that was
 		// only meant to read one channel.
+		authed = false
+	}
+	if !authed {
 		claims = nil
 	}
 	if r.pat != nil && len(r.pat.claims) > 0 {
-		if claims == nil {
+		if !authed {
 			return deny(op, r, ReasonUnauthenticated, "the %s channel needs an authenticated socket", channel)
 		}
 		if !r.pat.binds(channel, claims) {
@@ -183,12 +186,12 @@ func (s *Set) Check(op Op, channel string, sub Subject) Decision {
 	case Anyone:
 		return Decision{Allow: true, Rule: r}
 	case Authenticated:
-		if claims == nil {
+		if !authed {
 			return deny(op, r, ReasonUnauthenticated, "the %s channel needs an authenticated socket", channel)
 		}
 		return Decision{Allow: true, Rule: r}
 	case TokenChannels:
-		if claims == nil {
+		if !authed {
 			return deny(op, r, ReasonUnauthenticated, "the %s channel needs an authenticated socket", channel)
 		}
 		if !tokenLists(claims["channels"], channel) {

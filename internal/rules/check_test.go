@@ -80,6 +80,8 @@ func TestCheckChatRules(t *testing.T) {
 		{OpSubscribe, "user:42", user(map[string]any{}), "deny:claim"},
 		{OpSubscribe, "user:42", Subject{Claims: map[string]any{"sub": "42"}}, "deny:unauthenticated"}, // claims of an unauthenticated socket do not count
 		{OpPublish, "user:42", sub42, "deny:nobody"},
+		{OpPublish, "room:lobby", Subject{Authenticated: true}, "allow"}, // a token with no claims
+		{OpSubscribe, "user:42", Subject{Authenticated: true}, "deny:claim"},
 		// A subscription token used as an auth token authenticates nothing.
 		{OpPublish, "room:lobby", user(map[string]any{"channel": "live:1", "exp": 1e12}), "deny:unauthenticated"},
 		{OpSubscribe, "user:42", user(map[string]any{"channel": "live:1", "sub": "42"}), "deny:unauthenticated"},
