@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -190,6 +191,12 @@ type Config struct {
 	// when the claims have no exp. Env SCC_AUTH_DEFAULT_EXPIRY. Default
 	// 86400s.
 	AuthDefaultExpiry time.Duration
+
+	// Rules are the channel rules that client subscribes and publishes
+	// must pass (docs/channels.md; load them with LoadChannelRules). nil
+	// means SocketCluster's default: anyone may subscribe and publish,
+	// except to reserved "#" channels. Env SCC_CHANNELS_FILE.
+	Rules *rules.Set
 
 	// Broker routes publishes; nil means a new LocalBroker (standalone).
 	Broker Broker

@@ -37,6 +37,7 @@ type Server struct {
 	broker Broker
 
 	auth  *authenticator
+	rules channelRules
 	subs  *subTable
 	ids   socketIDs
 	eng   wsconn.Engine
@@ -151,6 +152,7 @@ func New(cfg Config) (*Server, error) {
 		s.sockets[i].m = make(map[string]*Socket)
 	}
 	s.m = newMetrics(s.reg)
+	s.initChannelRules()
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "connections", Help: "Open client WebSocket connections."},
 			func() float64 { return float64(s.nconns.Load()) }),

@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -267,6 +268,7 @@ func (s *Socket) setAuth(info *tokenInfo) {
 	} else {
 		s.authExp.Store(0)
 	}
+	s.recheckChannels()
 }
 
 func (s *Socket) dropChannel(channel string) bool {
@@ -303,6 +305,7 @@ func (s *Socket) checkExpiry() {
 	s.authExp.CompareAndSwap(exp, 0)
 	if expired {
 		s.send(removeAuthTokenFrame)
+		s.recheckChannels()
 	}
 }
 
@@ -723,6 +726,10 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		s.fail(p, protocol.NewError(protocol.ErrNameAuth, fmt.Sprintf("Cannot subscribe socket to the %s channel before it has authenticated", ch)))
 		return
 	}
+	if perr := s.checkChannel(rules.OpSubscribe, ch, req.Data); perr != nil {
+		s.fail(p, perr)
+		return
+	}
 	s.mu.Lock()
 	already := slices.Contains(s.channels, ch)
 	n := len(s.channels)
@@ -777,6 +784,11 @@ func (s *Socket) publish(p *protocol.Packet) {
 	if err != nil || pd.Channel == "" || len(pd.Channel) > srv.cfg.MaxChannelLength {
 		srv.m.publishErrors.WithLabelValues("malformed").Inc()
 		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Publish channel name was malformatted"))
+		return
+	}
+	if perr := s.checkChannel(rules.OpPublish, pd.Channel, nil); perr != nil {
+		srv.m.publishErrors.WithLabelValues("forbidden").Inc()
+		s.fail(p, perr)
 		return
 	}
 	if err := srv.publish(pd.Channel, pd.Data); err != nil {

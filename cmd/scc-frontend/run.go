@@ -138,6 +138,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.WriteCoalesce = r.Duration("SCC_WRITE_COALESCE", d.WriteCoalesce, "longest gap between two frames of publishes to one socket; deliveries for a busy socket wait out the rest of it and leave in one frame (0 writes at once)")
 	c.WriteCoalesceRate = r.Int("SCC_WRITE_COALESCE_RATE", d.WriteCoalesceRate, "messages queued to clients per second per CPU from which SCC_WRITE_COALESCE applies, growing to all of it at twice the rate (0: always all of it)")
 	c.WriteCoalesceLoad = r.Float("SCC_WRITE_COALESCE_LOAD", d.WriteCoalesceLoad, "busy share (0-1) of the process's CPUs from which SCC_WRITE_COALESCE also applies once the frontend queues half of SCC_WRITE_COALESCE_RATE, growing to all of it at fully busy CPUs (0: off)")
+	rulesFile := r.String("SCC_CHANNELS_FILE", "", "channel rules file, YAML or JSON (.json) (empty: anyone may subscribe and publish, as in SocketCluster)")
 	c.DrainDuration = r.Duration("SCC_DRAIN_DURATION", d.DrainDuration, "window over which shutdown closes sockets with 1001")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the whole shutdown")
 	st.logLevel = r.LogLevel("info", "SOCKETCLUSTER_LOG_LEVEL", "SCC_LOG_LEVEL")
@@ -159,6 +160,13 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("SCC_CLIENT_AUTH_PRIVATE_KEY_FILE: %w", err))
 		}
+	}
+	if rulesFile != "" {
+		set, err := frontend.LoadChannelRules(rulesFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SCC_CHANNELS_FILE: %w", err))
+		}
+		c.Rules = set
 	}
 	c.ServeAdmin = st.admin.OnClientPort
 	c.Pages = map[string]http.Handler{"/demo/": demopage.Handler()}
@@ -232,6 +240,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if err != nil {
 		return err
 	}
+	logger.Info("channel rules", "file", getenv("SCC_CHANNELS_FILE"), "digest", srv.RulesDigest())
 	if st.cfg.MaxHandshakesPerSecond > 0 && st.cfg.HandshakeQueue > 0 && st.admin.Port == 0 {
 		logger.Warn("accepts on the main port are paced by SCC_MAX_HANDSHAKES_PER_SECOND: during a reconnect storm, /healthz and /readyz wait in the listen queue too; set SCC_ADMIN_PORT to serve them apart")
 	}
