@@ -97,9 +97,9 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Enabled reports whether hook k has a URL.
+// Enabled reports whether hook k has a URL; false on a nil Client.
 func (c *Client) Enabled(k Kind) bool {
-	return k >= 0 && k < numKinds && c.hooks[k] != nil
+	return c != nil && k >= 0 && k < numKinds && c.hooks[k] != nil
 }
 
 // Close closes the idle connections to the backend, which ends their
