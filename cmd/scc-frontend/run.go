@@ -20,6 +20,7 @@ import (
 	"github.com/sccgo/sccgo/frontend/cluster"
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/demopage"
+	"github.com/sccgo/sccgo/internal/hooks"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -32,6 +33,7 @@ type settings struct {
 	adminPort       int
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
+	hooks           hooks.Config
 }
 
 // scOptions is the part of SOCKETCLUSTER_OPTIONS (JSON) that is read.
@@ -163,6 +165,10 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Pages = map[string]http.Handler{"/demo/": demopage.Handler()}
 	st.cfg = c
 	st.cluster = cluster.ReadNodeConfig(r)
+	st.hooks = readHooks(r)
+	if err := st.hooks.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -206,6 +212,13 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st.cfg.Registry = reg
+	hc, herr := startHooks(st.hooks, reg, logger)
+	if herr != nil {
+		return herr
+	}
+	if hc != nil {
+		defer hc.Close()
+	}
 	var srv *frontend.Server
 	if st.cluster.Enabled() {
 		// Cluster mode: publishes route through the brokers the state
@@ -230,6 +243,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	srv, err := frontend.New(st.cfg)
 	if err != nil {
 		return err
+	}
+	if hc.Enabled(hooks.RPC) {
+		srv.HandleRPCFallback(rpcFallback(hc))
 	}
 	if st.cfg.MaxHandshakesPerSecond > 0 && st.cfg.HandshakeQueue > 0 && st.adminPort == 0 {
 		logger.Warn("accepts on the main port are paced by SCC_MAX_HANDSHAKES_PER_SECOND: during a reconnect storm, /healthz, /readyz and /metrics wait in the listen queue too; set SCC_ADMIN_PORT to serve them apart")
