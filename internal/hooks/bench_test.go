@@ -2,7 +2,9 @@ package hooks
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +55,31 @@ func benchHook(b *testing.B, call func(*Client) error, body string) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := call(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSubscribeNoNetwork is BenchmarkSubscribe through a transport
+// that answers in memory: the client's own cost per call (request
+// encoding, the semaphore, timeout context, answer decoding, metrics).
+func BenchmarkSubscribeNoNetwork(b *testing.B) {
+	cfg := testConfig("http://backend.invalid/subscribe")
+	cfg.Registry = prometheus.NewRegistry()
+	c, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := `{"result":{}}`
+	c.hooks[Subscribe].http.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+	})
+	req := &SubscribeRequest{SocketID: "mE0AsjoS7Htt9l7WAAAB", Channel: "user:42",
+		Claims: map[string]any{"sub": "42", "exp": 1.8e9}, Data: json.RawMessage(`{"token":"abc"}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Subscribe(b.Context(), req); err != nil {
 			b.Fatal(err)
 		}
 	}
