@@ -380,3 +380,10 @@ func (h *hook) rejection(env envelope) *Rejection {
 	}
 	return r
 }
+
+var (
+	_ ConnectHook   = (*Client)(nil)
+	_ SubscribeHook = (*Client)(nil)
+	_ PublishHook   = (*Client)(nil)
+	_ RPCHook       = (*Client)(nil)
+)
