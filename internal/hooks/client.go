@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -259,9 +260,10 @@ func (h *hook) exchange(ctx context.Context, req any, parse func(json.RawMessage
 	}()
 	cctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
-	// ended classifies an error met once cctx is done.
+	// ended classifies an error met once cctx is done: the caller gave up
+	// (canceled), or a deadline passed, the hook's or the caller's own.
 	ended := func() (outcome, error) {
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
 			return outCanceled, ctx.Err()
 		}
 		return outTimeout, ErrTimeout

@@ -717,3 +717,27 @@ func TestMetricsOnRegistry(t *testing.T) {
 		t.Error("a second Client on the same registry registered twice")
 	}
 }
+
+// TestCallerDeadline: a caller's own deadline, shorter than the hook's
+// timeout, ends the call as a timeout.
+func TestCallerDeadline(t *testing.T) {
+	release := make(chan struct{})
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	cfg := testConfig(b.URL)
+	cfg.RPC.Timeout = time.Minute
+	c := newClient(t, cfg)
+	dctx, cancel := context.WithTimeout(ctx(t), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.RPC(dctx, &RPCRequest{}); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("RPC: %v, want ErrTimeout", err)
+	}
+	if calls(c, RPC, outTimeout) != 1 {
+		t.Errorf("timeout not counted")
+	}
+}
