@@ -19,7 +19,7 @@ import (
 
 // Bounds of the rpc hook under attack.
 const (
-	hookTimeout     = 300 * time.Millisecond
+	hookTimeout     = time.Second
 	hookConcurrency = 16
 )
 
