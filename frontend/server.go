@@ -59,9 +59,10 @@ type Server struct {
 	handshakeTokens float64
 	handshakeAt     time.Time
 
-	handlersMu sync.RWMutex
-	rpcs       map[string]RPCHandler
-	events     map[string]EventHandler
+	handlersMu  sync.RWMutex
+	rpcs        map[string]RPCHandler
+	events      map[string]EventHandler
+	rpcFallback FallbackRPCHandler
 
 	stat struct {
 		messagesIn  atomic.Uint64
@@ -101,6 +102,11 @@ type socketShard struct {
 // *protocol.Error is sent as that SocketCluster error, other errors as
 // {"message": err.Error()}.
 type RPCHandler func(ctx context.Context, s *Socket, data json.RawMessage) (any, error)
+
+// FallbackRPCHandler answers a client invoke of a procedure that no
+// RPCHandler claims, for example by forwarding it to the application
+// backend. It runs like an RPCHandler and gets the procedure's name too.
+type FallbackRPCHandler func(ctx context.Context, s *Socket, procedure string, data json.RawMessage) (any, error)
 
 // EventHandler handles a client transmit of a custom event. It runs on the
 // socket's reader goroutine and must not block.
@@ -205,7 +211,8 @@ func randRead(b []byte) {
 }
 
 // HandleRPC registers the handler for client invokes of procedure name.
-// Invokes of procedures with no handler get NoMatchingProcedureError.
+// Invokes of procedures with no handler go to the HandleRPCFallback
+// handler, or get NoMatchingProcedureError without one.
 func (s *Server) HandleRPC(name string, h RPCHandler) {
 	s.handlersMu.Lock()
 	s.rpcs[name] = h
@@ -220,10 +227,28 @@ func (s *Server) HandleEvent(name string, h EventHandler) {
 	s.handlersMu.Unlock()
 }
 
+// HandleRPCFallback registers the handler for client invokes of
+// procedures with no handler of their own: a procedure registered with
+// HandleRPC always wins. Names starting with '#' are SocketCluster's and
+// never reach it.
+func (s *Server) HandleRPCFallback(h FallbackRPCHandler) {
+	s.handlersMu.Lock()
+	s.rpcFallback = h
+	s.handlersMu.Unlock()
+}
+
 func (s *Server) rpcHandler(name string) RPCHandler {
 	s.handlersMu.RLock()
 	defer s.handlersMu.RUnlock()
-	return s.rpcs[name]
+	if h := s.rpcs[name]; h != nil {
+		return h
+	}
+	if f := s.rpcFallback; f != nil && !strings.HasPrefix(name, "#") {
+		return func(ctx context.Context, so *Socket, data json.RawMessage) (any, error) {
+			return f(ctx, so, name, data)
+		}
+	}
+	return nil
 }
 
 func (s *Server) eventHandler(name string) EventHandler {

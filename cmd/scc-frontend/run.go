@@ -21,6 +21,7 @@ import (
 	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/demopage"
+	"github.com/sccgo/sccgo/internal/hooks"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -33,6 +34,7 @@ type settings struct {
 	admin           adminport.Settings
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
+	hooks           hooks.Config
 }
 
 // scOptions is the part of SOCKETCLUSTER_OPTIONS (JSON) that is read.
@@ -172,6 +174,10 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Pages = map[string]http.Handler{"/demo/": demopage.Handler()}
 	st.cfg = c
 	st.cluster = cluster.ReadNodeConfig(r)
+	st.hooks = readHooks(r)
+	if err := st.hooks.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -215,6 +221,13 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st.cfg.Registry = reg
+	hc, herr := startHooks(st.hooks, reg, logger)
+	if herr != nil {
+		return herr
+	}
+	if hc != nil {
+		defer hc.Close()
+	}
 	var srv *frontend.Server
 	if st.cluster.Enabled() {
 		// Cluster mode: publishes route through the brokers the state
@@ -239,6 +252,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	srv, err := frontend.New(st.cfg)
 	if err != nil {
 		return err
+	}
+	if hc.Enabled(hooks.RPC) {
+		srv.HandleRPCFallback(rpcFallback(hc))
 	}
 	logger.Info("channel rules", "file", getenv("SCC_CHANNELS_FILE"), "digest", srv.RulesDigest())
 	if st.cfg.MaxHandshakesPerSecond > 0 && st.cfg.HandshakeQueue > 0 && st.admin.Port == 0 {
