@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -263,6 +264,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		defer s.track(ln)()
 		ln = s.pace(ln)
 		hs.ConnContext = prepaidContext
+	}
+	if s.cfg.TLS != nil {
+		// After pacing, so a storm waits in the listen queue before it
+		// costs a handshake; http.Server bounds the handshake by
+		// ReadHeaderTimeout.
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	err := hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {

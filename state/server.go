@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,6 +157,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	close(s.ready)
 	s.log.Info("state server listening", "addr", ln.Addr().String())
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	err := s.hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return ErrServerClosed
