@@ -20,6 +20,7 @@ import (
 	"github.com/sccgo/sccgo/frontend/cluster"
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/demopage"
+	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -32,6 +33,8 @@ type settings struct {
 	adminPort       int
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
+	linkTLS         tlsconf.Config // links to brokers and the state server
+	clientTLS       tlsconf.Config // wss:// on the client port
 }
 
 // scOptions is the part of SOCKETCLUSTER_OPTIONS (JSON) that is read.
@@ -163,6 +166,13 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Pages = map[string]http.Handler{"/demo/": demopage.Handler()}
 	st.cfg = c
 	st.cluster = cluster.ReadNodeConfig(r)
+	st.linkTLS = tlsconf.ReadLinks(r)
+	st.clientTLS = tlsconf.ReadClients(r, st.linkTLS.ReloadInterval)
+	for _, tc := range []tlsconf.Config{st.linkTLS, st.clientTLS} {
+		if err := tc.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -206,6 +216,25 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st.cfg.Registry = reg
+	if st.clientTLS.Enabled() {
+		st.clientTLS.Logger = logger
+		store, err := tlsconf.New(st.clientTLS)
+		if err != nil {
+			return err
+		}
+		st.cfg.TLS = store.ServerConfig()
+	}
+	if st.linkTLS.Enabled() {
+		if !st.cluster.Enabled() {
+			logger.Warn("SCC_TLS_* set but there is no cluster (no SCC_STATE_SERVER_HOST or SCC_GOSSIP_SEEDS): no links to secure")
+		}
+		st.linkTLS.Logger = logger
+		store, err := tlsconf.New(st.linkTLS)
+		if err != nil {
+			return err
+		}
+		st.cluster.Link.TLS = store.ClientConfig
+	}
 	var srv *frontend.Server
 	if st.cluster.Enabled() {
 		// Cluster mode: publishes route through the brokers the state
