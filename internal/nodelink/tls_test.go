@@ -7,6 +7,9 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,4 +182,113 @@ func TestTLSLinkIsNotReadableInTransit(t *testing.T) {
 	if len(first) == 0 || first[0] != 0x16 { // TLS handshake record
 		t.Fatalf("the relay got %q, not a TLS ClientHello", first)
 	}
+}
+
+// countingHandler counts messages and ticks every 4096.
+type countingHandler struct {
+	n    atomic.Int64
+	tick chan struct{}
+}
+
+func (h *countingHandler) HandleMessages(_ *Link, msgs []protocol.Message) {
+	before := h.n.Load()
+	after := h.n.Add(int64(len(msgs)))
+	if before/4096 != after/4096 {
+		select {
+		case h.tick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (h *countingHandler) Closed(*Link, error) {}
+
+// BenchmarkLinkThroughput sends 256-byte publishes over one link, plain
+// and over TLS: the difference is the cost of TLS on links per message.
+func BenchmarkLinkThroughput(b *testing.B) {
+	ca, err := devcert.NewCA("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := func(name string) *tlsconf.Store {
+		f, err := ca.WriteIssued(b.TempDir(), name, "127.0.0.1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := tlsconf.DefaultConfig()
+		c.CertFile, c.KeyFile, c.CAFile, c.RequireCA = f.CertFile, f.KeyFile, f.CAFile, true
+		st, err := tlsconf.New(c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st
+	}
+	for _, mode := range []string{"plain", "tls"} {
+		b.Run(mode, func(b *testing.B) {
+			h := &countingHandler{tick: make(chan struct{}, 1)}
+			reg := prometheus.NewRegistry()
+			srvCfg := testConfig("broker-1", protocol.RoleBroker, reg)
+			mux := http.NewServeMux()
+			var wg sync.WaitGroup
+			mux.HandleFunc(Path, func(w http.ResponseWriter, r *http.Request) {
+				l, err := Accept(w, r, srvCfg, nil, nil)
+				if err != nil {
+					return
+				}
+				wg.Go(func() { _ = l.Run(h) })
+			})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg := testConfig("frontend-1", protocol.RoleFrontend, nil)
+			if mode == "tls" {
+				ln = tls.NewListener(ln, store("broker").ServerConfig())
+				cfg.TLS = store("frontend").ClientConfig
+			}
+			hs := &http.Server{Handler: mux}
+			go hs.Serve(ln)
+			defer func() { hs.Close(); wg.Wait() }()
+			l, err := Dial(context.Background(), ln.Addr().String(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { defer close(done); _ = l.Run(newRecorder()) }()
+			defer func() { l.Close(ReasonShutdown); <-done }()
+
+			msg, err := protocol.AppendMessage(nil, protocol.MsgPublish, protocol.Publish{Channel: "bench-channel", Data: make([]byte, 256)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for i := 1; i <= b.N; i++ {
+				l.SendRaw(msg)
+				if i%4096 == 0 {
+					for int64(i)-h.n.Load() > 16384 {
+						<-h.tick
+					}
+				}
+			}
+			for h.n.Load() < int64(b.N) {
+				select {
+				case <-h.tick:
+				case <-time.After(time.Millisecond):
+				}
+			}
+			// CPU time of both ends, which other load on the machine
+			// inflates less than wall time.
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime is this process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
