@@ -80,6 +80,9 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.Link.HandshakeTimeout}
+	// Failed TLS handshakes (a stranger, a wrong certificate) go to the
+	// log at debug level, not to stderr once per attempt.
+	s.http.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	return s, nil
 }
 
