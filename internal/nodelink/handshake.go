@@ -143,7 +143,9 @@ func verifyHello(frame, key, challengeNonce []byte) (protocol.Hello, int, *Rejec
 // nil) and answers Welcome with seeds, or Reject. Every refusal is counted
 // in Metrics.Rejects and returned as an error; the connection is then
 // closed. The caller runs the returned link (the handler may return first:
-// the connection is hijacked).
+// the connection is hijacked). A request that came over TLS without a
+// verified client certificate is refused with HTTP 403 before the upgrade
+// (ErrNoCert, counted as ReasonNoCert).
 func Accept(w http.ResponseWriter, r *http.Request, cfg Config, allow func(Peer) error, seeds []string) (*Link, error) {
 	cfg = cfg.withDefaults()
 	if err := checkPeerCert(w, r, cfg); err != nil {
