@@ -17,6 +17,7 @@ import (
 
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -158,6 +159,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
+		s.http.ErrorLog = tlsconf.ErrorLog(tlsconf.HandshakeFailures(s.reg, protocol.RoleBroker), s.log)
 	}
 	err := s.http.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {

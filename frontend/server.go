@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sccgo/sccgo/internal/cpuload"
+	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -270,6 +271,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		// costs a handshake; http.Server bounds the handshake by
 		// ReadHeaderTimeout.
 		ln = tls.NewListener(ln, s.cfg.TLS)
+		hs.ErrorLog = tlsconf.ErrorLog(tlsconf.HandshakeFailures(s.reg, protocol.RoleFrontend), nil)
 	}
 	err := hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {

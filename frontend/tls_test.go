@@ -75,11 +75,14 @@ func TestWSSServesClientsAndReloadsCertificate(t *testing.T) {
 	}
 	ws.CloseNow()
 
-	// Plain ws:// to the wss port gets nothing.
+	// Plain ws:// to the wss port gets nothing, and is counted.
 	if c, _, err := websocket.Dial(ctx, wsURL(srv), nil); err == nil {
 		c.CloseNow()
 		t.Fatal("plain ws:// upgraded on a wss port")
 	}
+	waitFor(t, 5*time.Second, "the plain dial counted", func() bool {
+		return counter(t, srv.Registry(), "scc_frontend_tls_handshake_failures_total", "reason", "not_tls") == 1
+	})
 
 	// Rotate the certificate: the next client sees the new one, no
 	// restart.
@@ -142,4 +145,7 @@ func TestWSSStalledHandshakeIsBounded(t *testing.T) {
 			t.Fatalf("stalled connection %d still open after 10s (handshake timeout 300ms)", i)
 		}
 	}
+	waitFor(t, 5*time.Second, "the stalled handshakes counted", func() bool {
+		return counter(t, srv.Registry(), "scc_frontend_tls_handshake_failures_total", "reason", "timeout") == float64(len(stalled))
+	})
 }

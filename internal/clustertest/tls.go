@@ -76,3 +76,12 @@ func (c *Cluster) ClientTLSConfig() *tls.Config {
 	pool.AppendCertsFromPEM(c.ca.CertPEM)
 	return &tls.Config{RootCAs: pool}
 }
+
+// StateTLSFailures returns scc_state_tls_handshake_failures_total for
+// reason.
+func (c *Cluster) StateTLSFailures(reason string) float64 {
+	if c.State == nil || c.State.reg == nil {
+		return 0
+	}
+	return counterValue(c.State.reg, "scc_state_tls_handshake_failures_total", "reason", reason)
+}

@@ -45,4 +45,17 @@ func TestTLSClusterRefusesNodeWithoutCertificate(t *testing.T) {
 	if got := c.State.Status(); len(got.Ring.Brokers) != 1 || got.Ring.Version != v {
 		t.Fatalf("ring changed: %+v", got.Ring)
 	}
+
+	// A certificate from another CA fails the TLS handshake itself.
+	foreign := c.ForeignTLS("foreign")
+	f := c.AddBrokerWithTLS(foreign.ServerConfig(), foreign.ClientConfig)
+	clustertest.WaitFor(t, 10*time.Second, "the state server failing the foreign broker's handshake twice", func() bool {
+		return c.StateTLSFailures("bad_cert") >= 2
+	})
+	if f.Ready() || b.Ready() {
+		t.Fatal("a broker without the cluster's certificate was welcomed")
+	}
+	if got := c.State.Status(); len(got.Ring.Brokers) != 1 || got.Ring.Version != v {
+		t.Fatalf("ring changed: %+v", got.Ring)
+	}
 }

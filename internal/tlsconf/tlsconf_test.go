@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/sccgo/sccgo/internal/devcert"
 )
 
@@ -313,5 +316,34 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := New(Config{CertFile: filepath.Join(t.TempDir(), "none.pem"), KeyFile: "k"}); err == nil {
 		t.Error("New with missing files succeeded")
+	}
+}
+
+func TestErrorLogCountsHandshakeFailures(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := HandshakeFailures(reg, "broker")
+	if HandshakeFailures(reg, "broker") != c {
+		t.Fatal("second registration returned another counter")
+	}
+	l := ErrorLog(c, nil)
+	for _, line := range []string{
+		"http: TLS handshake error from 127.0.0.1:1: read tcp 127.0.0.1:2->127.0.0.1:1: i/o timeout",
+		"http: TLS handshake error from 127.0.0.1:1: client sent an HTTP request to an HTTPS server",
+		"http: TLS handshake error from 127.0.0.1:1: tls: first record does not look like a TLS handshake",
+		"http: TLS handshake error from 127.0.0.1:1: tls: failed to verify certificate: x509: certificate signed by unknown authority",
+		"http: TLS handshake error from 127.0.0.1:1: EOF",
+		"http: TLS handshake error from 127.0.0.1:1: tls: unsupported versions",
+		"http: panic serving 127.0.0.1:1: boom",
+	} {
+		l.Print(line)
+	}
+	for reason, want := range map[string]float64{FailTimeout: 1, FailNotTLS: 2, FailBadCert: 1, FailClosed: 1, FailOther: 1} {
+		var m dto.Metric
+		if err := c.WithLabelValues(reason).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetCounter().GetValue(); got != want {
+			t.Errorf("%s: %v, want %v", reason, got, want)
+		}
 	}
 }
