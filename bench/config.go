@@ -108,6 +108,12 @@ type Config struct {
 	SourceIPs []netip.Addr `json:"src_ips,omitempty"`
 	// AuthToken is sent in every #handshake (-auth-token).
 	AuthToken string `json:"-"`
+	// TLSCAFile is a PEM file of CA certificates that wss:// servers are
+	// verified against (-tls-ca). Default: the system roots.
+	TLSCAFile string `json:"tls_ca_file,omitempty"`
+	// TLSInsecure skips verifying wss:// servers (-tls-insecure): for
+	// self-signed test servers only.
+	TLSInsecure bool `json:"tls_insecure,omitempty"`
 	// ProtocolVersion is the SocketCluster protocol version, 1 or 2
 	// (-protocol). Default 2.
 	ProtocolVersion int `json:"protocol"`
@@ -191,6 +197,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Name == "" {
 		c.Name = string(c.Scenario)
+	}
+	if _, err := c.clientTLS(); err != nil {
+		return err
 	}
 	if len(c.URLs) == 0 {
 		return bad("no URL (-urls)")

@@ -187,6 +187,11 @@ func dialOne(ctx context.Context, cfg Config, idx int, log *slog.Logger, onDisco
 		Logger:           log,
 		OnDisconnect:     onDisconnect,
 	}
+	tc, err := cfg.clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	opts.TLSConfig = tc
 	if len(cfg.SourceIPs) > 0 {
 		ip := cfg.SourceIPs[idx%len(cfg.SourceIPs)]
 		opts.LocalAddr = &net.TCPAddr{IP: ip.AsSlice()}

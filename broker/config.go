@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +61,12 @@ type Config struct {
 	// QueueMaxBytes = SCC_LINK_QUEUE_MAX_BYTES); identity, key, logger and
 	// metrics are set by the broker. Default nodelink.DefaultConfig().
 	Link nodelink.Config
+	// TLS, if set, serves the port (links, /healthz, /readyz, /metrics)
+	// over TLS with this configuration (tlsconf.Store.ServerConfig); links
+	// then need a verified client certificate. Link.TLS must be set with
+	// it, so the broker dials the state server over TLS too. Default nil:
+	// plain TCP.
+	TLS *tls.Config
 	// InterestShards is the number of shards of the channel interest
 	// table. Default 64.
 	InterestShards int
@@ -117,6 +124,9 @@ func (c Config) Validate() error {
 	}
 	if c.GossipPort < 0 && c.StateAddr != "" {
 		errs = append(errs, errors.New("a broker with a state server needs gossip (GossipPort >= 0)"))
+	}
+	if (c.TLS == nil) != (c.Link.TLS == nil) {
+		errs = append(errs, errors.New("TLS and Link.TLS go together: when links use TLS, every link does"))
 	}
 	lc := c.Link
 	lc.NodeID, lc.Role = "x", protocol.RoleBroker

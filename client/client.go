@@ -118,6 +118,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 			// captured above is the WebSocket's.
 			DisableKeepAlives:   true,
 			TLSHandshakeTimeout: opts.ConnectTimeout,
+			TLSClientConfig:     opts.TLSConfig,
 		}
 		c.httpClient = &http.Client{Transport: c.transport}
 	}

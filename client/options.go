@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -124,9 +125,13 @@ type Options struct {
 	Backoff Backoff
 	// Header is sent with the WebSocket upgrade request.
 	Header http.Header
-	// HTTPClient, if set, makes the upgrade request; LocalAddr is then
-	// ignored. It must not use HTTP/2.
+	// HTTPClient, if set, makes the upgrade request; LocalAddr and
+	// TLSConfig are then ignored. It must not use HTTP/2.
 	HTTPClient *http.Client
+	// TLSConfig, if set, is used for wss:// URLs (a private CA in RootCAs,
+	// a client certificate, or InsecureSkipVerify for tests). Default: the
+	// system roots. It applies only when HTTPClient is nil.
+	TLSConfig *tls.Config
 	// LocalAddr, if set, is the local address outgoing TCP connections
 	// bind to; a load generator uses several 127.0.0.x source addresses to
 	// open more connections than one address has ports.

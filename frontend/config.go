@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"crypto"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,12 @@ type Config struct {
 	// /readyz, which reveal nothing, are on both. Env
 	// SCC_ADMIN_ON_CLIENT_PORT. Default false.
 	ServeAdmin bool
+	// TLS, if set, makes Serve serve wss:// (and HTTPS) with this
+	// configuration (tlsconf.Store.ServerConfig, which reloads
+	// SCC_CLIENT_TLS_CERT_FILE and SCC_CLIENT_TLS_KEY_FILE on change).
+	// The TLS handshake happens after accept pacing and is bounded by
+	// HandshakeTimeout. Default nil: ws://, TLS left to an ingress.
+	TLS *tls.Config
 
 	// ProtocolVersion selects the ping/pong frames (1: "#1"/"#2", 2: empty
 	// frames). Env SCC_PROTOCOL_VERSION. Default 2.

@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sccgo/sccgo/internal/cpuload"
+	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -290,6 +292,13 @@ func (s *Server) Serve(ln net.Listener) error {
 		defer s.track(ln)()
 		ln = s.pace(ln)
 		hs.ConnContext = prepaidContext
+	}
+	if s.cfg.TLS != nil {
+		// After pacing, so a storm waits in the listen queue before it
+		// costs a handshake; http.Server bounds the handshake by
+		// ReadHeaderTimeout.
+		ln = tls.NewListener(ln, s.cfg.TLS)
+		hs.ErrorLog = tlsconf.ErrorLog(tlsconf.HandshakeFailures(s.reg, protocol.RoleFrontend), nil)
 	}
 	err := hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {

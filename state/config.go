@@ -1,6 +1,7 @@
 package state
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,10 @@ type Config struct {
 	// fields take nodelink's defaults); NodeID, Role, AuthKey, Logger and
 	// Metrics are set by the server.
 	Link nodelink.Config
+	// TLS, if set, serves the port (links, status, /healthz, /metrics)
+	// over TLS with this configuration (tlsconf.Store.ServerConfig); links
+	// then need a verified client certificate. Default nil: plain TCP.
+	TLS *tls.Config
 	// ShutdownTimeout bounds how long Shutdown waits for gossip to
 	// announce the leave. Default 1s.
 	ShutdownTimeout time.Duration

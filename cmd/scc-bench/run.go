@@ -127,6 +127,8 @@ func run(ctx context.Context, args []string, e env) error {
 	fs.StringVar(&srcIPs, "src-ips", "", "local source addresses rotated per connection, e.g. 127.0.0.1-127.0.0.250 (more than ~28k connections)")
 	fs.StringVar(&cfg.AuthToken, "auth-token", token, "signed auth token sent in every #handshake")
 	fs.IntVar(&cfg.ProtocolVersion, "protocol", d.ProtocolVersion, "SocketCluster protocol version (1 or 2)")
+	fs.StringVar(&cfg.TLSCAFile, "tls-ca", "", "PEM CA file that wss:// servers are verified against (default: the system roots)")
+	fs.BoolVar(&cfg.TLSInsecure, "tls-insecure", false, "do not verify wss:// servers (self-signed test servers only)")
 	fs.StringVar(&cfg.ChannelPrefix, "channel-prefix", "", "channel name prefix (default bench-<random>-)")
 	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "let dropped connections reconnect and resubscribe (failure tests)")
 	fs.StringVar(&jsonOut, "json", "", "write the result as JSON to this file (- for stdout)")

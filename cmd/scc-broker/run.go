@@ -16,6 +16,7 @@ import (
 	"github.com/sccgo/sccgo/broker"
 	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/tlsconf"
 )
 
 // settings is everything run reads from the environment.
@@ -28,6 +29,7 @@ type settings struct {
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
 	closeTimeout    time.Duration
+	linkTLS         tlsconf.Config
 }
 
 // load reads the settings from the environment.
@@ -63,6 +65,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the drain after SIGTERM (waiting for the state server to reshard this broker out)")
 	st.closeTimeout = r.Duration("SCC_CLOSE_TIMEOUT", 5*time.Second, "bound on closing links and servers after the drain")
 	st.logLevel = r.LogLevel("info", "SCC_BROKER_SERVER_LOG_LEVEL", "SCC_LOG_LEVEL")
+	st.linkTLS = tlsconf.ReadLinks(r)
 	if c.GossipBind == "" {
 		c.GossipBind = st.instanceIP
 	}
@@ -74,6 +77,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		errs = append(errs, err)
 	}
 	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := st.linkTLS.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return st, r, errors.Join(errs...)
@@ -146,6 +152,15 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	}
 	cfg.Logger = log
 	cfg.Registry = reg
+	if st.linkTLS.Enabled() {
+		st.linkTLS.Logger = log
+		store, err := tlsconf.New(st.linkTLS)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		cfg.TLS, cfg.Link.TLS = store.ServerConfig(), store.ClientConfig
+	}
 	srv, err := broker.New(cfg)
 	if err != nil {
 		ln.Close()

@@ -22,6 +22,7 @@ import (
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/demopage"
 	"github.com/sccgo/sccgo/internal/hooks"
+	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -35,6 +36,8 @@ type settings struct {
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
 	hooks           hooks.Config
+	linkTLS         tlsconf.Config // links to brokers and the state server
+	clientTLS       tlsconf.Config // wss:// on the client port
 }
 
 // scOptions is the part of SOCKETCLUSTER_OPTIONS (JSON) that is read.
@@ -178,6 +181,13 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	if err := st.hooks.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	st.linkTLS = tlsconf.ReadLinks(r)
+	st.clientTLS = tlsconf.ReadClients(r, st.linkTLS.ReloadInterval)
+	for _, tc := range []tlsconf.Config{st.linkTLS, st.clientTLS} {
+		if err := tc.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -227,6 +237,25 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	}
 	if hc != nil {
 		defer hc.Close()
+	}
+	if st.clientTLS.Enabled() {
+		st.clientTLS.Logger = logger
+		store, err := tlsconf.New(st.clientTLS)
+		if err != nil {
+			return err
+		}
+		st.cfg.TLS = store.ServerConfig()
+	}
+	if st.linkTLS.Enabled() {
+		if !st.cluster.Enabled() {
+			logger.Warn("SCC_TLS_* set but there is no cluster (no SCC_STATE_SERVER_HOST or SCC_GOSSIP_SEEDS): no links to secure")
+		}
+		st.linkTLS.Logger = logger
+		store, err := tlsconf.New(st.linkTLS)
+		if err != nil {
+			return err
+		}
+		st.cluster.Link.TLS = store.ClientConfig
 	}
 	var srv *frontend.Server
 	if st.cluster.Enabled() {

@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stder
 	color := fs.String("color", "auto", "color the output prefixes: auto, always or never (NO_COLOR=1 means never)")
 	readyTimeout := fs.Duration("ready-timeout", 60*time.Second, "how long to wait for every node to become ready")
 	stopTimeout := fs.Duration("stop-timeout", 5*time.Second, "how long a node may take to exit after SIGTERM before it is killed")
+	useTLS := fs.Bool("tls", false, "mutual TLS on every link, with a throwaway CA and certificate generated for this run")
+	clientTLS := fs.Bool("client-tls", false, "frontends serve wss:// with a certificate of the same throwaway CA (its file is printed, for scc-bench -tls-ca)")
 	extra := envFlag{}
 	fs.Var(extra, "env", "KEY=VALUE added to every node's environment (repeatable), e.g. -env SCC_STATE_SERVER_STARTUP_DELAY=1s")
 	fs.Usage = func() {
@@ -116,6 +118,8 @@ Flags:
 		Color:         colorMode,
 		Logger:        log,
 		StopTimeout:   *stopTimeout,
+		TLS:           *useTLS,
+		ClientTLS:     *clientTLS,
 	})
 	if err != nil {
 		if strings.Contains(err.Error(), "in use") {
@@ -192,6 +196,9 @@ func banner(c *localcluster.Cluster, control, token string) string {
 		if len(urls) > 1 {
 			fmt.Fprintf(&b, "  %-9s %s?url=%s   (same room, another frontend)\n", "", demo, urls[1])
 		}
+	}
+	if ca := c.CAFile(); ca != "" {
+		fmt.Fprintf(&b, "  %-9s %s   (scc-bench -tls-ca %s)\n", "TLS CA:", ca, ca)
 	}
 	fmt.Fprintf(&b, "  %-9s %s/   (try: curl %s/procs)\n", "control:", control, control)
 	fmt.Fprintf(&b, "  %-9s %s   (POSTs send it as %s: curl -X POST -H '%s: %s' %s/brokers)\n",

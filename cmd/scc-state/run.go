@@ -15,6 +15,7 @@ import (
 	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/statuspage"
+	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/state"
 )
 
@@ -26,6 +27,7 @@ type settings struct {
 	admin           adminport.Settings
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
+	linkTLS         tlsconf.Config
 }
 
 // load reads the settings from the environment.
@@ -56,6 +58,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Link.PingTimeout = r.Duration("SCC_LINK_PING_TIMEOUT", d.Link.PingTimeout, "a link with nothing received this long is closed")
 	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", d.Link.QueueMaxBytes, "bytes queued per link before drop-and-count")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 10*time.Second, "bound on the whole shutdown")
+	st.linkTLS = tlsconf.ReadLinks(r)
 	st.logLevel = r.LogLevel("info", "SCC_STATE_LOG_LEVEL", "SCC_STATE_SERVER_LOG_LEVEL", "SCC_LOG_LEVEL")
 	if c.GossipBind == "" {
 		c.GossipBind = c.GossipAdvertise
@@ -68,6 +71,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		errs = append(errs, err)
 	}
 	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := st.linkTLS.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return st, r, errors.Join(errs...)
@@ -89,6 +95,14 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	cfg := st.cfg
 	cfg.Logger = log
 	cfg.Registry = reg
+	if st.linkTLS.Enabled() {
+		st.linkTLS.Logger = log
+		store, err := tlsconf.New(st.linkTLS)
+		if err != nil {
+			return err
+		}
+		cfg.TLS = store.ServerConfig()
+	}
 	srv, err := state.New(cfg)
 	if err != nil {
 		return err

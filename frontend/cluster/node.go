@@ -99,7 +99,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	link := cfg.Link
 	if link.HandshakeTimeout == 0 {
+		tlsc := link.TLS
 		link = nodelink.DefaultConfig()
+		link.TLS = tlsc
 	}
 	link.NodeID = cfg.NodeID
 	link.Role = protocol.RoleFrontend

@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"strconv"
 	"time"
@@ -14,9 +15,12 @@ type BrokerNode struct {
 	c    *Cluster
 	Name string
 	key  string // SCC_AUTH_KEY override ("" = the cluster's)
-	addr string // fixed across restarts, so the ring identity stays
-	srv  *broker.Server
-	done chan error
+	// serveTLS and dialTLS are the broker's link TLS (nil: plain).
+	serveTLS *tls.Config
+	dialTLS  func() *tls.Config
+	addr     string // fixed across restarts, so the ring identity stays
+	srv      *broker.Server
+	done     chan error
 }
 
 // AddBroker starts one more broker. seeds, if given, are its gossip seeds.
@@ -32,6 +36,9 @@ func (c *Cluster) AddBrokerWithKey(key string, seeds ...string) *BrokerNode {
 	c.mu.Lock()
 	b := &BrokerNode{c: c, key: key, Name: "broker-" + strconv.Itoa(len(c.Brokers)+1)}
 	c.mu.Unlock()
+	if st := c.linkTLS(b.Name); st != nil {
+		b.serveTLS, b.dialTLS = st.ServerConfig(), st.ClientConfig
+	}
 	if err := b.start(seeds); err != nil {
 		c.t.Fatalf("starting %s: %v", b.Name, err)
 	}
@@ -70,6 +77,7 @@ func (b *BrokerNode) start(seeds []string) error {
 	cfg.GossipAdvertise = "127.0.0.1"
 	cfg.GossipSeeds = seeds
 	cfg.Logger = o.Logger.With("node", b.Name)
+	cfg.TLS, cfg.Link.TLS = b.serveTLS, b.dialTLS
 	srv, err := broker.New(cfg)
 	if err != nil {
 		return err
@@ -123,4 +131,22 @@ func (b *BrokerNode) Restart() {
 	if err := b.start(nil); err != nil {
 		b.c.t.Fatalf("restarting %s: %v", b.Name, err)
 	}
+}
+
+// AddBrokerWithTLS starts a broker that serves its port with serve and
+// dials the state server with dial instead of the cluster's certificates
+// (for example a ForeignTLS store's, or a client configuration that
+// withholds the certificate).
+func (c *Cluster) AddBrokerWithTLS(serve *tls.Config, dial func() *tls.Config, seeds ...string) *BrokerNode {
+	c.t.Helper()
+	c.mu.Lock()
+	b := &BrokerNode{c: c, serveTLS: serve, dialTLS: dial, Name: "broker-" + strconv.Itoa(len(c.Brokers)+1)}
+	c.mu.Unlock()
+	if err := b.start(seeds); err != nil {
+		c.t.Fatalf("starting %s: %v", b.Name, err)
+	}
+	c.mu.Lock()
+	c.Brokers = append(c.Brokers, b)
+	c.mu.Unlock()
+	return b
 }

@@ -18,7 +18,9 @@ import (
 
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/frontend/cluster"
+	"github.com/sccgo/sccgo/internal/devcert"
 	"github.com/sccgo/sccgo/internal/gossip"
+	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/state"
 )
 
@@ -35,6 +37,12 @@ type Options struct {
 	ScaleOutDelay, ScaleBackDelay, StartupDelay, PrepareTimeout, DrainWindow time.Duration
 	// NoState starts no state server (gossip only).
 	NoState bool
+	// TLS puts every link (frontend to broker, node to state server) on
+	// mutual TLS, each node with its own certificate from a throwaway CA.
+	TLS bool
+	// ClientTLS makes frontends serve wss:// (URL and FrontendURLs say
+	// so); clients trust it with ClientTLSConfig.
+	ClientTLS bool
 	// Logger receives every node's logs; nil discards them unless
 	// SCC_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -70,6 +78,9 @@ type Cluster struct {
 	t    testing.TB
 	opts Options
 
+	ca      *devcert.CA // with TLS or ClientTLS
+	certDir string
+
 	mu        sync.Mutex
 	State     *StateNode
 	Brokers   []*BrokerNode
@@ -83,6 +94,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	opts.fill()
 	c := &Cluster{t: t, opts: opts}
 	t.Cleanup(c.Close)
+	c.tlsSetup()
 	if !opts.NoState {
 		c.State = &StateNode{c: c}
 		if err := c.State.start(); err != nil {
@@ -252,6 +264,9 @@ func (s *StateNode) start() error {
 	cfg.Logger = o.Logger.With("node", "state")
 	s.reg = prometheus.NewRegistry()
 	cfg.Registry = s.reg
+	if st := s.c.linkTLS("state"); st != nil {
+		cfg.TLS = st.ServerConfig()
+	}
 	srv, err := state.New(cfg)
 	if err != nil {
 		return err
@@ -351,6 +366,10 @@ func (f *FrontendNode) start(seeds []string) error {
 		Logger:          log,
 	}
 	nc.Broker.DrainWindow = o.DrainWindow
+	nc.Link = nodelink.DefaultConfig()
+	if st := f.c.linkTLS(f.Name); st != nil {
+		nc.Link.TLS = st.ClientConfig
+	}
 	reg := prometheus.NewRegistry()
 	nc.Registry = reg
 	node, err := cluster.NewNode(nc)
@@ -363,6 +382,9 @@ func (f *FrontendNode) start(seeds []string) error {
 	cfg.Logger = log
 	cfg.ServeAdmin = true
 	cfg.DrainDuration = 0
+	if o.ClientTLS {
+		cfg.TLS = f.c.storeFor(f.c.ca, f.Name+"-clients").ServerConfig()
+	}
 	srv, err := frontend.New(cfg)
 	if err != nil {
 		return err
@@ -383,7 +405,12 @@ func (f *FrontendNode) start(seeds []string) error {
 }
 
 // URL is the frontend's WebSocket URL.
-func (f *FrontendNode) URL() string { return "ws://" + f.addr + "/socketcluster/" }
+func (f *FrontendNode) URL() string {
+	if f.c.opts.ClientTLS {
+		return "wss://" + f.addr + "/socketcluster/"
+	}
+	return "ws://" + f.addr + "/socketcluster/"
+}
 
 // Server returns the frontend server.
 func (f *FrontendNode) Server() *frontend.Server { return f.srv }

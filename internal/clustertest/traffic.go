@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,9 @@ type TrafficOptions struct {
 	// to measure latency per phase). It runs on the receiving goroutines
 	// and must be safe for concurrent use.
 	OnDeliver func(p bench.Payload, recv time.Time)
+	// TLSConfig is given to every client (Cluster.ClientTLSConfig for
+	// wss:// frontends).
+	TLSConfig *tls.Config
 }
 
 // Traffic publishes sequence-numbered messages on many channels through
@@ -81,7 +85,7 @@ func StartTraffic(t testing.TB, opts TrafficOptions) *Traffic {
 	defer cancel()
 	for i := 0; i < opts.Subscribers; i++ {
 		url := opts.URLs[i%len(opts.URLs)]
-		c, err := client.Dial(ctx, url, client.Options{SubscriptionBuffer: 1 << 16})
+		c, err := client.Dial(ctx, url, client.Options{SubscriptionBuffer: 1 << 16, TLSConfig: opts.TLSConfig})
 		if err != nil {
 			t.Fatalf("subscriber %d dialing %s: %v", i, url, err)
 		}
@@ -98,7 +102,7 @@ func StartTraffic(t testing.TB, opts TrafficOptions) *Traffic {
 	}
 	for i := 0; i < opts.Publishers; i++ {
 		url := opts.URLs[(i+1)%len(opts.URLs)]
-		c, err := client.Dial(ctx, url, client.Options{})
+		c, err := client.Dial(ctx, url, client.Options{TLSConfig: opts.TLSConfig})
 		if err != nil {
 			t.Fatalf("publisher %d dialing %s: %v", i, url, err)
 		}

@@ -63,6 +63,14 @@ type Options struct {
 	// ClientAuthKey is SCC_CLIENT_AUTH_KEY for the frontends (client JWTs);
 	// empty leaves it unset.
 	ClientAuthKey string
+	// TLS puts every link on mutual TLS (SCC_TLS_*) with a throwaway CA
+	// and certificate generated into a temporary directory, removed by
+	// Close. The state and broker ports then serve HTTPS.
+	TLS bool
+	// ClientTLS makes the frontends serve wss:// and HTTPS
+	// (SCC_CLIENT_TLS_*) with a certificate of the same throwaway CA;
+	// CAFile names the CA for clients.
+	ClientTLS bool
 	// BaseEnv is the environment every child starts from (scc-local passes
 	// os.Environ()); nil starts from an empty one. The cluster's own
 	// variables override it and ExtraEnv overrides both.
@@ -200,6 +208,7 @@ type Cluster struct {
 	dialHost string // where clients and nodes reach Host
 	client   *http.Client
 	log      *slog.Logger
+	tls      *tlsFiles // nil without TLS or ClientTLS
 
 	opMu sync.Mutex // serialises lifecycle operations; taken before mu
 	mu   sync.Mutex
@@ -227,12 +236,19 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		opts:     opts,
 		out:      newOutput(opts.Stdout, opts.Color),
 		dialHost: dialHost(opts.Host),
-		client: &http.Client{
-			Timeout:   opts.ProbeTimeout,
-			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
-		},
-		log:   opts.Logger,
-		ports: newPorts(opts.Host, opts.BasePort),
+		log:      opts.Logger,
+		ports:    newPorts(opts.Host, opts.BasePort),
+	}
+	if opts.TLS || opts.ClientTLS {
+		tf, err := makeTLS(c.dialHost)
+		if err != nil {
+			return nil, err
+		}
+		c.tls = tf
+	}
+	c.client = &http.Client{
+		Timeout:   opts.ProbeTimeout,
+		Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil, TLSClientConfig: c.probeTLS()},
 	}
 	if opts.Brokers+opts.Frontends+1 > 10 {
 		c.out.width = len("frontend-10")
@@ -359,6 +375,7 @@ func (c *Cluster) env(pr *proc) []string {
 			set("SCC_CLIENT_AUTH_KEY", c.opts.ClientAuthKey)
 		}
 	}
+	c.tlsEnv(pr.role, set)
 	if pr.role != RoleState && state != nil {
 		set("SCC_STATE_SERVER_HOST", c.dialHost)
 		set("SCC_STATE_SERVER_PORT", strconv.Itoa(state.port))
@@ -598,6 +615,7 @@ func (c *Cluster) waitReady(ctx context.Context, only *proc) error {
 func (c *Cluster) checkReady(ctx context.Context, only *proc) ([]string, error) {
 	type target struct {
 		name string
+		role Role
 		port int
 	}
 	var targets []target
@@ -612,7 +630,7 @@ func (c *Cluster) checkReady(ctx context.Context, only *proc) ([]string, error) 
 		}
 		switch {
 		case p.running:
-			targets = append(targets, target{p.name, p.port})
+			targets = append(targets, target{p.name, p.role, p.port})
 		case p.crashed:
 			c.mu.Unlock()
 			return nil, fmt.Errorf("localcluster: %s exited: %s", p.name, p.exit)
@@ -624,7 +642,7 @@ func (c *Cluster) checkReady(ctx context.Context, only *proc) ([]string, error) 
 	c.mu.Unlock()
 	var pending []string
 	for _, tg := range targets {
-		if !c.probe(ctx, tg.port, "/readyz") {
+		if !c.probe(ctx, tg.role, tg.port, "/readyz") {
 			pending = append(pending, tg.name)
 		}
 	}
@@ -632,8 +650,8 @@ func (c *Cluster) checkReady(ctx context.Context, only *proc) ([]string, error) 
 }
 
 // probe reports whether GET path on port answers 200.
-func (c *Cluster) probe(ctx context.Context, port int, path string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.httpURL(port, path), nil)
+func (c *Cluster) probe(ctx context.Context, role Role, port int, path string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.httpURL(role, port, path), nil)
 	if err != nil {
 		return false
 	}
@@ -646,19 +664,34 @@ func (c *Cluster) probe(ctx context.Context, port int, path string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func (c *Cluster) httpURL(port int, path string) string {
+func (c *Cluster) httpURL(role Role, port int, path string) string {
+	scheme := "http://"
+	if c.secure(role) {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(c.dialHost, strconv.Itoa(port)) + path
+}
+
+// adminURL is a node's admin endpoint: admin ports serve plain HTTP even
+// when the node's main port serves TLS.
+func (c *Cluster) adminURL(port int, path string) string {
 	return "http://" + net.JoinHostPort(c.dialHost, strconv.Itoa(port)) + path
 }
 
 // FrontendURLs returns the client WebSocket URL of every running frontend,
-// ws://host:port/socketcluster/, in creation order.
+// ws://host:port/socketcluster/ (wss:// with ClientTLS), in creation
+// order.
 func (c *Cluster) FrontendURLs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var urls []string
 	for _, p := range c.procs {
 		if p.role == RoleFrontend && p.running {
-			urls = append(urls, "ws://"+net.JoinHostPort(c.dialHost, strconv.Itoa(p.port))+"/socketcluster/")
+			scheme := "ws://"
+			if c.opts.ClientTLS {
+				scheme = "wss://"
+			}
+			urls = append(urls, scheme+net.JoinHostPort(c.dialHost, strconv.Itoa(p.port))+"/socketcluster/")
 		}
 	}
 	return urls
@@ -668,7 +701,7 @@ func (c *Cluster) FrontendURLs() []string {
 // http://host:port/; /status beside it is the JSON.
 func (c *Cluster) StatusURL() string {
 	if s := c.state(); s != nil {
-		return c.httpURL(s.adminPort, "/")
+		return c.adminURL(s.adminPort, "/")
 	}
 	return ""
 }
@@ -682,7 +715,7 @@ func (c *Cluster) AdminURL(name, path string) string {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.httpURL(pr.adminPort, path)
+	return c.adminURL(pr.adminPort, path)
 }
 
 // StateAddr returns the state server's host:port.
@@ -700,7 +733,7 @@ func (c *Cluster) DemoURL() string {
 	defer c.mu.Unlock()
 	for _, p := range c.procs {
 		if p.role == RoleFrontend && p.running {
-			return c.httpURL(p.port, "/demo/")
+			return c.httpURL(RoleFrontend, p.port, "/demo/")
 		}
 	}
 	return ""
@@ -897,6 +930,9 @@ func (c *Cluster) Close() error {
 			return // its reaper is still waiting; do not block on it
 		}
 		c.wg.Wait()
+		if c.tls != nil {
+			os.RemoveAll(c.tls.dir)
+		}
 	})
 	return c.closeErr
 }

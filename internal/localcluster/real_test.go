@@ -120,7 +120,7 @@ func TestRealCluster(t *testing.T) {
 	for _, p := range c.Procs() {
 		for url, want := range map[string]int{
 			c.AdminURL(p.Name, "/metrics"):                      200,
-			c.httpURL(p.Port, "/metrics"):                       http.StatusNotFound,
+			c.httpURL(RoleFrontend, p.Port, "/metrics"):         http.StatusNotFound,
 			strings.TrimSuffix(c.StatusURL(), "/") + "/metrics": 200,
 		} {
 			if p.Role == RoleFrontend && want == http.StatusNotFound {

@@ -1,6 +1,7 @@
 package nodelink
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,11 @@ type Config struct {
 	RingVersion func() uint64
 	// Draining, if set, reports whether this node is leaving, sent in Hello.
 	Draining func() bool
+	// TLS, if set, makes Dial use wss:// with the configuration it
+	// returns, called once per dial so that reloaded certificates take
+	// effect (tlsconf.Store.ClientConfig). The accepting side is TLS by
+	// its listener; see Accept. When links use TLS, every node must.
+	TLS func() *tls.Config
 
 	// HandshakeTimeout bounds the whole handshake. Default 5s.
 	HandshakeTimeout time.Duration

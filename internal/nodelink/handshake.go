@@ -143,9 +143,14 @@ func verifyHello(frame, key, challengeNonce []byte) (protocol.Hello, int, *Rejec
 // nil) and answers Welcome with seeds, or Reject. Every refusal is counted
 // in Metrics.Rejects and returned as an error; the connection is then
 // closed. The caller runs the returned link (the handler may return first:
-// the connection is hijacked).
+// the connection is hijacked). A request that came over TLS without a
+// verified client certificate is refused with HTTP 403 before the upgrade
+// (ErrNoCert, counted as ReasonNoCert).
 func Accept(w http.ResponseWriter, r *http.Request, cfg Config, allow func(Peer) error, seeds []string) (*Link, error) {
 	cfg = cfg.withDefaults()
+	if err := checkPeerCert(w, r, cfg); err != nil {
+		return nil, err
+	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		cfg.Metrics.Rejects.WithLabelValues(protocol.RejectMalformed).Inc()
@@ -215,9 +220,11 @@ func Dial(ctx context.Context, hostport string, cfg Config) (*Link, error) {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+hostport+Path, &websocket.DialOptions{
-		HTTPClient: dialClient, CompressionMode: websocket.CompressionDisabled,
+	url, client, done := dialTarget(hostport, cfg)
+	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+		HTTPClient: client, CompressionMode: websocket.CompressionDisabled,
 	})
+	done()
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s: %w", hostport, err)
 	}

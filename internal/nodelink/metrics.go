@@ -54,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
 		BytesOut:  prometheus.NewCounter(prometheus.CounterOpts{Name: p + "bytes_out_total", Help: "Link payload bytes written."}),
 	}
 	// Known reasons start at zero, so dashboards see every series.
-	for _, r := range []string{protocol.RejectAuth, protocol.RejectVersion, protocol.RejectMalformed, protocol.RejectRole, protocol.RejectState, ReasonTimeout, ReasonClosed} {
+	for _, r := range []string{protocol.RejectAuth, protocol.RejectVersion, protocol.RejectMalformed, protocol.RejectRole, protocol.RejectState, ReasonTimeout, ReasonClosed, ReasonNoCert} {
 		m.Rejects.WithLabelValues(r)
 	}
 	for _, r := range []string{ReasonQueueFull, ReasonTooLarge, ReasonClosed, ReasonUnsent} {
