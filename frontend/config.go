@@ -188,6 +188,31 @@ type Config struct {
 	// when the claims have no exp. Env SCC_AUTH_DEFAULT_EXPIRY. Default
 	// 86400s.
 	AuthDefaultExpiry time.Duration
+	// AuthRequireExp rejects client tokens without an exp claim, which
+	// would otherwise stay valid forever. Env SCC_AUTH_REQUIRE_EXP.
+	// Default false (SocketCluster accepts them).
+	AuthRequireExp bool
+	// AuthMaxTokenAge rejects client tokens whose iat is older than this
+	// (and tokens without iat), whatever their exp says; a socket whose
+	// token passes the age while connected is deauthenticated. Env
+	// SCC_AUTH_MAX_TOKEN_AGE. Default 0: no limit.
+	AuthMaxTokenAge time.Duration
+	// AuthAudience, when set, is the aud a client token must carry; the
+	// server adds it to tokens it signs. Env SCC_AUTH_AUDIENCE. Default ""
+	// (aud not checked).
+	AuthAudience string
+	// AuthIssuer, when set, is the iss a client token must carry; the
+	// server adds it to tokens it signs. Env SCC_AUTH_ISSUER. Default ""
+	// (iss not checked).
+	AuthIssuer string
+	// AuthMaxTokenBytes is the longest client token accepted, in bytes;
+	// longer ones are rejected before they are parsed. Env
+	// SCC_AUTH_MAX_TOKEN_BYTES. Default 8192.
+	AuthMaxTokenBytes int
+	// AuthMinKeyBytes is the shortest AuthKey accepted: New refuses a
+	// shorter HMAC key, which could be brute-forced from one token. 0
+	// accepts any length. Env SCC_AUTH_MIN_KEY_BYTES. Default 32.
+	AuthMinKeyBytes int
 
 	// Broker routes publishes; nil means a new LocalBroker (standalone).
 	Broker Broker
@@ -238,6 +263,8 @@ func DefaultConfig() Config {
 		WriteCoalesceLoad:      0.7,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
+		AuthMaxTokenBytes:      8192,
+		AuthMinKeyBytes:        32,
 		MaxHandshakesPerSecond: 0,
 	}
 }
@@ -277,6 +304,10 @@ func (c Config) Validate() error {
 	check(c.WriteCoalesceRate >= 0, "write coalescing message rate must not be negative")
 	check(c.WriteCoalesceLoad >= 0 && c.WriteCoalesceLoad < 1, "write coalescing load must be at least 0 and below 1")
 	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
+	check(c.AuthMaxTokenAge >= 0, "auth max token age must not be negative")
+	check(c.AuthMaxTokenBytes >= 64, "auth max token bytes %d must be at least 64", c.AuthMaxTokenBytes)
+	check(c.AuthMinKeyBytes >= 0, "auth min key bytes must not be negative")
+	check(len(c.AuthKey) == 0 || len(c.AuthKey) >= c.AuthMinKeyBytes, "auth key is %d bytes, shorter than the minimum %d (SCC_AUTH_MIN_KEY_BYTES)", len(c.AuthKey), c.AuthMinKeyBytes)
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
 	}
