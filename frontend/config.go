@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sccgo/sccgo/internal/chanrate"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -101,6 +102,27 @@ type Config struct {
 	// InboundBurst is the bucket size for InboundRate. Env
 	// SCC_INBOUND_BURST. Default 20000.
 	InboundBurst int
+
+	// ChannelPublishRate caps client publishes per second to any one
+	// channel on this frontend (token bucket, burst ChannelPublishBurst);
+	// publishes beyond it are refused with a ResourceLimitError and
+	// counted. Every publish costs one delivery per subscriber, so this
+	// bounds what one flooded channel costs the cluster. 0 means no limit.
+	// ChannelPublishRule can set the rate per channel. Env
+	// SCC_CHANNEL_PUBLISH_RATE. Default 1000.
+	ChannelPublishRate float64
+	// ChannelPublishBurst is the bucket size for ChannelPublishRate. Env
+	// SCC_CHANNEL_PUBLISH_BURST. Default 2000.
+	ChannelPublishBurst int
+	// ChannelRateTableSize bounds the channels whose publish rate is
+	// tracked at once; beyond it idle channels are forgotten first. Env
+	// SCC_CHANNEL_RATE_TABLE_SIZE. Default 65536.
+	ChannelRateTableSize int
+	// ChannelPublishRule, if set, gives a channel its own publish rule
+	// (ok false: ChannelPublishRate and ChannelPublishBurst). It is called
+	// on every client publish and must be cheap and safe for concurrent
+	// use.
+	ChannelPublishRule func(channel string) (r chanrate.Rule, ok bool)
 
 	// QueueMaxBytes bounds each socket's outbound queue in bytes; overflow
 	// closes it with 4010. Env SCC_QUEUE_MAX_BYTES. Default 1 MiB.
@@ -251,6 +273,9 @@ func DefaultConfig() Config {
 		CloserShare:            0.25,
 		InboundRate:            10000,
 		InboundBurst:           20000,
+		ChannelPublishRate:     1000,
+		ChannelPublishBurst:    2000,
+		ChannelRateTableSize:   65536,
 		QueueMaxBytes:          1 << 20,
 		QueueMaxMessages:       4096,
 		WriteTimeout:           10 * time.Second,
@@ -294,6 +319,9 @@ func (c Config) Validate() error {
 	check(c.CloserShare >= 0 && c.CloserShare <= 1, "closer share %v must be within [0, 1]", c.CloserShare)
 	check(c.InboundRate >= 0, "inbound rate must not be negative")
 	check(c.InboundRate == 0 || c.InboundBurst > 0, "inbound burst must be positive")
+	if err := c.channelRate().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	check(c.QueueMaxBytes > 0, "queue max bytes must be positive")
 	check(c.QueueMaxMessages > 0, "queue max messages must be positive")
 	check(c.WriteTimeout > 0, "write timeout must be positive")

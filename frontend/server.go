@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/sccgo/sccgo/internal/chanrate"
 	"github.com/sccgo/sccgo/internal/cpuload"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
@@ -82,6 +83,7 @@ type Server struct {
 	serving      atomic.Bool
 	httpMu       sync.Mutex
 	httpSrvs     []*http.Server
+	chanRate     *chanrate.Limiter
 	done         chan struct{}
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -151,6 +153,7 @@ func New(cfg Config) (*Server, error) {
 		s.sockets[i].m = make(map[string]*Socket)
 	}
 	s.m = newMetrics(s.reg)
+	s.chanRate = chanrate.New(cfg.channelRate())
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "connections", Help: "Open client WebSocket connections."},
 			func() float64 { return float64(s.nconns.Load()) }),
