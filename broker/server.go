@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/protocol"
@@ -31,6 +32,7 @@ type Server struct {
 	lm    *nodelink.Metrics
 	table *interest
 	http  *http.Server
+	tcp   *connlimit.Metrics
 	ready chan struct{}
 
 	readyOnce sync.Once
@@ -73,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(reg, s.table)
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
+	s.tcp = connlimit.NewMetrics(reg, protocol.RoleBroker)
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, s.serveLink)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -152,7 +155,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	s.log.Info("broker serving", "addr", ln.Addr().String(), "advertised", addr, "state", s.cfg.StateAddr)
 
-	err := s.http.Serve(ln)
+	cl := connlimit.Wrap(ln, s.cfg.Conns, s.tcp)
+	cl.Install(s.http, nil)
+	err := s.http.Serve(cl)
 	if errors.Is(err, http.ErrServerClosed) {
 		return ErrServerClosed
 	}

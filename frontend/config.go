@@ -63,8 +63,23 @@ type Config struct {
 	Origins string
 
 	// MaxConnections caps open sockets; upgrades beyond it get HTTP 503.
-	// 0 means no limit. Env SCC_MAX_CONNECTIONS. Default 0.
+	// Serve also caps every TCP connection it accepts (idle keep-alive
+	// and silent ones included) at this number: at the cap the longest
+	// idle connection is closed to make room, then AdminReserve more are
+	// let in for /healthz, /readyz and /metrics only, and the rest get a
+	// bare HTTP 503. 0 derives the TCP cap from the descriptor limit
+	// (RLIMIT_NOFILE less a tenth, at least 64, and AdminReserve) and
+	// leaves sockets uncapped below it. Env SCC_MAX_CONNECTIONS. Default 0.
 	MaxConnections int
+	// AdminReserve is how many connections beyond MaxConnections Serve
+	// accepts for the admin paths only, so probes and scrapes are answered
+	// by a full server. Env SCC_ADMIN_RESERVE_CONNECTIONS. Default 16.
+	AdminReserve int
+	// IdleTimeout closes an HTTP keep-alive connection that is idle
+	// between requests for this long (a connection that never sends a
+	// request is closed after HandshakeTimeout). Env SCC_HTTP_IDLE_TIMEOUT.
+	// Default 30s.
+	IdleTimeout time.Duration
 	// MaxHandshakesPerSecond caps WebSocket upgrades per second (token
 	// bucket, burst HandshakeBurst). 0 means no limit. Env
 	// SCC_MAX_HANDSHAKES_PER_SECOND. Default 0.
@@ -269,6 +284,8 @@ func DefaultConfig() Config {
 		AllowClientPublish:     true,
 		Origins:                "*:*",
 		HandshakeBurst:         100,
+		AdminReserve:           16,
+		IdleTimeout:            30 * time.Second,
 		HandshakeQueue:         5 * time.Second,
 		CloserShare:            0.25,
 		InboundRate:            10000,
@@ -313,6 +330,8 @@ func (c Config) Validate() error {
 	check(c.MaxChannelLength > 0, "max channel length must be positive")
 	check(c.MaxPayload >= 256, "max payload %d must be at least 256 bytes", c.MaxPayload)
 	check(c.MaxConnections >= 0, "max connections must not be negative")
+	check(c.AdminReserve >= 0, "admin reserve connections must not be negative")
+	check(c.IdleTimeout > 0, "HTTP idle timeout must be positive")
 	check(c.MaxHandshakesPerSecond >= 0, "max handshakes per second must not be negative")
 	check(c.MaxHandshakesPerSecond == 0 || c.HandshakeBurst > 0, "handshake burst must be positive")
 	check(c.HandshakeQueue >= 0, "handshake queue must not be negative")

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sccgo/sccgo/internal/chanrate"
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/cpuload"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
@@ -84,6 +85,7 @@ type Server struct {
 	httpMu       sync.Mutex
 	httpSrvs     []*http.Server
 	chanRate     *chanrate.Limiter
+	tcpMetrics   *connlimit.Metrics
 	done         chan struct{}
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -154,6 +156,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(s.reg)
 	s.chanRate = chanrate.New(cfg.channelRate())
+	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "connections", Help: "Open client WebSocket connections."},
 			func() float64 { return float64(s.nconns.Load()) }),
@@ -267,6 +270,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln = s.pace(ln)
 		hs.ConnContext = prepaidContext
 	}
+	ln = s.limitConns(ln, hs)
 	err := hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/protocol"
@@ -36,6 +37,7 @@ type Server struct {
 	lcfg nodelink.Config
 	co   *coordinator
 	hs   *http.Server
+	tcp  *connlimit.Metrics
 
 	ready  chan struct{}
 	done   chan struct{}  // closed by Shutdown
@@ -93,6 +95,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.tcp = connlimit.NewMetrics(reg, protocol.RoleState)
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: lc.HandshakeTimeout, ErrorLog: slog.NewLogLogger(lg.Handler(), slog.LevelDebug)}
 	return s, nil
 }
@@ -156,7 +159,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	close(s.ready)
 	s.log.Info("state server listening", "addr", ln.Addr().String())
-	err := s.hs.Serve(ln)
+	cl := connlimit.Wrap(ln, s.cfg.Conns, s.tcp)
+	cl.Install(s.hs, nil)
+	err := s.hs.Serve(cl)
 	if errors.Is(err, http.ErrServerClosed) {
 		return ErrServerClosed
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/frontend/cluster"
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/demopage"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -126,7 +127,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.MaxPayload = r.Int64("SCC_MAX_PAYLOAD", d.MaxPayload, "largest inbound message in bytes (close 1009 above)")
 	c.AllowClientPublish = r.Bool("SCC_ALLOW_CLIENT_PUBLISH", d.AllowClientPublish, "let clients publish")
 	c.Origins = r.String("SCC_ORIGINS", d.Origins, "allowed origins, host:port patterns with *")
-	c.MaxConnections = r.Int("SCC_MAX_CONNECTIONS", d.MaxConnections, "most open sockets, HTTP 503 beyond (0: no limit)")
+	c.MaxConnections = r.Int("SCC_MAX_CONNECTIONS", d.MaxConnections, "most TCP connections open at once, sockets included; at the cap the longest idle one is closed, then HTTP 503 (0: derived from the descriptor limit, sockets uncapped below it)")
+	c.AdminReserve = r.Int("SCC_ADMIN_RESERVE_CONNECTIONS", d.AdminReserve, "connections beyond SCC_MAX_CONNECTIONS let in for /healthz, /readyz and /metrics only")
+	c.IdleTimeout = r.Duration("SCC_HTTP_IDLE_TIMEOUT", d.IdleTimeout, "an HTTP keep-alive connection idle this long is closed")
 	c.MaxHandshakesPerSecond = float64(r.Int("SCC_MAX_HANDSHAKES_PER_SECOND", int(d.MaxHandshakesPerSecond), "WebSocket upgrades per second; accepts are paced to it (0: no limit)"))
 	c.HandshakeBurst = r.Int("SCC_HANDSHAKE_BURST", d.HandshakeBurst, "burst for SCC_MAX_HANDSHAKES_PER_SECOND")
 	c.CloserShare = r.Float("SCC_CLOSER_SHARE", d.CloserShare, "most of one CPU that closing connections whose peer vanished may take (1: no pacing)")
@@ -258,9 +261,14 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 			<-errc
 			return fmt.Errorf("listening on admin port: %w", err)
 		}
-		admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: st.cfg.HandshakeTimeout}
+		// The admin port only serves probes and scrapes: a few
+		// connections, the longest idle one closed for a new one.
+		acl := connlimit.Wrap(aln, connlimit.Config{Max: 4 * max(1, st.cfg.AdminReserve), IdleTimeout: st.cfg.IdleTimeout},
+			connlimit.NewMetrics(reg, "frontend_admin"))
+		acl.Install(admin, nil)
 		go func() {
-			if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := admin.Serve(acl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("admin server: %w", err)
 			}
 		}()
