@@ -121,24 +121,28 @@ func (l *Limiter) AllowAt(channel string, now time.Time) bool {
 }
 
 // evictLocked removes idle channels among a few (a full bucket means no
-// publish for a while: a new bucket would be the same), or one busy
-// channel when none of them is idle.
+// publish for a while: a new bucket would be the same), or, when none of
+// them is idle, the one with the most tokens left: the least busy, and the
+// one whose reset to a full bucket gives the least away. A flooded
+// channel, whose bucket is empty, is the last to go.
 func (s *shard) evictLocked(now time.Time) {
 	n := 0
 	var victim string
-	found, removed := false, false
+	most := -1.0
+	removed := false
 	for ch, e := range s.m { // map order is random
-		if e.lim.TokensAt(now) >= float64(e.rule.Burst) {
+		tokens := e.lim.TokensAt(now)
+		if tokens >= float64(e.rule.Burst) {
 			delete(s.m, ch)
 			removed = true
-		} else if !found {
-			victim, found = ch, true
+		} else if tokens > most {
+			victim, most = ch, tokens
 		}
 		if n++; n >= evictScan {
 			break
 		}
 	}
-	if !removed && found {
+	if !removed && most >= 0 {
 		delete(s.m, victim)
 	}
 }

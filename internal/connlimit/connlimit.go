@@ -174,10 +174,8 @@ const refuseWriteTimeout = 100 * time.Millisecond
 func refuse(nc net.Conn) {
 	_ = nc.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
 	_, _ = nc.Write([]byte(refusal))
-	if tc, ok := nc.(*net.TCPConn); ok {
-		// Reset rather than linger: the descriptor is what is short.
-		_ = tc.SetLinger(0)
-	}
+	// A plain close: the descriptor is freed at once either way, and a
+	// reset would make the peer's kernel discard the response unread.
 	_ = nc.Close()
 }
 
