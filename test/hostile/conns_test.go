@@ -6,8 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,5 +247,63 @@ func TestFullFrontendAnswersProbes(t *testing.T) {
 	}
 	if n := metric(t, f.srv.Registry(), "scc_frontend_tcp_drops_total", "reason", connlimit.ReasonReserved); n != 1 {
 		t.Fatalf("reserved refusals counted %v, want 1", n)
+	}
+}
+
+// TestIdleConnectionsBinary is the attack as it was found: the built
+// scc-frontend with its defaults under a 1024-descriptor limit, and 1013
+// idle connections. Without a cap they took every descriptor, and
+// /healthz and new clients timed out; the cap derived from the limit
+// keeps both answered.
+func TestIdleConnectionsBinary(t *testing.T) {
+	const key = "hostile-binary-key-of-at-least-32-bytes"
+	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "scc-frontend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is missing under CI (make test runs make build first)", bin)
+		}
+		t.Skipf("%s is missing; run make build", bin)
+	}
+	port := freePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	// ulimit without -H or -S sets both, so the process cannot raise it.
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 1024 && exec "$0"`, bin)
+	cmd.Env = []string{"SOCKETCLUSTER_PORT=" + strconv.Itoa(port), "SCC_FRONTEND_HOST=127.0.0.1", "SCC_CLIENT_AUTH_KEY=" + key}
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("scc-frontend output:\n%s", out.String())
+		}
+	})
+	waitFor(t, waitTimeout, "scc-frontend ready", func() bool { return status(t, "http://"+addr+"/readyz") == http.StatusOK })
+
+	idleAttack(t, addr, 1013)
+	healthz(t, addr)
+	c := dialSC(t, "ws://"+addr+"/socketcluster/")
+	c.handshake("")
+	keepsWorking(t, c, 2)
+	select {
+	case <-exited:
+		t.Fatal("scc-frontend exited")
+	default:
 	}
 }
