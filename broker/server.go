@@ -155,7 +155,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	s.log.Info("broker serving", "addr", ln.Addr().String(), "advertised", addr, "state", s.cfg.StateAddr)
 
-	cl := connlimit.Wrap(ln, s.cfg.Conns, s.tcp)
+	cl := connlimit.Wrap(ln, s.cfg.Conns, s.tcp, s.log)
 	cl.Install(s.http, nil)
 	err := s.http.Serve(cl)
 	if errors.Is(err, http.ErrServerClosed) {

@@ -17,7 +17,7 @@ func (s *Server) limitConns(ln net.Listener, hs *http.Server) net.Listener {
 		Max:         s.cfg.MaxConnections,
 		Reserve:     s.cfg.AdminReserve,
 		IdleTimeout: s.cfg.IdleTimeout,
-	}, s.tcpMetrics)
+	}, s.tcpMetrics, s.log)
 	cl.Install(hs, func(r *http.Request) bool {
 		return s.cfg.ServeAdmin && connlimit.AdminPath(r)
 	})

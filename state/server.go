@@ -159,7 +159,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	close(s.ready)
 	s.log.Info("state server listening", "addr", ln.Addr().String())
-	cl := connlimit.Wrap(ln, s.cfg.Conns, s.tcp)
+	cl := connlimit.Wrap(ln, s.cfg.Conns, s.tcp, s.log)
 	cl.Install(s.hs, nil)
 	err := s.hs.Serve(cl)
 	if errors.Is(err, http.ErrServerClosed) {

@@ -265,7 +265,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		// The admin port only serves probes and scrapes: a few
 		// connections, the longest idle one closed for a new one.
 		acl := connlimit.Wrap(aln, connlimit.Config{Max: 4 * max(1, st.cfg.AdminReserve), IdleTimeout: st.cfg.IdleTimeout},
-			connlimit.NewMetrics(reg, "frontend_admin"))
+			connlimit.NewMetrics(reg, "frontend_admin"), logger)
 		acl.Install(admin, nil)
 		go func() {
 			if err := admin.Serve(acl); err != nil && !errors.Is(err, http.ErrServerClosed) {

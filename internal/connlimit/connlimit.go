@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -95,23 +97,28 @@ type Listener struct {
 	max, reserve int
 	idleTimeout  time.Duration
 	m            *Metrics
+	log          *slog.Logger
+	lastWarn     atomic.Int64 // unix nanoseconds of the last warning
 
 	mu   sync.Mutex
 	open int
 	idle list.List // of *Conn: accepted and silent, or between requests; oldest first
 }
 
-// Wrap returns ln wrapped with cfg's cap (Max 0: DefaultMax()). m may be
-// nil.
-func Wrap(ln net.Listener, cfg Config, m *Metrics) *Listener {
+// Wrap returns ln wrapped with cfg's cap (Max 0: DefaultMax()). m and log
+// may be nil.
+func Wrap(ln net.Listener, cfg Config, m *Metrics, log *slog.Logger) *Listener {
 	if m == nil {
 		m = NewMetrics(nil, "server")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	max := cfg.Max
 	if max <= 0 {
 		max = DefaultMax(cfg.Reserve)
 	}
-	return &Listener{Listener: ln, max: max, reserve: cfg.Reserve, idleTimeout: cfg.IdleTimeout, m: m}
+	return &Listener{Listener: ln, max: max, reserve: cfg.Reserve, idleTimeout: cfg.IdleTimeout, m: m, log: log}
 }
 
 // Max returns the cap in force.
@@ -146,6 +153,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			} else {
 				l.mu.Unlock()
 				l.m.Drops.WithLabelValues(ReasonOverLimit).Inc()
+				l.warn(ReasonOverLimit)
 				refuse(nc)
 				continue
 			}
@@ -157,10 +165,26 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.m.Open.Inc()
 		if victim != nil {
 			l.m.Drops.WithLabelValues(ReasonIdleEvicted).Inc()
+			l.warn(ReasonIdleEvicted)
 			victim.Close()
+		} else if c.reserved {
+			l.warn("reserve")
 		}
 		return c, nil
 	}
+}
+
+// warnEvery spaces the warnings that the cap is reached: the counters
+// say how often, the log says that it happens.
+const warnEvery = time.Minute
+
+func (l *Listener) warn(reason string) {
+	now := time.Now().UnixNano()
+	last := l.lastWarn.Load()
+	if now-last < int64(warnEvery) || !l.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	l.log.Warn("connection cap reached", "reason", reason, "max", l.max, "reserve", l.reserve)
 }
 
 // refusal is a complete HTTP response: a client, a probe or a load

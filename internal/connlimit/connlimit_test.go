@@ -25,7 +25,7 @@ func serve(t *testing.T, cfg Config) (*Listener, *Metrics, string) {
 		t.Fatal(err)
 	}
 	m := NewMetrics(prometheus.NewRegistry(), "test")
-	l := Wrap(ln, cfg, m)
+	l := Wrap(ln, cfg, m, nil)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("/app", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") })
