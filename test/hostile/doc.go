@@ -8,6 +8,10 @@
 // in-process with small limits and, once, as the built bin/scc-frontend
 // process with its defaults. The peer-side suite attacks the /sccgo/link
 // endpoint of a real broker and state server with raw WebSocket connections.
+// The resource suites hold a thousand idle connections against each port
+// (and against the built frontend under a 1024-descriptor limit), flood one
+// channel from one anonymous publisher, and forward malformed publications
+// from a rogue broker.
 //
 // The package has no non-test code; run it with
 //
