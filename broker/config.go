@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/protocol"
@@ -90,6 +91,13 @@ type Config struct {
 
 	// Logger receives the broker's events (nil = discard).
 	Logger *slog.Logger
+	// Conns caps the TCP connections Serve accepts, links and HTTP alike
+	// (SCC_MAX_CONNECTIONS, default derived from RLIMIT_NOFILE), keeps
+	// SCC_ADMIN_RESERVE_CONNECTIONS (default 16) more for /healthz,
+	// /readyz and /metrics, and closes HTTP keep-alive connections idle
+	// for SCC_HTTP_IDLE_TIMEOUT (default 30s).
+	Conns connlimit.Config
+
 	// Registry receives the broker's metrics (scc_broker_*); nil creates a
 	// private one, still served by AdminHandler.
 	Registry *prometheus.Registry
@@ -104,12 +112,16 @@ func DefaultConfig() Config {
 		InterestShards: DefaultInterestShards,
 		ReadyPoll:      DefaultReadyPoll,
 		WarmUp:         DefaultWarmUp,
+		Conns:          connlimit.DefaultConfig(),
 	}
 }
 
 // Validate reports a Config that cannot work.
 func (c Config) Validate() error {
 	var errs []error
+	if err := c.Conns.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.InterestShards <= 0 {
 		errs = append(errs, errors.New("InterestShards must be positive"))
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/internal/tlsconf"
@@ -33,6 +34,7 @@ type Server struct {
 	lm    *nodelink.Metrics
 	table *interest
 	http  *http.Server
+	tcp   *connlimit.Metrics
 	ready chan struct{}
 
 	readyOnce sync.Once
@@ -75,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(reg, s.table)
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
+	s.tcp = connlimit.NewMetrics(reg, protocol.RoleBroker)
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, s.serveLink)
 	s.handleProbes(mux)
@@ -177,7 +180,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	s.log.Info("broker serving", "addr", ln.Addr().String(), "advertised", addr, "state", s.cfg.StateAddr)
 
+	cl := connlimit.Wrap(ln, s.cfg.Conns, s.tcp, s.log)
+	cl.Install(s.http, nil)
+	ln = cl
 	if s.cfg.TLS != nil {
+		// Inside the cap: a stranger's TLS handshake holds a counted
+		// descriptor.
 		ln = tls.NewListener(ln, s.cfg.TLS)
 		s.http.ErrorLog = tlsconf.ErrorLog(tlsconf.HandshakeFailures(s.reg, protocol.RoleBroker), s.log)
 	}

@@ -18,7 +18,7 @@ import (
 // returns its client URL and a function that stops it.
 func exampleServer(setup func(*frontend.Server)) (string, func()) {
 	cfg := frontend.DefaultConfig()
-	cfg.AuthKey = []byte("example-key")
+	cfg.AuthKey = []byte("example-key-of-at-least-thirty-two-bytes")
 	cfg.DrainDuration = 0
 	srv, err := frontend.New(cfg)
 	if err != nil {
@@ -145,7 +145,7 @@ func ExampleClient_Authenticate() {
 		fmt.Println("refused:", scErr.Name, scErr.IsBadToken())
 	}
 
-	token, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"username": "alice"}).SignedString([]byte("example-key"))
+	token, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"username": "alice"}).SignedString([]byte("example-key-of-at-least-thirty-two-bytes"))
 	if err := c.Authenticate(ctx, token); err != nil {
 		log.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/sccgo/sccgo/protocol"
 )
 
-const frontendKey = "client-test-key"
+const frontendKey = "client-test-key-of-at-least-32-bytes"
 
 type testFrontend struct {
 	srv  *frontend.Server
@@ -38,6 +38,7 @@ func startFrontend(t testing.TB, addr string, mutate func(*frontend.Config)) *te
 	cfg.DrainDuration = 10 * time.Millisecond
 	cfg.CloseTimeout = 200 * time.Millisecond
 	cfg.InboundRate = 0
+	cfg.ChannelPublishRate = 0
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -61,6 +61,10 @@ type authenticator struct {
 	pubKey   any
 	privKey  any
 	expiry   time.Duration
+	maxAge   time.Duration
+	maxBytes int
+	audience string
+	issuer   string
 	parser   *jwt.Parser
 	now      func() time.Time
 	canSign  bool
@@ -73,10 +77,14 @@ func newAuthenticator(c Config) (*authenticator, error) {
 		return nil, err
 	}
 	a := &authenticator{
-		signAlg: sign,
-		verify:  verify,
-		expiry:  c.AuthDefaultExpiry,
-		now:     time.Now,
+		signAlg:  sign,
+		verify:   verify,
+		expiry:   c.AuthDefaultExpiry,
+		maxAge:   c.AuthMaxTokenAge,
+		maxBytes: c.AuthMaxTokenBytes,
+		audience: c.AuthAudience,
+		issuer:   c.AuthIssuer,
+		now:      time.Now,
 	}
 	if c.AuthPublicKey != nil {
 		a.pubKey, a.privKey = c.AuthPublicKey, c.AuthPrivateKey
@@ -84,7 +92,17 @@ func newAuthenticator(c Config) (*authenticator, error) {
 	} else {
 		a.hmacKey, a.symmetic, a.canSign = c.AuthKey, true, true
 	}
-	a.parser = jwt.NewParser(jwt.WithValidMethods(verify), jwt.WithTimeFunc(func() time.Time { return a.now() }))
+	opts := []jwt.ParserOption{jwt.WithValidMethods(verify), jwt.WithTimeFunc(func() time.Time { return a.now() })}
+	if c.AuthRequireExp {
+		opts = append(opts, jwt.WithExpirationRequired())
+	}
+	if c.AuthAudience != "" {
+		opts = append(opts, jwt.WithAudience(c.AuthAudience))
+	}
+	if c.AuthIssuer != "" {
+		opts = append(opts, jwt.WithIssuer(c.AuthIssuer))
+	}
+	a.parser = jwt.NewParser(opts...)
 	return a, nil
 }
 
@@ -114,13 +132,17 @@ func (a *authenticator) verifyToken(signed string) (*tokenInfo, *protocol.Error)
 	if signed == "" {
 		return nil, badToken(protocol.ErrNameAuthTokenInvalid, "jwt must be provided")
 	}
+	if a.maxBytes > 0 && len(signed) > a.maxBytes {
+		// Refused before any base64 or JSON work on it.
+		return nil, badToken(protocol.ErrNameAuthTokenInvalid, "jwt too large")
+	}
 	if strings.Count(signed, ".") != 2 {
 		return nil, badToken(protocol.ErrNameAuthTokenInvalid, "jwt malformed")
 	}
 	claims := jwt.MapClaims{}
 	tok, err := a.parser.ParseWithClaims(signed, claims, a.keyFunc)
 	if err == nil && tok.Valid {
-		return &tokenInfo{signed: signed, claims: claims, exp: claimTime(claims, "exp")}, nil
+		return a.policy(signed, tok, claims)
 	}
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
@@ -138,6 +160,13 @@ func (a *authenticator) verifyToken(signed string) (*tokenInfo, *protocol.Error)
 		// Not a bad token: it becomes valid later, so the client keeps it.
 		return nil, protocol.NewError(protocol.ErrNameAuthTokenNotBefore, "jwt not active",
 			"date", isoTime(claimTime(claims, "nbf")))
+	case errors.Is(err, jwt.ErrTokenInvalidAudience) || a.audience != "" && claims["aud"] == nil:
+		// jsonwebtoken's wording for the same check.
+		return nil, badToken(protocol.ErrNameAuthTokenInvalid, "jwt audience invalid. expected: "+a.audience)
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer) || a.issuer != "" && claims["iss"] == nil:
+		return nil, badToken(protocol.ErrNameAuthTokenInvalid, "jwt issuer invalid. expected: "+a.issuer)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return nil, badToken(protocol.ErrNameAuthTokenInvalid, "jwt exp required")
 	case errors.Is(err, jwt.ErrTokenInvalidClaims):
 		return nil, badToken(protocol.ErrNameAuthTokenInvalid, "invalid token")
 	}
@@ -146,6 +175,40 @@ func (a *authenticator) verifyToken(signed string) (*tokenInfo, *protocol.Error)
 		msg = err.Error()
 	}
 	return nil, badToken(protocol.ErrNameAuthToken, msg)
+}
+
+// policy applies the checks the JWT library leaves to its caller to a
+// token whose signature and registered claims verified: critical header
+// extensions and the maximum age.
+func (a *authenticator) policy(signed string, tok *jwt.Token, claims jwt.MapClaims) (*tokenInfo, *protocol.Error) {
+	if _, ok := tok.Header["crit"]; ok {
+		// RFC 7515 §4.1.11: a recipient must reject a token whose crit
+		// names an extension it does not understand, and this server
+		// understands none.
+		return nil, badToken(protocol.ErrNameAuthTokenInvalid, "jwt crit header not supported")
+	}
+	exp := claimTime(claims, "exp")
+	if a.maxAge > 0 {
+		iat, ok := claims["iat"]
+		if !ok {
+			return nil, badToken(protocol.ErrNameAuthTokenInvalid, "jwt iat required")
+		}
+		if _, num := iat.(float64); !num {
+			return nil, badToken(protocol.ErrNameAuthTokenInvalid, "invalid token")
+		}
+		limit := claimTime(claims, "iat") + int64(a.maxAge/time.Second)
+		if a.now().Unix() >= limit {
+			// jsonwebtoken's maxAge error, which SocketCluster reports as
+			// AuthTokenExpiredError.
+			return nil, protocol.NewError(protocol.ErrNameAuthTokenExpired, "maxAge exceeded",
+				"expiry", isoTime(limit), "isBadToken", true)
+		}
+		if exp == 0 || limit < exp {
+			// The socket's expiry check then also enforces the age.
+			exp = limit
+		}
+	}
+	return &tokenInfo{signed: signed, claims: claims, exp: exp}, nil
 }
 
 func badToken(name, msg string) *protocol.Error {
@@ -200,6 +263,14 @@ func (a *authenticator) sign(claims map[string]any) (*tokenInfo, error) {
 	}
 	if _, ok := c["exp"]; !ok {
 		c["exp"] = iat + int64(a.expiry/time.Second)
+	}
+	// Tokens this server signs must verify on every frontend with the
+	// same policy.
+	if _, ok := c["aud"]; !ok && a.audience != "" {
+		c["aud"] = a.audience
+	}
+	if _, ok := c["iss"]; !ok && a.issuer != "" {
+		c["iss"] = a.issuer
 	}
 	var key any = a.hmacKey
 	if !a.symmetic {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sccgo/sccgo/protocol"
 )
 
 func hsToken(t testing.TB, key string, claims jwt.MapClaims) string {
@@ -312,5 +314,121 @@ func TestAuthAlgorithmConfig(t *testing.T) {
 	cfg.AuthAlgorithm = "HS256"
 	if err := cfg.Validate(); err == nil {
 		t.Fatal("HS256 with an RSA key accepted")
+	}
+}
+
+// TestAuthPolicy covers the token policy settings: each case is a token
+// the defaults before them accepted.
+func TestAuthPolicy(t *testing.T) {
+	now := time.Now().Unix()
+	critTok := func(t *testing.T) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"username": "c", "exp": now + 60})
+		tok.Header["crit"] = []string{"x-unknown"}
+		tok.Header["x-unknown"] = true
+		s, err := tok.SignedString([]byte(testKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	reject := func(t *testing.T, a *authenticator, tok, name, msg string) {
+		t.Helper()
+		_, perr := a.verifyToken(tok)
+		if perr == nil {
+			t.Fatal("token accepted")
+		}
+		if perr.Name != name || perr.Message != msg {
+			t.Fatalf("got %s %q, want %s %q", perr.Name, perr.Message, name, msg)
+		}
+	}
+	accept := func(t *testing.T, a *authenticator, tok string) *tokenInfo {
+		t.Helper()
+		info, perr := a.verifyToken(tok)
+		if perr != nil {
+			t.Fatalf("rejected: %v", perr)
+		}
+		return info
+	}
+
+	t.Run("crit header", func(t *testing.T) {
+		reject(t, mustAuth(t, testConfig()), critTok(t), protocol.ErrNameAuthTokenInvalid, "jwt crit header not supported")
+	})
+	t.Run("max bytes", func(t *testing.T) {
+		a := mustAuth(t, testConfig())
+		big := hsToken(t, testKey, jwt.MapClaims{"pad": strings.Repeat("a", 600<<10), "exp": now + 60})
+		reject(t, a, big, protocol.ErrNameAuthTokenInvalid, "jwt too large")
+		accept(t, a, hsToken(t, testKey, jwt.MapClaims{"pad": strings.Repeat("a", 4<<10), "exp": now + 60}))
+	})
+	t.Run("require exp", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.AuthRequireExp = true
+		a := mustAuth(t, cfg)
+		reject(t, a, hsToken(t, testKey, jwt.MapClaims{"username": "forever"}), protocol.ErrNameAuthTokenInvalid, "jwt exp required")
+		accept(t, a, hsToken(t, testKey, jwt.MapClaims{"username": "x", "exp": now + 60}))
+	})
+	t.Run("max age", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.AuthMaxTokenAge = time.Hour
+		a := mustAuth(t, cfg)
+		old := now - 7200
+		_, perr := a.verifyToken(hsToken(t, testKey, jwt.MapClaims{"iat": old, "exp": now + 86400}))
+		if perr == nil || perr.Name != protocol.ErrNameAuthTokenExpired || perr.Message != "maxAge exceeded" {
+			t.Fatalf("old token: %v", perr)
+		}
+		reject(t, a, hsToken(t, testKey, jwt.MapClaims{"exp": now + 60}), protocol.ErrNameAuthTokenInvalid, "jwt iat required")
+		// A fresh token expires at the age limit even with a later exp.
+		if info := accept(t, a, hsToken(t, testKey, jwt.MapClaims{"iat": now, "exp": now + 86400})); info.exp != now+3600 {
+			t.Fatalf("exp %d, want %d", info.exp, now+3600)
+		}
+	})
+	t.Run("audience and issuer", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.AuthAudience, cfg.AuthIssuer = "chat", "https://auth.example"
+		a := mustAuth(t, cfg)
+		reject(t, a, hsToken(t, testKey, jwt.MapClaims{"iss": "https://auth.example"}), protocol.ErrNameAuthTokenInvalid, "jwt audience invalid. expected: chat")
+		reject(t, a, hsToken(t, testKey, jwt.MapClaims{"aud": "other", "iss": "https://auth.example"}), protocol.ErrNameAuthTokenInvalid, "jwt audience invalid. expected: chat")
+		reject(t, a, hsToken(t, testKey, jwt.MapClaims{"aud": "chat", "iss": "mallory"}), protocol.ErrNameAuthTokenInvalid, "jwt issuer invalid. expected: https://auth.example")
+		accept(t, a, hsToken(t, testKey, jwt.MapClaims{"aud": []string{"x", "chat"}, "iss": "https://auth.example"}))
+		// Tokens the server signs carry both, so they verify.
+		info, err := a.sign(map[string]any{"username": "s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		accept(t, a, info.signed)
+	})
+	t.Run("min key length", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.AuthKey = []byte("sixteen-byte-key")
+		if err := cfg.Validate(); err == nil {
+			t.Fatal("16-byte HMAC key accepted")
+		}
+		cfg.AuthMinKeyBytes = 0
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		cfg = testConfig()
+		cfg.AuthKey = nil // a random key is generated, long enough
+		if _, err := New(cfg); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	// Over the wire the rejections keep SocketCluster's shapes: authError
+	// in the handshake reply, an error on #authenticate.
+	cfg := testConfig()
+	cfg.AuthRequireExp = true
+	srv := startServer(t, cfg)
+	c := dial(t, srv)
+	hs := c.handshake(critTok(t))
+	want := `{"message":"jwt crit header not supported","name":"AuthTokenInvalidError","isBadToken":true}`
+	if b, _ := json.Marshal(hs["authError"]); hs["isAuthenticated"] != false || !jsonEqual(string(b), want) {
+		t.Fatalf("handshake %v", hs)
+	}
+	c.expect(`{"event":"#removeAuthToken"}`)
+	c.sendf(`{"event":"#authenticate","data":%q,"cid":2}`, hsToken(t, testKey, jwt.MapClaims{"username": "forever"}))
+	c.expect(`{"rid":2,"error":{"message":"jwt exp required","name":"AuthTokenInvalidError","isBadToken":true}}`)
+	c.expect(`{"event":"#removeAuthToken"}`)
+	if counter(t, srv.Registry(), "scc_frontend_auth_failures_total", "reason", "AuthTokenInvalidError") < 2 {
+		t.Fatal("policy rejections not counted")
 	}
 }

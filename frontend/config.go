@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sccgo/sccgo/internal/chanrate"
 	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -72,8 +73,23 @@ type Config struct {
 	Origins string
 
 	// MaxConnections caps open sockets; upgrades beyond it get HTTP 503.
-	// 0 means no limit. Env SCC_MAX_CONNECTIONS. Default 0.
+	// Serve also caps every TCP connection it accepts (idle keep-alive
+	// and silent ones included) at this number: at the cap the longest
+	// idle connection is closed to make room, then AdminReserve more are
+	// let in for /healthz, /readyz and /metrics only, and the rest get a
+	// bare HTTP 503. 0 derives the TCP cap from the descriptor limit
+	// (RLIMIT_NOFILE less a tenth, at least 64, and AdminReserve) and
+	// leaves sockets uncapped below it. Env SCC_MAX_CONNECTIONS. Default 0.
 	MaxConnections int
+	// AdminReserve is how many connections beyond MaxConnections Serve
+	// accepts for the admin paths only, so probes and scrapes are answered
+	// by a full server. Env SCC_ADMIN_RESERVE_CONNECTIONS. Default 16.
+	AdminReserve int
+	// IdleTimeout closes an HTTP keep-alive connection that is idle
+	// between requests for this long (a connection that never sends a
+	// request is closed after HandshakeTimeout). Env SCC_HTTP_IDLE_TIMEOUT.
+	// Default 30s.
+	IdleTimeout time.Duration
 	// MaxHandshakesPerSecond caps WebSocket upgrades per second (token
 	// bucket, burst HandshakeBurst). 0 means no limit. Env
 	// SCC_MAX_HANDSHAKES_PER_SECOND. Default 0.
@@ -111,6 +127,27 @@ type Config struct {
 	// InboundBurst is the bucket size for InboundRate. Env
 	// SCC_INBOUND_BURST. Default 20000.
 	InboundBurst int
+
+	// ChannelPublishRate caps client publishes per second to any one
+	// channel on this frontend (token bucket, burst ChannelPublishBurst);
+	// publishes beyond it are refused with a ResourceLimitError and
+	// counted. Every publish costs one delivery per subscriber, so this
+	// bounds what one flooded channel costs the cluster. 0 means no limit.
+	// ChannelPublishRule can set the rate per channel. Env
+	// SCC_CHANNEL_PUBLISH_RATE. Default 1000.
+	ChannelPublishRate float64
+	// ChannelPublishBurst is the bucket size for ChannelPublishRate. Env
+	// SCC_CHANNEL_PUBLISH_BURST. Default 2000.
+	ChannelPublishBurst int
+	// ChannelRateTableSize bounds the channels whose publish rate is
+	// tracked at once; beyond it idle channels are forgotten first. Env
+	// SCC_CHANNEL_RATE_TABLE_SIZE. Default 65536.
+	ChannelRateTableSize int
+	// ChannelPublishRule, if set, gives a channel its own publish rule
+	// (ok false: ChannelPublishRate and ChannelPublishBurst). It is called
+	// on every client publish and must be cheap and safe for concurrent
+	// use.
+	ChannelPublishRule func(channel string) (r chanrate.Rule, ok bool)
 
 	// QueueMaxBytes bounds each socket's outbound queue in bytes; overflow
 	// closes it with 4010. Env SCC_QUEUE_MAX_BYTES. Default 1 MiB.
@@ -198,6 +235,31 @@ type Config struct {
 	// when the claims have no exp. Env SCC_AUTH_DEFAULT_EXPIRY. Default
 	// 86400s.
 	AuthDefaultExpiry time.Duration
+	// AuthRequireExp rejects client tokens without an exp claim, which
+	// would otherwise stay valid forever. Env SCC_AUTH_REQUIRE_EXP.
+	// Default false (SocketCluster accepts them).
+	AuthRequireExp bool
+	// AuthMaxTokenAge rejects client tokens whose iat is older than this
+	// (and tokens without iat), whatever their exp says; a socket whose
+	// token passes the age while connected is deauthenticated. Env
+	// SCC_AUTH_MAX_TOKEN_AGE. Default 0: no limit.
+	AuthMaxTokenAge time.Duration
+	// AuthAudience, when set, is the aud a client token must carry; the
+	// server adds it to tokens it signs. Env SCC_AUTH_AUDIENCE. Default ""
+	// (aud not checked).
+	AuthAudience string
+	// AuthIssuer, when set, is the iss a client token must carry; the
+	// server adds it to tokens it signs. Env SCC_AUTH_ISSUER. Default ""
+	// (iss not checked).
+	AuthIssuer string
+	// AuthMaxTokenBytes is the longest client token accepted, in bytes;
+	// longer ones are rejected before they are parsed. Env
+	// SCC_AUTH_MAX_TOKEN_BYTES. Default 8192.
+	AuthMaxTokenBytes int
+	// AuthMinKeyBytes is the shortest AuthKey accepted: New refuses a
+	// shorter HMAC key, which could be brute-forced from one token. 0
+	// accepts any length. Env SCC_AUTH_MIN_KEY_BYTES. Default 32.
+	AuthMinKeyBytes int
 
 	// Rules are the channel rules that client subscribes and publishes
 	// must pass (docs/channels.md; load them with LoadChannelRules). nil
@@ -238,10 +300,15 @@ func DefaultConfig() Config {
 		AllowClientPublish:     true,
 		Origins:                "*:*",
 		HandshakeBurst:         100,
+		AdminReserve:           16,
+		IdleTimeout:            30 * time.Second,
 		HandshakeQueue:         5 * time.Second,
 		CloserShare:            0.25,
 		InboundRate:            10000,
 		InboundBurst:           20000,
+		ChannelPublishRate:     1000,
+		ChannelPublishBurst:    2000,
+		ChannelRateTableSize:   65536,
 		QueueMaxBytes:          1 << 20,
 		QueueMaxMessages:       4096,
 		WriteTimeout:           10 * time.Second,
@@ -254,6 +321,8 @@ func DefaultConfig() Config {
 		WriteCoalesceLoad:      0.7,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
+		AuthMaxTokenBytes:      8192,
+		AuthMinKeyBytes:        32,
 		MaxHandshakesPerSecond: 0,
 	}
 }
@@ -277,12 +346,17 @@ func (c Config) Validate() error {
 	check(c.MaxChannelLength > 0, "max channel length must be positive")
 	check(c.MaxPayload >= 256, "max payload %d must be at least 256 bytes", c.MaxPayload)
 	check(c.MaxConnections >= 0, "max connections must not be negative")
+	check(c.AdminReserve >= 0, "admin reserve connections must not be negative")
+	check(c.IdleTimeout > 0, "HTTP idle timeout must be positive")
 	check(c.MaxHandshakesPerSecond >= 0, "max handshakes per second must not be negative")
 	check(c.MaxHandshakesPerSecond == 0 || c.HandshakeBurst > 0, "handshake burst must be positive")
 	check(c.HandshakeQueue >= 0, "handshake queue must not be negative")
 	check(c.CloserShare >= 0 && c.CloserShare <= 1, "closer share %v must be within [0, 1]", c.CloserShare)
 	check(c.InboundRate >= 0, "inbound rate must not be negative")
 	check(c.InboundRate == 0 || c.InboundBurst > 0, "inbound burst must be positive")
+	if err := c.channelRate().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	check(c.QueueMaxBytes > 0, "queue max bytes must be positive")
 	check(c.QueueMaxMessages > 0, "queue max messages must be positive")
 	check(c.WriteTimeout > 0, "write timeout must be positive")
@@ -293,6 +367,10 @@ func (c Config) Validate() error {
 	check(c.WriteCoalesceRate >= 0, "write coalescing message rate must not be negative")
 	check(c.WriteCoalesceLoad >= 0 && c.WriteCoalesceLoad < 1, "write coalescing load must be at least 0 and below 1")
 	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
+	check(c.AuthMaxTokenAge >= 0, "auth max token age must not be negative")
+	check(c.AuthMaxTokenBytes >= 64, "auth max token bytes %d must be at least 64", c.AuthMaxTokenBytes)
+	check(c.AuthMinKeyBytes >= 0, "auth min key bytes must not be negative")
+	check(len(c.AuthKey) == 0 || len(c.AuthKey) >= c.AuthMinKeyBytes, "auth key is %d bytes, shorter than the minimum %d (SCC_AUTH_MIN_KEY_BYTES)", len(c.AuthKey), c.AuthMinKeyBytes)
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
 	}

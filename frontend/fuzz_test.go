@@ -134,7 +134,7 @@ func FuzzInbound(f *testing.F) {
 
 	cfg := frontend.DefaultConfig()
 	cfg.InboundRate = 0 // a fuzzer is a flood by design
-	cfg.AuthKey = []byte("fuzz-key")
+	cfg.AuthKey = []byte("fuzz-key-of-at-least-thirty-two-bytes")
 	cfg.DrainDuration = 10 * time.Millisecond
 	cfg.CloseTimeout = 500 * time.Millisecond
 	srv, err := frontend.New(cfg)

@@ -19,7 +19,7 @@ import (
 	"github.com/sccgo/sccgo/protocol"
 )
 
-const testKey = "test-secret-key"
+const testKey = "test-secret-key-of-at-least-32-bytes"
 
 // testConfig is DefaultConfig with test-friendly timings.
 func testConfig() Config {

@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/sccgo/sccgo/internal/chanrate"
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/cpuload"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/internal/wsconn"
@@ -86,6 +88,8 @@ type Server struct {
 	serving      atomic.Bool
 	httpMu       sync.Mutex
 	httpSrvs     []*http.Server
+	chanRate     *chanrate.Limiter
+	tcpMetrics   *connlimit.Metrics
 	done         chan struct{}
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -161,6 +165,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(s.reg)
 	s.initChannelRules()
+	s.chanRate = chanrate.New(cfg.channelRate())
+	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "connections", Help: "Open client WebSocket connections."},
 			func() float64 { return float64(s.nconns.Load()) }),
@@ -293,6 +299,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln = s.pace(ln)
 		hs.ConnContext = prepaidContext
 	}
+	ln = s.limitConns(ln, hs)
 	if s.cfg.TLS != nil {
 		// After pacing, so a storm waits in the listen queue before it
 		// costs a handshake; http.Server bounds the handshake by

@@ -791,6 +791,10 @@ func (s *Socket) publish(p *protocol.Packet) {
 		s.fail(p, perr)
 		return
 	}
+	if perr := srv.allowChannelPublish(pd.Channel); perr != nil {
+		s.fail(p, perr)
+		return
+	}
 	if err := srv.publish(pd.Channel, pd.Data); err != nil {
 		srv.m.publishErrors.WithLabelValues("broker").Inc()
 		s.fail(p, brokerError(err))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/nodelink"
 )
@@ -72,6 +73,12 @@ type Config struct {
 	// admin port (SCC_ADMIN_PORT); /healthz and /readyz are on both.
 	// Default false.
 	ServeAdmin bool
+	// Conns caps the TCP connections Serve accepts, links and HTTP alike
+	// (SCC_MAX_CONNECTIONS, default derived from RLIMIT_NOFILE), keeps
+	// SCC_ADMIN_RESERVE_CONNECTIONS (default 16) more for /healthz,
+	// /readyz and /metrics, and closes HTTP keep-alive connections idle
+	// for SCC_HTTP_IDLE_TIMEOUT (default 30s).
+	Conns connlimit.Config
 
 	// Logger receives events; nil discards.
 	Logger *slog.Logger
@@ -93,6 +100,7 @@ func DefaultConfig() Config {
 		GossipPort:      7946,
 		Link:            nodelink.DefaultConfig(),
 		ShutdownTimeout: time.Second,
+		Conns:           connlimit.DefaultConfig(),
 	}
 }
 
@@ -119,6 +127,9 @@ func (c Config) Validate() error {
 	}
 	if c.GossipPort < -1 || c.GossipPort > 65535 {
 		errs = append(errs, fmt.Errorf("GossipPort %d out of range", c.GossipPort))
+	}
+	if err := c.Conns.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("ShutdownTimeout must not be negative"))

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/internal/tlsconf"
@@ -42,6 +43,7 @@ type Server struct {
 	// added by Handle: AdminHandler, and the link port's fallback with
 	// ServeAdmin.
 	admin *http.ServeMux
+	tcp   *connlimit.Metrics
 
 	ready  chan struct{}
 	done   chan struct{}  // closed by Shutdown
@@ -103,6 +105,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc(nodelink.Path, s.handleLink)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.tcp = connlimit.NewMetrics(reg, protocol.RoleState)
 	if cfg.ServeAdmin {
 		mux.Handle("/", s.admin)
 	}
@@ -174,6 +177,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	close(s.ready)
 	s.log.Info("state server listening", "addr", ln.Addr().String())
+	cl := connlimit.Wrap(ln, s.cfg.Conns, s.tcp, s.log)
+	cl.Install(s.hs, nil)
+	ln = cl
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 		s.hs.ErrorLog = tlsconf.ErrorLog(tlsconf.HandshakeFailures(s.reg, protocol.RoleState), s.log)

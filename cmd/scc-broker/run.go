@@ -60,6 +60,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Link.PingTimeout = r.Duration("SCC_LINK_PING_TIMEOUT", d.Link.PingTimeout, "a link with nothing received this long is closed")
 	c.Link.MaxFrameBytes = r.Int64("SCC_LINK_MAX_FRAME_BYTES", d.Link.MaxFrameBytes, "largest link frame (and message); the same on every node")
 	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", d.Link.QueueMaxBytes, "bytes queued per frontend link before drop-and-count")
+	c.Conns.Max = r.Int("SCC_MAX_CONNECTIONS", d.Conns.Max, "most TCP connections open at once, links and HTTP alike; at the cap the longest idle one is closed, then HTTP 503 (0: derived from the descriptor limit)")
+	c.Conns.Reserve = r.Int("SCC_ADMIN_RESERVE_CONNECTIONS", d.Conns.Reserve, "connections beyond SCC_MAX_CONNECTIONS let in for /healthz, /readyz and /metrics only")
+	c.Conns.IdleTimeout = r.Duration("SCC_HTTP_IDLE_TIMEOUT", d.Conns.IdleTimeout, "an HTTP keep-alive connection idle this long is closed")
 	c.InterestShards = r.Int("SCC_BROKER_INTEREST_SHARDS", d.InterestShards, "shards of the channel interest table")
 	c.WarmUp = r.Duration("SCC_BROKER_WARMUP", d.WarmUp, "how long a freshly started broker holds publishes while frontends re-sync their channels (0: off)")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the drain after SIGTERM (waiting for the state server to reshard this broker out)")
@@ -170,7 +173,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if adminHost == "" {
 		adminHost = st.host
 	}
-	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler())
+	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler(), adminport.Limits{Log: log})
 	if err != nil {
 		ln.Close()
 		return err

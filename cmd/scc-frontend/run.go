@@ -20,6 +20,7 @@ import (
 	"github.com/sccgo/sccgo/frontend/cluster"
 	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/demopage"
 	"github.com/sccgo/sccgo/internal/hooks"
 	"github.com/sccgo/sccgo/internal/tlsconf"
@@ -116,6 +117,12 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	privFile := r.String("SCC_CLIENT_AUTH_PRIVATE_KEY_FILE", "", "PEM private key for signing RS*/PS*/ES* client tokens")
 	c.AuthAlgorithm = r.String("SCC_CLIENT_AUTH_ALGORITHM", d.AuthAlgorithm, "token algorithm (default HS256, or RS256/ES256 by key type)")
 	c.AuthDefaultExpiry = r.Duration("SCC_AUTH_DEFAULT_EXPIRY", d.AuthDefaultExpiry, "lifetime of tokens the server signs (bare numbers are ms)")
+	c.AuthRequireExp = r.Bool("SCC_AUTH_REQUIRE_EXP", d.AuthRequireExp, "reject client tokens without an exp claim")
+	c.AuthMaxTokenAge = r.Duration("SCC_AUTH_MAX_TOKEN_AGE", d.AuthMaxTokenAge, "reject client tokens issued (iat) longer ago than this, and tokens without iat (0: no limit)")
+	c.AuthAudience = r.String("SCC_AUTH_AUDIENCE", d.AuthAudience, "aud client tokens must carry, added to tokens the server signs (empty: not checked)")
+	c.AuthIssuer = r.String("SCC_AUTH_ISSUER", d.AuthIssuer, "iss client tokens must carry, added to tokens the server signs (empty: not checked)")
+	c.AuthMaxTokenBytes = r.Int("SCC_AUTH_MAX_TOKEN_BYTES", d.AuthMaxTokenBytes, "longest client token accepted, in bytes")
+	c.AuthMinKeyBytes = r.Int("SCC_AUTH_MIN_KEY_BYTES", d.AuthMinKeyBytes, "shortest SCC_CLIENT_AUTH_KEY accepted; startup fails below it (0: any length)")
 	c.ProtocolVersion = protocol.Version(r.Int("SCC_PROTOCOL_VERSION", int(d.ProtocolVersion), "SocketCluster protocol version: 1 (#1/#2 pings) or 2 (empty frames)"))
 	c.PingInterval = r.Duration("SCC_PING_INTERVAL", d.PingInterval, "server ping interval (ms or Go duration)")
 	c.PingTimeout = r.Duration("SCC_PING_TIMEOUT", d.PingTimeout, "close with 4001 after this long without a pong")
@@ -126,13 +133,18 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.MaxPayload = r.Int64("SCC_MAX_PAYLOAD", d.MaxPayload, "largest inbound message in bytes (close 1009 above)")
 	c.AllowClientPublish = r.Bool("SCC_ALLOW_CLIENT_PUBLISH", d.AllowClientPublish, "let clients publish")
 	c.Origins = r.String("SCC_ORIGINS", d.Origins, "allowed origins, host:port patterns with *")
-	c.MaxConnections = r.Int("SCC_MAX_CONNECTIONS", d.MaxConnections, "most open sockets, HTTP 503 beyond (0: no limit)")
+	c.MaxConnections = r.Int("SCC_MAX_CONNECTIONS", d.MaxConnections, "most TCP connections open at once, sockets included; at the cap the longest idle one is closed, then HTTP 503 (0: derived from the descriptor limit, sockets uncapped below it)")
+	c.AdminReserve = r.Int("SCC_ADMIN_RESERVE_CONNECTIONS", d.AdminReserve, "connections beyond SCC_MAX_CONNECTIONS let in for /healthz, /readyz and /metrics only")
+	c.IdleTimeout = r.Duration("SCC_HTTP_IDLE_TIMEOUT", d.IdleTimeout, "an HTTP keep-alive connection idle this long is closed")
 	c.MaxHandshakesPerSecond = float64(r.Int("SCC_MAX_HANDSHAKES_PER_SECOND", int(d.MaxHandshakesPerSecond), "WebSocket upgrades per second; accepts are paced to it (0: no limit)"))
 	c.HandshakeBurst = r.Int("SCC_HANDSHAKE_BURST", d.HandshakeBurst, "burst for SCC_MAX_HANDSHAKES_PER_SECOND")
 	c.CloserShare = r.Float("SCC_CLOSER_SHARE", d.CloserShare, "most of one CPU that closing connections whose peer vanished may take (1: no pacing)")
 	c.HandshakeQueue = r.Duration("SCC_HANDSHAKE_QUEUE", d.HandshakeQueue, "longest wait in the listen queue under SCC_MAX_HANDSHAKES_PER_SECOND; sets the backlog (0: no pacing, HTTP 503 beyond the rate)")
 	c.InboundRate = float64(r.Int("SCC_INBOUND_RATE", int(d.InboundRate), "inbound messages per second per socket, close 4011 beyond (0: no limit)"))
 	c.InboundBurst = r.Int("SCC_INBOUND_BURST", d.InboundBurst, "burst for SCC_INBOUND_RATE")
+	c.ChannelPublishRate = r.Float("SCC_CHANNEL_PUBLISH_RATE", d.ChannelPublishRate, "client publishes per second to any one channel on this frontend, ResourceLimitError beyond (0: no limit)")
+	c.ChannelPublishBurst = r.Int("SCC_CHANNEL_PUBLISH_BURST", d.ChannelPublishBurst, "burst for SCC_CHANNEL_PUBLISH_RATE")
+	c.ChannelRateTableSize = r.Int("SCC_CHANNEL_RATE_TABLE_SIZE", d.ChannelRateTableSize, "most channels whose publish rate is tracked at once (idle ones are forgotten first)")
 	c.QueueMaxBytes = r.Int("SCC_QUEUE_MAX_BYTES", d.QueueMaxBytes, "outbound queue bound per socket in bytes (close 4010 beyond)")
 	c.QueueMaxMessages = r.Int("SCC_QUEUE_MAX_MESSAGES", d.QueueMaxMessages, "outbound queue bound per socket in packets")
 	c.WriteTimeout = r.Duration("SCC_WRITE_TIMEOUT", d.WriteTimeout, "bound on each frame write")
@@ -300,7 +312,10 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if adminHost == "" {
 		adminHost = st.host
 	}
-	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler())
+	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler(), adminport.Limits{
+		Max: 4 * max(1, st.cfg.AdminReserve), IdleTimeout: st.cfg.IdleTimeout,
+		Metrics: connlimit.NewMetrics(reg, "frontend_admin"), Log: logger,
+	})
 	if err != nil {
 		ln.Close()
 		return err

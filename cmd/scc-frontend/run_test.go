@@ -88,7 +88,7 @@ func TestRunServesAndStops(t *testing.T) {
 	adminPort := freePort(t)
 	go func() {
 		errc <- run(ctx, nil, env(map[string]string{
-			"SOCKETCLUSTER_PORT": "0", "SCC_FRONTEND_HOST": "127.0.0.1", "SCC_CLIENT_AUTH_KEY": "k",
+			"SOCKETCLUSTER_PORT": "0", "SCC_FRONTEND_HOST": "127.0.0.1", "SCC_CLIENT_AUTH_KEY": "k-of-at-least-thirty-two-bytes-long",
 			"SCC_PING_INTERVAL": "1000", "SCC_PING_TIMEOUT": "3000", "SCC_DRAIN_DURATION": "10ms",
 			"SCC_ADMIN_PORT": strconv.Itoa(adminPort),
 		}), &logs)

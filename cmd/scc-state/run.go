@@ -52,6 +52,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.GossipBind = r.String("SCC_GOSSIP_BIND", "", "gossip bind address (default: SCC_INSTANCE_IP, else all interfaces)")
 	c.GossipAdvertise = r.String("SCC_INSTANCE_IP", "", "address other nodes reach this one at (gossip advertise)")
 	c.GossipSeeds = r.List("SCC_GOSSIP_SEEDS", nil, "comma-separated gossip host:port to join (default: members' gossip addresses)")
+	c.Conns.Max = r.Int("SCC_MAX_CONNECTIONS", d.Conns.Max, "most TCP connections open at once, links and HTTP alike; at the cap the longest idle one is closed, then HTTP 503 (0: derived from the descriptor limit)")
+	c.Conns.Reserve = r.Int("SCC_ADMIN_RESERVE_CONNECTIONS", d.Conns.Reserve, "connections beyond SCC_MAX_CONNECTIONS let in for /healthz, /readyz and /metrics only")
+	c.Conns.IdleTimeout = r.Duration("SCC_HTTP_IDLE_TIMEOUT", d.Conns.IdleTimeout, "an HTTP keep-alive connection idle this long is closed")
 	c.MaxSeeds = r.Int("SCC_STATE_MAX_SEEDS", d.MaxSeeds, "most gossip seeds sent to a node in Welcome")
 	c.Link.HandshakeTimeout = r.Duration("SCC_LINK_HANDSHAKE_TIMEOUT", d.Link.HandshakeTimeout, "bound on a link's handshake")
 	c.Link.PingInterval = r.Duration("SCC_LINK_PING_INTERVAL", d.Link.PingInterval, "an idle link sends a ping this often")
@@ -117,7 +120,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if adminHost == "" {
 		adminHost = st.host
 	}
-	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler())
+	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler(), adminport.Limits{Log: log})
 	if err != nil {
 		ln.Close()
 		return err

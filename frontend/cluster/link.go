@@ -115,6 +115,14 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 				l.b.m.drops.WithLabelValues("malformed").Inc()
 				continue
 			}
+			// A broker's bytes go verbatim into clients' text frames:
+			// check each publication once here, not per subscriber, so a
+			// faulty or hostile broker cannot make browsers fail their
+			// WebSockets or feed clients something that is not JSON.
+			if reason := protocol.CheckData(data); reason != "" {
+				l.b.m.deliveryDrops.WithLabelValues(reason).Inc()
+				continue
+			}
 			l.b.m.delivered.Inc()
 			if l.b.sink != nil {
 				l.b.sink.Deliver(ch, data)

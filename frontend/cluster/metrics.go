@@ -10,6 +10,7 @@ type metrics struct {
 	subscriptions prometheus.Gauge
 	ringVersion   prometheus.Gauge
 	delivered     prometheus.Counter
+	deliveryDrops *prometheus.CounterVec
 	rerouted      prometheus.Counter
 	fenceSeconds  prometheus.Histogram
 	commitSeconds prometheus.Histogram
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "scc_frontend_broker_deliveries_total",
 			Help: "Publishes received from brokers for local fan-out.",
 		}),
+		deliveryDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scc_frontend_broker_delivery_drops_total",
+			Help: "Publications received from brokers and dropped before fan-out, by reason (invalid_utf8, invalid_json).",
+		}, []string{"reason"}),
 		rerouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scc_frontend_rerouted_total",
 			Help: "Publishes that waited for a lost broker and were re-routed to the channel's new owner.",
@@ -62,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.drops, m.reshards, m.links, m.linksUp, m.subscriptions, m.ringVersion,
-			m.delivered, m.rerouted, m.fenceSeconds, m.commitSeconds)
+			m.delivered, m.deliveryDrops, m.rerouted, m.fenceSeconds, m.commitSeconds)
 	}
 	return m
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/connlimit"
 )
 
 // Default admin ports: the main port's default plus one.
@@ -52,9 +54,23 @@ type Server struct {
 	done chan error
 }
 
-// Start listens on host:port and serves h until Shutdown. It returns a
-// nil Server (whose methods do nothing) when port is 0.
-func Start(host string, port int, h http.Handler) (*Server, error) {
+// Limits bound the admin port's connections: it serves probes and
+// scrapes, so a few suffice, and the one idle longest is closed for a new
+// one (internal/connlimit). Metrics may be nil.
+type Limits struct {
+	// Max is the most connections open at once. Default 64.
+	Max int
+	// IdleTimeout closes keep-alive connections idle for this long.
+	// Default 30s.
+	IdleTimeout time.Duration
+	Metrics     *connlimit.Metrics
+	Log         *slog.Logger
+}
+
+// Start listens on host:port and serves h there until Shutdown, with
+// ReadHeaderTimeout and the connection Limits. Port 0 starts nothing and
+// returns a nil *Server, whose methods are no-ops.
+func Start(host string, port int, h http.Handler, lim Limits) (*Server, error) {
 	if port == 0 {
 		return nil, nil
 	}
@@ -62,13 +78,21 @@ func Start(host string, port int, h http.Handler) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on the admin port: %w", err)
 	}
+	if lim.Max <= 0 {
+		lim.Max = 64
+	}
+	if lim.IdleTimeout <= 0 {
+		lim.IdleTimeout = 30 * time.Second
+	}
 	s := &Server{
 		hs:   &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout},
 		ln:   ln,
 		done: make(chan error, 1),
 	}
+	cl := connlimit.Wrap(ln, connlimit.Config{Max: lim.Max, IdleTimeout: lim.IdleTimeout}, lim.Metrics, lim.Log)
+	cl.Install(s.hs, nil)
 	go func() {
-		err := s.hs.Serve(ln)
+		err := s.hs.Serve(cl)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}

@@ -17,7 +17,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestStartServesAndShutsDown(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "m 1\n") })
-	s, err := Start("127.0.0.1", freePort(t), mux)
+	s, err := Start("127.0.0.1", freePort(t), mux, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestStartServesAndShutsDown(t *testing.T) {
 
 // Port 0 opens no listener, and the nil Server's methods do nothing.
 func TestPortZeroOpensNothing(t *testing.T) {
-	s, err := Start("127.0.0.1", 0, http.NotFoundHandler())
+	s, err := Start("127.0.0.1", 0, http.NotFoundHandler(), Limits{})
 	if err != nil || s != nil || s.Addr() != nil || s.Shutdown(context.Background()) != nil {
 		t.Fatalf("Start with port 0 = %v, %v", s, err)
 	}

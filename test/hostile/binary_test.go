@@ -140,7 +140,7 @@ func status(t testing.TB, url string) int {
 // (payload size, channel name length, subscription limit, inbound rate,
 // framing and handshake rules, tokens) against the built scc-frontend.
 func TestHostileClientBinary(t *testing.T) {
-	const key = "hostile-binary-key"
+	const key = "hostile-binary-key-of-at-least-32-bytes"
 	addr, alive := startBinary(t, key)
 	url := "ws://" + addr + "/socketcluster/"
 	h := startHealthy(t, url, "healthy")

@@ -11,6 +11,10 @@
 // The exposure suite runs the built binaries as a cluster and checks what an
 // outsider on a client or link port can read, and that a web page cannot
 // drive scc-local's control endpoint.
+// The resource suites hold a thousand idle connections against each port
+// (and against the built frontend under a 1024-descriptor limit), flood one
+// channel from one anonymous publisher, and forward malformed publications
+// from a rogue broker.
 //
 // The package has no non-test code; run it with
 //

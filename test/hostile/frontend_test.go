@@ -59,7 +59,7 @@ func startFrontend(t testing.TB, mod func(*frontend.Config)) *testFrontend {
 	cfg.QueueMaxMessages = 1024
 	cfg.CloseTimeout = 500 * time.Millisecond
 	cfg.DrainDuration = 50 * time.Millisecond
-	cfg.AuthKey = []byte("hostile-test-key")
+	cfg.AuthKey = []byte("hostile-test-key-of-at-least-32-bytes")
 	cfg.OnDisconnect = func(s *frontend.Socket, code int) {
 		tf.mu.Lock()
 		tf.closes[s.ID()] = code
