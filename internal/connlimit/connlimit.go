@@ -293,7 +293,7 @@ func (l *Listener) Install(hs *http.Server, admin func(*http.Request) bool) {
 	hs.IdleTimeout = l.idleTimeout
 	prevState := hs.ConnState
 	hs.ConnState = func(nc net.Conn, st http.ConnState) {
-		if c, ok := nc.(*Conn); ok {
+		if c, ok := asConn(nc); ok {
 			l.setState(c, st)
 		}
 		if prevState != nil {
@@ -305,7 +305,7 @@ func (l *Listener) Install(hs *http.Server, admin func(*http.Request) bool) {
 		if prevCtx != nil {
 			ctx = prevCtx(ctx, nc)
 		}
-		if c, ok := nc.(*Conn); ok && c.reserved {
+		if c, ok := asConn(nc); ok && c.reserved {
 			ctx = context.WithValue(ctx, connKey{}, c)
 		}
 		return ctx
@@ -342,4 +342,20 @@ func AdminPath(r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// asConn finds the counted connection under nc, which may be wrapped (a
+// *tls.Conn serving TLS on the capped listener).
+func asConn(nc net.Conn) (*Conn, bool) {
+	for nc != nil {
+		if c, ok := nc.(*Conn); ok {
+			return c, true
+		}
+		w, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil, false
+		}
+		nc = w.NetConn()
+	}
+	return nil, false
 }

@@ -119,12 +119,19 @@ func (r *Raw) WaitReadable() error {
 // known to be gone, so nothing still to be sent could be read: the close
 // then costs one RST and frees the socket at once.
 func (r *Raw) Abort() {
+	// Wrappers (*tls.Conn, a counting listener's conn) unwrap to the TCP
+	// connection.
 	c := r.Conn
-	if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
-		c = tc.NetConn()
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
+	for c != nil {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+			return
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return
+		}
+		c = w.NetConn()
 	}
 }
 
