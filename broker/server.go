@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sccgo/sccgo/internal/dedupe"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/protocol"
@@ -30,6 +31,7 @@ type Server struct {
 	m     *metrics
 	lm    *nodelink.Metrics
 	table *interest
+	dedup *dedupe.Set // recent (channel, idempotency key) pairs
 	http  *http.Server
 	ready chan struct{}
 
@@ -66,6 +68,7 @@ func New(cfg Config) (*Server, error) {
 		log:   log.With("role", protocol.RoleBroker),
 		reg:   reg,
 		table: newInterest(cfg.InterestShards),
+		dedup: dedupe.New(cfg.IdempotencyKeys, cfg.IdempotencyTTL),
 		ready: make(chan struct{}),
 		links: make(map[*link]struct{}),
 		stop:  make(chan struct{}),

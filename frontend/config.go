@@ -204,6 +204,9 @@ type Config struct {
 	// OnDisconnect, if set, is called once a socket has closed, with the
 	// close code sent or received.
 	OnDisconnect func(s *Socket, code int)
+
+	// API configures the server API (see APIConfig; off by default).
+	API APIConfig
 }
 
 // DefaultConfig returns the defaults documented on each Config field.
@@ -239,6 +242,7 @@ func DefaultConfig() Config {
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
 		MaxHandshakesPerSecond: 0,
+		API:                    DefaultAPIConfig(),
 	}
 }
 
@@ -279,6 +283,9 @@ func (c Config) Validate() error {
 	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
+	}
+	if err := c.API.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, _, err := authAlgorithms(c); err != nil {
 		errs = append(errs, err)

@@ -494,3 +494,38 @@ func BenchmarkSplitMessages(b *testing.B) {
 		}
 	}
 }
+
+// TestPublishIdempotencyKey: the key rides as a trailing fourth field, a
+// 3-field Publish (older peers, no key) still parses with an empty key,
+// and the reflection codec agrees with the fast one.
+func TestPublishIdempotencyKey(t *testing.T) {
+	b := AppendPublishKeyMsg(nil, 7, "room", []byte(`{"a":1}`), "k-1")
+	seq, ch, data, key, err := ParsePublishKey(b[1:])
+	if err != nil || seq != 7 || ch != "room" || string(data) != `{"a":1}` || key != "k-1" {
+		t.Fatalf("ParsePublishKey = %d %q %q %q %v", seq, ch, data, key, err)
+	}
+	var p Publish
+	msgs, err := SplitMessages(b)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("ParseFrame: %v", err)
+	}
+	if err := msgs[0].Decode(&p); err != nil || p.IdempotencyKey != "k-1" || p.Channel != "room" {
+		t.Fatalf("Decode = %+v %v", p, err)
+	}
+	if _, _, _, key, err := ParsePublishKey(AppendPublishMsg(nil, 1, "c", nil)[1:]); err != nil || key != "" {
+		t.Fatalf("3-field publish: key %q err %v", key, err)
+	}
+	if !bytes.Equal(AppendPublishKeyMsg(nil, 1, "c", nil, ""), AppendPublishMsg(nil, 1, "c", nil)) {
+		t.Fatal("an empty key must leave the 3-field form on the wire")
+	}
+	refl, err := AppendMessage(nil, MsgPublish, &Publish{Seq: 3, Channel: "c", Data: []byte("1"), IdempotencyKey: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, key, err := ParsePublishKey(refl[1:]); err != nil || key != "x" {
+		t.Fatalf("reflection-encoded key = %q %v", key, err)
+	}
+	if _, _, _, _, err := ParsePublishKey(append(AppendPublishMsg(nil, 1, "c", nil)[1:2:2], 0)); err == nil {
+		t.Fatal("truncated publish parsed")
+	}
+}

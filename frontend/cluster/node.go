@@ -187,6 +187,25 @@ func (b nodeBroker) Unsubscribe(ch string) { b.n.broker.Unsubscribe(ch) }
 func (b nodeBroker) Publish(ctx context.Context, ch string, data []byte) error {
 	return b.n.broker.Publish(ctx, ch, data)
 }
+func (b nodeBroker) PublishIdempotent(ctx context.Context, ch string, data []byte, key string) error {
+	return b.n.broker.PublishIdempotent(ctx, ch, data, key)
+}
+// AliveFrontends implements frontend.FrontendCounter: the frontends gossip
+// knows alive (at least this one).
+func (b nodeBroker) AliveFrontends() int {
+	g := b.n.agent.Gossip()
+	if g == nil {
+		return 1
+	}
+	n := 0
+	for _, m := range g.Members() {
+		if m.Alive && m.Role == protocol.RoleFrontend {
+			n++
+		}
+	}
+	return max(n, 1)
+}
+
 func (b nodeBroker) Ready() bool { return b.n.broker.Ready() }
 
 func (b nodeBroker) Close() error {
