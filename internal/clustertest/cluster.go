@@ -35,6 +35,9 @@ type Options struct {
 	ScaleOutDelay, ScaleBackDelay, StartupDelay, PrepareTimeout, DrainWindow time.Duration
 	// NoState starts no state server (gossip only).
 	NoState bool
+	// Frontend, if set, adjusts every frontend's configuration before it
+	// starts (for example to set the server API key).
+	Frontend func(*frontend.Config)
 	// Logger receives every node's logs; nil discards them unless
 	// SCC_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -363,6 +366,9 @@ func (f *FrontendNode) start(seeds []string) error {
 	cfg.Logger = log
 	cfg.ServeAdmin = true
 	cfg.DrainDuration = 0
+	if o.Frontend != nil {
+		o.Frontend(&cfg)
+	}
 	srv, err := frontend.New(cfg)
 	if err != nil {
 		return err
@@ -381,6 +387,10 @@ func (f *FrontendNode) start(seeds []string) error {
 	go func() { f.done <- srv.Serve(ln) }()
 	return nil
 }
+
+// Addr is the frontend's host:port (WebSocket, admin endpoints and the
+// server API).
+func (f *FrontendNode) Addr() string { return f.addr }
 
 // URL is the frontend's WebSocket URL.
 func (f *FrontendNode) URL() string { return "ws://" + f.addr + "/socketcluster/" }
