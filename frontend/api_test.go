@@ -2,10 +2,12 @@ package frontend
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -208,6 +210,43 @@ func TestGlobMatch(t *testing.T) {
 	} {
 		if got := globMatch(tc.p, tc.n); got != tc.ok {
 			t.Errorf("globMatch(%q, %q) = %v", tc.p, tc.n, got)
+		}
+	}
+}
+
+// TestAPIOnAdminPortOnly: with a separate admin port (ServeAdmin false)
+// the client port does not serve the API; the admin handler does.
+func TestAPIOnAdminPortOnly(t *testing.T) {
+	cfg := apiConfig()
+	cfg.ServeAdmin = false
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		h    http.Handler
+		want int
+	}{{srv.Handler(), http.StatusBadRequest}, {srv.AdminHandler(), http.StatusUnauthorized}} {
+		rec := httptest.NewRecorder()
+		tc.h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/publish", strings.NewReader(`{}`)))
+		if rec.Code != tc.want {
+			t.Errorf("HTTP %d, want %d", rec.Code, tc.want)
+		}
+	}
+	srv.Shutdown(context.Background())
+}
+
+func TestAPIConfigValidate(t *testing.T) {
+	for _, f := range []func(*APIConfig){
+		func(c *APIConfig) { c.MaxBodyBytes = 10 },
+		func(c *APIConfig) { c.MaxBroadcastChannels = 0 },
+		func(c *APIConfig) { c.IdempotencyTTL = -1 },
+		func(c *APIConfig) { c.QueryTimeout = 0 },
+	} {
+		c := testConfig()
+		f(&c.API)
+		if c.Validate() == nil {
+			t.Errorf("accepted %+v", c.API)
 		}
 	}
 }

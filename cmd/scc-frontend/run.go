@@ -138,6 +138,13 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.WriteCoalesceRate = r.Int("SCC_WRITE_COALESCE_RATE", d.WriteCoalesceRate, "messages queued to clients per second per CPU from which SCC_WRITE_COALESCE applies, growing to all of it at twice the rate (0: always all of it)")
 	c.WriteCoalesceLoad = r.Float("SCC_WRITE_COALESCE_LOAD", d.WriteCoalesceLoad, "busy share (0-1) of the process's CPUs from which SCC_WRITE_COALESCE also applies once the frontend queues half of SCC_WRITE_COALESCE_RATE, growing to all of it at fully busy CPUs (0: off)")
 	c.DrainDuration = r.Duration("SCC_DRAIN_DURATION", d.DrainDuration, "window over which shutdown closes sockets with 1001")
+	c.API.Key = r.String("SCC_API_KEY", d.API.Key, "server API key; setting it turns on the HTTP server API under /api/ (on SCC_ADMIN_PORT when set, else the client port)")
+	c.API.MaxBodyBytes = r.Int64("SCC_API_MAX_BODY_BYTES", d.API.MaxBodyBytes, "largest server API request body in bytes (HTTP 413 above)")
+	c.API.MaxBroadcastChannels = r.Int("SCC_API_MAX_BROADCAST_CHANNELS", d.API.MaxBroadcastChannels, "most channels in one server API broadcast")
+	c.API.QueryTimeout = r.Duration("SCC_API_QUERY_TIMEOUT", d.API.QueryTimeout, "how long the channels and info API methods wait for other frontends' answers")
+	c.API.MaxQueryChannels = r.Int("SCC_API_MAX_QUERY_CHANNELS", d.API.MaxQueryChannels, "most channels one frontend reports to a channels API call")
+	c.API.IdempotencyKeys = r.Int("SCC_IDEMPOTENCY_KEYS", d.API.IdempotencyKeys, "standalone: recent (channel, idempotency key) pairs remembered to drop retried API publishes (0: off)")
+	c.API.IdempotencyTTL = r.Duration("SCC_IDEMPOTENCY_TTL", d.API.IdempotencyTTL, "standalone: how long an idempotency key is remembered")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the whole shutdown")
 	st.logLevel = r.LogLevel("info", "SOCKETCLUSTER_LOG_LEVEL", "SCC_LOG_LEVEL")
 
