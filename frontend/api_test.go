@@ -250,3 +250,37 @@ func TestAPIConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAPIPublish: server API publishes from one backend HTTP/1.1
+// connection kept alive, one request at a time, to a channel with one
+// subscriber.
+func BenchmarkAPIPublish(b *testing.B) {
+	srv := startServer(b, apiConfig())
+	c := dial(b, srv)
+	c.handshake("")
+	c.subscribe("bench", 2)
+	benchAPIPublish(b, srv.Addr().String())
+}
+
+func benchAPIPublish(b *testing.B, addr string) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	url := "http://" + addr + "/api/publish"
+	body := []byte(`{"channel":"bench","data":{"text":"hello world"}}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("Authorization", "apikey "+testAPIKey)
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("HTTP %d", resp.StatusCode)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+}

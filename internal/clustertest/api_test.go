@@ -248,3 +248,63 @@ func TestAPIClusterUserOps(t *testing.T) {
 	post(t, f1.Addr(), "disconnect", fmt.Sprintf(`{"client":%q,"code":4124}`, other.id))
 	other.expectClose(4124)
 }
+
+// BenchmarkAPIPublishCluster: server API publishes from one backend HTTP/1.1
+// connection kept alive, one request at a time, through a frontend of a
+// 2-broker, 2-frontend cluster to a channel with a subscriber on each
+// frontend.
+func BenchmarkAPIPublishCluster(b *testing.B) {
+	c := clustertest.Start(b, clustertest.Options{Brokers: 2, Frontends: 2, Frontend: func(cfg *frontend.Config) {
+		cfg.API.Key = apiKey
+	}})
+	c.WaitRing(10*time.Second, 2, 0)
+	for _, f := range c.Frontends {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ws, _, err := websocket.Dial(ctx, f.URL(), nil)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		ws.SetReadLimit(-1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				if _, _, err := ws.Read(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+		b.Cleanup(func() { ws.CloseNow(); <-done })
+		ws.Write(context.Background(), websocket.MessageText, []byte(`{"event":"#handshake","data":{},"cid":1}`))
+		ws.Write(context.Background(), websocket.MessageText, []byte(`{"event":"#subscribe","data":{"channel":"bench"},"cid":2}`))
+	}
+	clustertest.WaitFor(b, 10*time.Second, "subscriptions at the broker", func() bool {
+		for _, f := range c.Frontends {
+			if f.Server().Stats().Subscriptions != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	url := "http://" + c.Frontends[0].Addr() + "/api/publish"
+	body := []byte(`{"channel":"bench","data":{"text":"hello world"}}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(string(body)))
+		req.Header.Set("Authorization", "apikey "+apiKey)
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("HTTP %d", resp.StatusCode)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+}
