@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -283,4 +284,25 @@ func benchAPIPublish(b *testing.B, addr string) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+}
+
+// TestAPIDocsListEveryMethod keeps docs/api.md and the OpenAPI description
+// in step with the methods served.
+func TestAPIDocsListEveryMethod(t *testing.T) {
+	spec, err := os.ReadFile("../docs/api.openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range apiMethods {
+		if !bytes.Contains(spec, []byte("/api/"+m+":")) {
+			t.Errorf("api.openapi.yaml does not describe %s", m)
+		}
+		if !bytes.Contains(doc, []byte("### "+m+"\n")) {
+			t.Errorf("api.md does not describe %s", m)
+		}
+	}
 }
