@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -504,6 +505,12 @@ func (a *api) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
+	if !utf8.Valid(body) {
+		// encoding/json would pass invalid UTF-8 through in raw data, and
+		// clients close a connection whose text frame carries it (1007).
+		a.refuse(w, http.StatusBadRequest, apiRefuseMalformed, "malformed JSON body: not valid UTF-8")
+		return
+	}
 	if err := a.s.begin(); err != nil {
 		a.refuse(w, http.StatusServiceUnavailable, apiRefuseUnavailable, err.Error())
 		return
@@ -536,7 +543,7 @@ func decode(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("malformed JSON body: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("malformed JSON body: data after the object")
 	}
 	return nil

@@ -104,6 +104,8 @@ func TestAPIRefusals(t *testing.T) {
 		{"malformed", testAPIKey, "publish", `{"channel":`, 400, apiRefuseMalformed},
 		{"not an object", testAPIKey, "publish", `[1,2]`, 400, apiRefuseMalformed},
 		{"trailing", testAPIKey, "publish", `{"channel":"a","data":1} {}`, 400, apiRefuseMalformed},
+		{"trailing brace", testAPIKey, "publish", `{"channel":"a","data":1}}`, 400, apiRefuseMalformed},
+		{"invalid UTF-8", testAPIKey, "publish", "{\"channel\":\"a\",\"data\":\"\xff\"}", 400, apiRefuseMalformed},
 		{"unknown field", testAPIKey, "publish", `{"chanel":"a","data":1}`, 400, apiRefuseMalformed},
 		{"huge", testAPIKey, "publish", `{"channel":"a","data":"` + strings.Repeat("x", 4096) + `"}`, 413, apiRefuseTooLarge},
 		{"reserved channel", testAPIKey, "publish", `{"channel":"#sccgo:nodes","data":1}`, 400, apiRefuseInvalid},
