@@ -400,11 +400,11 @@ func TestDecodeAppendOnly(t *testing.T) {
 	if err := (Message{Type: MsgSubscribe, Body: older}).Decode(&s); err != nil || s.ID != 9 || s.Channels != nil {
 		t.Fatalf("older Subscribe decoded as %+v, %v", s, err)
 	}
-	pub := AppendPublishMsg(nil, 3, "ch", []byte(`{}`))
-	pub[1] = 0x94 // one more field than this build knows
+	pub := AppendPublishKeyMsg(nil, 3, "ch", []byte(`{}`), "k")
+	pub[1] = 0x95 // one more field than this build knows
 	pub = append(pub, 0x2a)
-	if seq, ch, data, err := ParsePublish(pub[1:]); err != nil || seq != 3 || ch != "ch" || string(data) != "{}" {
-		t.Fatalf("ParsePublish of a newer Publish = %d %q %q %v", seq, ch, data, err)
+	if seq, ch, data, key, err := ParsePublishKey(pub[1:]); err != nil || seq != 3 || ch != "ch" || string(data) != "{}" || key != "k" {
+		t.Fatalf("ParsePublishKey of a newer Publish = %d %q %q %q %v", seq, ch, data, key, err)
 	}
 }
 
