@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,6 +63,7 @@ const (
 	apiRefuseNoKey       = "missing_key"
 	apiRefuseBadKey      = "wrong_key"
 	apiRefuseTooLarge    = "too_large"
+	apiRefuseSlow        = "read_timeout"
 	apiRefuseMalformed   = "malformed"
 	apiRefuseUnknown     = "unknown_method"
 	apiRefuseInvalid     = "invalid"
@@ -78,6 +80,10 @@ type APIConfig struct {
 	// MaxBodyBytes bounds a request body; larger bodies get HTTP 413.
 	// Env SCC_API_MAX_BODY_BYTES. Default 1 MiB.
 	MaxBodyBytes int64
+	// ReadTimeout bounds reading one request's body, once its key has
+	// been accepted; a slower body gets HTTP 408. Env SCC_API_READ_TIMEOUT.
+	// Default 10s.
+	ReadTimeout time.Duration
 	// MaxBroadcastChannels bounds the channels of one broadcast. Env
 	// SCC_API_MAX_BROADCAST_CHANNELS. Default 1000.
 	MaxBroadcastChannels int
@@ -101,6 +107,7 @@ type APIConfig struct {
 func DefaultAPIConfig() APIConfig {
 	return APIConfig{
 		MaxBodyBytes:         1 << 20,
+		ReadTimeout:          10 * time.Second,
 		MaxBroadcastChannels: 1000,
 		IdempotencyKeys:      100000,
 		IdempotencyTTL:       2 * time.Minute,
@@ -120,8 +127,8 @@ func (c APIConfig) validate() error {
 	if c.IdempotencyKeys < 0 || c.IdempotencyTTL < 0 {
 		errs = append(errs, errors.New("idempotency keys and TTL must not be negative"))
 	}
-	if c.QueryTimeout <= 0 {
-		errs = append(errs, errors.New("api query timeout must be positive"))
+	if c.QueryTimeout <= 0 || c.ReadTimeout <= 0 {
+		errs = append(errs, errors.New("api query and read timeouts must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -159,7 +166,7 @@ func newAPI(s *Server) *api {
 	s.ids.prefix = b
 	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_frontend_api_requests_total", Help: "Server API requests served, by method."}, []string{"method"})
 	a.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_frontend_api_refusals_total", Help: "Server API requests refused, by reason."}, []string{"reason"})
-	for _, r := range []string{apiRefuseMethod, apiRefuseNoKey, apiRefuseBadKey, apiRefuseTooLarge, apiRefuseMalformed, apiRefuseUnknown, apiRefuseInvalid, apiRefuseUnavailable} {
+	for _, r := range []string{apiRefuseMethod, apiRefuseNoKey, apiRefuseBadKey, apiRefuseTooLarge, apiRefuseSlow, apiRefuseMalformed, apiRefuseUnknown, apiRefuseInvalid, apiRefuseUnavailable} {
 		a.refusals.WithLabelValues(r)
 	}
 	s.reg.MustRegister(a.requests, a.refusals)
@@ -492,12 +499,22 @@ func (a *api) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		a.refuse(w, http.StatusNotFound, apiRefuseUnknown, fmt.Sprintf("unknown method %q", method))
 		return
 	}
+	// A deadline on this request's reads only; the connection's next
+	// request gets the server's usual header timeout.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(a.s.cfg.API.ReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.s.cfg.API.MaxBodyBytes))
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var ne net.Error
+		switch {
+		case errors.As(err, &mbe):
 			a.refuse(w, http.StatusRequestEntityTooLarge, apiRefuseTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit))
-		} else {
+		case errors.As(err, &ne) && ne.Timeout():
+			w.Header().Set("Connection", "close")
+			a.refuse(w, http.StatusRequestTimeout, apiRefuseSlow, fmt.Sprintf("body not read within %v", a.s.cfg.API.ReadTimeout))
+		default:
 			a.refuse(w, http.StatusBadRequest, apiRefuseMalformed, "reading body: "+err.Error())
 		}
 		return

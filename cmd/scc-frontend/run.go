@@ -140,6 +140,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.DrainDuration = r.Duration("SCC_DRAIN_DURATION", d.DrainDuration, "window over which shutdown closes sockets with 1001")
 	c.API.Key = r.String("SCC_API_KEY", d.API.Key, "server API key; setting it turns on the HTTP server API under /api/ (on SCC_ADMIN_PORT when set, else the client port)")
 	c.API.MaxBodyBytes = r.Int64("SCC_API_MAX_BODY_BYTES", d.API.MaxBodyBytes, "largest server API request body in bytes (HTTP 413 above)")
+	c.API.ReadTimeout = r.Duration("SCC_API_READ_TIMEOUT", d.API.ReadTimeout, "bound on reading one server API request body (HTTP 408 beyond)")
 	c.API.MaxBroadcastChannels = r.Int("SCC_API_MAX_BROADCAST_CHANNELS", d.API.MaxBroadcastChannels, "most channels in one server API broadcast")
 	c.API.QueryTimeout = r.Duration("SCC_API_QUERY_TIMEOUT", d.API.QueryTimeout, "how long the channels and info API methods wait for other frontends' answers")
 	c.API.MaxQueryChannels = r.Int("SCC_API_MAX_QUERY_CHANNELS", d.API.MaxQueryChannels, "most channels one frontend reports to a channels API call")

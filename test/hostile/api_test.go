@@ -1,10 +1,12 @@
 package hostile
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -29,6 +31,7 @@ func TestHostileAPI(t *testing.T) {
 		// attack limit (300ms) is too tight for 200 requests at once on a
 		// loaded test machine.
 		c.HandshakeTimeout = 5 * time.Second
+		c.API.ReadTimeout = 300 * time.Millisecond
 	})
 	h := startHealthy(t, f.url, "healthy")
 	base := "http://" + f.srv.Addr().String() + "/api/"
@@ -81,6 +84,28 @@ func TestHostileAPI(t *testing.T) {
 		}
 		if got := refusals("too_large"); got != before+2 {
 			t.Fatalf("too_large refusals %v, want %v", got, before+2)
+		}
+	})
+
+	t.Run("a stalled body gets 408", func(t *testing.T) {
+		before := refusals("read_timeout")
+		conn, err := net.Dial("tcp", f.srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: apikey %s\r\nContent-Length: 1000\r\n\r\n{\"channel\":", hostileAPIKey)
+		conn.SetReadDeadline(time.Now().Add(waitTimeout))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("no response to a stalled body: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("stalled body: HTTP %d", resp.StatusCode)
+		}
+		if got := refusals("read_timeout"); got != before+1 {
+			t.Fatalf("read_timeout refusals %v, want %v", got, before+1)
 		}
 	})
 
