@@ -358,7 +358,7 @@ func (a *api) query(ctx context.Context, m controlMsg) (answers []nodeAnswer, ex
 		expected = 0 // unknown: wait out the bound
 	}
 	m.Reply = replyChanPrefix + a.tag + ":" + strconv.FormatUint(a.reqN.Add(1), 10)
-	w := make(chan json.RawMessage, 64)
+	w := make(chan json.RawMessage, expected+64) // answers beyond it are dropped: partial
 	a.waitMu.Lock()
 	a.waiters[m.Reply] = w
 	a.waitMu.Unlock()
