@@ -46,6 +46,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 	cfg.Logger = logger
 	cfg.Registry = reg
 	cfg.ServeAdmin = true
+	// The HTTP server API (/api/, docs/api.md) when a key is given.
+	cfg.API.Key = getenv("SCC_API_KEY")
 
 	// Cluster wiring: the same variables and defaults as scc-frontend.
 	ncfg, err := cluster.NodeConfigFromEnv(getenv)
