@@ -307,3 +307,55 @@ func TestShutdownClosesLinks(t *testing.T) {
 		t.Fatal("dial after shutdown succeeded")
 	}
 }
+
+// TestIdempotencyKeyDedupe: a Publish whose (channel, key) pair was seen
+// within the window is acknowledged but not forwarded, whichever frontend
+// link it comes from; another channel or another key is a new publish;
+// and with deduplication off every publish is forwarded.
+func TestIdempotencyKeyDedupe(t *testing.T) {
+	for _, keys := range []int{DefaultIdempotencyKeys, 0} {
+		t.Run(fmt.Sprint("keys=", keys), func(t *testing.T) {
+			b := startBroker(t, func(c *Config) { c.IdempotencyKeys = keys; c.WarmUp = 0 })
+			sub := dialFE(t, b.addr(), "fe-sub")
+			sub.subscribeWait("room", "other")
+			p1 := dialFE(t, b.addr(), "fe-1")
+			p2 := dialFE(t, b.addr(), "fe-2")
+			send := func(f *fakeFE, ch, data, key string) uint64 {
+				f.mu.Lock()
+				f.seq++
+				seq := f.seq
+				f.mu.Unlock()
+				f.l.SendRaw(protocol.AppendPublishKeyMsg(nil, seq, ch, []byte(data), key))
+				return seq
+			}
+			send(p1, "room", "1", "k")
+			send(p2, "room", "1", "k") // the retry, through another frontend
+			send(p2, "other", "2", "k")
+			s1 := send(p1, "room", "3", "k2")
+			s2 := send(p2, "room", "end", "")
+			// Acknowledged means written to the subscriber's link: a marker
+			// sent after both acknowledgements arrives after all of them.
+			waitFor(t, "acks", func() bool { return p1.lastPubAck() >= s1 && p2.lastPubAck() >= s2 })
+			send(p1, "other", "zz", "")
+			waitFor(t, "marker", func() bool { return slices.Contains(sub.gotOn("other"), "zz") })
+			want := []string{"1", "3", "end"}
+			dups := 1.0
+			if keys == 0 {
+				want = []string{"1", "1", "3", "end"}
+				dups = 0
+			}
+			// Two publisher links: no order between them.
+			got := sub.gotOn("room")
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("room got %v, want %v in any order", got, want)
+			}
+			if got := sub.gotOn("other"); !slices.Equal(got, []string{"2", "zz"}) {
+				t.Fatalf("other got %v", got)
+			}
+			if n := b.metric("scc_broker_drops_total", "reason", dropDuplicate); n != dups {
+				t.Fatalf("duplicates = %v, want %v", n, dups)
+			}
+		})
+	}
+}

@@ -21,6 +21,9 @@ const (
 	DefaultGossipPort     = 7946
 	DefaultReadyPoll      = 50 * time.Millisecond
 	DefaultWarmUp         = time.Second
+
+	DefaultIdempotencyKeys = 100000
+	DefaultIdempotencyTTL  = 2 * time.Minute
 )
 
 // Config configures a broker Server.
@@ -79,6 +82,13 @@ type Config struct {
 	// meanwhile from reaching nobody. Publishes are held, never dropped.
 	// Default 1s; 0 turns it off.
 	WarmUp time.Duration
+	// IdempotencyKeys bounds how many (channel, idempotency key) pairs of
+	// recent server API publishes the broker remembers to drop retries
+	// (SCC_IDEMPOTENCY_KEYS). Default 100000; 0 turns deduplication off.
+	IdempotencyKeys int
+	// IdempotencyTTL is how long such a pair is remembered
+	// (SCC_IDEMPOTENCY_TTL). Default 2m.
+	IdempotencyTTL time.Duration
 	// ReadyPoll is how often readiness is checked while waiting for the
 	// state server's Welcome. Default 50ms.
 	ReadyPoll time.Duration
@@ -113,6 +123,9 @@ func DefaultConfig() Config {
 		ReadyPoll:      DefaultReadyPoll,
 		WarmUp:         DefaultWarmUp,
 		Conns:          connlimit.DefaultConfig(),
+
+		IdempotencyKeys: DefaultIdempotencyKeys,
+		IdempotencyTTL:  DefaultIdempotencyTTL,
 	}
 }
 
@@ -127,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if c.WarmUp < 0 {
 		errs = append(errs, errors.New("WarmUp must not be negative"))
+	}
+	if c.IdempotencyKeys < 0 || c.IdempotencyTTL < 0 {
+		errs = append(errs, errors.New("IdempotencyKeys and IdempotencyTTL must not be negative"))
 	}
 	if c.ReadyPoll <= 0 {
 		errs = append(errs, errors.New("ReadyPoll must be positive"))

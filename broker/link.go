@@ -48,13 +48,19 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 	for _, m := range msgs {
 		switch m.Type {
 		case protocol.MsgPublish:
-			seq, ch, data, err := protocol.ParsePublish(m.Body)
+			seq, ch, data, key, err := protocol.ParsePublishKey(m.Body)
 			if err != nil {
 				s.m.drops.WithLabelValues(dropMalformed).Inc()
 				continue
 			}
 			if !l.warmedUp() {
 				return
+			}
+			if key != "" && !s.dedup.FirstSeen(ch+"\x00"+key) {
+				// A retried server API publish: acknowledged, not delivered again.
+				s.m.drops.WithLabelValues(dropDuplicate).Inc()
+				maxSeq = max(maxSeq, seq)
+				continue
 			}
 			pubs++
 			deliveries += l.forward(ch, data)

@@ -10,6 +10,7 @@ const (
 	dropMalformed = "malformed"  // a message from a frontend did not decode
 	dropUnknown   = "unexpected" // a message type a frontend should not send
 	dropAck       = "ack_queue"  // a PubAck or SubAck did not fit the link's queue
+	dropDuplicate = "duplicate"  // a publish repeated an idempotency key seen within the window
 )
 
 type metrics struct {
@@ -28,7 +29,7 @@ func newMetrics(reg *prometheus.Registry, t *interest) *metrics {
 		drops:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_drops_total", Help: "Messages the broker dropped, by reason."}, []string{"reason"}),
 		ringVersion:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "scc_broker_ring_version", Help: "Version of the committed ring this broker last heard of."}),
 	}
-	for _, r := range []string{dropLinkQueue, dropMalformed, dropUnknown, dropAck} {
+	for _, r := range []string{dropLinkQueue, dropMalformed, dropUnknown, dropAck, dropDuplicate} {
 		m.drops.WithLabelValues(r)
 	}
 	reg.MustRegister(m.links, m.publishesIn, m.deliveriesOut, m.drops, m.ringVersion,

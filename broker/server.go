@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sccgo/sccgo/internal/connlimit"
+	"github.com/sccgo/sccgo/internal/dedupe"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/internal/tlsconf"
@@ -33,6 +34,7 @@ type Server struct {
 	m     *metrics
 	lm    *nodelink.Metrics
 	table *interest
+	dedup *dedupe.Set // recent (channel, idempotency key) pairs
 	http  *http.Server
 	tcp   *connlimit.Metrics
 	ready chan struct{}
@@ -70,6 +72,7 @@ func New(cfg Config) (*Server, error) {
 		log:   log.With("role", protocol.RoleBroker),
 		reg:   reg,
 		table: newInterest(cfg.InterestShards),
+		dedup: dedupe.New(cfg.IdempotencyKeys, cfg.IdempotencyTTL),
 		ready: make(chan struct{}),
 		links: make(map[*link]struct{}),
 		stop:  make(chan struct{}),

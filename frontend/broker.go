@@ -32,6 +32,15 @@ type Broker interface {
 	Close() error
 }
 
+// IdempotentPublisher is implemented by a Broker that can drop repeated
+// publishes: PublishIdempotent is Publish with an idempotency key, and a
+// publish whose (channel, key) pair was already published within the
+// broker's dedupe window is accepted but not delivered again. The server
+// API uses it; a Broker without it delivers retries again.
+type IdempotentPublisher interface {
+	PublishIdempotent(ctx context.Context, channel string, data []byte, key string) error
+}
+
 // Sink receives messages routed to this frontend. Deliver encodes the
 // client frame once and fans it out to every local subscriber of channel.
 // data must not be retained by the caller's buffer after Deliver returns:

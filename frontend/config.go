@@ -282,6 +282,9 @@ type Config struct {
 	// OnDisconnect, if set, is called once a socket has closed, with the
 	// close code sent or received.
 	OnDisconnect func(s *Socket, code int)
+
+	// API configures the server API (see APIConfig; off by default).
+	API APIConfig
 }
 
 // DefaultConfig returns the defaults documented on each Config field.
@@ -324,6 +327,7 @@ func DefaultConfig() Config {
 		AuthMaxTokenBytes:      8192,
 		AuthMinKeyBytes:        32,
 		MaxHandshakesPerSecond: 0,
+		API:                    DefaultAPIConfig(),
 	}
 }
 
@@ -373,6 +377,9 @@ func (c Config) Validate() error {
 	check(len(c.AuthKey) == 0 || len(c.AuthKey) >= c.AuthMinKeyBytes, "auth key is %d bytes, shorter than the minimum %d (SCC_AUTH_MIN_KEY_BYTES)", len(c.AuthKey), c.AuthMinKeyBytes)
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
+	}
+	if err := c.API.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, _, err := authAlgorithms(c); err != nil {
 		errs = append(errs, err)

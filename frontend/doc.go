@@ -25,6 +25,10 @@
 // block. Socket.rmu (the reader's look at its read buffer versus a close
 // handshake) is a leaf.
 //
+// The server API (api.go, docs/api.md) keeps a second subscription table
+// for its internal per-user channels, with the same lock order; its
+// waiter map lock is a leaf.
+//
 // # Memory per idle socket
 //
 // About 9.8 KiB RSS per idle subscribed socket (TestIdleMemory, 8000

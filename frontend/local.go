@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+
+	"github.com/sccgo/sccgo/internal/dedupe"
 )
 
 // LocalBroker is the standalone Broker: every publish is handed straight
 // back to the Sink of the same frontend, so the frontend is a complete
 // single-node server.
 type LocalBroker struct {
-	sink atomic.Pointer[Sink]
+	sink  atomic.Pointer[Sink]
+	dedup *dedupe.Set // set by the server before Start; nil delivers every retry
 }
 
 // NewLocalBroker returns a LocalBroker.
@@ -40,6 +43,15 @@ func (b *LocalBroker) Publish(_ context.Context, channel string, data []byte) er
 	}
 	(*s).Deliver(channel, data)
 	return nil
+}
+
+// PublishIdempotent implements IdempotentPublisher: a (channel, key) pair
+// seen within the dedupe window is accepted and not delivered again.
+func (b *LocalBroker) PublishIdempotent(ctx context.Context, channel string, data []byte, key string) error {
+	if b.dedup != nil && !b.dedup.FirstSeen(channel+"\x00"+key) {
+		return nil
+	}
+	return b.Publish(ctx, channel, data)
 }
 
 // Ready implements Broker: a started LocalBroker is always ready.

@@ -43,6 +43,7 @@ type Server struct {
 	auth  *authenticator
 	rules channelRules
 	subs  *subTable
+	api   *api
 	ids   socketIDs
 	eng   wsconn.Engine
 	ping  []byte
@@ -167,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 	s.initChannelRules()
 	s.chanRate = chanrate.New(cfg.channelRate())
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
+	s.api = newAPI(s)
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "connections", Help: "Open client WebSocket connections."},
 			func() float64 { return float64(s.nconns.Load()) }),
@@ -323,6 +325,10 @@ func (s *Server) begin() error {
 			s.startErr = fmt.Errorf("starting broker: %w", err)
 			return
 		}
+		if err := s.api.start(); err != nil {
+			s.startErr = fmt.Errorf("starting server API: %w", err)
+			return
+		}
 		s.wg.Go(s.sweep)
 		s.closeMu.Lock()
 		s.closeWake = make(chan struct{}, 1)
@@ -373,6 +379,10 @@ func (s *Server) Handler() http.Handler {
 				admin.ServeHTTP(w, r)
 				return
 			}
+			if s.api.on && strings.HasPrefix(r.URL.Path, "/api/") {
+				admin.ServeHTTP(w, r)
+				return
+			}
 		}
 		for prefix, h := range s.cfg.Pages {
 			if strings.HasPrefix(r.URL.Path, prefix) {
@@ -401,6 +411,9 @@ func (s *Server) AdminHandler() http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	if h := s.APIHandler(); h != nil {
+		mux.Handle("/api/", h)
+	}
 	return mux
 }
 
@@ -616,6 +629,10 @@ func (s *Server) publish(channel string, data []byte) error {
 // the same bytes to every local subscriber of channel. It never blocks on
 // a subscriber; one that overflows its queue is closed with 4010.
 func (s *Server) Deliver(channel string, data []byte) {
+	if isReserved(channel) {
+		s.api.control(channel, data)
+		return
+	}
 	frame := protocol.AppendPublish(make([]byte, 0, len(channel)+len(data)+48), channel, data)
 	n := s.subs.fanout(channel, frame)
 	if n > 0 {

@@ -73,6 +73,8 @@ type Socket struct {
 	channels    []string // subscribed channels; a slice is smaller than a map for the usual few
 	nextCID     int64
 	calls       map[int64]chan callResult
+	apiUser     string // user whose control channel holds the socket (server API)
+	apiGone     bool   // torn down: no more control channel bindings
 }
 
 type callResult struct {
@@ -269,6 +271,7 @@ func (s *Socket) setAuth(info *tokenInfo) {
 		s.authExp.Store(0)
 	}
 	s.recheckChannels()
+	s.srv.api.bindUser(s, userOf(info))
 }
 
 func (s *Socket) dropChannel(channel string) bool {
@@ -304,6 +307,7 @@ func (s *Socket) checkExpiry() {
 	s.mu.Unlock()
 	s.authExp.CompareAndSwap(exp, 0)
 	if expired {
+		s.srv.api.bindUser(s, "")
 		s.send(removeAuthTokenFrame)
 		s.recheckChannels()
 	}
@@ -495,7 +499,12 @@ func (s *Socket) teardown() {
 	calls := s.calls
 	s.calls = nil
 	code, reason := s.closeCode, s.closeReason
+	apiUser := s.apiUser
+	s.apiUser, s.apiGone = "", true
 	s.mu.Unlock()
+	if apiUser != "" {
+		srv.api.ctl.unsubscribe(userChanPrefix+apiUser, s)
+	}
 	for _, ch := range chans {
 		srv.subs.unsubscribe(ch, s)
 	}
@@ -722,6 +731,10 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		return
 	}
 	ch := req.Channel
+	if isReserved(ch) {
+		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, fmt.Sprintf("Channel %s is reserved", ch)))
+		return
+	}
 	if req.WaitForAuth && !s.IsAuthenticated() {
 		s.fail(p, protocol.NewError(protocol.ErrNameAuth, fmt.Sprintf("Cannot subscribe socket to the %s channel before it has authenticated", ch)))
 		return
@@ -784,6 +797,11 @@ func (s *Socket) publish(p *protocol.Packet) {
 	if err != nil || pd.Channel == "" || len(pd.Channel) > srv.cfg.MaxChannelLength {
 		srv.m.publishErrors.WithLabelValues("malformed").Inc()
 		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Publish channel name was malformatted"))
+		return
+	}
+	if isReserved(pd.Channel) {
+		srv.m.publishErrors.WithLabelValues("reserved").Inc()
+		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, fmt.Sprintf("Channel %s is reserved", pd.Channel)))
 		return
 	}
 	if perr := s.checkChannel(rules.OpPublish, pd.Channel, nil); perr != nil {
@@ -887,18 +905,28 @@ func (s *Socket) handleResponse(p *protocol.Packet) {
 
 // socketIDs makes SocketCluster-style ids: 20 base64 characters from 11
 // random bytes and a 4-byte counter, with '/'→'_' and '+'→'-'.
+// The first 6 bytes are the frontend's random prefix, so the first 8
+// characters of an id name the frontend that holds the socket (the server
+// API routes a disconnect by socket id with them); 5 random bytes follow.
 type socketIDs struct {
+	prefix  [6]byte
 	counter atomic.Uint32
 }
 
 func (g *socketIDs) next() string {
 	var b [15]byte
-	randRead(b[:11])
+	copy(b[:6], g.prefix[:])
+	randRead(b[6:11])
 	n := g.counter.Add(1) - 1
 	b[11], b[12], b[13], b[14] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	return encodeID(b[:])
+}
+
+// encodeID encodes b (a multiple of 3 bytes) in URL-safe base64.
+func encodeID(b []byte) string {
 	const enc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	out := make([]byte, 0, 20)
-	for i := 0; i < 15; i += 3 {
+	out := make([]byte, 0, len(b)/3*4)
+	for i := 0; i+2 < len(b); i += 3 {
 		v := uint(b[i])<<16 | uint(b[i+1])<<8 | uint(b[i+2])
 		out = append(out, enc[v>>18&63], enc[v>>12&63], enc[v>>6&63], enc[v&63])
 	}

@@ -230,3 +230,47 @@ func (t *subTable) changed() {
 		t.onChange(t.channels.Load(), t.subs.Load())
 	}
 }
+
+// sockets returns channel's local subscribers.
+func (t *subTable) sockets(channel string) []*Socket {
+	sh := t.shard(channel)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	e := sh.m[channel]
+	if e == nil {
+		return nil
+	}
+	if e.many == nil {
+		if e.one == nil {
+			return nil
+		}
+		return []*Socket{e.one}
+	}
+	out := make([]*Socket, 0, len(e.many))
+	for s := range e.many {
+		out = append(out, s)
+	}
+	return out
+}
+
+// counts returns the subscriber count of up to max channels that match,
+// and whether more matched.
+func (t *subTable) counts(match func(string) bool, max int) (map[string]int, bool) {
+	out := map[string]int{}
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.RLock()
+		for ch, e := range sh.m {
+			if e.n == 0 || !match(ch) {
+				continue
+			}
+			if len(out) == max {
+				sh.mu.RUnlock()
+				return out, true
+			}
+			out[ch] = e.n
+		}
+		sh.mu.RUnlock()
+	}
+	return out, false
+}

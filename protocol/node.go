@@ -181,11 +181,15 @@ type SubAck struct {
 
 // Publish is one message from a frontend to the broker that owns Channel.
 // Seq counts publishes on the link from 1; Data is raw JSON.
+// IdempotencyKey, when not empty, asks the owning broker to deliver the
+// publish only once per (Channel, key) within its dedupe window; it is
+// left off the wire when empty, so older peers see the 3-field form.
 type Publish struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Seq      uint64
-	Channel  string
-	Data     []byte
+	_msgpack       struct{} `msgpack:",as_array"`
+	Seq            uint64
+	Channel        string
+	Data           []byte
+	IdempotencyKey string
 }
 
 // PubAck says every Publish up to Seq on the link has been forwarded.
@@ -297,6 +301,19 @@ func AppendPublishMsg(dst []byte, seq uint64, channel string, data []byte) []byt
 	dst = appendUint(dst, seq)
 	dst = appendStr(dst, channel)
 	return appendBin(dst, data)
+}
+
+// AppendPublishKeyMsg appends a Publish that carries an idempotency key;
+// with an empty key it is AppendPublishMsg.
+func AppendPublishKeyMsg(dst []byte, seq uint64, channel string, data []byte, key string) []byte {
+	if key == "" {
+		return AppendPublishMsg(dst, seq, channel, data)
+	}
+	dst = append(dst, byte(MsgPublish), 0x94) // fixarray of 4
+	dst = appendUint(dst, seq)
+	dst = appendStr(dst, channel)
+	dst = appendBin(dst, data)
+	return appendStr(dst, key)
 }
 
 // AppendDeliverMsg appends a Deliver without reflection.
@@ -621,22 +638,35 @@ func ParseDeliver(body []byte) (channel string, data []byte, err error) {
 // ParsePublish reads a Publish body without reflection (the broker's hot
 // path). data aliases body.
 func ParsePublish(body []byte) (seq uint64, channel string, data []byte, err error) {
+	seq, channel, data, _, err = ParsePublishKey(body)
+	return seq, channel, data, err
+}
+
+// ParsePublishKey reads a Publish body and its idempotency key ("" when
+// the sender left it off). data aliases body.
+func ParsePublishKey(body []byte) (seq uint64, channel string, data []byte, key string, err error) {
 	if !fixArrayAtLeast(body, 3) {
-		return 0, "", nil, fmt.Errorf("publish: %w", ErrMalformed)
+		return 0, "", nil, "", fmt.Errorf("publish: %w", ErrMalformed)
 	}
 	seq, rest, err := readUint(body[1:])
 	if err != nil {
-		return 0, "", nil, fmt.Errorf("publish: %w", err)
+		return 0, "", nil, "", fmt.Errorf("publish: %w", err)
 	}
 	channel, rest, err = readStr(rest)
 	if err != nil {
-		return 0, "", nil, fmt.Errorf("publish: %w", err)
+		return 0, "", nil, "", fmt.Errorf("publish: %w", err)
 	}
-	data, _, err = readBin(rest)
+	data, rest, err = readBin(rest)
 	if err != nil {
-		return 0, "", nil, fmt.Errorf("publish: %w", err)
+		return 0, "", nil, "", fmt.Errorf("publish: %w", err)
 	}
-	return seq, channel, data, nil
+	if int(body[0]&0x0f) >= 4 && len(rest) > 0 && rest[0] != 0xc0 { // 0xc0: nil
+		key, _, err = readStr(rest)
+		if err != nil {
+			return 0, "", nil, "", fmt.Errorf("publish key: %w", err)
+		}
+	}
+	return seq, channel, data, key, nil
 }
 
 // ParsePubAck reads a PubAck body without reflection.

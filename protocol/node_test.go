@@ -400,11 +400,11 @@ func TestDecodeAppendOnly(t *testing.T) {
 	if err := (Message{Type: MsgSubscribe, Body: older}).Decode(&s); err != nil || s.ID != 9 || s.Channels != nil {
 		t.Fatalf("older Subscribe decoded as %+v, %v", s, err)
 	}
-	pub := AppendPublishMsg(nil, 3, "ch", []byte(`{}`))
-	pub[1] = 0x94 // one more field than this build knows
+	pub := AppendPublishKeyMsg(nil, 3, "ch", []byte(`{}`), "k")
+	pub[1] = 0x95 // one more field than this build knows
 	pub = append(pub, 0x2a)
-	if seq, ch, data, err := ParsePublish(pub[1:]); err != nil || seq != 3 || ch != "ch" || string(data) != "{}" {
-		t.Fatalf("ParsePublish of a newer Publish = %d %q %q %v", seq, ch, data, err)
+	if seq, ch, data, key, err := ParsePublishKey(pub[1:]); err != nil || seq != 3 || ch != "ch" || string(data) != "{}" || key != "k" {
+		t.Fatalf("ParsePublishKey of a newer Publish = %d %q %q %q %v", seq, ch, data, key, err)
 	}
 }
 
@@ -492,5 +492,40 @@ func BenchmarkSplitMessages(b *testing.B) {
 		if _, err := SplitMessages(frame); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestPublishIdempotencyKey: the key rides as a trailing fourth field, a
+// 3-field Publish (older peers, no key) still parses with an empty key,
+// and the reflection codec agrees with the fast one.
+func TestPublishIdempotencyKey(t *testing.T) {
+	b := AppendPublishKeyMsg(nil, 7, "room", []byte(`{"a":1}`), "k-1")
+	seq, ch, data, key, err := ParsePublishKey(b[1:])
+	if err != nil || seq != 7 || ch != "room" || string(data) != `{"a":1}` || key != "k-1" {
+		t.Fatalf("ParsePublishKey = %d %q %q %q %v", seq, ch, data, key, err)
+	}
+	var p Publish
+	msgs, err := SplitMessages(b)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("ParseFrame: %v", err)
+	}
+	if err := msgs[0].Decode(&p); err != nil || p.IdempotencyKey != "k-1" || p.Channel != "room" {
+		t.Fatalf("Decode = %+v %v", p, err)
+	}
+	if _, _, _, key, err := ParsePublishKey(AppendPublishMsg(nil, 1, "c", nil)[1:]); err != nil || key != "" {
+		t.Fatalf("3-field publish: key %q err %v", key, err)
+	}
+	if !bytes.Equal(AppendPublishKeyMsg(nil, 1, "c", nil, ""), AppendPublishMsg(nil, 1, "c", nil)) {
+		t.Fatal("an empty key must leave the 3-field form on the wire")
+	}
+	refl, err := AppendMessage(nil, MsgPublish, &Publish{Seq: 3, Channel: "c", Data: []byte("1"), IdempotencyKey: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, key, err := ParsePublishKey(refl[1:]); err != nil || key != "x" {
+		t.Fatalf("reflection-encoded key = %q %v", key, err)
+	}
+	if _, _, _, _, err := ParsePublishKey(append(AppendPublishMsg(nil, 1, "c", nil)[1:2:2], 0)); err == nil {
+		t.Fatal("truncated publish parsed")
 	}
 }

@@ -65,6 +65,8 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Conns.IdleTimeout = r.Duration("SCC_HTTP_IDLE_TIMEOUT", d.Conns.IdleTimeout, "an HTTP keep-alive connection idle this long is closed")
 	c.InterestShards = r.Int("SCC_BROKER_INTEREST_SHARDS", d.InterestShards, "shards of the channel interest table")
 	c.WarmUp = r.Duration("SCC_BROKER_WARMUP", d.WarmUp, "how long a freshly started broker holds publishes while frontends re-sync their channels (0: off)")
+	c.IdempotencyKeys = r.Int("SCC_IDEMPOTENCY_KEYS", d.IdempotencyKeys, "recent (channel, idempotency key) pairs of server API publishes remembered to drop retries (0: off)")
+	c.IdempotencyTTL = r.Duration("SCC_IDEMPOTENCY_TTL", d.IdempotencyTTL, "how long an idempotency key is remembered")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the drain after SIGTERM (waiting for the state server to reshard this broker out)")
 	st.closeTimeout = r.Duration("SCC_CLOSE_TIMEOUT", 5*time.Second, "bound on closing links and servers after the drain")
 	st.logLevel = r.LogLevel("info", "SCC_BROKER_SERVER_LOG_LEVEL", "SCC_LOG_LEVEL")

@@ -126,3 +126,17 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 }
+
+func TestLoadAPI(t *testing.T) {
+	st, _, err := load(env(map[string]string{"SCC_API_KEY": "s3cret", "SCC_API_MAX_BODY_BYTES": "4096", "SCC_API_QUERY_TIMEOUT": "250", "SCC_IDEMPOTENCY_KEYS": "10"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := st.cfg.API
+	if a.Key != "s3cret" || a.MaxBodyBytes != 4096 || a.QueryTimeout != 250*time.Millisecond || a.IdempotencyKeys != 10 {
+		t.Fatalf("api config %+v", a)
+	}
+	if _, _, err := load(env(map[string]string{"SCC_API_MAX_BODY_BYTES": "lots"})); err == nil {
+		t.Fatal("bad SCC_API_MAX_BODY_BYTES accepted")
+	}
+}

@@ -119,6 +119,7 @@ func (c *Config) fill() {
 type heldPub struct {
 	channel string
 	data    []byte
+	key     string // idempotency key, "" for none
 	at      time.Time
 }
 
@@ -290,6 +291,14 @@ func (b *Broker) Unsubscribe(channel string) {
 // Publish routes one message to the owner of channel under the committed
 // ring. It never waits for the network.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte) error {
+	return b.PublishIdempotent(ctx, channel, data, "")
+}
+
+// PublishIdempotent implements frontend.IdempotentPublisher: key travels
+// with the publish to the channel's owning broker, which delivers it once
+// per (channel, key) within its dedupe window, whichever frontend a retry
+// comes through.
+func (b *Broker) PublishIdempotent(ctx context.Context, channel string, data []byte, key string) error {
 	b.route.RLock()
 	defer b.route.RUnlock()
 	if b.pubRing == nil || b.pubRing.Len() == 0 {
@@ -303,12 +312,12 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) error
 			b.m.drops.WithLabelValues("fence_full").Inc()
 			return ErrBacklogFull
 		}
-		b.fenceQ = append(b.fenceQ, heldPub{channel: channel, data: append([]byte(nil), data...), at: time.Now()})
+		b.fenceQ = append(b.fenceQ, heldPub{channel: channel, data: append([]byte(nil), data...), key: key, at: time.Now()})
 		b.fenceBytes += len(data)
 		return nil
 	}
 	l := b.pubLinks[b.pubRing.OwnerIndex(channel)]
-	return l.publish(channel, data, time.Time{})
+	return l.publish(channel, data, key, time.Time{})
 }
 
 // ringsLocked returns the rings whose owners must hold the local channels.
@@ -506,7 +515,7 @@ func (b *Broker) Commit(r protocol.Ring) {
 				b.m.drops.WithLabelValues("no_ring").Inc()
 				continue
 			}
-			if err := links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.at); err == nil {
+			if err := links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.key, h.at); err == nil {
 				b.m.rerouted.Inc()
 			}
 		}
@@ -521,7 +530,7 @@ func (b *Broker) Commit(r protocol.Ring) {
 			b.m.drops.WithLabelValues("no_ring").Inc()
 			continue
 		}
-		_ = links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.at)
+		_ = links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.key, h.at)
 	}
 	b.route.Unlock()
 

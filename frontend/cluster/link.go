@@ -81,7 +81,7 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 			l.b.m.drops.WithLabelValues("backlog_expired").Inc()
 			continue
 		}
-		l.sendLocked(h.channel, h.data)
+		l.sendLocked(h.channel, h.data, h.key)
 	}
 	l.mu.Unlock()
 	l.b.m.linksUp.Inc()
@@ -233,12 +233,13 @@ func (l *brokerLink) interestSnapshot() map[string]struct{} {
 }
 
 // publish sends one message, or holds it while the link is down. at is the
-// time the message was first accepted (zero = now).
-func (l *brokerLink) publish(channel string, data []byte, at time.Time) error {
+// time the message was first accepted (zero = now); key is its idempotency
+// key ("" for none).
+func (l *brokerLink) publish(channel string, data []byte, key string, at time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.l != nil && len(l.backlog) == 0 {
-		l.sendLocked(channel, data)
+		l.sendLocked(channel, data, key)
 		return nil
 	}
 	if l.backlogBytes+len(data) > l.b.cfg.BacklogMaxBytes {
@@ -249,14 +250,14 @@ func (l *brokerLink) publish(channel string, data []byte, at time.Time) error {
 		at = time.Now()
 		data = append([]byte(nil), data...)
 	}
-	l.backlog = append(l.backlog, heldPub{channel: channel, data: data, at: at})
+	l.backlog = append(l.backlog, heldPub{channel: channel, data: data, key: key, at: at})
 	l.backlogBytes += len(data)
 	return nil
 }
 
-func (l *brokerLink) sendLocked(channel string, data []byte) {
+func (l *brokerLink) sendLocked(channel string, data []byte, key string) {
 	l.seq++
-	msg := protocol.AppendPublishMsg(make([]byte, 0, 16+len(channel)+len(data)), l.seq, channel, data)
+	msg := protocol.AppendPublishKeyMsg(make([]byte, 0, 16+len(channel)+len(data)+len(key)), l.seq, channel, data, key)
 	if !l.l.SendRaw(msg) {
 		l.b.m.drops.WithLabelValues("link_queue_full").Inc()
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -47,9 +48,33 @@ type NodeConfig struct {
 // Enabled reports whether the configuration asks for cluster mode.
 func (c NodeConfig) Enabled() bool { return c.StateAddr != "" || len(c.GossipSeeds) > 0 }
 
-// ReadNodeConfig reads the cluster settings from the environment. Cluster
-// mode is on when SCC_STATE_SERVER_HOST or SCC_GOSSIP_SEEDS is set.
-func ReadNodeConfig(r *config.Reader) NodeConfig {
+// Env is what ReadNodeConfig reads typed settings from, each with its
+// default and help text. The stock binaries pass their flag-and-environment
+// reader; a program that embeds the frontend can use NodeConfigFromEnv
+// instead, or implement Env over its own configuration source.
+type Env interface {
+	String(name, def, help string) string
+	Int(name string, def int, help string) int
+	Port(name string, def int, help string) int
+	Duration(name string, def time.Duration, help string) time.Duration
+	List(name string, def []string, help string) []string
+}
+
+var _ Env = (*config.Reader)(nil)
+
+// NodeConfigFromEnv reads the cluster settings from environment variables
+// through getenv (os.Getenv in a main; nil reads nothing), with the same
+// names and defaults as scc-frontend. The error names every malformed
+// variable.
+func NodeConfigFromEnv(getenv func(string) string) (NodeConfig, error) {
+	r := config.NewReader(getenv)
+	c := ReadNodeConfig(r)
+	return c, r.Err()
+}
+
+// ReadNodeConfig reads the cluster settings from env. Cluster mode is on
+// when SCC_STATE_SERVER_HOST or SCC_GOSSIP_SEEDS is set.
+func ReadNodeConfig(r Env) NodeConfig {
 	mdef := membership.DefaultConfig()
 	bdef := DefaultConfig()
 	ldef := nodelink.DefaultConfig()
@@ -172,6 +197,26 @@ func (b nodeBroker) Unsubscribe(ch string) { b.n.broker.Unsubscribe(ch) }
 func (b nodeBroker) Publish(ctx context.Context, ch string, data []byte) error {
 	return b.n.broker.Publish(ctx, ch, data)
 }
+func (b nodeBroker) PublishIdempotent(ctx context.Context, ch string, data []byte, key string) error {
+	return b.n.broker.PublishIdempotent(ctx, ch, data, key)
+}
+
+// AliveFrontends implements frontend.FrontendCounter: the frontends gossip
+// knows alive (at least this one).
+func (b nodeBroker) AliveFrontends() int {
+	g := b.n.agent.Gossip()
+	if g == nil {
+		return 1
+	}
+	n := 0
+	for _, m := range g.Members() {
+		if m.Alive && m.Role == protocol.RoleFrontend {
+			n++
+		}
+	}
+	return max(n, 1)
+}
+
 func (b nodeBroker) Ready() bool { return b.n.broker.Ready() }
 
 func (b nodeBroker) Close() error {

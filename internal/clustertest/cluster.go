@@ -43,6 +43,9 @@ type Options struct {
 	// ClientTLS makes frontends serve wss:// (URL and FrontendURLs say
 	// so); clients trust it with ClientTLSConfig.
 	ClientTLS bool
+	// Frontend, if set, adjusts every frontend's configuration before it
+	// starts (for example to set the server API key).
+	Frontend func(*frontend.Config)
 	// Logger receives every node's logs; nil discards them unless
 	// SCC_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -385,6 +388,9 @@ func (f *FrontendNode) start(seeds []string) error {
 	if o.ClientTLS {
 		cfg.TLS = f.c.storeFor(f.c.ca, f.Name+"-clients").ServerConfig()
 	}
+	if o.Frontend != nil {
+		o.Frontend(&cfg)
+	}
 	srv, err := frontend.New(cfg)
 	if err != nil {
 		return err
@@ -403,6 +409,10 @@ func (f *FrontendNode) start(seeds []string) error {
 	go func() { f.done <- srv.Serve(ln) }()
 	return nil
 }
+
+// Addr is the frontend's host:port (WebSocket, admin endpoints and the
+// server API).
+func (f *FrontendNode) Addr() string { return f.addr }
 
 // URL is the frontend's WebSocket URL.
 func (f *FrontendNode) URL() string {

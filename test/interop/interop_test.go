@@ -37,7 +37,12 @@ func TestMain(m *testing.M) {
 		if buildDir != "" {
 			os.RemoveAll(buildDir)
 		}
-	}))
+	}),
+		// The in-process cluster's memberlist and net/http background
+		// goroutines stop asynchronously after Shutdown.
+		goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).triggerFunc"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
 }
 
 // Settings of the servers under test. The ping timeout is short so the
