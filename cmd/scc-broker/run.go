@@ -26,6 +26,7 @@ type settings struct {
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
 	closeTimeout    time.Duration
+	insecureNoAuth  bool
 }
 
 // load reads the settings from the environment.
@@ -39,7 +40,8 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	st.host = r.String("SCC_BROKER_HOST", "", "bind address (empty: all interfaces)")
 	st.instanceIP = r.String("SCC_INSTANCE_IP", "", "IP other nodes reach this broker at (default: 127.0.0.1 if bound to loopback, else the first non-loopback address)")
 	c.NodeID = r.String("SCC_INSTANCE_ID", "", "ring identity (default: the advertised SCC_INSTANCE_IP:SCC_BROKER_SERVER_PORT, so a restart at the same address keeps the ring place)")
-	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key (every node must hold the same; empty: unauthenticated, warned)"))
+	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key, at least 32 bytes (every node must hold the same; required unless SCC_INSECURE_NO_AUTH=true)"))
+	st.insecureNoAuth = r.Bool(config.InsecureNoAuthEnv, false, "run with an empty, short or example SCC_AUTH_KEY: anyone who reaches this node's ports controls the cluster (test networks only)")
 	stateHost := r.String("SCC_STATE_SERVER_HOST", "", "state server host (empty: standalone, no cluster)")
 	statePort := r.Port("SCC_STATE_SERVER_PORT", 7777, "state server port")
 	if stateHost != "" {
@@ -66,6 +68,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		c.GossipBind = "0.0.0.0"
 	}
 	st.cfg = c
+	if err := config.CheckAuthKey(c.AuthKey, st.insecureNoAuth); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -127,6 +132,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		return loadErr
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.logLevel}))
+	if st.insecureNoAuth {
+		log.Warn(config.InsecureAuthWarning)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -24,6 +24,7 @@ type settings struct {
 	port            int
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
+	insecureNoAuth  bool
 }
 
 // load reads the settings from the environment.
@@ -36,7 +37,8 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	st.port = r.Port("SCC_STATE_SERVER_PORT", 7777, "link, status and metrics port")
 	st.host = r.String("SCC_STATE_SERVER_HOST", "", "bind address (empty: all interfaces)")
 	c.NodeID = r.String("SCC_INSTANCE_ID", d.NodeID, "this server's node id in links and gossip")
-	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key (every node must hold the same; empty: unauthenticated, warned)"))
+	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key, at least 32 bytes (every node must hold the same; required unless SCC_INSECURE_NO_AUTH=true)"))
+	st.insecureNoAuth = r.Bool(config.InsecureNoAuthEnv, false, "run with an empty, short or example SCC_AUTH_KEY: anyone who reaches this node's ports controls the cluster (test networks only)")
 	c.ScaleOutDelay = r.Duration("SCC_STATE_SERVER_SCALE_OUT_DELAY", d.ScaleOutDelay, "a new broker joins the ring after being up this long")
 	c.ScaleBackDelay = r.Duration("SCC_STATE_SERVER_SCALE_BACK_DELAY", d.ScaleBackDelay, "a lost broker leaves the ring after being down this long")
 	c.StartupDelay = r.Duration("SCC_STATE_SERVER_STARTUP_DELAY", d.StartupDelay, "members are collected this long after start before the first commit")
@@ -60,6 +62,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		c.GossipBind = "0.0.0.0"
 	}
 	st.cfg = c
+	if err := config.CheckAuthKey(c.AuthKey, st.insecureNoAuth); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -80,6 +85,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		return loadErr
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.logLevel}))
+	if st.insecureNoAuth {
+		log.Warn(config.InsecureAuthWarning)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := st.cfg

@@ -24,6 +24,9 @@ type NodeConfig struct {
 	NodeID string
 	// AuthKey is SCC_AUTH_KEY, shared by every node.
 	AuthKey []byte
+	// InsecureNoAuth is SCC_INSECURE_NO_AUTH: the binary then accepts an
+	// empty, short or example AuthKey (see config.CheckAuthKey).
+	InsecureNoAuth bool
 	// StateAddr is the state server's host:port; "" runs on gossip alone.
 	StateAddr string
 	// GossipBind, GossipPort, GossipAdvertise and GossipSeeds configure
@@ -59,10 +62,17 @@ func ReadNodeConfig(r *config.Reader) NodeConfig {
 	if host != "" {
 		c.StateAddr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared secret that authenticates every inter-node link (never sent on the wire)"))
+	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared secret that authenticates every inter-node link (never sent on the wire), at least 32 bytes; required in cluster mode unless SCC_INSECURE_NO_AUTH=true"))
+	c.InsecureNoAuth = r.Bool(config.InsecureNoAuthEnv, false, "cluster mode with an empty, short or example SCC_AUTH_KEY: anyone who reaches this node's ports controls the cluster (test networks only)")
 	c.NodeID = r.String("SCC_INSTANCE_ID", "", "this frontend's node id (default: random)")
 	c.GossipAdvertise = r.String("SCC_INSTANCE_IP", "", "IP other nodes reach this node at (gossip advertise address)")
-	c.GossipBind = r.String("SCC_GOSSIP_BIND", mdef.GossipBind, "gossip (memberlist) bind address")
+	c.GossipBind = r.String("SCC_GOSSIP_BIND", "", "gossip (memberlist) bind address (default: SCC_INSTANCE_IP if set, else all interfaces)")
+	if c.GossipBind == "" {
+		c.GossipBind = c.GossipAdvertise
+	}
+	if c.GossipBind == "" {
+		c.GossipBind = mdef.GossipBind
+	}
 	c.GossipPort = r.Port("SCC_GOSSIP_PORT", mdef.GossipPort, "gossip (memberlist) port; 0 picks a free one")
 	c.GossipSeeds = r.List("SCC_GOSSIP_SEEDS", nil, "gossip seeds host:port, comma-separated (default: learned from the state server)")
 	c.Broker = bdef
