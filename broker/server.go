@@ -121,6 +121,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	lc.NodeID, lc.Role, lc.AuthKey = id, protocol.RoleBroker, s.cfg.AuthKey
 	lc.Addr = addr
 	lc.Logger, lc.Metrics = s.log, s.lm
+	lc.Pending = nodelink.NewPending()
 	s.lcfg = lc
 	if len(s.cfg.AuthKey) == 0 {
 		s.log.Warn("SCC_AUTH_KEY is empty: inter-node links are not authenticated")

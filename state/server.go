@@ -71,6 +71,7 @@ func New(cfg Config) (*Server, error) {
 	lc.AuthKey = cfg.AuthKey
 	lc.Logger = lg
 	lc.Metrics = nodelink.NewMetrics(reg, protocol.RoleState)
+	lc.Pending = nodelink.NewPending()
 	if err := lc.Validate(); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
