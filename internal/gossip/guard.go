@@ -1,0 +1,134 @@
+package gossip
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/sccgo/sccgo/internal/ring"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// Reasons gossip refuses a stream or a ring (bounded metric labels of
+// scc_<role>_gossip_rejects_total).
+const (
+	ReasonStreamTotal    = "stream_total"     // MaxStreams inbound streams already open
+	ReasonStreamSource   = "stream_source"    // MaxStreamsPerSource open from that IP
+	ReasonStreamTooLarge = "stream_too_large" // a stream sent more than MaxStreamBytes
+	ReasonRingMAC        = "ring_mac"         // a ring without a valid cluster-key MAC
+	ReasonRingJump       = ring.ReasonVersionJump
+	ReasonRingCeiling    = ring.ReasonVersionCeiling
+)
+
+func newRejects(reg prometheus.Registerer, role string) *prometheus.CounterVec {
+	if role == "" {
+		role = "node"
+	}
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scc_" + role + "_gossip_rejects_total",
+		Help: "Gossip streams closed and rings refused before they were trusted, by reason.",
+	}, []string{"reason"})
+	for _, r := range []string{ReasonStreamTotal, ReasonStreamSource, ReasonStreamTooLarge, ReasonRingMAC, ReasonRingJump, ReasonRingCeiling} {
+		c.WithLabelValues(r)
+	}
+	if r, ok := reg.(*prometheus.Registry); ok && r == nil {
+		reg = nil
+	}
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// deriveKey derives a purpose-specific key from SCC_AUTH_KEY; the label
+// keeps the keys of gossip encryption, ring MACs and link MACs apart.
+func deriveKey(label string, key []byte) []byte {
+	k := sha256.Sum256(append([]byte(label), key...))
+	return k[:]
+}
+
+// signedRing is a ring as gossip carries it: the fields of protocol.Ring
+// followed by an HMAC-SHA256 over the msgpack encoding of that Ring, keyed
+// from SCC_AUTH_KEY. A node that decodes it as a plain protocol.Ring skips
+// the MAC.
+type signedRing struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Version  uint64
+	Brokers  []protocol.BrokerInfo
+	MAC      []byte
+}
+
+func (g *Gossip) ringMAC(r protocol.Ring) ([]byte, error) {
+	b, err := msgpack.Marshal(&protocol.Ring{Version: r.Version, Brokers: r.Brokers})
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, g.ringKey)
+	m.Write(b)
+	return m.Sum(nil), nil
+}
+
+// encodeRing encodes r with its MAC for gossip.
+func (g *Gossip) encodeRing(r protocol.Ring) ([]byte, error) {
+	mac, err := g.ringMAC(r)
+	if err != nil {
+		return nil, err
+	}
+	return msgpack.Marshal(&signedRing{Version: r.Version, Brokers: r.Brokers, MAC: mac})
+}
+
+// decodeRing decodes a gossiped ring and verifies its MAC.
+func (g *Gossip) decodeRing(b []byte) (protocol.Ring, error) {
+	var sr signedRing
+	if err := msgpack.Unmarshal(b, &sr); err != nil {
+		return protocol.Ring{}, fmt.Errorf("decoding ring: %w", err)
+	}
+	r := protocol.Ring{Version: sr.Version, Brokers: sr.Brokers}
+	want, err := g.ringMAC(r)
+	if err != nil {
+		return protocol.Ring{}, err
+	}
+	if !hmac.Equal(sr.MAC, want) {
+		return protocol.Ring{}, errors.New("ring MAC does not verify (unsigned, or another key)")
+	}
+	return r, nil
+}
+
+// newNetTransport creates memberlist's own transport for mc, retrying a
+// few times for a free port as memberlist.Create does.
+func newNetTransport(mc *memberlist.Config) (*memberlist.NetTransport, error) {
+	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
+	tries := 1
+	if mc.BindPort == 0 {
+		tries = 10
+	}
+	var err error
+	for range tries {
+		var nt *memberlist.NetTransport
+		if nt, err = memberlist.NewNetTransport(nc); err == nil {
+			if mc.BindPort == 0 {
+				mc.BindPort = nt.GetAutoBindPort()
+				mc.AdvertisePort = mc.BindPort
+			}
+			return nt, nil
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	return nil, fmt.Errorf("binding gossip: %w", err)
+}
