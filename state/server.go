@@ -177,6 +177,8 @@ func (s *Server) startGossip() (*gossip.Gossip, error) {
 	gc.AdvertiseAddr = s.cfg.GossipAdvertise
 	gc.Seeds = nil // joined by gossipJoiner, so Serve does not block on them
 	gc.Logger = s.log
+	gc.MaxRingVersionStep = s.cfg.MaxRingVersionStep
+	gc.Registry = s.reg
 	gc.OnMember = func(m gossip.Member) {
 		if m.Role == protocol.RoleBroker {
 			s.co.gossipMember(m.ID, m.Alive)

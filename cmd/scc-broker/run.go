@@ -15,6 +15,8 @@ import (
 
 	"github.com/sccgo/sccgo/broker"
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/gossip"
+	"github.com/sccgo/sccgo/internal/membership"
 )
 
 // settings is everything run reads from the environment.
@@ -70,6 +72,12 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	if c.GossipBind == "" {
 		c.GossipBind = "0.0.0.0"
 	}
+	gl := gossip.DefaultConfig()
+	gl.ReadLimits(r)
+	ac := membership.DefaultConfig()
+	ac.Gossip = &gl
+	ac.MaxRingVersionStep = gl.MaxRingVersionStep
+	c.Agent = &ac
 	st.cfg = c
 	if err := config.CheckAuthKey(c.AuthKey, st.insecureNoAuth); err != nil {
 		errs = append(errs, err)

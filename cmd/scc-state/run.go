@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/statuspage"
 	"github.com/sccgo/sccgo/state"
 )
@@ -64,6 +65,10 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	if c.GossipBind == "" {
 		c.GossipBind = "0.0.0.0"
 	}
+	gl := gossip.DefaultConfig()
+	gl.ReadLimits(r)
+	c.Gossip = &gl
+	c.MaxRingVersionStep = gl.MaxRingVersionStep
 	st.cfg = c
 	if err := config.CheckAuthKey(c.AuthKey, st.insecureNoAuth); err != nil {
 		errs = append(errs, err)

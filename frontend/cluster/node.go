@@ -13,6 +13,7 @@ import (
 
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/protocol"
@@ -36,6 +37,10 @@ type NodeConfig struct {
 	GossipPort      int
 	GossipAdvertise string
 	GossipSeeds     []string
+	// Gossip, if set, is the base gossip configuration: its stream bounds
+	// and MaxRingVersionStep (SCC_GOSSIP_MAX_STREAM*,
+	// SCC_RING_MAX_VERSION_STEP) apply.
+	Gossip *gossip.Config
 	// Broker configures routing and reshards.
 	Broker Config
 	// Link is the base configuration of every inter-node link.
@@ -75,6 +80,9 @@ func ReadNodeConfig(r *config.Reader) NodeConfig {
 	}
 	c.GossipPort = r.Port("SCC_GOSSIP_PORT", mdef.GossipPort, "gossip (memberlist) port; 0 picks a free one")
 	c.GossipSeeds = r.List("SCC_GOSSIP_SEEDS", nil, "gossip seeds host:port, comma-separated (default: learned from the state server)")
+	gl := gossip.DefaultConfig()
+	gl.ReadLimits(r)
+	c.Gossip = &gl
 	c.Broker = bdef
 	c.Broker.DrainWindow = r.Duration("SCC_RESHARD_DRAIN_WINDOW", bdef.DrainWindow, "how long moved channels stay subscribed at their old broker after a reshard")
 	c.Broker.SubscribeTimeout = r.Duration("SCC_RESHARD_SUBSCRIBE_TIMEOUT", bdef.SubscribeTimeout, "how long a reshard waits for brokers to acknowledge subscriptions")
@@ -129,6 +137,11 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	mc.GossipPort = cfg.GossipPort
 	mc.GossipAdvertise = cfg.GossipAdvertise
 	mc.GossipSeeds = cfg.GossipSeeds
+	if cfg.Gossip != nil {
+		gc := *cfg.Gossip
+		mc.Gossip = &gc
+		mc.MaxRingVersionStep = gc.MaxRingVersionStep
+	}
 	mc.Link = &link
 	mc.Logger = cfg.Logger
 	mc.Registry = cfg.Registry

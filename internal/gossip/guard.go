@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -131,4 +132,29 @@ func newNetTransport(mc *memberlist.Config) (*memberlist.NetTransport, error) {
 		}
 	}
 	return nil, fmt.Errorf("binding gossip: %w", err)
+}
+
+// ReadLimits reads the pre-authentication bounds from the environment
+// through r: SCC_GOSSIP_MAX_STREAM_BYTES, SCC_GOSSIP_MAX_STREAMS,
+// SCC_GOSSIP_MAX_STREAMS_PER_SOURCE and SCC_RING_MAX_VERSION_STEP. A value
+// out of range is reported through r.Err.
+func (c *Config) ReadLimits(r *config.Reader) {
+	d := DefaultConfig()
+	c.MaxStreamBytes = r.Int64("SCC_GOSSIP_MAX_STREAM_BYTES", d.MaxStreamBytes, "bytes one inbound gossip TCP stream may send (memberlist buffers it whole before decrypting)")
+	c.MaxStreams = r.Int("SCC_GOSSIP_MAX_STREAMS", d.MaxStreams, "inbound gossip TCP streams open at once; more are closed")
+	c.MaxStreamsPerSource = r.Int("SCC_GOSSIP_MAX_STREAMS_PER_SOURCE", d.MaxStreamsPerSource, "inbound gossip TCP streams open at once from one IP")
+	step := r.Int64("SCC_RING_MAX_VERSION_STEP", int64(d.MaxRingVersionStep), "how far a ring version from a peer may jump above the one held")
+	var errs []error
+	if c.MaxStreamBytes < 1024 {
+		errs = append(errs, errors.New("SCC_GOSSIP_MAX_STREAM_BYTES must be at least 1024"))
+	}
+	if c.MaxStreams < 1 || c.MaxStreamsPerSource < 1 {
+		errs = append(errs, errors.New("SCC_GOSSIP_MAX_STREAMS and SCC_GOSSIP_MAX_STREAMS_PER_SOURCE must be at least 1"))
+	}
+	if step < 1 {
+		errs = append(errs, errors.New("SCC_RING_MAX_VERSION_STEP must be at least 1"))
+	} else {
+		c.MaxRingVersionStep = uint64(step)
+	}
+	r.Fail(errors.Join(errs...))
 }
