@@ -1,0 +1,283 @@
+package hostile
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sccgo/sccgo/broker"
+	"github.com/sccgo/sccgo/internal/gossip"
+	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/protocol"
+	"github.com/sccgo/sccgo/state"
+)
+
+// Pre-authentication flood: connections without the key, each declaring
+// a 16 MiB frame (or gossip message) and sending 1 MiB (3 MiB) of it.
+const (
+	floodConns      = 200
+	floodDeclared   = 16 << 20
+	floodSent       = 1 << 20
+	floodGossipSent = 3 << 20
+	// floodHeapBound is what the whole flood may add to the heap: the
+	// handshakes a node admits hold a few KiB each, gossip streams at most
+	// MaxStreamBytes each.
+	floodHeapBound = 64 << 20
+)
+
+// floodKey is a cluster key the attackers do not have.
+var floodKey = []byte("preauth-flood-cluster-key-0123456789abcdef")
+
+// startLinkNode starts a broker or a state server with production link
+// limits (16 MiB frames).
+func startLinkNode(t *testing.T, role string) (addr string, reg *prometheus.Registry) {
+	t.Helper()
+	reg = prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serve func() error
+	var shutdown func(context.Context) error
+	var ready <-chan struct{}
+	closed := broker.ErrServerClosed
+	switch role {
+	case protocol.RoleBroker:
+		cfg := broker.DefaultConfig()
+		cfg.NodeID, cfg.AuthKey, cfg.GossipPort, cfg.WarmUp, cfg.Registry = "broker-flooded", floodKey, -1, 0, reg
+		s, err := broker.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serve, shutdown, ready = func() error { return s.Serve(ln) }, s.Shutdown, s.Ready()
+	default:
+		cfg := state.DefaultConfig()
+		cfg.NodeID, cfg.AuthKey, cfg.GossipPort, cfg.StartupDelay, cfg.Registry = "state-flooded", floodKey, -1, 0, reg
+		s, err := state.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serve, shutdown, ready, closed = func() error { return s.Serve(ln) }, s.Shutdown, s.Ready(), state.ErrServerClosed
+	}
+	done := make(chan error, 1)
+	go func() { done <- serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			t.Errorf("%s Shutdown: %v", role, err)
+		}
+		if err := <-done; !errors.Is(err, closed) {
+			t.Errorf("%s Serve: %v", role, err)
+		}
+	})
+	select {
+	case <-ready:
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s not ready", role)
+	}
+	return ln.Addr().String(), reg
+}
+
+// flood opens n connections with open, each of which then writes what
+// payload says, and returns once every attacker has sent all or been cut
+// off, with the connections still open (closed at cleanup) and the
+// highest heap in use sampled meanwhile and just after.
+func flood(t *testing.T, n int, open func() (net.Conn, bool), payload func(net.Conn) error) (peak uint64, admitted, cut int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var nAdmitted, nCut atomic.Int64
+	var mu sync.Mutex
+	var conns []net.Conn
+	for range n {
+		wg.Go(func() {
+			c, ok := open()
+			if c == nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			if !ok {
+				return
+			}
+			nAdmitted.Add(1)
+			if err := payload(c); err != nil {
+				nCut.Add(1)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	sent := make(chan struct{})
+	go func() { wg.Wait(); close(sent) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-sent:
+			waiting = false
+		case <-tick.C:
+			peak = max(peak, heapInUse())
+		}
+	}
+	// What the node read last is still held (its handshake or stream
+	// deadline is seconds away): sample a few more times.
+	for range 5 {
+		<-tick.C
+		peak = max(peak, heapInUse())
+	}
+	return peak, int(nAdmitted.Load()), int(nCut.Load())
+}
+
+// sendDeclared writes a header declaring a huge message, then n bytes of
+// it in chunks, and reports the first write error.
+func sendDeclared(c net.Conn, header []byte, n int) error {
+	_ = c.SetWriteDeadline(time.Now().Add(waitTimeout))
+	if _, err := c.Write(header); err != nil {
+		return err
+	}
+	chunk := make([]byte, 64<<10)
+	for sent := 0; sent < n; sent += len(chunk) {
+		if _, err := c.Write(chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestPreAuthLinkFlood: 200 connections without the key upgrade to the
+// link endpoint of a broker and of a state server and each sends 1 MiB of
+// a frame declared as 16 MiB before any Hello. The node may read only
+// HelloMaxBytes before the Hello verifies and admits only so many pending
+// handshakes per source, so its heap stays bounded, the excess is refused
+// with 503 and counted, and a legitimate frontend still links.
+func TestPreAuthLinkFlood(t *testing.T) {
+	for _, role := range []string{protocol.RoleBroker, protocol.RoleState} {
+		t.Run(role, func(t *testing.T) {
+			addr, reg := startLinkNode(t, role)
+			// A masked binary frame header declaring floodDeclared bytes.
+			hdr := []byte{0x82, 0x80 | 127}
+			hdr = binary.BigEndian.AppendUint64(hdr, floodDeclared)
+			hdr = append(hdr, 0, 0, 0, 0) // mask key 0: the payload goes as is
+			var refused atomic.Int64
+			open := func() (net.Conn, bool) {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					return nil, false
+				}
+				_ = c.SetDeadline(time.Now().Add(waitTimeout))
+				req := "GET " + nodelink.Path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+					"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+				if _, err := c.Write([]byte(req)); err != nil {
+					return c, false
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					return c, false
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusSwitchingProtocols {
+					refused.Add(1)
+					return c, false
+				}
+				return c, true
+			}
+			base := heapInUse()
+			peak, admitted, cut := flood(t, floodConns, open, func(c net.Conn) error { return sendDeclared(c, hdr, floodSent) })
+			t.Logf("%s: %d admitted (%d cut off), %d refused; heap in use %d MiB before, %d MiB peak",
+				role, admitted, cut, refused.Load(), base>>20, peak>>20)
+			if peak > base+floodHeapBound {
+				t.Fatalf("heap in use grew by %d MiB under %d keyless connections (bound %d MiB)", (peak-base)>>20, floodConns, floodHeapBound>>20)
+			}
+			if got := metric(t, reg, "scc_"+role+"_link_rejects_total", "reason", nodelink.ReasonPendingSource); got == 0 || got != float64(refused.Load()) {
+				t.Fatalf("rejects{pending_source} = %v, %d refused with 503", got, refused.Load())
+			}
+			waitFor(t, waitTimeout, "the oversized pre-hello frames refused", func() bool {
+				return metric(t, reg, "scc_"+role+"_link_rejects_total", "reason", protocol.RejectMalformed) >= float64(admitted)
+			})
+			lc := nodelink.DefaultConfig()
+			lc.NodeID, lc.Role, lc.AuthKey = "frontend-legit", protocol.RoleFrontend, floodKey
+			waitFor(t, waitTimeout, "a keyed frontend linked", func() bool {
+				l, err := nodelink.Dial(context.Background(), addr, lc)
+				if err != nil {
+					return false // a pending slot may still be taken
+				}
+				l.Close(nodelink.ReasonShutdown)
+				return true
+			})
+		})
+	}
+}
+
+// TestPreAuthGossipFlood: 200 connections without the key open the gossip
+// TCP port and each sends 3 MiB of an encrypted message declared as 16 MiB
+// (memberlist buffers up to 20 MiB of one before it can decrypt it). The
+// node admits only so many streams per source and reads at most
+// MaxStreamBytes of each, so its heap stays bounded, the refusals are
+// counted, and a member with the key still joins.
+func TestPreAuthGossipFlood(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	gc := gossip.DefaultConfig()
+	gc.NodeName, gc.Role, gc.BindAddr, gc.BindPort, gc.AuthKey, gc.Registry = "broker-flooded", protocol.RoleBroker, "127.0.0.1", 0, floodKey, reg
+	g, err := gossip.New(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown() })
+
+	// memberlist's encrypted message: type 10, then a 4-byte length.
+	hdr := []byte{10, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(hdr[1:], floodDeclared)
+	open := func() (net.Conn, bool) {
+		c, err := net.Dial("tcp", g.Addr())
+		if err != nil {
+			return nil, false
+		}
+		return c, true
+	}
+	base := heapInUse()
+	peak, admitted, cut := flood(t, floodConns, open, func(c net.Conn) error { return sendDeclared(c, hdr, floodGossipSent) })
+	rejected := func(reason string) float64 {
+		return metric(t, reg, "scc_broker_gossip_rejects_total", "reason", reason)
+	}
+	t.Logf("gossip: %d connected (%d cut off); streams refused: %v per source, %v in total, %v too large; heap in use %d MiB before, %d MiB peak",
+		admitted, cut, rejected(gossip.ReasonStreamSource), rejected(gossip.ReasonStreamTotal), rejected(gossip.ReasonStreamTooLarge), base>>20, peak>>20)
+	if peak > base+floodHeapBound {
+		t.Fatalf("heap in use grew by %d MiB under %d keyless gossip streams (bound %d MiB)", (peak-base)>>20, floodConns, floodHeapBound>>20)
+	}
+	if rejected(gossip.ReasonStreamSource)+rejected(gossip.ReasonStreamTotal) == 0 {
+		t.Fatal("no stream refused for the caps")
+	}
+
+	mc := gossip.DefaultConfig()
+	mc.NodeName, mc.Role, mc.BindAddr, mc.BindPort, mc.AuthKey = "frontend-legit", protocol.RoleFrontend, "127.0.0.1", 0, floodKey
+	m, err := gossip.New(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	// The flood's connections are closed by now or soon (deadline): a
+	// keyed member joins once a stream slot is free.
+	waitFor(t, waitTimeout, "a keyed member joined", func() bool {
+		if m.NumAlive() == 2 {
+			return true
+		}
+		_, _ = m.Join([]string{g.Addr()})
+		return m.NumAlive() == 2
+	})
+}
