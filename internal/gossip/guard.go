@@ -62,49 +62,37 @@ func deriveKey(label string, key []byte) []byte {
 	return k[:]
 }
 
-// signedRing is a ring as gossip carries it: the fields of protocol.Ring
-// followed by an HMAC-SHA256 over the msgpack encoding of that Ring, keyed
-// from SCC_AUTH_KEY. A node that decodes it as a plain protocol.Ring skips
-// the MAC.
-type signedRing struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Version  uint64
-	Brokers  []protocol.BrokerInfo
-	MAC      []byte
-}
+// A ring travels in gossip as its msgpack encoding (protocol.Ring)
+// followed by an HMAC-SHA256 of that encoding under a key derived from
+// SCC_AUTH_KEY. A node that only knows the plain encoding decodes the ring
+// and ignores the trailing MAC, so rolling upgrades keep learning rings.
+const ringMACLen = sha256.Size
 
-func (g *Gossip) ringMAC(r protocol.Ring) ([]byte, error) {
+// encodeRing encodes r with its MAC for gossip.
+func (g *Gossip) encodeRing(r protocol.Ring) ([]byte, error) {
 	b, err := msgpack.Marshal(&protocol.Ring{Version: r.Version, Brokers: r.Brokers})
 	if err != nil {
 		return nil, err
 	}
 	m := hmac.New(sha256.New, g.ringKey)
 	m.Write(b)
-	return m.Sum(nil), nil
+	return m.Sum(b), nil
 }
 
-// encodeRing encodes r with its MAC for gossip.
-func (g *Gossip) encodeRing(r protocol.Ring) ([]byte, error) {
-	mac, err := g.ringMAC(r)
-	if err != nil {
-		return nil, err
-	}
-	return msgpack.Marshal(&signedRing{Version: r.Version, Brokers: r.Brokers, MAC: mac})
-}
-
-// decodeRing decodes a gossiped ring and verifies its MAC.
+// decodeRing verifies a gossiped ring's MAC and decodes it.
 func (g *Gossip) decodeRing(b []byte) (protocol.Ring, error) {
-	var sr signedRing
-	if err := msgpack.Unmarshal(b, &sr); err != nil {
-		return protocol.Ring{}, fmt.Errorf("decoding ring: %w", err)
+	if len(b) <= ringMACLen {
+		return protocol.Ring{}, errors.New("ring without a MAC")
 	}
-	r := protocol.Ring{Version: sr.Version, Brokers: sr.Brokers}
-	want, err := g.ringMAC(r)
-	if err != nil {
-		return protocol.Ring{}, err
-	}
-	if !hmac.Equal(sr.MAC, want) {
+	body, mac := b[:len(b)-ringMACLen], b[len(b)-ringMACLen:]
+	m := hmac.New(sha256.New, g.ringKey)
+	m.Write(body)
+	if !hmac.Equal(mac, m.Sum(nil)) {
 		return protocol.Ring{}, errors.New("ring MAC does not verify (unsigned, or another key)")
+	}
+	var r protocol.Ring
+	if err := msgpack.Unmarshal(body, &r); err != nil {
+		return protocol.Ring{}, fmt.Errorf("decoding ring: %w", err)
 	}
 	return r, nil
 }

@@ -144,3 +144,26 @@ func TestStreamBounds(t *testing.T) {
 	b := start(t, cb)
 	waitFor(t, 5*time.Second, "b joined", func() bool { return b.NumAlive() == 2 && a.NumAlive() == 2 })
 }
+
+// A node that decodes gossiped rings as plain protocol.Ring (no MAC check)
+// still reads a signed one: the MAC trails the encoding.
+func TestSignedRingReadableWithoutMAC(t *testing.T) {
+	g := &Gossip{ringKey: deriveKey("sccgo-gossip-ring\x00", []byte(guardKey))}
+	want := protocol.Ring{Version: 9, Brokers: []protocol.BrokerInfo{{ID: "b1", Addr: "b1:1"}}}
+	b := mustEncode(t, g, want)
+	var r protocol.Ring
+	if err := msgpack.Unmarshal(b, &r); err != nil || r.Version != 9 || len(r.Brokers) != 1 || r.Brokers[0].ID != "b1" {
+		t.Fatalf("plain decode: %+v, %v", r, err)
+	}
+	if r, err := g.decodeRing(b); err != nil || r.Version != 9 {
+		t.Fatalf("decodeRing: %+v, %v", r, err)
+	}
+	b[len(b)-1] ^= 1
+	if _, err := g.decodeRing(b); err == nil {
+		t.Fatal("a ring with a broken MAC decoded")
+	}
+	other := &Gossip{ringKey: deriveKey("sccgo-gossip-ring\x00", []byte("another-key"))}
+	if _, err := other.decodeRing(mustEncode(t, g, want)); err == nil {
+		t.Fatal("a ring signed under another key decoded")
+	}
+}
