@@ -90,6 +90,14 @@ Flags:
 	if *clientKey == "" {
 		*clientKey = orRandom(getenv("SCC_CLIENT_AUTH_KEY"))
 	}
+	insecureEnv := getenv(config.InsecureNoAuthEnv)
+	if v, ok := extra[config.InsecureNoAuthEnv]; ok {
+		insecureEnv = v
+	}
+	insecure, _ := config.ParseBool(insecureEnv)
+	if err := config.CheckAuthKey([]byte(*authKey), insecure); err != nil {
+		return fmt.Errorf("-auth-key: %w", err) // the nodes would refuse it
+	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctl, err := net.Listen("tcp", net.JoinHostPort(*controlHost, strconv.Itoa(*controlPort)))
@@ -209,7 +217,7 @@ func orRandom(v string) string {
 	if v != "" {
 		return v
 	}
-	b := make([]byte, 16)
+	b := make([]byte, 32)
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
