@@ -79,6 +79,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.Link.HandshakeTimeout}
+	s.http.MaxHeaderBytes = cfg.Link.HeaderLimit() // before any key is proved
 	return s, nil
 }
 

@@ -95,6 +95,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: lc.HandshakeTimeout, ErrorLog: slog.NewLogLogger(lg.Handler(), slog.LevelDebug)}
+	s.hs.MaxHeaderBytes = lc.HeaderLimit() // before any key is proved
 	return s, nil
 }
 

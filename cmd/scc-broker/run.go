@@ -61,6 +61,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Link.HelloMaxBytes = r.Int64("SCC_LINK_HELLO_MAX_BYTES", d.Link.HelloMaxBytes, "read limit of an accepted link until its hello proves the cluster key")
 	c.Link.MaxPendingHandshakes = r.Int("SCC_LINK_MAX_PENDING_HANDSHAKES", d.Link.MaxPendingHandshakes, "accepted link handshakes not yet authenticated, HTTP 503 beyond")
 	c.Link.MaxPendingHandshakesPerSource = r.Int("SCC_LINK_MAX_PENDING_HANDSHAKES_PER_SOURCE", d.Link.MaxPendingHandshakesPerSource, "the same bound per source IP")
+	c.Link.MaxHeaderBytes = r.Int("SCC_LINK_MAX_HEADER_BYTES", d.Link.MaxHeaderBytes, "largest HTTP request header on the link port (HTTP 431 beyond)")
 	c.InterestShards = r.Int("SCC_BROKER_INTEREST_SHARDS", d.InterestShards, "shards of the channel interest table")
 	c.WarmUp = r.Duration("SCC_BROKER_WARMUP", d.WarmUp, "how long a freshly started broker holds publishes while frontends re-sync their channels (0: off)")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the drain after SIGTERM (waiting for the state server to reshard this broker out)")

@@ -26,6 +26,7 @@ const (
 	DefaultHelloMaxBytes                 = 4 << 10
 	DefaultMaxPendingHandshakes          = 256
 	DefaultMaxPendingHandshakesPerSource = 32
+	DefaultMaxHeaderBytes                = 16 << 10
 )
 
 // Config describes the local end of links. The same Config serves Accept,
@@ -85,6 +86,12 @@ type Config struct {
 	// (reason pending_source). Default 32
 	// (SCC_LINK_MAX_PENDING_HANDSHAKES_PER_SOURCE).
 	MaxPendingHandshakesPerSource int
+	// MaxHeaderBytes bounds the HTTP request header of the server a node
+	// serves links on (its http.Server's MaxHeaderBytes): Go's default, 1
+	// MiB, is what any host may make the node buffer per connection
+	// before a link handshake even starts. Default 16 KiB
+	// (SCC_LINK_MAX_HEADER_BYTES).
+	MaxHeaderBytes int
 	// Pending holds the counts the two bounds above apply to; share one
 	// per listening node. Nil: Accept does not cap pending handshakes.
 	Pending *Pending
@@ -109,6 +116,7 @@ func DefaultConfig() Config {
 		HelloMaxBytes:                 DefaultHelloMaxBytes,
 		MaxPendingHandshakes:          DefaultMaxPendingHandshakes,
 		MaxPendingHandshakesPerSource: DefaultMaxPendingHandshakesPerSource,
+		MaxHeaderBytes:                DefaultMaxHeaderBytes,
 	}
 }
 
@@ -148,10 +156,22 @@ func (c Config) Validate() error {
 	if c.MaxPendingHandshakes < 0 || c.MaxPendingHandshakesPerSource < 0 {
 		errs = append(errs, errors.New("MaxPendingHandshakes and MaxPendingHandshakesPerSource must be positive"))
 	}
+	if c.MaxHeaderBytes != 0 && c.MaxHeaderBytes < 1024 {
+		errs = append(errs, errors.New("MaxHeaderBytes must be at least 1024"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("nodelink config: %w", err)
 	}
 	return nil
+}
+
+// HeaderLimit returns MaxHeaderBytes, or its default when zero: the value
+// for the MaxHeaderBytes of the http.Server that serves links.
+func (c Config) HeaderLimit() int {
+	if c.MaxHeaderBytes <= 0 {
+		return DefaultMaxHeaderBytes
+	}
+	return c.MaxHeaderBytes
 }
 
 // withDefaults fills zero limits, so a partly filled Config still works.

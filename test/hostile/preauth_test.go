@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -280,4 +281,41 @@ func TestPreAuthGossipFlood(t *testing.T) {
 		_, _ = m.Join([]string{g.Addr()})
 		return m.NumAlive() == 2
 	})
+}
+
+// TestPreAuthHeaderFlood: 200 connections send 1 MiB of HTTP request
+// header to the link port of a broker and of a state server, before any
+// link handshake. The header is bounded by SCC_LINK_MAX_HEADER_BYTES, not
+// Go's 1 MiB default, so the heap stays bounded.
+func TestPreAuthHeaderFlood(t *testing.T) {
+	for _, role := range []string{protocol.RoleBroker, protocol.RoleState} {
+		t.Run(role, func(t *testing.T) {
+			addr, _ := startLinkNode(t, role)
+			open := func() (net.Conn, bool) {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					return nil, false
+				}
+				return c, true
+			}
+			line := []byte("X-Pad: " + strings.Repeat("a", 64<<10-9) + "\r\n")
+			base := heapInUse()
+			peak, admitted, cut := flood(t, floodConns, open, func(c net.Conn) error {
+				_ = c.SetWriteDeadline(time.Now().Add(waitTimeout))
+				if _, err := c.Write([]byte("GET " + nodelink.Path + " HTTP/1.1\r\nHost: x\r\n")); err != nil {
+					return err
+				}
+				for sent := 0; sent < floodSent; sent += len(line) {
+					if _, err := c.Write(line); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			t.Logf("%s: %d connected (%d cut off); heap in use %d MiB before, %d MiB peak", role, admitted, cut, base>>20, peak>>20)
+			if peak > base+floodHeapBound {
+				t.Fatalf("heap in use grew by %d MiB under %d connections sending 1 MiB headers (bound %d MiB)", (peak-base)>>20, floodConns, floodHeapBound>>20)
+			}
+		})
+	}
 }
