@@ -5,11 +5,17 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,5 +323,132 @@ func TestPreAuthHeaderFlood(t *testing.T) {
 				t.Fatalf("heap in use grew by %d MiB under %d connections sending 1 MiB headers (bound %d MiB)", (peak-base)>>20, floodConns, floodHeapBound>>20)
 			}
 		})
+	}
+}
+
+// startNodeBinary runs bin/<name> with env and waits until url answers
+// 200. It skips when the binary is missing, unless CI is set. It returns
+// the process id.
+func startNodeBinary(t *testing.T, name string, env []string, url string) int {
+	t.Helper()
+	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is missing under CI (make test runs make build first)", bin)
+		}
+		t.Skipf("%s is missing; run make build", bin)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = env
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, out.String())
+		}
+	})
+	waitFor(t, waitTimeout, name+" ready", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("%s exited:\n%s", name, out.String())
+		default:
+		}
+		return status(t, url) == http.StatusOK
+	})
+	return cmd.Process.Pid
+}
+
+// procKiB reads a VmRSS or VmHWM line of /proc/<pid>/status, in KiB.
+func procKiB(t *testing.T, pid int, field string) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, field+":"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// TestPreAuthFloodBinaryRSS runs the real scc-broker and floods its link
+// port (200 connections, 1 MiB of a 16 MiB frame each, then 200 sending
+// 1 MiB of HTTP header) and its gossip port (200 streams, 3 MiB of a 16
+// MiB encrypted message each) without the key. The process's peak resident
+// set (VmHWM) may grow by at most 64 MiB over its size before the flood.
+func TestPreAuthFloodBinaryRSS(t *testing.T) {
+	port, gport := freePort(t), freePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	gaddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(gport))
+	pid := startNodeBinary(t, "scc-broker", []string{
+		"SCC_BROKER_HOST=127.0.0.1", "SCC_BROKER_SERVER_PORT=" + strconv.Itoa(port),
+		"SCC_GOSSIP_BIND=127.0.0.1", "SCC_GOSSIP_PORT=" + strconv.Itoa(gport),
+		"SCC_AUTH_KEY=" + string(floodKey), "SCC_BROKER_WARMUP=0",
+	}, "http://"+addr+"/readyz")
+	before := procKiB(t, pid, "VmRSS")
+
+	dial := func(a string) func() (net.Conn, bool) {
+		return func() (net.Conn, bool) {
+			c, err := net.Dial("tcp", a)
+			if err != nil {
+				return nil, false
+			}
+			return c, true
+		}
+	}
+	linkHdr := []byte{0x82, 0x80 | 127}
+	linkHdr = binary.BigEndian.AppendUint64(linkHdr, floodDeclared)
+	linkHdr = append(linkHdr, 0, 0, 0, 0)
+	upgrade := "GET " + nodelink.Path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	flood(t, floodConns, dial(addr), func(c net.Conn) error {
+		return sendDeclared(c, append([]byte(upgrade), linkHdr...), floodSent)
+	})
+	line := []byte("X-Pad: " + strings.Repeat("a", 64<<10-9) + "\r\n")
+	flood(t, floodConns, dial(addr), func(c net.Conn) error {
+		_ = c.SetWriteDeadline(time.Now().Add(waitTimeout))
+		if _, err := c.Write([]byte("GET " + nodelink.Path + " HTTP/1.1\r\nHost: x\r\n")); err != nil {
+			return err
+		}
+		for sent := 0; sent < floodSent; sent += len(line) {
+			if _, err := c.Write(line); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	gossipHdr := []byte{10, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(gossipHdr[1:], floodDeclared)
+	flood(t, floodConns, dial(gaddr), func(c net.Conn) error { return sendDeclared(c, gossipHdr, floodGossipSent) })
+
+	peak := procKiB(t, pid, "VmHWM")
+	t.Logf("scc-broker RSS %d MiB before the flood, peak %d MiB", before>>10, peak>>10)
+	if peak-before > floodHeapBound>>10 {
+		t.Fatalf("scc-broker's peak RSS grew by %d MiB under the keyless flood (bound %d MiB)", (peak-before)>>10, floodHeapBound>>20)
+	}
+	if status(t, "http://"+addr+"/healthz") != http.StatusOK {
+		t.Fatal("the broker stopped answering /healthz")
 	}
 }
