@@ -393,20 +393,29 @@ func procKiB(t *testing.T, pid int, field string) int {
 	return 0
 }
 
-// TestPreAuthFloodBinaryRSS runs the real scc-broker and floods its link
-// port (200 connections, 1 MiB of a 16 MiB frame each, then 200 sending
-// 1 MiB of HTTP header) and its gossip port (200 streams, 3 MiB of a 16
-// MiB encrypted message each) without the key. The process's peak resident
-// set (VmHWM) may grow by at most 64 MiB over its size before the flood.
+// TestPreAuthFloodBinaryRSS runs the real scc-broker and scc-state and
+// floods each one's link port (200 connections, 1 MiB of a 16 MiB frame
+// each, then 200 sending 1 MiB of HTTP header) and gossip port (200
+// streams, 3 MiB of a 16 MiB encrypted message each) without the key. The
+// process's peak resident set (VmHWM) may grow by at most 64 MiB over its
+// size before the flood.
 func TestPreAuthFloodBinaryRSS(t *testing.T) {
+	for _, name := range []string{"scc-broker", "scc-state"} {
+		t.Run(name, func(t *testing.T) { floodBinary(t, name) })
+	}
+}
+
+func floodBinary(t *testing.T, name string) {
 	port, gport := freePort(t), freePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	gaddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(gport))
-	pid := startNodeBinary(t, "scc-broker", []string{
-		"SCC_BROKER_HOST=127.0.0.1", "SCC_BROKER_SERVER_PORT=" + strconv.Itoa(port),
-		"SCC_GOSSIP_BIND=127.0.0.1", "SCC_GOSSIP_PORT=" + strconv.Itoa(gport),
-		"SCC_AUTH_KEY=" + string(floodKey), "SCC_BROKER_WARMUP=0",
-	}, "http://"+addr+"/readyz")
+	env := []string{"SCC_GOSSIP_BIND=127.0.0.1", "SCC_GOSSIP_PORT=" + strconv.Itoa(gport), "SCC_AUTH_KEY=" + string(floodKey)}
+	if name == "scc-broker" {
+		env = append(env, "SCC_BROKER_HOST=127.0.0.1", "SCC_BROKER_SERVER_PORT="+strconv.Itoa(port), "SCC_BROKER_WARMUP=0")
+	} else {
+		env = append(env, "SCC_STATE_SERVER_HOST=127.0.0.1", "SCC_STATE_SERVER_PORT="+strconv.Itoa(port), "SCC_STATE_SERVER_STARTUP_DELAY=0")
+	}
+	pid := startNodeBinary(t, name, env, "http://"+addr+"/readyz")
 	before := procKiB(t, pid, "VmRSS")
 
 	dial := func(a string) func() (net.Conn, bool) {
@@ -444,11 +453,11 @@ func TestPreAuthFloodBinaryRSS(t *testing.T) {
 	flood(t, floodConns, dial(gaddr), func(c net.Conn) error { return sendDeclared(c, gossipHdr, floodGossipSent) })
 
 	peak := procKiB(t, pid, "VmHWM")
-	t.Logf("scc-broker RSS %d MiB before the flood, peak %d MiB", before>>10, peak>>10)
+	t.Logf("%s RSS %d MiB before the flood, peak %d MiB", name, before>>10, peak>>10)
 	if peak-before > floodHeapBound>>10 {
-		t.Fatalf("scc-broker's peak RSS grew by %d MiB under the keyless flood (bound %d MiB)", (peak-before)>>10, floodHeapBound>>20)
+		t.Fatalf("%s's peak RSS grew by %d MiB under the keyless flood (bound %d MiB)", name, (peak-before)>>10, floodHeapBound>>20)
 	}
 	if status(t, "http://"+addr+"/healthz") != http.StatusOK {
-		t.Fatal("the broker stopped answering /healthz")
+		t.Fatalf("%s stopped answering /healthz", name)
 	}
 }
