@@ -27,9 +27,10 @@ type guardedTransport struct {
 	timeout      time.Duration
 	reject       func(reason string)
 
-	out  chan net.Conn
-	done chan struct{}
-	wg   sync.WaitGroup
+	out      chan net.Conn
+	done     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 
 	mu       sync.Mutex
 	open     int
@@ -56,11 +57,14 @@ func newGuardedTransport(nt *memberlist.NetTransport, cfg Config, reject func(st
 // StreamCh returns the admitted, bounded inbound streams.
 func (t *guardedTransport) StreamCh() <-chan net.Conn { return t.out }
 
-// Shutdown stops the listeners and the admission loop.
+// Shutdown stops the listeners and the admission loop. It is idempotent.
 func (t *guardedTransport) Shutdown() error {
-	err := t.NetTransport.Shutdown()
-	close(t.done)
-	t.wg.Wait()
+	var err error
+	t.stopOnce.Do(func() {
+		err = t.NetTransport.Shutdown()
+		close(t.done)
+		t.wg.Wait()
+	})
 	return err
 }
 
