@@ -88,6 +88,7 @@ func New(cfg Config) (*Server, error) {
 		mux.Handle("GET /metrics", s.metricsHandler())
 	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.Link.HandshakeTimeout}
+	s.http.MaxHeaderBytes = cfg.Link.HeaderLimit() // before any key is proved
 	// Failed TLS handshakes (a stranger, a wrong certificate) go to the
 	// log at debug level, not to stderr once per attempt.
 	s.http.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
@@ -152,6 +153,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	lc.NodeID, lc.Role, lc.AuthKey = id, protocol.RoleBroker, s.cfg.AuthKey
 	lc.Addr = addr
 	lc.Logger, lc.Metrics = s.log, s.lm
+	lc.Pending = nodelink.NewPending()
 	s.lcfg = lc
 	if len(s.cfg.AuthKey) == 0 {
 		s.log.Warn("SCC_AUTH_KEY is empty: inter-node links are not authenticated")

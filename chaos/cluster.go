@@ -21,7 +21,7 @@ import (
 )
 
 // AuthKey is the inter-node key every chaos cluster uses.
-const AuthKey = "chaos-key"
+const AuthKey = "chaos-cluster-key-0123456789abcdef0123"
 
 // DefaultEnv is added to every chaos node's environment (Spec.Env
 // overrides it): a production-like state startup delay, so a restarted

@@ -12,6 +12,7 @@ import (
 	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/ring"
 )
 
 // Config configures a state Server.
@@ -42,6 +43,13 @@ type Config struct {
 	DrainWindow time.Duration
 	// MaxSeeds bounds the gossip seeds sent in Welcome. Default 16.
 	MaxSeeds int
+	// MaxRingVersionStep bounds how far above the highest version known a
+	// ring version a member reports (in its Hello, a Ring or Stats) may
+	// be; a further one, or one above ring.MaxVersion, is ignored and
+	// counted (scc_state_ring_rejects_total), so the next version never
+	// wraps. Default ring.DefaultMaxVersionStep (1<<20; env
+	// SCC_RING_MAX_VERSION_STEP).
+	MaxRingVersionStep uint64
 
 	// GossipBind, GossipPort, GossipAdvertise and GossipSeeds place the
 	// state server in gossip (env SCC_GOSSIP_BIND, SCC_GOSSIP_PORT,
@@ -89,18 +97,19 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		NodeID:          "scc-state",
-		ScaleOutDelay:   5 * time.Second,
-		ScaleBackDelay:  time.Second,
-		StartupDelay:    5 * time.Second,
-		PrepareTimeout:  5 * time.Second,
-		DrainWindow:     2 * time.Second,
-		MaxSeeds:        16,
-		GossipBind:      "0.0.0.0",
-		GossipPort:      7946,
-		Link:            nodelink.DefaultConfig(),
-		ShutdownTimeout: time.Second,
-		Conns:           connlimit.DefaultConfig(),
+		NodeID:             "scc-state",
+		ScaleOutDelay:      5 * time.Second,
+		ScaleBackDelay:     time.Second,
+		StartupDelay:       5 * time.Second,
+		PrepareTimeout:     5 * time.Second,
+		DrainWindow:        2 * time.Second,
+		MaxSeeds:           16,
+		MaxRingVersionStep: ring.DefaultMaxVersionStep,
+		GossipBind:         "0.0.0.0",
+		GossipPort:         7946,
+		Link:               nodelink.DefaultConfig(),
+		ShutdownTimeout:    time.Second,
+		Conns:              connlimit.DefaultConfig(),
 	}
 }
 

@@ -250,6 +250,9 @@ func (c *coordinator) gossipMember(id string, alive bool) {
 // report; afterwards it only raises the version floor.
 func (c *coordinator) gossipRing(r protocol.Ring) {
 	c.enqueue(func() {
+		if !c.versionOK(r.Version, "gossip") {
+			return
+		}
 		c.noteVersion(r.Version)
 		if !c.startupDone && (!c.hasKnown || r.Version > c.known.Version) {
 			c.known, c.hasKnown = cloneRing(r), true
@@ -330,9 +333,11 @@ func (c *coordinator) onConnect(conn Conn, p nodelink.Peer) {
 	}
 	m.gossipAddr = p.GossipAddr
 	m.draining = p.Draining
-	m.ringVersion = max(m.ringVersion, p.RingVersion)
+	if c.versionOK(p.RingVersion, m.id) {
+		m.ringVersion = max(m.ringVersion, p.RingVersion)
+		c.noteVersion(p.RingVersion)
+	}
 	c.byConn[conn] = m
-	c.noteVersion(p.RingVersion)
 	c.log.Info("member connected", "peer", m.id, "role", m.role, "addr", m.addr, "version", p.RingVersion, "draining", p.Draining)
 	c.updateMembers()
 
@@ -386,6 +391,9 @@ func (c *coordinator) onDisconnect(conn Conn) {
 func (c *coordinator) onRingReport(conn Conn, r protocol.Ring) {
 	m := c.byConn[conn]
 	if m == nil {
+		return
+	}
+	if !c.versionOK(r.Version, m.id) {
 		return
 	}
 	m.ringVersion = max(m.ringVersion, r.Version)
@@ -459,8 +467,10 @@ func (c *coordinator) onStats(conn Conn, s protocol.Stats) {
 		return
 	}
 	m.stats, m.statsAt = s, time.Now()
-	m.ringVersion = max(m.ringVersion, s.RingVersion)
-	c.noteVersion(s.RingVersion)
+	if c.versionOK(s.RingVersion, m.id) {
+		m.ringVersion = max(m.ringVersion, s.RingVersion)
+		c.noteVersion(s.RingVersion)
+	}
 }
 
 func (c *coordinator) onGossip(id string, alive bool) {
@@ -760,6 +770,20 @@ func (c *coordinator) sendTo(m *member, t protocol.MsgType, body any) {
 	case *protocol.Commit:
 		m.ringVersion = max(m.ringVersion, b.Ring.Version)
 	}
+}
+
+// versionOK reports whether a ring version from peer may raise the
+// version floor: at most ring.MaxVersion, and at most MaxRingVersionStep
+// above the highest version known. Otherwise it is counted and logged.
+func (c *coordinator) versionOK(v uint64, peer string) bool {
+	err := ring.CheckVersion(c.maxVersion, c.maxVersion > 0, v, c.cfg.MaxRingVersionStep)
+	if err == nil {
+		return true
+	}
+	reason := ring.VersionReason(err)
+	c.m.ringRejects.WithLabelValues(reason).Inc()
+	c.log.Warn("ignoring a ring version", "peer", peer, "reason", reason, "err", err)
+	return false
 }
 
 func (c *coordinator) noteVersion(v uint64) {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -588,5 +590,30 @@ func TestLaggingFrontendGetsRingBeforePrepare(t *testing.T) {
 		sleep(5 * time.Second)
 		wantLog(t, f2, "ring v3[b1,b2]; prepare v4[b1]; commit v4[b1]")
 		wantLog(t, f, "prepare v4[b1]; commit v4[b1]")
+	})
+}
+
+// A member that reports ring version 2^64-1 (in its Hello, a Ring report
+// or Stats), or one far past MaxRingVersionStep, does not move the version
+// floor: the next commit follows the legitimate versions and never wraps,
+// and every refusal is counted.
+func TestHostileRingVersionsIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, testCfg())
+		b1 := h.connect("b1", B, withVersion(7))
+		h.co.reportRing(b1, mkRing(7, "b1"))
+		evil := h.connect("evil", F, withVersion(math.MaxUint64))
+		h.co.reportRing(evil, mkRing(math.MaxUint64, "evil"))
+		h.co.reportRing(evil, mkRing(7+ring.DefaultMaxVersionStep+1, "evil"))
+		h.co.stats(evil, protocol.Stats{RingVersion: 1 << 63})
+		f := h.connect("f1", F, withVersion(7))
+		sleep(5 * time.Second)
+		wantLog(t, f, "commit v8[b1]")
+		if got := value(h.m.ringRejects.WithLabelValues(ring.ReasonVersionCeiling)); got != 3 {
+			t.Fatalf("ring rejects {version_ceiling} = %v, want 3", got)
+		}
+		if got := value(h.m.ringRejects.WithLabelValues(ring.ReasonVersionJump)); got != 1 {
+			t.Fatalf("ring rejects {version_jump} = %v, want 1", got)
+		}
 	})
 }

@@ -2,6 +2,8 @@ package state
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sccgo/sccgo/internal/ring"
 )
 
 // metrics are the scc_state_* series.
@@ -11,6 +13,7 @@ type metrics struct {
 	reshards        *prometheus.CounterVec
 	reshardDuration prometheus.Histogram
 	reshardTimeouts prometheus.Counter
+	ringRejects     *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -32,12 +35,18 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		reshardTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scc_state_reshard_timeouts_total", Help: "Reshards committed after the prepare timeout.",
 		}),
+		ringRejects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scc_state_ring_rejects_total", Help: "Ring versions members reported that were ignored, by reason (version_jump, version_ceiling).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{ring.ReasonVersionJump, ring.ReasonVersionCeiling} {
+		m.ringRejects.WithLabelValues(r)
 	}
 	for _, r := range []string{resultOK, resultTimeout, resultDirect} {
 		m.reshards.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.members, m.ringVersion, m.reshards, m.reshardDuration, m.reshardTimeouts)
+		reg.MustRegister(m.members, m.ringVersion, m.reshards, m.reshardDuration, m.reshardTimeouts, m.ringRejects)
 	}
 	return m
 }

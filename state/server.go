@@ -79,6 +79,7 @@ func New(cfg Config) (*Server, error) {
 	lc.AuthKey = cfg.AuthKey
 	lc.Logger = lg
 	lc.Metrics = nodelink.NewMetrics(reg, protocol.RoleState)
+	lc.Pending = nodelink.NewPending()
 	if err := lc.Validate(); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -110,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		mux.Handle("/", s.admin)
 	}
 	s.hs = &http.Server{Handler: mux, ReadHeaderTimeout: lc.HandshakeTimeout, ErrorLog: slog.NewLogLogger(lg.Handler(), slog.LevelDebug)}
+	s.hs.MaxHeaderBytes = lc.HeaderLimit() // before any key is proved
 	return s, nil
 }
 
@@ -204,6 +206,8 @@ func (s *Server) startGossip() (*gossip.Gossip, error) {
 	gc.AdvertiseAddr = s.cfg.GossipAdvertise
 	gc.Seeds = nil // joined by gossipJoiner, so Serve does not block on them
 	gc.Logger = s.log
+	gc.MaxRingVersionStep = s.cfg.MaxRingVersionStep
+	gc.Registry = s.reg
 	gc.OnMember = func(m gossip.Member) {
 		if m.Role == protocol.RoleBroker {
 			s.co.gossipMember(m.ID, m.Alive)

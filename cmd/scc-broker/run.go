@@ -17,6 +17,8 @@ import (
 	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/tlsconf"
+	"github.com/sccgo/sccgo/internal/gossip"
+	"github.com/sccgo/sccgo/internal/membership"
 )
 
 // settings is everything run reads from the environment.
@@ -30,6 +32,7 @@ type settings struct {
 	shutdownTimeout time.Duration
 	closeTimeout    time.Duration
 	linkTLS         tlsconf.Config
+	insecureNoAuth  bool
 }
 
 // load reads the settings from the environment.
@@ -45,7 +48,8 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.ServeAdmin = st.admin.OnClientPort
 	st.instanceIP = r.String("SCC_INSTANCE_IP", "", "IP other nodes reach this broker at (default: 127.0.0.1 if bound to loopback, else the first non-loopback address)")
 	c.NodeID = r.String("SCC_INSTANCE_ID", "", "ring identity (default: the advertised SCC_INSTANCE_IP:SCC_BROKER_SERVER_PORT, so a restart at the same address keeps the ring place)")
-	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key (every node must hold the same; empty: unauthenticated, warned)"))
+	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key, at least 32 bytes (every node must hold the same; required unless SCC_INSECURE_NO_AUTH=true)"))
+	st.insecureNoAuth = r.Bool(config.InsecureNoAuthEnv, false, "run with an empty, short or example SCC_AUTH_KEY: anyone who reaches this node's ports controls the cluster (test networks only)")
 	stateHost := r.String("SCC_STATE_SERVER_HOST", "", "state server host (empty: standalone, no cluster)")
 	statePort := r.Port("SCC_STATE_SERVER_PORT", 7777, "state server port")
 	if stateHost != "" {
@@ -63,6 +67,10 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Conns.Max = r.Int("SCC_MAX_CONNECTIONS", d.Conns.Max, "most TCP connections open at once, links and HTTP alike; at the cap the longest idle one is closed, then HTTP 503 (0: derived from the descriptor limit)")
 	c.Conns.Reserve = r.Int("SCC_ADMIN_RESERVE_CONNECTIONS", d.Conns.Reserve, "connections beyond SCC_MAX_CONNECTIONS let in for /healthz, /readyz and /metrics only")
 	c.Conns.IdleTimeout = r.Duration("SCC_HTTP_IDLE_TIMEOUT", d.Conns.IdleTimeout, "an HTTP keep-alive connection idle this long is closed")
+	c.Link.HelloMaxBytes = r.Int64("SCC_LINK_HELLO_MAX_BYTES", d.Link.HelloMaxBytes, "read limit of an accepted link until its hello proves the cluster key")
+	c.Link.MaxPendingHandshakes = r.Int("SCC_LINK_MAX_PENDING_HANDSHAKES", d.Link.MaxPendingHandshakes, "accepted link handshakes not yet authenticated, HTTP 503 beyond")
+	c.Link.MaxPendingHandshakesPerSource = r.Int("SCC_LINK_MAX_PENDING_HANDSHAKES_PER_SOURCE", d.Link.MaxPendingHandshakesPerSource, "the same bound per source IP")
+	c.Link.MaxHeaderBytes = r.Int("SCC_LINK_MAX_HEADER_BYTES", d.Link.MaxHeaderBytes, "largest HTTP request header on the link port (HTTP 431 beyond)")
 	c.InterestShards = r.Int("SCC_BROKER_INTEREST_SHARDS", d.InterestShards, "shards of the channel interest table")
 	c.WarmUp = r.Duration("SCC_BROKER_WARMUP", d.WarmUp, "how long a freshly started broker holds publishes while frontends re-sync their channels (0: off)")
 	c.IdempotencyKeys = r.Int("SCC_IDEMPOTENCY_KEYS", d.IdempotencyKeys, "recent (channel, idempotency key) pairs of server API publishes remembered to drop retries (0: off)")
@@ -77,7 +85,16 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	if c.GossipBind == "" {
 		c.GossipBind = "0.0.0.0"
 	}
+	gl := gossip.DefaultConfig()
+	gl.ReadLimits(r)
+	ac := membership.DefaultConfig()
+	ac.Gossip = &gl
+	ac.MaxRingVersionStep = gl.MaxRingVersionStep
+	c.Agent = &ac
 	st.cfg = c
+	if err := config.CheckAuthKey(c.AuthKey, st.insecureNoAuth); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -142,6 +159,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		return loadErr
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.logLevel}))
+	if st.insecureNoAuth {
+		log.Warn(config.InsecureAuthWarning)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -208,6 +208,11 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 			errs = append(errs, err)
 		}
 	}
+	if st.cluster.Enabled() {
+		if err := config.CheckAuthKey(st.cluster.AuthKey, st.cluster.InsecureNoAuth); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -282,6 +287,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		// Cluster mode: publishes route through the brokers the state
 		// server (or gossip) names; the frontend owns the node through
 		// its Broker and closes it on shutdown.
+		if st.cluster.InsecureNoAuth {
+			logger.Warn(config.InsecureAuthWarning)
+		}
 		st.cluster.Logger = logger
 		st.cluster.Registry = reg
 		st.cluster.Stats = func() protocol.Stats {

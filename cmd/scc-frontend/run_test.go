@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -138,5 +139,35 @@ func TestLoadAPI(t *testing.T) {
 	}
 	if _, _, err := load(env(map[string]string{"SCC_API_MAX_BODY_BYTES": "lots"})); err == nil {
 		t.Fatal("bad SCC_API_MAX_BODY_BYTES accepted")
+	}
+}
+
+// In cluster mode (SCC_STATE_SERVER_HOST or SCC_GOSSIP_SEEDS) the frontend
+// refuses an empty, short or example SCC_AUTH_KEY unless
+// SCC_INSECURE_NO_AUTH=true; standalone it needs none. The gossip bind
+// defaults to SCC_INSTANCE_IP.
+func TestClusterAuthKeyRequired(t *testing.T) {
+	good := "0123456789abcdef0123456789abcdef"
+	for name, key := range map[string]string{"empty": "", "short": good[:31], "example": "REPLACE-ME"} {
+		for _, mode := range []string{"SCC_STATE_SERVER_HOST", "SCC_GOSSIP_SEEDS"} {
+			_, _, err := load(env(map[string]string{mode: "127.0.0.1:1", "SCC_AUTH_KEY": key}))
+			if !errors.Is(err, config.ErrNoAuthKey) && !errors.Is(err, config.ErrShortAuthKey) && !errors.Is(err, config.ErrExampleAuthKey) {
+				t.Errorf("%s key, %s: load = %v, want a key error", name, mode, err)
+			}
+			if _, _, err := load(env(map[string]string{mode: "127.0.0.1:1", "SCC_AUTH_KEY": key, "SCC_INSECURE_NO_AUTH": "1"})); err != nil {
+				t.Errorf("%s key, %s, insecure: %v", name, mode, err)
+			}
+		}
+		if _, _, err := load(env(map[string]string{"SCC_AUTH_KEY": key})); err != nil {
+			t.Errorf("%s key, standalone: %v", name, err)
+		}
+	}
+	st, _, err := load(env(map[string]string{"SCC_STATE_SERVER_HOST": "s", "SCC_AUTH_KEY": good, "SCC_INSTANCE_IP": "10.0.0.5"}))
+	if err != nil || st.cluster.GossipBind != "10.0.0.5" {
+		t.Fatalf("gossip bind %q, err %v; want SCC_INSTANCE_IP", st.cluster.GossipBind, err)
+	}
+	st, _, err = load(env(map[string]string{"SCC_STATE_SERVER_HOST": "s", "SCC_AUTH_KEY": good, "SCC_INSTANCE_IP": "10.0.0.5", "SCC_GOSSIP_BIND": "10.0.0.6"}))
+	if err != nil || st.cluster.GossipBind != "10.0.0.6" {
+		t.Fatalf("gossip bind %q, err %v; want SCC_GOSSIP_BIND", st.cluster.GossipBind, err)
 	}
 }

@@ -96,6 +96,14 @@ Flags:
 	if *controlToken == "" {
 		*controlToken = orRandom(getenv("SCC_LOCAL_CONTROL_TOKEN"))
 	}
+	insecureEnv := getenv(config.InsecureNoAuthEnv)
+	if v, ok := extra[config.InsecureNoAuthEnv]; ok {
+		insecureEnv = v
+	}
+	insecure, _ := config.ParseBool(insecureEnv)
+	if err := config.CheckAuthKey([]byte(*authKey), insecure); err != nil {
+		return fmt.Errorf("-auth-key: %w", err) // the nodes would refuse it
+	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	ctl, err := net.Listen("tcp", net.JoinHostPort(*controlHost, strconv.Itoa(*controlPort)))
@@ -228,7 +236,7 @@ func orRandom(v string) string {
 	if v != "" {
 		return v
 	}
-	b := make([]byte, 16)
+	b := make([]byte, 32)
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sccgo/sccgo/internal/config"
 )
 
 var fakeBinDir string
@@ -199,5 +201,18 @@ func TestRunHelpAndBadFlags(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-bin-dir", t.TempDir(), "-control-port", "0"}, noEnv, &syncBuffer{}, &syncBuffer{}); err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Errorf("missing binaries: %v", err)
+	}
+}
+
+// A key the nodes would refuse is refused before anything starts, unless
+// the nodes get SCC_INSECURE_NO_AUTH.
+func TestRunRefusesWeakAuthKey(t *testing.T) {
+	err := run(context.Background(), []string{"-bin-dir", t.TempDir(), "-control-port", "0", "-auth-key", "short"}, noEnv, &syncBuffer{}, &syncBuffer{})
+	if !errors.Is(err, config.ErrShortAuthKey) {
+		t.Fatalf("short -auth-key: %v", err)
+	}
+	err = run(context.Background(), []string{"-bin-dir", t.TempDir(), "-control-port", "0", "-auth-key", "short", "-env", "SCC_INSECURE_NO_AUTH=true"}, noEnv, &syncBuffer{}, &syncBuffer{})
+	if err == nil || !strings.Contains(err.Error(), "make build") {
+		t.Fatalf("short -auth-key with SCC_INSECURE_NO_AUTH: %v, want the missing binaries", err)
 	}
 }

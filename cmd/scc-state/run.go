@@ -14,6 +14,7 @@ import (
 
 	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/statuspage"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/state"
@@ -28,6 +29,7 @@ type settings struct {
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
 	linkTLS         tlsconf.Config
+	insecureNoAuth  bool
 }
 
 // load reads the settings from the environment.
@@ -42,7 +44,8 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	st.admin = adminport.Read(r, adminport.DefaultStatePort, "SCC_STATE_SERVER_HOST", "the status page, /status, /metrics")
 	c.ServeAdmin = st.admin.OnClientPort
 	c.NodeID = r.String("SCC_INSTANCE_ID", d.NodeID, "this server's node id in links and gossip")
-	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key (every node must hold the same; empty: unauthenticated, warned)"))
+	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared inter-node key, at least 32 bytes (every node must hold the same; required unless SCC_INSECURE_NO_AUTH=true)"))
+	st.insecureNoAuth = r.Bool(config.InsecureNoAuthEnv, false, "run with an empty, short or example SCC_AUTH_KEY: anyone who reaches this node's ports controls the cluster (test networks only)")
 	c.ScaleOutDelay = r.Duration("SCC_STATE_SERVER_SCALE_OUT_DELAY", d.ScaleOutDelay, "a new broker joins the ring after being up this long")
 	c.ScaleBackDelay = r.Duration("SCC_STATE_SERVER_SCALE_BACK_DELAY", d.ScaleBackDelay, "a lost broker leaves the ring after being down this long")
 	c.StartupDelay = r.Duration("SCC_STATE_SERVER_STARTUP_DELAY", d.StartupDelay, "members are collected this long after start before the first commit")
@@ -60,6 +63,10 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Link.PingInterval = r.Duration("SCC_LINK_PING_INTERVAL", d.Link.PingInterval, "an idle link sends a ping this often")
 	c.Link.PingTimeout = r.Duration("SCC_LINK_PING_TIMEOUT", d.Link.PingTimeout, "a link with nothing received this long is closed")
 	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", d.Link.QueueMaxBytes, "bytes queued per link before drop-and-count")
+	c.Link.HelloMaxBytes = r.Int64("SCC_LINK_HELLO_MAX_BYTES", d.Link.HelloMaxBytes, "read limit of an accepted link until its hello proves the cluster key")
+	c.Link.MaxPendingHandshakes = r.Int("SCC_LINK_MAX_PENDING_HANDSHAKES", d.Link.MaxPendingHandshakes, "accepted link handshakes not yet authenticated, HTTP 503 beyond")
+	c.Link.MaxPendingHandshakesPerSource = r.Int("SCC_LINK_MAX_PENDING_HANDSHAKES_PER_SOURCE", d.Link.MaxPendingHandshakesPerSource, "the same bound per source IP")
+	c.Link.MaxHeaderBytes = r.Int("SCC_LINK_MAX_HEADER_BYTES", d.Link.MaxHeaderBytes, "largest HTTP request header on the link port (HTTP 431 beyond)")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 10*time.Second, "bound on the whole shutdown")
 	st.linkTLS = tlsconf.ReadLinks(r)
 	st.logLevel = r.LogLevel("info", "SCC_STATE_LOG_LEVEL", "SCC_STATE_SERVER_LOG_LEVEL", "SCC_LOG_LEVEL")
@@ -69,7 +76,14 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	if c.GossipBind == "" {
 		c.GossipBind = "0.0.0.0"
 	}
+	gl := gossip.DefaultConfig()
+	gl.ReadLimits(r)
+	c.Gossip = &gl
+	c.MaxRingVersionStep = gl.MaxRingVersionStep
 	st.cfg = c
+	if err := config.CheckAuthKey(c.AuthKey, st.insecureNoAuth); err != nil {
+		errs = append(errs, err)
+	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -93,6 +107,9 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		return loadErr
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: st.logLevel}))
+	if st.insecureNoAuth {
+		log.Warn(config.InsecureAuthWarning)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := st.cfg

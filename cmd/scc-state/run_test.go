@@ -14,12 +14,23 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sccgo/sccgo/internal/config"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// testAuthKey is a cluster key long enough for CheckAuthKey.
+const testAuthKey = "run-test-key-0123456789abcdef0123456789"
+
+// env serves kv, with SCC_AUTH_KEY set to testAuthKey unless kv names it.
 func env(kv map[string]string) func(string) string {
-	return func(k string) string { return kv[k] }
+	return func(k string) string {
+		if v, ok := kv[k]; ok || k != "SCC_AUTH_KEY" {
+			return v
+		}
+		return testAuthKey
+	}
 }
 
 func TestHelpListsVariables(t *testing.T) {
@@ -121,4 +132,31 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Without a key of at least 32 bytes that is not an example key, the
+// binary refuses to start; SCC_INSECURE_NO_AUTH=true lets it run with any
+// key and warns.
+func TestAuthKeyRequired(t *testing.T) {
+	for name, key := range map[string]string{
+		"empty":   "",
+		"short":   "0123456789abcdef0123456789abcde", // 31 bytes
+		"example": "REPLACE-ME",
+		"dev":     "dev-only-insecure-cluster-key",
+	} {
+		_, _, err := load(env(map[string]string{"SCC_AUTH_KEY": key}))
+		if err == nil || !strings.Contains(err.Error(), "SCC_AUTH_KEY") {
+			t.Errorf("%s key: load = %v, want a refusal", name, err)
+		}
+		err = run(t.Context(), nil, env(map[string]string{"SCC_AUTH_KEY": key}), io.Discard)
+		if !errors.Is(err, config.ErrNoAuthKey) && !errors.Is(err, config.ErrShortAuthKey) && !errors.Is(err, config.ErrExampleAuthKey) {
+			t.Errorf("%s key: run = %v, want a key error", name, err)
+		}
+		if _, _, err := load(env(map[string]string{"SCC_AUTH_KEY": key, "SCC_INSECURE_NO_AUTH": "true"})); err != nil {
+			t.Errorf("%s key with SCC_INSECURE_NO_AUTH: %v", name, err)
+		}
+	}
+	if _, _, err := load(env(map[string]string{"SCC_AUTH_KEY": "0123456789abcdef0123456789abcdef"})); err != nil {
+		t.Errorf("32-byte key refused: %v", err)
+	}
 }

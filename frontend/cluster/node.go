@@ -14,6 +14,7 @@ import (
 
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/internal/config"
+	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/protocol"
@@ -25,6 +26,9 @@ type NodeConfig struct {
 	NodeID string
 	// AuthKey is SCC_AUTH_KEY, shared by every node.
 	AuthKey []byte
+	// InsecureNoAuth is SCC_INSECURE_NO_AUTH: the binary then accepts an
+	// empty, short or example AuthKey (see config.CheckAuthKey).
+	InsecureNoAuth bool
 	// StateAddr is the state server's host:port; "" runs on gossip alone.
 	StateAddr string
 	// GossipBind, GossipPort, GossipAdvertise and GossipSeeds configure
@@ -34,6 +38,10 @@ type NodeConfig struct {
 	GossipPort      int
 	GossipAdvertise string
 	GossipSeeds     []string
+	// Gossip, if set, is the base gossip configuration: its stream bounds
+	// and MaxRingVersionStep (SCC_GOSSIP_MAX_STREAM*,
+	// SCC_RING_MAX_VERSION_STEP) apply.
+	Gossip *gossip.Config
 	// Broker configures routing and reshards.
 	Broker Config
 	// Link is the base configuration of every inter-node link.
@@ -58,6 +66,10 @@ type Env interface {
 	Port(name string, def int, help string) int
 	Duration(name string, def time.Duration, help string) time.Duration
 	List(name string, def []string, help string) []string
+	Bool(name string, def bool, help string) bool
+	Int64(name string, def int64, help string) int64
+	// Fail records a malformed setting (nil is ignored).
+	Fail(err error)
 }
 
 var _ Env = (*config.Reader)(nil)
@@ -84,7 +96,8 @@ func ReadNodeConfig(r Env) NodeConfig {
 	if host != "" {
 		c.StateAddr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared secret that authenticates every inter-node link (never sent on the wire)"))
+	c.AuthKey = []byte(r.String("SCC_AUTH_KEY", "", "shared secret that authenticates every inter-node link (never sent on the wire), at least 32 bytes; required in cluster mode unless SCC_INSECURE_NO_AUTH=true"))
+	c.InsecureNoAuth = r.Bool(config.InsecureNoAuthEnv, false, "cluster mode with an empty, short or example SCC_AUTH_KEY: anyone who reaches this node's ports controls the cluster (test networks only)")
 	c.NodeID = r.String("SCC_INSTANCE_ID", "", "this frontend's node id (default: random)")
 	c.GossipAdvertise = r.String("SCC_INSTANCE_IP", "", "IP other nodes reach this node at (gossip advertise address)")
 	c.GossipBind = r.String("SCC_GOSSIP_BIND", "", "gossip (memberlist) bind address (default: SCC_INSTANCE_IP if set, else all interfaces)")
@@ -98,6 +111,9 @@ func ReadNodeConfig(r Env) NodeConfig {
 	}
 	c.GossipPort = r.Port("SCC_GOSSIP_PORT", mdef.GossipPort, "gossip (memberlist) port; 0 picks a free one")
 	c.GossipSeeds = r.List("SCC_GOSSIP_SEEDS", nil, "gossip seeds host:port, comma-separated (default: learned from the state server)")
+	gl := gossip.DefaultConfig()
+	gl.ReadLimits(r)
+	c.Gossip = &gl
 	c.Broker = bdef
 	c.Broker.DrainWindow = r.Duration("SCC_RESHARD_DRAIN_WINDOW", bdef.DrainWindow, "how long moved channels stay subscribed at their old broker after a reshard")
 	c.Broker.SubscribeTimeout = r.Duration("SCC_RESHARD_SUBSCRIBE_TIMEOUT", bdef.SubscribeTimeout, "how long a reshard waits for brokers to acknowledge subscriptions")
@@ -154,6 +170,11 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	mc.GossipPort = cfg.GossipPort
 	mc.GossipAdvertise = cfg.GossipAdvertise
 	mc.GossipSeeds = cfg.GossipSeeds
+	if cfg.Gossip != nil {
+		gc := *cfg.Gossip
+		mc.Gossip = &gc
+		mc.MaxRingVersionStep = gc.MaxRingVersionStep
+	}
 	mc.Link = &link
 	mc.Logger = cfg.Logger
 	mc.Registry = cfg.Registry

@@ -45,6 +45,14 @@ func NewReader(getenv Getenv) *Reader {
 	return &Reader{get: getenv}
 }
 
+// Fail records err (a value that parsed but does not make sense) so that
+// Err reports it with the others; nil is ignored.
+func (r *Reader) Fail(err error) {
+	if err != nil {
+		r.errs = append(r.errs, err)
+	}
+}
+
 // Vars returns every variable read so far, in order.
 func (r *Reader) Vars() []Var { return r.vars }
 

@@ -3,7 +3,6 @@ package gossip
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +17,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"github.com/vmihailenco/msgpack/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -77,6 +77,26 @@ type Config struct {
 	// can neither read the ring nor inject one. Every node must use the
 	// same key.
 	AuthKey []byte
+	// MaxStreamBytes bounds what one inbound TCP stream (push/pull, join)
+	// may send; memberlist buffers a stream whole before it decrypts it, so
+	// this is what a host without the key can make it hold per stream.
+	// Default 1 MiB (SCC_GOSSIP_MAX_STREAM_BYTES): a push/pull of about
+	// 5000 members.
+	MaxStreamBytes int64
+	// MaxStreams bounds the inbound TCP streams open at once; more are
+	// closed at once. Default 32 (SCC_GOSSIP_MAX_STREAMS).
+	MaxStreams int
+	// MaxStreamsPerSource is the same bound per source IP. Default 4
+	// (SCC_GOSSIP_MAX_STREAMS_PER_SOURCE).
+	MaxStreamsPerSource int
+	// MaxRingVersionStep bounds how far a ring version from a peer may
+	// jump above the one held; a further one is refused and counted.
+	// Default ring.DefaultMaxVersionStep (1<<20). Versions above
+	// ring.MaxVersion are always refused.
+	MaxRingVersionStep uint64
+	// Registry receives scc_<Role>_gossip_rejects_total{reason}; nil
+	// counts nowhere.
+	Registry prometheus.Registerer
 	// OnRing is called when a ring with a higher version than any seen so
 	// far arrives from a peer. It must not block.
 	OnRing func(protocol.Ring)
@@ -102,6 +122,10 @@ func DefaultConfig() Config {
 		PushPullInterval:        2 * time.Second,
 		DeadNodeReclaimTime:     time.Second,
 		TCPTimeout:              2 * time.Second,
+		MaxStreamBytes:          1 << 20,
+		MaxStreams:              32,
+		MaxStreamsPerSource:     4,
+		MaxRingVersionStep:      ring.DefaultMaxVersionStep,
 	}
 }
 
@@ -121,6 +145,8 @@ func (c Config) Validate() error {
 		return errors.New("gossip: SuspicionMult and SuspicionMaxTimeoutMult must be at least 1")
 	case c.DeadNodeReclaimTime < 0:
 		return errors.New("gossip: DeadNodeReclaimTime must not be negative")
+	case c.MaxStreamBytes < 0 || c.MaxStreams < 0 || c.MaxStreamsPerSource < 0:
+		return errors.New("gossip: MaxStreamBytes, MaxStreams and MaxStreamsPerSource must not be negative")
 	}
 	return nil
 }
@@ -155,6 +181,9 @@ type Gossip struct {
 	logW   *io.PipeWriter
 	logWG  sync.WaitGroup
 
+	rejects *prometheus.CounterVec
+	ringKey []byte // HMAC key of gossiped rings
+
 	mu       sync.Mutex
 	ring     protocol.Ring
 	hasRing  bool
@@ -168,6 +197,19 @@ type Gossip struct {
 func New(cfg Config) (*Gossip, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	d := DefaultConfig()
+	if cfg.MaxStreamBytes == 0 {
+		cfg.MaxStreamBytes = d.MaxStreamBytes
+	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = d.MaxStreams
+	}
+	if cfg.MaxStreamsPerSource == 0 {
+		cfg.MaxStreamsPerSource = d.MaxStreamsPerSource
+	}
+	if cfg.MaxRingVersionStep == 0 {
+		cfg.MaxRingVersionStep = d.MaxRingVersionStep
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -186,6 +228,8 @@ func New(cfg Config) (*Gossip, error) {
 		meta:     m,
 		members:  make(map[string]Member),
 		watchers: make(map[chan struct{}]struct{}),
+		rejects:  newRejects(cfg.Registry, cfg.Role),
+		ringKey:  deriveKey("sccgo-gossip-ring\x00", cfg.AuthKey),
 	}
 
 	mc := memberlist.DefaultLANConfig()
@@ -206,8 +250,7 @@ func New(cfg Config) (*Gossip, error) {
 		// memberlist takes a 16, 24 or 32-byte AES key; derive one so any
 		// SCC_AUTH_KEY works. The label keeps it distinct from the MACs
 		// of node links, which use the same secret.
-		k := sha256.Sum256(append([]byte("sccgo-gossip\x00"), cfg.AuthKey...))
-		mc.SecretKey = k[:]
+		mc.SecretKey = deriveKey("sccgo-gossip\x00", cfg.AuthKey)
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
@@ -216,8 +259,15 @@ func New(cfg Config) (*Gossip, error) {
 	mc.LogOutput = nil
 	mc.Logger = g.memberlistLogger()
 
+	nt, err := newNetTransport(mc)
+	if err != nil {
+		g.closeLog()
+		return nil, fmt.Errorf("gossip: starting memberlist: %w", err)
+	}
+	mc.Transport = newGuardedTransport(nt, cfg, func(reason string) { g.rejects.WithLabelValues(reason).Inc() })
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		_ = mc.Transport.Shutdown()
 		g.closeLog()
 		return nil, fmt.Errorf("gossip: starting memberlist: %w", err)
 	}
@@ -377,7 +427,7 @@ func (g *Gossip) SetRing(r protocol.Ring) {
 	}
 	g.ring, g.hasRing = cloneRing(r), true
 	g.mu.Unlock()
-	b, err := msgpack.Marshal(&r)
+	b, err := g.encodeRing(r)
 	if err != nil {
 		g.log.Error("gossip: encoding ring", "err", err)
 		return
@@ -421,19 +471,28 @@ func (g *Gossip) Shutdown() error {
 	return nil
 }
 
-// mergeRing adopts r if it is newer and calls OnRing.
+// mergeRing adopts r if it is newer, signed with the cluster key, and not
+// too far ahead, and calls OnRing.
 func (g *Gossip) mergeRing(buf []byte) {
 	if len(buf) == 0 {
 		return
 	}
-	var r protocol.Ring
-	if err := msgpack.Unmarshal(buf, &r); err != nil {
-		g.log.Warn("gossip: bad ring state", "err", err)
+	r, err := g.decodeRing(buf)
+	if err != nil {
+		g.rejects.WithLabelValues(ReasonRingMAC).Inc()
+		g.log.Warn("gossip: ring refused", "reason", ReasonRingMAC, "err", err)
 		return
 	}
 	g.mu.Lock()
 	if g.hasRing && r.Version <= g.ring.Version {
 		g.mu.Unlock()
+		return
+	}
+	if err := ring.CheckVersion(g.ring.Version, g.hasRing, r.Version, g.cfg.MaxRingVersionStep); err != nil {
+		g.mu.Unlock()
+		reason := ring.VersionReason(err)
+		g.rejects.WithLabelValues(reason).Inc()
+		g.log.Warn("gossip: ring refused", "reason", reason, "err", err)
 		return
 	}
 	g.ring, g.hasRing = r, true
@@ -502,7 +561,7 @@ func (d *delegate) LocalState(join bool) []byte {
 	if !ok {
 		return nil
 	}
-	b, err := msgpack.Marshal(&r)
+	b, err := g.encodeRing(r)
 	if err != nil {
 		return nil
 	}

@@ -2,6 +2,8 @@ package localcluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -57,8 +59,9 @@ type Options struct {
 	// port + 1 and the other service ports + 100 (7778, 8988…, 8100…).
 	// 0 picks free ports, which tests must use.
 	BasePort int
-	// AuthKey is SCC_AUTH_KEY for every node (inter-node links); empty is
-	// allowed and makes the nodes warn.
+	// AuthKey is SCC_AUTH_KEY for every node (inter-node links); empty
+	// picks a random key for this cluster. The binaries refuse a key
+	// shorter than 32 bytes unless ExtraEnv sets SCC_INSECURE_NO_AUTH.
 	AuthKey string
 	// ClientAuthKey is SCC_CLIENT_AUTH_KEY for the frontends (client JWTs);
 	// empty leaves it unset.
@@ -117,6 +120,11 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AuthKey == "" {
+		var b [32]byte
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+		o.AuthKey = hex.EncodeToString(b[:])
 	}
 	return o
 }

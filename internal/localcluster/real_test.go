@@ -57,7 +57,7 @@ func TestRealCluster(t *testing.T) {
 		BinDir:    dir,
 		Brokers:   2,
 		Frontends: 2,
-		AuthKey:   "test-key",
+		AuthKey:   "localcluster-real-test-key-0123456789abcdef",
 		ExtraEnv: map[string]string{
 			"SCC_STATE_SERVER_STARTUP_DELAY":   "300ms",
 			"SCC_STATE_SERVER_SCALE_OUT_DELAY": "300ms",

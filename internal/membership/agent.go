@@ -70,6 +70,13 @@ type Config struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// StatsInterval is how often Stats go to the state server. Default 5s.
 	StatsInterval time.Duration
+	// MaxRingVersionStep bounds how far a ring version from the state link
+	// or gossip may jump above the committed one; a further one, or one
+	// above ring.MaxVersion, is refused and counted
+	// (scc_<role>_ring_rejects_total, scc_<role>_gossip_rejects_total).
+	// Default ring.DefaultMaxVersionStep (1<<20; env
+	// SCC_RING_MAX_VERSION_STEP).
+	MaxRingVersionStep uint64
 	// Link is the base link configuration (timeouts, limits); NodeID,
 	// Role, AuthKey, Addr, GossipAddr, RingVersion, Draining, Logger and
 	// Metrics are set by the agent. Nil means nodelink.DefaultConfig().
@@ -96,6 +103,7 @@ func DefaultConfig() Config {
 		ReconnectMin:         nodelink.DefaultRedialMin,
 		ReconnectMax:         nodelink.DefaultRedialMax,
 		StatsInterval:        5 * time.Second,
+		MaxRingVersionStep:   ring.DefaultMaxVersionStep,
 	}
 }
 
@@ -233,6 +241,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	gc.AdvertiseAddr = a.cfg.GossipAdvertise
 	gc.Seeds = nil // joined by the joiner, so Start does not block on them
 	gc.Logger = a.log
+	gc.MaxRingVersionStep = a.cfg.MaxRingVersionStep
+	if a.cfg.Registry != nil {
+		gc.Registry = a.cfg.Registry
+	}
 	gc.OnRing = func(r protocol.Ring) { a.enqueue(func() { a.gossipRing(r) }) }
 	gc.OnMember = func(m gossip.Member) {
 		if m.Role == protocol.RoleBroker {
@@ -510,6 +522,9 @@ func (a *Agent) stateRing(l *nodelink.Link, r protocol.Ring, kind string) {
 		a.log.Debug("ignoring older ring", "reason", kind)
 		return
 	}
+	if !a.versionOK(r.Version, kind) {
+		return
+	}
 	a.setCommitted(r, "state")
 	a.apply("state")
 }
@@ -518,8 +533,25 @@ func (a *Agent) gossipRing(r protocol.Ring) {
 	if a.hasCommitted && r.Version <= a.committed.Version {
 		return
 	}
+	if !a.versionOK(r.Version, "gossip") {
+		return
+	}
 	a.setCommitted(r, "gossip")
 	a.apply("gossip")
+}
+
+// versionOK reports whether a ring at version v may replace the committed
+// one: at most ring.MaxVersion and at most MaxRingVersionStep above it.
+// A refusal is counted and logged.
+func (a *Agent) versionOK(v uint64, kind string) bool {
+	err := ring.CheckVersion(a.committed.Version, a.hasCommitted, v, a.cfg.MaxRingVersionStep)
+	if err == nil {
+		return true
+	}
+	reason := ring.VersionReason(err)
+	a.m.rejects.WithLabelValues(reason).Inc()
+	a.log.Warn("ring refused", "reason", reason, "source", kind, "err", err)
+	return false
 }
 
 func (a *Agent) setCommitted(r protocol.Ring, source string) {
@@ -601,6 +633,9 @@ func (a *Agent) prepare(l *nodelink.Link, r protocol.Ring) {
 	}
 	if a.hasCommitted && r.Version <= a.committed.Version {
 		a.send(protocol.MsgPrepared, &protocol.Prepared{Version: r.Version})
+		return
+	}
+	if !a.versionOK(r.Version, "prepare") {
 		return
 	}
 	ctx, cancel := context.WithCancel(a.ctx)

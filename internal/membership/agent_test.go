@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -425,4 +427,54 @@ func TestMetricsShareARegistry(t *testing.T) {
 	if !slices.Contains(names, "scc_frontend_state_connected") || !slices.Contains(names, "scc_frontend_membership_ring_version") {
 		t.Fatalf("metrics %v", names)
 	}
+}
+
+// A ring whose version jumps past MaxRingVersionStep, or 2^64-1, is
+// refused and counted, wherever it comes from; the node keeps following
+// the state server's next legitimate ring instead of being wedged at the
+// top version.
+func TestRingVersionJumpRefused(t *testing.T) {
+	fs := newFakeState(t)
+	rec := &recorder{}
+	reg := prometheus.NewRegistry()
+	cfg := agentConfig("f1", protocol.RoleFrontend, fs.ln.Addr().String())
+	cfg.Registry = reg
+	a := startAgent(t, cfg, rec)
+	l := fs.link()
+	l.Send(protocol.MsgRing, &protocol.Ring{Version: 3, Brokers: rg(3, "b1").Brokers})
+	waitLog(t, rec, "commit v3[b1]")
+
+	l.Send(protocol.MsgCommit, &protocol.Commit{Ring: rg(math.MaxUint64, "evil")})
+	l.Send(protocol.MsgRing, &protocol.Ring{Version: 3 + ring.DefaultMaxVersionStep + 1, Brokers: rg(0, "evil").Brokers})
+	a.enqueue(func() { a.gossipRing(rg(1<<40, "evil")) }) // as gossip would deliver it
+	waitFor(t, "the three rings refused", func() bool {
+		return metricValue(t, reg, "scc_frontend_ring_rejects_total", "version_ceiling") == 1 &&
+			metricValue(t, reg, "scc_frontend_ring_rejects_total", "version_jump") == 2
+	})
+	l.Send(protocol.MsgCommit, &protocol.Commit{Ring: rg(4, "b2")})
+	waitLog(t, rec, "commit v3[b1]; commit v4[b2]")
+	if r, _ := a.Ring(); r.Version != 4 {
+		t.Fatalf("ring version %d, want 4", r.Version)
+	}
+}
+
+func metricValue(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "reason" && lp.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -4,12 +4,15 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sccgo/sccgo/internal/ring"
 )
 
 type metrics struct {
 	connected   prometheus.Gauge
 	ringVersion prometheus.Gauge
 	changes     *prometheus.CounterVec
+	rejects     *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, role string) *metrics {
@@ -18,11 +21,16 @@ func newMetrics(reg *prometheus.Registry, role string) *metrics {
 		connected:   prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "state_connected", Help: "1 while the link to the state server is up."}),
 		ringVersion: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "membership_ring_version", Help: "Version of the highest committed ring the membership agent holds."}),
 		changes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "ring_changes_total", Help: "Rings applied, by source (state, gossip, fallback)."}, []string{"source"}),
+		rejects:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "ring_rejects_total", Help: "Rings refused for their version, by reason (version_jump, version_ceiling)."}, []string{"reason"}),
+	}
+	for _, r := range []string{ring.ReasonVersionJump, ring.ReasonVersionCeiling} {
+		m.rejects.WithLabelValues(r)
 	}
 	if reg != nil {
 		m.connected = register(reg, m.connected)
 		m.ringVersion = register(reg, m.ringVersion)
 		m.changes = register(reg, m.changes)
+		m.rejects = register(reg, m.rejects)
 	}
 	return m
 }

@@ -23,6 +23,11 @@ const (
 	DefaultQueueMaxBytes    = 64 << 20
 	DefaultRedialMin        = 50 * time.Millisecond
 	DefaultRedialMax        = 500 * time.Millisecond
+
+	DefaultHelloMaxBytes                 = 4 << 10
+	DefaultMaxPendingHandshakes          = 256
+	DefaultMaxPendingHandshakesPerSource = 32
+	DefaultMaxHeaderBytes                = 16 << 10
 )
 
 // Config describes the local end of links. The same Config serves Accept,
@@ -73,6 +78,30 @@ type Config struct {
 	// (SCC_LINK_QUEUE_MAX_BYTES in the binaries).
 	QueueMaxBytes int
 
+	// HelloMaxBytes is the read limit of an accepted connection until its
+	// Hello has verified; only then does it rise to MaxFrameBytes, so a
+	// host without the key cannot make this node buffer more. Default
+	// 4 KiB (SCC_LINK_HELLO_MAX_BYTES).
+	HelloMaxBytes int64
+	// MaxPendingHandshakes bounds the accepted handshakes whose Hello has
+	// not verified yet, across all sources; more are refused with HTTP
+	// 503 and counted (reason pending_total). Needs Pending. Default 256
+	// (SCC_LINK_MAX_PENDING_HANDSHAKES).
+	MaxPendingHandshakes int
+	// MaxPendingHandshakesPerSource is the same bound per source IP
+	// (reason pending_source). Default 32
+	// (SCC_LINK_MAX_PENDING_HANDSHAKES_PER_SOURCE).
+	MaxPendingHandshakesPerSource int
+	// MaxHeaderBytes bounds the HTTP request header of the server a node
+	// serves links on (its http.Server's MaxHeaderBytes): Go's default, 1
+	// MiB, is what any host may make the node buffer per connection
+	// before a link handshake even starts. Default 16 KiB
+	// (SCC_LINK_MAX_HEADER_BYTES).
+	MaxHeaderBytes int
+	// Pending holds the counts the two bounds above apply to; share one
+	// per listening node. Nil: Accept does not cap pending handshakes.
+	Pending *Pending
+
 	// Logger receives link events (nil = discard).
 	Logger *slog.Logger
 	// Metrics receives counters (nil = counted nowhere).
@@ -89,6 +118,11 @@ func DefaultConfig() Config {
 		PingTimeout:      DefaultPingTimeout,
 		MaxFrameBytes:    DefaultMaxFrameBytes,
 		QueueMaxBytes:    DefaultQueueMaxBytes,
+
+		HelloMaxBytes:                 DefaultHelloMaxBytes,
+		MaxPendingHandshakes:          DefaultMaxPendingHandshakes,
+		MaxPendingHandshakesPerSource: DefaultMaxPendingHandshakesPerSource,
+		MaxHeaderBytes:                DefaultMaxHeaderBytes,
 	}
 }
 
@@ -121,10 +155,29 @@ func (c Config) Validate() error {
 	if c.QueueMaxBytes < 1024 {
 		errs = append(errs, errors.New("QueueMaxBytes must be at least 1024"))
 	}
+	// Zero takes the default (withDefaults) for the handshake bounds.
+	if c.HelloMaxBytes != 0 && (c.HelloMaxBytes < 512 || c.HelloMaxBytes > c.MaxFrameBytes) {
+		errs = append(errs, errors.New("HelloMaxBytes must be at least 512 and at most MaxFrameBytes"))
+	}
+	if c.MaxPendingHandshakes < 0 || c.MaxPendingHandshakesPerSource < 0 {
+		errs = append(errs, errors.New("MaxPendingHandshakes and MaxPendingHandshakesPerSource must be positive"))
+	}
+	if c.MaxHeaderBytes != 0 && c.MaxHeaderBytes < 1024 {
+		errs = append(errs, errors.New("MaxHeaderBytes must be at least 1024"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("nodelink config: %w", err)
 	}
 	return nil
+}
+
+// HeaderLimit returns MaxHeaderBytes, or its default when zero: the value
+// for the MaxHeaderBytes of the http.Server that serves links.
+func (c Config) HeaderLimit() int {
+	if c.MaxHeaderBytes <= 0 {
+		return DefaultMaxHeaderBytes
+	}
+	return c.MaxHeaderBytes
 }
 
 // withDefaults fills zero limits, so a partly filled Config still works.
@@ -147,6 +200,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueMaxBytes <= 0 {
 		c.QueueMaxBytes = d.QueueMaxBytes
+	}
+	if c.HelloMaxBytes <= 0 {
+		c.HelloMaxBytes = min(d.HelloMaxBytes, c.MaxFrameBytes)
+	}
+	if c.MaxPendingHandshakes <= 0 {
+		c.MaxPendingHandshakes = d.MaxPendingHandshakes
+	}
+	if c.MaxPendingHandshakesPerSource <= 0 {
+		c.MaxPendingHandshakesPerSource = d.MaxPendingHandshakesPerSource
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

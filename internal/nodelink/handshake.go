@@ -143,7 +143,12 @@ func verifyHello(frame, key, challengeNonce []byte) (protocol.Hello, int, *Rejec
 // nil) and answers Welcome with seeds, or Reject. Every refusal is counted
 // in Metrics.Rejects and returned as an error; the connection is then
 // closed. The caller runs the returned link (the handler may return first:
-// the connection is hijacked). A request that came over TLS without a
+// the connection is hijacked).
+//
+// Until the Hello verifies, the connection may hold at most HelloMaxBytes
+// unread, and it takes one of the MaxPendingHandshakes slots (and one of
+// its source IP's MaxPendingHandshakesPerSource) in cfg.Pending; without a
+// free slot the request is refused with HTTP 503. A request that came over TLS without a
 // verified client certificate is refused with HTTP 403 before the upgrade
 // (ErrNoCert, counted as ReasonNoCert).
 func Accept(w http.ResponseWriter, r *http.Request, cfg Config, allow func(Peer) error, seeds []string) (*Link, error) {
@@ -151,12 +156,27 @@ func Accept(w http.ResponseWriter, r *http.Request, cfg Config, allow func(Peer)
 	if err := checkPeerCert(w, r, cfg); err != nil {
 		return nil, err
 	}
+	if cfg.Pending != nil {
+		release, reason := cfg.Pending.acquire(sourceOf(r.RemoteAddr), cfg.MaxPendingHandshakes, cfg.MaxPendingHandshakesPerSource)
+		if release == nil {
+			cfg.Metrics.Rejects.WithLabelValues(reason).Inc()
+			w.Header().Set("Connection", "close")
+			http.Error(w, "too many pending link handshakes", http.StatusServiceUnavailable)
+			return nil, &RejectError{Reason: reason, Message: "too many pending link handshakes"}
+		}
+		cfg.Metrics.PendingHandshakes.Inc()
+		defer func() {
+			release()
+			cfg.Metrics.PendingHandshakes.Dec()
+		}()
+	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		cfg.Metrics.Rejects.WithLabelValues(protocol.RejectMalformed).Inc()
 		return nil, fmt.Errorf("accepting link: %w", err)
 	}
-	conn.SetReadLimit(cfg.MaxFrameBytes)
+	// Nothing is trusted before the Hello verifies: a tiny read budget.
+	conn.SetReadLimit(cfg.HelloMaxBytes)
 	ctx, cancel := context.WithTimeout(r.Context(), cfg.HandshakeTimeout)
 	defer cancel()
 	log := cfg.Logger.With("remote", r.RemoteAddr)
@@ -210,6 +230,7 @@ func Accept(w http.ResponseWriter, r *http.Request, cfg Config, allow func(Peer)
 	}); err != nil {
 		return refuse(ReasonClosed, "", err)
 	}
+	conn.SetReadLimit(cfg.MaxFrameBytes)
 	return newLink(conn, cfg, peer), nil
 }
 

@@ -22,6 +22,13 @@ const (
 	ReasonProtocol    = "protocol"     // close: a malformed frame or a handshake message after Welcome
 	ReasonRejected    = "rejected"     // close: the peer sent Reject
 	ReasonShutdown    = "shutdown"     // close: this node is shutting down
+
+	// ReasonPendingTotal refuses a handshake (HTTP 503) when
+	// MaxPendingHandshakes are already unverified.
+	ReasonPendingTotal = "pending_total"
+	// ReasonPendingSource refuses a handshake (HTTP 503) when its source
+	// IP already has MaxPendingHandshakesPerSource unverified.
+	ReasonPendingSource = "pending_source"
 )
 
 // Metrics counts link traffic, drops, closes and rejects. Create one per
@@ -34,6 +41,9 @@ type Metrics struct {
 	FramesOut prometheus.Counter     // scc_<role>_link_frames_out_total
 	BytesIn   prometheus.Counter     // scc_<role>_link_bytes_in_total
 	BytesOut  prometheus.Counter     // scc_<role>_link_bytes_out_total
+	// PendingHandshakes is scc_<role>_link_pending_handshakes: accepted
+	// handshakes whose Hello is not verified yet.
+	PendingHandshakes prometheus.Gauge
 }
 
 // NewMetrics creates the link counters for role and registers them on reg
@@ -45,16 +55,17 @@ func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
 	}
 	p := "scc_" + role + "_link_"
 	m := &Metrics{
-		Rejects:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "rejects_total", Help: "Link handshakes refused, by reason."}, []string{"reason"}),
-		Drops:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "drops_total", Help: "Outbound link messages dropped, by reason."}, []string{"reason"}),
-		Closes:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "closes_total", Help: "Established links closed, by reason."}, []string{"reason"}),
-		FramesIn:  prometheus.NewCounter(prometheus.CounterOpts{Name: p + "frames_in_total", Help: "Link frames read."}),
-		FramesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: p + "frames_out_total", Help: "Link frames written."}),
-		BytesIn:   prometheus.NewCounter(prometheus.CounterOpts{Name: p + "bytes_in_total", Help: "Link payload bytes read."}),
-		BytesOut:  prometheus.NewCounter(prometheus.CounterOpts{Name: p + "bytes_out_total", Help: "Link payload bytes written."}),
+		Rejects:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "rejects_total", Help: "Link handshakes refused, by reason."}, []string{"reason"}),
+		Drops:             prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "drops_total", Help: "Outbound link messages dropped, by reason."}, []string{"reason"}),
+		Closes:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "closes_total", Help: "Established links closed, by reason."}, []string{"reason"}),
+		FramesIn:          prometheus.NewCounter(prometheus.CounterOpts{Name: p + "frames_in_total", Help: "Link frames read."}),
+		FramesOut:         prometheus.NewCounter(prometheus.CounterOpts{Name: p + "frames_out_total", Help: "Link frames written."}),
+		BytesIn:           prometheus.NewCounter(prometheus.CounterOpts{Name: p + "bytes_in_total", Help: "Link payload bytes read."}),
+		BytesOut:          prometheus.NewCounter(prometheus.CounterOpts{Name: p + "bytes_out_total", Help: "Link payload bytes written."}),
+		PendingHandshakes: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "pending_handshakes", Help: "Accepted link handshakes whose hello is not verified yet."}),
 	}
 	// Known reasons start at zero, so dashboards see every series.
-	for _, r := range []string{protocol.RejectAuth, protocol.RejectVersion, protocol.RejectMalformed, protocol.RejectRole, protocol.RejectState, ReasonTimeout, ReasonClosed, ReasonNoCert} {
+	for _, r := range []string{protocol.RejectAuth, protocol.RejectVersion, protocol.RejectMalformed, protocol.RejectRole, protocol.RejectState, ReasonTimeout, ReasonClosed, ReasonNoCert, ReasonPendingTotal, ReasonPendingSource} {
 		m.Rejects.WithLabelValues(r)
 	}
 	for _, r := range []string{ReasonQueueFull, ReasonTooLarge, ReasonClosed, ReasonUnsent} {
@@ -74,6 +85,7 @@ func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
 		m.FramesOut = register(reg, m.FramesOut)
 		m.BytesIn = register(reg, m.BytesIn)
 		m.BytesOut = register(reg, m.BytesOut)
+		m.PendingHandshakes = register(reg, m.PendingHandshakes)
 	}
 	return m
 }

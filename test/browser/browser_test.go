@@ -194,7 +194,7 @@ func TestDemoAndStatusPages(t *testing.T) {
 		BinDir:    binDir,
 		Brokers:   2,
 		Frontends: 2,
-		AuthKey:   "browser-test-key",
+		AuthKey:   "browser-test-cluster-key-0123456789abcdef",
 		ExtraEnv: map[string]string{
 			"SCC_STATE_SERVER_STARTUP_DELAY":    "0",
 			"SCC_STATE_SERVER_SCALE_OUT_DELAY":  "500ms",
