@@ -77,6 +77,11 @@ type APIConfig struct {
 	// cluster's control channels, so every frontend of a cluster should
 	// have it.
 	Key string
+	// OnClientPort serves the API on the client port (Handler) as well
+	// as from AdminHandler. scc-frontend sets it when there is no admin
+	// port (SCC_ADMIN_PORT=0) or SCC_ADMIN_ON_CLIENT_PORT is set. Default
+	// false.
+	OnClientPort bool
 	// MaxBodyBytes bounds a request body; larger bodies get HTTP 413.
 	// Env SCC_API_MAX_BODY_BYTES. Default 1 MiB.
 	MaxBodyBytes int64

@@ -20,6 +20,7 @@ const testAPIKey = "api-secret"
 func apiConfig() Config {
 	c := testConfig()
 	c.API.Key = testAPIKey
+	c.ServeAdmin = true // no admin port here: the API shares the client port
 	return c
 }
 

@@ -19,7 +19,11 @@ func (s *Server) limitConns(ln net.Listener, hs *http.Server) net.Listener {
 		IdleTimeout: s.cfg.IdleTimeout,
 	}, s.tcpMetrics, s.log)
 	cl.Install(hs, func(r *http.Request) bool {
-		return s.cfg.ServeAdmin && connlimit.AdminPath(r)
+		// Probes always; /metrics only where the client port serves it.
+		if r.URL.Path == "/metrics" && !s.cfg.ServeAdmin {
+			return false
+		}
+		return connlimit.AdminPath(r)
 	})
 	s.log.Debug("connection cap", "max", cl.Max(), "reserve", s.cfg.AdminReserve)
 	return cl

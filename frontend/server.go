@@ -379,10 +379,12 @@ func (s *Server) Handler() http.Handler {
 				admin.ServeHTTP(w, r)
 				return
 			}
-			if s.api.on && strings.HasPrefix(r.URL.Path, "/api/") {
-				admin.ServeHTTP(w, r)
-				return
-			}
+		}
+		// The server API shares the client port only when the admin
+		// endpoints do (no separate admin port).
+		if (s.cfg.ServeAdmin || s.cfg.API.OnClientPort) && s.api.on && strings.HasPrefix(r.URL.Path, "/api/") {
+			admin.ServeHTTP(w, r)
+			return
 		}
 		for prefix, h := range s.cfg.Pages {
 			if strings.HasPrefix(r.URL.Path, prefix) {

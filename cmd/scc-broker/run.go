@@ -16,9 +16,9 @@ import (
 	"github.com/sccgo/sccgo/broker"
 	"github.com/sccgo/sccgo/internal/adminport"
 	"github.com/sccgo/sccgo/internal/config"
-	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/membership"
+	"github.com/sccgo/sccgo/internal/tlsconf"
 )
 
 // settings is everything run reads from the environment.

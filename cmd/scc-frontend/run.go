@@ -194,6 +194,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		c.Rules = set
 	}
 	c.ServeAdmin = st.admin.OnClientPort
+	c.API.OnClientPort = st.admin.Port == 0 || st.admin.OnClientPort
 	c.Pages = map[string]http.Handler{"/demo/": demopage.Handler()}
 	st.cfg = c
 	st.cluster = cluster.ReadNodeConfig(r)

@@ -40,7 +40,7 @@ func TestRunServesHTTPSFromClientCertificate(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		errc <- run(ctx, nil, env(map[string]string{
-			"SOCKETCLUSTER_PORT": "0", "SCC_FRONTEND_HOST": "127.0.0.1", "SCC_CLIENT_AUTH_KEY": "k",
+			"SOCKETCLUSTER_PORT": "0", "SCC_FRONTEND_HOST": "127.0.0.1", "SCC_CLIENT_AUTH_KEY": "client-auth-key-0123456789abcdef0123456789", "SCC_ADMIN_PORT": "0",
 			"SCC_DRAIN_DURATION":       "10ms",
 			"SCC_CLIENT_TLS_CERT_FILE": f.CertFile, "SCC_CLIENT_TLS_KEY_FILE": f.KeyFile,
 		}), &logs)

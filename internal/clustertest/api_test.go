@@ -19,7 +19,7 @@ import (
 
 const (
 	apiKey     = "cluster-api-key"
-	clientAuth = "client-auth-key"
+	clientAuth = "client-auth-key-0123456789abcdef0123456789"
 )
 
 func apiCluster(t *testing.T) *clustertest.Cluster {

@@ -29,7 +29,7 @@ import (
 type Options struct {
 	Brokers   int
 	Frontends int
-	// AuthKey is SCC_AUTH_KEY for every node (default "test-cluster-key").
+	// AuthKey is SCC_AUTH_KEY for every node (default "test-cluster-key-0123456789abcdef0123456789").
 	AuthKey string
 	// ScaleOutDelay, ScaleBackDelay, StartupDelay, PrepareTimeout and
 	// DrainWindow configure the state server (defaults 200ms, 300ms, 0,
@@ -53,7 +53,7 @@ type Options struct {
 
 func (o *Options) fill() {
 	if o.AuthKey == "" {
-		o.AuthKey = "test-cluster-key"
+		o.AuthKey = "test-cluster-key-0123456789abcdef0123456789"
 	}
 	if o.ScaleOutDelay == 0 {
 		o.ScaleOutDelay = 200 * time.Millisecond

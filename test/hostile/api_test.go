@@ -26,6 +26,7 @@ func TestHostileAPI(t *testing.T) {
 	const maxBody = 16 << 10
 	f := startFrontend(t, func(c *frontend.Config) {
 		c.API.Key = hostileAPIKey
+		c.ServeAdmin = true // the API on the client port
 		c.API.MaxBodyBytes = maxBody
 		// The API shares the client port's header timeout; the default
 		// attack limit (300ms) is too tight for 200 requests at once on a

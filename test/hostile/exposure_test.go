@@ -31,7 +31,7 @@ func startRealCluster(t *testing.T) *localcluster.Cluster {
 		t.Skipf("binaries missing (run make build): %v", err)
 	}
 	c, err := localcluster.Start(context.Background(), localcluster.Options{
-		BinDir: bin, Brokers: 1, Frontends: 1, AuthKey: "hostile-exposure-key",
+		BinDir: bin, Brokers: 1, Frontends: 1, AuthKey: "hostile-exposure-key-0123456789abcdef0123",
 		BaseEnv:  []string{"PATH=" + os.Getenv("PATH")},
 		ExtraEnv: map[string]string{"SCC_STATE_SERVER_STARTUP_DELAY": "200ms", "SCC_STATE_SERVER_SCALE_OUT_DELAY": "200ms"},
 	})

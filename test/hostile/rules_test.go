@@ -52,7 +52,7 @@ func TestHostileChannelNames(t *testing.T) {
 		c.Rules = set
 		c.SocketChannelLimit = 2 * len(hostileChannels)
 	})
-	key := []byte("hostile-test-key")
+	key := []byte("hostile-test-key-of-at-least-32-bytes")
 	token := func(claims jwt.MapClaims) string {
 		claims["exp"] = time.Now().Add(time.Hour).Unix()
 		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(key)
