@@ -198,6 +198,28 @@ type Config struct {
 	// except to reserved "#" channels. Env SCC_CHANNELS_FILE.
 	Rules *rules.Set
 
+	// ConnectHook, if set, decides each socket's first #handshake
+	// (docs/hooks.md): it may reject it with an error and close code, or
+	// accept it and give the socket auth token claims (signed and sent
+	// with #setAuthToken), a token of its own, and channels to subscribe
+	// the socket to. The handshake is answered once it has decided; it
+	// runs off the socket's reader, bounded by HandshakeTimeout. Env
+	// SCC_PROXY_CONNECT_URL (scc-frontend).
+	ConnectHook ConnectHook
+	// SubscribeHook, if set, decides #subscribe to channels whose rule
+	// says hook; without it such subscribes are refused. Env
+	// SCC_PROXY_SUBSCRIBE_URL (scc-frontend).
+	SubscribeHook SubscribeHook
+	// PublishHook, if set, decides, and may replace the data of, client
+	// publishes to channels whose rule says hook; without it they are
+	// refused. Env SCC_PROXY_PUBLISH_URL (scc-frontend).
+	PublishHook PublishHook
+	// HookCallsPerSocket bounds the subscribe and publish hook calls one
+	// socket may have in flight; beyond it a subscribe or publish is
+	// refused at once with a BackendError, so a client cannot queue
+	// unbounded work. Env SCC_PROXY_SOCKET_CONCURRENCY. Default 16.
+	HookCallsPerSocket int
+
 	// Broker routes publishes; nil means a new LocalBroker (standalone).
 	Broker Broker
 	// Pages maps path prefixes (for example "/demo/") to extra HTTP
@@ -247,6 +269,7 @@ func DefaultConfig() Config {
 		WriteCoalesceLoad:      0.7,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
+		HookCallsPerSocket:     16,
 		MaxHandshakesPerSecond: 0,
 	}
 }
@@ -286,6 +309,7 @@ func (c Config) Validate() error {
 	check(c.WriteCoalesceRate >= 0, "write coalescing message rate must not be negative")
 	check(c.WriteCoalesceLoad >= 0 && c.WriteCoalesceLoad < 1, "write coalescing load must be at least 0 and below 1")
 	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
+	check(c.HookCallsPerSocket > 0, "hook calls per socket must be positive")
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
 	}
