@@ -264,16 +264,32 @@ func (s *Socket) acceptHandshake(ctx context.Context, p *protocol.Packet, res *h
 	if authErr != nil && authErr.IsBadToken() {
 		s.send(removeAuthTokenFrame)
 	}
-	if issued != nil {
-		// After the answer: the stock client sets its auth state from the
-		// answer first, then stores this token.
-		tok, _ := json.Marshal(protocol.SetAuthTokenData{Token: issued.signed})
-		s.send(protocol.AppendEvent(nil, protocol.EventSetAuthToken, tok, 0))
-	}
 	srv.m.handshakes.Inc()
+	if issued != nil {
+		srv.wg.Go(func() { s.deliverIssuedToken(srv.ctx, issued) })
+	}
 	if srv.cfg.OnConnect != nil {
 		srv.cfg.OnConnect(s)
 	}
+}
+
+// deliverIssuedToken sends the connect hook's token to the client. The
+// stock client sets its auth state from the handshake answer only once
+// the answer's promise has settled, after every packet that arrived with
+// it, and it then takes the token it sent itself (none, or the expired
+// one). A #setAuthToken in the same read would be overwritten. So the
+// token goes first as an invoke (SocketCluster's rejectOnFailedDelivery
+// form, which the client acknowledges), and once acknowledged, which is a
+// round trip after the answer was handled, again as a transmit, which the
+// client keeps.
+func (s *Socket) deliverIssuedToken(ctx context.Context, issued *tokenInfo) {
+	data := protocol.SetAuthTokenData{Token: issued.signed}
+	if _, err := s.Invoke(ctx, protocol.EventSetAuthToken, data); err != nil {
+		s.srv.log.Debug("client did not acknowledge the connect hook's token", "conn", s.id, "err", err)
+		return
+	}
+	tok, _ := json.Marshal(data)
+	s.send(protocol.AppendEvent(nil, protocol.EventSetAuthToken, tok, 0))
 }
 
 // subscribeGranted subscribes the socket to channel off its reader

@@ -116,18 +116,12 @@ func TestConnectHookClaimsAndChannels(t *testing.T) {
 	if data["isAuthenticated"] != true || fmt.Sprint(data["channels"]) != "[user:42]" {
 		t.Fatalf("handshake answer %v", data)
 	}
-	var set struct {
-		Event string
-		Data  struct{ Token string }
-	}
-	if err := json.Unmarshal([]byte(c.packet()), &set); err != nil || set.Event != "#setAuthToken" {
-		t.Fatalf("want #setAuthToken, got %+v (%v)", set, err)
-	}
-	claims := tokenClaims(t, set.Data.Token)
+	token := c.expectIssuedToken()
+	claims := tokenClaims(t, token)
 	if claims["sub"] != "42" || claims["role"] != "admin" || claims["exp"] == nil {
 		t.Fatalf("token claims %v", claims)
 	}
-	if _, perr := srv.auth.verifyToken(set.Data.Token); perr != nil {
+	if _, perr := srv.auth.verifyToken(token); perr != nil {
 		t.Fatalf("the token does not verify: %v", perr)
 	}
 	if err := srv.Publish(context.Background(), "user:42", []byte(`"private"`)); err != nil {
@@ -178,7 +172,9 @@ func TestConnectHookRefreshesToken(t *testing.T) {
 	if data["isAuthenticated"] != true || data["authError"] != nil {
 		t.Fatalf("handshake answer %v", data)
 	}
-	c.expect(fmt.Sprintf(`{"event":"#setAuthToken","data":{"token":%q}}`, fresh))
+	if tok := c.expectIssuedToken(); tok != fresh {
+		t.Fatalf("token %s, want %s", tok, fresh)
+	}
 	probe(t, c, 2)
 
 	b := dial(t, srv)
@@ -489,4 +485,22 @@ func TestTokenExpiryWithoutTraffic(t *testing.T) {
 	if srv.SocketByID(firstSocketID(t, srv)).IsAuthenticated() {
 		t.Fatal("still authenticated")
 	}
+}
+
+// expectIssuedToken reads the connect hook's token as the frontend
+// delivers it: a #setAuthToken invoke, acknowledged, then the same token
+// as a transmit. It returns the token.
+func (c *rawClient) expectIssuedToken() string {
+	c.t.Helper()
+	var inv struct {
+		Event string
+		Data  struct{ Token string }
+		CID   int
+	}
+	if p := c.packet(); json.Unmarshal([]byte(p), &inv) != nil || inv.Event != "#setAuthToken" || inv.CID == 0 || inv.Data.Token == "" {
+		c.t.Fatalf("want a #setAuthToken invoke, got %s", p)
+	}
+	c.sendf(`{"rid":%d}`, inv.CID)
+	c.expect(fmt.Sprintf(`{"event":"#setAuthToken","data":{"token":%q}}`, inv.Data.Token))
+	return inv.Data.Token
 }
