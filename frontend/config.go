@@ -231,6 +231,8 @@ type Config struct {
 	Logger *slog.Logger
 	// OnConnect, if set, is called on the socket's reader goroutine once
 	// its handshake succeeded, before any further packet is processed.
+	// With a ConnectHook it is called on the hook's goroutine instead,
+	// right after the handshake answer was queued.
 	OnConnect func(*Socket)
 	// OnDisconnect, if set, is called once a socket has closed, with the
 	// close code sent or received.
