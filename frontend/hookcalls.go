@@ -72,6 +72,11 @@ type hookState struct {
 	mu      sync.Mutex
 	pubTail map[string]chan struct{} // per channel: done of the last publish in flight
 	granted []string                 // channels the connect hook subscribed the socket to
+	// pendingSub holds, per channel, the sequence number of the latest
+	// #subscribe waiting for its hook; #unsubscribe deletes it, which
+	// cancels the subscription.
+	pendingSub map[string]uint64
+	subSeq     uint64
 }
 
 func (s *Server) hooksOn() bool {
@@ -339,10 +344,20 @@ func (s *Socket) subscribeHook(p *protocol.Packet, ch string, data json.RawMessa
 	}
 	req := &hooks.SubscribeRequest{SocketID: s.id, Channel: ch, Claims: s.AuthToken(), Data: cloneRaw(data)}
 	pp := &protocol.Packet{CID: cloneRaw(p.CID)}
+	hk := s.hk
+	hk.mu.Lock()
+	hk.subSeq++
+	seq := hk.subSeq
+	if hk.pendingSub == nil {
+		hk.pendingSub = make(map[string]uint64)
+	}
+	hk.pendingSub[ch] = seq
+	hk.mu.Unlock()
 	srv.wg.Go(func() {
-		defer s.hk.inFlight.Add(-1)
+		defer hk.inFlight.Add(-1)
 		err := srv.cfg.SubscribeHook.Subscribe(srv.ctx, req)
 		if err != nil {
+			s.subscribeSettled(ch, seq)
 			reason := hookFailed
 			if errors.Is(err, hooks.ErrRejected) {
 				reason = hookDenied
@@ -351,12 +366,52 @@ func (s *Socket) subscribeHook(p *protocol.Packet, ch string, data json.RawMessa
 			s.fail(pp, hooks.ClientError(err))
 			return
 		}
-		if perr := s.subscribeGranted(srv.ctx, ch); perr != nil {
+		perr := s.subscribeGranted(srv.ctx, ch)
+		if canceled, superseded := s.subscribeSettled(ch, seq); canceled {
+			// The client unsubscribed while the hook ran. Subscribing
+			// first and undoing here leaves no window in which an
+			// #unsubscribe finds neither the pending call nor the channel.
+			if perr == nil && !superseded && s.dropChannel(ch) {
+				srv.subs.unsubscribe(ch, s)
+			}
+			s.fail(pp, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf(
+				"Failed to subscribe socket to the %s channel - it unsubscribed before the subscribe hook answered", ch)))
+			return
+		}
+		if perr != nil {
 			s.fail(pp, perr)
 			return
 		}
 		s.ack(pp)
 	})
+}
+
+// subscribeSettled ends the pending hook subscribe seq to ch. canceled:
+// an #unsubscribe (or a later #subscribe, then superseded) came meanwhile.
+func (s *Socket) subscribeSettled(ch string, seq uint64) (canceled, superseded bool) {
+	s.hk.mu.Lock()
+	defer s.hk.mu.Unlock()
+	cur, ok := s.hk.pendingSub[ch]
+	if ok && cur == seq {
+		delete(s.hk.pendingSub, ch)
+		return false, false
+	}
+	return true, ok
+}
+
+// cancelHookSubscribe cancels a #subscribe to ch still waiting for its
+// hook; false when there is none.
+func (s *Socket) cancelHookSubscribe(ch string) bool {
+	if s.hk == nil {
+		return false
+	}
+	s.hk.mu.Lock()
+	defer s.hk.mu.Unlock()
+	if _, ok := s.hk.pendingSub[ch]; !ok {
+		return false
+	}
+	delete(s.hk.pendingSub, ch)
+	return true
 }
 
 // publishHook asks the publish hook and publishes (the hook's data if it

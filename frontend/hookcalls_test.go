@@ -504,3 +504,30 @@ func (c *rawClient) expectIssuedToken() string {
 	c.expect(fmt.Sprintf(`{"event":"#setAuthToken","data":{"token":%q}}`, inv.Data.Token))
 	return inv.Data.Token
 }
+
+// The stock client sends #unsubscribe while its #subscribe is pending (it
+// cancels the subscribe's callback): the unsubscribe is acknowledged, and
+// when the hook then allows, the socket is not left in the channel.
+func TestSubscribeHookUnsubscribedWhilePending(t *testing.T) {
+	cfg := rulesConfig(t, hookRules)
+	bh := &blockingHooks{release: make(chan struct{})}
+	cfg.SubscribeHook = bh
+	srv := startServer(t, cfg)
+	c := dial(t, srv)
+	c.handshake("")
+	c.send(`{"event":"#subscribe","data":{"channel":"hooked:1"},"cid":2}`)
+	waitFor(t, 5*time.Second, "the hook call", func() bool { return bh.calls() == 1 })
+	c.send(`{"event":"#unsubscribe","data":"hooked:1","cid":3}`)
+	c.expect(`{"rid":3}`)
+	close(bh.release)
+	if p := c.packet(); !strings.HasPrefix(p, `{"rid":2,"error"`) {
+		t.Fatalf("subscribe answer %s", p)
+	}
+	if got := c.Channels(srv); got != "[]" {
+		t.Fatalf("channels %s", got)
+	}
+	if err := srv.Publish(context.Background(), "hooked:1", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	probe(t, c, 4) // and no #publish before its answer
+}

@@ -772,7 +772,12 @@ func (s *Socket) unsubscribe(p *protocol.Packet) {
 		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Unsubscribe channel name was malformatted"))
 		return
 	}
+	pending := s.cancelHookSubscribe(ch)
 	if !s.dropChannel(ch) {
+		if pending {
+			s.ack(p)
+			return
+		}
 		s.fail(p, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf(
 			"Failed to unsubscribe socket from the %s channel - InvalidActionError: Socket %s tried to unsubscribe from a channel which it is not subscribed to",
 			ch, s.id)))
