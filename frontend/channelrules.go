@@ -25,6 +25,8 @@ const reasonHookUnavailable = "hook_unavailable"
 type channelRules struct {
 	set     *rules.Set
 	refused *prometheus.CounterVec // op, reason
+	// hookRefused counts what a backend hook refused (hookcalls.go).
+	hookRefused *prometheus.CounterVec // hook, reason
 }
 
 func (s *Server) initChannelRules() {
@@ -72,10 +74,15 @@ func (s *Socket) checkChannel(op rules.Op, channel string, data json.RawMessage)
 	if info != nil {
 		sub.Authenticated, sub.Claims = true, info.claims
 	}
+	if op == rules.OpSubscribe && s.isGranted(channel) {
+		return nil
+	}
 	d := srv.rules.set.Check(op, channel, sub)
 	switch {
 	case d.Allow:
 		return nil
+	case d.NeedHook && srv.hookFor(op):
+		return errHookDecides
 	case d.NeedHook:
 		srv.rules.refused.WithLabelValues(op.String(), reasonHookUnavailable).Inc()
 		name := protocol.ErrNameSubscribeBlocked
@@ -95,8 +102,9 @@ const opRecheck = "recheck"
 // state no longer lets it subscribe to: after #removeAuthToken, an expiry,
 // or a token for another user, a socket must not keep receiving
 // user:{sub} messages it was admitted to under the old token. Channels
-// admitted by a subscription token (whose data is not kept) or by a hook
-// stay: those grants do not depend on the auth token.
+// admitted by a subscription token (whose data is not kept), by a hook, or
+// subscribed by the connect hook stay: those grants do not depend on the
+// auth token.
 func (s *Socket) recheckChannels() {
 	s.mu.Lock()
 	if len(s.channels) == 0 {
@@ -111,6 +119,9 @@ func (s *Socket) recheckChannels() {
 		sub.Authenticated, sub.Claims = true, info.claims
 	}
 	for _, ch := range chans {
+		if s.isGranted(ch) {
+			continue
+		}
 		d := s.srv.rules.set.Check(rules.OpSubscribe, ch, sub)
 		if d.Err == nil || d.Reason == rules.ReasonSubscriptionToken {
 			continue

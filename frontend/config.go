@@ -267,6 +267,28 @@ type Config struct {
 	// except to reserved "#" channels. Env SCC_CHANNELS_FILE.
 	Rules *rules.Set
 
+	// ConnectHook, if set, decides each socket's first #handshake
+	// (docs/hooks.md): it may reject it with an error and close code, or
+	// accept it and give the socket auth token claims (signed and sent
+	// with #setAuthToken), a token of its own, and channels to subscribe
+	// the socket to. The handshake is answered once it has decided; it
+	// runs off the socket's reader, bounded by HandshakeTimeout. Env
+	// SCC_PROXY_CONNECT_URL (scc-frontend).
+	ConnectHook ConnectHook
+	// SubscribeHook, if set, decides #subscribe to channels whose rule
+	// says hook; without it such subscribes are refused. Env
+	// SCC_PROXY_SUBSCRIBE_URL (scc-frontend).
+	SubscribeHook SubscribeHook
+	// PublishHook, if set, decides, and may replace the data of, client
+	// publishes to channels whose rule says hook; without it they are
+	// refused. Env SCC_PROXY_PUBLISH_URL (scc-frontend).
+	PublishHook PublishHook
+	// HookCallsPerSocket bounds the subscribe and publish hook calls one
+	// socket may have in flight; beyond it a subscribe or publish is
+	// refused at once with a BackendError, so a client cannot queue
+	// unbounded work. Env SCC_PROXY_SOCKET_CONCURRENCY. Default 16.
+	HookCallsPerSocket int
+
 	// Broker routes publishes; nil means a new LocalBroker (standalone).
 	Broker Broker
 	// Pages maps path prefixes (for example "/demo/") to extra HTTP
@@ -278,6 +300,8 @@ type Config struct {
 	Logger *slog.Logger
 	// OnConnect, if set, is called on the socket's reader goroutine once
 	// its handshake succeeded, before any further packet is processed.
+	// With a ConnectHook it is called on the hook's goroutine instead,
+	// right after the handshake answer was queued.
 	OnConnect func(*Socket)
 	// OnDisconnect, if set, is called once a socket has closed, with the
 	// close code sent or received.
@@ -326,6 +350,7 @@ func DefaultConfig() Config {
 		AuthDefaultExpiry:      86400 * time.Second,
 		AuthMaxTokenBytes:      8192,
 		AuthMinKeyBytes:        32,
+		HookCallsPerSocket:     16,
 		MaxHandshakesPerSecond: 0,
 		API:                    DefaultAPIConfig(),
 	}
@@ -375,6 +400,7 @@ func (c Config) Validate() error {
 	check(c.AuthMaxTokenBytes >= 64, "auth max token bytes %d must be at least 64", c.AuthMaxTokenBytes)
 	check(c.AuthMinKeyBytes >= 0, "auth min key bytes must not be negative")
 	check(len(c.AuthKey) == 0 || len(c.AuthKey) >= c.AuthMinKeyBytes, "auth key is %d bytes, shorter than the minimum %d (SCC_AUTH_MIN_KEY_BYTES)", len(c.AuthKey), c.AuthMinKeyBytes)
+	check(c.HookCallsPerSocket > 0, "hook calls per socket must be positive")
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
 	}

@@ -169,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 	s.chanRate = chanrate.New(cfg.channelRate())
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.api = newAPI(s)
+	s.initHookMetrics()
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "connections", Help: "Open client WebSocket connections."},
 			func() float64 { return float64(s.nconns.Load()) }),
@@ -465,6 +466,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	// their pings in the same sweep ever after.
 	sock.lastPing.Store(now - mrand.Int64N(int64(s.cfg.PingInterval)))
 	sock.q.Init(&s.eng, ws, nc, sock)
+	sock.initHooks(r)
 
 	s.regMu.RLock()
 	if s.draining {

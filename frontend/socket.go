@@ -56,6 +56,7 @@ type Socket struct {
 	closeDeferred atomic.Bool
 	released      atomic.Bool
 	authExp       atomic.Int64 // exp of the current token (unix s), 0 if none
+	hk            *hookState   // nil unless a backend hook is configured (hookcalls.go)
 
 	// Reader-goroutine state.
 	tokens   float64
@@ -657,6 +658,10 @@ func (s *Socket) handshake(p *protocol.Packet) {
 		s.closeWith(protocol.CloseHandshakeRejected, reasonHandshakeRejected, false)
 		return
 	}
+	if srv.cfg.ConnectHook != nil && !s.handshook.Load() {
+		s.handshakeHook(p)
+		return
+	}
 	resp := protocol.HandshakeResponse{ID: s.id, PingTimeout: srv.cfg.PingTimeout.Milliseconds()}
 	var authErr *protocol.Error
 	if raw, given := handshakeToken(p.Data); given {
@@ -740,6 +745,10 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		return
 	}
 	if perr := s.checkChannel(rules.OpSubscribe, ch, req.Data); perr != nil {
+		if perr == errHookDecides {
+			s.subscribeHook(p, ch, req.Data)
+			return
+		}
 		s.fail(p, perr)
 		return
 	}
@@ -776,7 +785,12 @@ func (s *Socket) unsubscribe(p *protocol.Packet) {
 		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Unsubscribe channel name was malformatted"))
 		return
 	}
+	pending := s.cancelHookSubscribe(ch)
 	if !s.dropChannel(ch) {
+		if pending {
+			s.ack(p)
+			return
+		}
 		s.fail(p, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf(
 			"Failed to unsubscribe socket from the %s channel - InvalidActionError: Socket %s tried to unsubscribe from a channel which it is not subscribed to",
 			ch, s.id)))
@@ -805,6 +819,10 @@ func (s *Socket) publish(p *protocol.Packet) {
 		return
 	}
 	if perr := s.checkChannel(rules.OpPublish, pd.Channel, nil); perr != nil {
+		if perr == errHookDecides {
+			s.publishHook(p, pd.Channel, pd.Data)
+			return
+		}
 		srv.m.publishErrors.WithLabelValues("forbidden").Inc()
 		s.fail(p, perr)
 		return

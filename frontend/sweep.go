@@ -19,14 +19,16 @@ func (s *Server) sweepTick() time.Duration {
 }
 
 // sweep is the one liveness goroutine: instead of timers per connection it
-// walks every socket each tick to queue pings and to close sockets whose
-// handshake or pong is overdue.
+// walks every socket each tick to queue pings, to close sockets whose
+// handshake or pong is overdue, and to deauthenticate sockets whose auth
+// token has expired.
 func (s *Server) sweep() {
 	t := time.NewTicker(s.sweepTick())
 	defer t.Stop()
 	interval := int64(s.cfg.PingInterval)
 	timeout := int64(s.cfg.PingTimeout)
 	handshake := int64(s.cfg.HandshakeTimeout)
+	var expired []*Socket
 	for {
 		select {
 		case <-s.done:
@@ -34,9 +36,17 @@ func (s *Server) sweep() {
 		case <-t.C:
 		}
 		now := s.clock()
+		unix := time.Now().Unix()
+		expired = expired[:0]
 		s.eachSocket(func(sock *Socket) {
 			if sock.closing.Load() {
 				return
+			}
+			// An expired token is noticed within a tick, not only at the
+			// socket's next packet or pong; it is dropped after the walk,
+			// outside the table's lock.
+			if exp := sock.authExp.Load(); exp != 0 && unix >= exp {
+				expired = append(expired, sock)
 			}
 			switch {
 			case !sock.handshook.Load() && now-sock.opened > handshake:
@@ -48,5 +58,9 @@ func (s *Server) sweep() {
 				sock.q.Ping(s.ping)
 			}
 		})
+		for i, sock := range expired {
+			sock.checkExpiry()
+			expired[i] = nil
+		}
 	}
 }

@@ -66,10 +66,19 @@ func startHooks(c hooks.Config, reg prometheus.Registerer, log *slog.Logger) (*h
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range []hooks.Kind{hooks.Connect, hooks.Subscribe, hooks.Publish} {
-		if hc.Enabled(k) {
-			log.Warn("hook URL set but this frontend does not call the hook; only the rpc hook is served", "hook", k.String())
-		}
-	}
 	return hc, nil
+}
+
+// wireHooks gives the frontend config the hooks that have a URL (a nil
+// *hooks.Client in an interface field would not be nil).
+func wireHooks(c *frontend.Config, hc *hooks.Client) {
+	if hc.Enabled(hooks.Connect) {
+		c.ConnectHook = hc
+	}
+	if hc.Enabled(hooks.Subscribe) {
+		c.SubscribeHook = hc
+	}
+	if hc.Enabled(hooks.Publish) {
+		c.PublishHook = hc
+	}
 }

@@ -31,6 +31,7 @@ func TestLoadHooks(t *testing.T) {
 		"SCC_PROXY_MAX_RESPONSE_BYTES":  "4096",
 		"SCC_PROXY_RETRY_BACKOFF":       "10ms",
 		"SCC_PROXY_IDLE_TIMEOUT":        "1s",
+		"SCC_PROXY_SOCKET_CONCURRENCY":  "4",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +43,9 @@ func TestLoadHooks(t *testing.T) {
 		strings.Join(h.ConnectHeaders, ",") != "Cookie,X-Forwarded-For" || h.Key != "k" || h.KeyHeader != "Authorization" ||
 		h.MaxResponseBytes != 4096 || h.RetryBackoff != 10*time.Millisecond || h.IdleConnTimeout != time.Second {
 		t.Fatalf("hooks config %+v", h)
+	}
+	if st.cfg.HookCallsPerSocket != 4 {
+		t.Fatalf("HookCallsPerSocket %d, want 4", st.cfg.HookCallsPerSocket)
 	}
 	for _, bad := range []map[string]string{
 		{"SCC_PROXY_RPC_URL": "ftp://x"},

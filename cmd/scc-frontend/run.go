@@ -199,6 +199,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	st.cfg = c
 	st.cluster = cluster.ReadNodeConfig(r)
 	st.hooks = readHooks(r)
+	st.cfg.HookCallsPerSocket = r.Int("SCC_PROXY_SOCKET_CONCURRENCY", st.cfg.HookCallsPerSocket, "subscribe and publish hook calls one socket may have in flight; beyond it they are refused at once")
 	if err := st.hooks.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -283,6 +284,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		}
 		st.cluster.Link.TLS = store.ClientConfig
 	}
+	wireHooks(&st.cfg, hc)
 	var srv *frontend.Server
 	if st.cluster.Enabled() {
 		// Cluster mode: publishes route through the brokers the state
