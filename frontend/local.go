@@ -28,6 +28,10 @@ func (b *LocalBroker) Start(_ context.Context, sink Sink) error {
 // Subscribe implements Broker; local subscriptions need nothing.
 func (b *LocalBroker) Subscribe(ctx context.Context, _ string) error { return ctx.Err() }
 
+// subscribeNeverBlocks marks a Broker whose Subscribe returns at once, so
+// a socket's subscribe is answered inline rather than on a goroutine.
+func (b *LocalBroker) subscribeNeverBlocks() {}
+
 // Unsubscribe implements Broker.
 func (b *LocalBroker) Unsubscribe(string) {}
 
