@@ -25,12 +25,9 @@ func (b *LocalBroker) Start(_ context.Context, sink Sink) error {
 	return nil
 }
 
-// Subscribe implements Broker; local subscriptions need nothing.
+// Subscribe implements Broker; local subscriptions need nothing, so it
+// never blocks and a socket's subscribe is answered inline.
 func (b *LocalBroker) Subscribe(ctx context.Context, _ string) error { return ctx.Err() }
-
-// subscribeNeverBlocks marks a Broker whose Subscribe returns at once, so
-// a socket's subscribe is answered inline rather than on a goroutine.
-func (b *LocalBroker) subscribeNeverBlocks() {}
 
 // Unsubscribe implements Broker.
 func (b *LocalBroker) Unsubscribe(string) {}

@@ -698,12 +698,14 @@ func (s *Socket) handshake(p *protocol.Packet) {
 	}
 	data, _ := json.Marshal(resp)
 	first := s.handshook.CompareAndSwap(false, true)
+	if first {
+		srv.m.handshakes.Inc() // counted before the client can see the reply
+	}
 	s.send(protocol.AppendResponse(nil, p.CID, data))
 	if authErr != nil && authErr.IsBadToken() {
 		s.send(removeAuthTokenFrame)
 	}
 	if first {
-		srv.m.handshakes.Inc()
 		if srv.cfg.OnConnect != nil {
 			srv.cfg.OnConnect(s)
 		}
@@ -810,7 +812,7 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 			defer cancel()
 			srv.subs.complete(ctx, ch, srv.subscribed(ch))
 		}
-		if _, ok := srv.broker.(interface{ subscribeNeverBlocks() }); ok {
+		if _, ok := srv.broker.(*LocalBroker); ok {
 			complete()
 			return
 		}
