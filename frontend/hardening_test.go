@@ -480,7 +480,7 @@ func TestSubscribePendingUnsubscribe(t *testing.T) {
 func TestSubTableShrinks(t *testing.T) {
 	tab := newSubTable(NewLocalBroker())
 	socks := []*Socket{{}, {}, {}}
-	const n = subShards * shrinkFloor * 2
+	const n = subShards * shardShrinkFloor * 8
 	for i := range n {
 		ch := fmt.Sprintf("c%d", i)
 		for _, s := range socks {
@@ -510,7 +510,7 @@ func TestSubTableShrinks(t *testing.T) {
 		tab.unsubscribe("hot", s)
 	}
 	for i := range tab.shards {
-		if sh := &tab.shards[i]; sh.peak >= shrinkFloor {
+		if sh := &tab.shards[i]; sh.peak >= shardShrinkFloor {
 			t.Fatalf("shard %d: peak %d after the channels left (len %d)", i, sh.peak, len(sh.m))
 		}
 	}

@@ -13,16 +13,21 @@ import (
 type limitError struct {
 	code   int
 	reason string
+	text   string // the close reason sent; "" for the code's usual text
 }
 
 func (e *limitError) Error() string { return "frontend: inbound limit reached: " + e.reason }
 
 var (
-	errFrameRate    = &limitError{protocol.CloseRateLimited, reasonRateLimited}
-	errByteRate     = &limitError{protocol.CloseRateLimited, reasonByteRateLimited}
-	errFragments    = &limitError{protocol.CloseMessageTooBig, reasonTooManyFragments}
-	errReadBudget   = &limitError{protocol.CloseServerOverloaded, reasonReadBudget}
-	errBatchTooLong = &limitError{protocol.CloseMessageTooBig, reasonBatchTooLarge}
+	errFrameRate    = &limitError{protocol.CloseRateLimited, reasonRateLimited, ""}
+	errByteRate     = &limitError{protocol.CloseRateLimited, reasonByteRateLimited, "Client exceeded the inbound byte rate"}
+	errFragments    = &limitError{protocol.CloseMessageTooBig, reasonTooManyFragments, "Message has too many fragments"}
+	errReadBudget   = &limitError{protocol.CloseServerOverloaded, reasonReadBudget, "Server has no room for the message now; retry later"}
+	// errReadsCut fails the reads of a socket closed for a limit, so its
+	// close handshake does not read (byte by byte, in the WebSocket
+	// library) whatever the client still sends.
+	errReadsCut     = &limitError{protocol.CloseAbnormal, reasonReadError, ""}
+	errBatchTooLong = &limitError{protocol.CloseMessageTooBig, reasonBatchTooLarge, "Batch has too many packets"}
 )
 
 // WebSocket opcodes the meter tells apart.
@@ -53,6 +58,9 @@ func (b *bucket) take(now int64, n, rate, burst float64) bool {
 // InboundBytes implements wsconn.Meter: the byte rate, charged as bytes
 // arrive.
 func (s *Socket) InboundBytes(n int) error {
+	if s.readsCut.Load() {
+		return errReadsCut
+	}
 	cfg := &s.srv.cfg
 	if cfg.InboundByteRate <= 0 {
 		return nil

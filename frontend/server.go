@@ -94,8 +94,9 @@ type Server struct {
 const socketShards = 16
 
 type socketShard struct {
-	mu sync.RWMutex
-	m  map[string]*Socket
+	mu   sync.RWMutex
+	m    map[string]*Socket
+	peak int // largest len(m) since m was made; the map is rebuilt far below it
 }
 
 // RPCHandler answers a client invoke of a custom procedure. It runs on a
@@ -431,6 +432,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	sh := s.socketShard(sock.id)
 	sh.mu.Lock()
 	sh.m[sock.id] = sock
+	sh.peak = max(sh.peak, len(sh.m))
 	sh.mu.Unlock()
 	s.m.connectionsTotal.Inc()
 	// The reader gets a goroutine of its own so this handler returns and
@@ -514,6 +516,13 @@ func (s *Server) unregister(sock *Socket) {
 	sh.mu.Lock()
 	if sh.m[sock.id] == sock {
 		delete(sh.m, sock.id)
+		if sh.peak >= shardShrinkFloor && len(sh.m) < sh.peak/4 {
+			m := make(map[string]*Socket, len(sh.m))
+			for k, v := range sh.m {
+				m[k] = v
+			}
+			sh.m, sh.peak = m, len(m)
+		}
 	}
 	sh.mu.Unlock()
 	if !sock.closeDeferred.Load() {

@@ -60,9 +60,10 @@ type Socket struct {
 	// Inbound limits, charged by the reader and by the meter under the
 	// WebSocket's reads (which the close handshake may run elsewhere).
 	limMu     sync.Mutex
-	msgs      bucket // InboundRate
-	bytes     bucket // InboundByteRate
-	fragments int32  // frames of the message being received
+	msgs      bucket      // InboundRate
+	bytes     bucket      // InboundByteRate
+	fragments int32       // frames of the message being received
+	readsCut  atomic.Bool // closed for a limit: read nothing more
 	ip        netip.Addr
 
 	// rmu orders the reader's look at the read buffer before a close
@@ -444,33 +445,41 @@ func (s *Socket) readOne() bool {
 }
 
 // readMessage appends the rest of a message from r to b, like io.ReadAll
-// into a reused buffer. Every byte of buffer beyond readBufSize is charged
-// to the server's ReadBudget first, so sockets that hold partly received
-// messages cannot together pin more than it; held is what was charged, for
-// the caller to give back once the message is handled. Buffers above
-// maxPooledReadBuf are not kept, so a socket's buffer shrinks back after a
-// large message.
+// into a reused buffer. What a message holds beyond readFree bytes is
+// charged to the server's ReadBudget as it arrives (and a buffer grown
+// for it, before it is allocated), so sockets that hold partly
+// received messages cannot together pin more than the budget, while small
+// messages never touch it. held is what was charged, for the caller to
+// give back once the message is handled. Buffers above maxPooledReadBuf
+// are not kept, so a socket's buffer shrinks back after a large message.
 func (s *Socket) readMessage(b []byte, r io.Reader) (_ []byte, held int64, err error) {
-	if c := int64(cap(b) - readBufSize); c > 0 {
-		if !s.srv.takeRead(c) {
-			return b, 0, errReadBudget
+	charge := func(upto int) bool {
+		need := int64(upto - readFree)
+		if need <= held {
+			return true
 		}
-		held = c
+		if !s.srv.takeRead(need - held) {
+			return false
+		}
+		held = need
+		return true
 	}
 	limit := int(s.srv.cfg.MaxPayload) + 1 // the WebSocket reader reads one byte past the limit
 	for {
 		if len(b) == cap(b) {
 			n := max(min(2*cap(b), limit), cap(b)+readBufSize)
-			if !s.srv.takeRead(int64(n - cap(b))) {
+			if !charge(n) {
 				return b, held, errReadBudget
 			}
-			held += int64(n - cap(b))
 			nb := make([]byte, len(b), n)
 			copy(nb, b)
 			b = nb
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
+		if !charge(len(b)) {
+			return b, held, errReadBudget
+		}
 		if err == io.EOF {
 			return b, held, nil
 		}
@@ -483,6 +492,9 @@ func (s *Socket) readMessage(b []byte, r io.Reader) (_ []byte, held int64, err e
 const (
 	readBufSize      = 512
 	maxPooledReadBuf = 64 << 10
+	// readFree is how much of a message is read without charging the
+	// read budget, so that small messages never depend on it.
+	readFree = 4 << 10
 )
 
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, 0, readBufSize); return &b }}
@@ -502,7 +514,12 @@ func putReadBuf(bp *[]byte, b []byte) {
 func (s *Socket) readFailed(err error) {
 	var le *limitError
 	if errors.As(err, &le) {
-		s.closeWith(le.code, le.reason, false)
+		s.readsCut.Store(true)
+		text := le.text
+		if text == "" {
+			text = protocol.CloseReason(le.code)
+		}
+		s.closeWithText(le.code, le.reason, text, false)
 		return
 	}
 	if !s.closing.CompareAndSwap(false, true) {
@@ -579,7 +596,8 @@ func (s *Socket) handleMessage(msg []byte) {
 	case protocol.KindJSON:
 		pkts, err := protocol.DecodePacketsMax(msg, s.srv.cfg.MaxBatchPackets)
 		if errors.Is(err, protocol.ErrTooManyPackets) {
-			s.closeWith(errBatchTooLong.code, errBatchTooLong.reason, false)
+			s.readsCut.Store(true)
+			s.closeWithText(errBatchTooLong.code, errBatchTooLong.reason, errBatchTooLong.text, false)
 			return
 		}
 		if err == nil {

@@ -12,6 +12,10 @@ import (
 
 const subShards = 64
 
+// shardShrinkFloor is shrinkFloor for the maps of sharded tables, each of
+// which holds a share of the entries.
+const shardShrinkFloor = 32
+
 // subTable is the local subscription table: channel → sockets, sharded by
 // the channel's hash. It calls Broker.Subscribe (outside any lock, on a
 // goroutine of its own, so no socket's reader waits for a broker) for a
@@ -208,7 +212,7 @@ func (t *subTable) complete(ctx context.Context, channel string, answer func(sub
 func (t *subTable) drop(sh *subShard, channel string) {
 	delete(sh.m, channel)
 	t.channels.Add(-1)
-	if sh.peak >= shrinkFloor && len(sh.m) < sh.peak/4 {
+	if sh.peak >= shardShrinkFloor && len(sh.m) < sh.peak/4 {
 		m := make(map[string]*chanEntry, len(sh.m))
 		for k, v := range sh.m {
 			m[k] = v
