@@ -420,9 +420,11 @@ func (b slowBroker) Subscribe(ctx context.Context, ch string) error {
 // gets every ack; the reader never waits for the broker.
 func TestSubscribeKeepsReading(t *testing.T) {
 	cfg := testConfig()
-	cfg.PingInterval = 100 * time.Millisecond
-	cfg.PingTimeout = 500 * time.Millisecond
-	cfg.Broker = slowBroker{LocalBroker: NewLocalBroker(), delay: 1500 * time.Millisecond}
+	cfg.PingInterval = 200 * time.Millisecond
+	cfg.PingTimeout = 2 * time.Second
+	// Old behaviour, one subscribe at a time on the reader, would go
+	// quiet for 1000 times the delay.
+	cfg.Broker = slowBroker{LocalBroker: NewLocalBroker(), delay: 4 * time.Second}
 	srv := startServer(t, cfg)
 	c := dial(t, srv)
 	c.handshake("")

@@ -19,10 +19,10 @@ type limitError struct {
 func (e *limitError) Error() string { return "frontend: inbound limit reached: " + e.reason }
 
 var (
-	errFrameRate    = &limitError{protocol.CloseRateLimited, reasonRateLimited, ""}
-	errByteRate     = &limitError{protocol.CloseRateLimited, reasonByteRateLimited, "Client exceeded the inbound byte rate"}
-	errFragments    = &limitError{protocol.CloseMessageTooBig, reasonTooManyFragments, "Message has too many fragments"}
-	errReadBudget   = &limitError{protocol.CloseServerOverloaded, reasonReadBudget, "Server has no room for the message now; retry later"}
+	errFrameRate  = &limitError{protocol.CloseRateLimited, reasonRateLimited, ""}
+	errByteRate   = &limitError{protocol.CloseRateLimited, reasonByteRateLimited, "Client exceeded the inbound byte rate"}
+	errFragments  = &limitError{protocol.CloseMessageTooBig, reasonTooManyFragments, "Message has too many fragments"}
+	errReadBudget = &limitError{protocol.CloseServerOverloaded, reasonReadBudget, "Server has no room for the message now; retry later"}
 	// errReadsCut fails the reads of a socket closed for a limit, so its
 	// close handshake does not read (byte by byte, in the WebSocket
 	// library) whatever the client still sends.

@@ -462,9 +462,9 @@ func TestSlowBrokerResubscribe(t *testing.T) {
 	f := startFrontend(t, func(c *frontend.Config) {
 		c.InboundRate = 0
 		c.SocketChannelLimit = 1000
-		c.PingInterval = 100 * time.Millisecond
-		c.PingTimeout = 500 * time.Millisecond
-		c.Broker = slowBroker{LocalBroker: frontend.NewLocalBroker(), delay: 2 * time.Second}
+		c.PingInterval = 200 * time.Millisecond
+		c.PingTimeout = 2 * time.Second
+		c.Broker = slowBroker{LocalBroker: frontend.NewLocalBroker(), delay: 4 * time.Second}
 	})
 	c := dialSC(t, f.url)
 	c.handshake("")
