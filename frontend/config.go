@@ -196,9 +196,11 @@ type Config struct {
 	MaxMessageFragments int
 	// ReadBudget bounds the bytes all sockets together may hold in
 	// messages being read (partly received messages, and the buffers that
-	// grow to hold them) beyond a small first buffer each. A socket whose
+	// grow to hold them) beyond the first 4 KiB of each, so small
+	// messages never depend on it. A socket whose
 	// message would take more is closed with 4012. It must be at least
-	// MaxPayload. Env SCC_READ_BUDGET. Default 64 MiB.
+	// 2 × MaxPayload (a buffer that grows is copied, and both count
+	// meanwhile). Env SCC_READ_BUDGET. Default 64 MiB.
 	ReadBudget int64
 	// MaxConnectionsPerIP caps the open sockets of one client IP address;
 	// upgrades beyond it get HTTP 503. 0 means no limit, which suits a
@@ -366,7 +368,7 @@ func (c Config) Validate() error {
 	check(c.InboundByteBurst >= 0 && int64(d.InboundByteBurst) >= c.MaxPayload, "inbound byte burst %d must be at least max payload %d", d.InboundByteBurst, c.MaxPayload)
 	check(c.MaxBatchPackets > 0, "max batch packets must be positive")
 	check(c.MaxMessageFragments > 0, "max message fragments must be positive")
-	check(c.ReadBudget >= c.MaxPayload, "read budget %d must be at least max payload %d", c.ReadBudget, c.MaxPayload)
+	check(c.ReadBudget >= 2*c.MaxPayload, "read budget %d must be at least twice max payload %d (a growing buffer is copied)", c.ReadBudget, c.MaxPayload)
 	check(c.MaxConnectionsPerIP >= 0, "max connections per IP must not be negative")
 	check(c.MaxSubscriptions > 0, "max subscriptions must be positive")
 	check(c.MaxSubscriptionsPerIP >= 0, "max subscriptions per IP must not be negative")

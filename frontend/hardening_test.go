@@ -164,7 +164,7 @@ func TestConfigRelations(t *testing.T) {
 		{"small queue derives a small publish", func(c *Config) { c.QueueMaxBytes = 16 << 10 }, true},
 		{"queue below 8 derived publishes", func(c *Config) { c.QueueMaxBytes = 8; c.MaxPayload = 1 << 20 }, false},
 		{"byte burst below max payload", func(c *Config) { c.InboundByteBurst = int(c.MaxPayload) - 1 }, false},
-		{"read budget below max payload", func(c *Config) { c.ReadBudget = c.MaxPayload - 1 }, false},
+		{"read budget below twice max payload", func(c *Config) { c.ReadBudget = 2*c.MaxPayload - 1 }, false},
 		{"no batch", func(c *Config) { c.MaxBatchPackets = 0 }, false},
 		{"no fragments", func(c *Config) { c.MaxMessageFragments = 0 }, false},
 		{"no subscriptions", func(c *Config) { c.MaxSubscriptions = 0 }, false},

@@ -468,12 +468,17 @@ func (s *Socket) readMessage(b []byte, r io.Reader) (_ []byte, held int64, err e
 	for {
 		if len(b) == cap(b) {
 			n := max(min(2*cap(b), limit), cap(b)+readBufSize)
-			if !charge(n) {
+			// Both buffers are live during the copy.
+			if !charge(n + cap(b)) {
 				return b, held, errReadBudget
 			}
 			nb := make([]byte, len(b), n)
 			copy(nb, b)
 			b = nb
+			if after := max(0, int64(n-readFree)); after < held {
+				s.srv.readHeld.Add(after - held)
+				held = after
+			}
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]

@@ -134,7 +134,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.InboundByteBurst = r.Int("SCC_INBOUND_BYTE_BURST", d.InboundByteBurst, "burst for SCC_INBOUND_BYTE_RATE in bytes, at least SCC_MAX_PAYLOAD (0: one second of the rate, at least 2 x SCC_MAX_PAYLOAD)")
 	c.MaxBatchPackets = r.Int("SCC_MAX_BATCH_PACKETS", d.MaxBatchPackets, "most packets in one inbound batch, close 1009 beyond (before decoding any)")
 	c.MaxMessageFragments = r.Int("SCC_MAX_MESSAGE_FRAGMENTS", d.MaxMessageFragments, "most frames one inbound message may span, close 1009 beyond")
-	c.ReadBudget = r.Int64("SCC_READ_BUDGET", d.ReadBudget, "bytes all sockets together may hold in messages being read, close 4012 beyond")
+	c.ReadBudget = r.Int64("SCC_READ_BUDGET", d.ReadBudget, "bytes all sockets together may hold in messages being read beyond 4 KiB each, close 4012 beyond (at least 2 x SCC_MAX_PAYLOAD)")
 	c.MaxConnectionsPerIP = r.Int("SCC_MAX_CONNECTIONS_PER_IP", d.MaxConnectionsPerIP, "most open sockets per client IP address, HTTP 503 beyond (0: no limit, for a frontend behind a proxy)")
 	c.MaxSubscriptions = r.Int("SCC_MAX_SUBSCRIPTIONS", d.MaxSubscriptions, "most socket-channel subscriptions on this frontend, pending ones included")
 	c.MaxSubscriptionsPerIP = r.Int("SCC_MAX_SUBSCRIPTIONS_PER_IP", d.MaxSubscriptionsPerIP, "most subscriptions of the sockets of one client IP address (0: no limit)")

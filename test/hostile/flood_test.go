@@ -232,19 +232,24 @@ func TestPublishBurstSparesSubscribers(t *testing.T) {
 	for i := range 6 {
 		pub.sendf(`{"event":"#publish","data":{"channel":"burst","data":%q},"cid":%d}`, mb, 10+i)
 	}
-	for i := range 6 {
-		e := pub.replyError(10 + i)
-		if e["name"] != protocol.ErrNameInvalidAction || !strings.Contains(fmt.Sprint(e["message"]), "exceeds the limit") {
-			t.Fatalf("1 MiB publish answered %v, want InvalidActionError about the size", e)
-		}
+	replies := make([]string, 6)
+	for i := range replies {
+		replies[i] = pub.next(waitTimeout)
 	}
 	pub.sendf(`{"event":"#publish","data":{"channel":"burst","data":"done"},"cid":20}`)
 	pub.expectOK(20)
-	waitFor(t, waitTimeout, "every subscriber got the publish after the burst", func() bool {
-		return gotDone.Load() == subscribers || closed.Load() > 0
+	waitFor(t, waitTimeout, "every subscriber got the publish after the burst, or some closed", func() bool {
+		return gotDone.Load()+closed.Load() == subscribers
 	})
 	if n := closed.Load(); n > 0 {
 		t.Fatalf("%d of %d subscribers closed by another client's burst", n, subscribers)
+	}
+	for i, p := range replies {
+		e := decodeObject(t, p)
+		errObj, _ := e["error"].(map[string]any)
+		if e["rid"] != float64(10+i) || errObj["name"] != protocol.ErrNameInvalidAction || !strings.Contains(fmt.Sprint(errObj["message"]), "exceeds the limit") {
+			t.Fatalf("1 MiB publish answered %s, want InvalidActionError about the size", p)
+		}
 	}
 	if n := metric(t, f.srv.Registry(), "scc_frontend_publish_errors_total", "reason", "too_big"); n != 6 {
 		t.Fatalf("too_big publishes counted %v, want 6", n)
@@ -348,12 +353,16 @@ func TestPartialMessagesBounded(t *testing.T) {
 	}
 	mark := h.mark()
 	var wg sync.WaitGroup
+	var written atomic.Int32 // writes that ended: all read, or cut off
 	for _, c := range conns {
-		wg.Go(func() { c.write(part) })
+		wg.Go(func() {
+			c.write(part)
+			written.Add(1)
+		})
 	}
 	held := budget / (900 << 10) // at most this many fit, each holding at least its 900 KB
-	waitFor(t, 2*waitTimeout, "the sockets beyond the budget closed", func() bool {
-		return f.closesTotal(t, "read_budget") >= float64(n-held)
+	waitFor(t, 2*waitTimeout, "every partial message read or refused", func() bool {
+		return written.Load() == n || f.closesTotal(t, "read_budget") >= float64(n-held)
 	})
 	if got := metric(t, f.srv.Registry(), "scc_frontend_read_held_bytes"); got > budget {
 		t.Fatalf("%v bytes held in partial messages, budget %d", got, budget)
@@ -363,6 +372,9 @@ func TestPartialMessagesBounded(t *testing.T) {
 	if heap1 > heap0+budget+16<<20 {
 		t.Fatalf("heap grew by %.1f MiB, budget %d MiB", mib(heap1-heap0), budget>>20)
 	}
+	waitFor(t, waitTimeout, "the sockets beyond the budget closed", func() bool {
+		return f.closesTotal(t, "read_budget") >= float64(n-held)
+	})
 	h.progress()
 	logP99(t, h, "300 sockets holding partial messages", base, mark)
 	for _, c := range conns {
