@@ -525,3 +525,49 @@ func TestSubTableShrinks(t *testing.T) {
 		t.Fatalf("hot channel keeps its map")
 	}
 }
+
+func TestMaxPendingSubscribes(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxPendingSubscribes = 5
+	cfg.Broker = slowBroker{LocalBroker: NewLocalBroker(), delay: 500 * time.Millisecond}
+	srv := startServer(t, cfg)
+	c := dial(t, srv)
+	c.handshake("")
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range 10 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"event":"#subscribe","data":{"channel":"pend%d"},"cid":%d}`, i, 10+i)
+	}
+	b.WriteString("]")
+	c.send(b.String())
+	ok, refused := 0, 0
+	for range 10 {
+		switch p := c.packet(); {
+		case strings.Contains(p, "BrokerError") && strings.Contains(p, "pending"):
+			refused++
+		case strings.HasPrefix(p, `{"rid":`) && !strings.Contains(p, "error"):
+			ok++
+		default:
+			t.Fatalf("got %s", p)
+		}
+	}
+	if ok != 5 || refused != 5 {
+		t.Fatalf("%d subscribed, %d refused; want 5 and 5", ok, refused)
+	}
+	if n := counter(t, srv.Registry(), "scc_frontend_subscribe_errors_total", "reason", subRejectPending); n != 5 {
+		t.Fatalf("max_pending refusals counted %v, want 5", n)
+	}
+	if got := len(c.channelsOf(srv)); got != 5 {
+		t.Fatalf("socket lists %d channels, want 5", got)
+	}
+}
+
+// channelsOf returns the channels of the only socket on srv.
+func (c *rawClient) channelsOf(srv *Server) []string {
+	var chans []string
+	srv.eachSocket(func(s *Socket) { chans = s.Channels() })
+	return chans
+}
