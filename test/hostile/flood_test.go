@@ -35,9 +35,21 @@ type rawConn struct {
 
 func dialRawClient(t testing.TB, f *testFrontend) *rawConn {
 	t.Helper()
-	nc, err := net.Dial("tcp", f.srv.Addr().String())
+	c, err := tryDialRaw(t, f, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return c
+}
+
+// tryDialRaw connects from local (nil: any address) and upgrades; a
+// refused upgrade is an error.
+func tryDialRaw(t testing.TB, f *testFrontend, local net.Addr) (*rawConn, error) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: local}
+	nc, err := d.Dial("tcp", f.srv.Addr().String())
+	if err != nil {
+		return nil, err
 	}
 	t.Cleanup(func() { nc.Close() })
 	req := "GET /socketcluster/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
@@ -48,18 +60,21 @@ func dialRawClient(t testing.TB, f *testFrontend) *rawConn {
 	nc.SetReadDeadline(time.Now().Add(waitTimeout))
 	br := bufio.NewReaderSize(nc, 512)
 	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %v %v", resp, err)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return nil, fmt.Errorf("upgrade: %s", resp.Status)
 	}
 	c := &rawConn{nc: nc, br: br}
 	c.write(maskedFrame(nil, 1, true, []byte(`{"event":"#handshake","data":{},"cid":1}`)))
 	for {
 		op, p := c.frame()
 		if op == 1 && strings.HasPrefix(string(p), `{"rid":1,`) {
-			return c
+			return c, nil
 		}
 		if op < 0 || op == 8 {
-			t.Fatalf("no handshake reply (op %d)", op)
+			return nil, fmt.Errorf("no handshake reply (op %d)", op)
 		}
 	}
 }
@@ -501,4 +516,65 @@ func TestSlowBrokerResubscribe(t *testing.T) {
 	if n := f.closesTotal(t, "pong_timeout"); n != 0 {
 		t.Fatalf("%v pong timeouts", n)
 	}
+}
+
+// TestOneAddressFloods: one address opening hundreds of sockets and
+// subscribing all it can is held to its per-address caps, while a client
+// from another address (the healthy pair) is untouched.
+func TestOneAddressFloods(t *testing.T) {
+	const perIP, subsPerIP = 100, 2000
+	f := startFrontend(t, func(c *frontend.Config) {
+		c.InboundRate = 0
+		c.SocketChannelLimit = 1000
+		c.MaxConnectionsPerIP = perIP
+		c.MaxSubscriptionsPerIP = subsPerIP
+	})
+	h := startHealthy(t, f.url, "healthy") // from 127.0.0.1
+	base := baseline(h)
+	attacker := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+	mark := h.mark()
+	var conns []*rawConn
+	refused := 0
+	for range 300 {
+		c, err := tryDialRaw(t, f, attacker)
+		if err != nil {
+			refused++
+			continue
+		}
+		conns = append(conns, c)
+	}
+	if len(conns) != perIP || refused != 300-perIP {
+		t.Fatalf("%d sockets from one address accepted, %d refused; want %d accepted", len(conns), refused, perIP)
+	}
+	if n := metric(t, f.srv.Registry(), "scc_frontend_rejected_connections_total", "reason", "max_connections_per_ip"); n != float64(300-perIP) {
+		t.Fatalf("%v refusals counted, want %d", n, 300-perIP)
+	}
+	for i, c := range conns {
+		var b strings.Builder
+		b.WriteString("[")
+		for j := range 100 {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `{"event":"#subscribe","data":{"channel":"ip-%d-%d"},"cid":%d}`, i, j, 10+j)
+		}
+		b.WriteString("]")
+		c.write(maskedFrame(nil, 1, true, []byte(b.String())))
+	}
+	rejected := func() float64 {
+		return metric(t, f.srv.Registry(), "scc_frontend_subscribe_errors_total", "reason", "max_subscriptions_per_ip")
+	}
+	waitFor(t, 3*waitTimeout, "every subscribe answered", func() bool {
+		return metric(t, f.srv.Registry(), "scc_frontend_subscriptions")-1+rejected() == perIP*100
+	})
+	if got := metric(t, f.srv.Registry(), "scc_frontend_subscriptions") - 1; got != subsPerIP {
+		t.Fatalf("%v subscriptions from one address, cap %d", got, subsPerIP)
+	}
+	h.progress()
+	logP99(t, h, "one address opening 300 sockets and 10000 subscriptions", base, mark)
+	// Another address still connects and subscribes.
+	c := dialSC(t, f.url)
+	c.handshake("")
+	c.subscribe("healthy-2", 3)
+	h.check()
 }
