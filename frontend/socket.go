@@ -806,13 +806,15 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		refuse(subRejectSocketLimit, fmt.Sprintf("InvalidActionError: Socket %s tried to exceed the channel subscription limit of %d", s.id, srv.cfg.SocketChannelLimit))
 		return
 	}
+	s.mu.Unlock()
 	if ok, reason := srv.reserveSub(s); !ok {
-		s.mu.Unlock()
 		refuse(reason, "the server is at its subscription limit")
 		return
 	}
 	// Listed before joining, so that a failed broker subscription (which
 	// may be answered at once, on another goroutine) finds it to drop.
+	// Only this reader adds channels, so the checks above still hold.
+	s.mu.Lock()
 	s.channels = append(s.channels, ch)
 	s.mu.Unlock()
 
