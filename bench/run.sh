@@ -41,6 +41,8 @@ say "$pinning"
 # messages per second (default 1000): the ten publishers of the standard
 # scenarios exceed it above 10k msg/s, so the benchmark server runs without it.
 export SCC_INBOUND_RATE=${SCC_INBOUND_RATE:-0}
+# Likewise the per-socket byte rate (default 2 MiB/s).
+export SCC_INBOUND_BYTE_RATE=${SCC_INBOUND_BYTE_RATE:-0}
 
 server_pid=""
 cleanup() {

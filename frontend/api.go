@@ -239,7 +239,7 @@ func (a *api) bindUser(sock *Socket, user string) {
 	}
 	ch := userChanPrefix + user
 	ctx, cancel := context.WithTimeout(a.s.ctx, a.s.cfg.AckTimeout)
-	_, err := a.ctl.subscribe(ctx, ch, sock)
+	err := a.ctl.subscribeWait(ctx, ch, sock, a.s.subscribed(ch))
 	cancel()
 	sock.mu.Lock()
 	stale := sock.apiUser != user // torn down or re-bound meanwhile

@@ -121,7 +121,9 @@ type Config struct {
 	HandshakeQueue time.Duration
 	// InboundRate caps inbound messages per second per socket (token
 	// bucket, burst InboundBurst); beyond it the socket is closed with
-	// 4011. 0 means no limit. Env SCC_INBOUND_RATE. Default 10000: enough
+	// 4011. Every frame costs a token as its header arrives, before it is
+	// parsed (pongs, other control frames and fragments included), and
+	// every packet of a batch beyond its first costs one more. 0 means no limit. Env SCC_INBOUND_RATE. Default 10000: enough
 	// for a busy publisher, low enough that a flood is cut off.
 	InboundRate float64
 	// InboundBurst is the bucket size for InboundRate. Env
@@ -210,6 +212,64 @@ type Config struct {
 	// for other reasons. Read from /proc/stat (Linux only). Env
 	// SCC_WRITE_COALESCE_LOAD. Default 0.7; 0 turns this signal off.
 	WriteCoalesceLoad float64
+
+	// MaxPublishBytes is the largest data of one client #publish, in
+	// bytes. A larger one is refused with InvalidActionError and the
+	// socket stays open. It is what keeps one client's burst of publishes
+	// from overflowing other clients' queues, so QueueMaxBytes must hold
+	// at least 8 of them. 0 derives it: QueueMaxBytes/16, at most
+	// MaxPayload (64 KiB with the defaults). Env SCC_MAX_PUBLISH_BYTES.
+	// Default 0 (derived).
+	MaxPublishBytes int
+	// InboundByteRate caps the bytes per second one socket may send
+	// (token bucket, burst InboundByteBurst), charged as they arrive from
+	// the network, before they are parsed; beyond it the socket is closed
+	// with 4011. 0 means no limit. Env SCC_INBOUND_BYTE_RATE. Default
+	// 2 MiB/s.
+	InboundByteRate float64
+	// InboundByteBurst is the bucket size for InboundByteRate, in bytes.
+	// It must be at least MaxPayload, so that a largest message can pass.
+	// 0 derives it: one second of InboundByteRate, and at least
+	// 2 × MaxPayload (2 MiB with the defaults). Env SCC_INBOUND_BYTE_BURST.
+	// Default 0 (derived).
+	InboundByteBurst int
+	// MaxBatchPackets is the most packets one inbound message (a batch)
+	// may hold. A longer batch closes the socket with 1009 before any of
+	// its packets is decoded. Env SCC_MAX_BATCH_PACKETS. Default 1000.
+	MaxBatchPackets int
+	// MaxMessageFragments is the most frames one inbound message may
+	// span; one more closes the socket with 1009. Env
+	// SCC_MAX_MESSAGE_FRAGMENTS. Default 128.
+	MaxMessageFragments int
+	// ReadBudget bounds the bytes all sockets together may hold in
+	// messages being read (partly received messages, and the buffers that
+	// grow to hold them) beyond the first 4 KiB of each, so small
+	// messages never depend on it. A socket whose
+	// message would take more is closed with 4012. It must be at least
+	// 2 × MaxPayload (a buffer that grows is copied, and both count
+	// meanwhile). Env SCC_READ_BUDGET. Default 64 MiB.
+	ReadBudget int64
+	// MaxConnectionsPerIP caps the open sockets of one client IP address;
+	// upgrades beyond it get HTTP 503. 0 means no limit, which suits a
+	// frontend behind a proxy or load balancer that does not keep client
+	// addresses (every client then shares its address). Env
+	// SCC_MAX_CONNECTIONS_PER_IP. Default 0.
+	MaxConnectionsPerIP int
+	// MaxSubscriptions caps socket-channel subscriptions on this frontend,
+	// pending ones included; beyond it #subscribe fails with BrokerError.
+	// Env SCC_MAX_SUBSCRIPTIONS. Default 1000000.
+	MaxSubscriptions int
+	// MaxSubscriptionsPerIP caps the subscriptions of the sockets of one
+	// client IP address. 0 means no limit (see MaxConnectionsPerIP). Env
+	// SCC_MAX_SUBSCRIPTIONS_PER_IP. Default 0.
+	MaxSubscriptionsPerIP int
+	// MaxPendingSubscribes caps the channels whose broker subscription is
+	// in flight on this frontend. A #subscribe that waits for its broker
+	// is acknowledged when the broker answers, while the socket's reader
+	// goes on reading (pongs included); a socket's pending subscribes
+	// count against SocketChannelLimit. Beyond the cap #subscribe fails
+	// with BrokerError. Env SCC_MAX_PENDING_SUBSCRIBES. Default 10000.
+	MaxPendingSubscribes int
 
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
 	// clients do not reconnect elsewhere all at once. Env
@@ -353,7 +413,30 @@ func DefaultConfig() Config {
 		HookCallsPerSocket:     16,
 		MaxHandshakesPerSecond: 0,
 		API:                    DefaultAPIConfig(),
+		InboundByteRate:        2 << 20,
+		MaxBatchPackets:        1000,
+		MaxMessageFragments:    128,
+		ReadBudget:             64 << 20,
+		MaxSubscriptions:       1000000,
+		MaxPendingSubscribes:   10000,
 	}
+}
+
+// publishQueueRatio is how many largest publishes an outbound queue must
+// hold: a burst of a few never cuts off a subscriber that reads at a
+// normal pace.
+const publishQueueRatio = 8
+
+// derived returns c with the settings whose default follows others
+// filled in (see MaxPublishBytes and InboundByteBurst).
+func (c Config) derived() Config {
+	if c.MaxPublishBytes == 0 {
+		c.MaxPublishBytes = int(min(int64(c.QueueMaxBytes/(2*publishQueueRatio)), c.MaxPayload))
+	}
+	if c.InboundByteBurst == 0 {
+		c.InboundByteBurst = int(max(2*c.MaxPayload, int64(c.InboundByteRate)))
+	}
+	return c
 }
 
 // Validate reports the first inconsistent or out-of-range setting.
@@ -401,6 +484,19 @@ func (c Config) Validate() error {
 	check(c.AuthMinKeyBytes >= 0, "auth min key bytes must not be negative")
 	check(len(c.AuthKey) == 0 || len(c.AuthKey) >= c.AuthMinKeyBytes, "auth key is %d bytes, shorter than the minimum %d (SCC_AUTH_MIN_KEY_BYTES)", len(c.AuthKey), c.AuthMinKeyBytes)
 	check(c.HookCallsPerSocket > 0, "hook calls per socket must be positive")
+	d := c.derived()
+	check(c.MaxPublishBytes >= 0 && d.MaxPublishBytes > 0, "max publish bytes %d must be positive", d.MaxPublishBytes)
+	check(int64(d.MaxPublishBytes) <= c.MaxPayload, "max publish bytes %d must not exceed max payload %d", d.MaxPublishBytes, c.MaxPayload)
+	check(c.QueueMaxBytes >= publishQueueRatio*d.MaxPublishBytes, "queue max bytes %d must hold at least %d publishes of max publish bytes %d", c.QueueMaxBytes, publishQueueRatio, d.MaxPublishBytes)
+	check(c.InboundByteRate >= 0, "inbound byte rate must not be negative")
+	check(c.InboundByteBurst >= 0 && int64(d.InboundByteBurst) >= c.MaxPayload, "inbound byte burst %d must be at least max payload %d", d.InboundByteBurst, c.MaxPayload)
+	check(c.MaxBatchPackets > 0, "max batch packets must be positive")
+	check(c.MaxMessageFragments > 0, "max message fragments must be positive")
+	check(c.ReadBudget >= 2*c.MaxPayload, "read budget %d must be at least twice max payload %d (a growing buffer is copied)", c.ReadBudget, c.MaxPayload)
+	check(c.MaxConnectionsPerIP >= 0, "max connections per IP must not be negative")
+	check(c.MaxSubscriptions > 0, "max subscriptions must be positive")
+	check(c.MaxSubscriptionsPerIP >= 0, "max subscriptions per IP must not be negative")
+	check(c.MaxPendingSubscribes > 0, "max pending subscribes must be positive")
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
 	}

@@ -23,7 +23,25 @@
 // Subscribe. Broker.Unsubscribe is called under the shard lock, so that it
 // is ordered before any later Subscribe of the same channel; it must not
 // block. Socket.rmu (the reader's look at its read buffer versus a close
-// handshake) is a leaf.
+// handshake) is a leaf, and so are Socket.limMu (the inbound token
+// buckets, which the WebSocket library's reads charge) and ipTable.mu (the
+// per-address counts).
+//
+// # Limits against hostile clients
+//
+// Every resource a client can make the frontend hold has a per-socket and
+// a frontend-wide bound: inbound frames and bytes are charged to token
+// buckets as they arrive from the network (wsconn.Meter), before the
+// WebSocket library or the JSON decoder spends anything on them; batches
+// and fragmented messages have caps; the bytes of partly read messages
+// are charged to ReadBudget; a publish's size is a limit of its own, well
+// below the outbound queue bound, so one client's burst cannot overflow
+// another's queue; and subscriptions count against SocketChannelLimit,
+// MaxSubscriptions and the per-address caps. Subscribing never blocks a
+// socket's reader: the broker subscription of a new channel runs on a
+// goroutine of its own and the acks follow it, while the reader goes on
+// answering pings. Tables that a storm fills are rebuilt small once it
+// has gone, since Go maps never shrink.
 //
 // The server API (api.go, docs/api.md) keeps a second subscription table
 // for its internal per-user channels, with the same lock order; its
@@ -50,5 +68,9 @@
 //   - Binary frames close the socket with 1003 (JSON codec only), text
 //     frames that are not valid UTF-8 with 1007, messages above MaxPayload
 //     with 1009, an overflowing outbound queue with 4010,
-//     and a client above InboundRate with 4011.
+//     and a client above InboundRate or InboundByteRate with 4011.
+//     Batches above MaxBatchPackets and messages of more than
+//     MaxMessageFragments frames close with 1009, a message that would
+//     exceed ReadBudget with 4012. A publish above MaxPublishBytes gets
+//     InvalidActionError and the socket stays open.
 package frontend

@@ -315,7 +315,7 @@ func (s *Socket) subscribeGranted(ctx context.Context, ch string) *protocol.Erro
 			ch, s.id, srv.cfg.SocketChannelLimit))
 	}
 	ctx, cancel := context.WithTimeout(ctx, srv.cfg.AckTimeout)
-	_, err := srv.subs.subscribe(ctx, ch, s)
+	err := srv.subs.subscribeWait(ctx, ch, s, srv.subscribed(ch))
 	cancel()
 	if err != nil {
 		return protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf("Failed to subscribe socket to the %s channel - %v", ch, err))

@@ -243,6 +243,8 @@ func maxQueued(t *testing.T, srv *Server) {
 func TestHostileInput(t *testing.T) {
 	cfg := testConfig()
 	cfg.InboundRate = 0 // tested on its own; the floods here would trip it
+	cfg.InboundByteRate = 0
+	cfg.MaxBatchPackets = 1 << 20 // likewise; one input is a batch of 10001
 	srv := startServer(t, cfg)
 	c := dial(t, srv)
 	c.handshake("")

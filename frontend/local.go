@@ -28,7 +28,8 @@ func (b *LocalBroker) Start(_ context.Context, sink Sink) error {
 	return nil
 }
 
-// Subscribe implements Broker; local subscriptions need nothing.
+// Subscribe implements Broker; local subscriptions need nothing, so it
+// never blocks and a socket's subscribe is answered inline.
 func (b *LocalBroker) Subscribe(ctx context.Context, _ string) error { return ctx.Err() }
 
 // Unsubscribe implements Broker.

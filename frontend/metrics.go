@@ -23,6 +23,20 @@ const (
 	reasonClientClose       = "client_close"
 	reasonAuthSignFailed    = "auth_sign_failed"
 	reasonServer            = "server"
+	// Inbound limits (see limits.go).
+	reasonByteRateLimited  = "byte_rate_limited"
+	reasonTooManyFragments = "too_many_fragments"
+	reasonBatchTooLarge    = "batch_too_large"
+	reasonReadBudget       = "read_budget"
+)
+
+// Subscribe rejection reasons for subscribe_errors_total.
+const (
+	subRejectSocketLimit = "socket_limit"
+	subRejectMax         = "max_subscriptions"
+	subRejectMaxPerIP    = "max_subscriptions_per_ip"
+	subRejectPending     = "max_pending"
+	subRejectBroker      = "broker"
 )
 
 // Rejection reasons for rejected_connections_total.
@@ -33,6 +47,7 @@ const (
 	rejectHandshakeRate = "handshake_rate"
 	rejectDraining      = "draining"
 	rejectUpgrade       = "upgrade"
+	rejectMaxConnsPerIP = "max_connections_per_ip"
 )
 
 // metrics holds the frontend's Prometheus counters (prefix scc_frontend_);
@@ -61,6 +76,7 @@ type metrics struct {
 	inResponse        prometheus.Counter
 	closeSlowConsumer prometheus.Counter
 	acceptsPaced      prometheus.Counter
+	subscribeErrors   *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -82,14 +98,19 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		authFailures:     prometheus.NewCounterVec(prometheus.CounterOpts(f("auth_failures_total", "Rejected auth tokens, by error name.")), []string{"reason"}),
 		acceptsPaced:     prometheus.NewCounter(prometheus.CounterOpts(f("accepts_paced_total", "Connections accepted only after waiting in the listen queue for the handshake rate."))),
 		publishErrors:    prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
+		subscribeErrors:  prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribe_errors_total", "Subscribes refused, by reason.")), []string{"reason"}),
 	}
 	for _, r := range []string{reasonNormal, reasonGoingAway, reasonPongTimeout, reasonHandshakeTimeout, reasonHandshakeRejected,
 		reasonBeforeHandshake, reasonMessageTooBig, reasonSlowConsumer, reasonRateLimited, reasonUnsupportedData, reasonInvalidPayload,
-		reasonReadError, reasonWriteError, reasonClientClose} {
+		reasonReadError, reasonWriteError, reasonClientClose,
+		reasonByteRateLimited, reasonTooManyFragments, reasonBatchTooLarge, reasonReadBudget} {
 		m.closes.WithLabelValues(r)
 	}
-	for _, r := range []string{rejectPath, rejectOrigin, rejectMaxConns, rejectHandshakeRate, rejectDraining} {
+	for _, r := range []string{rejectPath, rejectOrigin, rejectMaxConns, rejectHandshakeRate, rejectDraining, rejectMaxConnsPerIP} {
 		m.rejected.WithLabelValues(r)
+	}
+	for _, r := range []string{subRejectSocketLimit, subRejectMax, subRejectMaxPerIP, subRejectPending, subRejectBroker} {
+		m.subscribeErrors.WithLabelValues(r)
 	}
 	m.inPublish = m.messagesIn.WithLabelValues("publish")
 	m.inSubscribe = m.messagesIn.WithLabelValues("subscribe")
@@ -101,6 +122,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.inResponse = m.messagesIn.WithLabelValues("response")
 	m.closeSlowConsumer = m.closes.WithLabelValues(reasonSlowConsumer)
 	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
-		m.authFailures, m.publishErrors, m.acceptsPaced)
+		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors)
 	return m
 }

@@ -58,6 +58,10 @@ type Server struct {
 	sockets  [socketShards]socketShard
 	nconns   atomic.Int64
 
+	readHeld atomic.Int64 // bytes of message buffers charged to ReadBudget
+	subTotal atomic.Int64 // subscriptions charged to MaxSubscriptions
+	ips      ipTable      // per-address counts, with per-address limits only
+
 	acceptLim       *rate.Limiter  // paces Serve's accepts; nil without pacing
 	listeners       []net.Listener // Serve's paced listeners, under httpMu
 	handshakeMu     sync.Mutex
@@ -99,8 +103,9 @@ type Server struct {
 const socketShards = 16
 
 type socketShard struct {
-	mu sync.RWMutex
-	m  map[string]*Socket
+	mu   sync.RWMutex
+	m    map[string]*Socket
+	peak int // largest len(m) since m was made; the map is rebuilt far below it
 }
 
 // RPCHandler answers a client invoke of a custom procedure. It runs on a
@@ -125,6 +130,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.derived()
 	if cfg.AuthPublicKey == nil && len(cfg.AuthKey) == 0 {
 		// SocketCluster's behaviour: a random key per process, so tokens
 		// only verify on the node that signed them.
@@ -185,6 +191,10 @@ func New(cfg Config) (*Server, error) {
 			listenOverflows),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket (SCC_WRITE_COALESCE scaled by the message rate and, past half the rate threshold, the CPU load)."},
 			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "read_held_bytes", Help: "Bytes of inbound message buffers charged to SCC_READ_BUDGET."},
+			func() float64 { return float64(s.readHeld.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "pending_subscribes", Help: "Channels whose broker subscription is in flight (SCC_MAX_PENDING_SUBSCRIBES)."},
+			func() float64 { return float64(s.subs.pending.Load()) }),
 	)
 	s.handshakeTokens = float64(cfg.HandshakeBurst)
 	s.closerSlice = defaultCloserSlice
@@ -444,6 +454,15 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, rejectMaxConns, http.StatusServiceUnavailable, "Server is at its connection limit")
 		return
 	}
+	now := s.clock()
+	sock := &Socket{srv: s, opened: now, ip: s.remoteIP(r.RemoteAddr)}
+	if sock.ip.IsValid() && !s.ips.adjust(sock.ip, 1, 0, s.cfg.MaxConnectionsPerIP, 0) {
+		s.nconns.Add(-1)
+		s.reject(w, rejectMaxConnsPerIP, http.StatusServiceUnavailable, "Too many connections from this address")
+		return
+	}
+	sock.msgs = bucket{tokens: float64(s.cfg.InboundBurst), at: now}
+	sock.bytes = bucket{tokens: float64(s.cfg.InboundByteBurst), at: now}
 	ws, nc, err := wsconn.Accept(w, r, wsconn.AcceptOptions{
 		ReadBufferSize:  s.cfg.ReadBufferSize,
 		WriteBufferSize: s.cfg.WriteBufferSize,
@@ -451,15 +470,15 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 			InsecureSkipVerify: true, // origins are checked above, SocketCluster's way
 			CompressionMode:    websocket.CompressionDisabled,
 		},
+		Meter: sock,
 	})
 	if err != nil {
-		s.nconns.Add(-1)
+		s.release(sock)
 		s.m.rejected.WithLabelValues(rejectUpgrade).Inc()
 		return
 	}
 	ws.SetReadLimit(s.cfg.MaxPayload)
-	now := s.clock()
-	sock := &Socket{srv: s, id: s.ids.next(), ws: ws, nc: nc, opened: now, refilled: now, tokens: float64(s.cfg.InboundBurst)}
+	sock.id, sock.ws, sock.nc = s.ids.next(), ws, nc
 	sock.lastSeen.Store(now)
 	// The first ping comes at a random point of the first interval, so
 	// sockets that connect together (a reconnect storm) do not all get
@@ -471,13 +490,14 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	s.regMu.RLock()
 	if s.draining {
 		s.regMu.RUnlock()
-		s.nconns.Add(-1)
+		s.release(sock)
 		ws.Close(websocket.StatusGoingAway, protocol.CloseReason(protocol.CloseGoingAway))
 		return
 	}
 	sh := s.socketShard(sock.id)
 	sh.mu.Lock()
 	sh.m[sock.id] = sock
+	sh.peak = max(sh.peak, len(sh.m))
 	sh.mu.Unlock()
 	s.m.connectionsTotal.Inc()
 	// The reader gets a goroutine of its own so this handler returns and
@@ -561,6 +581,13 @@ func (s *Server) unregister(sock *Socket) {
 	sh.mu.Lock()
 	if sh.m[sock.id] == sock {
 		delete(sh.m, sock.id)
+		if sh.peak >= shardShrinkFloor && len(sh.m) < sh.peak/4 {
+			m := make(map[string]*Socket, len(sh.m))
+			for k, v := range sh.m {
+				m[k] = v
+			}
+			sh.m, sh.peak = m, len(m)
+		}
 	}
 	sh.mu.Unlock()
 	if !sock.closeDeferred.Load() {
@@ -572,6 +599,9 @@ func (s *Server) unregister(sock *Socket) {
 func (s *Server) release(sock *Socket) {
 	if sock.released.CompareAndSwap(false, true) {
 		s.nconns.Add(-1)
+		if sock.ip.IsValid() {
+			s.ips.adjust(sock.ip, -1, 0, 0, 0)
+		}
 	}
 }
 

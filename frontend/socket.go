@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -58,9 +59,14 @@ type Socket struct {
 	authExp       atomic.Int64 // exp of the current token (unix s), 0 if none
 	hk            *hookState   // nil unless a backend hook is configured (hookcalls.go)
 
-	// Reader-goroutine state.
-	tokens   float64
-	refilled int64
+	// Inbound limits, charged by the reader and by the meter under the
+	// WebSocket's reads (which the close handshake may run elsewhere).
+	limMu     sync.Mutex
+	msgs      bucket      // InboundRate
+	bytes     bucket      // InboundByteRate
+	fragments int32       // frames of the message being received
+	readsCut  atomic.Bool // closed for a limit: read nothing more
+	ip        netip.Addr
 
 	// rmu orders the reader's look at the read buffer before a close
 	// handshake that reads the same buffer from another goroutine.
@@ -275,20 +281,27 @@ func (s *Socket) setAuth(info *tokenInfo) {
 	s.srv.api.bindUser(s, userOf(info))
 }
 
+// dropChannel removes channel from the socket's list and gives back its
+// subscription budget; false when it was not listed.
 func (s *Socket) dropChannel(channel string) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	i := slices.Index(s.channels, channel)
 	if i < 0 {
+		s.mu.Unlock()
 		return false
 	}
 	last := len(s.channels) - 1
 	s.channels[i] = s.channels[last]
 	s.channels[last] = ""
 	s.channels = s.channels[:last]
-	if len(s.channels) == 0 {
+	switch {
+	case len(s.channels) == 0:
 		s.channels = nil
+	case cap(s.channels) >= 64 && len(s.channels) < cap(s.channels)/4:
+		s.channels = slices.Clone(s.channels)
 	}
+	s.mu.Unlock()
+	s.srv.releaseSubs(s, 1)
 	return true
 }
 
@@ -417,7 +430,8 @@ func (s *Socket) readOne() bool {
 		return err == nil
 	}
 	bp := getReadBuf()
-	msg, err := wsconn.ReadAppend((*bp)[:0], r)
+	msg, held, err := s.readMessage((*bp)[:0], r)
+	defer s.srv.readHeld.Add(-held)
 	if err != nil {
 		putReadBuf(bp, msg)
 		s.readFailed(err)
@@ -438,9 +452,62 @@ func (s *Socket) readOne() bool {
 	return true
 }
 
+// readMessage appends the rest of a message from r to b, like io.ReadAll
+// into a reused buffer. What a message holds beyond readFree bytes is
+// charged to the server's ReadBudget as it arrives (and a buffer grown
+// for it, before it is allocated), so sockets that hold partly
+// received messages cannot together pin more than the budget, while small
+// messages never touch it. held is what was charged, for the caller to
+// give back once the message is handled. Buffers above maxPooledReadBuf
+// are not kept, so a socket's buffer shrinks back after a large message.
+func (s *Socket) readMessage(b []byte, r io.Reader) (_ []byte, held int64, err error) {
+	charge := func(upto int) bool {
+		need := int64(upto - readFree)
+		if need <= held {
+			return true
+		}
+		if !s.srv.takeRead(need - held) {
+			return false
+		}
+		held = need
+		return true
+	}
+	limit := int(s.srv.cfg.MaxPayload) + 1 // the WebSocket reader reads one byte past the limit
+	for {
+		if len(b) == cap(b) {
+			n := max(min(2*cap(b), limit), cap(b)+readBufSize)
+			// Both buffers are live during the copy.
+			if !charge(n + cap(b)) {
+				return b, held, errReadBudget
+			}
+			nb := make([]byte, len(b), n)
+			copy(nb, b)
+			b = nb
+			if after := max(0, int64(n-readFree)); after < held {
+				s.srv.readHeld.Add(after - held)
+				held = after
+			}
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if !charge(len(b)) {
+			return b, held, errReadBudget
+		}
+		if err == io.EOF {
+			return b, held, nil
+		}
+		if err != nil {
+			return b, held, err
+		}
+	}
+}
+
 const (
 	readBufSize      = 512
 	maxPooledReadBuf = 64 << 10
+	// readFree is how much of a message is read without charging the
+	// read budget, so that small messages never depend on it.
+	readFree = 4 << 10
 )
 
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, 0, readBufSize); return &b }}
@@ -458,6 +525,16 @@ func putReadBuf(bp *[]byte, b []byte) {
 // readFailed records why the connection ended when the server did not
 // close it itself.
 func (s *Socket) readFailed(err error) {
+	var le *limitError
+	if errors.As(err, &le) {
+		s.readsCut.Store(true)
+		text := le.text
+		if text == "" {
+			text = protocol.CloseReason(le.code)
+		}
+		s.closeWithText(le.code, le.reason, text, false)
+		return
+	}
 	if !s.closing.CompareAndSwap(false, true) {
 		return
 	}
@@ -509,6 +586,7 @@ func (s *Socket) teardown() {
 	for _, ch := range chans {
 		srv.subs.unsubscribe(ch, s)
 	}
+	srv.releaseSubs(s, len(chans))
 	for _, c := range calls {
 		c <- callResult{err: protocol.NewError(protocol.ErrNameBadConnection, "Socket connection closed", "type", "disconnect", "code", code)}
 	}
@@ -522,41 +600,28 @@ func (s *Socket) teardown() {
 	}
 }
 
-// allow charges n packets to the inbound token bucket.
-func (s *Socket) allow(now int64, n int) bool {
-	rate := s.srv.cfg.InboundRate
-	if rate <= 0 {
-		return true
-	}
-	burst := float64(s.srv.cfg.InboundBurst)
-	s.tokens += float64(now-s.refilled) * rate / 1e9
-	s.refilled = now
-	if s.tokens > burst {
-		s.tokens = burst
-	}
-	s.tokens -= float64(n)
-	return s.tokens >= 0
-}
-
 func (s *Socket) handleMessage(msg []byte) {
 	now := s.srv.clock()
 	s.lastSeen.Store(now)
 	switch protocol.Classify(msg) {
 	case protocol.KindEmpty, protocol.KindV1Pong:
+		// Its frame paid for it.
 		s.srv.m.inPong.Inc()
-		if !s.allow(now, 1) {
-			s.closeWith(protocol.CloseRateLimited, reasonRateLimited, false)
-			return
-		}
 		if s.handshook.Load() {
 			s.checkExpiry()
 		}
 		return
 	case protocol.KindJSON:
-		pkts, err := protocol.DecodePackets(msg)
+		pkts, err := protocol.DecodePacketsMax(msg, s.srv.cfg.MaxBatchPackets)
+		if errors.Is(err, protocol.ErrTooManyPackets) {
+			s.readsCut.Store(true)
+			s.closeWithText(errBatchTooLong.code, errBatchTooLong.reason, errBatchTooLong.text, false)
+			return
+		}
 		if err == nil {
 			s.srv.stat.messagesIn.Add(uint64(len(pkts)))
-			if !s.allow(now, max(1, len(pkts))) {
+			// The frame paid for the first packet.
+			if !s.allow(now, len(pkts)-1) {
 				s.closeWith(protocol.CloseRateLimited, reasonRateLimited, false)
 				return
 			}
@@ -572,10 +637,6 @@ func (s *Socket) handleMessage(msg []byte) {
 	// A raw message (sc-formatter: not JSON-looking, or unparseable).
 	s.srv.m.inRaw.Inc()
 	s.srv.stat.messagesIn.Add(1)
-	if !s.allow(now, 1) {
-		s.closeWith(protocol.CloseRateLimited, reasonRateLimited, false)
-		return
-	}
 	if !s.handshook.Load() {
 		s.closeWith(protocol.CloseMessageBeforeHandshake, reasonBeforeHandshake, false)
 	}
@@ -677,12 +738,14 @@ func (s *Socket) handshake(p *protocol.Packet) {
 	}
 	data, _ := json.Marshal(resp)
 	first := s.handshook.CompareAndSwap(false, true)
+	if first {
+		srv.m.handshakes.Inc() // counted before the client can see the reply
+	}
 	s.send(protocol.AppendResponse(nil, p.CID, data))
 	if authErr != nil && authErr.IsBadToken() {
 		s.send(removeAuthTokenFrame)
 	}
 	if first {
-		srv.m.handshakes.Inc()
 		if srv.cfg.OnConnect != nil {
 			srv.cfg.OnConnect(s)
 		}
@@ -728,6 +791,11 @@ func (s *Socket) authenticate(p *protocol.Packet) {
 	}
 }
 
+// subscribe adds the socket to a channel. When the channel's broker
+// subscription is not in force yet, the reply waits for the broker on
+// another goroutine while this reader goes on reading: a client that
+// subscribes many channels at once (a reconnect) still answers pings.
+// Pending subscriptions count against SocketChannelLimit.
 func (s *Socket) subscribe(p *protocol.Packet) {
 	srv := s.srv
 	req, err := protocol.DecodeSubscribe(p.Data)
@@ -752,31 +820,80 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		s.fail(p, perr)
 		return
 	}
+	refuse := func(reason, msg string) {
+		srv.m.subscribeErrors.WithLabelValues(reason).Inc()
+		s.fail(p, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf("Failed to subscribe socket to the %s channel - %s", ch, msg)))
+	}
 	s.mu.Lock()
-	already := slices.Contains(s.channels, ch)
-	n := len(s.channels)
-	s.mu.Unlock()
-	if already {
+	if slices.Contains(s.channels, ch) {
+		s.mu.Unlock()
 		s.ack(p)
 		return
 	}
-	if n >= srv.cfg.SocketChannelLimit {
-		s.fail(p, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf(
-			"Failed to subscribe socket to the %s channel - InvalidActionError: Socket %s tried to exceed the channel subscription limit of %d",
-			ch, s.id, srv.cfg.SocketChannelLimit)))
+	if len(s.channels) >= srv.cfg.SocketChannelLimit {
+		s.mu.Unlock()
+		refuse(subRejectSocketLimit, fmt.Sprintf("InvalidActionError: Socket %s tried to exceed the channel subscription limit of %d", s.id, srv.cfg.SocketChannelLimit))
 		return
 	}
-	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.AckTimeout)
-	_, err = srv.subs.subscribe(ctx, ch, s)
-	cancel()
-	if err != nil {
-		s.fail(p, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf("Failed to subscribe socket to the %s channel - %v", ch, err)))
+	s.mu.Unlock()
+	if ok, reason := srv.reserveSub(s); !ok {
+		refuse(reason, "the server is at its subscription limit")
 		return
 	}
+	// Listed before joining, so that a failed broker subscription (which
+	// may be answered at once, on another goroutine) finds it to drop.
+	// Only this reader adds channels, so the checks above still hold.
 	s.mu.Lock()
 	s.channels = append(s.channels, ch)
 	s.mu.Unlock()
-	s.ack(p)
+
+	st, err := srv.subs.join(ch, s, subWaiter{s: s, cid: cloneRaw(p.CID)}, srv.cfg.MaxPendingSubscribes)
+	if err != nil {
+		s.dropChannel(ch)
+		refuse(subRejectPending, err.Error())
+		return
+	}
+	if !s.hasChannel(ch) {
+		// Kicked out (or torn down) meanwhile: leave the table again.
+		srv.subs.unsubscribe(ch, s)
+	}
+	switch st {
+	case joinReady:
+		s.ack(p)
+	case joinStart:
+		complete := func() {
+			ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.AckTimeout)
+			defer cancel()
+			srv.subs.complete(ctx, ch, srv.subscribed(ch))
+		}
+		if _, ok := srv.broker.(*LocalBroker); ok {
+			complete()
+			return
+		}
+		srv.wg.Go(complete)
+	}
+}
+
+// subscribed returns the answer to the sockets waiting for channel's
+// broker subscription.
+func (s *Server) subscribed(ch string) func(subWaiter, error) {
+	return func(w subWaiter, err error) {
+		p := &protocol.Packet{CID: w.cid}
+		if err != nil {
+			// The table dropped the socket with the entry.
+			w.s.dropChannel(ch)
+			s.m.subscribeErrors.WithLabelValues(subRejectBroker).Inc()
+			w.s.fail(p, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf("Failed to subscribe socket to the %s channel - %v", ch, err)))
+			return
+		}
+		w.s.ack(p)
+	}
+}
+
+func (s *Socket) hasChannel(ch string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.channels, ch)
 }
 
 func (s *Socket) unsubscribe(p *protocol.Packet) {
@@ -811,6 +928,12 @@ func (s *Socket) publish(p *protocol.Packet) {
 	if err != nil || pd.Channel == "" || len(pd.Channel) > srv.cfg.MaxChannelLength {
 		srv.m.publishErrors.WithLabelValues("malformed").Inc()
 		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Publish channel name was malformatted"))
+		return
+	}
+	if len(pd.Data) > srv.cfg.MaxPublishBytes {
+		srv.m.publishErrors.WithLabelValues("too_big").Inc()
+		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, fmt.Sprintf(
+			"Publish data of %d bytes exceeds the limit of %d bytes", len(pd.Data), srv.cfg.MaxPublishBytes)))
 		return
 	}
 	if isReserved(pd.Channel) {

@@ -2,6 +2,9 @@ package frontend
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -10,23 +13,61 @@ import (
 
 const subShards = 64
 
+// shardShrinkFloor is shrinkFloor for the maps of sharded tables, each of
+// which holds a share of the entries.
+const shardShrinkFloor = 32
+
 // subTable is the local subscription table: channel → sockets, sharded by
-// the channel's hash. It calls Broker.Subscribe (outside any lock) for a
+// the channel's hash. It calls Broker.Subscribe (outside any lock, on a
+// goroutine of its own, so no socket's reader waits for a broker) for a
 // channel's first local subscriber and Broker.Unsubscribe (non-blocking,
 // under the shard lock, which orders it before any later Subscribe of the
 // same channel) when the last one leaves.
+//
+// Its maps are rebuilt when they fall far below their peak size: Go maps
+// never shrink, and a subscription storm would otherwise leave its memory
+// behind.
 type subTable struct {
 	shards   [subShards]subShard
 	broker   Broker
 	channels atomic.Int64
 	subs     atomic.Int64
+	pending  atomic.Int64 // entries whose Broker.Subscribe is in flight
 	onChange func(channels, subs int64)
 }
 
 type subShard struct {
-	mu sync.RWMutex
-	m  map[string]*chanEntry
+	mu   sync.RWMutex
+	m    map[string]*chanEntry
+	peak int // largest len(m) since m was made
 }
+
+// errTooManyPending refuses a subscription that would need one more
+// broker subscription in flight than allowed.
+var errTooManyPending = errors.New("too many subscriptions are pending at the broker; retry later")
+
+// subWaiter is a socket's #subscribe waiting for its channel's broker
+// subscription; complete answers it.
+type subWaiter struct {
+	s   *Socket
+	cid json.RawMessage
+	// done, if set, receives the broker's answer instead of the answer
+	// func passed to complete (subscribeWait). Buffered, so a caller
+	// that gave up is never waited for.
+	done chan error
+}
+
+// joinState is what join did.
+type joinState int
+
+const (
+	// joinReady: the broker subscription is in force.
+	joinReady joinState = iota
+	// joinStart: the caller must run complete for the new entry.
+	joinStart
+	// joinQueued: the waiter is answered by the running complete.
+	joinQueued
+)
 
 // chanEntry is one channel's local subscribers. An entry stays in the map
 // while its broker subscription is pending, even when empty, so that
@@ -36,9 +77,10 @@ type chanEntry struct {
 	many map[*Socket]struct{} // two or more subscribers
 	n    int
 
-	pending chan struct{} // closed when Broker.Subscribe returned, then dropped
-	done    bool          // Broker.Subscribe returned (guarded by the shard lock)
-	err     error         // Broker.Subscribe's result, set before done
+	done    bool        // Broker.Subscribe returned (guarded by the shard lock)
+	err     error       // Broker.Subscribe's result, set before done
+	waiters []subWaiter // answered when Broker.Subscribe returns
+	peak    int         // largest len(many) since many was made
 }
 
 func (e *chanEntry) add(s *Socket) bool {
@@ -55,6 +97,9 @@ func (e *chanEntry) add(s *Socket) bool {
 		e.many[s] = struct{}{}
 	}
 	e.n++
+	if e.many != nil {
+		e.peak = max(e.peak, len(e.many))
+	}
 	return true
 }
 
@@ -73,11 +118,18 @@ func (e *chanEntry) remove(s *Socket) bool {
 	e.n--
 	if e.many != nil {
 		delete(e.many, s)
-		if e.n == 1 {
+		switch {
+		case e.n == 1:
 			for o := range e.many {
 				e.one = o
 			}
-			e.many = nil
+			e.many, e.peak = nil, 0
+		case e.peak >= shrinkFloor && len(e.many) < e.peak/4:
+			m := make(map[*Socket]struct{}, len(e.many))
+			for o := range e.many {
+				m[o] = struct{}{}
+			}
+			e.many, e.peak = m, len(m)
 		}
 	} else {
 		e.one = nil
@@ -97,62 +149,111 @@ func (t *subTable) shard(channel string) *subShard {
 	return &t.shards[xxhash.Sum64String(channel)%subShards]
 }
 
-// subscribe adds s to channel and returns once the broker subscription is
-// in force. It reports whether s was newly added. On error s is not
-// subscribed.
-func (t *subTable) subscribe(ctx context.Context, channel string, s *Socket) (bool, error) {
+// join adds s to channel at once, so deliveries reach it from now on, and
+// says whether the broker subscription is in force. If not, w is queued on
+// the channel's entry, and complete answers it once the broker has; for a
+// new entry (joinStart) the caller must run complete. A new entry beyond
+// maxPending in flight fails with errTooManyPending and adds nothing.
+func (t *subTable) join(channel string, s *Socket, w subWaiter, maxPending int) (joinState, error) {
 	sh := t.shard(channel)
 	sh.mu.Lock()
 	e := sh.m[channel]
-	first := e == nil
-	if first {
-		e = &chanEntry{pending: make(chan struct{})}
+	st := joinQueued
+	switch {
+	case e == nil:
+		if t.pending.Add(1) > int64(maxPending) {
+			t.pending.Add(-1)
+			sh.mu.Unlock()
+			return 0, errTooManyPending
+		}
+		e = &chanEntry{}
 		sh.m[channel] = e
+		sh.peak = max(sh.peak, len(sh.m))
 		t.channels.Add(1)
+		st = joinStart
+	case e.done:
+		st = joinReady
 	}
-	added := e.add(s)
-	if added {
+	if e.add(s) {
 		t.subs.Add(1)
 	}
-	done, err, pending := e.done, e.err, e.pending
+	if st != joinReady {
+		e.waiters = append(e.waiters, w)
+	}
 	sh.mu.Unlock()
 	t.changed()
+	return st, nil
+}
 
-	if first {
-		err = t.broker.Subscribe(ctx, channel)
-		sh.mu.Lock()
-		e.err, e.done = err, true
-		close(e.pending)
-		e.pending = nil
-		if err != nil || e.n == 0 {
-			// Failed, or everyone left meanwhile: the entry goes. Waiters
-			// see err and leave; a later subscriber starts afresh.
-			delete(sh.m, channel)
-			t.channels.Add(-1)
-			t.subs.Add(-int64(e.n))
-			if err == nil {
-				t.broker.Unsubscribe(channel)
-			}
-		}
-		sh.mu.Unlock()
-		t.changed()
-		return added && err == nil, err
-	}
-	if !done {
-		select {
-		case <-pending:
-			sh.mu.RLock()
-			err = e.err
-			sh.mu.RUnlock()
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-	}
+// subscribeWait adds s to channel and returns once the broker
+// subscription is in force, for subscribes made off a socket's reader
+// (hook grants, the server API's user channels). answer serves the other
+// waiters when this call starts the broker subscription. On error s is not
+// left in the table.
+func (t *subTable) subscribeWait(ctx context.Context, channel string, s *Socket, answer func(subWaiter, error)) error {
+	done := make(chan error, 1)
+	st, err := t.join(channel, s, subWaiter{s: s, done: done}, math.MaxInt32)
 	if err != nil {
-		t.unsubscribe(channel, s)
-		return false, err
+		return err
 	}
-	return added, nil
+	switch st {
+	case joinReady:
+		return nil
+	case joinStart:
+		t.complete(ctx, channel, answer)
+	}
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		t.unsubscribe(channel, s)
+	}
+	return err
+}
+
+// complete subscribes channel at the broker for the entry join created
+// and answers every waiter. On error the entry goes, with every socket in
+// it; a later subscriber starts afresh.
+func (t *subTable) complete(ctx context.Context, channel string, answer func(subWaiter, error)) {
+	err := t.broker.Subscribe(ctx, channel)
+	t.pending.Add(-1)
+	sh := t.shard(channel)
+	sh.mu.Lock()
+	e := sh.m[channel]
+	e.err, e.done = err, true
+	ws := e.waiters
+	e.waiters = nil
+	if err != nil || e.n == 0 {
+		// Failed, or everyone left meanwhile.
+		t.drop(sh, channel)
+		t.subs.Add(-int64(e.n))
+		if err == nil {
+			t.broker.Unsubscribe(channel)
+		}
+	}
+	sh.mu.Unlock()
+	t.changed()
+	for _, w := range ws {
+		if w.done != nil {
+			w.done <- err
+			continue
+		}
+		answer(w, err)
+	}
+}
+
+// drop deletes channel's entry, rebuilding the shard's map when it has
+// fallen far below its peak. The caller holds sh.mu.
+func (t *subTable) drop(sh *subShard, channel string) {
+	delete(sh.m, channel)
+	t.channels.Add(-1)
+	if sh.peak >= shardShrinkFloor && len(sh.m) < sh.peak/4 {
+		m := make(map[string]*chanEntry, len(sh.m))
+		for k, v := range sh.m {
+			m[k] = v
+		}
+		sh.m, sh.peak = m, len(m)
+	}
 }
 
 // unsubscribe removes s from channel and reports whether it was there.
@@ -166,8 +267,7 @@ func (t *subTable) unsubscribe(channel string, s *Socket) bool {
 	}
 	t.subs.Add(-1)
 	if e.n == 0 && e.done {
-		delete(sh.m, channel)
-		t.channels.Add(-1)
+		t.drop(sh, channel)
 		if e.err == nil {
 			t.broker.Unsubscribe(channel)
 		}

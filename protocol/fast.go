@@ -207,6 +207,30 @@ func splitArray(b []byte) ([][]byte, bool) {
 	}
 }
 
+// arrayLonger reports whether the JSON array b has more than max
+// elements, scanning at most max+1 of them. A malformed array, or one the
+// scan cannot follow, reports false; the caller's decoder then decides.
+func arrayLonger(b []byte, max int) bool {
+	i := skipSpace(b, 1)
+	if i >= len(b) || b[i] == ']' {
+		return false
+	}
+	for n := 1; ; n++ {
+		if n > max {
+			return true
+		}
+		end, ok := skipValue(b, skipSpace(b, i))
+		if !ok {
+			return false
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ',' {
+			return false
+		}
+		i++
+	}
+}
+
 func skipSpace(b []byte, i int) int {
 	for i < len(b) {
 		switch b[i] {

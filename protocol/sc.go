@@ -144,11 +144,24 @@ func objectFields(b []byte) (map[string]json.RawMessage, error) {
 // them. Elements of an array that are not objects come back as packets of
 // kind PacketOther, so the caller can treat them as raw messages. It returns
 // ErrNotJSON (wrapped) when the message does not parse; it never panics.
-func DecodePackets(msg []byte) ([]Packet, error) {
+func DecodePackets(msg []byte) ([]Packet, error) { return DecodePacketsMax(msg, 0) }
+
+// ErrTooManyPackets means a batch holds more packets than the caller
+// allows.
+var ErrTooManyPackets = errors.New("protocol: batch has too many packets")
+
+// DecodePacketsMax is DecodePackets for a batch of at most max packets (0:
+// no limit). A longer batch is refused with ErrTooManyPackets after a scan
+// of no more than its first max+1 elements, before any of them is decoded,
+// so a huge batch of tiny packets costs little.
+func DecodePacketsMax(msg []byte, max int) ([]Packet, error) {
 	if Classify(msg) != KindJSON {
 		return nil, ErrNotJSON
 	}
 	trimmed := bytes.TrimLeft(msg, " \n\r\t")
+	if max > 0 && trimmed[0] == '[' && arrayLonger(trimmed, max) {
+		return nil, ErrTooManyPackets
+	}
 	if trimmed[0] == '{' {
 		var p Packet
 		if err := decodeOne(trimmed, &p); err != nil {
@@ -174,6 +187,11 @@ func DecodePackets(msg []byte) ([]Packet, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(trimmed, &raws); err != nil {
 		return nil, errors.Join(ErrNotJSON, err)
+	}
+	if max > 0 && len(raws) > max {
+		// An array the scan could not follow (too deep for it); the
+		// general decoder has counted it exactly.
+		return nil, ErrTooManyPackets
 	}
 	out := make([]Packet, len(raws))
 	for i, r := range raws {

@@ -903,3 +903,42 @@ func compareFastGeneral(t *testing.T, msg string) {
 		}
 	}
 }
+
+func TestDecodePacketsMax(t *testing.T) {
+	batch := func(n int) []byte {
+		b := []byte{'['}
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"event":"e","data":[1,{"a":"]"}]}`...)
+		}
+		return append(b, ']')
+	}
+	for _, tc := range []struct {
+		n, max  int
+		tooMany bool
+	}{
+		{1, 1, false}, {3, 3, false}, {4, 3, true}, {300000, 100, true}, {5, 0, false},
+	} {
+		pkts, err := DecodePacketsMax(batch(tc.n), tc.max)
+		if tc.tooMany {
+			if !errors.Is(err, ErrTooManyPackets) {
+				t.Errorf("%d packets, max %d: err %v, want ErrTooManyPackets", tc.n, tc.max, err)
+			}
+			continue
+		}
+		if err != nil || len(pkts) != tc.n {
+			t.Errorf("%d packets, max %d: %d packets, err %v", tc.n, tc.max, len(pkts), err)
+		}
+	}
+	// A single packet is never a batch.
+	if _, err := DecodePacketsMax([]byte(`{"event":"e"}`), 1); err != nil {
+		t.Fatal(err)
+	}
+	// Past the fast scan's depth, the general decoder counts.
+	deep := `[` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `,{},{}]`
+	if _, err := DecodePacketsMax([]byte(deep), 2); !errors.Is(err, ErrTooManyPackets) {
+		t.Fatalf("deep batch: err %v, want ErrTooManyPackets", err)
+	}
+}

@@ -154,6 +154,7 @@ type Broker struct {
 	prepared  *ring.Ring
 	incoming  *ring.Ring
 	channels  map[string]struct{}
+	chanPeak  int // largest len(channels) since it was made
 	links     map[string]*brokerLink
 	closed    bool
 }
@@ -261,6 +262,7 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 		return ErrClosed
 	}
 	b.channels[channel] = struct{}{}
+	b.chanPeak = max(b.chanPeak, len(b.channels))
 	var waits []<-chan struct{}
 	for _, r := range b.ringsLocked() {
 		if r.Len() == 0 {
@@ -282,6 +284,7 @@ func (b *Broker) Unsubscribe(channel string) {
 		return
 	}
 	delete(b.channels, channel)
+	b.channels = shrunk(b.channels, &b.chanPeak)
 	b.m.subscriptions.Dec()
 	for _, l := range b.links {
 		l.removeInterest([]string{channel})
@@ -341,7 +344,7 @@ func (b *Broker) linkLocked(info protocol.BrokerInfo) *brokerLink {
 		b.log.Info("broker address changed", "peer", info.ID, "addr", info.Addr)
 		l.close()
 		nl := b.newLink(info)
-		nl.interest = l.interest
+		nl.interest, nl.intPeak = l.interest, l.intPeak
 		b.links[info.ID] = nl
 		return nl
 	}
@@ -594,4 +597,23 @@ func waitAll(ctx context.Context, waits []<-chan struct{}) error {
 		}
 	}
 	return nil
+}
+
+// shrinkFloor is the smallest peak size from which a set that fell to a
+// quarter of it is rebuilt.
+const shrinkFloor = 256
+
+// shrunk returns set, or a copy sized to its contents once it has fallen
+// to a quarter of its peak: Go maps never shrink, and a subscription storm
+// would otherwise leave its memory behind.
+func shrunk(set map[string]struct{}, peak *int) map[string]struct{} {
+	if *peak < shrinkFloor || len(set) >= *peak/4 {
+		return set
+	}
+	m := make(map[string]struct{}, len(set))
+	for k := range set {
+		m[k] = struct{}{}
+	}
+	*peak = len(m)
+	return m
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,5 +75,22 @@ func TestCloseIsIdempotentAndStopsLinks(t *testing.T) {
 	b.Close()
 	if err := b.Subscribe(context.Background(), "x"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Subscribe after Close = %v", err)
+	}
+}
+
+func TestShrunk(t *testing.T) {
+	set := map[string]struct{}{}
+	peak := 0
+	for i := range 1000 {
+		set[strconv.Itoa(i)] = struct{}{}
+		peak = max(peak, len(set))
+	}
+	for i := range 800 {
+		delete(set, strconv.Itoa(i))
+		set = shrunk(set, &peak)
+	}
+	// Rebuilt when it fell below 250, and kept small after.
+	if peak != 249 || len(set) != 200 {
+		t.Fatalf("peak %d, %d left; want the set rebuilt at 249, 200 left", peak, len(set))
 	}
 }

@@ -22,6 +22,7 @@ type brokerLink struct {
 	l        *nodelink.Link // nil while down
 	gen      uint64         // connection generation
 	interest map[string]struct{}
+	intPeak  int // largest len(interest) since it was made
 
 	nextSub   uint64
 	ackedSub  uint64
@@ -176,6 +177,7 @@ func (l *brokerLink) addInterest(chans []string) <-chan struct{} {
 			add = append(add, ch)
 		}
 	}
+	l.intPeak = max(l.intPeak, len(l.interest))
 	if len(add) == 0 {
 		// Nothing new, but an earlier subscribe may still be unacknowledged.
 		if l.ackedSub >= l.nextSub {
@@ -217,6 +219,7 @@ func (l *brokerLink) removeInterest(chans []string) {
 			drop = append(drop, ch)
 		}
 	}
+	l.interest = shrunk(l.interest, &l.intPeak)
 	if len(drop) > 0 && l.l != nil {
 		_ = l.l.Send(protocol.MsgUnsubscribe, &protocol.Unsubscribe{Channels: drop})
 	}

@@ -31,6 +31,9 @@ type AcceptOptions struct {
 	WriteBufferSize int
 	// WebSocket is passed to websocket.Accept.
 	WebSocket websocket.AcceptOptions
+	// Meter, if set, is charged for every byte and frame read from the
+	// connection before the WebSocket library parses them.
+	Meter Meter
 }
 
 // Accept upgrades an HTTP request to a WebSocket like websocket.Accept, but
@@ -49,7 +52,7 @@ type AcceptOptions struct {
 // handler's goroutine and net/http's per-request state stay alive until it
 // does, which is most of the memory a connection would otherwise cost.
 func Accept(w http.ResponseWriter, r *http.Request, opts AcceptOptions) (*websocket.Conn, *Raw, error) {
-	h := &hijackWriter{ResponseWriter: w, rsize: opts.ReadBufferSize, wsize: opts.WriteBufferSize}
+	h := &hijackWriter{ResponseWriter: w, rsize: opts.ReadBufferSize, wsize: opts.WriteBufferSize, meter: opts.Meter}
 	if h.rsize <= 0 {
 		h.rsize = DefaultReadBufferSize
 	}
@@ -211,6 +214,7 @@ func (w *corkWriter) uncork() error {
 type hijackWriter struct {
 	http.ResponseWriter
 	rsize, wsize int
+	meter        Meter
 	raw          *Raw
 }
 
@@ -234,8 +238,14 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		pc = &prefixConn{Conn: nc, prefix: append([]byte(nil), b...)}
 		conn = pc
 	}
+	w := conn
+	if h.meter != nil {
+		// coder/websocket may re-point the read buffer at the returned
+		// connection, so the meter is that connection.
+		conn = &meterConn{Conn: conn, m: h.meter}
+	}
 	br := bufio.NewReaderSize(conn, h.rsize)
-	h.raw = newRaw(nc, br, pc, conn)
+	h.raw = newRaw(nc, br, pc, w)
 	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(&h.raw.cork, h.wsize)), nil
 }
 

@@ -6,7 +6,12 @@
 //
 // The client-side suite attacks a frontend's /socketcluster/ endpoint,
 // in-process with small limits and, once, as the built bin/scc-frontend
-// process with its defaults. The peer-side suite attacks the /sccgo/link
+// process with its defaults. Its flood tests (flood_test.go) attack from
+// hundreds of connections at once (publish bursts, control-frame and
+// packet floods, unfinished messages, subscription storms, one address
+// opening many sockets), measure the heap in-process where memory is the
+// target, and log the healthy pair's round-trip p99 before and during each
+// attack. The peer-side suite attacks the /sccgo/link
 // endpoint of a real broker and state server with raw WebSocket connections.
 // The exposure suite runs the built binaries as a cluster and checks what an
 // outsider on a client or link port can read, and that a web page cannot

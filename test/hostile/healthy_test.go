@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ type healthyPair struct {
 	mu   sync.Mutex
 	sent int
 	err  error
+	rtts []time.Duration // publish to ack, per publish
 }
 
 // healthyPace is the pause between two publishes of the healthy publisher,
@@ -77,6 +79,7 @@ func (h *healthyPair) run() {
 		case <-tick.C:
 		}
 		cid := i + 10
+		began := time.Now()
 		frame := fmt.Sprintf(`{"event":"#publish","data":{"channel":%q,"data":%d},"cid":%d}`, h.channel, i, cid)
 		if err := h.pub.write(websocket.MessageText, []byte(frame)); err != nil {
 			h.fail(fmt.Errorf("healthy publish %d: %w", i, err))
@@ -100,8 +103,30 @@ func (h *healthyPair) run() {
 		}
 		h.mu.Lock()
 		h.sent = i
+		h.rtts = append(h.rtts, time.Since(began))
 		h.mu.Unlock()
 	}
+}
+
+// mark returns the number of round trips measured so far, for p99.
+func (h *healthyPair) mark() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.rtts)
+}
+
+// p99 returns the 99th percentile of the publish round trips (publish to
+// ack) measured since mark, and how many there were. Chaos measures
+// delivery latency the same way, as a percentile over a window.
+func (h *healthyPair) p99(mark int) (time.Duration, int) {
+	h.mu.Lock()
+	d := append([]time.Duration(nil), h.rtts[mark:]...)
+	h.mu.Unlock()
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	return d[(len(d)*99+99)/100-1], len(d)
 }
 
 func (h *healthyPair) state() (int, error) {
