@@ -224,7 +224,7 @@ func TestHostileClientBinary(t *testing.T) {
 	// 4011.
 	c = fresh()
 	const pkt = `{"event":"#publish","data":{"channel":"flood","data":1}}`
-	perFrame := defMaxPayload / 2 / (len(pkt) + 1)
+	perFrame := min(defMaxPayload/2/(len(pkt)+1), def.MaxBatchPackets)
 	for sent := 0; sent < def.InboundBurst*2 && c.open(); sent += perFrame {
 		frame := "[" + strings.Repeat(pkt+",", perFrame-1) + pkt + "]"
 		if c.write(websocket.MessageText, []byte(frame)) != nil {
