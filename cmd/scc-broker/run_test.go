@@ -146,7 +146,6 @@ func TestRunStandalone(t *testing.T) {
 			"SCC_BROKER_SERVER_PORT": "0",
 			"SCC_BROKER_HOST":        "127.0.0.1",
 			"SCC_GOSSIP_PORT":        "-1",
-			"SCC_AUTH_KEY":           "k",
 			"SCC_ADMIN_PORT":         strconv.Itoa(adminPort),
 		}), &logs)
 	}()
