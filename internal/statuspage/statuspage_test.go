@@ -202,3 +202,16 @@ func hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }
+
+// One rules digest among the members: the page says the rules agree.
+func TestScriptShowsAgreeingRules(t *testing.T) {
+	got := render(t, `{"node": "s", "rules_mismatch": false, "rules_digest": "abcdef0123456789",
+		"rules_digests": {"abcdef0123456789": 2},
+		"members": [{"id": "f1", "role": "frontend", "connected": true, "rules_digest": "abcdef0123456789"}]}`)
+	if got["rules"] != "same on all nodes (abcdef012345)" || got["rulesClass"] != "ok" {
+		t.Fatalf("channel rules: %v (%v)", got["rules"], got["rulesClass"])
+	}
+	if r := rows(got); len(r) != 1 || r[0][11] != "abcdef012345" {
+		t.Fatalf("rows %q", r)
+	}
+}
