@@ -12,6 +12,7 @@ import (
 	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -89,6 +90,12 @@ type Config struct {
 	// IdempotencyTTL is how long such a pair is remembered
 	// (SCC_IDEMPOTENCY_TTL). Default 2m.
 	IdempotencyTTL time.Duration
+	// Rules are the channel rules (SCC_CHANNELS_FILE, docs/channels.md;
+	// load them with rules.Load). Brokers do not check client permissions,
+	// frontends do: a broker reports the rules' digest to the state server
+	// and keeps the channel options for the features it carries. Default
+	// nil: the built-in default rules.
+	Rules *rules.Set
 	// ReadyPoll is how often readiness is checked while waiting for the
 	// state server's Welcome. Default 50ms.
 	ReadyPoll time.Duration
@@ -192,6 +199,8 @@ func (c Config) agentConfig(id, addr string) membership.Config {
 	ac.GossipAdvertise = c.GossipAdvertise
 	ac.GossipSeeds = c.GossipSeeds
 	lc := c.Link
+	digest := rulesOf(c).Digest()
+	lc.RulesDigest = func() string { return digest }
 	ac.Link = &lc
 	return ac
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/sccgo/sccgo/internal/dedupe"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -34,6 +35,7 @@ type Server struct {
 	m     *metrics
 	lm    *nodelink.Metrics
 	table *interest
+	rules *rules.Set  // channel rules; options only, frontends enforce them
 	dedup *dedupe.Set // recent (channel, idempotency key) pairs
 	http  *http.Server
 	tcp   *connlimit.Metrics
@@ -72,6 +74,7 @@ func New(cfg Config) (*Server, error) {
 		log:   log.With("role", protocol.RoleBroker),
 		reg:   reg,
 		table: newInterest(cfg.InterestShards),
+		rules: rulesOf(cfg),
 		dedup: dedupe.New(cfg.IdempotencyKeys, cfg.IdempotencyTTL),
 		ready: make(chan struct{}),
 		links: make(map[*link]struct{}),
@@ -81,6 +84,7 @@ func New(cfg Config) (*Server, error) {
 	s.m = newMetrics(reg, s.table)
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
 	s.tcp = connlimit.NewMetrics(reg, protocol.RoleBroker)
+	s.registerRules()
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, s.serveLink)
 	s.handleProbes(mux)
@@ -382,6 +386,7 @@ func (s *Server) serveLink(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.m.links.Inc()
 	s.log.Info("frontend link up", "peer", nl.Peer().NodeID, "conn", l.id)
+	s.checkPeerRules(nl.Peer())
 	err = nl.Run(l)
 	s.log.Info("frontend link down", "peer", nl.Peer().NodeID, "conn", l.id, "err", err)
 }

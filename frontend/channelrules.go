@@ -56,6 +56,17 @@ func (s *Server) initChannelRules() {
 		Help:        "Always 1; the digest label is the SHA-256 of the channel rules in force, so nodes with different rules show.",
 		ConstLabels: prometheus.Labels{"digest": s.rules.set.Digest()},
 	}, func() float64 { return 1 }))
+	if r, ok := s.cfg.Broker.(RulesReporter); ok {
+		r.ReportRulesDigest(s.rules.set.Digest())
+	}
+}
+
+// RulesReporter is implemented by a Broker that reports the frontend's
+// channel rules digest to the cluster, so that the state server can show
+// nodes whose rules differ (cluster.Node's Broker does). New calls it once,
+// before Start, with the digest of the rules in force.
+type RulesReporter interface {
+	ReportRulesDigest(digest string)
 }
 
 // RulesDigest returns the digest of the channel rules in force (the

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"github.com/sccgo/sccgo/internal/chanrate"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -9,12 +10,34 @@ import (
 // refused by its channel's rate limit.
 const publishRejectChannelRate = "channel_rate"
 
-// channelRate is the per-channel publish limiter's configuration.
+// channelRate is the per-channel publish limiter's configuration. A
+// channel's rate comes from ChannelPublishRule when it decides, else from
+// the publish_rate of the channel's rule in Rules when it sets one, else
+// from ChannelPublishRate and ChannelPublishBurst.
 func (c Config) channelRate() chanrate.Config {
 	return chanrate.Config{
 		Default:     chanrate.Rule{Rate: c.ChannelPublishRate, Burst: c.ChannelPublishBurst},
 		MaxChannels: c.ChannelRateTableSize,
-		RuleFor:     c.ChannelPublishRule,
+		RuleFor:     channelRuleFor(c.ChannelPublishRule, c.Rules),
+	}
+}
+
+// channelRuleFor combines a program's per-channel hook with the rules
+// file's publish_rate options; nil when neither can decide.
+func channelRuleFor(hook func(string) (chanrate.Rule, bool), set *rules.Set) func(string) (chanrate.Rule, bool) {
+	if set == nil || !set.HasPublishRates() {
+		return hook
+	}
+	return func(channel string) (chanrate.Rule, bool) {
+		if hook != nil {
+			if r, ok := hook(channel); ok {
+				return r, true
+			}
+		}
+		if pr := set.Options(channel).PublishRate; pr.PerSecond > 0 {
+			return chanrate.Rule{Rate: pr.PerSecond, Burst: pr.Burst}, true
+		}
+		return chanrate.Rule{}, false
 	}
 }
 

@@ -87,3 +87,82 @@ func TestChannelPublishRate(t *testing.T) {
 		t.Fatalf("delivered hot %d cold %d unlimited %d, want %d %d %d", hot, cold, unl, okHot, other, other)
 	}
 }
+
+// TestChannelRulePublishRate: a channel whose rule sets publish_rate 5/s
+// (burst 5) refuses the publishes of a burst beyond its bucket, while a
+// channel under the default rule keeps SCC_CHANNEL_PUBLISH_RATE and loses
+// none.
+func TestChannelRulePublishRate(t *testing.T) {
+	cfg := rulesConfig(t, `
+default: {subscribe: anyone, publish: anyone}
+rules:
+  - {match: "slow:*", subscribe: anyone, publish: anyone, publish_rate: {per_second: 5}}
+`)
+	srv := startServer(t, cfg)
+	pub := dial(t, srv)
+	pub.handshake("")
+	const n = 200
+	start := time.Now()
+	for i := range n {
+		pub.sendf(`{"event":"#publish","data":{"channel":"slow:1","data":1},"cid":%d}`, 10+i)
+		pub.sendf(`{"event":"#publish","data":{"channel":"news","data":2},"cid":%d}`, 1000+i)
+	}
+	okSlow, refused := 0, 0
+	for range 2 * n {
+		var r struct {
+			RID   int
+			Error *struct{ Name, Message string }
+		}
+		p := pub.packet()
+		if err := json.Unmarshal([]byte(p), &r); err != nil {
+			t.Fatalf("reply %q: %v", p, err)
+		}
+		switch {
+		case r.RID >= 1000 && r.Error != nil:
+			t.Fatalf("publish to the default-rate channel refused: %s", p)
+		case r.RID >= 1000:
+		case r.Error == nil:
+			okSlow++
+		case r.Error.Name == "ResourceLimitError" && strings.Contains(r.Error.Message, "slow:1"):
+			refused++
+		default:
+			t.Fatalf("unexpected reply %s", p)
+		}
+	}
+	elapsed := time.Since(start)
+	// Burst 5, then 5 a second: the 6th publish of a burst is refused.
+	if limit := 5 + int(5*elapsed.Seconds()) + 1; okSlow < 5 || okSlow > limit {
+		t.Fatalf("%d publishes to slow:1 accepted in %v at 5/s burst 5", okSlow, elapsed)
+	}
+	if refused != n-okSlow || refused == 0 {
+		t.Fatalf("refused %d, accepted %d of %d", refused, okSlow, n)
+	}
+	if got := counter(t, srv.Registry(), "scc_frontend_publish_errors_total", "reason", "channel_rate"); int(got) != refused {
+		t.Fatalf("channel_rate refusals counted %v, want %d", got, refused)
+	}
+}
+
+// A program's ChannelPublishRule decides first, then the rule's
+// publish_rate, then the global rate; rules without any publish_rate add
+// no lookup.
+func TestChannelRuleForPrecedence(t *testing.T) {
+	set := rulesConfig(t, "default: {subscribe: anyone, publish: anyone}\nrules:\n  - {match: \"slow:*\", subscribe: anyone, publish: anyone, publish_rate: {per_second: 5, burst: 7}}\n").Rules
+	hook := func(ch string) (chanrate.Rule, bool) { return chanrate.Rule{Rate: 1, Burst: 1}, ch == "slow:vip" }
+	f := channelRuleFor(hook, set)
+	for ch, want := range map[string]struct {
+		r  chanrate.Rule
+		ok bool
+	}{
+		"slow:vip": {chanrate.Rule{Rate: 1, Burst: 1}, true},
+		"slow:1":   {chanrate.Rule{Rate: 5, Burst: 7}, true},
+		"news":     {chanrate.Rule{}, false},
+	} {
+		if r, ok := f(ch); r != want.r || ok != want.ok {
+			t.Errorf("%s: %+v %v, want %+v %v", ch, r, ok, want.r, want.ok)
+		}
+	}
+	plain := rulesConfig(t, "default: {subscribe: anyone, publish: anyone}\n").Rules
+	if channelRuleFor(nil, plain) != nil || channelRuleFor(nil, nil) != nil {
+		t.Fatal("a lookup per publish without any publish_rate")
+	}
+}

@@ -135,8 +135,8 @@ type Config struct {
 	// publishes beyond it are refused with a ResourceLimitError and
 	// counted. Every publish costs one delivery per subscriber, so this
 	// bounds what one flooded channel costs the cluster. 0 means no limit.
-	// ChannelPublishRule can set the rate per channel. Env
-	// SCC_CHANNEL_PUBLISH_RATE. Default 1000.
+	// ChannelPublishRule, then a channel rule's publish_rate (Rules), can
+	// set the rate per channel. Env SCC_CHANNEL_PUBLISH_RATE. Default 1000.
 	ChannelPublishRate float64
 	// ChannelPublishBurst is the bucket size for ChannelPublishRate. Env
 	// SCC_CHANNEL_PUBLISH_BURST. Default 2000.

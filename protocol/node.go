@@ -124,6 +124,10 @@ type Hello struct {
 	Nonce       []byte // the dialer's nonce, which the Welcome's MAC covers
 	MAC         []byte
 	Draining    bool // a broker that is leaving
+	// RulesDigest is the digest of the channel rules the node runs
+	// (docs/channels.md), so the state server can show nodes whose rules
+	// differ; "" from nodes that predate it.
+	RulesDigest string
 }
 
 // Welcome accepts a Hello.

@@ -24,7 +24,7 @@ func sampleMessages() []struct {
 	}{
 		{MsgChallenge, &Challenge{Nonce: []byte("0123456789abcdef"), MinProto: 1, MaxProto: 3, NodeID: "state-0", Role: RoleState}},
 		{MsgHello, &Hello{MinProto: 1, MaxProto: 1, NodeID: "fe-1", Role: RoleFrontend, Addr: "", GossipAddr: "127.0.0.1:7946",
-			RingVersion: 1 << 40, Nonce: []byte{1, 2, 3}, MAC: bytes.Repeat([]byte{0xab}, 32), Draining: true}},
+			RingVersion: 1 << 40, Nonce: []byte{1, 2, 3}, MAC: bytes.Repeat([]byte{0xab}, 32), Draining: true, RulesDigest: "9f86d081"}},
 		{MsgWelcome, &Welcome{Proto: 1, NodeID: "b1", MAC: []byte{9, 9}, Seeds: []string{"127.0.0.1:1", "127.0.0.1:2"}}},
 		{MsgReject, &Reject{Reason: RejectAuth, Message: "bad mac"}},
 		{MsgSubscribe, &Subscribe{ID: 3, Channels: []string{"a", "b", "ü"}}},
@@ -527,5 +527,28 @@ func TestPublishIdempotencyKey(t *testing.T) {
 	}
 	if _, _, _, _, err := ParsePublishKey(append(AppendPublishMsg(nil, 1, "c", nil)[1:2:2], 0)); err == nil {
 		t.Fatal("truncated publish parsed")
+	}
+}
+
+// TestHelloRulesDigestCompat: a Hello from a node that predates the rules
+// digest (ten fields, ending at Draining) still decodes, with an empty
+// digest, and a Hello with the digest decodes it at the end.
+func TestHelloRulesDigestCompat(t *testing.T) {
+	old := []any{1, 1, "fe-1", RoleFrontend, "", "127.0.0.1:7946", uint64(3), []byte{1}, []byte{2}, true}
+	body, err := msgpack.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h Hello
+	if err := (Message{Type: MsgHello, Body: body}).Decode(&h); err != nil || h.NodeID != "fe-1" || !h.Draining || h.RulesDigest != "" {
+		t.Fatalf("older Hello decoded as %+v, %v", h, err)
+	}
+	body, err = msgpack.Marshal(append(old, "abc123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = Hello{}
+	if err := (Message{Type: MsgHello, Body: body}).Decode(&h); err != nil || !h.Draining || h.RulesDigest != "abc123" {
+		t.Fatalf("Hello with a digest decoded as %+v, %v", h, err)
 	}
 }

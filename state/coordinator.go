@@ -43,8 +43,9 @@ type member struct {
 	conn             Conn
 	connSeq          uint64 // event sequence when conn came up
 	since            time.Time
-	draining         bool // said so in Hello
-	leaving          bool // sent Leave
+	draining         bool   // said so in Hello
+	rulesDigest      string // channel rules digest from Hello; "" if not sent
+	leaving          bool   // sent Leave
 	gossipDead       bool
 	gossipDeadSeq    uint64
 	ringVersion      uint64
@@ -333,6 +334,7 @@ func (c *coordinator) onConnect(conn Conn, p nodelink.Peer) {
 	}
 	m.gossipAddr = p.GossipAddr
 	m.draining = p.Draining
+	m.rulesDigest = p.RulesDigest
 	if c.versionOK(p.RingVersion, m.id) {
 		m.ringVersion = max(m.ringVersion, p.RingVersion)
 		c.noteVersion(p.RingVersion)
@@ -863,6 +865,7 @@ func (c *coordinator) updateMembers() {
 	for role, n := range counts {
 		c.m.members.WithLabelValues(role).Set(float64(n))
 	}
+	c.m.rulesDigests.Set(float64(len(c.rulesDigests())))
 	slices.Sort(seeds)
 	if len(seeds) > c.cfg.MaxSeeds {
 		seeds = seeds[:c.cfg.MaxSeeds]

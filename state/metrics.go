@@ -14,6 +14,7 @@ type metrics struct {
 	reshardDuration prometheus.Histogram
 	reshardTimeouts prometheus.Counter
 	ringRejects     *prometheus.CounterVec
+	rulesDigests    prometheus.Gauge
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -38,6 +39,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		ringRejects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scc_state_ring_rejects_total", Help: "Ring versions members reported that were ignored, by reason (version_jump, version_ceiling).",
 		}, []string{"reason"}),
+		rulesDigests: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scc_state_rules_digests",
+			Help: "Distinct channel rules digests among connected members that report one; above 1, nodes run different channel rules.",
+		}),
 	}
 	for _, r := range []string{ring.ReasonVersionJump, ring.ReasonVersionCeiling} {
 		m.ringRejects.WithLabelValues(r)
@@ -46,7 +51,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.reshards.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.members, m.ringVersion, m.reshards, m.reshardDuration, m.reshardTimeouts, m.ringRejects)
+		reg.MustRegister(m.members, m.ringVersion, m.reshards, m.reshardDuration, m.reshardTimeouts, m.ringRejects, m.rulesDigests)
 	}
 	return m
 }

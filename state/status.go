@@ -15,6 +15,15 @@ type Status struct {
 	Reshard     *ReshardStatus `json:"reshard"`
 	LastReshard *time.Time     `json:"last_reshard,omitempty"`
 	Members     []MemberStatus `json:"members"`
+	// RulesMismatch is true when connected members report more than one
+	// channel rules digest; RulesDigest is then the most common one (ties:
+	// the smallest), and the members that differ have RulesDiffer set.
+	RulesMismatch bool `json:"rules_mismatch"`
+	// RulesDigest is the channel rules digest of the connected members
+	// (the majority's when they differ); "" when none reports one.
+	RulesDigest string `json:"rules_digest,omitempty"`
+	// RulesDigests counts the connected members per rules digest.
+	RulesDigests map[string]int `json:"rules_digests"`
 }
 
 // RingStatus is a committed ring.
@@ -35,17 +44,22 @@ type ReshardStatus struct {
 
 // MemberStatus is one node.
 type MemberStatus struct {
-	ID          string     `json:"id"`
-	Role        string     `json:"role"`
-	Addr        string     `json:"addr,omitempty"`
-	GossipAddr  string     `json:"gossip_addr,omitempty"`
-	Connected   bool       `json:"connected"`
-	Healthy     bool       `json:"healthy"`
-	GossipDead  bool       `json:"gossip_dead,omitempty"`
-	Draining    bool       `json:"draining,omitempty"`
-	Leaving     bool       `json:"leaving,omitempty"`
-	InRing      bool       `json:"in_ring"`
-	RingVersion uint64     `json:"ring_version"`
+	ID          string `json:"id"`
+	Role        string `json:"role"`
+	Addr        string `json:"addr,omitempty"`
+	GossipAddr  string `json:"gossip_addr,omitempty"`
+	Connected   bool   `json:"connected"`
+	Healthy     bool   `json:"healthy"`
+	GossipDead  bool   `json:"gossip_dead,omitempty"`
+	Draining    bool   `json:"draining,omitempty"`
+	Leaving     bool   `json:"leaving,omitempty"`
+	InRing      bool   `json:"in_ring"`
+	RingVersion uint64 `json:"ring_version"`
+	// RulesDigest is the node's channel rules digest ("" from a node that
+	// does not report one); RulesDiffer marks a connected node whose
+	// digest is not the majority's.
+	RulesDigest string     `json:"rules_digest,omitempty"`
+	RulesDiffer bool       `json:"rules_differ,omitempty"`
 	Since       *time.Time `json:"since,omitempty"`
 	Stats       *Stats     `json:"stats,omitempty"`
 }
@@ -67,6 +81,9 @@ func (c *coordinator) status() Status {
 		MaxVersion:  c.maxVersion,
 		Members:     []MemberStatus{},
 	}
+	st.RulesDigests = c.rulesDigests()
+	st.RulesDigest = majorityDigest(st.RulesDigests)
+	st.RulesMismatch = len(st.RulesDigests) > 1
 	if c.hasRing {
 		st.Ring = &RingStatus{Version: c.ring.Version, Brokers: cloneRing(c.ring).Brokers}
 	}
@@ -97,7 +114,8 @@ func (c *coordinator) status() Status {
 			ID: m.id, Role: m.role, Addr: m.addr, GossipAddr: m.gossipAddr,
 			Connected: m.connected(), Healthy: m.healthy(), GossipDead: m.gossipDead,
 			Draining: m.draining, Leaving: m.leaving, InRing: c.inCommitted(m.id),
-			RingVersion: m.ringVersion,
+			RingVersion: m.ringVersion, RulesDigest: m.rulesDigest,
+			RulesDiffer: st.RulesMismatch && m.connected() && m.rulesDigest != "" && m.rulesDigest != st.RulesDigest,
 		}
 		if !m.since.IsZero() {
 			t := m.since
@@ -112,4 +130,27 @@ func (c *coordinator) status() Status {
 		st.Members = append(st.Members, ms)
 	}
 	return st
+}
+
+// rulesDigests counts the connected members per channel rules digest;
+// members that report none (older nodes) are left out.
+func (c *coordinator) rulesDigests() map[string]int {
+	n := map[string]int{}
+	for _, m := range c.members {
+		if m.connected() && m.rulesDigest != "" {
+			n[m.rulesDigest]++
+		}
+	}
+	return n
+}
+
+// majorityDigest is the most common digest, the smallest of those tied.
+func majorityDigest(counts map[string]int) string {
+	best, bestN := "", 0
+	for d, n := range counts {
+		if n > bestN || (n == bestN && d < best) {
+			best, bestN = d, n
+		}
+	}
+	return best
 }

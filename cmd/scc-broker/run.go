@@ -18,6 +18,7 @@ import (
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/membership"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 )
 
@@ -33,6 +34,7 @@ type settings struct {
 	closeTimeout    time.Duration
 	linkTLS         tlsconf.Config
 	insecureNoAuth  bool
+	rulesFile       string // SCC_CHANNELS_FILE, for the log
 }
 
 // load reads the settings from the environment.
@@ -79,6 +81,15 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	st.closeTimeout = r.Duration("SCC_CLOSE_TIMEOUT", 5*time.Second, "bound on closing links and servers after the drain")
 	st.logLevel = r.LogLevel("info", "SCC_BROKER_SERVER_LOG_LEVEL", "SCC_LOG_LEVEL")
 	st.linkTLS = tlsconf.ReadLinks(r)
+	rulesFile := r.String("SCC_CHANNELS_FILE", "", "channel rules file, YAML or JSON (.json), the same as the frontends' (empty: the built-in default); the broker reports its digest and keeps its channel options")
+	if rulesFile != "" {
+		set, err := rules.Load(rulesFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SCC_CHANNELS_FILE: %w", err))
+		}
+		c.Rules = set
+	}
+	st.rulesFile = rulesFile
 	if c.GossipBind == "" {
 		c.GossipBind = st.instanceIP
 	}
@@ -191,6 +202,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 		ln.Close()
 		return err
 	}
+	log.Info("channel rules", "file", st.rulesFile, "digest", srv.RulesDigest())
 	adminHost := st.admin.Host
 	if adminHost == "" {
 		adminHost = st.host

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -129,6 +130,18 @@ func ReadNodeConfig(r Env) NodeConfig {
 type Node struct {
 	broker *Broker
 	agent  *membership.Agent
+	rules  *rulesDigest
+}
+
+// rulesDigest holds the digest of the frontend's channel rules, sent in
+// the Hello of every link the node dials (the state server shows it).
+type rulesDigest struct{ p atomic.Pointer[string] }
+
+func (r *rulesDigest) get() string {
+	if d := r.p.Load(); d != nil {
+		return *d
+	}
+	return ""
 }
 
 // NewNode builds the broker and the agent; nothing starts until Start.
@@ -148,6 +161,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	link.Role = protocol.RoleFrontend
 	link.AuthKey = cfg.AuthKey
 	link.Logger = cfg.Logger
+	rd := new(rulesDigest)
+	link.RulesDigest = rd.get
 	if cfg.Registry != nil && link.Metrics == nil {
 		link.Metrics = nodelink.NewMetrics(cfg.Registry, protocol.RoleFrontend)
 	}
@@ -157,7 +172,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Registry != nil {
 		bc.Registry = cfg.Registry
 	}
-	n := &Node{broker: New(bc)}
+	n := &Node{broker: New(bc), rules: rd}
 
 	mc := membership.DefaultConfig()
 	mc.NodeID = cfg.NodeID
@@ -239,6 +254,10 @@ func (b nodeBroker) AliveFrontends() int {
 }
 
 func (b nodeBroker) Ready() bool { return b.n.broker.Ready() }
+
+// ReportRulesDigest implements frontend.RulesReporter: the links the node
+// dials from now on carry digest in their Hello.
+func (b nodeBroker) ReportRulesDigest(digest string) { b.n.rules.p.Store(&digest) }
 
 func (b nodeBroker) Close() error {
 	err := b.n.agent.Close()

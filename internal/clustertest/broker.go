@@ -78,6 +78,9 @@ func (b *BrokerNode) start(seeds []string) error {
 	cfg.GossipSeeds = seeds
 	cfg.Logger = o.Logger.With("node", b.Name)
 	cfg.TLS, cfg.Link.TLS = b.serveTLS, b.dialTLS
+	if o.Broker != nil {
+		o.Broker(&cfg)
+	}
 	srv, err := broker.New(cfg)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sccgo/sccgo/broker"
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/frontend/cluster"
 	"github.com/sccgo/sccgo/internal/devcert"
@@ -46,6 +47,9 @@ type Options struct {
 	// Frontend, if set, adjusts every frontend's configuration before it
 	// starts (for example to set the server API key).
 	Frontend func(*frontend.Config)
+	// Broker, if set, adjusts every broker's configuration before it
+	// starts (for example to give it channel rules).
+	Broker func(*broker.Config)
 	// Logger receives every node's logs; nil discards them unless
 	// SCC_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -316,6 +320,9 @@ func (s *StateNode) Restart() {
 		s.c.t.Fatalf("restarting state server: %v", err)
 	}
 }
+
+// AdminHandler serves the state server's /status, /metrics and pages.
+func (s *StateNode) AdminHandler() http.Handler { return s.srv.AdminHandler() }
 
 // Status returns the state server's view.
 func (s *StateNode) Status() state.Status {

@@ -52,6 +52,9 @@ type Config struct {
 	RingVersion func() uint64
 	// Draining, if set, reports whether this node is leaving, sent in Hello.
 	Draining func() bool
+	// RulesDigest, if set, gives the digest of the channel rules this node
+	// runs, sent in Hello.
+	RulesDigest func() string
 	// TLS, if set, makes Dial use wss:// with the configuration it
 	// returns, called once per dial so that reloaded certificates take
 	// effect (tlsconf.Store.ClientConfig). The accepting side is TLS by

@@ -214,6 +214,7 @@ func Accept(w http.ResponseWriter, r *http.Request, cfg Config, allow func(Peer)
 	peer := Peer{
 		NodeID: h.NodeID, Role: h.Role, Addr: h.Addr, GossipAddr: h.GossipAddr,
 		RingVersion: h.RingVersion, Draining: h.Draining, Proto: proto,
+		RulesDigest: h.RulesDigest,
 	}
 	if allow != nil {
 		if err := allow(peer); err != nil {
@@ -288,13 +289,17 @@ func Dial(ctx context.Context, hostport string, cfg Config) (*Link, error) {
 		ringVersion = cfg.RingVersion()
 	}
 	draining := cfg.Draining != nil && cfg.Draining()
+	var rulesDigest string
+	if cfg.RulesDigest != nil {
+		rulesDigest = cfg.RulesDigest()
+	}
 	nonce := newNonce()
 	if err := writeMsg(ctx, conn, protocol.MsgHello, protocol.Hello{
 		MinProto: protocol.NodeProtoMin, MaxProto: protocol.NodeProtoMax,
 		NodeID: cfg.NodeID, Role: cfg.Role, Addr: cfg.Addr, GossipAddr: cfg.GossipAddr,
 		RingVersion: ringVersion, Nonce: nonce,
 		MAC:      protocol.HelloMAC(cfg.AuthKey, ch.Nonce, cfg.Role, cfg.NodeID, nonce),
-		Draining: draining,
+		Draining: draining, RulesDigest: rulesDigest,
 	}); err != nil {
 		return fail(err)
 	}

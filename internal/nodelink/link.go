@@ -53,6 +53,7 @@ type Peer struct {
 	GossipAddr  string // acceptor side only
 	RingVersion uint64 // acceptor side only
 	Draining    bool   // acceptor side only
+	RulesDigest string // acceptor side only; "" from nodes that do not send it
 	Proto       int    // the negotiated protocol version
 	Seeds       []string
 }

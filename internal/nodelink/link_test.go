@@ -21,6 +21,7 @@ func TestHandshakeAndExchange(t *testing.T) {
 	cfg.Addr, cfg.GossipAddr = "10.1.1.1:8000", "10.1.1.1:7946"
 	cfg.RingVersion = func() uint64 { return 42 }
 	cfg.Draining = func() bool { return true }
+	cfg.RulesDigest = func() string { return "d1g3st" }
 	l := dial(t, s.addr(), cfg)
 	if p := l.Peer(); p.NodeID != "server-1" || p.Role != protocol.RoleBroker || p.Proto != protocol.NodeProtoMax ||
 		len(p.Seeds) != 1 || p.Seeds[0] != "10.0.0.1:7946" || p.Addr != s.addr() {
@@ -31,7 +32,7 @@ func TestHandshakeAndExchange(t *testing.T) {
 	waitFor(t, "accepted link", func() bool { return len(s.accepted()) == 1 })
 	sl := s.accepted()[0]
 	if p := sl.Peer(); p.NodeID != "fe-1" || p.Role != protocol.RoleFrontend || p.Addr != "10.1.1.1:8000" ||
-		p.GossipAddr != "10.1.1.1:7946" || p.RingVersion != 42 || !p.Draining {
+		p.GossipAddr != "10.1.1.1:7946" || p.RingVersion != 42 || !p.Draining || p.RulesDigest != "d1g3st" {
 		t.Fatalf("acceptor's peer = %+v", p)
 	}
 

@@ -146,6 +146,21 @@ func (s *Set) Rule(channel string) *Rule {
 	return &s.def
 }
 
+// HasPublishRates reports whether any rule, or the default, sets a
+// publish_rate, so a caller can skip the lookup on every publish when none
+// does.
+func (s *Set) HasPublishRates() bool {
+	if s.def.Options.PublishRate.PerSecond > 0 {
+		return true
+	}
+	for i := range s.rules {
+		if s.rules[i].Options.PublishRate.PerSecond > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Options returns channel's options; the zero value for reserved names.
 func (s *Set) Options(channel string) ChannelOptions {
 	if r := s.Rule(channel); r != nil {

@@ -94,7 +94,9 @@ type History struct {
 	TTL Duration `json:"ttl"`
 }
 
-// PublishRate bounds client publishes per socket and channel.
+// PublishRate bounds client publishes to a channel: all sockets of one
+// frontend together, in place of SCC_CHANNEL_PUBLISH_RATE for the
+// channels of the rule.
 type PublishRate struct {
 	// PerSecond is the sustained rate; 0 means unbounded.
 	PerSecond float64 `json:"per_second"`

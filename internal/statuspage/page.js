@@ -116,7 +116,24 @@
     $('state-startup').textContent = done === undefined ? DASH : (done ? 'done' : 'collecting members');
     $('state-max-version').textContent = fmt(pick(st, ['maxVersion']));
     $('state-last-reshard').textContent = fmt(ago(pick(st, ['lastReshard'])));
+    // Nodes report the digest of their channel rules; more than one digest
+    // among connected nodes means they enforce different rules.
+    var digests = pick(st, ['rulesDigests']);
+    var n = count(digests);
+    var rules = $('state-rules');
+    if (pick(st, ['rulesMismatch']) === true) {
+      rules.textContent = 'MISMATCH: ' + fmt(n) + ' digests';
+      rules.className = 'bad';
+    } else if (n === 1) {
+      rules.textContent = 'same on all nodes (' + shortDigest(pick(st, ['rulesDigest']) || Object.keys(digests)[0]) + ')';
+      rules.className = 'ok';
+    } else {
+      rules.textContent = DASH;
+      rules.className = '';
+    }
   }
+
+  function shortDigest(d) { return d ? String(d).slice(0, 12) : DASH; }
 
   function renderRing(st) {
     var ring = pick(st, ['ring', 'committedRing', 'committed']);
@@ -214,13 +231,15 @@
         tr.appendChild(td);
       });
       tr.appendChild(el('td', fmt(rv), 'num'));
+      var differ = pick(m, ['rulesDiffer']) === true;
+      tr.appendChild(el('td', shortDigest(pick(m, ['rulesDigest'])) + (differ ? ' (differs)' : ''), differ ? 'mono bad' : 'mono'));
       tbody.appendChild(tr);
     });
     prev = next;
     if (members.length === 0) {
       var tr = el('tr');
       var td = el('td', 'no members reported', 'muted');
-      td.colSpan = 11;
+      td.colSpan = 12;
       tr.appendChild(td);
       tbody.appendChild(tr);
     }

@@ -144,12 +144,12 @@ func TestScriptRendersStatus(t *testing.T) {
 	if !slices.Equal(ids, []string{"broker-1", "broker-2", "broker-3", "frontend-1"}) {
 		t.Fatalf("member rows not sorted by role then id: %v", ids)
 	}
-	// columns: role id addr health in-ring draining conns subs in out ring
+	// columns: role id addr health in-ring draining conns subs in out ring rules
 	want := [][]string{
-		{"broker", "broker-1", "127.0.0.1:8888", "healthy", "yes", "no", "–", "–", "–", "–", "3"},
-		{"broker", "broker-2", "127.0.0.1:8889", "gossip: dead", "yes", "leaving", "–", "–", "–", "–", "3"},
-		{"broker", "broker-3", "127.0.0.1:8890", "disconnected", "no", "no", "–", "–", "–", "–", "2"},
-		{"frontend", "frontend-1", "–", "healthy", "no", "no", "1,200", "7", "10", "20", "3"},
+		{"broker", "broker-1", "127.0.0.1:8888", "healthy", "yes", "no", "–", "–", "–", "–", "3", "aaaaaaaaaaaa"},
+		{"broker", "broker-2", "127.0.0.1:8889", "gossip: dead", "yes", "leaving", "–", "–", "–", "–", "3", "aaaaaaaaaaaa"},
+		{"broker", "broker-3", "127.0.0.1:8890", "disconnected", "no", "no", "–", "–", "–", "–", "2", "–"},
+		{"frontend", "frontend-1", "–", "healthy", "no", "no", "1,200", "7", "10", "20", "3", "bbbbbbbbbbbb (differs)"},
 	}
 	for i := range want {
 		if !slices.Equal(r[i], want[i]) {
@@ -164,6 +164,9 @@ func TestScriptRendersStatus(t *testing.T) {
 	}
 	if got["stateNode"] != "scc-state" || got["maxVersion"] != "4" || got["startup"] != "done" {
 		t.Errorf("state card: %v %v %v", got["stateNode"], got["maxVersion"], got["startup"])
+	}
+	if got["rules"] != "MISMATCH: 2 digests" || got["rulesClass"] != "bad" {
+		t.Errorf("channel rules: %v (%v)", got["rules"], got["rulesClass"])
 	}
 	if got["totalConnections"] != "1,200" || got["rescheduled"] != true || got["error"] != "" {
 		t.Errorf("totals/poll: %v", got)
@@ -198,4 +201,17 @@ func TestScriptToleratesOtherShapes(t *testing.T) {
 func hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
+
+// One rules digest among the members: the page says the rules agree.
+func TestScriptShowsAgreeingRules(t *testing.T) {
+	got := render(t, `{"node": "s", "rules_mismatch": false, "rules_digest": "abcdef0123456789",
+		"rules_digests": {"abcdef0123456789": 2},
+		"members": [{"id": "f1", "role": "frontend", "connected": true, "rules_digest": "abcdef0123456789"}]}`)
+	if got["rules"] != "same on all nodes (abcdef012345)" || got["rulesClass"] != "ok" {
+		t.Fatalf("channel rules: %v (%v)", got["rules"], got["rulesClass"])
+	}
+	if r := rows(got); len(r) != 1 || r[0][11] != "abcdef012345" {
+		t.Fatalf("rows %q", r)
+	}
 }

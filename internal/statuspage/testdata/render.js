@@ -48,6 +48,8 @@ setImmediate(() => {
     stateNode: byId['state-node'] && byId['state-node'].textContent,
     maxVersion: byId['state-max-version'] && byId['state-max-version'].textContent,
     startup: byId['state-startup'] && byId['state-startup'].textContent,
+    rules: byId['state-rules'] && byId['state-rules'].textContent,
+    rulesClass: byId['state-rules'] && byId['state-rules'].className,
     totalConnections: byId['total-connections'] && byId['total-connections'].textContent,
   };
   console.log(JSON.stringify(out));
