@@ -43,6 +43,9 @@ say "$pinning"
 export SCC_INBOUND_RATE=${SCC_INBOUND_RATE:-0}
 # Likewise the per-socket byte rate (default 2 MiB/s).
 export SCC_INBOUND_BYTE_RATE=${SCC_INBOUND_BYTE_RATE:-0}
+# And the per-channel publish rate (default 1000/s per channel per
+# frontend): the broadcast scenario publishes far more to its one channel.
+export SCC_CHANNEL_PUBLISH_RATE=${SCC_CHANNEL_PUBLISH_RATE:-0}
 
 server_pid=""
 cleanup() {
