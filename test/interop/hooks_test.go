@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/sccgo/sccgo/chaos"
 )
 
 // TestRPCHookWithSocketClusterClient runs scc-frontend with SCC_PROXY_RPC_URL
@@ -25,7 +27,68 @@ func TestRPCHookWithSocketClusterClient(t *testing.T) {
 	node := needNode(t)
 	key := randomKey(t)
 	release := make(chan struct{})
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	backend := rpcBackend(release)
+	defer backend.Close()
+	defer close(release)
+
+	s, port := startFrontend(t, key, "SCC_PROXY_RPC_URL="+backend.URL+"/rpc", "SCC_PROXY_RPC_TIMEOUT=500ms", "SCC_PROXY_KEY=interop-hook-key")
+	runHookClient(t, node, wsURL(port), "up", "rpc-hook-result", "rpc-hook-error-object", "rpc-hook-timeout")
+	checkAlive(t, s)
+
+	dead := fmt.Sprintf("http://127.0.0.1:%d/rpc", freePort(t))
+	s, port = startFrontend(t, key, "SCC_PROXY_RPC_URL="+dead, "SCC_PROXY_RPC_TIMEOUT=500ms")
+	runHookClient(t, node, wsURL(port), "down", "rpc-hook-backend-down")
+	checkAlive(t, s)
+}
+
+// TestClusterRPCHook runs the same checks against both frontends of a
+// cluster of processes (a state server, a broker, two frontends, all with
+// SCC_PROXY_RPC_URL at the test's backend), then stops the backend and
+// checks that each frontend fails closed with BackendError.
+func TestClusterRPCHook(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts a cluster of processes")
+	}
+	node := needNode(t)
+	key := randomKey(t)
+	release := make(chan struct{})
+	backend := rpcBackend(release)
+	defer backend.Close()
+	out := &lockedBuffer{}
+	c := chaos.StartCluster(t, chaos.Spec{Brokers: 1, Frontends: 2, Output: out, Env: map[string]string{
+		"SCC_CLIENT_AUTH_KEY":   key,
+		"SCC_PROXY_RPC_URL":     backend.URL + "/rpc",
+		"SCC_PROXY_RPC_TIMEOUT": "500ms",
+		"SCC_PROXY_KEY":         "interop-hook-key",
+	}})
+	c.WaitRing(1, 0, 15*time.Second)
+	urls := c.FrontendURLs()
+	if len(urls) != 2 {
+		t.Fatalf("frontends %v", urls)
+	}
+	for i, url := range urls {
+		t.Run(fmt.Sprintf("frontend%d", i+1), func(t *testing.T) {
+			runHookClient(t, node, url, "up", "rpc-hook-result", "rpc-hook-error-object", "rpc-hook-timeout")
+		})
+	}
+	close(release)
+	backend.Close()
+	for i, url := range urls {
+		t.Run(fmt.Sprintf("frontend%d-backend-stopped", i+1), func(t *testing.T) {
+			runHookClient(t, node, url, "down", "rpc-hook-backend-down")
+		})
+	}
+	if t.Failed() {
+		t.Logf("cluster output:\n%s", tail(out.String(), 60))
+	}
+}
+
+// rpcBackend is the backend of rpc-hook-client.mjs: chat.history answers
+// with a result, deny with an error object, and slow not before release
+// is closed.
+func rpcBackend(release <-chan struct{}) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Procedure string          `json:"procedure"`
 			Data      json.RawMessage `json:"data"`
@@ -52,26 +115,16 @@ func TestRPCHookWithSocketClusterClient(t *testing.T) {
 			w.Write([]byte(`{"error":{"name":"NoMatchingProcedureError","message":"no"}}`))
 		}
 	}))
-	defer backend.Close()
-	defer close(release)
-
-	s, port := startFrontend(t, key, "SCC_PROXY_RPC_URL="+backend.URL+"/rpc", "SCC_PROXY_RPC_TIMEOUT=500ms", "SCC_PROXY_KEY=interop-hook-key")
-	runHookClient(t, node, port, "up", "rpc-hook-result", "rpc-hook-error-object", "rpc-hook-timeout")
-	checkAlive(t, s)
-
-	dead := fmt.Sprintf("http://127.0.0.1:%d/rpc", freePort(t))
-	s, port = startFrontend(t, key, "SCC_PROXY_RPC_URL="+dead, "SCC_PROXY_RPC_TIMEOUT=500ms")
-	runHookClient(t, node, port, "down", "rpc-hook-backend-down")
-	checkAlive(t, s)
 }
 
-// runHookClient runs rpc-hook-client.mjs in mode against the frontend on
-// port, reports each check as a subtest and requires the named ones.
-func runHookClient(t *testing.T, node string, port int, mode string, required ...string) {
+func wsURL(port int) string { return fmt.Sprintf("ws://127.0.0.1:%d/socketcluster/", port) }
+
+// runHookClient runs rpc-hook-client.mjs in mode against the frontend at
+// url, reports each check as a subtest and requires the named ones.
+func runHookClient(t *testing.T, node, url, mode string, required ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 	defer cancel()
-	url := fmt.Sprintf("ws://127.0.0.1:%d/socketcluster/", port)
 	cmd := exec.CommandContext(ctx, node, "rpc-hook-client.mjs", "--url", url, "--mode", mode)
 	cmd.Env = os.Environ()
 	cmd.WaitDelay = 5 * time.Second
