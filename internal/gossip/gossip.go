@@ -86,7 +86,9 @@ type Config struct {
 	// MaxStreams bounds the inbound TCP streams open at once; more are
 	// closed at once. Default 32 (SCC_GOSSIP_MAX_STREAMS).
 	MaxStreams int
-	// MaxStreamsPerSource is the same bound per source IP. Default 4
+	// MaxStreamsPerSource is the same bound per source IP. Default 16:
+	// nodes sharing one address (a development machine, a test) still
+	// get push/pull and TCP probe streams through while others run
 	// (SCC_GOSSIP_MAX_STREAMS_PER_SOURCE).
 	MaxStreamsPerSource int
 	// MaxRingVersionStep bounds how far a ring version from a peer may
@@ -124,7 +126,7 @@ func DefaultConfig() Config {
 		TCPTimeout:              2 * time.Second,
 		MaxStreamBytes:          1 << 20,
 		MaxStreams:              32,
-		MaxStreamsPerSource:     4,
+		MaxStreamsPerSource:     16,
 		MaxRingVersionStep:      ring.DefaultMaxVersionStep,
 	}
 }
