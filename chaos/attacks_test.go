@@ -1,0 +1,108 @@
+package chaos_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sccgo/sccgo/chaos"
+)
+
+// TestScenario11Attacks: the client-port attacks of the hardening review
+// (4–9), each from a separate attacker process on CPU 0 with hundreds of
+// connections for a bounded time, against a real frontend that the
+// measuring clients share (the servers and the measuring clients on CPU
+// 1). For each attack the legitimate clients lose nothing and their
+// delivery p99 during the attack stays within 2× the larger of the
+// baselines measured before and after it.
+//
+// One subtest per attack (-run 'TestScenario11Attacks/partial' runs one);
+// each writes chaos/results/11-attack-<name>.json. SCC_CHAOS_ATTACK_FOR
+// sets each attack's duration (default 10s).
+func TestScenario11Attacks(t *testing.T) {
+	requireChaos(t)
+	attackFor := envDuration(t, "SCC_CHAOS_ATTACK_FOR", 10*time.Second)
+	c := chaos.StartCluster(t, chaos.Spec{Name: "11-attacks", Brokers: 1, Frontends: 1})
+	c.WaitRing(1, 0, 15*time.Second)
+	f1 := c.WSURL("frontend-1")
+	var srcs []string
+	for i := 2; i <= 21; i++ {
+		srcs = append(srcs, fmt.Sprintf("127.0.0.%d", i))
+	}
+	for _, at := range []struct {
+		name  string
+		kind  string
+		conns int
+	}{
+		{"4-publish-burst", chaos.AttackBurst, 201},
+		{"5-packet-floods", chaos.AttackPackets, 220},
+		{"6-idle-connections", chaos.AttackIdle, 800},
+		{"7-partial-messages", chaos.AttackPartial, 300},
+		{"8-subscription-storm", chaos.AttackSubscribe, 500},
+		{"9-fanout-flood", chaos.AttackFanout, 201},
+	} {
+		t.Run(at.name, func(t *testing.T) {
+			rep := chaos.NewReport(t, "11-attack-"+at.name, "^TestScenario11Attacks$/^"+at.name+"$")
+			rep.Attach(c)
+			pinForLatency(t, rep, c)
+
+			lat := chaos.NewLatency()
+			tr := startSteady(t, rep, steady([]string{f1}, lat))
+			base := baseline(lat, 2*time.Second, 5*time.Second)
+			counters0 := c.Counters()
+
+			a := chaos.StartAttacker(t, chaos.AttackConfig{
+				Kind: at.kind, Addr: hostPort(t, f1), Conns: at.conns, For: attackFor,
+				SourceIPs: srcs, MaxPublish: 64 << 10, CPUs: "0",
+			})
+			st := a.Wait(attackFor + 30*time.Second)
+			phase := lat.Cut()
+			post := after(lat, time.Second, 5*time.Second)
+			rep.Figure("attack_conns", at.conns)
+			rep.Figure("attack_dials", st.Dials)
+			rep.Figure("attack_dial_errors", st.DialErrors)
+			rep.Figure("attack_mib_sent", mib(st.BytesSent))
+			rep.Detail("attack_close_codes", st.Closed)
+			rep.Detail("counters_during_attack", counterDelta(counters0, c.Counters()))
+			if !st.Done {
+				rep.Failf("the attacker did not finish: %+v", st)
+			}
+			if st.Dials == 0 {
+				rep.Failf("the attacker opened no connection: %+v", st)
+			}
+			if at.kind == chaos.AttackBurst || at.kind == chaos.AttackFanout {
+				// The attack's own subscribers read at a normal pace:
+				// another client's traffic must not cut them off.
+				rep.Figure("attack_subscriber_closes", st.SubscriberCloses)
+				rep.Figure("attack_deliveries", st.Deliveries)
+				if st.SubscriberCloses > 0 {
+					rep.Failf("%d reading subscribers were closed (codes %v)", st.SubscriberCloses, st.Closed)
+				}
+			}
+			rep.Figure("ratio", ratio(phase.P99, max(base.P99, post.P99)))
+			checkP99(rep, "attack", base, phase, post)
+
+			r := tr.Stop(10 * time.Second)
+			rep.Check(r)
+			requireClean(rep, "the legitimate clients", r)
+		})
+	}
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(int(a/b*100)) / 100
+}
+
+// counterDelta returns the counters that grew from a to b, and by how much.
+func counterDelta(a, b map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range b {
+		if d := v - a[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
