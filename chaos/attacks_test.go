@@ -2,6 +2,11 @@ package chaos_test
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,8 +60,15 @@ func TestScenario11Attacks(t *testing.T) {
 				Kind: at.kind, Addr: hostPort(t, f1), Conns: at.conns, For: attackFor,
 				SourceIPs: srcs, MaxPublish: 64 << 10, CPUs: "0",
 			})
+			fpid, bpid := c.PID("frontend-1"), c.PID("broker-1")
+			fcpu0, bcpu0, t0 := cpuSeconds(fpid), cpuSeconds(bpid), time.Now()
+			stopPerf := perfRecord(t, at.name)
 			st := a.Wait(attackFor + 30*time.Second)
+			stopPerf()
 			phase := lat.Cut()
+			el := time.Since(t0).Seconds()
+			rep.Figure("frontend_cpu_pct", int((cpuSeconds(fpid)-fcpu0)/el*100))
+			rep.Figure("broker_cpu_pct", int((cpuSeconds(bpid)-bcpu0)/el*100))
 			post := after(lat, time.Second, 5*time.Second)
 			rep.Figure("attack_conns", at.conns)
 			rep.Figure("attack_dials", st.Dials)
@@ -87,6 +99,45 @@ func TestScenario11Attacks(t *testing.T) {
 			requireClean(rep, "the legitimate clients", r)
 		})
 	}
+}
+
+// perfRecord samples the whole machine with perf into
+// $SCC_CHAOS_PERF_DIR/<name>.perf until the returned function is called
+// (perf report --sort comm,symbol tells the processes apart); without
+// SCC_CHAOS_PERF_DIR it does nothing.
+func perfRecord(t *testing.T, name string) func() {
+	dir := os.Getenv("SCC_CHAOS_PERF_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-a", "-o", filepath.Join(dir, name+".perf"))
+	if err := cmd.Start(); err != nil {
+		t.Logf("perf: %v", err)
+		return func() {}
+	}
+	return func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}
+}
+
+// cpuSeconds is the CPU time process pid used so far (user and system,
+// from /proc/<pid>/stat at 100 ticks a second), or 0.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesized command name; utime and stime are
+	// the 14th and 15th fields of the line.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100
 }
 
 func ratio(a, b float64) float64 {
