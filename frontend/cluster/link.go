@@ -24,8 +24,8 @@ type brokerLink struct {
 	interest map[string]struct{}
 	intPeak  int // largest len(interest) since it was made
 
-	nextSub   uint64
-	ackedSub  uint64
+	nextSub  uint64
+	ackedSub uint64
 	// subWaiters wait for subscribe acknowledgements, in ascending id
 	// order (ids only grow), so an acknowledgement releases a prefix: a
 	// storm of subscribes costs each acknowledgement what it releases,
@@ -42,9 +42,9 @@ type brokerLink struct {
 
 func (b *Broker) newLink(info protocol.BrokerInfo) *brokerLink {
 	l := &brokerLink{
-		b:         b,
-		info:      info,
-		interest:  make(map[string]struct{}),
+		b:        b,
+		info:     info,
+		interest: make(map[string]struct{}),
 	}
 	l.red = nodelink.NewRedialer(info.Addr, b.cfg.Link, b.cfg.ReconnectMin, b.cfg.ReconnectMax, l.up)
 	l.red.Start()
