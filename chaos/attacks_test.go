@@ -27,7 +27,14 @@ import (
 func TestScenario11Attacks(t *testing.T) {
 	requireChaos(t)
 	attackFor := envDuration(t, "SCC_CHAOS_ATTACK_FOR", 10*time.Second)
-	c := chaos.StartCluster(t, chaos.Spec{Name: "11-attacks", Brokers: 1, Frontends: 1})
+	// SCC_CHAOS_ATTACK_ENV adds settings to every node ("K=V K=V"), to
+	// try a limit against the attacks.
+	env := map[string]string{}
+	for _, kv := range strings.Fields(os.Getenv("SCC_CHAOS_ATTACK_ENV")) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	c := chaos.StartCluster(t, chaos.Spec{Name: "11-attacks", Brokers: 1, Frontends: 1, Env: env})
 	c.WaitRing(1, 0, 15*time.Second)
 	f1 := c.WSURL("frontend-1")
 	var srcs []string
