@@ -29,8 +29,8 @@ const AttackerEnv = "SCC_CHAOS_ATTACKER"
 // the hardening review of the client port.
 const (
 	// AttackBurst (4): subscribers on one channel read at a normal pace
-	// while one client publishes bursts of six 1 MiB messages and six of
-	// the largest accepted size to it, every second.
+	// while one client publishes bursts of six messages of the largest
+	// accepted size and six of 1 MiB to it, every second.
 	AttackBurst = "publish-burst"
 	// AttackPackets (5): unsolicited pongs, empty continuation frames
 	// and batches of 300k empty packets, each socket redialing once it is
@@ -362,12 +362,14 @@ func (a *attacker) runBurst() {
 	ready.Wait()
 	big := strings.Repeat("x", 1<<20-128)
 	small := strings.Repeat("y", max(a.cfg.MaxPublish-16, 16))
+	// The accepted publishes first: the byte rate closes the publisher
+	// during the 1 MiB ones, and it dials again for the next burst.
 	var burst []byte
 	for i := range 6 {
-		burst = wsFrame(burst, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-burst","data":%q},"cid":%d}`, big, 10+i))
+		burst = wsFrame(burst, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-burst","data":%q},"cid":%d}`, small, 20+i))
 	}
 	for i := range 6 {
-		burst = wsFrame(burst, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-burst","data":%q},"cid":%d}`, small, 20+i))
+		burst = wsFrame(burst, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-burst","data":%q},"cid":%d}`, big, 10+i))
 	}
 	wg.Go(func() {
 		a.loop(n, func(i int) error {
