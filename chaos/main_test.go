@@ -24,6 +24,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv(chaos.AttackerEnv) != "" {
+		if err := chaos.RunAttacker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	if lines := chaos.Lines(); len(lines) > 0 {
 		slices.Sort(lines)

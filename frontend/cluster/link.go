@@ -24,9 +24,13 @@ type brokerLink struct {
 	interest map[string]struct{}
 	intPeak  int // largest len(interest) since it was made
 
-	nextSub   uint64
-	ackedSub  uint64
-	subWaiter map[uint64]chan struct{}
+	nextSub  uint64
+	ackedSub uint64
+	// subWaiters wait for subscribe acknowledgements, in ascending id
+	// order (ids only grow), so an acknowledgement releases a prefix: a
+	// storm of subscribes costs each acknowledgement what it releases,
+	// not a walk over every pending one.
+	subWaiters []subWaiter
 
 	seq, acked uint64        // publishes sent and acknowledged on this connection
 	ackCh      chan struct{} // closed at the next PubAck or disconnect
@@ -38,10 +42,9 @@ type brokerLink struct {
 
 func (b *Broker) newLink(info protocol.BrokerInfo) *brokerLink {
 	l := &brokerLink{
-		b:         b,
-		info:      info,
-		interest:  make(map[string]struct{}),
-		subWaiter: make(map[uint64]chan struct{}),
+		b:        b,
+		info:     info,
+		interest: make(map[string]struct{}),
 	}
 	l.red = nodelink.NewRedialer(info.Addr, b.cfg.Link, b.cfg.ReconnectMin, b.cfg.ReconnectMax, l.up)
 	l.red.Start()
@@ -151,11 +154,15 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 			if a.ID > l.ackedSub {
 				l.ackedSub = a.ID
 			}
-			for id, w := range l.subWaiter {
-				if id <= a.ID {
-					close(w)
-					delete(l.subWaiter, id)
-				}
+			n := 0
+			for n < len(l.subWaiters) && l.subWaiters[n].id <= a.ID {
+				close(l.subWaiters[n].ch)
+				l.subWaiters[n] = subWaiter{}
+				n++
+			}
+			l.subWaiters = l.subWaiters[n:]
+			if len(l.subWaiters) == 0 {
+				l.subWaiters = nil // let a storm's backing array go
 			}
 			l.mu.Unlock()
 		}
@@ -198,12 +205,20 @@ func (l *brokerLink) addInterest(chans []string) <-chan struct{} {
 	return w
 }
 
+// subWaiter is closed once the broker acknowledged subscribe id.
+type subWaiter struct {
+	id uint64
+	ch chan struct{}
+}
+
+// waiterLocked returns the waiter for id, which is never below the ids
+// already waited for.
 func (l *brokerLink) waiterLocked(id uint64) chan struct{} {
-	if w, ok := l.subWaiter[id]; ok {
-		return w
+	if n := len(l.subWaiters); n > 0 && l.subWaiters[n-1].id >= id {
+		return l.subWaiters[n-1].ch
 	}
 	w := make(chan struct{})
-	l.subWaiter[id] = w
+	l.subWaiters = append(l.subWaiters, subWaiter{id: id, ch: w})
 	return w
 }
 
@@ -351,10 +366,10 @@ func (t ackTarget) wait(ctx context.Context, deadline time.Time) bool {
 func (l *brokerLink) close() {
 	l.mu.Lock()
 	l.closed = true
-	for id, w := range l.subWaiter {
-		close(w)
-		delete(l.subWaiter, id)
+	for _, w := range l.subWaiters {
+		close(w.ch)
 	}
+	l.subWaiters = nil
 	if n := len(l.backlog); n > 0 {
 		l.b.m.drops.WithLabelValues("link_closed").Add(float64(n))
 	}
