@@ -121,7 +121,7 @@ func (cn *conn) push(pkt []byte) {
 	var s *segment
 	if k := len(cn.segs); k > 0 {
 		s = cn.segs[k-1]
-		if s.n > 0 && len(s.buf)+1+len(pkt) > maxFrame {
+		if s.n > 0 && (len(s.buf)+1+len(pkt) > maxFrame || s.n >= cn.c.opts.MaxFramePackets) {
 			s = nil
 		}
 	}
@@ -153,7 +153,8 @@ func (cn *conn) signal() {
 
 // enqueueCtl queues protocol packets regardless of the queue bound: they
 // are small and must not be lost (acks, subscribes, pongs). Packets given
-// in one call go out in the same frame unless it exceeds MaxFrameBytes.
+// in one call go out in the same frame unless it exceeds MaxFrameBytes or
+// MaxFramePackets.
 func (cn *conn) enqueueCtl(pkts ...[]byte) bool {
 	cn.qmu.Lock()
 	if cn.qclosed {

@@ -25,6 +25,7 @@ const (
 	DefaultSubscriptionBuffer = 1024
 	DefaultSendQueueBytes     = 8 << 20
 	DefaultMaxFrameBytes      = 256 << 10
+	DefaultMaxFramePackets    = 500
 	DefaultMaxMessageBytes    = 16 << 20
 )
 
@@ -149,6 +150,10 @@ type Options struct {
 	// instead of adding packets to the current batch. Default 256 KiB; a
 	// single larger packet is written alone.
 	MaxFrameBytes int
+	// MaxFramePackets is the most packets the writer puts in one frame.
+	// Default 500, below the frontend's SCC_MAX_BATCH_PACKETS (1000),
+	// which closes a socket that sends a larger batch.
+	MaxFramePackets int
 	// MaxMessageBytes is the largest inbound message accepted; a larger
 	// one drops the connection (close 1009). Default 16 MiB.
 	MaxMessageBytes int64
@@ -209,6 +214,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxFrameBytes <= 0 {
 		o.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if o.MaxFramePackets <= 0 {
+		o.MaxFramePackets = DefaultMaxFramePackets
 	}
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = DefaultMaxMessageBytes
