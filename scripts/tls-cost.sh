@@ -6,17 +6,22 @@
 #
 #   scripts/tls-cost.sh                      # 20k deliveries/s
 #   scripts/tls-cost.sh -rate 5000 ...       # another load
+#
+# SERVER_PIN and BENCH_PIN prefix the cluster and the bench, for example
+# SERVER_PIN="taskset -c 1" BENCH_PIN="taskset -c 0".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 LOAD=("$@")
+SERVER_PIN=${SERVER_PIN:-}
+BENCH_PIN=${BENCH_PIN:-}
 [ ${#LOAD[@]} -eq 0 ] && LOAD=(-subs 200 -channels 20 -pubs 10 -rate 2000 -size 256 -warmup 2s -duration 8s -drain 3s)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 one() {
 	local name=$1; shift
-	"$BIN/scc-local" -base-port 0 -control-port 0 -brokers 1 -frontends 2 "$@" >"$tmp/out" 2>"$tmp/err" &
+	$SERVER_PIN "$BIN/scc-local" -base-port 0 -control-port 0 -brokers 1 -frontends 2 "$@" >"$tmp/out" 2>"$tmp/err" &
 	local lpid=$!
 	for _ in $(seq 1 600); do grep -q "Ctrl-C stops" "$tmp/out" && break; sleep 0.1; done
 	local urls ca ctl pids extra=()
@@ -26,7 +31,7 @@ one() {
 	pids=$(curl -s "$ctl/procs" | grep -oE '"pid": *[0-9]+' | grep -oE '[0-9]+' | paste -sd,)
 	[ -n "$ca" ] && extra=(-tls-ca "$ca")
 	echo "== $name: scc-local $* ; scc-bench fanout ${extra[*]:+-tls-ca CA} ${LOAD[*]}"
-	"$BIN/scc-bench" fanout -quiet -urls "$urls" "${extra[@]}" -server-pids "$pids" "${LOAD[@]}" |
+	$BENCH_PIN "$BIN/scc-bench" fanout -quiet -urls "$urls" "${extra[@]}" -server-pids "$pids" "${LOAD[@]}" |
 		grep -E "^(delivered|latency|check|CPU|note|result)" || true
 	kill -INT "$lpid"
 	wait "$lpid" || true
