@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sccgo/sccgo/internal/wsframe"
 )
 
 // AttackerEnv, when set in the environment of the chaos test binary, makes
@@ -190,7 +192,7 @@ func (a *attacker) ws(i int) (*attackConn, error) {
 		return nil, fmt.Errorf("upgrade: %v", err)
 	}
 	c := &attackConn{nc: nc, br: br}
-	if _, err := nc.Write(wsFrame(nil, 1, true, []byte(`{"event":"#handshake","data":{},"cid":1}`))); err != nil {
+	if _, err := nc.Write(wsframe.AppendClient(nil, 1, true, []byte(`{"event":"#handshake","data":{},"cid":1}`))); err != nil {
 		a.fail(nc)
 		return nil, err
 	}
@@ -211,31 +213,6 @@ func (a *attacker) fail(nc net.Conn) {
 	a.dials.Add(-1)
 	a.dialErr.Add(1)
 	a.untrack(nc)
-}
-
-// wsFrame appends one masked client frame.
-func wsFrame(dst []byte, op byte, fin bool, payload []byte) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	dst = append(dst, b0)
-	switch n := len(payload); {
-	case n < 126:
-		dst = append(dst, 0x80|byte(n))
-	case n < 1<<16:
-		dst = append(dst, 0x80|126)
-		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
-	default:
-		dst = append(dst, 0x80|127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	}
-	mask := [4]byte{7, 1, 3, 5}
-	dst = append(dst, mask[:]...)
-	for i, b := range payload {
-		dst = append(dst, b^mask[i%4])
-	}
-	return dst
 }
 
 // frame reads one server frame: op -1 when the connection ended.
@@ -284,7 +261,7 @@ func (a *attackConn) drain(onData func([]byte)) int {
 			}
 			return -1
 		case op == 1 && len(p) == 0:
-			_, _ = a.nc.Write(wsFrame(nil, 1, true, nil)) // pong
+			_, _ = a.nc.Write(wsframe.AppendClient(nil, 1, true, nil)) // pong
 		case op == 1 && onData != nil:
 			onData(p)
 		}
@@ -336,7 +313,7 @@ func (a *attacker) subscriber(i int, channel string, ready *sync.WaitGroup) {
 			return err
 		}
 		defer a.untrack(c.nc)
-		if err := a.write(c.nc, wsFrame(nil, 1, true, []byte(`{"event":"#subscribe","data":{"channel":"`+channel+`"},"cid":2}`))); err != nil {
+		if err := a.write(c.nc, wsframe.AppendClient(nil, 1, true, []byte(`{"event":"#subscribe","data":{"channel":"`+channel+`"},"cid":2}`))); err != nil {
 			return err
 		}
 		done()
@@ -366,10 +343,10 @@ func (a *attacker) runBurst() {
 	// during the 1 MiB ones, and it dials again for the next burst.
 	var burst []byte
 	for i := range 6 {
-		burst = wsFrame(burst, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-burst","data":%q},"cid":%d}`, small, 20+i))
+		burst = wsframe.AppendClient(burst, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-burst","data":%q},"cid":%d}`, small, 20+i))
 	}
 	for i := range 6 {
-		burst = wsFrame(burst, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-burst","data":%q},"cid":%d}`, big, 10+i))
+		burst = wsframe.AppendClient(burst, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-burst","data":%q},"cid":%d}`, big, 10+i))
 	}
 	wg.Go(func() {
 		a.loop(n, func(i int) error {
@@ -390,16 +367,16 @@ func (a *attacker) runBurst() {
 }
 
 func (a *attacker) runPackets() {
-	pong := wsFrame(nil, 0xa, true, nil)
+	pong := wsframe.AppendClient(nil, 0xa, true, nil)
 	var pongs []byte
 	for range 1000 {
 		pongs = append(pongs, pong...)
 	}
-	frags := wsFrame(nil, 1, false, nil)
+	frags := wsframe.AppendClient(nil, 1, false, nil)
 	for range 1000 {
-		frags = wsFrame(frags, 0, false, nil)
+		frags = wsframe.AppendClient(frags, 0, false, nil)
 	}
-	bomb := wsFrame(nil, 1, true, []byte("["+strings.TrimSuffix(strings.Repeat("{},", 300000), ",")+"]"))
+	bomb := wsframe.AppendClient(nil, 1, true, []byte("["+strings.TrimSuffix(strings.Repeat("{},", 300000), ",")+"]"))
 	kinds := [][]byte{pongs, frags, bomb}
 	var wg sync.WaitGroup
 	for i := range a.cfg.Conns {
@@ -454,7 +431,7 @@ func (a *attacker) runIdle() {
 }
 
 func (a *attacker) runPartial() {
-	part := wsFrame(nil, 1, false, []byte(`{"event":"x","data":"`+strings.Repeat("a", 900<<10)))
+	part := wsframe.AppendClient(nil, 1, false, []byte(`{"event":"x","data":"`+strings.Repeat("a", 900<<10)))
 	var wg sync.WaitGroup
 	for i := range a.cfg.Conns {
 		wg.Go(func() {
@@ -499,7 +476,7 @@ func (a *attacker) runSubscribe() {
 				}
 				b.WriteString("]")
 				round++
-				if err := a.write(c.nc, wsFrame(nil, 1, true, []byte(b.String()))); err != nil {
+				if err := a.write(c.nc, wsframe.AppendClient(nil, 1, true, []byte(b.String()))); err != nil {
 					return nil
 				}
 				ended := make(chan int, 1)
@@ -529,7 +506,7 @@ func (a *attacker) runFanout() {
 	ready.Wait()
 	var batch []byte
 	for i := range 100 {
-		batch = wsFrame(batch, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-hot","data":"flood %d"}}`, i))
+		batch = wsframe.AppendClient(batch, 1, true, fmt.Appendf(nil, `{"event":"#publish","data":{"channel":"atk-hot","data":"flood %d"}}`, i))
 	}
 	wg.Go(func() {
 		a.loop(n, func(i int) error {

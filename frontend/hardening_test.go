@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sccgo/sccgo/internal/wsframe"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -44,37 +45,12 @@ func dialRaw(t testing.TB, srv *Server) *wsRaw {
 	return &wsRaw{t: t, nc: nc, br: br}
 }
 
-// appendFrame appends one masked client frame.
-func appendFrame(dst []byte, op byte, fin bool, payload []byte) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	dst = append(dst, b0)
-	switch n := len(payload); {
-	case n < 126:
-		dst = append(dst, 0x80|byte(n))
-	case n < 1<<16:
-		dst = append(dst, 0x80|126)
-		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
-	default:
-		dst = append(dst, 0x80|127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	}
-	mask := [4]byte{1, 2, 3, 4}
-	dst = append(dst, mask[:]...)
-	for i, b := range payload {
-		dst = append(dst, b^mask[i%4])
-	}
-	return dst
-}
-
 // write sends bytes, ignoring errors: the server may cut the client off
 // mid-write, which is what the tests provoke.
 func (c *wsRaw) write(b []byte) { _, _ = c.nc.Write(b) }
 
 func (c *wsRaw) handshake() {
-	c.write(appendFrame(nil, 1, true, []byte(`{"event":"#handshake","data":{},"cid":1}`)))
+	c.write(wsframe.AppendClient(nil, 1, true, []byte(`{"event":"#handshake","data":{},"cid":1}`)))
 	for {
 		op, p := c.frame()
 		if op == 1 && strings.HasPrefix(string(p), `{"rid":1,`) {
@@ -207,9 +183,9 @@ func TestControlFramesPayTheRate(t *testing.T) {
 		frame []byte
 		first []byte
 	}{
-		{"pongs", appendFrame(nil, 0xa, true, nil), nil},
-		{"pings", appendFrame(nil, 0x9, true, nil), nil},
-		{"empty continuations", appendFrame(nil, 0, false, nil), appendFrame(nil, 1, false, nil)},
+		{"pongs", wsframe.AppendClient(nil, 0xa, true, nil), nil},
+		{"pings", wsframe.AppendClient(nil, 0x9, true, nil), nil},
+		{"empty continuations", wsframe.AppendClient(nil, 0, false, nil), wsframe.AppendClient(nil, 1, false, nil)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := closes(t, srv, reasonRateLimited)
@@ -235,11 +211,11 @@ func TestFragmentsPerMessage(t *testing.T) {
 	ok.handshake()
 	// Ten fragments pass.
 	var buf []byte
-	buf = appendFrame(buf, 1, false, []byte(`{"event":"x",`))
+	buf = wsframe.AppendClient(buf, 1, false, []byte(`{"event":"x",`))
 	for range 8 {
-		buf = appendFrame(buf, 0, false, []byte(` `))
+		buf = wsframe.AppendClient(buf, 0, false, []byte(` `))
 	}
-	buf = appendFrame(buf, 0, true, []byte(`"cid":5}`))
+	buf = wsframe.AppendClient(buf, 0, true, []byte(`"cid":5}`))
 	ok.write(buf)
 	for {
 		op, p := ok.frame()
@@ -252,9 +228,9 @@ func TestFragmentsPerMessage(t *testing.T) {
 	}
 	c := dialRaw(t, srv)
 	c.handshake()
-	buf = appendFrame(nil, 1, false, nil)
+	buf = wsframe.AppendClient(nil, 1, false, nil)
 	for range 10 {
-		buf = appendFrame(buf, 0, false, nil)
+		buf = wsframe.AppendClient(buf, 0, false, nil)
 	}
 	go c.write(buf)
 	expectLimitClose(t, c, protocol.CloseMessageTooBig)
@@ -289,7 +265,7 @@ func TestInboundByteRate(t *testing.T) {
 	srv := startServer(t, cfg)
 	c := dialRaw(t, srv)
 	c.handshake()
-	msg := appendFrame(nil, 1, true, []byte(`{"event":"x","data":"`+strings.Repeat("a", 2000)+`"}`))
+	msg := wsframe.AppendClient(nil, 1, true, []byte(`{"event":"x","data":"`+strings.Repeat("a", 2000)+`"}`))
 	var buf []byte
 	for range 20 {
 		buf = append(buf, msg...)
@@ -307,7 +283,7 @@ func TestReadBudget(t *testing.T) {
 	cfg.InboundRate = 0
 	cfg.ReadBudget = 4 << 20
 	srv := startServer(t, cfg)
-	part := appendFrame(nil, 1, false, []byte(`{"event":"x","data":"`+strings.Repeat("a", 600<<10)))
+	part := wsframe.AppendClient(nil, 1, false, []byte(`{"event":"x","data":"`+strings.Repeat("a", 600<<10)))
 	const n = 20
 	conns := make([]*wsRaw, n)
 	for i := range conns {

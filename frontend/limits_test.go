@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sccgo/sccgo/internal/wsframe"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -324,8 +325,8 @@ func TestUpgradeCarryOver(t *testing.T) {
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 	var buf []byte
 	buf = append(buf, req...)
-	buf = appendMaskedFrame(buf, []byte(`{"event":"#handshake","data":{"authToken":null},"cid":1}`))
-	buf = appendMaskedFrame(buf, []byte(`{"event":"#subscribe","data":{"channel":"co"},"cid":2}`))
+	buf = wsframe.AppendClient(buf, wsframe.OpText, true, []byte(`{"event":"#handshake","data":{"authToken":null},"cid":1}`))
+	buf = wsframe.AppendClient(buf, wsframe.OpText, true, []byte(`{"event":"#subscribe","data":{"channel":"co"},"cid":2}`))
 	if _, err := nc.Write(buf); err != nil {
 		t.Fatal(err)
 	}
@@ -354,23 +355,6 @@ func TestUpgradeCarryOver(t *testing.T) {
 	if !strings.HasPrefix(got[0], `{"rid":1,"data":{"id":`) || got[1] != `{"rid":2}` {
 		t.Fatalf("got %q", got)
 	}
-}
-
-func appendMaskedFrame(dst, payload []byte) []byte {
-	dst = append(dst, 0x81)
-	switch n := len(payload); {
-	case n < 126:
-		dst = append(dst, 0x80|byte(n))
-	default:
-		dst = append(dst, 0x80|126)
-		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
-	}
-	mask := [4]byte{1, 2, 3, 4}
-	dst = append(dst, mask[:]...)
-	for i, b := range payload {
-		dst = append(dst, b^mask[i%4])
-	}
-	return dst
 }
 
 func readServerFrame(t *testing.T, br *bufio.Reader) []byte {

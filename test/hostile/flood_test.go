@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sccgo/sccgo/frontend"
+	"github.com/sccgo/sccgo/internal/wsframe"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -67,7 +68,7 @@ func tryDialRaw(t testing.TB, f *testFrontend, local net.Addr) (*rawConn, error)
 		return nil, fmt.Errorf("upgrade: %s", resp.Status)
 	}
 	c := &rawConn{nc: nc, br: br}
-	c.write(maskedFrame(nil, 1, true, []byte(`{"event":"#handshake","data":{},"cid":1}`)))
+	c.write(wsframe.AppendClient(nil, 1, true, []byte(`{"event":"#handshake","data":{},"cid":1}`)))
 	for {
 		op, p := c.frame()
 		if op == 1 && strings.HasPrefix(string(p), `{"rid":1,`) {
@@ -77,31 +78,6 @@ func tryDialRaw(t testing.TB, f *testFrontend, local net.Addr) (*rawConn, error)
 			return nil, fmt.Errorf("no handshake reply (op %d)", op)
 		}
 	}
-}
-
-// maskedFrame appends one client frame with a fixed mask.
-func maskedFrame(dst []byte, op byte, fin bool, payload []byte) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	dst = append(dst, b0)
-	switch n := len(payload); {
-	case n < 126:
-		dst = append(dst, 0x80|byte(n))
-	case n < 1<<16:
-		dst = append(dst, 0x80|126)
-		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
-	default:
-		dst = append(dst, 0x80|127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	}
-	mask := [4]byte{7, 1, 3, 5}
-	dst = append(dst, mask[:]...)
-	for i, b := range payload {
-		dst = append(dst, b^mask[i%4])
-	}
-	return dst
 }
 
 // write sends bytes; errors are expected (the server cuts attackers off).
@@ -207,7 +183,7 @@ func TestPublishBurstSparesSubscribers(t *testing.T) {
 	for range subscribers {
 		c := dialRawClient(t, f)
 		subs = append(subs, c)
-		c.write(maskedFrame(nil, 1, true, []byte(`{"event":"#subscribe","data":{"channel":"burst"},"cid":2}`)))
+		c.write(wsframe.AppendClient(nil, 1, true, []byte(`{"event":"#subscribe","data":{"channel":"burst"},"cid":2}`)))
 		for {
 			if op, p := c.frame(); op < 0 || string(p) == `{"rid":2}` {
 				break
@@ -226,7 +202,7 @@ func TestPublishBurstSparesSubscribers(t *testing.T) {
 					closed.Add(1)
 					return
 				case op == 1 && len(p) == 0:
-					c.write(maskedFrame(nil, 1, true, nil)) // pong
+					c.write(wsframe.AppendClient(nil, 1, true, nil)) // pong
 				case strings.Contains(string(p), `"data":"done"`):
 					gotDone.Add(1)
 				}
@@ -286,16 +262,16 @@ func TestPacketFloods(t *testing.T) {
 	h := startHealthy(t, f.url, "healthy")
 	base := baseline(h)
 
-	pong := maskedFrame(nil, 0xa, true, nil)
+	pong := wsframe.AppendClient(nil, 0xa, true, nil)
 	pongs := make([]byte, 0, 1000*len(pong))
 	for range 1000 {
 		pongs = append(pongs, pong...)
 	}
-	frags := maskedFrame(nil, 1, false, nil)
+	frags := wsframe.AppendClient(nil, 1, false, nil)
 	for range 1000 {
-		frags = maskedFrame(frags, 0, false, nil)
+		frags = wsframe.AppendClient(frags, 0, false, nil)
 	}
-	bomb := maskedFrame(nil, 1, true, []byte("["+strings.TrimSuffix(strings.Repeat("{},", 300000), ",")+"]"))
+	bomb := wsframe.AppendClient(nil, 1, true, []byte("["+strings.TrimSuffix(strings.Repeat("{},", 300000), ",")+"]"))
 	attacks := []struct {
 		name   string
 		n      int
@@ -361,7 +337,7 @@ func TestPartialMessagesBounded(t *testing.T) {
 	heap0 := heapAfterGC()
 
 	const n = 300
-	part := maskedFrame(nil, 1, false, []byte(`{"event":"x","data":"`+strings.Repeat("a", 900<<10)))
+	part := wsframe.AppendClient(nil, 1, false, []byte(`{"event":"x","data":"`+strings.Repeat("a", 900<<10)))
 	conns := make([]*rawConn, n)
 	for i := range conns {
 		conns[i] = dialRawClient(t, f)
@@ -432,7 +408,7 @@ func TestSubscriptionStorm(t *testing.T) {
 			fmt.Fprintf(&b, `{"event":"#subscribe","data":{"channel":"storm-%d-%d"},"cid":%d}`, i, j, 10+j)
 		}
 		b.WriteString("]")
-		c.write(maskedFrame(nil, 1, true, []byte(b.String())))
+		c.write(wsframe.AppendClient(nil, 1, true, []byte(b.String())))
 	}
 	subs := func() float64 { return metric(t, f.srv.Registry(), "scc_frontend_subscriptions") }
 	rejected := func() float64 {
@@ -559,7 +535,7 @@ func TestOneAddressFloods(t *testing.T) {
 			fmt.Fprintf(&b, `{"event":"#subscribe","data":{"channel":"ip-%d-%d"},"cid":%d}`, i, j, 10+j)
 		}
 		b.WriteString("]")
-		c.write(maskedFrame(nil, 1, true, []byte(b.String())))
+		c.write(wsframe.AppendClient(nil, 1, true, []byte(b.String())))
 	}
 	rejected := func() float64 {
 		return metric(t, f.srv.Registry(), "scc_frontend_subscribe_errors_total", "reason", "max_subscriptions_per_ip")

@@ -2,7 +2,6 @@ package hostile
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"net"
 	"runtime"
@@ -11,27 +10,9 @@ import (
 	"time"
 
 	"github.com/sccgo/sccgo/frontend"
+	"github.com/sccgo/sccgo/internal/wsframe"
 	"github.com/sccgo/sccgo/protocol"
 )
-
-// appendMaskedFrame appends one client text frame (masked, as RFC 6455
-// requires of clients).
-func appendMaskedFrame(dst []byte, payload string) []byte {
-	dst = append(dst, 0x81)
-	switch n := len(payload); {
-	case n < 126:
-		dst = append(dst, 0x80|byte(n))
-	default:
-		dst = append(dst, 0x80|126)
-		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
-	}
-	mask := [4]byte{7, 1, 3, 5}
-	dst = append(dst, mask[:]...)
-	for i := 0; i < len(payload); i++ {
-		dst = append(dst, payload[i]^mask[i%4])
-	}
-	return dst
-}
 
 // halfOpen connects over raw TCP, upgrades, handshakes and subscribes to
 // channel in one write, and then never reads a byte.
@@ -47,8 +28,8 @@ func halfOpen(t testing.TB, addr, path, channel string) net.Conn {
 	req := "GET " + path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 	b := []byte(req)
-	b = appendMaskedFrame(b, `{"event":"#handshake","data":{"authToken":null},"cid":1}`)
-	b = appendMaskedFrame(b, `{"event":"#subscribe","data":{"channel":"`+channel+`"},"cid":2}`)
+	b = wsframe.AppendText(b, `{"event":"#handshake","data":{"authToken":null},"cid":1}`)
+	b = wsframe.AppendText(b, `{"event":"#subscribe","data":{"channel":"`+channel+`"},"cid":2}`)
 	if _, err := nc.Write(b); err != nil {
 		t.Fatal(err)
 	}
