@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sccgo/sccgo/internal/dedupe"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -31,22 +32,22 @@ import (
 // Cluster-wide operations travel on internal channels, which clients can
 // never subscribe or publish to (their names start with ReservedPrefix):
 //
-//   - #sccgo:user:<sub>: every frontend holding an authenticated socket
+//   - #scc:user:<sub>: every frontend holding an authenticated socket
 //     whose token's sub claim is <sub> subscribes to it while it holds one;
 //     user disconnect and unsubscribe are control messages published there,
 //     so they reach only the frontends that hold the user's sockets.
-//   - #sccgo:node:<tag>: each frontend's own channel. A socket id starts
+//   - #scc:node:<tag>: each frontend's own channel. A socket id starts
 //     with its frontend's 8-character tag, so a disconnect by socket id is
 //     published to exactly one frontend.
-//   - #sccgo:nodes: every frontend; channels and info queries go there and
-//     are answered on a per-request #sccgo:reply:<tag>:<n> channel that
+//   - #scc:nodes: every frontend; channels and info queries go there and
+//     are answered on a per-request #scc:reply:<tag>:<n> channel that
 //     only the asking frontend subscribes to. The asker waits for as many
 //     answers as gossip knows live frontends, at most APIConfig.QueryTimeout,
 //     and reports partial results.
 
 // ReservedPrefix starts the names of sccgo's internal channels. Clients can
 // neither subscribe nor publish to them, and the server API refuses them.
-const ReservedPrefix = "#sccgo:"
+const ReservedPrefix = rules.InternalPrefix
 
 const (
 	userChanPrefix  = ReservedPrefix + "user:"
@@ -344,7 +345,7 @@ func (a *api) answer(m controlMsg) nodeAnswer {
 	switch m.What {
 	case "channels":
 		ans.Channels, ans.Truncated = a.s.subs.counts(func(ch string) bool {
-			return m.Pattern == "" || globMatch(m.Pattern, ch)
+			return m.Pattern == "" || rules.Glob(m.Pattern, ch)
 		}, a.s.cfg.API.MaxQueryChannels)
 	case "info":
 		st := a.s.Stats()
@@ -396,42 +397,6 @@ func (a *api) query(ctx context.Context, m controlMsg) (answers []nodeAnswer, ex
 		}
 	}
 	return answers, expected, nil
-}
-
-// globMatch matches name against pattern, where * is any run of
-// characters (including none) and ? is one character; everything else is
-// literal.
-func globMatch(pattern, name string) bool {
-	px, nx := 0, 0
-	nextPx, nextNx := -1, -1
-	for px < len(pattern) || nx < len(name) {
-		if px < len(pattern) {
-			switch c := pattern[px]; c {
-			case '*':
-				nextPx, nextNx = px, nx+1
-				px++
-				continue
-			case '?':
-				if nx < len(name) {
-					px++
-					nx++
-					continue
-				}
-			default:
-				if nx < len(name) && name[nx] == c {
-					px++
-					nx++
-					continue
-				}
-			}
-		}
-		if nextNx > 0 && nextNx <= len(name) {
-			px, nx = nextPx, nextNx
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 // APIHandler serves the server API under /api/; nil when it is off.

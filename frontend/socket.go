@@ -804,10 +804,6 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		return
 	}
 	ch := req.Channel
-	if isReserved(ch) {
-		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, fmt.Sprintf("Channel %s is reserved", ch)))
-		return
-	}
 	if req.WaitForAuth && !s.IsAuthenticated() {
 		s.fail(p, protocol.NewError(protocol.ErrNameAuth, fmt.Sprintf("Cannot subscribe socket to the %s channel before it has authenticated", ch)))
 		return
@@ -934,11 +930,6 @@ func (s *Socket) publish(p *protocol.Packet) {
 		srv.m.publishErrors.WithLabelValues("too_big").Inc()
 		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, fmt.Sprintf(
 			"Publish data of %d bytes exceeds the limit of %d bytes", len(pd.Data), srv.cfg.MaxPublishBytes)))
-		return
-	}
-	if isReserved(pd.Channel) {
-		srv.m.publishErrors.WithLabelValues("reserved").Inc()
-		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, fmt.Sprintf("Channel %s is reserved", pd.Channel)))
 		return
 	}
 	if perr := s.checkChannel(rules.OpPublish, pd.Channel, nil); perr != nil {

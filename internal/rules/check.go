@@ -345,6 +345,12 @@ func tokenLists(v any, channel string) bool {
 	return false
 }
 
+// Glob reports whether channel matches glob, with the rules' pattern
+// syntax: * any run of characters, ? one, \ escapes the next; no
+// placeholders. An invalid glob (a trailing \) matches nothing. The
+// server API's channel filter uses it too.
+func Glob(glob, channel string) bool { return globMatch(glob, channel) }
+
 // globMatch matches a glob from a token's channels claim. An invalid glob
 // (a trailing \) matches nothing.
 func globMatch(glob, channel string) bool {

@@ -176,18 +176,18 @@ func TestHostileAPI(t *testing.T) {
 	t.Run("internal channels are out of clients' reach", func(t *testing.T) {
 		c := dialSC(t, f.url)
 		c.handshake("")
-		for i, ch := range []string{"#sccgo:user:7", "#sccgo:nodes", "#sccgo:node:AAAAAAAA", "#sccgo:reply:x:1", "#sccgo:"} {
+		for i, ch := range []string{"#scc:user:7", "#scc:nodes", "#scc:node:AAAAAAAA", "#scc:reply:x:1", "#scc:"} {
 			c.sendf(`{"event":"#subscribe","data":{"channel":%q},"cid":%d}`, ch, 10+i)
-			if e := c.replyError(10 + i); e["name"] != "InvalidActionError" {
+			if e := c.replyError(10 + i); e["name"] != "SubscribeBlockedError" {
 				t.Errorf("subscribe %s: %v", ch, e)
 			}
 			c.sendf(`{"event":"#publish","data":{"channel":%q,"data":{"op":"disconnect","code":4000}},"cid":%d}`, ch, 20+i)
-			if e := c.replyError(20 + i); e["name"] != "InvalidActionError" {
+			if e := c.replyError(20 + i); e["name"] != "PublishBlockedError" {
 				t.Errorf("publish %s: %v", ch, e)
 			}
 		}
 		// Nor through the API.
-		if st, body := call(t, hostileAPIKey, "publish", strings.NewReader(`{"channel":"#sccgo:nodes","data":{"op":"query","what":"info","reply":"#sccgo:reply:x"}}`), 0); st != 400 {
+		if st, body := call(t, hostileAPIKey, "publish", strings.NewReader(`{"channel":"#scc:nodes","data":{"op":"query","what":"info","reply":"#scc:reply:x"}}`), 0); st != 400 {
 			t.Fatalf("API publish to an internal channel: %d %s", st, body)
 		}
 		if !c.open() {
