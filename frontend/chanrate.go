@@ -50,3 +50,49 @@ func (s *Server) allowChannelPublish(channel string) *protocol.Error {
 	s.m.publishErrors.WithLabelValues(publishRejectChannelRate).Inc()
 	return protocol.NewError(protocol.ErrNameResourceLimit, "Publish rate limit of the "+channel+" channel exceeded")
 }
+
+// publishRejectChannelDeliveries is the publish_errors_total reason of a
+// publish refused by its channel's delivery budget.
+const publishRejectChannelDeliveries = "channel_deliveries"
+
+// deliveryUnitBytes is the data size one delivery unit stands for: a
+// publish costs each subscriber one unit plus one per this many bytes.
+const deliveryUnitBytes = 1024
+
+// channelDeliveries is the per-channel delivery budget's configuration
+// (ChannelDeliveryRate).
+func (c Config) channelDeliveries() chanrate.Config {
+	return chanrate.Config{
+		Default:     chanrate.Rule{Rate: c.ChannelDeliveryRate, Burst: c.ChannelDeliveryBurst},
+		MaxChannels: c.ChannelRateTableSize,
+	}
+}
+
+// allowChannelDeliveries charges a client publish of size bytes to
+// channel's delivery budget: one unit per local subscriber (at least
+// one) and per KiB of data. Publishing costs the frontend a write per
+// subscriber, so a publish rate alone lets a channel with many readers,
+// or large messages, take the CPU every other client needs. A refusal is
+// counted and returned as the error the client receives.
+func (s *Server) allowChannelDeliveries(channel string, size int) *protocol.Error {
+	if s.cfg.ChannelDeliveryRate <= 0 {
+		return nil
+	}
+	n := max(1, s.subs.count(channel)) * (1 + size/deliveryUnitBytes)
+	if s.chanDeliv.AllowN(channel, n) {
+		return nil
+	}
+	s.m.publishErrors.WithLabelValues(publishRejectChannelDeliveries).Inc()
+	return protocol.NewError(protocol.ErrNameResourceLimit, "Delivery rate limit of the "+channel+" channel exceeded")
+}
+
+// count returns how many local sockets are subscribed to channel.
+func (t *subTable) count(channel string) int {
+	sh := t.shard(channel)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if e := sh.m[channel]; e != nil {
+		return e.n
+	}
+	return 0
+}

@@ -141,6 +141,23 @@ type Config struct {
 	// ChannelPublishBurst is the bucket size for ChannelPublishRate. Env
 	// SCC_CHANNEL_PUBLISH_BURST. Default 2000.
 	ChannelPublishBurst int
+	// ChannelDeliveryRate caps the deliveries per second that client
+	// publishes to any one channel may cause on this frontend (token
+	// bucket, burst ChannelDeliveryBurst). A publish costs one unit per
+	// local subscriber of the channel (at least one), times one plus its
+	// data's size in KiB; beyond the rate it is refused with a
+	// ResourceLimitError and counted. It bounds what one channel's readers
+	// and one publisher's large messages together cost the frontend, which
+	// the publish rate alone does not: 1000 publishes a second to 200
+	// readers are 200,000 writes. The application's own publishes (the
+	// server API, Server.Publish) are not charged, and subscribers on other
+	// frontends are not counted. 0 means no limit. Env
+	// SCC_CHANNEL_DELIVERY_RATE. Default 50000.
+	ChannelDeliveryRate float64
+	// ChannelDeliveryBurst is the bucket size for ChannelDeliveryRate; a
+	// publish that costs more takes a whole full bucket. Env
+	// SCC_CHANNEL_DELIVERY_BURST. Default 100000.
+	ChannelDeliveryBurst int
 	// ChannelRateTableSize bounds the channels whose publish rate is
 	// tracked at once; beyond it idle channels are forgotten first. Env
 	// SCC_CHANNEL_RATE_TABLE_SIZE. Default 65536.
@@ -270,6 +287,56 @@ type Config struct {
 	// count against SocketChannelLimit. Beyond the cap #subscribe fails
 	// with BrokerError. Env SCC_MAX_PENDING_SUBSCRIBES. Default 10000.
 	MaxPendingSubscribes int
+	// SubscribeRate caps the client #subscribe requests this frontend
+	// takes per second, all sockets together (token bucket, burst
+	// SubscribeBurst), so a subscription storm cannot take the CPU that
+	// delivery needs. A subscribe beyond it is not refused: its socket's
+	// reader waits for its turn (the client's later packets wait with it,
+	// and the socket is not closed for the silence). 0 means no limit. Env
+	// SCC_SUBSCRIBE_RATE. Default 20000.
+	SubscribeRate float64
+	// SubscribeBurst is the bucket size for SubscribeRate. Env
+	// SCC_SUBSCRIBE_BURST. Default 40000.
+	SubscribeBurst int
+	// SubscribeRatePerIP caps the #subscribe requests per second of the
+	// sockets of one client address (token bucket, burst
+	// SubscribeBurstPerIP), paced like SubscribeRate. 0 means no limit.
+	// Env SCC_SUBSCRIBE_RATE_PER_IP. Default 0.
+	SubscribeRatePerIP float64
+	// SubscribeBurstPerIP is the bucket size for SubscribeRatePerIP. Env
+	// SCC_SUBSCRIBE_BURST_PER_IP. Default 2000.
+	SubscribeBurstPerIP int
+	// LimitClosesPerIP is how many of its sockets a client address may
+	// have closed per second for breaking an inbound limit or the
+	// protocol (token bucket, burst LimitCloseBurstPerIP; the close
+	// reasons are listed in docs/operations.md). While the address is
+	// over it, Serve refuses its new connections right after the TCP
+	// accept with a bare HTTP 503: a client that breaks limits and dials
+	// again at once would otherwise cost a handshake per attempt. Clients
+	// that break no limit are never refused by it, however fast they
+	// connect. Behind a proxy that does not keep client addresses, a
+	// client that keeps breaking limits slows new connections through the
+	// proxy while it does; 0 turns it off. Env SCC_LIMIT_CLOSES_PER_IP.
+	// Default 1.
+	LimitClosesPerIP float64
+	// LimitCloseBurstPerIP is the bucket size for LimitClosesPerIP. Env
+	// SCC_LIMIT_CLOSE_BURST_PER_IP. Default 10.
+	LimitCloseBurstPerIP int
+	// MaxHandshakesPerIP caps the connections Serve accepts per second
+	// from one client address (token bucket, burst HandshakeBurstPerIP);
+	// beyond it they are refused right after the accept with a bare
+	// HTTP 503. 0 means no limit, which suits a frontend behind a proxy or
+	// an Ingress (every client then shares its address). Env
+	// SCC_MAX_HANDSHAKES_PER_IP. Default 0.
+	MaxHandshakesPerIP float64
+	// HandshakeBurstPerIP is the bucket size for MaxHandshakesPerIP. Env
+	// SCC_HANDSHAKE_BURST_PER_IP. Default 20.
+	HandshakeBurstPerIP int
+	// SourceTableSize bounds the client addresses whose per-address rates
+	// (LimitClosesPerIP, MaxHandshakesPerIP, SubscribeRatePerIP) are
+	// tracked at once; beyond it addresses with nothing to remember are
+	// forgotten first. Env SCC_SOURCE_TABLE_SIZE. Default 65536.
+	SourceTableSize int
 
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
 	// clients do not reconnect elsewhere all at once. Env
@@ -396,6 +463,8 @@ func DefaultConfig() Config {
 		ChannelPublishRate:     1000,
 		ChannelPublishBurst:    2000,
 		ChannelRateTableSize:   65536,
+		ChannelDeliveryRate:    50000,
+		ChannelDeliveryBurst:   100000,
 		QueueMaxBytes:          1 << 20,
 		QueueMaxMessages:       4096,
 		WriteTimeout:           10 * time.Second,
@@ -419,6 +488,13 @@ func DefaultConfig() Config {
 		ReadBudget:             64 << 20,
 		MaxSubscriptions:       1000000,
 		MaxPendingSubscribes:   10000,
+		SubscribeRate:          20000,
+		SubscribeBurst:         40000,
+		SubscribeBurstPerIP:    2000,
+		LimitClosesPerIP:       1,
+		LimitCloseBurstPerIP:   10,
+		HandshakeBurstPerIP:    20,
+		SourceTableSize:        65536,
 	}
 }
 
@@ -469,6 +545,8 @@ func (c Config) Validate() error {
 	if err := c.channelRate().Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	check(c.ChannelDeliveryRate >= 0, "channel delivery rate must not be negative")
+	check(c.ChannelDeliveryRate == 0 || c.ChannelDeliveryBurst > 0, "channel delivery burst must be positive")
 	check(c.QueueMaxBytes > 0, "queue max bytes must be positive")
 	check(c.QueueMaxMessages > 0, "queue max messages must be positive")
 	check(c.WriteTimeout > 0, "write timeout must be positive")
@@ -497,6 +575,14 @@ func (c Config) Validate() error {
 	check(c.MaxSubscriptions > 0, "max subscriptions must be positive")
 	check(c.MaxSubscriptionsPerIP >= 0, "max subscriptions per IP must not be negative")
 	check(c.MaxPendingSubscribes > 0, "max pending subscribes must be positive")
+	check(c.SubscribeRate >= 0 && c.SubscribeRatePerIP >= 0, "subscribe rates must not be negative")
+	check(c.SubscribeRate == 0 || c.SubscribeBurst > 0, "subscribe burst must be positive")
+	check(c.SubscribeRatePerIP == 0 || c.SubscribeBurstPerIP > 0, "subscribe burst per IP must be positive")
+	check(c.LimitClosesPerIP >= 0, "limit closes per IP must not be negative")
+	check(c.LimitClosesPerIP == 0 || c.LimitCloseBurstPerIP > 0, "limit close burst per IP must be positive")
+	check(c.MaxHandshakesPerIP >= 0, "max handshakes per IP must not be negative")
+	check(c.MaxHandshakesPerIP == 0 || c.HandshakeBurstPerIP > 0, "handshake burst per IP must be positive")
+	check(c.SourceTableSize > 0, "source table size must be positive")
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
 	}

@@ -148,7 +148,7 @@ func (s *Server) releaseSubs(sock *Socket, n int) {
 // remoteIP returns the address a per-address limit applies to, or the zero
 // Addr when no such limit is set.
 func (s *Server) remoteIP(remoteAddr string) netip.Addr {
-	if s.cfg.MaxConnectionsPerIP == 0 && s.cfg.MaxSubscriptionsPerIP == 0 {
+	if s.cfg.MaxConnectionsPerIP == 0 && s.cfg.MaxSubscriptionsPerIP == 0 && !s.cfg.sourceLimits() {
 		return netip.Addr{}
 	}
 	host, _, err := net.SplitHostPort(remoteAddr)

@@ -77,6 +77,7 @@ type metrics struct {
 	closeSlowConsumer prometheus.Counter
 	acceptsPaced      prometheus.Counter
 	subscribeErrors   *prometheus.CounterVec
+	subscribesPaced   *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -99,6 +100,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		acceptsPaced:     prometheus.NewCounter(prometheus.CounterOpts(f("accepts_paced_total", "Connections accepted only after waiting in the listen queue for the handshake rate."))),
 		publishErrors:    prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
 		subscribeErrors:  prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribe_errors_total", "Subscribes refused, by reason.")), []string{"reason"}),
+		subscribesPaced:  prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribes_paced_total", "Subscribes whose socket waited for their turn under a subscribe rate, by the rate that held it.")), []string{"reason"}),
 	}
 	for _, r := range []string{reasonNormal, reasonGoingAway, reasonPongTimeout, reasonHandshakeTimeout, reasonHandshakeRejected,
 		reasonBeforeHandshake, reasonMessageTooBig, reasonSlowConsumer, reasonRateLimited, reasonUnsupportedData, reasonInvalidPayload,
@@ -106,11 +108,14 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		reasonByteRateLimited, reasonTooManyFragments, reasonBatchTooLarge, reasonReadBudget} {
 		m.closes.WithLabelValues(r)
 	}
-	for _, r := range []string{rejectPath, rejectOrigin, rejectMaxConns, rejectHandshakeRate, rejectDraining, rejectMaxConnsPerIP} {
+	for _, r := range []string{rejectPath, rejectOrigin, rejectMaxConns, rejectHandshakeRate, rejectDraining, rejectMaxConnsPerIP, rejectLimitClosesPerIP, rejectHandshakesPerIP} {
 		m.rejected.WithLabelValues(r)
 	}
 	for _, r := range []string{subRejectSocketLimit, subRejectMax, subRejectMaxPerIP, subRejectPending, subRejectBroker} {
 		m.subscribeErrors.WithLabelValues(r)
+	}
+	for _, r := range []string{pacedSubscribeRate, pacedSubscribeRatePerIP} {
+		m.subscribesPaced.WithLabelValues(r)
 	}
 	m.inPublish = m.messagesIn.WithLabelValues("publish")
 	m.inSubscribe = m.messagesIn.WithLabelValues("subscribe")
@@ -122,6 +127,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.inResponse = m.messagesIn.WithLabelValues("response")
 	m.closeSlowConsumer = m.closes.WithLabelValues(reasonSlowConsumer)
 	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
-		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors)
+		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors, m.subscribesPaced)
 	return m
 }

@@ -94,6 +94,9 @@ type Server struct {
 	httpMu       sync.Mutex
 	httpSrvs     []*http.Server
 	chanRate     *chanrate.Limiter
+	chanDeliv    *chanrate.Limiter // ChannelDeliveryRate
+	sources      *sourceTable      // per-address rates
+	subLim       *rate.Limiter     // SubscribeRate; nil without it
 	tcpMetrics   *connlimit.Metrics
 	done         chan struct{}
 	shutdownOnce sync.Once
@@ -173,6 +176,11 @@ func New(cfg Config) (*Server, error) {
 	s.m = newMetrics(s.reg)
 	s.initChannelRules()
 	s.chanRate = chanrate.New(cfg.channelRate())
+	s.chanDeliv = chanrate.New(cfg.channelDeliveries())
+	s.sources = newSourceTable(&s.cfg, s.clock)
+	if cfg.SubscribeRate > 0 {
+		s.subLim = rate.NewLimiter(rate.Limit(cfg.SubscribeRate), cfg.SubscribeBurst)
+	}
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.api = newAPI(s)
 	s.initHookMetrics()
@@ -307,6 +315,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		close(s.ready)
 	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "path", s.cfg.Path)
+	if s.cfg.LimitClosesPerIP > 0 || s.cfg.MaxHandshakesPerIP > 0 {
+		// Before pacing: a refused connection costs no handshake token.
+		ln = &sourceListener{Listener: ln, srv: s}
+	}
 	if s.acceptLim != nil {
 		defer s.track(ln)()
 		ln = s.pace(ln)

@@ -594,6 +594,9 @@ func (s *Socket) teardown() {
 		reason = reasonReadError
 	}
 	srv.m.closes.WithLabelValues(reason).Inc()
+	if limitCloseReasons[reason] && s.ip.IsValid() {
+		srv.sources.limitClosed(s.ip)
+	}
 	srv.log.Debug("socket closed", "conn", s.id, "reason", reason, "code", code)
 	if s.handshook.Load() && srv.cfg.OnDisconnect != nil {
 		srv.cfg.OnDisconnect(s, code)
@@ -803,6 +806,9 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Subscribe channel name was malformatted"))
 		return
 	}
+	if !s.paceSubscribe() {
+		return
+	}
 	ch := req.Channel
 	if req.WaitForAuth && !s.IsAuthenticated() {
 		s.fail(p, protocol.NewError(protocol.ErrNameAuth, fmt.Sprintf("Cannot subscribe socket to the %s channel before it has authenticated", ch)))
@@ -942,6 +948,10 @@ func (s *Socket) publish(p *protocol.Packet) {
 		return
 	}
 	if perr := srv.allowChannelPublish(pd.Channel); perr != nil {
+		s.fail(p, perr)
+		return
+	}
+	if perr := srv.allowChannelDeliveries(pd.Channel, len(pd.Data)); perr != nil {
 		s.fail(p, perr)
 		return
 	}

@@ -86,8 +86,24 @@ func (l *Limiter) Allow(channel string) bool {
 	return l.AllowAt(channel, time.Now())
 }
 
+// AllowN reports whether n more tokens fit channel's rule now, and takes
+// them if they do. n is capped at the rule's burst: a cost larger than
+// the bucket takes all of a full one.
+func (l *Limiter) AllowN(channel string, n int) bool {
+	return l.allowAt(channel, time.Now(), n)
+}
+
 // AllowAt is Allow at the given time, for tests.
 func (l *Limiter) AllowAt(channel string, now time.Time) bool {
+	return l.allowAt(channel, now, 1)
+}
+
+// AllowNAt is AllowN at the given time, for tests.
+func (l *Limiter) AllowNAt(channel string, now time.Time, n int) bool {
+	return l.allowAt(channel, now, n)
+}
+
+func (l *Limiter) allowAt(channel string, now time.Time, n int) bool {
 	r := l.cfg.Default
 	if l.cfg.RuleFor != nil {
 		if cr, ok := l.cfg.RuleFor(channel); ok {
@@ -117,7 +133,7 @@ func (l *Limiter) AllowAt(channel string, now time.Time) bool {
 	}
 	lim := e.lim
 	s.mu.Unlock()
-	return lim.AllowN(now, 1)
+	return lim.AllowN(now, min(n, r.Burst))
 }
 
 // evictLocked removes idle channels among a few (a full bucket means no

@@ -1,0 +1,70 @@
+package frontend
+
+import (
+	"time"
+)
+
+// Subscribe pacing reasons (subscribes_paced_total).
+const (
+	pacedSubscribeRate      = "subscribe_rate"
+	pacedSubscribeRatePerIP = "subscribe_rate_per_ip"
+)
+
+// subscribePaceSlice is how long a pacing wait sleeps between looks at
+// the socket: a socket closed meanwhile stops waiting within it.
+const subscribePaceSlice = 250 * time.Millisecond
+
+// paceSubscribe waits, on the socket's reader, for one subscribe's turn
+// under SubscribeRate and SubscribeRatePerIP. A subscription storm is
+// slowed to the rates at no cost to the frontend (its sockets' later
+// packets wait unread), and no subscribe is refused, so a client that
+// resubscribes many channels after a reconnect gets all of them, later.
+// The socket counts as alive while it waits. It returns false when the
+// socket closed or the server stopped meanwhile.
+func (s *Socket) paceSubscribe() bool {
+	srv := s.srv
+	var d time.Duration
+	reason := pacedSubscribeRate
+	var cancel func()
+	if srv.subLim != nil {
+		r := srv.subLim.Reserve()
+		d, cancel = r.Delay(), r.Cancel
+	}
+	if r := srv.cfg.SubscribeRatePerIP; r > 0 && s.ip.IsValid() {
+		burst := float64(srv.cfg.SubscribeBurstPerIP)
+		srv.sources.with(s.ip, true, func(now int64, e *source) {
+			e.subs.take(now, 1, r, burst)
+			if e.subs.tokens < 0 {
+				if w := time.Duration(-e.subs.tokens / r * 1e9); w > d {
+					d, reason = w, pacedSubscribeRatePerIP
+				}
+			}
+		})
+	}
+	if d <= 0 {
+		return true
+	}
+	srv.m.subscribesPaced.WithLabelValues(reason).Inc()
+	t := time.NewTimer(min(d, subscribePaceSlice))
+	defer t.Stop()
+	until := time.Now().Add(d)
+	for {
+		select {
+		case <-srv.ctx.Done():
+			return false
+		case <-t.C:
+		}
+		s.lastSeen.Store(srv.clock())
+		if s.closing.Load() {
+			if cancel != nil {
+				cancel()
+			}
+			return false
+		}
+		left := time.Until(until)
+		if left <= 0 {
+			return true
+		}
+		t.Reset(min(left, subscribePaceSlice))
+	}
+}
