@@ -96,7 +96,7 @@ type Server struct {
 	chanRate     *chanrate.Limiter
 	chanDeliv    *chanrate.Limiter // ChannelDeliveryRate
 	sources      *sourceTable      // per-address rates
-	subLim       *rate.Limiter     // SubscribeRate; nil without it
+	subLim       subscribeBucket   // SubscribeRate
 	tcpMetrics   *connlimit.Metrics
 	done         chan struct{}
 	shutdownOnce sync.Once
@@ -178,9 +178,7 @@ func New(cfg Config) (*Server, error) {
 	s.chanRate = chanrate.New(cfg.channelRate())
 	s.chanDeliv = chanrate.New(cfg.channelDeliveries())
 	s.sources = newSourceTable(&s.cfg, s.clock)
-	if cfg.SubscribeRate > 0 {
-		s.subLim = rate.NewLimiter(rate.Limit(cfg.SubscribeRate), cfg.SubscribeBurst)
-	}
+	s.subLim.b.tokens = float64(cfg.SubscribeBurst)
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.api = newAPI(s)
 	s.initHookMetrics()

@@ -95,10 +95,10 @@ func (t *sourceTable) shard(ip netip.Addr) *sourceShard {
 // (full) when create is set; fn is not called for an unknown address
 // otherwise.
 func (t *sourceTable) with(ip netip.Addr, create bool, fn func(now int64, e *source)) {
-	now := t.clock()
 	sh := t.shard(ip)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	now := t.clock() // under the lock: time never goes back for a bucket
 	e := sh.m[ip]
 	if e == nil {
 		if !create {

@@ -1,8 +1,18 @@
 package frontend
 
 import (
+	"sync"
 	"time"
 )
+
+// subscribeBucket is SubscribeRate's token bucket. Its clock is read
+// under its lock: a bucket that many readers charge at once must not see
+// time go back (golang.org/x/time/rate reads it before its lock, and
+// under contention gives out more than its rate).
+type subscribeBucket struct {
+	mu sync.Mutex
+	b  bucket
+}
 
 // Subscribe pacing reasons (subscribes_paced_total).
 const (
@@ -26,9 +36,19 @@ func (s *Socket) paceSubscribe() bool {
 	var d time.Duration
 	reason := pacedSubscribeRate
 	var cancel func()
-	if srv.subLim != nil {
-		r := srv.subLim.Reserve()
-		d, cancel = r.Delay(), r.Cancel
+	if r := srv.cfg.SubscribeRate; r > 0 {
+		l := &srv.subLim
+		l.mu.Lock()
+		l.b.take(srv.clock(), 1, r, float64(srv.cfg.SubscribeBurst))
+		if l.b.tokens < 0 {
+			d = time.Duration(-l.b.tokens / r * 1e9)
+		}
+		l.mu.Unlock()
+		cancel = func() {
+			l.mu.Lock()
+			l.b.tokens++
+			l.mu.Unlock()
+		}
 	}
 	if r := srv.cfg.SubscribeRatePerIP; r > 0 && s.ip.IsValid() {
 		burst := float64(srv.cfg.SubscribeBurstPerIP)
