@@ -344,8 +344,8 @@ func (c *Cluster) Counters() map[string]float64 {
 }
 
 // AddCounters adds to out every non-zero counter of s whose name says it
-// counts losses or refusals ("drop", "closes", "reject", "timeout" or
-// "error"), keyed "proc metric{label=value,...}".
+// counts losses, refusals or waits imposed by a limit ("drop", "closes",
+// "reject", "timeout", "error" or "paced"), keyed "proc metric{label=value,...}".
 func AddCounters(out map[string]float64, proc string, s Samples) {
 	for _, x := range s {
 		if x.Value == 0 || !strings.HasSuffix(x.Name, "_total") {
@@ -353,7 +353,7 @@ func AddCounters(out map[string]float64, proc string, s Samples) {
 		}
 		n := x.Name
 		if !strings.Contains(n, "drop") && !strings.Contains(n, "closes") && !strings.Contains(n, "reject") &&
-			!strings.Contains(n, "timeout") && !strings.Contains(n, "error") {
+			!strings.Contains(n, "timeout") && !strings.Contains(n, "error") && !strings.Contains(n, "paced") {
 			continue
 		}
 		key := proc + " " + n

@@ -39,6 +39,7 @@ func startFrontend(t testing.TB, addr string, mutate func(*frontend.Config)) *te
 	cfg.CloseTimeout = 200 * time.Millisecond
 	cfg.InboundRate = 0
 	cfg.ChannelPublishRate = 0
+	cfg.ChannelDeliveryRate = 0
 	if mutate != nil {
 		mutate(&cfg)
 	}

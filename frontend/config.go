@@ -293,10 +293,15 @@ type Config struct {
 	// delivery needs. A subscribe beyond it is not refused: its socket's
 	// reader waits for its turn (the client's later packets wait with it,
 	// and the socket is not closed for the silence). 0 means no limit. Env
-	// SCC_SUBSCRIBE_RATE. Default 20000.
+	// SCC_SUBSCRIBE_RATE. Default 5000: about what one core shared with a
+	// broker subscribes and unsubscribes while delivering, measured. A
+	// reconnect storm of N clients with C channels each is resubscribed
+	// in about N×C/rate seconds; a client whose subscribe waits longer
+	// than its own ack timeout (10s in socketcluster-client) sees it fail,
+	// so raise the rate on a frontend with cores to spare.
 	SubscribeRate float64
 	// SubscribeBurst is the bucket size for SubscribeRate. Env
-	// SCC_SUBSCRIBE_BURST. Default 40000.
+	// SCC_SUBSCRIBE_BURST. Default 10000.
 	SubscribeBurst int
 	// SubscribeRatePerIP caps the #subscribe requests per second of the
 	// sockets of one client address (token bucket, burst
@@ -488,8 +493,8 @@ func DefaultConfig() Config {
 		ReadBudget:             64 << 20,
 		MaxSubscriptions:       1000000,
 		MaxPendingSubscribes:   10000,
-		SubscribeRate:          20000,
-		SubscribeBurst:         40000,
+		SubscribeRate:          5000,
+		SubscribeBurst:         10000,
 		SubscribeBurstPerIP:    2000,
 		LimitClosesPerIP:       1,
 		LimitCloseBurstPerIP:   10,
