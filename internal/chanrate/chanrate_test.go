@@ -104,3 +104,25 @@ func BenchmarkAllow(b *testing.B) {
 		i++
 	}
 }
+
+func TestAllowNWeighsPublishes(t *testing.T) {
+	l := New(Config{Default: Rule{Rate: 1000, Burst: 2000}, MaxChannels: 10})
+	now := time.Unix(1000, 0)
+	// Publishes to 200 readers cost 200 each: ten fit the bucket.
+	allowed := 0
+	for range 100 {
+		if l.AllowNAt("hot", now, 200) {
+			allowed++
+		}
+	}
+	if allowed != 10 {
+		t.Fatalf("allowed %d publishes of cost 200 from a bucket of 2000", allowed)
+	}
+	// A cost above the burst takes a whole full bucket, once it refilled.
+	if !l.AllowNAt("hot", now.Add(2*time.Second), 5000) {
+		t.Fatal("a publish costing more than the burst is refused from a full bucket")
+	}
+	if l.AllowNAt("hot", now.Add(2*time.Second), 1) {
+		t.Fatal("bucket not emptied by a publish costing more than the burst")
+	}
+}
