@@ -387,6 +387,7 @@ func TestSubscriptionStorm(t *testing.T) {
 		c.InboundRate = 0
 		c.SocketChannelLimit = 1000
 		c.MaxSubscriptions = maxSubs
+		c.SubscribeRate = 0 // pacing is tested on its own (sources_test.go)
 	})
 	h := startHealthy(t, f.url, "healthy")
 	base := baseline(h)
