@@ -46,7 +46,7 @@ export SCC_INBOUND_BYTE_RATE=${SCC_INBOUND_BYTE_RATE:-0}
 # And the per-channel publish rate (default 1000/s per channel per
 # frontend): the broadcast scenario publishes far more to its one channel.
 export SCC_CHANNEL_PUBLISH_RATE=${SCC_CHANNEL_PUBLISH_RATE:-0}
-# And the per-channel delivery budget (20,000 deliveries/s per channel):
+# And the per-channel delivery budget (10,000 deliveries/s per channel):
 # the broadcast scenario's one channel has thousands of readers.
 export SCC_CHANNEL_DELIVERY_RATE=${SCC_CHANNEL_DELIVERY_RATE:-0}
 
