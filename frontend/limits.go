@@ -127,7 +127,7 @@ func (s *Server) reserveSub(sock *Socket) (ok bool, reason string) {
 		s.subTotal.Add(-1)
 		return false, subRejectMax
 	}
-	if sock.ip.IsValid() && !s.ips.adjust(sock.ip, 0, 1, 0, s.cfg.MaxSubscriptionsPerIP) {
+	if s.countsIPs() && sock.ip.IsValid() && !s.ips.adjust(sock.ip, 0, 1, 0, s.cfg.MaxSubscriptionsPerIP) {
 		s.subTotal.Add(-1)
 		return false, subRejectMaxPerIP
 	}
@@ -140,7 +140,7 @@ func (s *Server) releaseSubs(sock *Socket, n int) {
 		return
 	}
 	s.subTotal.Add(-int64(n))
-	if sock.ip.IsValid() {
+	if s.countsIPs() && sock.ip.IsValid() {
 		s.ips.adjust(sock.ip, 0, -n, 0, 0)
 	}
 }
@@ -214,4 +214,12 @@ func (t *ipTable) adjust(ip netip.Addr, dconns, dsubs, maxConns, maxSubs int) bo
 		}
 	}
 	return true
+}
+
+// countsIPs reports whether connections and subscriptions are counted
+// per address (ipTable); the per-address rates (sources.go) need the
+// address but not the counts, which would cost a table entry per
+// connected address.
+func (s *Server) countsIPs() bool {
+	return s.cfg.MaxConnectionsPerIP > 0 || s.cfg.MaxSubscriptionsPerIP > 0
 }

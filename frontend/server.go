@@ -466,7 +466,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.clock()
 	sock := &Socket{srv: s, opened: now, ip: s.remoteIP(r.RemoteAddr)}
-	if sock.ip.IsValid() && !s.ips.adjust(sock.ip, 1, 0, s.cfg.MaxConnectionsPerIP, 0) {
+	if s.countsIPs() && sock.ip.IsValid() && !s.ips.adjust(sock.ip, 1, 0, s.cfg.MaxConnectionsPerIP, 0) {
 		s.nconns.Add(-1)
 		s.reject(w, rejectMaxConnsPerIP, http.StatusServiceUnavailable, "Too many connections from this address")
 		return
@@ -609,7 +609,7 @@ func (s *Server) unregister(sock *Socket) {
 func (s *Server) release(sock *Socket) {
 	if sock.released.CompareAndSwap(false, true) {
 		s.nconns.Add(-1)
-		if sock.ip.IsValid() {
+		if s.countsIPs() && sock.ip.IsValid() {
 			s.ips.adjust(sock.ip, -1, 0, 0, 0)
 		}
 	}
