@@ -24,8 +24,9 @@
 // is ordered before any later Subscribe of the same channel; it must not
 // block. Socket.rmu (the reader's look at its read buffer versus a close
 // handshake) is a leaf, and so are Socket.limMu (the inbound token
-// buckets, which the WebSocket library's reads charge) and ipTable.mu (the
-// per-address counts).
+// buckets, which the WebSocket library's reads charge), ipTable.mu (the
+// per-address counts), sourceShard.mu (the per-address rates) and
+// subscribeBucket.mu (SubscribeRate).
 //
 // # Limits against hostile clients
 //
@@ -37,10 +38,20 @@
 // are charged to ReadBudget; a publish's size is a limit of its own, well
 // below the outbound queue bound, so one client's burst cannot overflow
 // another's queue; and subscriptions count against SocketChannelLimit,
-// MaxSubscriptions and the per-address caps. Subscribing never blocks a
-// socket's reader: the broker subscription of a new channel runs on a
-// goroutine of its own and the acks follow it, while the reader goes on
-// answering pings. Tables that a storm fills are rebuilt small once it
+// MaxSubscriptions and the per-address caps. Waiting for a broker never
+// blocks a socket's reader: the broker subscription of a new channel runs
+// on a goroutine of its own and the acks follow it, while the reader goes
+// on answering pings. Only the subscribe rates (SubscribeRate,
+// SubscribeRatePerIP) hold a reader, on purpose, so that a storm slows
+// itself; the socket counts as alive while it waits.
+//
+// What clients can make the frontend do per second is bounded as well, so
+// that one client's load does not become other clients' latency: an
+// address whose sockets keep being closed for breaking limits is refused
+// right after the TCP accept (LimitClosesPerIP, sources.go), and client
+// publishes are charged to their channel's publish rate and to its
+// delivery budget, which weighs each publish by the channel's local
+// subscribers and its size (ChannelDeliveryRate). Tables that a storm fills are rebuilt small once it
 // has gone, since Go maps never shrink.
 //
 // The server API (api.go, docs/api.md) keeps a second subscription table
