@@ -87,3 +87,23 @@ func TestSourceTableIsBounded(t *testing.T) {
 		t.Fatalf("the offending address was forgotten (admit: %q)", r)
 	}
 }
+
+func TestValidateRates(t *testing.T) {
+	for _, mutate := range []func(*Config){
+		func(c *Config) { c.SubscribeRate = -1 },
+		func(c *Config) { c.SubscribeBurst = 0 },
+		func(c *Config) { c.SubscribeRatePerIP, c.SubscribeBurstPerIP = 10, 0 },
+		func(c *Config) { c.LimitClosesPerIP = -1 },
+		func(c *Config) { c.LimitCloseBurstPerIP = 0 },
+		func(c *Config) { c.MaxHandshakesPerIP, c.HandshakeBurstPerIP = 10, 0 },
+		func(c *Config) { c.SourceTableSize = 0 },
+		func(c *Config) { c.ChannelDeliveryRate = -1 },
+		func(c *Config) { c.ChannelDeliveryBurst = 0 },
+	} {
+		c := DefaultConfig()
+		mutate(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("accepted %+v", c)
+		}
+	}
+}

@@ -171,3 +171,23 @@ func TestClusterAuthKeyRequired(t *testing.T) {
 		t.Fatalf("gossip bind %q, err %v; want SCC_GOSSIP_BIND", st.cluster.GossipBind, err)
 	}
 }
+
+func TestLoadClientRates(t *testing.T) {
+	st, _, err := load(env(map[string]string{
+		"SCC_SUBSCRIBE_RATE": "100", "SCC_SUBSCRIBE_BURST": "200",
+		"SCC_SUBSCRIBE_RATE_PER_IP": "10", "SCC_SUBSCRIBE_BURST_PER_IP": "20",
+		"SCC_LIMIT_CLOSES_PER_IP": "0.5", "SCC_LIMIT_CLOSE_BURST_PER_IP": "3",
+		"SCC_MAX_HANDSHAKES_PER_IP": "7", "SCC_HANDSHAKE_BURST_PER_IP": "8",
+		"SCC_SOURCE_TABLE_SIZE":     "99",
+		"SCC_CHANNEL_DELIVERY_RATE": "500", "SCC_CHANNEL_DELIVERY_BURST": "600",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := st.cfg
+	if c.SubscribeRate != 100 || c.SubscribeBurst != 200 || c.SubscribeRatePerIP != 10 || c.SubscribeBurstPerIP != 20 ||
+		c.LimitClosesPerIP != 0.5 || c.LimitCloseBurstPerIP != 3 || c.MaxHandshakesPerIP != 7 || c.HandshakeBurstPerIP != 8 ||
+		c.SourceTableSize != 99 || c.ChannelDeliveryRate != 500 || c.ChannelDeliveryBurst != 600 {
+		t.Fatalf("client rates not read: %+v", c)
+	}
+}
