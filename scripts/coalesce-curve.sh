@@ -60,7 +60,7 @@ start() {
 		pids[$name]=$(curl -s "$ctl/procs" | grep -oE '"pid": *[0-9]+' | grep -oE '[0-9]+' | paste -sd,)
 	else
 		while ! port_free "$port"; do port=$((port + 1)); done
-		env "${envs[@]}" SOCKETCLUSTER_PORT=$port SCC_FRONTEND_HOST=127.0.0.1 $SERVER_PIN "$BIN/scc-frontend" >"$out" 2>&1 &
+		env "${envs[@]}" SOCKETCLUSTER_PORT=$port SCC_ADMIN_PORT=0 SCC_FRONTEND_HOST=127.0.0.1 $SERVER_PIN "$BIN/scc-frontend" >"$out" 2>&1 &
 		spids+=($!)
 		for _ in $(seq 1 600); do port_free "$port" || break; sleep 0.1; done
 		urls[$name]="ws://127.0.0.1:$port/socketcluster/"
