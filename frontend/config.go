@@ -196,7 +196,8 @@ type Config struct {
 	// ended, to the write) before the frontend counts itself behind. While
 	// it is behind (this and WriteCoalesceBusy, two samples in a row) the
 	// gap grows in proportion to the excess wait, up to WriteCoalesce;
-	// otherwise it shrinks by an eighth per sample. The wait is what clients see
+	// once the wait is below half of it (or the frames are cheap) it
+	// shrinks by an eighth per sample. The wait is what clients see
 	// of a frontend that cannot afford the frames it is asked for, whatever
 	// the message rate. Measured every 100ms. Env SCC_WRITE_COALESCE_WAIT.
 	// Default 1ms; 0 always applies all of WriteCoalesce.

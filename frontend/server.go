@@ -809,9 +809,8 @@ const coalesceStep = time.Millisecond
 // A frontend that can afford a frame per delivery writes each one as soon
 // as it is queued, so the gap stays 0 and no frame is held, however high
 // the message rate. Behind, the gap grows with the excess wait until
-// fewer, larger frames let the writers keep up; it shrinks slowly
-// whenever the frontend is not behind, to find the least gap that keeps it
-// ahead.
+// fewer, larger frames let the writers keep up; it shrinks slowly once
+// the wait is well below the target or the frames are cheap again.
 func (s *Server) adaptCoalesce() {
 	t := time.NewTicker(coalesceSample)
 	defer t.Stop()
@@ -845,10 +844,12 @@ func (s *Server) adaptCoalesce() {
 // CPUs, and whether the frontend was behind in it (see adaptCoalesce);
 // wasBehind is the previous sample's. Behind in two samples in a row (one
 // is a hiccup: a GC, a descheduled thread) the gap grows by the excess
-// wait, doubling at most, from coalesceStep when 0; not behind, it
-// shrinks by an eighth. Growing fast and shrinking slowly keeps the gap
-// near the least that keeps the frontend ahead, without swinging between
-// none and all of budget.
+// wait, doubling at most, from coalesceStep when 0; once the wait is below
+// half of target, or the frames take less than half of minBusy, it shrinks
+// by an eighth; in between it stays. A gap that shrank whenever the
+// frontend was not behind would swing: each shrink lets the frames outgrow
+// the CPU again, and the backlog that builds before the next sample shows
+// as latency spikes.
 func nextCoalesce(gap time.Duration, wasBehind bool, budget, target time.Duration, minBusy float64, mean time.Duration, busy float64) (time.Duration, bool) {
 	behind := mean > target && busy >= minBusy
 	switch {
@@ -859,7 +860,7 @@ func nextCoalesce(gap time.Duration, wasBehind bool, budget, target time.Duratio
 			gap += time.Duration(float64(gap) * min(1, float64(mean-target)/float64(target)))
 		}
 	case behind:
-	default:
+	case mean < target/2 || busy < minBusy/2:
 		gap -= gap / 8
 		if gap < coalesceStep/2 {
 			gap = 0
