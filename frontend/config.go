@@ -199,39 +199,37 @@ type Config struct {
 	// new goroutine per burst, and an idle socket holds none once it has
 	// passed. Env SCC_WRITER_LINGER. Default 20ms; 0 exits at once.
 	WriterLinger time.Duration
-	// WriteCoalesce is the longest gap enforced between two frames of
-	// publishes to one socket: deliveries for a socket that was written
-	// to less than the gap ago wait out the rest of it and leave together
-	// in one frame. It trades at most this much latency, only on busy
-	// sockets, for far fewer write syscalls on the server and read
-	// syscalls on the client. Replies are never held, and a socket that
-	// receives less often than once per gap sees no delay. How much of
-	// the gap applies follows WriteCoalesceRate and WriteCoalesceLoad.
-	// Env SCC_WRITE_COALESCE. Default 25ms; 0 writes at once.
+	// WriteCoalesce is the latency budget of write coalescing: the
+	// longest gap enforced between two frames of publishes to one socket.
+	// Deliveries for a socket that was written to less than the gap in
+	// force ago wait out the rest of it and leave together in one frame,
+	// trading that much latency, only on busy sockets, for far fewer
+	// write syscalls on the server and read syscalls on the client.
+	// Replies are never held, and a socket that receives less often than
+	// once per gap sees no delay. The gap in force follows
+	// WriteCoalesceWait: 0 while the frontend keeps up. Env
+	// SCC_WRITE_COALESCE. Default 25ms; 0 writes at once (batching only:
+	// whatever is queued when the writer runs leaves in one frame).
 	WriteCoalesce time.Duration
-	// WriteCoalesceRate is the rate of messages queued to clients, per
-	// second and per CPU (GOMAXPROCS), from which coalescing starts:
-	// below it frames leave at once; from it the gap grows linearly to
-	// all of WriteCoalesce at twice the rate. Uncoalesced, each message
-	// would cost a frame, so this is the frame rate the server would
-	// otherwise pay for; it does not change with the gap, which keeps the
-	// gap steady. A server whose sockets are not flooded adds no latency
-	// (a reconnect storm or a CPU-heavy handshake burst does not trigger
-	// it either), and one that is spends its CPU on messages instead of
-	// per-frame syscalls. Measured every 100ms. Env
-	// SCC_WRITE_COALESCE_RATE. Default 20000; 0 always applies the whole
-	// gap.
-	WriteCoalesceRate int
-	// WriteCoalesceLoad is the busy share (0-1) of the CPUs the process
-	// may run on from which coalescing also starts, once the process
-	// queues at least half of WriteCoalesceRate: the gap grows to all of
-	// WriteCoalesce at 0.25 above, or at fully busy CPUs. It covers a
-	// frontend that shares its CPUs with other processes, whose own
-	// message rate understates the pressure. It acts only near saturation, since
-	// it also delays the busy sockets of a frontend whose CPUs are busy
-	// for other reasons. Read from /proc/stat (Linux only). Env
-	// SCC_WRITE_COALESCE_LOAD. Default 0.7; 0 turns this signal off.
-	WriteCoalesceLoad float64
+	// WriteCoalesceWait is how long, on average, a frame may wait for its
+	// writer to run (from when its oldest message was queued, or its gap
+	// ended, to the write) before the frontend counts itself behind. While
+	// it is behind (this and WriteCoalesceBusy, two samples in a row) the
+	// gap grows in proportion to the excess wait, up to WriteCoalesce;
+	// once the wait is below half of it (or the frames are cheap) it
+	// shrinks by an eighth per sample. The wait is what clients see
+	// of a frontend that cannot afford the frames it is asked for, whatever
+	// the message rate. Measured every 100ms. Env SCC_WRITE_COALESCE_WAIT.
+	// Default 1ms; 0 always applies all of WriteCoalesce.
+	WriteCoalesceWait time.Duration
+	// WriteCoalesceBusy is the share (0-1) of the CPUs the process may use
+	// (GOMAXPROCS) that writing frames must take for a wait above
+	// WriteCoalesceWait to count as behind: then the frames are what the
+	// frontend cannot afford, and fewer, larger ones shorten the wait. A
+	// wait with cheap frames (a fan-out burst, a neighbour on a shared
+	// CPU) is not shortened by holding frames. Env SCC_WRITE_COALESCE_BUSY.
+	// Default 0.2.
+	WriteCoalesceBusy float64
 
 	// MaxPublishBytes is the largest data of one client #publish, in
 	// bytes. A larger one is refused with InvalidActionError and the
@@ -481,8 +479,8 @@ func DefaultConfig() Config {
 		WriteBufferSize:        128,
 		WriterLinger:           20 * time.Millisecond,
 		WriteCoalesce:          25 * time.Millisecond,
-		WriteCoalesceRate:      20000,
-		WriteCoalesceLoad:      0.7,
+		WriteCoalesceWait:      time.Millisecond,
+		WriteCoalesceBusy:      0.2,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
 		AuthMaxTokenBytes:      8192,
@@ -562,8 +560,8 @@ func (c Config) Validate() error {
 	check(c.ReadBufferSize >= 0 && c.WriteBufferSize >= 0, "buffer sizes must not be negative")
 	check(c.DrainDuration >= 0, "drain duration must not be negative")
 	check(c.WriteCoalesce >= 0 && c.WriterLinger >= 0, "writer linger and write coalescing must not be negative")
-	check(c.WriteCoalesceRate >= 0, "write coalescing message rate must not be negative")
-	check(c.WriteCoalesceLoad >= 0 && c.WriteCoalesceLoad < 1, "write coalescing load must be at least 0 and below 1")
+	check(c.WriteCoalesceWait >= 0, "write coalescing wait must not be negative")
+	check(c.WriteCoalesceBusy >= 0 && c.WriteCoalesceBusy <= 1, "write coalescing busy share must be between 0 and 1")
 	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
 	check(c.AuthMaxTokenAge >= 0, "auth max token age must not be negative")
 	check(c.AuthMaxTokenBytes >= 64, "auth max token bytes %d must be at least 64", c.AuthMaxTokenBytes)

@@ -5,47 +5,52 @@ import (
 	"time"
 )
 
-func TestCoalesceGapFollowsMessageRate(t *testing.T) {
-	const max = 30 * time.Millisecond
+func TestNextCoalesceFollowsWait(t *testing.T) {
+	const budget, target, minBusy = 25 * time.Millisecond, time.Millisecond, 0.2
+	ms := time.Millisecond
 	for _, c := range []struct {
-		rate float64
+		name string
+		gap  time.Duration
+		mean time.Duration // wait per frame
+		busy float64       // share of the CPUs writing frames
 		want time.Duration
 	}{
-		{0, 0}, {10000, 0}, {20000, 0}, {30000, max / 2}, {40000, max}, {1e6, max},
+		{"keeping up at any rate", 0, 50 * time.Microsecond, 0.9, 0},
+		{"idle", 0, 0, 0, 0},
+		{"at the target", 0, target, 0.9, 0},
+		{"waits, but frames are cheap", 0, 5 * ms, 0.1, 0},
+		{"behind: first step", 0, 3 * ms, 0.5, coalesceStep},
+		{"behind by half the target", 4 * ms, 1500 * time.Microsecond, 0.5, 6 * ms},
+		{"far behind: doubles at most", 4 * ms, 20 * ms, 0.5, 8 * ms},
+		{"capped at the budget", 20 * ms, 20 * ms, 0.5, budget},
+		{"between half and the target: stays", 8 * ms, 700 * time.Microsecond, 0.5, 8 * ms},
+		{"waits, frames between half and the share: stays", 8 * ms, 2 * ms, 0.15, 8 * ms},
+		{"caught up: shrinks", 8 * ms, 100 * time.Microsecond, 0.5, 7 * ms},
+		{"frames cheap again: shrinks", 8 * ms, 2 * ms, 0.05, 7 * ms},
+		{"small gap drops to 0", 500 * time.Microsecond, 0, 0, 0},
 	} {
-		if got := coalesceGap(max, 20000, c.rate); got != c.want {
-			t.Errorf("%.0f messages/s: gap %v, want %v", c.rate, got, c.want)
+		got, behind := nextCoalesce(c.gap, true, budget, target, minBusy, c.mean, c.busy)
+		if got != c.want {
+			t.Errorf("%s: gap %v, want %v", c.name, got, c.want)
+		}
+		if behind != (c.mean > target && c.busy >= minBusy) {
+			t.Errorf("%s: behind %v", c.name, behind)
 		}
 	}
-}
-
-func TestLoadGap(t *testing.T) {
-	const max = 30 * time.Millisecond
-	for _, c := range []struct {
-		load float64
-		want time.Duration
-	}{
-		{0, 0}, {0.5, 0}, {0.625, max / 2}, {0.75, max}, {1, max},
-	} {
-		if got := loadGap(max, 0.5, c.load); got != c.want {
-			t.Errorf("load %.3f: gap %v, want %v", c.load, got, c.want)
+	// Behind in one sample alone (a hiccup) changes nothing.
+	for _, gap := range []time.Duration{0, 4 * ms} {
+		if got, behind := nextCoalesce(gap, false, budget, target, minBusy, 3*ms, 0.5); got != gap || !behind {
+			t.Errorf("one sample behind from %v: gap %v, behind %v", gap, got, behind)
 		}
-	}
-	// From 0.8 the ramp ends at a fully busy CPU.
-	if got := loadGap(max, 0.8, 0.9); got != max/2 {
-		t.Errorf("from 0.8, load 0.9: gap %v, want %v", got, max/2)
-	}
-	if got := loadGap(max, 0.8, 1); got != max {
-		t.Errorf("from 0.8, load 1: gap %v, want %v", got, max)
 	}
 }
 
 func TestValidateCoalescing(t *testing.T) {
 	for _, mutate := range []func(*Config){
 		func(c *Config) { c.WriteCoalesce = -time.Millisecond },
-		func(c *Config) { c.WriteCoalesceRate = -1 },
-		func(c *Config) { c.WriteCoalesceLoad = -0.1 },
-		func(c *Config) { c.WriteCoalesceLoad = 1 },
+		func(c *Config) { c.WriteCoalesceWait = -time.Millisecond },
+		func(c *Config) { c.WriteCoalesceBusy = -0.1 },
+		func(c *Config) { c.WriteCoalesceBusy = 1.5 },
 		func(c *Config) { c.WriterLinger = -time.Millisecond },
 	} {
 		c := DefaultConfig()

@@ -26,7 +26,6 @@ import (
 
 	"github.com/sccgo/sccgo/internal/chanrate"
 	"github.com/sccgo/sccgo/internal/connlimit"
-	"github.com/sccgo/sccgo/internal/cpuload"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
@@ -195,8 +194,12 @@ func New(cfg Config) (*Server, error) {
 			s.listenQueue),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "listen_overflows_total", Help: "Connections the kernel dropped because a listen queue was full, over the network namespace (TcpExt ListenOverflows, Linux)."},
 			listenOverflows),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket (SCC_WRITE_COALESCE scaled by the message rate and, past half the rate threshold, the CPU load)."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket: 0 while frames wait less than SCC_WRITE_COALESCE_WAIT for their writer, up to SCC_WRITE_COALESCE."},
 			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_wait_seconds_total", Help: "Time the data frames written to clients waited for their writer to run, from their oldest message's queueing (or the end of its coalescing gap) to the write; divided by the frames it is the wait SCC_WRITE_COALESCE_WAIT bounds."},
+			func() float64 { return s.eng.Totals().Wait.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_busy_seconds_total", Help: "Time spent joining and writing the data frames to clients (wall clock); its rate over GOMAXPROCS is the share SCC_WRITE_COALESCE_BUSY compares."},
+			func() float64 { return s.eng.Totals().Busy.Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "read_held_bytes", Help: "Bytes of inbound message buffers charged to SCC_READ_BUDGET."},
 			func() float64 { return float64(s.readHeld.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "pending_subscribes", Help: "Channels whose broker subscription is in flight (SCC_MAX_PENDING_SUBSCRIBES)."},
@@ -216,8 +219,8 @@ func New(cfg Config) (*Server, error) {
 		WG:           &s.wg,
 		Linger:       cfg.WriterLinger,
 		Coalesce:     cfg.WriteCoalesce,
-		// With a frame-rate threshold the gap follows the write load.
-		CoalesceDynamic: cfg.WriteCoalesce > 0 && cfg.WriteCoalesceRate > 0,
+		// With a wait target the gap follows the writers' wait.
+		CoalesceDynamic: cfg.WriteCoalesce > 0 && cfg.WriteCoalesceWait > 0,
 		OnFrame: func(packets, bytes int) {
 			s.stat.framesOut.Add(1)
 			s.stat.bytesOut.Add(uint64(bytes))
@@ -793,82 +796,85 @@ func (s *Server) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// coalesceSample is how often adaptCoalesce measures the write load.
+// coalesceSample is how often adaptCoalesce measures the writers' wait.
 const coalesceSample = 100 * time.Millisecond
 
-// adaptCoalesce scales the write-coalescing gap with the write load, from
-// two signals. The message rate: from WriteCoalesceRate messages queued
-// per second and CPU the gap grows to all of WriteCoalesce at twice that.
-// The CPU load, for a server that shares its CPUs (with other processes or
-// a smaller CPU quota): once the process queues at least half of
-// WriteCoalesceRate, a busy share of its CPUs from WriteCoalesceLoad
-// grows the gap to all of it at 0.25 above (or at fully busy CPUs). A
-// socket flood is what coalescing relieves, so neither a burst of
-// handshakes nor a busy neighbour alone triggers it. The signals are
-// smoothed over a few samples, and the gap moves a quarter of the way to
-// its target per sample: the CPU load falls as the gap grows, and an
-// undamped gap would swing between none and all of it.
+// coalesceStep is the first gap once the frontend falls behind, and the
+// one below which a shrinking gap drops to 0: below it a gap batches
+// little, as few sockets receive more than once a millisecond.
+const coalesceStep = time.Millisecond
+
+// adaptCoalesce keeps the write-coalescing gap at what the frontend needs
+// to keep up with its writes, up to WriteCoalesce, from what its clients
+// experience. The frontend is behind when both hold over a sample:
+//
+//   - frames wait for their writer (wsconn.WriterTotals.Wait) longer than
+//     WriteCoalesceWait on average: deliveries are late;
+//   - writing frames takes at least WriteCoalesceBusy of the CPUs the
+//     process may use (WriterTotals.Busy over GOMAXPROCS): the frames are
+//     what it cannot afford, so fewer, larger ones help. A wait with cheap
+//     frames (a fan-out burst, a busy neighbour on a shared CPU) is not
+//     shortened by holding frames, only lengthened.
+//
+// A frontend that can afford a frame per delivery writes each one as soon
+// as it is queued, so the gap stays 0 and no frame is held, however high
+// the message rate. Behind, the gap grows with the excess wait until
+// fewer, larger frames let the writers keep up; it shrinks slowly once
+// the wait is well below the target or the frames are cheap again.
 func (s *Server) adaptCoalesce() {
-	full := s.cfg.WriteCoalesce
-	from := float64(s.cfg.WriteCoalesceRate) * float64(runtime.GOMAXPROCS(0))
-	var sampler *cpuload.Sampler
-	if s.cfg.WriteCoalesceLoad > 0 {
-		var err error
-		if sampler, err = cpuload.New(); err != nil {
-			s.log.Info("CPU load unreadable; write coalescing follows the message rate only", "err", err)
-		}
-	}
 	t := time.NewTicker(coalesceSample)
 	defer t.Stop()
-	last, lastAt := s.stat.messagesOut.Load(), time.Now()
-	msgRate, load, gap := 0.0, 0.0, 0.0
+	last, lastAt := s.eng.Totals(), time.Now()
+	cpus := float64(runtime.GOMAXPROCS(0))
+	var gap time.Duration
+	behind := false
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case now := <-t.C:
-			n := s.stat.messagesOut.Load()
-			if el := now.Sub(lastAt).Seconds(); el > 0 {
-				msgRate = 0.5*msgRate + 0.5*float64(n-last)/el
+			cur := s.eng.Totals()
+			var mean time.Duration
+			if n := cur.Frames - last.Frames; n > 0 {
+				mean = (cur.Wait - last.Wait) / time.Duration(n)
 			}
-			last, lastAt = n, now
-			target := coalesceGap(full, from, msgRate)
-			if sampler != nil {
-				if l, err := sampler.Sample(); err == nil {
-					load = 0.5*load + 0.5*l
-				}
-				if msgRate >= from/2 {
-					target = max(target, loadGap(full, s.cfg.WriteCoalesceLoad, load))
-				}
+			busy := 0.0
+			if el := now.Sub(lastAt); el > 0 {
+				busy = float64(cur.Busy-last.Busy) / float64(el) / cpus
 			}
-			gap += (float64(target) - gap) / 4
-			if gap < float64(time.Millisecond)/2 && target == 0 {
-				gap = 0
-			}
-			s.eng.SetCoalesce(time.Duration(gap))
+			gap, behind = nextCoalesce(gap, behind, s.cfg.WriteCoalesce, s.cfg.WriteCoalesceWait, s.cfg.WriteCoalesceBusy, mean, busy)
+			s.eng.SetCoalesce(gap)
+			last, lastAt = cur, now
 		}
 	}
 }
 
-// coalesceGap is the gap for a message rate: 0 up to from, full from
-// twice from, linear between.
-func coalesceGap(full time.Duration, from, msgRate float64) time.Duration {
-	return scale(full, (msgRate-from)/from)
-}
-
-// loadGap is the gap for a CPU busy share: 0 up to from, full from
-// from+0.25 (or from a fully busy CPU, if that comes first), linear
-// between.
-func loadGap(full time.Duration, from, load float64) time.Duration {
-	return scale(full, (load-from)/min(0.25, 1-from))
-}
-
-func scale(full time.Duration, f float64) time.Duration {
+// nextCoalesce is the gap after a sample in which frames waited mean for
+// their writers on average and writing them took the busy share of the
+// CPUs, and whether the frontend was behind in it (see adaptCoalesce);
+// wasBehind is the previous sample's. Behind in two samples in a row (one
+// is a hiccup: a GC, a descheduled thread) the gap grows by the excess
+// wait, doubling at most, from coalesceStep when 0; once the wait is below
+// half of target, or the frames take less than half of minBusy, it shrinks
+// by an eighth; in between it stays. A gap that shrank whenever the
+// frontend was not behind would swing: each shrink lets the frames outgrow
+// the CPU again, and the backlog that builds before the next sample shows
+// as latency spikes.
+func nextCoalesce(gap time.Duration, wasBehind bool, budget, target time.Duration, minBusy float64, mean time.Duration, busy float64) (time.Duration, bool) {
+	behind := mean > target && busy >= minBusy
 	switch {
-	case f <= 0:
-		return 0
-	case f >= 1:
-		return full
+	case behind && wasBehind:
+		if gap == 0 {
+			gap = coalesceStep
+		} else {
+			gap += time.Duration(float64(gap) * min(1, float64(mean-target)/float64(target)))
+		}
+	case behind:
+	case mean < target/2 || busy < minBusy/2:
+		gap -= gap / 8
+		if gap < coalesceStep/2 {
+			gap = 0
+		}
 	}
-	return time.Duration(f * float64(full))
+	return min(gap, budget), behind
 }

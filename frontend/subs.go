@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/sccgo/sccgo/internal/wsconn"
 )
 
 const subShards = 64
@@ -279,7 +281,8 @@ func (t *subTable) unsubscribe(channel string, s *Socket) bool {
 
 // fanout queues frame to every local subscriber of channel, under the
 // shard's read lock (queueing never blocks and takes no table lock). It
-// returns the number of subscribers.
+// returns the number of subscribers. The clock is read once: the writers
+// measure how long each frame waited from it.
 func (t *subTable) fanout(channel string, frame []byte) int {
 	sh := t.shard(channel)
 	sh.mu.RLock()
@@ -287,12 +290,13 @@ func (t *subTable) fanout(channel string, frame []byte) int {
 	n := 0
 	if e != nil {
 		n = e.n
+		now := wsconn.Now()
 		if e.many != nil {
 			for s := range e.many {
-				s.q.EnqueueCoalesced(frame)
+				s.q.EnqueueCoalescedAt(frame, now)
 			}
 		} else if e.one != nil {
-			e.one.q.EnqueueCoalesced(frame)
+			e.one.q.EnqueueCoalescedAt(frame, now)
 		}
 	}
 	sh.mu.RUnlock()

@@ -56,16 +56,18 @@ type Engine struct {
 	// every burst; an idle connection holds no goroutine once Linger has
 	// passed. 0 exits at once.
 	Linger time.Duration
-	// Coalesce is the shortest gap between two data frames of one
-	// connection for packets queued with EnqueueCoalesced. A writer with
-	// only such packets to send within Coalesce of its previous frame
-	// waits out the rest of the gap, so a busy connection gets few large
-	// frames (one syscall each, on both ends) instead of one frame per
-	// packet; a connection that receives less often than once per
-	// Coalesce sees no delay at all. The wait ends early once
-	// CoalesceBytes are queued, or when a packet is queued with Enqueue
-	// (a reply someone waits for), which then leaves at once together
-	// with everything before it. 0 writes at once.
+	// Coalesce is the longest gap between two data frames of one
+	// connection for packets queued with EnqueueCoalesced: the latency
+	// budget of coalescing. A writer with only such packets to send
+	// within the gap in force of its previous frame waits out the rest of
+	// it, so a busy connection gets few large frames (one syscall each, on
+	// both ends) instead of one frame per packet; a connection that
+	// receives less often than once per gap sees no delay at all. The
+	// wait ends early once CoalesceBytes are queued, or when a packet is
+	// queued with Enqueue (a reply someone waits for), which then leaves
+	// at once together with everything before it. The gap in force is
+	// Coalesce, or with CoalesceDynamic the one last given to
+	// SetCoalesce, at most Coalesce. 0 writes at once.
 	Coalesce time.Duration
 	// CoalesceBytes ends a coalescing wait early. Default 16 KiB.
 	CoalesceBytes int
@@ -74,6 +76,11 @@ type Engine struct {
 	CoalesceDynamic bool
 
 	dynCoalesce atomic.Int64
+	// Sums over the data frames written (see Totals).
+	waitSum    atomic.Int64
+	busySum    atomic.Int64
+	waitFrames atomic.Int64
+
 	// timers are the writers' linger and coalescing timers, reused: a
 	// fan-out to many idle sockets starts as many writers, and a fresh
 	// timer each was half of what the frontend allocated.
@@ -112,9 +119,9 @@ func (e *Engine) putTimer(t *time.Timer) {
 	e.timers.Put(t)
 }
 
-// SetCoalesce sets the gap used while CoalesceDynamic is set. It may be
-// called at any time, from any goroutine.
-func (e *Engine) SetCoalesce(d time.Duration) { e.dynCoalesce.Store(int64(d)) }
+// SetCoalesce sets the gap used while CoalesceDynamic is set, capped at
+// Coalesce. It may be called at any time, from any goroutine.
+func (e *Engine) SetCoalesce(d time.Duration) { e.dynCoalesce.Store(int64(min(d, e.Coalesce))) }
 
 // CurrentCoalesce returns the gap in force.
 func (e *Engine) CurrentCoalesce() time.Duration {
@@ -122,6 +129,40 @@ func (e *Engine) CurrentCoalesce() time.Duration {
 		return time.Duration(e.dynCoalesce.Load())
 	}
 	return e.Coalesce
+}
+
+// WriterTotals are sums over every data frame written so far.
+type WriterTotals struct {
+	// Frames is the number of data frames.
+	Frames int64
+	// Wait is how long the oldest packet of each frame waited between
+	// being queued (or the end of the coalescing gap it was held for)
+	// and the start of its write: the delay the process adds because
+	// its writers do not get to run at once. About 0 while it keeps up;
+	// it grows with its run queue, a starved CPU or a blocked write.
+	// Deliberate coalescing waits are not part of it.
+	Wait time.Duration
+	// Busy is the time spent joining and writing the frames (wall
+	// clock): what the frames cost the process.
+	Busy time.Duration
+}
+
+// Totals returns the writers' totals so far.
+func (e *Engine) Totals() WriterTotals {
+	// Frames first: a frame counted in the sums but not yet in Frames
+	// only errs towards a higher mean.
+	f := e.waitFrames.Load()
+	return WriterTotals{Frames: f, Wait: time.Duration(e.waitSum.Load()), Busy: time.Duration(e.busySum.Load())}
+}
+
+// frameDone counts one frame whose oldest packet was due at readyAt,
+// whose write started at start and ended at end.
+func (e *Engine) frameDone(readyAt, start, end int64) {
+	if w := start - readyAt; w > 0 {
+		e.waitSum.Add(w)
+	}
+	e.busySum.Add(end - start)
+	e.waitFrames.Add(1)
 }
 
 func (e *Engine) coalesceBytes() int {
@@ -189,9 +230,21 @@ type Queue struct {
 	wake   chan struct{}
 	// deadline is the write deadline set on the socket (writer only).
 	deadline time.Time
-	// lastFrame is when the writer last wrote a data frame (writer only).
-	lastFrame time.Time
+	// lastFrame is when (Now) the writer last wrote a data frame, 0
+	// for none since its last coalescing wait (writer only).
+	lastFrame int64
+	// readyAt is when (Now) the oldest queued packet became due: when it
+	// was queued, or the end of the gap it is held for.
+	readyAt int64
 }
+
+// epoch is the origin of Now.
+var epoch = time.Now()
+
+// Now is the engine's clock, in monotonic nanoseconds since the process
+// started. A fan-out reads it once and passes it to EnqueueCoalescedAt
+// for every subscriber.
+func Now() int64 { return int64(time.Since(epoch)) }
 
 // NewQueue returns a queue writing to ws, with deadlines set on nc (the
 // connection under ws, as returned by Accept).
@@ -211,14 +264,19 @@ func (q *Queue) Init(eng *Engine, ws *websocket.Conn, nc net.Conn, owner Owner) 
 // modified afterwards; the same slice may be queued on many connections.
 // It returns false when the queue is closed or overflowed (then
 // Owner.QueueOverflow has been called).
-func (q *Queue) Enqueue(p []byte) bool { return q.enqueue(p, true) }
+func (q *Queue) Enqueue(p []byte) bool { return q.enqueue(p, true, 0) }
 
-// EnqueueCoalesced is Enqueue for a packet that may wait up to
-// Engine.Coalesce to share a frame with the ones after it: a delivery
-// of a busy fan-out, not a reply.
-func (q *Queue) EnqueueCoalesced(p []byte) bool { return q.enqueue(p, false) }
+// EnqueueCoalesced is Enqueue for a packet that may wait up to the gap in
+// force to share a frame with the ones after it: a delivery of a busy
+// fan-out, not a reply.
+func (q *Queue) EnqueueCoalesced(p []byte) bool { return q.enqueue(p, false, 0) }
 
-func (q *Queue) enqueue(p []byte, urgent bool) bool {
+// EnqueueCoalescedAt is EnqueueCoalesced for a packet that arrived at now
+// (from Now), so that a fan-out reads the clock once for all its
+// subscribers.
+func (q *Queue) EnqueueCoalescedAt(p []byte, now int64) bool { return q.enqueue(p, false, now) }
+
+func (q *Queue) enqueue(p []byte, urgent bool, now int64) bool {
 	q.mu.Lock()
 	if q.closed || q.after != nil {
 		q.mu.Unlock()
@@ -236,6 +294,12 @@ func (q *Queue) enqueue(p []byte, urgent bool) bool {
 		q.mu.Unlock()
 		q.owner.QueueOverflow(reason)
 		return false
+	}
+	if len(q.pkts) == 0 {
+		if now == 0 {
+			now = Now()
+		}
+		q.readyAt = now
 	}
 	q.pkts = append(q.pkts, p)
 	q.bytes += len(p)
@@ -419,10 +483,12 @@ func (q *Queue) run() {
 			return
 		}
 		if gap := q.eng.CurrentCoalesce(); gap > 0 && !q.closed && q.after == nil && len(q.pkts) > 0 && !q.urgent &&
-			!q.lastFrame.IsZero() && q.bytes < q.eng.coalesceBytes() {
-			if wait := gap - time.Since(q.lastFrame); wait > 0 {
-				q.park(&q.holding, wait, &linger)
-				q.lastFrame = time.Time{}
+			q.lastFrame != 0 && q.bytes < q.eng.coalesceBytes() {
+			now := Now()
+			if end := q.lastFrame + int64(gap); end > now {
+				q.readyAt = max(q.readyAt, end)
+				q.park(&q.holding, time.Duration(end-now), &linger)
+				q.lastFrame = 0
 				q.mu.Unlock()
 				continue
 			}
@@ -433,13 +499,22 @@ func (q *Queue) run() {
 			ping, q.hasPing = q.ping, false
 		}
 		pkts := q.pkts
+		readyAt := q.readyAt
 		q.pkts, q.bytes, q.urgent = spare[:0], 0, false
 		q.mu.Unlock()
 
+		var start int64
+		if len(pkts) > 0 {
+			start = Now()
+		}
 		wrote = true
 		err := q.write(hasPing, ping, pkts)
-		if len(pkts) > 0 && (q.eng.Coalesce > 0 || q.eng.CoalesceDynamic) {
-			q.lastFrame = time.Now()
+		if len(pkts) > 0 {
+			end := Now()
+			q.eng.frameDone(readyAt, start, end)
+			if q.eng.Coalesce > 0 || q.eng.CoalesceDynamic {
+				q.lastFrame = end
+			}
 		}
 		clear(pkts)
 		spare = pkts

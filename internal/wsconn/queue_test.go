@@ -378,3 +378,31 @@ func TestReadAppend(t *testing.T) {
 		t.Fatalf("with a failing reader: %q, %v", got, err)
 	}
 }
+
+func TestTotalsLeaveOutCoalescingWaits(t *testing.T) {
+	var wg sync.WaitGroup
+	const gap = 300 * time.Millisecond
+	eng := &Engine{Batch: batch, WG: &wg, Coalesce: gap, Linger: time.Second}
+	q, _, c, _ := pair(t, eng)
+	q.EnqueueCoalesced([]byte(`1`))
+	read(t, c)
+	// Held for the gap: the wait counted is the writer's, not the gap.
+	q.EnqueueCoalescedAt([]byte(`2`), Now())
+	if got := read(t, c); got != `2` {
+		t.Fatalf("held frame %q", got)
+	}
+	// The writer counts a frame once its write has returned.
+	tot := eng.Totals()
+	for deadline := time.Now().Add(5 * time.Second); tot.Frames < 2 && time.Now().Before(deadline); tot = eng.Totals() {
+		time.Sleep(time.Millisecond)
+	}
+	if tot.Frames != 2 {
+		t.Fatalf("%d frames counted, want 2", tot.Frames)
+	}
+	if tot.Wait >= gap {
+		t.Fatalf("frames waited %v for their writer, counting the %v gap they were held for", tot.Wait, gap)
+	}
+	if tot.Busy <= 0 {
+		t.Fatalf("writing took %v", tot.Busy)
+	}
+}

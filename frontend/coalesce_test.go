@@ -1,0 +1,121 @@
+package frontend
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWriterHoldsNothingWhileKeepingUp offers a load that is high in
+// messages but cheap in frames: every 10ms a burst of 400 publishes to a
+// channel of 2 subscribers, 80,000 messages a second that the writers
+// send as about 200 frames a second, each as soon as its burst is queued.
+// The frontend keeps up with that on any machine, so write coalescing
+// must not engage: the gap in force stays 0 throughout and no frame is
+// held back. A policy keyed on the message rate (20,000 messages a second
+// per CPU) would hold every busy socket's frames here.
+func TestWriterHoldsNothingWhileKeepingUp(t *testing.T) {
+	cfg := testConfig()
+	// Frames that wait up to 5ms on average for their writer count as
+	// served without delay: a test machine under -race and other load
+	// may well take a few milliseconds to schedule one.
+	cfg.WriteCoalesceWait = 5 * time.Millisecond
+	srv := startServer(t, cfg)
+	const (
+		subs      = 2
+		burst     = 400
+		warmup    = 30  // bursts before the gap is checked
+		maxWarmup = 500 // bursts for any gap from the warm-up to go
+		bursts    = 100 // bursts checked
+		period    = 10 * time.Millisecond
+	)
+	clients := make([]*rawClient, subs)
+	for i := range clients {
+		c := dial(t, srv)
+		c.handshake("")
+		c.subscribe("load", 1)
+		clients[i] = c
+	}
+	// Each subscriber counts the publishes it received, until it has
+	// the total (known once the load ends) or its connection ends.
+	counted := make(chan int, subs)
+	total := make(chan int, subs)
+	for _, c := range clients {
+		go func() {
+			n, want, wants := 0, -1, total
+			for n != want {
+				select {
+				case f := <-c.frames:
+					n += strings.Count(f, `"#publish"`)
+				case want = <-wants:
+					wants = nil
+				case <-c.done:
+					counted <- n
+					return
+				}
+			}
+			counted <- n
+		}()
+	}
+
+	datas := make([][]byte, burst)
+	for i := range datas {
+		datas[i] = fmt.Appendf(nil, `{"n":%d}`, i)
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	sent := 0
+	deliver := func() {
+		<-tick.C
+		for _, d := range datas {
+			srv.Deliver("load", d)
+		}
+		sent++
+	}
+	// The first bursts start goroutines and grow their stacks, and a
+	// loaded test machine may well fall behind on them: wait (under the
+	// same load) until any gap that caused has gone again.
+	for range warmup {
+		deliver()
+	}
+	for srv.eng.CurrentCoalesce() != 0 {
+		if sent == maxWarmup {
+			t.Fatalf("after %d bursts (%d messages queued to clients) the writers still hold frames for up to %v; they keep up with this load (%s)",
+				sent, srv.Stats().MessagesOut, srv.eng.CurrentCoalesce(), writerStats(srv))
+		}
+		deliver()
+	}
+	for range bursts {
+		deliver()
+		if gap := srv.eng.CurrentCoalesce(); gap != 0 {
+			t.Fatalf("after %d bursts (%d messages queued to clients) the writers hold frames for up to %v; they keep up with this load (%s)",
+				sent, srv.Stats().MessagesOut, gap, writerStats(srv))
+		}
+	}
+	want := burst * sent
+	for range subs {
+		total <- want
+	}
+	for range subs {
+		select {
+		case n := <-counted:
+			if n != want {
+				t.Fatalf("a subscriber got %d publishes, want %d", n, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("subscribers still missing publishes 30s after the load")
+		}
+	}
+	if gap := srv.eng.CurrentCoalesce(); gap != 0 {
+		t.Fatalf("the writers hold frames for up to %v at the end", gap)
+	}
+	t.Logf("%d messages: %s", srv.Stats().MessagesOut, writerStats(srv))
+}
+
+// writerStats describes the frames written so far.
+func writerStats(srv *Server) string {
+	tot := srv.eng.Totals()
+	n := time.Duration(max(tot.Frames, 1))
+	return fmt.Sprintf("%d frames, mean wait for the writer %v, mean write %v", tot.Frames, tot.Wait/n, tot.Busy/n)
+}
