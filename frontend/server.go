@@ -27,6 +27,7 @@ import (
 	"github.com/sccgo/sccgo/internal/chanrate"
 	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/cpuload"
+	"github.com/sccgo/sccgo/internal/netpoll"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
@@ -81,6 +82,7 @@ type Server struct {
 	}
 
 	addr         atomic.Pointer[addrBox]
+	poller       atomic.Pointer[netpoll.Poller] // watches parked sockets; nil: none park
 	startOnce    sync.Once
 	closeMu      sync.Mutex
 	closeQ       []*Socket // connections whose peer is gone, for the closer
@@ -341,6 +343,7 @@ func (s *Server) begin() error {
 			return
 		}
 		s.wg.Go(s.sweep)
+		s.startPoller()
 		s.closeMu.Lock()
 		s.closeWake = make(chan struct{}, 1)
 		s.closerOn = true
@@ -351,6 +354,23 @@ func (s *Server) begin() error {
 		}
 	})
 	return s.startErr
+}
+
+// startPoller starts the poller that parked sockets wait on, when
+// ParkIdleSockets is on and the platform has one.
+func (s *Server) startPoller() {
+	if !s.cfg.ParkIdleSockets {
+		return
+	}
+	p, err := netpoll.New()
+	if err != nil {
+		if !errors.Is(err, netpoll.ErrUnsupported) {
+			s.log.Warn("idle sockets keep a reader goroutine each", "err", err)
+		}
+		return
+	}
+	s.poller.Store(p)
+	s.wg.Go(p.Run)
 }
 
 // Addr returns the address of the listener Serve was last given, or nil.
@@ -501,8 +521,12 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	sh.mu.Unlock()
 	s.m.connectionsTotal.Inc()
 	// The reader gets a goroutine of its own so this handler returns and
-	// net/http's per-request state (about 10 KiB) is freed.
-	s.wg.Go(sock.serve)
+	// net/http's per-request state (about 10 KiB) is freed. The socket
+	// counts in wg from here until its teardown, whether a reader
+	// goroutine runs or it is parked.
+	s.wg.Add(1)
+	sock.rstate.Store(readerRunning)
+	go sock.serve()
 	s.regMu.RUnlock()
 }
 
@@ -765,6 +789,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 
 	close(s.done)
 	s.cancel()
+	// Every socket is closing and none parks any more (a closing socket
+	// is woken by its close, not by the poller).
+	if p := s.poller.Load(); p != nil {
+		p.Close()
+	}
 	waited := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -774,7 +803,10 @@ func (s *Server) shutdown(ctx context.Context) error {
 	case <-waited:
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("shutdown: %w; cutting connections", ctx.Err()))
-		s.eachSocket(func(sock *Socket) { sock.nc.Close() })
+		s.eachSocket(func(sock *Socket) {
+			sock.nc.Close()
+			sock.wake()
+		})
 		<-waited
 	}
 	if err := s.broker.Close(); err != nil {

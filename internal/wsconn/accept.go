@@ -117,6 +117,22 @@ func (r *Raw) WaitReadable() error {
 	return waitReadable(r.rc)
 }
 
+// Readable reports, without blocking, whether a read of the socket
+// would not block: bytes are waiting in the kernel, or the peer closed or
+// reset the connection. Like WaitReadable it ignores bytes already in
+// user space (see Buffered). It reports true where it cannot tell.
+func (r *Raw) Readable() bool {
+	if r.rc == nil {
+		return true
+	}
+	return peekReadable(r.rc)
+}
+
+// RawConn returns the socket's raw connection, for readiness polling, or
+// nil when the connection has none (TLS): bytes can then wait inside the
+// connection where no readiness shows them.
+func (r *Raw) RawConn() syscall.RawConn { return r.rc }
+
 // Abort makes the next Close reset the connection (SO_LINGER 0) instead
 // of sending a FIN and waiting for the peer's ACK. Use it when the peer is
 // known to be gone, so nothing still to be sent could be read: the close
