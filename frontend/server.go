@@ -83,6 +83,7 @@ type Server struct {
 
 	addr         atomic.Pointer[addrBox]
 	poller       atomic.Pointer[netpoll.Poller] // watches parked sockets; nil: none park
+	parkedN      atomic.Int64                   // sockets in readerParked
 	startOnce    sync.Once
 	closeMu      sync.Mutex
 	closeQ       []*Socket // connections whose peer is gone, for the closer
@@ -197,6 +198,8 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return float64(s.readHeld.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "pending_subscribes", Help: "Channels whose broker subscription is in flight (SCC_MAX_PENDING_SUBSCRIBES)."},
 			func() float64 { return float64(s.subs.pending.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "parked_sockets", Help: "Open sockets holding no reader goroutine, waiting in the poller for bytes (SCC_PARK_IDLE_SOCKETS)."},
+			func() float64 { return float64(s.parkedN.Load()) }),
 	)
 	s.handshakeTokens = float64(cfg.HandshakeBurst)
 	s.closerSlice = defaultCloserSlice

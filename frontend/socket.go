@@ -478,9 +478,11 @@ func (s *Socket) waitReadable() waitResult {
 			}
 			return waitRead
 		}
+		s.srv.parkedN.Add(1) // before the state, so a wake never takes it below zero
 		if s.rstate.CompareAndSwap(readerRunning, readerParked) {
 			return waitParked
 		}
+		s.srv.parkedN.Add(-1)
 		// Woken between the arm and now (the one-shot arm may have
 		// fired too, or may still): look again.
 		s.rstate.Store(readerRunning)
@@ -497,6 +499,7 @@ func (s *Socket) wake() {
 		switch st := s.rstate.Load(); st {
 		case readerParked:
 			if s.rstate.CompareAndSwap(st, readerRunning) {
+				s.srv.parkedN.Add(-1)
 				go s.serve() // counted in srv.wg by the socket itself
 				return
 			}
