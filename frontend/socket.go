@@ -388,6 +388,7 @@ func (s *Socket) closeWithText(code int, reason, text string, flush bool) {
 		t := time.AfterFunc(s.srv.cfg.CloseTimeout, func() { s.nc.Close() })
 		s.rmu.Lock()
 		s.closeStarted = true
+		s.nc.RestoreReadBuffer() // the handshake reads it
 		s.rmu.Unlock()
 		// A parked socket's reader joins the handshake's reads and tears
 		// the socket down once it is over.
@@ -454,6 +455,7 @@ const (
 func (s *Socket) waitReadable() waitResult {
 	for {
 		s.rmu.Lock()
+		s.nc.RestoreReadBuffer() // after a park
 		ready := s.closeStarted || s.nc.Buffered()
 		s.rmu.Unlock()
 		if ready {
@@ -470,9 +472,21 @@ func (s *Socket) waitReadable() waitResult {
 		if s.nc.Readable() {
 			return waitRead
 		}
+		// A parked socket needs no read buffer; whoever reads next (this
+		// reader once woken, or a close handshake) takes one back under
+		// rmu first.
+		s.rmu.Lock()
+		shed := !s.closeStarted && s.nc.ReleaseReadBuffer()
+		s.rmu.Unlock()
+		if !shed {
+			continue
+		}
 		if p.Arm(&s.parked, rc, (*socketWaker)(s)) != nil {
 			// The poller is closed (shutdown) or the connection is:
 			// block as without a poller.
+			s.rmu.Lock()
+			s.nc.RestoreReadBuffer()
+			s.rmu.Unlock()
 			if s.nc.WaitReadable() != nil {
 				return waitFailed
 			}
