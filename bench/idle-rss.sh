@@ -24,7 +24,7 @@ sleep 2
 sumrss() { local s=0; for p in "${pids[@]}"; do s=$((s+$(awk '/VmRSS/{print $2}' /proc/$p/status))); done; echo $s; }
 sumfd() { local s=0; for p in "${pids[@]}"; do s=$((s+$(ls /proc/$p/fd | wc -l))); done; echo $s; }
 B=$(sumrss)
-$BIN/scc-bench conns -urls $urls -subs $N -procs $P -src-ips 127.0.0.1-127.0.0.250 -duration ${HOLD}s -connect-rate $RATE >/tmp/bench-idle.log 2>&1 &
+$BIN/scc-bench conns -urls $urls -subs $N -procs $P -src-ips 127.0.0.1-127.0.0.250 -duration ${HOLD}s -connect-rate $RATE -connect-timeout 30s >/tmp/bench-idle.log 2>&1 &
 BE=$!
 t=0; full=""
 while kill -0 $BE 2>/dev/null; do

@@ -36,9 +36,11 @@ var (
 	ErrNoSocket = errors.New("frontend: no such socket")
 )
 
-// Socket is one client connection. Its reader goroutine owns its lifetime:
-// it reads, dispatches packets in order and tears the socket down when the
-// connection ends. Other goroutines only enqueue (Transmit, Invoke,
+// Socket is one client connection. Its reader owns its lifetime: it
+// reads, dispatches packets in order and tears the socket down when the
+// connection ends. The reader is a goroutine only while there is
+// something to read; an idle socket is parked in the server's poller (see
+// serve). Other goroutines only enqueue (Transmit, Invoke,
 // SetAuthToken, deliveries) and never write to the connection themselves.
 type Socket struct {
 	srv *Server
