@@ -355,10 +355,13 @@ func TestWakeClientProcess(t *testing.T) {
 	}
 }
 
-// rawUpgrade opens a WebSocket connection to addr from src with a bare
-// HTTP upgrade request.
+// rawUpgrade opens a WebSocket connection to addr (from src, if not nil)
+// with a bare HTTP upgrade request.
 func rawUpgrade(addr string, src *net.TCPAddr) (net.Conn, *bufio.Reader, error) {
-	d := net.Dialer{LocalAddr: src, Timeout: 30 * time.Second}
+	d := net.Dialer{Timeout: 30 * time.Second}
+	if src != nil {
+		d.LocalAddr = src
+	}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, nil, err
@@ -422,5 +425,38 @@ func readUntil(c net.Conn, br *bufio.Reader, want string) error {
 				return nil
 			}
 		}
+	}
+}
+
+// A parked subscriber that stops reading is closed as a slow consumer
+// and torn down, though no reader goroutine runs for it.
+func TestParkedSlowConsumer(t *testing.T) {
+	cfg := testConfig()
+	cfg.QueueMaxBytes = 64 << 10
+	cfg.QueueMaxMessages = 1000
+	srv := startServer(t, cfg)
+	c, br, err := rawUpgrade(srv.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(wsframe.AppendText(nil, `{"event":"#handshake","data":{},"cid":1}`))
+	c.Write(wsframe.AppendText(nil, `{"event":"#subscribe","data":{"channel":"firehose"},"cid":2}`))
+	if err := readUntil(c, br, `"rid":2`); err != nil {
+		t.Fatal(err)
+	}
+	awaitParked(t, srv, 1)
+	payload := []byte(`"` + strings.Repeat("x", 4000) + `"`)
+	for sent := 0; srv.Stats().Connections == 1; sent++ {
+		if sent == 100000 {
+			t.Fatal("never closed as a slow consumer")
+		}
+		if err := srv.Publish(context.Background(), "firehose", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitGone(t, srv)
+	if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonSlowConsumer); got != 1 {
+		t.Fatalf("slow consumer closes %v, want 1", got)
 	}
 }
