@@ -63,6 +63,9 @@ func (s *Server) closer() {
 func (s *Server) closeNow(sock *Socket) {
 	sock.ws.CloseNow()
 	s.release(sock)
+	// A closed descriptor leaves the poller's set without an event: a
+	// parked socket learns of the close from here.
+	sock.wake()
 }
 
 // closeAll closes q, resting between slices when paced.

@@ -183,6 +183,13 @@ type Config struct {
 	// CloseTimeout bounds the WebSocket close handshake before the TCP
 	// connection is dropped. Env SCC_CLOSE_TIMEOUT. Default 2s.
 	CloseTimeout time.Duration
+	// ParkIdleSockets lets a socket with nothing to read hold no
+	// goroutine: its descriptor is watched by one epoll instance and a
+	// reader starts when bytes arrive, instead of a reader goroutine
+	// (and its stack) per idle socket. Linux only, and not for TLS
+	// sockets, which keep a reader goroutine each. Env
+	// SCC_PARK_IDLE_SOCKETS. Default true.
+	ParkIdleSockets bool
 	// ReadBufferSize is the per-socket bufio read buffer in bytes; message
 	// bodies larger than it are read around it. Env SCC_READ_BUFFER_SIZE.
 	// Default 256.
@@ -476,6 +483,7 @@ func DefaultConfig() Config {
 		WriteTimeout:           10 * time.Second,
 		CloseTimeout:           2 * time.Second,
 		ReadBufferSize:         256,
+		ParkIdleSockets:        true,
 		WriteBufferSize:        128,
 		WriterLinger:           20 * time.Millisecond,
 		WriteCoalesce:          25 * time.Millisecond,

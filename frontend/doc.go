@@ -6,13 +6,22 @@
 //
 // # Goroutines
 //
-// Per socket, one reader goroutine (started by the upgrade handler, which
-// then returns so net/http's request state is freed) reads, dispatches
-// packets in order and tears the socket down. Outbound packets go to a
-// bounded wsconn.Queue whose writer goroutine exists only while it has
-// something to write. One sweeper goroutine walks all sockets to send pings
-// and enforce the handshake and pong timeouts. RPC handlers run on
-// goroutines of their own. The Server's WaitGroup owns all of them and
+// Per socket, at most one reader goroutine (started by the upgrade
+// handler, which then returns so net/http's request state is freed) reads,
+// dispatches packets in order and tears the socket down. When nothing is
+// left to read it parks the socket (ParkIdleSockets): the socket's
+// descriptor is armed, one-shot, in the server's poller (internal/netpoll)
+// and the goroutine returns, so an idle socket holds no goroutine. The
+// poller starts a reader again when bytes or a hang-up arrive; whoever
+// closes a socket's connection (a close handshake, the closer, a write
+// failure, Shutdown) wakes it too, because a closed descriptor leaves the
+// poller without an event. Socket.rstate makes sure one reader runs at a
+// time. Outbound packets go to a bounded wsconn.Queue whose writer
+// goroutine exists only while it has something to write. One sweeper
+// goroutine walks all sockets to send pings and enforce the handshake and
+// pong timeouts and token expiry. RPC handlers run on goroutines of their
+// own. The Server's WaitGroup owns all of them, and counts each socket
+// from its upgrade to its teardown whether or not a goroutine runs for it;
 // Shutdown waits for it.
 //
 // # Lock order

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sccgo/sccgo/internal/chanrate"
 	"github.com/sccgo/sccgo/internal/connlimit"
+	"github.com/sccgo/sccgo/internal/netpoll"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
@@ -80,6 +81,8 @@ type Server struct {
 	}
 
 	addr         atomic.Pointer[addrBox]
+	poller       atomic.Pointer[netpoll.Poller] // watches parked sockets; nil: none park
+	parkedN      atomic.Int64                   // sockets in readerParked
 	startOnce    sync.Once
 	closeMu      sync.Mutex
 	closeQ       []*Socket // connections whose peer is gone, for the closer
@@ -204,6 +207,8 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return float64(s.readHeld.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "pending_subscribes", Help: "Channels whose broker subscription is in flight (SCC_MAX_PENDING_SUBSCRIBES)."},
 			func() float64 { return float64(s.subs.pending.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "parked_sockets", Help: "Open sockets holding no reader goroutine, waiting in the poller for bytes (SCC_PARK_IDLE_SOCKETS)."},
+			func() float64 { return float64(s.parkedN.Load()) }),
 	)
 	s.handshakeTokens = float64(cfg.HandshakeBurst)
 	s.closerSlice = defaultCloserSlice
@@ -354,6 +359,7 @@ func (s *Server) begin() error {
 			return
 		}
 		s.wg.Go(s.sweep)
+		s.startPoller()
 		s.closeMu.Lock()
 		s.closeWake = make(chan struct{}, 1)
 		s.closerOn = true
@@ -364,6 +370,23 @@ func (s *Server) begin() error {
 		}
 	})
 	return s.startErr
+}
+
+// startPoller starts the poller that parked sockets wait on, when
+// ParkIdleSockets is on and the platform has one.
+func (s *Server) startPoller() {
+	if !s.cfg.ParkIdleSockets {
+		return
+	}
+	p, err := netpoll.New()
+	if err != nil {
+		if !errors.Is(err, netpoll.ErrUnsupported) {
+			s.log.Warn("idle sockets keep a reader goroutine each", "err", err)
+		}
+		return
+	}
+	s.poller.Store(p)
+	s.wg.Go(p.Run)
 }
 
 // Addr returns the address of the listener Serve was last given, or nil.
@@ -514,8 +537,12 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	sh.mu.Unlock()
 	s.m.connectionsTotal.Inc()
 	// The reader gets a goroutine of its own so this handler returns and
-	// net/http's per-request state (about 10 KiB) is freed.
-	s.wg.Go(sock.serve)
+	// net/http's per-request state (about 10 KiB) is freed. The socket
+	// counts in wg from here until its teardown, whether a reader
+	// goroutine runs or it is parked.
+	s.wg.Add(1)
+	sock.rstate.Store(readerRunning)
+	go sock.serve()
 	s.regMu.RUnlock()
 }
 
@@ -778,6 +805,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 
 	close(s.done)
 	s.cancel()
+	// Every socket is closing and none parks any more (a closing socket
+	// is woken by its close, not by the poller).
+	if p := s.poller.Load(); p != nil {
+		p.Close()
+	}
 	waited := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -787,7 +819,10 @@ func (s *Server) shutdown(ctx context.Context) error {
 	case <-waited:
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("shutdown: %w; cutting connections", ctx.Err()))
-		s.eachSocket(func(sock *Socket) { sock.nc.Close() })
+		s.eachSocket(func(sock *Socket) {
+			sock.nc.Close()
+			sock.wake()
+		})
 		<-waited
 	}
 	if err := s.broker.Close(); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sccgo/sccgo/internal/netpoll"
 	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/wsconn"
 	"github.com/sccgo/sccgo/protocol"
@@ -35,9 +36,11 @@ var (
 	ErrNoSocket = errors.New("frontend: no such socket")
 )
 
-// Socket is one client connection. Its reader goroutine owns its lifetime:
-// it reads, dispatches packets in order and tears the socket down when the
-// connection ends. Other goroutines only enqueue (Transmit, Invoke,
+// Socket is one client connection. Its reader owns its lifetime: it
+// reads, dispatches packets in order and tears the socket down when the
+// connection ends. The reader is a goroutine only while there is
+// something to read; an idle socket is parked in the server's poller (see
+// serve). Other goroutines only enqueue (Transmit, Invoke,
 // SetAuthToken, deliveries) and never write to the connection themselves.
 type Socket struct {
 	srv *Server
@@ -72,6 +75,9 @@ type Socket struct {
 	// handshake that reads the same buffer from another goroutine.
 	rmu          sync.Mutex
 	closeStarted bool
+
+	rstate atomic.Int32   // reader state: readerRunning, readerParked, ...
+	parked netpoll.Handle // the socket's place in the server's poller
 
 	mu          sync.Mutex
 	closeReason string
@@ -344,6 +350,7 @@ func (s *Socket) QueueWriteError(err error) {
 		}
 	}
 	s.ws.CloseNow()
+	s.wake()
 }
 
 // abandon resets a connection whose peer is gone and leaves its close to
@@ -383,7 +390,11 @@ func (s *Socket) closeWithText(code int, reason, text string, flush bool) {
 		t := time.AfterFunc(s.srv.cfg.CloseTimeout, func() { s.nc.Close() })
 		s.rmu.Lock()
 		s.closeStarted = true
+		s.nc.RestoreReadBuffer() // the handshake reads it
 		s.rmu.Unlock()
+		// A parked socket's reader joins the handshake's reads and tears
+		// the socket down once it is over.
+		s.wake()
 		s.ws.Close(websocket.StatusCode(code), text)
 		t.Stop()
 	}
@@ -395,25 +406,134 @@ func (s *Socket) closeWithText(code int, reason, text string, flush bool) {
 	s.srv.wg.Go(doClose)
 }
 
-// serve is the reader goroutine. Its own frame is kept tiny because an
-// idle socket parks here, in WaitReadable, and the goroutine's stack
-// shrinks to what that path uses.
+// Reader states (Socket.rstate). One goroutine at a time runs serve: the
+// one the upgrade starts, then, each time the socket parked, one started
+// by wake.
+const (
+	readerRunning int32 = iota // serve runs
+	readerRewake               // serve runs, and was woken meanwhile: look again before parking
+	readerParked               // no goroutine: the poller or a close calls wake
+	readerDone                 // torn down
+)
+
+// serve is the reader. It reads and handles messages until there is
+// nothing left to read, then parks the socket in the server's poller and
+// returns, so an idle socket holds no goroutine; wake starts it again.
+// The last serve tears the socket down.
 func (s *Socket) serve() {
-	defer s.teardown()
-	for s.waitReadable() && s.readOne() {
+	for {
+		switch s.waitReadable() {
+		case waitParked:
+			return
+		case waitRead:
+			if s.readOne() {
+				continue
+			}
+		}
+		s.readFailed(net.ErrClosed)
+		s.rstate.Store(readerDone)
+		if p := s.srv.poller.Load(); p != nil {
+			p.Release(&s.parked, s.nc.RawConn())
+		}
+		s.teardown()
+		s.srv.wg.Done()
+		return
 	}
-	s.readFailed(net.ErrClosed)
 }
 
-// waitReadable parks until a message may be read. Once a close handshake
-// has started it returns at once: the WebSocket reader then serializes
-// with the handshake's own reads.
-func (s *Socket) waitReadable() bool {
-	s.rmu.Lock()
-	ready := s.closeStarted || s.nc.Buffered()
-	s.rmu.Unlock()
-	return ready || s.nc.WaitReadable() == nil
+type waitResult int
+
+const (
+	waitRead   waitResult = iota // a message may be read
+	waitParked                   // parked: return without touching the socket
+	waitFailed                   // the connection ended
+)
+
+// waitReadable decides what the reader does next: read, when bytes are
+// in user space or in the kernel (or the peer left); park, when there are
+// none and the server has a poller; else block until the socket is
+// readable. Once a close handshake has started it reads at once: the
+// WebSocket reader then serializes with the handshake's own reads.
+func (s *Socket) waitReadable() waitResult {
+	for {
+		s.rmu.Lock()
+		s.nc.RestoreReadBuffer() // after a park
+		ready := s.closeStarted || s.nc.Buffered()
+		s.rmu.Unlock()
+		if ready {
+			return waitRead
+		}
+		p := s.srv.poller.Load()
+		rc := s.nc.RawConn()
+		if p == nil || rc == nil {
+			if s.nc.WaitReadable() != nil {
+				return waitFailed
+			}
+			return waitRead
+		}
+		if s.nc.Readable() {
+			return waitRead
+		}
+		// A parked socket needs no read buffer; whoever reads next (this
+		// reader once woken, or a close handshake) takes one back under
+		// rmu first.
+		s.rmu.Lock()
+		shed := !s.closeStarted && s.nc.ReleaseReadBuffer()
+		s.rmu.Unlock()
+		if !shed {
+			continue
+		}
+		if p.Arm(&s.parked, rc, (*socketWaker)(s)) != nil {
+			// The poller is closed (shutdown) or the connection is:
+			// block as without a poller.
+			s.rmu.Lock()
+			s.nc.RestoreReadBuffer()
+			s.rmu.Unlock()
+			if s.nc.WaitReadable() != nil {
+				return waitFailed
+			}
+			return waitRead
+		}
+		s.srv.parkedN.Add(1) // before the state, so a wake never takes it below zero
+		if s.rstate.CompareAndSwap(readerRunning, readerParked) {
+			return waitParked
+		}
+		s.srv.parkedN.Add(-1)
+		// Woken between the arm and now (the one-shot arm may have
+		// fired too, or may still): look again.
+		s.rstate.Store(readerRunning)
+	}
 }
+
+// wake restarts a parked socket's reader: its descriptor is readable, or
+// its connection is being closed (a closed descriptor leaves the poller
+// without an event, so whoever closes the connection wakes the socket,
+// whose reader then finds it closed and tears the socket down). A socket
+// whose reader runs is told to look again before it parks.
+func (s *Socket) wake() {
+	for {
+		switch st := s.rstate.Load(); st {
+		case readerParked:
+			if s.rstate.CompareAndSwap(st, readerRunning) {
+				s.srv.parkedN.Add(-1)
+				go s.serve() // counted in srv.wg by the socket itself
+				return
+			}
+		case readerRunning:
+			if s.rstate.CompareAndSwap(st, readerRewake) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// socketWaker is the poller's view of a Socket, so that Socket's API
+// grows no Wake method.
+type socketWaker Socket
+
+func (w *socketWaker) Wake() { (*Socket)(w).wake() }
 
 // readOne reads and handles one message; false when the connection ended.
 func (s *Socket) readOne() bool {

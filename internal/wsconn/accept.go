@@ -3,6 +3,7 @@ package wsconn
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -78,14 +79,18 @@ type Raw struct {
 	// Conn is the TCP connection under the WebSocket, for deadlines and
 	// for cutting the connection off.
 	net.Conn
-	br     *bufio.Reader
+	br    *bufio.Reader
+	rd    io.Reader // what br reads from
+	rsize int       // br's size
+	// shed: br's buffer is in readerPool (ReleaseReadBuffer).
+	shed   bool
 	prefix *prefixConn
 	cork   corkWriter // the write side, in the same allocation
 	rc     syscall.RawConn
 }
 
-func newRaw(nc net.Conn, br *bufio.Reader, pc *prefixConn, w net.Conn) *Raw {
-	r := &Raw{Conn: nc, br: br, prefix: pc}
+func newRaw(nc net.Conn, br *bufio.Reader, rd io.Reader, rsize int, pc *prefixConn, w net.Conn) *Raw {
+	r := &Raw{Conn: nc, br: br, rd: rd, rsize: rsize, prefix: pc}
 	r.cork.Conn = w
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -116,6 +121,72 @@ func (r *Raw) WaitReadable() error {
 	}
 	return waitReadable(r.rc)
 }
+
+// Full read buffers of idle connections, and empty bufio.Reader shells
+// to move them in, for ReleaseReadBuffer.
+var readerPool, shellPool sync.Pool
+
+// ReleaseReadBuffer gives the read buffer to a pool shared by every
+// connection, for a connection about to be idle: a connection parked
+// without a reader needs none. It reports whether the buffer is released;
+// it is not when bytes are buffered. RestoreReadBuffer must run before the
+// WebSocket is read again (the close handshake reads it too). Neither may
+// run concurrently with the other or with a read of the WebSocket.
+//
+// coder/websocket keeps a pointer to the bufio.Reader, and bufio has no
+// way to drop a buffer, so the Reader's value moves: into a pooled shell
+// here, and back from a pooled Reader in RestoreReadBuffer.
+func (r *Raw) ReleaseReadBuffer() bool {
+	if r.shed {
+		return true
+	}
+	if r.Buffered() {
+		return false
+	}
+	sh, _ := shellPool.Get().(*bufio.Reader)
+	if sh == nil {
+		sh = new(bufio.Reader)
+	}
+	*sh = *r.br
+	*r.br = bufio.Reader{}
+	readerPool.Put(sh)
+	r.shed = true
+	return true
+}
+
+// RestoreReadBuffer gives the connection a read buffer again after
+// ReleaseReadBuffer; otherwise it does nothing.
+func (r *Raw) RestoreReadBuffer() {
+	if !r.shed {
+		return
+	}
+	r.shed = false
+	full, _ := readerPool.Get().(*bufio.Reader)
+	if full == nil || full.Size() != r.rsize {
+		full = bufio.NewReaderSize(r.rd, r.rsize)
+	} else {
+		full.Reset(r.rd)
+	}
+	*r.br = *full
+	*full = bufio.Reader{}
+	shellPool.Put(full)
+}
+
+// Readable reports, without blocking, whether a read of the socket
+// would not block: bytes are waiting in the kernel, or the peer closed or
+// reset the connection. Like WaitReadable it ignores bytes already in
+// user space (see Buffered). It reports true where it cannot tell.
+func (r *Raw) Readable() bool {
+	if r.rc == nil {
+		return true
+	}
+	return peekReadable(r.rc)
+}
+
+// RawConn returns the socket's raw connection, for readiness polling, or
+// nil when the connection has none (TLS): bytes can then wait inside the
+// connection where no readiness shows them.
+func (r *Raw) RawConn() syscall.RawConn { return r.rc }
 
 // Abort makes the next Close reset the connection (SO_LINGER 0) instead
 // of sending a FIN and waiting for the peer's ACK. Use it when the peer is
@@ -245,7 +316,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn = &meterConn{Conn: conn, m: h.meter}
 	}
 	br := bufio.NewReaderSize(conn, h.rsize)
-	h.raw = newRaw(nc, br, pc, w)
+	h.raw = newRaw(nc, br, conn, h.rsize, pc, w)
 	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(&h.raw.cork, h.wsize)), nil
 }
 

@@ -1,0 +1,462 @@
+//go:build linux
+
+package frontend
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sccgo/sccgo/internal/wsframe"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// Parked sockets hold no goroutine; these tests check that everything a
+// socket's reader and the sweeper do still happens while it is parked.
+
+// awaitParked waits until n sockets are parked.
+func awaitParked(t testing.TB, srv *Server, n int64) {
+	t.Helper()
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d parked sockets", n), func() bool { return srv.parkedN.Load() == n })
+}
+
+// waitGone waits until srv has no socket left, parked or registered in
+// its poller.
+func waitGone(t testing.TB, srv *Server) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "every socket torn down", func() bool {
+		p := srv.poller.Load()
+		return srv.Stats().Connections == 0 && srv.parkedN.Load() == 0 && (p == nil || p.Len() == 0)
+	})
+}
+
+func TestParkedSocketAnswersPings(t *testing.T) {
+	for _, v := range []protocol.Version{protocol.V1, protocol.V2} {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ProtocolVersion = v
+			cfg.PingInterval = 30 * time.Millisecond
+			cfg.PingTimeout = 300 * time.Millisecond
+			srv := startServer(t, cfg)
+			c := dial(t, srv)
+			c.handshake("")
+			c.subscribe("p", 2)
+			awaitParked(t, srv, 1)
+			// More pongs than fit in a ping timeout: each one woke the
+			// parked socket, was read, and the socket parked again.
+			waitFor(t, 10*time.Second, "pongs", func() bool {
+				return counter(t, srv.Registry(), "scc_frontend_messages_in_total", "type", "pong") >= 20
+			})
+			select {
+			case <-c.done:
+				t.Fatalf("connection closed: %v", c.readErr())
+			default:
+			}
+			if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonPongTimeout); got != 0 {
+				t.Fatalf("%v pong timeouts", got)
+			}
+			awaitParked(t, srv, 1)
+			// A parked subscriber still gets what is published.
+			if err := srv.Publish(context.Background(), "p", []byte(`"hi"`)); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				if p := c.packet2(); p != "" {
+					if want := `{"event":"#publish","data":{"channel":"p","data":"hi"}}`; p != want {
+						t.Fatalf("got %s, want %s", p, want)
+					}
+					break
+				}
+			}
+		})
+	}
+}
+
+// A client that stops answering is closed for its pong timeout while
+// its socket is parked.
+func TestParkedSocketPongTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.PingInterval = 30 * time.Millisecond
+	cfg.PingTimeout = 300 * time.Millisecond
+	srv := startServer(t, cfg)
+	c := dialWith(t, wsURL(srv), dialOpts{noAutoPong: true})
+	c.handshake("")
+	awaitParked(t, srv, 1)
+	c.expectClose(protocol.ClosePongTimeout)
+	waitGone(t, srv)
+}
+
+func TestParkedSocketHandshakeTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.HandshakeTimeout = time.Second
+	srv := startServer(t, cfg)
+	c := dial(t, srv)
+	awaitParked(t, srv, 1)
+	c.expectClose(protocol.CloseHandshakeTimeout)
+	waitGone(t, srv)
+	if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonHandshakeTimeout); got != 1 {
+		t.Fatalf("handshake timeouts %v, want 1", got)
+	}
+}
+
+func TestParkedSocketTokenExpiry(t *testing.T) {
+	cfg := testConfig()
+	cfg.PingInterval = time.Minute
+	cfg.PingTimeout = 2 * time.Minute
+	conns := make(chan *Socket, 1)
+	cfg.OnConnect = func(s *Socket) { conns <- s }
+	srv := startServer(t, cfg)
+	c := dial(t, srv)
+	hs := c.handshake(hsToken(t, testKey, jwt.MapClaims{"username": "eve", "exp": time.Now().Unix() + 1}))
+	if hs["isAuthenticated"] != true {
+		t.Fatalf("handshake %v", hs)
+	}
+	s := <-conns
+	awaitParked(t, srv, 1)
+	// No packet and no pong comes in: the sweeper notices the expiry.
+	c.expect(`{"event":"#removeAuthToken"}`)
+	if s.IsAuthenticated() {
+		t.Fatal("still authenticated after expiry")
+	}
+	awaitParked(t, srv, 1)
+}
+
+func TestParkedSocketCloseFrames(t *testing.T) {
+	cfg := testConfig()
+	srv := startServer(t, cfg)
+
+	t.Run("client closes", func(t *testing.T) {
+		c := dial(t, srv)
+		c.handshake("")
+		awaitParked(t, srv, 1)
+		if err := c.ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+			t.Fatalf("close handshake: %v", err)
+		}
+		waitGone(t, srv)
+		if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonNormal); got != 1 {
+			t.Fatalf("normal closes %v, want 1", got)
+		}
+	})
+	t.Run("server closes", func(t *testing.T) {
+		conns := make(chan *Socket, 1)
+		srv := startServer(t, func() Config { c := testConfig(); c.OnConnect = func(s *Socket) { conns <- s }; return c }())
+		c := dial(t, srv)
+		c.handshake("")
+		s := <-conns
+		awaitParked(t, srv, 1)
+		s.Close(4321, "bye")
+		c.expectClose(4321)
+		waitGone(t, srv)
+	})
+	t.Run("peer vanishes", func(t *testing.T) {
+		c := dial(t, srv)
+		c.handshake("")
+		awaitParked(t, srv, 1)
+		c.ws.CloseNow()
+		waitGone(t, srv)
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		srv, err := New(testConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := listen(t)
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		<-srv.Ready()
+		c := dial(t, srv)
+		c.handshake("")
+		awaitParked(t, srv, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+		c.expectClose(protocol.CloseGoingAway)
+		waitGone(t, srv)
+	})
+}
+
+// A WebSocket ping from the client wakes the parked socket and is
+// answered (by coder/websocket, inside the read).
+func TestParkedSocketClientPing(t *testing.T) {
+	srv := startServer(t, testConfig())
+	c := dial(t, srv)
+	c.handshake("")
+	awaitParked(t, srv, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.ws.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
+
+// TestParkedSocketsWakeTogether parks 10,000 subscribed sockets (held by a
+// child process, so that each process stays within its descriptor limit,
+// from eight loopback source addresses), wakes them all at once with one
+// request each, and checks that every one is answered, that the sockets
+// park again without a goroutine each, and that nothing leaks when they
+// close.
+func TestParkedSocketsWakeTogether(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 connections")
+	}
+	n := 10000
+	if s := os.Getenv("FRONTEND_WAKE_CONNS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	cfg := testConfig()
+	cfg.PingInterval = time.Minute
+	cfg.PingTimeout = 2 * time.Minute
+	cfg.HandshakeTimeout = time.Minute
+	cfg.MaxConnectionsPerIP = 0
+	srv := startServer(t, cfg)
+	fds0 := openFDs(t)
+	g0 := runtime.NumGoroutine()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWakeClientProcess$")
+	cmd.Env = append(os.Environ(), "FRONTEND_WAKECLIENT_ADDR="+srv.Addr().String(), "FRONTEND_WAKECLIENT_N="+strconv.Itoa(n))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+	}()
+	lines := bufio.NewScanner(stdout)
+	expectLine := func(want string) {
+		t.Helper()
+		for lines.Scan() {
+			line := lines.Text()
+			if line == want {
+				return
+			}
+			if strings.HasPrefix(line, "error") {
+				t.Fatalf("client process: %s", line)
+			}
+		}
+		t.Fatalf("client process ended before %q", want)
+	}
+	expectLine("ready")
+	awaitParked(t, srv, int64(n))
+	// Writers that sent the answers linger a little (WriterLinger); no
+	// goroutine stays per socket.
+	fewGoroutines := func() bool { return runtime.NumGoroutine() <= g0+100 }
+	waitFor(t, 30*time.Second, "goroutines to end", fewGoroutines)
+
+	io.WriteString(stdin, "wake\n")
+	expectLine("answered")
+	awaitParked(t, srv, int64(n))
+	waitFor(t, 30*time.Second, "goroutines to end", fewGoroutines)
+
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("client process: %v", err)
+	}
+	waitFor(t, 60*time.Second, "every socket torn down", func() bool {
+		p := srv.poller.Load()
+		return srv.Stats().Connections == 0 && srv.parkedN.Load() == 0 && p.Len() == 0
+	})
+	waitFor(t, 30*time.Second, "descriptors back to where they were", func() bool { return openFDs(t) <= fds0 })
+}
+
+func openFDs(t testing.TB) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
+}
+
+// TestWakeClientProcess is the client side of
+// TestParkedSocketsWakeTogether, run in a child process. It opens N
+// handshaken, subscribed connections with raw frames (no goroutine per
+// connection), prints "ready", and on "wake" from stdin writes one
+// request to every connection in a tight loop, reads every answer and
+// prints "answered". It closes them all when stdin closes.
+func TestWakeClientProcess(t *testing.T) {
+	addr := os.Getenv("FRONTEND_WAKECLIENT_ADDR")
+	if addr == "" {
+		t.Skip("helper process for TestParkedSocketsWakeTogether")
+	}
+	n, _ := strconv.Atoi(os.Getenv("FRONTEND_WAKECLIENT_N"))
+	fail := func(format string, args ...any) {
+		fmt.Printf("error "+format+"\n", args...)
+		os.Exit(1)
+	}
+	type conn struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	conns := make([]conn, n)
+	for i := range conns {
+		src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}
+		c, br, err := rawUpgrade(addr, src)
+		if err != nil {
+			fail("conn %d: %v", i, err)
+		}
+		conns[i] = conn{c, br}
+		c.Write(wsframe.AppendText(nil, `{"event":"#handshake","data":{},"cid":1}`))
+		c.Write(wsframe.AppendText(nil, fmt.Sprintf(`{"event":"#subscribe","data":{"channel":"wake-%d"},"cid":2}`, i)))
+	}
+	for i, cn := range conns {
+		if err := readUntil(cn.c, cn.br, `"rid":2`); err != nil {
+			fail("conn %d: subscribing: %v", i, err)
+		}
+	}
+	fmt.Println("ready")
+	in := bufio.NewReader(os.Stdin)
+	if line, _ := in.ReadString('\n'); line != "wake\n" {
+		return
+	}
+	frames := make([][]byte, n)
+	for i := range frames {
+		// Already subscribed: answered with a plain ack.
+		frames[i] = wsframe.AppendText(nil, fmt.Sprintf(`{"event":"#subscribe","data":{"channel":"wake-%d"},"cid":3}`, i))
+	}
+	for i, cn := range conns {
+		if _, err := cn.c.Write(frames[i]); err != nil {
+			fail("conn %d: waking: %v", i, err)
+		}
+	}
+	for i, cn := range conns {
+		if err := readUntil(cn.c, cn.br, `"rid":3`); err != nil {
+			fail("conn %d: waiting for the answer: %v", i, err)
+		}
+	}
+	fmt.Println("answered")
+	io.Copy(io.Discard, in)
+	for _, cn := range conns {
+		cn.c.Close()
+	}
+}
+
+// rawUpgrade opens a WebSocket connection to addr (from src, if not nil)
+// with a bare HTTP upgrade request.
+func rawUpgrade(addr string, src *net.TCPAddr) (net.Conn, *bufio.Reader, error) {
+	d := net.Dialer{Timeout: 30 * time.Second}
+	if src != nil {
+		d.LocalAddr = src
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	var key [16]byte
+	rand.Read(key[:])
+	req := "GET /socketcluster/ HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, req); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	br := bufio.NewReaderSize(c, 512)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		c.Close()
+		return nil, nil, fmt.Errorf("upgrade: %s", resp.Status)
+	}
+	return c, br, nil
+}
+
+// readUntil reads server frames until a text frame contains want.
+func readUntil(c net.Conn, br *bufio.Reader, want string) error {
+	c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return err
+		}
+		n := uint64(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var b [2]byte
+			if _, err := io.ReadFull(br, b[:]); err != nil {
+				return err
+			}
+			n = uint64(binary.BigEndian.Uint16(b[:]))
+		case 127:
+			var b [8]byte
+			if _, err := io.ReadFull(br, b[:]); err != nil {
+				return err
+			}
+			n = binary.BigEndian.Uint64(b[:])
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(br, p); err != nil {
+			return err
+		}
+		switch h[0] & 0x0f {
+		case 0x8:
+			return errors.New("closed by the server")
+		case 0x1:
+			if strings.Contains(string(p), want) {
+				return nil
+			}
+		}
+	}
+}
+
+// A parked subscriber that stops reading is closed as a slow consumer
+// and torn down, though no reader goroutine runs for it.
+func TestParkedSlowConsumer(t *testing.T) {
+	cfg := testConfig()
+	cfg.QueueMaxBytes = 64 << 10
+	cfg.QueueMaxMessages = 1000
+	srv := startServer(t, cfg)
+	c, br, err := rawUpgrade(srv.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(wsframe.AppendText(nil, `{"event":"#handshake","data":{},"cid":1}`))
+	c.Write(wsframe.AppendText(nil, `{"event":"#subscribe","data":{"channel":"firehose"},"cid":2}`))
+	if err := readUntil(c, br, `"rid":2`); err != nil {
+		t.Fatal(err)
+	}
+	awaitParked(t, srv, 1)
+	payload := []byte(`"` + strings.Repeat("x", 4000) + `"`)
+	for sent := 0; srv.Stats().Connections == 1; sent++ {
+		if sent == 100000 {
+			t.Fatal("never closed as a slow consumer")
+		}
+		if err := srv.Publish(context.Background(), "firehose", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitGone(t, srv)
+	if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonSlowConsumer); got != 1 {
+		t.Fatalf("slow consumer closes %v, want 1", got)
+	}
+}
