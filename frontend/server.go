@@ -44,6 +44,7 @@ type Server struct {
 	rules channelRules
 	subs  *subTable
 	api   *api
+	pres  *presLocal // presence.go
 	ids   socketIDs
 	eng   wsconn.Engine
 	ping  []byte
@@ -175,6 +176,8 @@ func New(cfg Config) (*Server, error) {
 	s.chanRate = chanrate.New(cfg.channelRate())
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.api = newAPI(s)
+	s.initPresence()
+	s.subs.pres = s.pres
 	s.initHookMetrics()
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "connections", Help: "Open client WebSocket connections."},
