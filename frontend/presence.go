@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sccgo/sccgo/internal/presence"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -287,15 +288,18 @@ func (s *Socket) presenceCall(p *protocol.Packet, statsOnly bool) {
 }
 
 // checkCompanion decides a subscribe to base's companion channel of
-// join/leave events: the socket must be subscribed to base, whose rule
-// has join_leave.
+// join/leave events: base's rule must have join_leave, and the socket
+// must hold base or be allowed to subscribe to it without subscribe data
+// or a hook.
 func (s *Socket) checkCompanion(base string) *protocol.Error {
 	srv := s.srv
 	if !srv.rules.set.Options(base).JoinLeave || strings.HasPrefix(base, ReservedPrefix) {
 		srv.pres.refused.WithLabelValues(presRefusedOff).Inc()
 		return protocol.NewError(protocol.ErrNameSubscribeBlocked, fmt.Sprintf("the %s channel has no join and leave events", base))
 	}
-	if !srv.subs.has(base, s) {
+	// Subscribed to base, or allowed to subscribe to it by the rules
+	// alone: a reconnecting client may resubscribe the two in any order.
+	if !srv.subs.has(base, s) && s.checkChannel(rules.OpSubscribe, base, nil) != nil {
 		srv.pres.refused.WithLabelValues(presRefusedNotSub).Inc()
 		return protocol.NewError(protocol.ErrNameSubscribeBlocked, fmt.Sprintf("subscribe to the %s channel before its join and leave events", base))
 	}
