@@ -1,7 +1,10 @@
 package broker
 
 import (
+	"sync/atomic"
+
 	"github.com/sccgo/sccgo/internal/presence"
+	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -18,11 +21,31 @@ import (
 // has no presence, or that the link does not hold.
 const dropPresence = "presence_refused"
 
+// brokerPresence is the broker's presence: the hub of members and events,
+// and the committed ring, so that only a channel's owner publishes its
+// events (during a reshard the old and the new owner both hold the
+// members, and clients would see every change twice).
+type brokerPresence struct {
+	*presence.Hub
+	ring atomic.Pointer[ring.Ring]
+}
+
+// owns reports whether this broker owns ch under the committed ring; a
+// broker that has heard of no ring (no state server) owns everything.
+func (s *Server) owns(ch string) bool {
+	r := s.pres.ring.Load()
+	if r == nil || r.Len() == 0 {
+		return true
+	}
+	return r.OwnerID(ch) == s.NodeID()
+}
+
 func (s *Server) initPresence() error {
+	s.pres = &brokerPresence{}
 	h, err := presence.NewHub(presence.Config{
 		EventInterval:   s.cfg.PresenceEventInterval,
 		EventMaxMembers: s.cfg.PresenceEventMaxMembers,
-		JoinLeave:       func(ch string) bool { return s.rules.Options(ch).JoinLeave },
+		JoinLeave:       func(ch string) bool { return s.rules.Options(ch).JoinLeave && s.owns(ch) },
 		Publish:         s.publishPresence,
 		Metrics: presence.NewMetrics(s.reg, protocol.RoleBroker, func() float64 {
 			return float64(s.pres.Table().Len())
@@ -31,7 +54,7 @@ func (s *Server) initPresence() error {
 	if err != nil {
 		return err
 	}
-	s.pres = h
+	s.pres.Hub = h
 	s.m.drops.WithLabelValues(dropPresence)
 	return nil
 }

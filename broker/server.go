@@ -19,7 +19,7 @@ import (
 	"github.com/sccgo/sccgo/internal/dedupe"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
-	"github.com/sccgo/sccgo/internal/presence"
+	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/protocol"
@@ -36,9 +36,9 @@ type Server struct {
 	m     *metrics
 	lm    *nodelink.Metrics
 	table *interest
-	rules *rules.Set    // channel rules; options only, frontends enforce them
-	dedup *dedupe.Set   // recent (channel, idempotency key) pairs
-	pres  *presence.Hub // members of the presence channels this broker owns
+	rules *rules.Set      // channel rules; options only, frontends enforce them
+	dedup *dedupe.Set     // recent (channel, idempotency key) pairs
+	pres  *brokerPresence // members of the presence channels this broker owns
 	http  *http.Server
 	tcp   *connlimit.Metrics
 	ready chan struct{}
@@ -354,6 +354,7 @@ func (h agentHandler) Prepare(ctx context.Context, r protocol.Ring) error { retu
 
 func (h agentHandler) Commit(r protocol.Ring) {
 	h.s.m.ringVersion.Set(float64(r.Version))
+	h.s.pres.ring.Store(ring.FromProtocol(r))
 	h.s.log.Info("ring committed", "version", r.Version, "brokers", len(r.Brokers))
 }
 

@@ -376,3 +376,58 @@ func (b *LocalBroker) deliver(companion string, data []byte) {
 		(*s).Deliver(companion, data)
 	}
 }
+
+type presenceParams struct {
+	Channel string `json:"channel"`
+	Offset  int    `json:"offset"`
+	Limit   int    `json:"limit"`
+}
+
+func (a *api) presenceParams(body []byte) (presenceParams, error) {
+	var p presenceParams
+	if err := decode(body, &p); err != nil {
+		return p, err
+	}
+	if err := a.checkChannel(p.Channel); err != nil {
+		return p, err
+	}
+	if p.Offset < 0 || p.Limit < 0 {
+		return p, errors.New("offset and limit must not be negative")
+	}
+	return p, nil
+}
+
+// presence serves the API's presence: one page of the channel's members.
+func (a *api) presence(ctx context.Context, body []byte) (any, int, string, error) {
+	p, err := a.presenceParams(body)
+	if err != nil {
+		return invalid("%v", err)
+	}
+	res, err := a.s.Presence(ctx, p.Channel, p.Offset, p.Limit)
+	switch {
+	case errors.Is(err, ErrNoPresence):
+		return invalid("%v", err)
+	case err != nil:
+		return unavailable(err)
+	}
+	return res, 0, "", nil
+}
+
+// presenceStats serves the API's presence_stats: O(1) at the owner.
+func (a *api) presenceStats(ctx context.Context, body []byte) (any, int, string, error) {
+	p, err := a.presenceParams(body)
+	if err != nil {
+		return invalid("%v", err)
+	}
+	if p.Offset != 0 || p.Limit != 0 {
+		return invalid("presence_stats takes channel only")
+	}
+	res, err := a.s.PresenceStats(ctx, p.Channel)
+	switch {
+	case errors.Is(err, ErrNoPresence):
+		return invalid("%v", err)
+	case err != nil:
+		return unavailable(err)
+	}
+	return res, 0, "", nil
+}

@@ -223,3 +223,15 @@ func (l *brokerLink) failQueries() {
 	}
 	pq.mu.Unlock()
 }
+
+// The node's Broker carries presence through its routing Broker.
+var _ frontend.PresenceBroker = nodeBroker{}
+
+func (b nodeBroker) SetPresenceSource(src frontend.PresenceSource) { b.n.broker.SetPresenceSource(src) }
+func (b nodeBroker) PresenceJoin(ch string, m protocol.PresenceMember) {
+	b.n.broker.PresenceJoin(ch, m)
+}
+func (b nodeBroker) PresenceLeave(ch, client string) { b.n.broker.PresenceLeave(ch, client) }
+func (b nodeBroker) PresenceQuery(ctx context.Context, q protocol.PresenceQuery) (protocol.PresenceResult, error) {
+	return b.n.broker.PresenceQuery(ctx, q)
+}
