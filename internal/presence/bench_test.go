@@ -2,6 +2,7 @@ package presence
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 )
 
@@ -33,5 +34,31 @@ func BenchmarkJoinLeave(b *testing.B) {
 	for b.Loop() {
 		h.Join(2, "big", ms, false)
 		h.Leave(2, "big", cl)
+	}
+}
+
+// BenchmarkMemoryPerMember reports the heap one present member costs at
+// the owner (100k members of one channel, 20-byte client ids, user ids,
+// no info).
+func BenchmarkMemoryPerMember(b *testing.B) {
+	const n = 100_000
+	ids := make([]string, n)
+	users := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("AbCdEfGhIjKlMn%06d", i)
+		users[i] = fmt.Sprintf("user-%d", i)
+	}
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tb := NewTable()
+		for i := range n {
+			tb.Join(1, "big", Member{Client: ids[i], User: users[i]})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/member")
+		runtime.KeepAlive(tb)
 	}
 }
