@@ -198,9 +198,18 @@ func (p *presLocal) refresh(s *Socket) {
 		return
 	}
 	for _, ch := range s.Channels() {
-		if p.srv.subs.has(ch, s) {
-			p.join(ch, s)
+		if !p.enabled(ch) {
+			continue
 		}
+		m := p.member(s)
+		mu := p.lock(ch)
+		mu.Lock()
+		// Only a member still present is updated: a leave that ran
+		// meanwhile is not undone.
+		if p.t.Update(0, ch, m) {
+			p.pb.PresenceJoin(ch, m)
+		}
+		mu.Unlock()
 	}
 }
 

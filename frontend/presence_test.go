@@ -319,3 +319,36 @@ func (m *stormMember) read(ctx context.Context, limit int) {
 		}
 	}
 }
+
+// A member whose auth token changes is reported again with its new user.
+func TestPresenceFollowsAuthChanges(t *testing.T) {
+	srv := startServer(t, presenceConfig(t))
+	c := dial(t, srv)
+	c.handshake(hsToken(t, testKey, jwt.MapClaims{"sub": "ann"}))
+	c.subscribe("room:1", 2)
+	users := func() []string {
+		res, err := srv.Presence(context.Background(), "room:1", 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range res.Members {
+			out = append(out, m.User)
+		}
+		return out
+	}
+	if got := users(); len(got) != 1 || got[0] != "ann" {
+		t.Fatalf("users = %v, want [ann]", got)
+	}
+	c.sendf(`{"event":"#authenticate","data":%q,"cid":3}`, hsToken(t, testKey, jwt.MapClaims{"sub": "bob"}))
+	c.rid(3)
+	if got := users(); len(got) != 1 || got[0] != "bob" {
+		t.Fatalf("users after #authenticate as bob = %v, want [bob]", got)
+	}
+	c.send(`{"event":"#removeAuthToken","cid":4}`)
+	c.rid(4)
+	st, err := srv.PresenceStats(context.Background(), "room:1")
+	if err != nil || st != (protocol.PresenceStats{Clients: 1, Users: 0}) {
+		t.Fatalf("stats after logout = %+v, %v; want 1 client, no user", st, err)
+	}
+}

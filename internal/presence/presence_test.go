@@ -163,3 +163,17 @@ func counter(m *Metrics, reason string) float64 {
 	var d = m.Drops.WithLabelValues(reason)
 	return testCounter(d)
 }
+
+func TestTableUpdateAddsNothing(t *testing.T) {
+	tb := NewTable()
+	if tb.Update(1, "ch", Member{Client: "a", User: "u"}) || tb.Len() != 0 {
+		t.Fatal("Update added a member")
+	}
+	tb.Join(1, "ch", Member{Client: "a", User: "u"})
+	if !tb.Update(1, "ch", Member{Client: "a", User: "v"}) {
+		t.Fatal("Update of a member failed")
+	}
+	if ms, st, _ := tb.Page("ch", 0, 10); st != (Stats{Clients: 1, Users: 1}) || ms[0].User != "v" {
+		t.Fatalf("after Update: %+v %+v", ms, st)
+	}
+}

@@ -127,6 +127,28 @@ func (c *channel) unuser(u string) {
 	c.users[u]--
 }
 
+// Update replaces the user and info of src's client m.Client in ch; it
+// reports false, and adds nothing, when the client is not a member.
+func (t *Table) Update(src uint64, ch string, m Member) bool {
+	sh := t.shard(ch)
+	sh.mu.Lock()
+	c := sh.m[ch]
+	if c == nil {
+		sh.mu.Unlock()
+		return false
+	}
+	i, ok := c.idx[key{src, m.Client}]
+	if ok {
+		if old := c.list[i].m; old.User != m.User {
+			c.unuser(old.User)
+			c.user(m.User)
+		}
+		c.list[i].m = m
+	}
+	sh.mu.Unlock()
+	return ok
+}
+
 // Leave removes src's client from ch and returns it; ok is false when it
 // was not there.
 func (t *Table) Leave(src uint64, ch, client string) (m Member, ok bool) {
