@@ -122,3 +122,29 @@ func BenchmarkPresenceStats100k(b *testing.B) {
 		}
 	}
 }
+
+// Only the channel's owner under the committed ring publishes events: in
+// a reshard the old and the new owner both hold the members.
+func TestPresenceEventsOnlyFromOwner(t *testing.T) {
+	br := presenceBroker(t)
+	f := dialPresFE(t, br.addr(), "fe-1")
+	f.l.Send(protocol.MsgSubscribe, &protocol.Subscribe{ID: 1, Channels: []string{"room"}})
+	join := func(client string) {
+		f.l.Send(protocol.MsgPresenceJoin, &protocol.PresenceJoin{Channel: "room", Members: []protocol.PresenceMember{{Client: client}}})
+	}
+	join("a")
+	waitFor(t, "a present", func() bool { return br.pres.Stats("room").Clients == 1 })
+	br.pres.Flush()
+	if ch := <-f.events; ch != "#presence:room" {
+		t.Fatalf("event on %q, want #presence:room", ch)
+	}
+	events := br.metric("scc_broker_presence_events_total")
+	// A ring in which another broker owns every channel.
+	agentHandler{br.Server}.Commit(protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "other", Addr: "127.0.0.1:1"}}})
+	join("b")
+	waitFor(t, "b present", func() bool { return br.pres.Stats("room").Clients == 2 })
+	br.pres.Flush()
+	if got := br.metric("scc_broker_presence_events_total"); got != events {
+		t.Fatalf("a broker that does not own the channel published %v events", got-events)
+	}
+}
