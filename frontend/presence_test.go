@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -350,5 +351,41 @@ func TestPresenceFollowsAuthChanges(t *testing.T) {
 	st, err := srv.PresenceStats(context.Background(), "room:1")
 	if err != nil || st != (protocol.PresenceStats{Clients: 1, Users: 0}) {
 		t.Fatalf("stats after logout = %+v, %v; want 1 client, no user", st, err)
+	}
+}
+
+// The server API's presence and presence_stats, standalone: pages, counts,
+// and refusals for channels without presence and reserved ones.
+func TestAPIPresenceStandalone(t *testing.T) {
+	cfg := presenceConfig(t)
+	cfg.API.Key = testAPIKey
+	cfg.ServeAdmin = true
+	cfg.Presence.PageMax = 2
+	srv := startServer(t, cfg)
+	addr := srv.Addr().String()
+	for i := range 3 {
+		c := dial(t, srv)
+		c.handshake(hsToken(t, testKey, jwt.MapClaims{"sub": fmt.Sprint("u", i%2)}))
+		c.subscribe("room:1", 2)
+	}
+	st := apiOK(t, addr, "presence_stats", `{"channel":"room:1"}`)
+	if st["clients"] != 3.0 || st["users"] != 2.0 {
+		t.Fatalf("presence_stats = %v", st)
+	}
+	p := apiOK(t, addr, "presence", `{"channel":"room:1","limit":10}`) // capped at PageMax
+	if ms, _ := p["members"].([]any); len(ms) != 2 || p["next"] != 2.0 {
+		t.Fatalf("first page = %v, want 2 members and next 2", p)
+	}
+	p = apiOK(t, addr, "presence", `{"channel":"room:1","offset":2}`)
+	if ms, _ := p["members"].([]any); len(ms) != 1 || p["next"] != nil {
+		t.Fatalf("last page = %v, want 1 member and no next", p)
+	}
+	for _, body := range []string{`{"channel":"plain:1"}`, `{"channel":"#scc:user:1"}`, `{"channel":"room:1","offset":-1}`, `{}`} {
+		if code, out := apiCall(t, addr, testAPIKey, "presence", body); code != http.StatusBadRequest {
+			t.Errorf("presence %s: HTTP %d %v, want 400", body, code, out)
+		}
+	}
+	if code, _ := apiCall(t, addr, testAPIKey, "presence_stats", `{"channel":"room:1","limit":3}`); code != http.StatusBadRequest {
+		t.Errorf("presence_stats with a limit: HTTP %d, want 400", code)
 	}
 }
