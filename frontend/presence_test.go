@@ -212,22 +212,23 @@ func TestPresenceJoinStorm(t *testing.T) {
 				t.Errorf("handshake: %v", err)
 				return
 			}
-			members[i] = &stormMember{ws: ws, done: make(chan struct{})}
+			m := &stormMember{ws: ws, done: make(chan struct{})}
+			members[i] = m
+			go m.read(ctx, cfg.Presence.EventMaxMembers) // answers pings while the others connect
 		}()
 	}
 	wg.Wait()
+	t.Cleanup(func() {
+		for _, m := range members {
+			if m != nil {
+				m.ws.CloseNow()
+				<-m.done
+			}
+		}
+	})
 	if t.Failed() {
 		return
 	}
-	for _, m := range members {
-		go m.read(ctx, cfg.Presence.EventMaxMembers)
-	}
-	t.Cleanup(func() {
-		for _, m := range members {
-			m.ws.CloseNow()
-			<-m.done
-		}
-	})
 	// The storm: every member subscribes to the channel and its events
 	// in one frame, all within well under a second.
 	start := time.Now()
@@ -269,7 +270,8 @@ func TestPresenceJoinStorm(t *testing.T) {
 		t.Fatalf("%v subscribers closed as slow consumers", c)
 	}
 	if got := srv.nconns.Load(); got != int64(n+1) {
-		t.Fatalf("%d sockets open, want %d", got, n)
+		t.Fatalf("%d sockets open, want %d (closes by reason: pong timeout %v)", got, n+1,
+			counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonPongTimeout))
 	}
 	published := counter(t, srv.Registry(), "scc_frontend_presence_events_total")
 	overCap := counter(t, srv.Registry(), "scc_frontend_presence_event_drops_total", "reason", "over_cap")
