@@ -25,6 +25,10 @@ const (
 
 	DefaultIdempotencyKeys = 100000
 	DefaultIdempotencyTTL  = 2 * time.Minute
+
+	DefaultPresenceEventInterval   = 500 * time.Millisecond
+	DefaultPresenceEventMaxMembers = 100
+	DefaultPresencePageMax         = 1000
 )
 
 // Config configures a broker Server.
@@ -90,6 +94,17 @@ type Config struct {
 	// IdempotencyTTL is how long such a pair is remembered
 	// (SCC_IDEMPOTENCY_TTL). Default 2m.
 	IdempotencyTTL time.Duration
+	// PresenceEventInterval is how long join and leave changes of a
+	// presence channel are gathered into one event
+	// (SCC_PRESENCE_EVENT_INTERVAL, docs/presence.md). Default 500ms.
+	PresenceEventInterval time.Duration
+	// PresenceEventMaxMembers caps the joins and leaves one event lists;
+	// the rest are counted in its omitted field
+	// (SCC_PRESENCE_EVENT_MAX_MEMBERS). Default 100.
+	PresenceEventMaxMembers int
+	// PresencePageMax caps the members one presence query returns
+	// (SCC_PRESENCE_PAGE_MAX). Default 1000.
+	PresencePageMax int
 	// Rules are the channel rules (SCC_CHANNELS_FILE, docs/channels.md;
 	// load them with rules.Load). Brokers do not check client permissions,
 	// frontends do: a broker reports the rules' digest to the state server
@@ -133,6 +148,10 @@ func DefaultConfig() Config {
 
 		IdempotencyKeys: DefaultIdempotencyKeys,
 		IdempotencyTTL:  DefaultIdempotencyTTL,
+
+		PresenceEventInterval:   DefaultPresenceEventInterval,
+		PresenceEventMaxMembers: DefaultPresenceEventMaxMembers,
+		PresencePageMax:         DefaultPresencePageMax,
 	}
 }
 
@@ -150,6 +169,9 @@ func (c Config) Validate() error {
 	}
 	if c.IdempotencyKeys < 0 || c.IdempotencyTTL < 0 {
 		errs = append(errs, errors.New("IdempotencyKeys and IdempotencyTTL must not be negative"))
+	}
+	if c.PresenceEventInterval <= 0 || c.PresenceEventMaxMembers < 1 || c.PresencePageMax < 1 {
+		errs = append(errs, errors.New("PresenceEventInterval, PresenceEventMaxMembers and PresencePageMax must be positive"))
 	}
 	if c.ReadyPoll <= 0 {
 		errs = append(errs, errors.New("ReadyPoll must be positive"))

@@ -93,7 +93,9 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 			l.sync(sy.Channels)
 			l.subAck(sy.ID)
 		default:
-			s.m.drops.WithLabelValues(dropUnknown).Inc()
+			if !l.handlePresence(m) {
+				s.m.drops.WithLabelValues(dropUnknown).Inc()
+			}
 		}
 	}
 	if pubs > 0 {
@@ -205,6 +207,7 @@ func (l *link) remove(ch string) {
 	}
 	delete(l.chans, ch)
 	l.s.table.remove(ch, l)
+	l.s.pres.DropChannel(l.id, ch)
 }
 
 // sync replaces the link's channel set: new channels are added before old
@@ -235,6 +238,7 @@ func (l *link) Closed(_ *nodelink.Link, err error) {
 	}
 	clear(l.chans)
 	s := l.s
+	s.pres.DropSource(l.id)
 	s.mu.Lock()
 	delete(s.links, l)
 	s.mu.Unlock()

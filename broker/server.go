@@ -19,6 +19,7 @@ import (
 	"github.com/sccgo/sccgo/internal/dedupe"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/protocol"
@@ -35,8 +36,9 @@ type Server struct {
 	m     *metrics
 	lm    *nodelink.Metrics
 	table *interest
-	rules *rules.Set  // channel rules; options only, frontends enforce them
-	dedup *dedupe.Set // recent (channel, idempotency key) pairs
+	rules *rules.Set      // channel rules; options only, frontends enforce them
+	dedup *dedupe.Set     // recent (channel, idempotency key) pairs
+	pres  *brokerPresence // members of the presence channels this broker owns
 	http  *http.Server
 	tcp   *connlimit.Metrics
 	ready chan struct{}
@@ -85,6 +87,9 @@ func New(cfg Config) (*Server, error) {
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
 	s.tcp = connlimit.NewMetrics(reg, protocol.RoleBroker)
 	s.registerRules()
+	if err := s.initPresence(); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, s.serveLink)
 	s.handleProbes(mux)
@@ -133,6 +138,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.serving = true
 	s.ln = ln
+	s.pres.Start()
 	if s.cfg.WarmUp > 0 {
 		t := time.AfterFunc(s.cfg.WarmUp, func() { close(s.warm) })
 		s.wg.Go(func() {
@@ -322,6 +328,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	s.pres.Close()
 	return err
 }
 
@@ -347,6 +354,7 @@ func (h agentHandler) Prepare(ctx context.Context, r protocol.Ring) error { retu
 
 func (h agentHandler) Commit(r protocol.Ring) {
 	h.s.m.ringVersion.Set(float64(r.Version))
+	h.s.pres.ring.Store(ring.FromProtocol(r))
 	h.s.log.Info("ring committed", "version", r.Version, "brokers", len(r.Brokers))
 }
 

@@ -520,6 +520,9 @@ var apiMethods = map[string]apiMethod{
 	"unsubscribe": (*api).unsubscribe,
 	"channels":    (*api).channels,
 	"info":        (*api).info,
+
+	"presence":       (*api).presence, // presence.go
+	"presence_stats": (*api).presenceStats,
 }
 
 // decode reads one JSON object strictly: unknown fields and trailing data

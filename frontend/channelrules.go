@@ -130,8 +130,8 @@ func (s *Socket) recheckChannels() {
 		sub.Authenticated, sub.Claims = true, info.claims
 	}
 	for _, ch := range chans {
-		if s.isGranted(ch) {
-			continue
+		if _, ok := protocol.PresenceBase(ch); ok || s.isGranted(ch) {
+			continue // a companion channel follows its base channel
 		}
 		d := s.srv.rules.set.Check(rules.OpSubscribe, ch, sub)
 		if d.Err == nil || d.Reason == rules.ReasonSubscriptionToken {

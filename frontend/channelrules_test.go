@@ -29,7 +29,7 @@ rules:
 default: {subscribe: anyone, publish: anyone}
 `
 
-func rulesConfig(t *testing.T, doc string) Config {
+func rulesConfig(t testing.TB, doc string) Config {
 	t.Helper()
 	set, err := rules.Parse([]byte(doc), rules.YAML)
 	if err != nil {

@@ -449,6 +449,8 @@ type Config struct {
 
 	// API configures the server API (see APIConfig; off by default).
 	API APIConfig
+	// Presence configures presence (see PresenceConfig, docs/presence.md).
+	Presence PresenceConfig
 }
 
 // DefaultConfig returns the defaults documented on each Config field.
@@ -496,6 +498,7 @@ func DefaultConfig() Config {
 		HookCallsPerSocket:     16,
 		MaxHandshakesPerSecond: 0,
 		API:                    DefaultAPIConfig(),
+		Presence:               DefaultPresenceConfig(),
 		InboundByteRate:        2 << 20,
 		MaxBatchPackets:        1000,
 		MaxMessageFragments:    128,
@@ -601,6 +604,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
 	}
 	if err := c.API.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Presence.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, _, err := authAlgorithms(c); err != nil {

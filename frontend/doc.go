@@ -63,6 +63,13 @@
 // subscribers and its size (ChannelDeliveryRate). Tables that a storm fills are rebuilt small once it
 // has gone, since Go maps never shrink.
 //
+// Presence (presence.go) reports a channel's members under the channel's
+// subscription shard lock and then its presence stripe lock, in that
+// order: subShard.mu → presLocal.locks[i] → the Broker's own locks
+// (PresenceJoin and PresenceLeave must not block). A PresenceBroker's
+// re-reports take the stripe lock through ReportPresence and hold none of
+// the table's locks.
+//
 // The server API (api.go, docs/api.md) keeps a second subscription table
 // for its internal per-user channels, with the same lock order; its
 // waiter map lock is a leaf.

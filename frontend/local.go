@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sccgo/sccgo/internal/dedupe"
+	"github.com/sccgo/sccgo/internal/presence"
 )
 
 // LocalBroker is the standalone Broker: every publish is handed straight
@@ -13,7 +14,8 @@ import (
 // single-node server.
 type LocalBroker struct {
 	sink  atomic.Pointer[Sink]
-	dedup *dedupe.Set // set by the server before Start; nil delivers every retry
+	dedup *dedupe.Set   // set by the server before Start; nil delivers every retry
+	pres  *presence.Hub // set by the server before Start (presence.go)
 }
 
 // NewLocalBroker returns a LocalBroker.
@@ -25,6 +27,9 @@ var errNotStarted = errors.New("frontend: broker not started")
 // Start implements Broker.
 func (b *LocalBroker) Start(_ context.Context, sink Sink) error {
 	b.sink.Store(&sink)
+	if b.pres != nil {
+		b.pres.Start()
+	}
 	return nil
 }
 
@@ -59,4 +64,9 @@ func (b *LocalBroker) PublishIdempotent(ctx context.Context, channel string, dat
 func (b *LocalBroker) Ready() bool { return b.sink.Load() != nil }
 
 // Close implements Broker.
-func (b *LocalBroker) Close() error { return nil }
+func (b *LocalBroker) Close() error {
+	if b.pres != nil {
+		b.pres.Close()
+	}
+	return nil
+}

@@ -44,6 +44,7 @@ type Server struct {
 	rules channelRules
 	subs  *subTable
 	api   *api
+	pres  *presLocal // presence.go
 	ids   socketIDs
 	eng   wsconn.Engine
 	ping  []byte
@@ -183,6 +184,8 @@ func New(cfg Config) (*Server, error) {
 	s.subLim.b.tokens = float64(cfg.SubscribeBurst)
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.api = newAPI(s)
+	s.initPresence()
+	s.subs.pres = s.pres
 	s.initHookMetrics()
 	s.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "connections", Help: "Open client WebSocket connections."},

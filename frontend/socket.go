@@ -229,6 +229,7 @@ func (s *Socket) KickOut(channel, message string) error {
 	s.srv.subs.unsubscribe(channel, s)
 	data, _ := json.Marshal(protocol.KickOutData{Channel: channel, Message: message})
 	s.send(protocol.AppendEvent(nil, protocol.EventKickOut, data, 0))
+	s.kickCompanion(channel)
 	return nil
 }
 
@@ -285,6 +286,7 @@ func (s *Socket) setAuth(info *tokenInfo) {
 	}
 	s.recheckChannels()
 	s.srv.api.bindUser(s, userOf(info))
+	s.srv.pres.refresh(s)
 }
 
 // dropChannel removes channel from the socket's list and gives back its
@@ -811,6 +813,8 @@ func (s *Socket) handlePacket(p *protocol.Packet) {
 	case protocol.EventUnsubscribe:
 		s.srv.m.inOther.Inc()
 		s.unsubscribe(p)
+	case protocol.ProcPresence, protocol.ProcPresenceStats:
+		s.presenceCall(p, p.Event == protocol.ProcPresenceStats)
 	default:
 		s.custom(p)
 	}
@@ -934,7 +938,13 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 		s.fail(p, protocol.NewError(protocol.ErrNameAuth, fmt.Sprintf("Cannot subscribe socket to the %s channel before it has authenticated", ch)))
 		return
 	}
-	if perr := s.checkChannel(rules.OpSubscribe, ch, req.Data); perr != nil {
+	if base, ok := protocol.PresenceBase(ch); ok {
+		// The read-only companion channel of base's join/leave events.
+		if perr := s.checkCompanion(base); perr != nil {
+			s.fail(p, perr)
+			return
+		}
+	} else if perr := s.checkChannel(rules.OpSubscribe, ch, req.Data); perr != nil {
 		if perr == errHookDecides {
 			s.subscribeHook(p, ch, req.Data)
 			return
@@ -1037,6 +1047,7 @@ func (s *Socket) unsubscribe(p *protocol.Packet) {
 	}
 	s.srv.subs.unsubscribe(ch, s)
 	s.ack(p)
+	s.kickCompanion(ch)
 }
 
 func (s *Socket) publish(p *protocol.Packet) {

@@ -36,6 +36,7 @@ type subTable struct {
 	subs     atomic.Int64
 	pending  atomic.Int64 // entries whose Broker.Subscribe is in flight
 	onChange func(channels, subs int64)
+	pres     *presLocal // reports members of presence channels; nil for none
 }
 
 type subShard struct {
@@ -103,6 +104,17 @@ func (e *chanEntry) add(s *Socket) bool {
 		e.peak = max(e.peak, len(e.many))
 	}
 	return true
+}
+
+// each calls fn for every subscriber.
+func (e *chanEntry) each(fn func(*Socket)) {
+	if e.many != nil {
+		for s := range e.many {
+			fn(s)
+		}
+	} else if e.one != nil {
+		fn(e.one)
+	}
 }
 
 func (e *chanEntry) has(s *Socket) bool {
@@ -178,6 +190,9 @@ func (t *subTable) join(channel string, s *Socket, w subWaiter, maxPending int) 
 	}
 	if e.add(s) {
 		t.subs.Add(1)
+		if t.pres != nil {
+			t.pres.join(channel, s)
+		}
 	}
 	if st != joinReady {
 		e.waiters = append(e.waiters, w)
@@ -227,6 +242,9 @@ func (t *subTable) complete(ctx context.Context, channel string, answer func(sub
 	e.waiters = nil
 	if err != nil || e.n == 0 {
 		// Failed, or everyone left meanwhile.
+		if t.pres != nil {
+			e.each(func(s *Socket) { t.pres.leave(channel, s) })
+		}
 		t.drop(sh, channel)
 		t.subs.Add(-int64(e.n))
 		if err == nil {
@@ -268,6 +286,9 @@ func (t *subTable) unsubscribe(channel string, s *Socket) bool {
 		return false
 	}
 	t.subs.Add(-1)
+	if t.pres != nil {
+		t.pres.leave(channel, s)
+	}
 	if e.n == 0 && e.done {
 		t.drop(sh, channel)
 		if e.err == nil {

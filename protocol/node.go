@@ -51,6 +51,14 @@ const (
 	MsgStats       MsgType = 26 // node → state: counters for the status page
 	MsgPing        MsgType = 27 // either way: liveness
 	MsgPong        MsgType = 28 // either way: liveness
+
+	// Presence (docs/presence.md): frontends report the members of
+	// presence channels to the broker that owns each channel, and ask it
+	// for members and counts.
+	MsgPresenceJoin   MsgType = 40 // frontend → broker: members of a channel on this link (idempotent)
+	MsgPresenceLeave  MsgType = 41 // frontend → broker: members that left a channel
+	MsgPresenceQuery  MsgType = 42 // frontend → broker: members or counts of a channel
+	MsgPresenceResult MsgType = 43 // broker → frontend: the answer to PresenceQuery ID
 )
 
 func (t MsgType) String() string {
@@ -95,6 +103,14 @@ func (t MsgType) String() string {
 		return "ping"
 	case MsgPong:
 		return "pong"
+	case MsgPresenceJoin:
+		return "presence_join"
+	case MsgPresenceLeave:
+		return "presence_leave"
+	case MsgPresenceQuery:
+		return "presence_query"
+	case MsgPresenceResult:
+		return "presence_result"
 	}
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
@@ -793,4 +809,56 @@ func readBin(b []byte) ([]byte, []byte, error) {
 		return nil, nil, ErrTruncated
 	}
 	return rest[:n:n], rest[n:], nil
+}
+
+// PresenceMember is one present client of a channel: the socket id, the
+// user id from its auth token ("" when it has none) and optional
+// connection info (raw JSON, from the token's info claim; nil for none).
+type PresenceMember struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Client   string
+	User     string
+	Info     []byte
+}
+
+// PresenceJoin reports members of Channel held on this link. Joins are
+// idempotent: a member reported twice is one member. Silent re-reports
+// (a channel moving to this broker in a reshard) emit no join events.
+// The broker ignores members of channels the link does not hold.
+type PresenceJoin struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Channel  string
+	Members  []PresenceMember
+	Silent   bool
+}
+
+// PresenceLeave removes members of Channel reported on this link.
+type PresenceLeave struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Channel  string
+	Clients  []string
+}
+
+// PresenceQuery asks the owner of Channel for its counts and, unless
+// StatsOnly, up to Limit members from Offset. The broker answers
+// PresenceResult with the same ID.
+type PresenceQuery struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	ID        uint64
+	Channel   string
+	StatsOnly bool
+	Offset    int
+	Limit     int
+}
+
+// PresenceResult answers PresenceQuery ID: the channel's present clients
+// and unique users, and the page of members asked for. Error, when not
+// empty, says why there is no answer.
+type PresenceResult struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       uint64
+	Clients  int
+	Users    int
+	Members  []PresenceMember
+	Error    string
 }

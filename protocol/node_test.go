@@ -43,6 +43,10 @@ func sampleMessages() []struct {
 		{MsgStats, &Stats{Connections: 10, Subscriptions: -1, MessagesIn: 1 << 33, MessagesOut: 5, RingVersion: 7}},
 		{MsgPing, &Ping{Seq: 1}},
 		{MsgPong, &Pong{Seq: 1}},
+		{MsgPresenceJoin, &PresenceJoin{Channel: "room1", Members: []PresenceMember{{Client: "c1", User: "42", Info: []byte(`{"name":"ann"}`)}, {Client: "c2"}}, Silent: true}},
+		{MsgPresenceLeave, &PresenceLeave{Channel: "room1", Clients: []string{"c1", "c2"}}},
+		{MsgPresenceQuery, &PresenceQuery{ID: 9, Channel: "room1", StatsOnly: true, Offset: 100, Limit: 50}},
+		{MsgPresenceResult, &PresenceResult{ID: 9, Clients: 100000, Users: 3, Members: []PresenceMember{{Client: "c1", User: "42"}}, Error: "e"}},
 	}
 }
 

@@ -187,6 +187,10 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.API.MaxQueryChannels = r.Int("SCC_API_MAX_QUERY_CHANNELS", d.API.MaxQueryChannels, "most channels one frontend reports to a channels API call")
 	c.API.IdempotencyKeys = r.Int("SCC_IDEMPOTENCY_KEYS", d.API.IdempotencyKeys, "standalone: recent (channel, idempotency key) pairs remembered to drop retried API publishes (0: off)")
 	c.API.IdempotencyTTL = r.Duration("SCC_IDEMPOTENCY_TTL", d.API.IdempotencyTTL, "standalone: how long an idempotency key is remembered")
+	c.Presence.EventInterval = r.Duration("SCC_PRESENCE_EVENT_INTERVAL", d.Presence.EventInterval, "standalone: how long join/leave changes of a presence channel are gathered into one event")
+	c.Presence.EventMaxMembers = r.Int("SCC_PRESENCE_EVENT_MAX_MEMBERS", d.Presence.EventMaxMembers, "standalone: most joins and leaves listed in one presence event (the rest are counted as omitted)")
+	c.Presence.PageMax = r.Int("SCC_PRESENCE_PAGE_MAX", d.Presence.PageMax, "most members one presence query returns")
+	c.Presence.InfoMaxBytes = r.Int("SCC_PRESENCE_INFO_MAX_BYTES", d.Presence.InfoMaxBytes, "largest connection info (the auth token's info claim, as JSON) a presence member carries; larger info is left out")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the whole shutdown")
 	st.logLevel = r.LogLevel("info", "SOCKETCLUSTER_LOG_LEVEL", "SCC_LOG_LEVEL")
 

@@ -157,6 +157,8 @@ type Broker struct {
 	chanPeak  int // largest len(channels) since it was made
 	links     map[string]*brokerLink
 	closed    bool
+
+	pres presenceState // presence.go
 }
 
 var _ frontend.Broker = (*Broker)(nil)
@@ -273,6 +275,7 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	}
 	b.mu.Unlock()
 	b.m.subscriptions.Inc()
+	b.reportChannel(channel)
 	return waitAll(ctx, waits)
 }
 
@@ -427,6 +430,7 @@ func (b *Broker) Prepare(ctx context.Context, r protocol.Ring) error {
 	b.prepared = nr
 	waits := b.reconcileAddLocked()
 	b.mu.Unlock()
+	b.reportAll()
 	b.m.reshards.WithLabelValues("prepare").Inc()
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.SubscribeTimeout)
 	defer cancel()
@@ -457,6 +461,7 @@ func (b *Broker) Commit(r protocol.Ring) {
 	b.incoming = nr
 	waits := b.reconcileAddLocked()
 	b.mu.Unlock()
+	b.reportAll()
 
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
 	if err := waitAll(ctx, waits); err != nil {

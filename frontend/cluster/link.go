@@ -38,6 +38,8 @@ type brokerLink struct {
 	backlog      []heldPub
 	backlogBytes int
 	closed       bool
+
+	pq presenceQueries // presence.go
 }
 
 func (b *Broker) newLink(info protocol.BrokerInfo) *brokerLink {
@@ -87,11 +89,14 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 		}
 		l.sendLocked(h.channel, h.data, h.key)
 	}
+	gen := l.gen
 	l.mu.Unlock()
 	l.b.m.linksUp.Inc()
 	l.b.log.Info("broker link up", "peer", l.info.ID, "addr", l.info.Addr, "channels", len(chans))
+	l.reportLink(gen)
 
 	err := nl.Run(l)
+	l.failQueries()
 
 	l.mu.Lock()
 	if l.l == nl {
@@ -165,6 +170,8 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 				l.subWaiters = nil // let a storm's backing array go
 			}
 			l.mu.Unlock()
+		case protocol.MsgPresenceResult:
+			l.handleResult(m)
 		}
 	}
 }

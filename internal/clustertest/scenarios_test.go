@@ -17,6 +17,7 @@ func TestMain(m *testing.M) {
 		// memberlist's and net/http's background goroutines stop
 		// asynchronously after Shutdown.
 		goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).triggerFunc"),
+		goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"), // a probe of a killed node waits out its timeout
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
 	)
 }
