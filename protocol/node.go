@@ -51,6 +51,12 @@ const (
 	MsgStats       MsgType = 26 // node → state: counters for the status page
 	MsgPing        MsgType = 27 // either way: liveness
 	MsgPong        MsgType = 28 // either way: liveness
+	// Replication between brokers (docs/guarantees.md): the owner of a
+	// channel with history sends each publication to the channel's
+	// standby, which acknowledges it before the owner delivers it.
+	MsgReplicate    MsgType = 35 // owner broker → standby broker: one publication
+	MsgReplAck      MsgType = 36 // standby → owner: every Replicate/ReplSnapshot up to Seq is stored
+	MsgReplSnapshot MsgType = 37 // owner → standby or new owner: a channel's whole history
 )
 
 func (t MsgType) String() string {
@@ -95,6 +101,12 @@ func (t MsgType) String() string {
 		return "ping"
 	case MsgPong:
 		return "pong"
+	case MsgReplicate:
+		return "replicate"
+	case MsgReplAck:
+		return "replack"
+	case MsgReplSnapshot:
+		return "replsnapshot"
 	}
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
@@ -275,6 +287,173 @@ type Ping struct {
 type Pong struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Seq      uint64
+}
+
+// Replicate carries one publication of a channel with history from the
+// broker that assigned its offset to a broker that keeps a copy (the
+// channel's standby). Seq counts Replicate and ReplSnapshot messages on
+// the broker→broker link and is what ReplAck acknowledges. Publisher and
+// PubSeq identify the publish (the publishing frontend's node id and its
+// sequence number), so a frontend that re-sends it after a failover is
+// recognized; Time is when it was appended, in Unix nanoseconds.
+type Replicate struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	Seq       uint64
+	Channel   string
+	Epoch     string
+	Offset    uint64
+	Time      int64
+	Data      []byte
+	Publisher string
+	PubSeq    uint64
+}
+
+// ReplAck says every Replicate and ReplSnapshot up to Seq on the link is
+// stored by the receiving broker.
+type ReplAck struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Seq      uint64
+}
+
+// ReplPub is one retained publication in a ReplSnapshot.
+type ReplPub struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Offset   uint64
+	Time     int64
+	Data     []byte
+}
+
+// ReplPublisher is the last sequence number a channel took from one
+// publishing frontend: what a re-sent publish is compared with.
+type ReplPublisher struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       string
+	Seq      uint64
+}
+
+// ReplSnapshot is a channel's whole history: its position (Epoch,
+// Offset, the last publication's Time), the retained publications in
+// offset order, and the publishers' last sequence numbers. A broker sends
+// it before the first Replicate of a channel on a link, so the receiver
+// holds the same stream, and on a reshard to the channel's new owner.
+type ReplSnapshot struct {
+	_msgpack   struct{} `msgpack:",as_array"`
+	Seq        uint64
+	Channel    string
+	Epoch      string
+	Offset     uint64
+	Time       int64
+	Pubs       []ReplPub
+	Publishers []ReplPublisher
+}
+
+// AppendReplicateMsg appends a Replicate without reflection: one is sent
+// for every publication of a replicated channel.
+func AppendReplicateMsg(dst []byte, r *Replicate) []byte {
+	dst = append(dst, byte(MsgReplicate), 0x98) // fixarray of 8
+	dst = appendUint(dst, r.Seq)
+	dst = appendStr(dst, r.Channel)
+	dst = appendStr(dst, r.Epoch)
+	dst = appendUint(dst, r.Offset)
+	dst = appendInt(dst, r.Time)
+	dst = appendBin(dst, r.Data)
+	dst = appendStr(dst, r.Publisher)
+	return appendUint(dst, r.PubSeq)
+}
+
+// AppendReplAckMsg appends a ReplAck without reflection.
+func AppendReplAckMsg(dst []byte, seq uint64) []byte {
+	dst = append(dst, byte(MsgReplAck), 0x91)
+	return appendUint(dst, seq)
+}
+
+// ParseReplicate reads a Replicate body without reflection. r.Data
+// aliases body.
+func ParseReplicate(body []byte, r *Replicate) error {
+	if !fixArrayAtLeast(body, 8) {
+		return fmt.Errorf("replicate: %w", ErrMalformed)
+	}
+	var err error
+	rest := body[1:]
+	if r.Seq, rest, err = readUint(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Channel, rest, err = readStr(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Epoch, rest, err = readStr(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Offset, rest, err = readUint(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Time, rest, err = readInt(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Data, rest, err = readBin(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Publisher, rest, err = readStr(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.PubSeq, _, err = readUint(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	return nil
+}
+
+// ParseReplAck reads a ReplAck body without reflection.
+func ParseReplAck(body []byte) (uint64, error) {
+	if !fixArrayAtLeast(body, 1) {
+		return 0, fmt.Errorf("replack: %w", ErrMalformed)
+	}
+	seq, _, err := readUint(body[1:])
+	if err != nil {
+		return 0, fmt.Errorf("replack: %w", err)
+	}
+	return seq, nil
+}
+
+// appendInt appends a signed integer: non-negative values as msgpack
+// uints (what msgpack's encoder writes for them), negative ones as int64.
+func appendInt(dst []byte, v int64) []byte {
+	if v >= 0 {
+		return appendUint(dst, uint64(v))
+	}
+	u := uint64(v)
+	return append(dst, 0xd3, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32), byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
+}
+
+// readInt reads a msgpack integer of any width and sign into an int64;
+// a uint above the int64 range is malformed.
+func readInt(b []byte) (int64, []byte, error) {
+	if len(b) == 0 {
+		return 0, nil, ErrTruncated
+	}
+	c := b[0]
+	switch {
+	case c >= 0xe0: // negative fixint
+		return int64(int8(c)), b[1:], nil
+	case c == 0xd0 || c == 0xd1 || c == 0xd2 || c == 0xd3:
+		n := 1 << (c - 0xd0)
+		if len(b) < 1+n {
+			return 0, nil, ErrTruncated
+		}
+		var u uint64
+		for _, x := range b[1 : 1+n] {
+			u = u<<8 | uint64(x)
+		}
+		shift := uint(64 - 8*n)
+		return int64(u<<shift) >> shift, b[1+n:], nil
+	}
+	u, rest, err := readUint(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	if u > 1<<63-1 {
+		return 0, nil, ErrMalformed
+	}
+	return int64(u), rest, nil
 }
 
 // ErrUnknownType is returned for a message type this build does not know.

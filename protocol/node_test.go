@@ -43,6 +43,12 @@ func sampleMessages() []struct {
 		{MsgStats, &Stats{Connections: 10, Subscriptions: -1, MessagesIn: 1 << 33, MessagesOut: 5, RingVersion: 7}},
 		{MsgPing, &Ping{Seq: 1}},
 		{MsgPong, &Pong{Seq: 1}},
+		{MsgReplicate, &Replicate{Seq: 9, Channel: "room1", Epoch: "Ab3_x-9Q", Offset: 1 << 35, Time: 1764800000123456789,
+			Data: []byte(`{"text":"hi"}`), Publisher: "frontend-1", PubSeq: 1 << 60}},
+		{MsgReplAck, &ReplAck{Seq: 9}},
+		{MsgReplSnapshot, &ReplSnapshot{Seq: 10, Channel: "room1", Epoch: "Ab3_x-9Q", Offset: 3, Time: 5,
+			Pubs:       []ReplPub{{Offset: 2, Time: 4, Data: []byte(`1`)}, {Offset: 3, Time: 5, Data: []byte(`"x"`)}},
+			Publishers: []ReplPublisher{{ID: "frontend-1", Seq: 77}}}},
 	}
 }
 
