@@ -51,6 +51,10 @@ const (
 	MsgStats       MsgType = 26 // node → state: counters for the status page
 	MsgPing        MsgType = 27 // either way: liveness
 	MsgPong        MsgType = 28 // either way: liveness
+
+	// History and recovery (30–34).
+	MsgHistory      MsgType = 30 // frontend → broker: a channel's position and publications after an offset
+	MsgHistoryReply MsgType = 31 // broker → frontend: answers History, in order with the channel's Delivers
 	// Replication between brokers (docs/guarantees.md): the owner of a
 	// channel with history sends each publication to the channel's
 	// standby, which acknowledges it before the owner delivers it.
@@ -101,6 +105,10 @@ func (t MsgType) String() string {
 		return "ping"
 	case MsgPong:
 		return "pong"
+	case MsgHistory:
+		return "history"
+	case MsgHistoryReply:
+		return "history_reply"
 	case MsgReplicate:
 		return "replicate"
 	case MsgReplAck:
@@ -214,11 +222,57 @@ type PubAck struct {
 	Seq      uint64
 }
 
-// Deliver carries a publish from a broker to a subscribed frontend.
+// Deliver carries a publish from a broker to a subscribed frontend. On a
+// channel with history, Offset and Epoch are the publication's position in
+// the channel's stream (internal/history); both are left off the wire
+// otherwise (Offset 0).
 type Deliver struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Channel  string
 	Data     []byte
+	Offset   uint64
+	Epoch    string
+}
+
+// History asks the broker that owns Channel for its position and, when
+// Epoch is set, for every publication after Offset (at most Limit); or,
+// when Latest > 0, for its Latest most recent publications. The broker
+// answers HistoryReply{ID} on the same link, after every Deliver of the
+// channel up to the returned position and before any later one, so the
+// frontend can attach a subscriber between the two with nothing missed
+// or repeated.
+type History struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       uint64
+	Channel  string
+	Offset   uint64
+	Epoch    string
+	Limit    int
+	Latest   int
+}
+
+// HistoryPub is one retained publication.
+type HistoryPub struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Offset   uint64
+	Time     int64 // Unix nanoseconds when the owner appended it
+	Data     []byte
+}
+
+// HistoryReply answers History. Offset and Epoch are the channel's current
+// position; Recovered says Pubs are exactly every publication after the
+// asked offset; Reason (a history.Reason* word) says why not. For a
+// Latest request Pubs are the most recent publications. An empty Epoch
+// means the channel has no history at this broker.
+type HistoryReply struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	ID        uint64
+	Channel   string
+	Offset    uint64
+	Epoch     string
+	Recovered bool
+	Reason    string
+	Pubs      []HistoryPub
 }
 
 // BrokerInfo names one broker in a ring.
@@ -504,6 +558,19 @@ func AppendDeliverMsg(dst []byte, channel string, data []byte) []byte {
 	dst = append(dst, byte(MsgDeliver), 0x92) // fixarray of 2
 	dst = appendStr(dst, channel)
 	return appendBin(dst, data)
+}
+
+// AppendDeliverPosMsg appends a Deliver with its stream position; with
+// offset 0 it is AppendDeliverMsg.
+func AppendDeliverPosMsg(dst []byte, channel string, data []byte, offset uint64, epoch string) []byte {
+	if offset == 0 {
+		return AppendDeliverMsg(dst, channel, data)
+	}
+	dst = append(dst, byte(MsgDeliver), 0x94) // fixarray of 4
+	dst = appendStr(dst, channel)
+	dst = appendBin(dst, data)
+	dst = appendUint(dst, offset)
+	return appendStr(dst, epoch)
 }
 
 // AppendPubAckMsg appends a PubAck without reflection.
@@ -816,6 +883,33 @@ func ParseDeliver(body []byte) (channel string, data []byte, err error) {
 		return "", nil, fmt.Errorf("deliver: %w", err)
 	}
 	return ch, data, nil
+}
+
+// ParseDeliverPos reads a Deliver body and its stream position (0 and ""
+// when the sender left them off). data aliases body.
+func ParseDeliverPos(body []byte) (channel string, data []byte, offset uint64, epoch string, err error) {
+	if !fixArrayAtLeast(body, 2) {
+		return "", nil, 0, "", fmt.Errorf("deliver: %w", ErrMalformed)
+	}
+	channel, rest, err := readStr(body[1:])
+	if err != nil {
+		return "", nil, 0, "", fmt.Errorf("deliver: %w", err)
+	}
+	data, rest, err = readBin(rest)
+	if err != nil {
+		return "", nil, 0, "", fmt.Errorf("deliver: %w", err)
+	}
+	if int(body[0]&0x0f) >= 4 {
+		offset, rest, err = readUint(rest)
+		if err != nil {
+			return "", nil, 0, "", fmt.Errorf("deliver offset: %w", err)
+		}
+		epoch, _, err = readStr(rest)
+		if err != nil {
+			return "", nil, 0, "", fmt.Errorf("deliver epoch: %w", err)
+		}
+	}
+	return channel, data, offset, epoch, nil
 }
 
 // ParsePublish reads a Publish body without reflection (the broker's hot
