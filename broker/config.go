@@ -96,6 +96,12 @@ type Config struct {
 	// and keeps the channel options for the features it carries. Default
 	// nil: the built-in default rules.
 	Rules *rules.Set
+	// Replication keeps a copy of every channel with history at the
+	// channel's standby broker, which acknowledges each publication before
+	// the owner delivers it, so a broker crash loses none of it
+	// (SCC_REPLICATION; docs/guarantees.md). Channels without history are
+	// not replicated. Default true.
+	Replication bool
 	// ReadyPoll is how often readiness is checked while waiting for the
 	// state server's Welcome. Default 50ms.
 	ReadyPoll time.Duration
@@ -133,6 +139,7 @@ func DefaultConfig() Config {
 
 		IdempotencyKeys: DefaultIdempotencyKeys,
 		IdempotencyTTL:  DefaultIdempotencyTTL,
+		Replication:     true,
 	}
 }
 

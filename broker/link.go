@@ -28,6 +28,9 @@ type link struct {
 	// to be written, in publish order.
 	ackMu sync.Mutex
 	acks  []*pendingAck
+	// pending is the acknowledgement of the frame being read, made by
+	// the first publish that waits for a standby (reader goroutine only).
+	pending *pendingAck
 }
 
 // pendingAck is the acknowledgement of one frame's publishes: it goes out
@@ -55,6 +58,21 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 			}
 			if !l.warmedUp() {
 				return
+			}
+			if s.repl != nil {
+				if opts := s.historyOptions(ch); opts.Enabled() {
+					if s.repl.pubs.seen(ch, l.nl.Peer().NodeID, seq) {
+						// Re-sent after a failover: the channel has it.
+						s.repl.m.duplicates.Inc()
+					} else if key == "" || s.dedup.FirstSeen(ch+"\x00"+key) {
+						pubs++
+						l.publishReplicated(ch, opts, data, seq)
+					} else {
+						s.m.drops.WithLabelValues(dropDuplicate).Inc()
+					}
+					maxSeq = max(maxSeq, seq)
+					continue
+				}
 			}
 			if key != "" && !s.dedup.FirstSeen(ch+"\x00"+key) {
 				// A retried server API publish: acknowledged, not delivered again.
@@ -110,23 +128,35 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 // publish acknowledged this way survives this broker being killed, so the
 // frontend counts exactly the unacknowledged ones as lost in flight.
 func (l *link) ackAfterFlush(seq uint64) {
-	pa := &pendingAck{seq: seq}
-	pa.left.Store(int32(len(l.targets)))
+	pa := l.framePending() // holds one count until every target is added
+	l.pending = nil
+	pa.seq = seq
 	l.ackMu.Lock()
 	l.acks = append(l.acks, pa)
 	l.ackMu.Unlock()
-	if len(l.targets) == 0 {
-		l.releaseAcks()
-		return
-	}
 	for t := range l.targets {
-		t.nl.AfterFlush(func() {
-			if pa.left.Add(-1) == 0 {
-				l.releaseAcks()
-			}
-		})
+		pa.left.Add(1)
+		t.nl.AfterFlush(func() { l.donePending(pa) })
 	}
 	clear(l.targets)
+	l.donePending(pa)
+}
+
+// framePending returns the acknowledgement of the frame being read,
+// holding one count that ackAfterFlush drops.
+func (l *link) framePending() *pendingAck {
+	if l.pending == nil {
+		l.pending = &pendingAck{}
+		l.pending.left.Store(1)
+	}
+	return l.pending
+}
+
+// donePending drops one count of pa and sends what is complete.
+func (l *link) donePending(pa *pendingAck) {
+	if pa.left.Add(-1) == 0 {
+		l.releaseAcks()
+	}
 }
 
 // releaseAcks sends the highest sequence whose acknowledgement, and every

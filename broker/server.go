@@ -17,8 +17,10 @@ import (
 
 	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/dedupe"
+	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/protocol"
@@ -37,6 +39,8 @@ type Server struct {
 	table *interest
 	rules *rules.Set  // channel rules; options only, frontends enforce them
 	dedup *dedupe.Set // recent (channel, idempotency key) pairs
+	hist  *history.Store
+	repl  *replicator // nil with replication off
 	http  *http.Server
 	tcp   *connlimit.Metrics
 	ready chan struct{}
@@ -49,6 +53,7 @@ type Server struct {
 	lcfg    nodelink.Config // set by Serve
 	agent   *membership.Agent
 	links   map[*link]struct{}
+	replIn  map[*nodelink.Link]struct{} // links from brokers replicating here
 	serving bool
 	shut    bool
 	wg      sync.WaitGroup // link handlers and the readiness watcher
@@ -78,10 +83,20 @@ func New(cfg Config) (*Server, error) {
 		dedup: dedupe.New(cfg.IdempotencyKeys, cfg.IdempotencyTTL),
 		ready: make(chan struct{}),
 		links: make(map[*link]struct{}),
-		stop:  make(chan struct{}),
-		warm:  make(chan struct{}),
+
+		replIn: make(map[*nodelink.Link]struct{}),
+		stop:   make(chan struct{}),
+		warm:   make(chan struct{}),
 	}
 	s.m = newMetrics(reg, s.table)
+	hist, err := history.New(history.DefaultConfig())
+	if err != nil {
+		return nil, err
+	}
+	s.hist = hist
+	if cfg.Replication {
+		s.repl = newReplicator(s, hist, reg, cfg.InterestShards)
+	}
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
 	s.tcp = connlimit.NewMetrics(reg, protocol.RoleBroker)
 	s.registerRules()
@@ -159,6 +174,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	lc.Logger, lc.Metrics = s.log, s.lm
 	lc.Pending = nodelink.NewPending()
 	s.lcfg = lc
+	if s.repl != nil {
+		s.repl.mu.Lock()
+		s.repl.self = id
+		s.repl.mu.Unlock()
+	}
 	if len(s.cfg.AuthKey) == 0 {
 		s.log.Warn("SCC_AUTH_KEY is empty: inter-node links are not authenticated")
 	}
@@ -306,6 +326,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for l := range s.links {
 		links = append(links, l)
 	}
+	replIn := make([]*nodelink.Link, 0, len(s.replIn))
+	for nl := range s.replIn {
+		replIn = append(replIn, nl)
+	}
 	agent := s.agent
 	s.mu.Unlock()
 
@@ -315,6 +339,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for _, l := range links {
 		_ = l.nl.Close(nodelink.ReasonShutdown)
+	}
+	for _, nl := range replIn {
+		_ = nl.Close(nodelink.ReasonShutdown)
+	}
+	if s.repl != nil {
+		s.repl.close()
 	}
 	if agent != nil {
 		if aerr := agent.Close(); aerr != nil && err == nil {
@@ -346,16 +376,29 @@ type agentHandler struct{ s *Server }
 func (h agentHandler) Prepare(ctx context.Context, r protocol.Ring) error { return nil }
 
 func (h agentHandler) Commit(r protocol.Ring) {
+	if h.s.repl != nil {
+		h.s.repl.setRing(ring.FromProtocol(r))
+	}
 	h.s.m.ringVersion.Set(float64(r.Version))
 	h.s.log.Info("ring committed", "version", r.Version, "brokers", len(r.Brokers))
 }
 
-// allowPeer admits frontends only.
-func allowPeer(p nodelink.Peer) error {
+// allowPeer admits frontends, and brokers that replicate to this one.
+func (s *Server) allowPeer(p nodelink.Peer) error {
+	if p.Role == protocol.RoleBroker && s.repl != nil {
+		return nil
+	}
 	if p.Role != protocol.RoleFrontend {
 		return &nodelink.RejectError{Reason: protocol.RejectRole, Message: "brokers accept frontend links only"}
 	}
 	return nil
+}
+
+// linkConfig is the template of links this broker dials (to standbys).
+func (s *Server) linkConfig() nodelink.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lcfg
 }
 
 // serveLink accepts one frontend link and runs it in this goroutine.
@@ -371,9 +414,13 @@ func (s *Server) serveLink(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
-	nl, err := nodelink.Accept(w, r, lcfg, allowPeer, nil)
+	nl, err := nodelink.Accept(w, r, lcfg, s.allowPeer, nil)
 	if err != nil {
 		return // counted and logged by nodelink
+	}
+	if nl.Peer().Role == protocol.RoleBroker {
+		s.serveReplica(nl)
+		return
 	}
 	l := &link{s: s, nl: nl, id: s.nextConn.Add(1), chans: make(map[string]struct{})}
 	s.mu.Lock()
