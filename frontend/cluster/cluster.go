@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,14 @@ type Config struct {
 	// FenceMaxBytes bounds the publishes held during a ring switch (default
 	// 8 MiB).
 	FenceMaxBytes int
+	// Resend reports whether the publishes of channel that a broker had
+	// not acknowledged when its link failed are re-sent to the channel's
+	// owner after the failover, keeping their sequence numbers. Brokers
+	// drop re-sends of what they already hold only for channels with
+	// history (replicated to a standby), so it should say true for those
+	// alone; the node sets it from the channel rules. Nil re-sends
+	// nothing: such publishes are lost and counted (in_flight).
+	Resend func(channel string) bool
 	// LocalSettle is how long a frontend waits, after subscribing at the
 	// new owners, before it publishes by a ring it derived on its own
 	// (the state server unreachable and gossip declaring a broker dead).
@@ -121,6 +130,7 @@ type heldPub struct {
 	data    []byte
 	key     string // idempotency key, "" for none
 	at      time.Time
+	seq     uint64 // publish sequence number once sent, kept by re-sends
 }
 
 // Broker is a frontend.Broker that routes through the cluster's brokers.
@@ -135,6 +145,11 @@ type Broker struct {
 	wg     sync.WaitGroup
 
 	sink frontend.Sink
+
+	// pubSeq numbers publishes across every link and reconnect, starting
+	// at the frontend's start time in Unix nanoseconds, so brokers can
+	// recognize a publish this frontend re-sends, even after a restart.
+	pubSeq atomic.Uint64
 
 	// route guards the publishing state. Publishers hold it for reading
 	// while they route and enqueue; a ring switch holds it for writing.
@@ -169,7 +184,7 @@ func New(cfg Config) *Broker {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Broker{
+	b := &Broker{
 		cfg:      cfg,
 		log:      log,
 		m:        newMetrics(cfg.Registry),
@@ -178,6 +193,8 @@ func New(cfg Config) *Broker {
 		channels: make(map[string]struct{}),
 		links:    make(map[string]*brokerLink),
 	}
+	b.pubSeq.Store(uint64(time.Now().UnixNano()))
+	return b
 }
 
 // Start records the sink that receives deliveries and starts the backlog
@@ -518,7 +535,7 @@ func (b *Broker) Commit(r protocol.Ring) {
 				b.m.drops.WithLabelValues("no_ring").Inc()
 				continue
 			}
-			if err := links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.key, h.at); err == nil {
+			if err := links[nr.OwnerIndex(h.channel)].publishHeld(h); err == nil {
 				b.m.rerouted.Inc()
 			}
 		}
@@ -533,7 +550,7 @@ func (b *Broker) Commit(r protocol.Ring) {
 			b.m.drops.WithLabelValues("no_ring").Inc()
 			continue
 		}
-		_ = links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.key, h.at)
+		_ = links[nr.OwnerIndex(h.channel)].publishHeld(h)
 	}
 	b.route.Unlock()
 

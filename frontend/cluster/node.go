@@ -18,6 +18,7 @@ import (
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -258,6 +259,12 @@ func (b nodeBroker) Ready() bool { return b.n.broker.Ready() }
 // ReportRulesDigest implements frontend.RulesReporter: the links the node
 // dials from now on carry digest in their Hello.
 func (b nodeBroker) ReportRulesDigest(digest string) { b.n.rules.p.Store(&digest) }
+
+// UseChannelRules implements frontend.RulesUser: publishes of channels
+// with history are re-sent after a broker failure (Config.Resend).
+func (b nodeBroker) UseChannelRules(set *rules.Set) {
+	b.n.broker.cfg.Resend = func(ch string) bool { return set.Options(ch).History.Size > 0 }
+}
 
 func (b nodeBroker) Close() error {
 	err := b.n.agent.Close()
