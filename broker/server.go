@@ -17,6 +17,7 @@ import (
 
 	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/dedupe"
+	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/internal/rules"
@@ -35,8 +36,9 @@ type Server struct {
 	m     *metrics
 	lm    *nodelink.Metrics
 	table *interest
-	rules *rules.Set  // channel rules; options only, frontends enforce them
-	dedup *dedupe.Set // recent (channel, idempotency key) pairs
+	rules *rules.Set     // channel rules; options only, frontends enforce them
+	dedup *dedupe.Set    // recent (channel, idempotency key) pairs
+	hist  *history.Store // history of the channels whose rule keeps it
 	http  *http.Server
 	tcp   *connlimit.Metrics
 	ready chan struct{}
@@ -69,7 +71,12 @@ func New(cfg Config) (*Server, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	hist, err := history.New(cfg.History)
+	if err != nil {
+		return nil, fmt.Errorf("broker config: %w", err)
+	}
 	s := &Server{
+		hist:  hist,
 		cfg:   cfg,
 		log:   log.With("role", protocol.RoleBroker),
 		reg:   reg,
@@ -85,6 +92,7 @@ func New(cfg Config) (*Server, error) {
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
 	s.tcp = connlimit.NewMetrics(reg, protocol.RoleBroker)
 	s.registerRules()
+	history.Register(reg, protocol.RoleBroker, hist)
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, s.serveLink)
 	s.handleProbes(mux)
@@ -133,6 +141,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.serving = true
 	s.ln = ln
+	s.wg.Go(func() { s.hist.Run(s.stop) })
 	if s.cfg.WarmUp > 0 {
 		t := time.AfterFunc(s.cfg.WarmUp, func() { close(s.warm) })
 		s.wg.Go(func() {
