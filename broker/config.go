@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sccgo/sccgo/internal/connlimit"
+	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/internal/rules"
@@ -106,6 +107,15 @@ type Config struct {
 	// state server's Welcome. Default 50ms.
 	ReadyPoll time.Duration
 
+	// History bounds the history of the channels whose rule keeps it
+	// (docs/recovery.md): MaxBytes is the memory budget of every channel's
+	// history together (SCC_HISTORY_MAX_BYTES, default 256 MiB; over it
+	// the least recently published channels lose their oldest
+	// publications, counted), MetaTTL how long a channel's offset and
+	// epoch outlive its last publication (SCC_HISTORY_META_TTL, default
+	// 24h). Default history.DefaultConfig().
+	History history.Config
+
 	// ServeAdmin serves /metrics on the link port as well as from
 	// AdminHandler (SCC_ADMIN_ON_CLIENT_PORT). Only nodes need the link
 	// port, so by default metrics are only on the admin port
@@ -139,6 +149,7 @@ func DefaultConfig() Config {
 
 		IdempotencyKeys: DefaultIdempotencyKeys,
 		IdempotencyTTL:  DefaultIdempotencyTTL,
+		History:         history.DefaultConfig(),
 		Replication:     true,
 	}
 }
@@ -160,6 +171,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadyPoll <= 0 {
 		errs = append(errs, errors.New("ReadyPoll must be positive"))
+	}
+	if err := c.History.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.GossipPort < -1 || c.GossipPort > 65535 {
 		errs = append(errs, fmt.Errorf("GossipPort %d out of range", c.GossipPort))

@@ -81,7 +81,11 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 				continue
 			}
 			pubs++
-			deliveries += l.forward(ch, data)
+			if ho := s.historyOptions(ch); ho.Enabled() {
+				deliveries += l.forwardHistory(ch, data, ho)
+			} else {
+				deliveries += l.forward(ch, data)
+			}
 			maxSeq = max(maxSeq, seq)
 		case protocol.MsgSubscribe:
 			var sub protocol.Subscribe
@@ -110,6 +114,13 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 			}
 			l.sync(sy.Channels)
 			l.subAck(sy.ID)
+		case protocol.MsgHistory:
+			var h protocol.History
+			if err := m.Decode(&h); err != nil {
+				s.m.drops.WithLabelValues(dropMalformed).Inc()
+				continue
+			}
+			l.history(h)
 		default:
 			s.m.drops.WithLabelValues(dropUnknown).Inc()
 		}

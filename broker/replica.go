@@ -167,12 +167,6 @@ func (r *replicator) close() {
 	}
 }
 
-// historyOptions returns channel's history settings from its rule.
-func (s *Server) historyOptions(ch string) history.Options {
-	h := s.rules.Options(ch).History
-	return history.Options{Size: h.Size, TTL: time.Duration(h.TTL)}
-}
-
 // publishReplicated handles one publish of a channel with history on
 // the link's reader: it appends it (assigning its offset), sends it to the
 // channel's standby and, once the standby has it, delivers it and lets

@@ -37,10 +37,10 @@ type Server struct {
 	m     *metrics
 	lm    *nodelink.Metrics
 	table *interest
-	rules *rules.Set  // channel rules; options only, frontends enforce them
-	dedup *dedupe.Set // recent (channel, idempotency key) pairs
-	hist  *history.Store
-	repl  *replicator // nil with replication off
+	rules *rules.Set     // channel rules; options only, frontends enforce them
+	dedup *dedupe.Set    // recent (channel, idempotency key) pairs
+	hist  *history.Store // history of the channels whose rule keeps it
+	repl  *replicator    // nil with replication off
 	http  *http.Server
 	tcp   *connlimit.Metrics
 	ready chan struct{}
@@ -74,7 +74,12 @@ func New(cfg Config) (*Server, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	hist, err := history.New(cfg.History)
+	if err != nil {
+		return nil, fmt.Errorf("broker config: %w", err)
+	}
 	s := &Server{
+		hist:  hist,
 		cfg:   cfg,
 		log:   log.With("role", protocol.RoleBroker),
 		reg:   reg,
@@ -89,17 +94,13 @@ func New(cfg Config) (*Server, error) {
 		warm:   make(chan struct{}),
 	}
 	s.m = newMetrics(reg, s.table)
-	hist, err := history.New(history.DefaultConfig())
-	if err != nil {
-		return nil, err
-	}
-	s.hist = hist
 	if cfg.Replication {
 		s.repl = newReplicator(s, hist, reg, cfg.InterestShards)
 	}
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
 	s.tcp = connlimit.NewMetrics(reg, protocol.RoleBroker)
 	s.registerRules()
+	history.Register(reg, protocol.RoleBroker, hist)
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, s.serveLink)
 	s.handleProbes(mux)
@@ -148,6 +149,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.serving = true
 	s.ln = ln
+	s.wg.Go(func() { s.hist.Run(s.stop) })
 	if s.cfg.WarmUp > 0 {
 		t := time.AfterFunc(s.cfg.WarmUp, func() { close(s.warm) })
 		s.wg.Go(func() {

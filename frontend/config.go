@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sccgo/sccgo/internal/chanrate"
+	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -271,6 +272,22 @@ type Config struct {
 	// with BrokerError. Env SCC_MAX_PENDING_SUBSCRIBES. Default 10000.
 	MaxPendingSubscribes int
 
+	// History bounds the standalone frontend's channel history (its
+	// in-process broker keeps it; in a cluster the brokers do): memory
+	// budget SCC_HISTORY_MAX_BYTES (default 256 MiB), offsets and epochs
+	// kept SCC_HISTORY_META_TTL after a channel's last publication
+	// (default 24h). Default history.DefaultConfig().
+	History history.Config
+	// RecoveryMaxPublications is the most publications one #subscribe
+	// may recover; a client that missed more gets recovered false.
+	// Env SCC_RECOVERY_MAX_PUBLICATIONS. Default 1000.
+	RecoveryMaxPublications int
+	// RecoveryConcurrency caps the #subscribes of channels with history
+	// that are reading their history at once on this frontend, so a
+	// storm of recovering subscribers takes turns with live delivery.
+	// Env SCC_RECOVERY_CONCURRENCY. Default 64.
+	RecoveryConcurrency int
+
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
 	// clients do not reconnect elsewhere all at once. Env
 	// SCC_DRAIN_DURATION. Default 2s.
@@ -419,6 +436,10 @@ func DefaultConfig() Config {
 		ReadBudget:             64 << 20,
 		MaxSubscriptions:       1000000,
 		MaxPendingSubscribes:   10000,
+
+		History:                 history.DefaultConfig(),
+		RecoveryMaxPublications: 1000,
+		RecoveryConcurrency:     64,
 	}
 }
 
@@ -497,6 +518,11 @@ func (c Config) Validate() error {
 	check(c.MaxSubscriptions > 0, "max subscriptions must be positive")
 	check(c.MaxSubscriptionsPerIP >= 0, "max subscriptions per IP must not be negative")
 	check(c.MaxPendingSubscribes > 0, "max pending subscribes must be positive")
+	check(c.RecoveryMaxPublications >= 0, "recovery max publications must not be negative")
+	check(c.RecoveryConcurrency > 0, "recovery concurrency must be positive")
+	if err := c.History.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
 	}

@@ -42,6 +42,7 @@ type Server struct {
 
 	auth  *authenticator
 	rules channelRules
+	hist  *historyState
 	subs  *subTable
 	api   *api
 	ids   socketIDs
@@ -172,6 +173,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(s.reg)
 	s.initChannelRules()
+	s.initHistory()
 	s.chanRate = chanrate.New(cfg.channelRate())
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.api = newAPI(s)
@@ -341,6 +343,7 @@ func (s *Server) begin() error {
 			return
 		}
 		s.wg.Go(s.sweep)
+		s.startHistory()
 		s.closeMu.Lock()
 		s.closeWake = make(chan struct{}, 1)
 		s.closerOn = true

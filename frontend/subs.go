@@ -81,7 +81,15 @@ type chanEntry struct {
 	err     error       // Broker.Subscribe's result, set before done
 	waiters []subWaiter // answered when Broker.Subscribe returns
 	peak    int         // largest len(many) since many was made
+
+	// hidden are subscribers of a channel with history that wait for
+	// their recovery (joinHidden): they hold the broker subscription but
+	// get no deliveries until reveal.
+	hidden map[*Socket]struct{}
 }
+
+// held reports whether the entry has subscribers, shown or hidden.
+func (e *chanEntry) held() bool { return e.n > 0 || len(e.hidden) > 0 }
 
 func (e *chanEntry) add(s *Socket) bool {
 	if e.has(s) {
@@ -223,10 +231,10 @@ func (t *subTable) complete(ctx context.Context, channel string, answer func(sub
 	e.err, e.done = err, true
 	ws := e.waiters
 	e.waiters = nil
-	if err != nil || e.n == 0 {
+	if err != nil || !e.held() {
 		// Failed, or everyone left meanwhile.
 		t.drop(sh, channel)
-		t.subs.Add(-int64(e.n))
+		t.subs.Add(-int64(e.n + len(e.hidden)))
 		if err == nil {
 			t.broker.Unsubscribe(channel)
 		}
@@ -261,12 +269,12 @@ func (t *subTable) unsubscribe(channel string, s *Socket) bool {
 	sh := t.shard(channel)
 	sh.mu.Lock()
 	e := sh.m[channel]
-	if e == nil || !e.remove(s) {
+	if e == nil || !(e.remove(s) || e.unhide(s)) {
 		sh.mu.Unlock()
 		return false
 	}
 	t.subs.Add(-1)
-	if e.n == 0 && e.done {
+	if !e.held() && e.done {
 		t.drop(sh, channel)
 		if e.err == nil {
 			t.broker.Unsubscribe(channel)
@@ -316,7 +324,7 @@ func (t *subTable) localChannels() []string {
 		sh := &t.shards[i]
 		sh.mu.RLock()
 		for ch, e := range sh.m {
-			if e.n > 0 {
+			if e.held() {
 				out = append(out, ch)
 			}
 		}
@@ -373,4 +381,76 @@ func (t *subTable) counts(match func(string) bool, max int) (map[string]int, boo
 		sh.mu.RUnlock()
 	}
 	return out, false
+}
+
+// unhide removes s from the hidden subscribers; it reports whether s was
+// one.
+func (e *chanEntry) unhide(s *Socket) bool {
+	if _, ok := e.hidden[s]; !ok {
+		return false
+	}
+	delete(e.hidden, s)
+	if len(e.hidden) == 0 {
+		e.hidden = nil
+	}
+	return true
+}
+
+// joinHidden is join for a subscriber of a channel with history: s holds
+// the channel's broker subscription at once but gets no deliveries until
+// reveal, which the channel's recovery calls at the right point of its
+// delivery order.
+func (t *subTable) joinHidden(channel string, s *Socket, w subWaiter, maxPending int) (joinState, error) {
+	sh := t.shard(channel)
+	sh.mu.Lock()
+	e := sh.m[channel]
+	st := joinQueued
+	switch {
+	case e == nil:
+		if t.pending.Add(1) > int64(maxPending) {
+			t.pending.Add(-1)
+			sh.mu.Unlock()
+			return 0, errTooManyPending
+		}
+		e = &chanEntry{}
+		sh.m[channel] = e
+		sh.peak = max(sh.peak, len(sh.m))
+		t.channels.Add(1)
+		st = joinStart
+	case e.done:
+		st = joinReady
+	}
+	if !e.has(s) {
+		if e.hidden == nil {
+			e.hidden = make(map[*Socket]struct{}, 1)
+		}
+		if _, ok := e.hidden[s]; !ok {
+			e.hidden[s] = struct{}{}
+			t.subs.Add(1)
+		}
+	}
+	if st != joinReady {
+		e.waiters = append(e.waiters, w)
+	}
+	sh.mu.Unlock()
+	t.changed()
+	return st, nil
+}
+
+// reveal makes hidden subscriber s of channel a live one. first runs
+// under the shard lock before s is added, so what it queues to s (the
+// subscribe acknowledgement, the recovered publications) precedes every
+// later delivery. It reports false, running nothing, when s is no longer
+// hidden there (it unsubscribed or was torn down meanwhile).
+func (t *subTable) reveal(channel string, s *Socket, first func()) bool {
+	sh := t.shard(channel)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[channel]
+	if e == nil || !e.unhide(s) {
+		return false
+	}
+	first()
+	e.add(s)
+	return true
 }
