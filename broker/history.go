@@ -71,7 +71,7 @@ func (l *link) history(h protocol.History) {
 			// A reply must fit one link frame: too much missed.
 			reply.Recovered, reply.Reason, reply.Pubs = false, history.ReasonLimit, nil
 		}
-		send()
+		s.afterDelivered(h.Channel, send)
 	})
 }
 

@@ -66,6 +66,7 @@ const (
 type replMetrics struct {
 	results    *prometheus.CounterVec
 	duplicates prometheus.Counter
+	snapshots  prometheus.Counter
 	received   *prometheus.CounterVec
 	wait       prometheus.Histogram
 }
@@ -76,6 +77,8 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 			Help: "Publications of channels with history this broker owned, by what replication did for them (replicated, unreplicated, no_standby)."}, []string{"result"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "scc_broker_resend_duplicates_total",
 			Help: "Publishes a frontend re-sent after a failover that the channel already held (acknowledged, not delivered again)."}),
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "scc_broker_replication_snapshots_total",
+			Help: "Whole channel histories sent to a standby ahead of the channel's first publication on a new replication link."}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_replicas_received_total",
 			Help: "Replication messages stored for other brokers' channels, by kind (publication, snapshot)."}, []string{"kind"}),
 		wait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "scc_broker_replication_wait_seconds",
@@ -88,7 +91,7 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 	for _, k := range []string{"publication", "snapshot"} {
 		m.received.WithLabelValues(k)
 	}
-	reg.MustRegister(m.results, m.duplicates, m.received, m.wait)
+	reg.MustRegister(m.results, m.duplicates, m.snapshots, m.received, m.wait)
 	return m
 }
 
@@ -177,6 +180,9 @@ func (l *link) publishReplicated(ch string, opts history.Options, data []byte, s
 	pa := l.framePending()
 	publisher := l.nl.Peer().NodeID
 	p := r.standby(ch)
+	if p != nil && p.needsSync(ch) {
+		r.sync(p, ch)
+	}
 	pa.left.Add(1)
 	start := time.Now()
 	r.hist.Append(ch, opts, data, func(pos history.Position) {
@@ -202,6 +208,25 @@ func (l *link) publishReplicated(ch string, opts history.Options, data []byte, s
 			l.deliverPending(ch, msg, pa)
 		})
 	})
+}
+
+// afterDelivered runs fn, which must not block, once every publication
+// of ch appended so far has been delivered: at once without replication,
+// else after the publications still waiting for ch's standby (they are
+// delivered later than they are appended). A History reply sent this way
+// keeps its place in the channel's delivery order: after every Deliver up
+// to its position, before every later one. It runs under the stream lock.
+func (s *Server) afterDelivered(ch string, fn func()) {
+	if s.repl == nil {
+		fn()
+		return
+	}
+	p := s.repl.standby(ch)
+	if p == nil {
+		fn()
+		return
+	}
+	p.after(fn)
 }
 
 // deliverPending queues msg to every link that holds ch, holds pa until
@@ -239,6 +264,9 @@ type peerOut struct {
 	q        []replPending  // in send order
 	draining bool
 	closed   bool
+	// synced are the channels whose history was sent on l (as a
+	// ReplSnapshot) before their first Replicate.
+	synced map[string]struct{}
 }
 
 // replPending is one publication waiting for the standby: release runs
@@ -267,6 +295,7 @@ func (p *peerOut) up(_ context.Context, nl *nodelink.Link) {
 	p.l = nl
 	p.gen++
 	p.seq, p.acked = 0, 0
+	p.synced = make(map[string]struct{})
 	p.mu.Unlock()
 	p.r.s.log.Info("replication link up", "peer", p.info.ID)
 	err := nl.Run(p)
@@ -327,6 +356,62 @@ func (p *peerOut) send(encode func(seq uint64) []byte, release func(replicated b
 	if !sent {
 		p.drain()
 	}
+}
+
+// needsSync reports whether ch's history has not been sent on the
+// current link yet.
+func (p *peerOut) needsSync(ch string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.l == nil {
+		return false
+	}
+	_, ok := p.synced[ch]
+	return !ok
+}
+
+// sync sends ch's whole history ahead of its first Replicate on the
+// current link, so a standby that is new to the channel (it restarted, or
+// became the standby when the ring changed) holds all of it, not only
+// what follows. It runs before the publication's Append, outside the
+// stream lock; a publication appended meanwhile by another link is in
+// the snapshot or follows it.
+func (r *replicator) sync(p *peerOut, ch string) {
+	snap, ok := r.hist.Snapshot(ch)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.l == nil {
+		return
+	}
+	if _, done := p.synced[ch]; done {
+		return
+	}
+	p.synced[ch] = struct{}{}
+	if !ok {
+		return // nothing yet: the Replicates carry it all
+	}
+	msg, err := r.snapshotMsg(ch, snap, p.seq+1)
+	if err != nil || !p.l.SendRaw(msg) {
+		return
+	}
+	p.seq++
+	p.q = append(p.q, replPending{seq: p.seq, gen: p.gen, release: func(bool) {}})
+	r.m.snapshots.Inc()
+}
+
+// after runs fn once everything queued so far is released (at once when
+// nothing is queued).
+func (p *peerOut) after(fn func()) {
+	p.mu.Lock()
+	if len(p.q) == 0 {
+		p.mu.Unlock()
+		fn()
+		return
+	}
+	last := p.q[len(p.q)-1]
+	p.q = append(p.q, replPending{seq: last.seq, gen: last.gen, release: func(bool) { fn() }})
+	p.mu.Unlock()
+	p.drain() // the last one may have been released meanwhile
 }
 
 // drain releases, in queue order, every pending publication the standby

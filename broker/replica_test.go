@@ -136,3 +136,33 @@ func TestReplicationOff(t *testing.T) {
 	}
 	var _ history.Position
 }
+
+// A broker that becomes a channel's standby (here: it joins the ring)
+// gets the channel's whole history ahead of its next publication, not
+// only what follows.
+func TestReplicationSnapshotToNewStandby(t *testing.T) {
+	b1, b2, ch := startPair(t, true)
+	alone := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}}}
+	agentHandler{b1.Server}.Commit(alone)
+	pub := dialFE(t, b1.addr(), "frontend-pub")
+	for i := uint64(1); i <= 3; i++ {
+		pub.publishSeq(ch, fmt.Sprintf(`"m%d"`, i), resendSeq+i)
+	}
+	waitFor(t, "pubacks", func() bool { return pub.lastPubAck() == resendSeq+3 })
+	if _, ok := b2.hist.Position(ch); ok {
+		t.Fatal("a broker outside the ring got the channel")
+	}
+	both := protocol.Ring{Version: 3, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}, {ID: "broker-2", Addr: b2.addr()}}}
+	agentHandler{b1.Server}.Commit(both)
+	waitFor(t, "replication link", func() bool { return b1.repl.linksUp() == 1 })
+	pub.publishSeq(ch, `"m4"`, resendSeq+4)
+	waitFor(t, "puback", func() bool { return pub.lastPubAck() == resendSeq+4 })
+	s1, _ := b1.hist.Snapshot(ch)
+	s2, ok := b2.hist.Snapshot(ch)
+	if !ok || s2.Position != s1.Position || len(s2.Pubs) != 4 {
+		t.Fatalf("new standby holds %+v (%d publications), owner %+v", s2.Position, len(s2.Pubs), s1.Position)
+	}
+	if n := b1.metric("scc_broker_replication_snapshots_total"); n != 1 {
+		t.Fatalf("snapshots sent = %v, want 1", n)
+	}
+}
