@@ -134,7 +134,8 @@ type Broker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	sink frontend.Sink
+	sink    frontend.Sink
+	posSink frontend.PositionSink // sink, when it takes stream positions
 
 	// route guards the publishing state. Publishers hold it for reading
 	// while they route and enqueue; a ring switch holds it for writing.
@@ -189,6 +190,7 @@ func (b *Broker) Start(ctx context.Context, sink frontend.Sink) error {
 		return errors.New("cluster: started twice")
 	}
 	b.sink = sink
+	b.posSink, _ = sink.(frontend.PositionSink)
 	b.wg.Add(1)
 	go b.sweep()
 	return nil
