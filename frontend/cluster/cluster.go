@@ -144,7 +144,8 @@ type Broker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	sink frontend.Sink
+	sink    frontend.Sink
+	posSink frontend.PositionSink // sink, when it takes stream positions
 
 	// pubSeq numbers publishes across every link and reconnect, starting
 	// at the frontend's start time in Unix nanoseconds, so brokers can
@@ -206,6 +207,7 @@ func (b *Broker) Start(ctx context.Context, sink frontend.Sink) error {
 		return errors.New("cluster: started twice")
 	}
 	b.sink = sink
+	b.posSink, _ = sink.(frontend.PositionSink)
 	b.wg.Add(1)
 	go b.sweep()
 	return nil

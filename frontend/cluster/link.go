@@ -42,6 +42,10 @@ type brokerLink struct {
 	// or counted as lost.
 	inflight []heldPub
 	closed   bool
+
+	// History requests waiting for their reply, by id (history.go).
+	nextHist uint64
+	hist     map[uint64]*histWait
 }
 
 func (b *Broker) newLink(info protocol.BrokerInfo) *brokerLink {
@@ -98,6 +102,7 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	err := nl.Run(l)
 
 	l.mu.Lock()
+	l.failHistoryLocked()
 	if l.l == nl {
 		l.l = nil
 		l.requeueInflightLocked()
@@ -116,7 +121,7 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 	for _, m := range msgs {
 		switch m.Type {
 		case protocol.MsgDeliver:
-			ch, data, err := protocol.ParseDeliver(m.Body)
+			ch, data, off, epoch, err := protocol.ParseDeliverPos(m.Body)
 			if err != nil {
 				l.b.m.drops.WithLabelValues("malformed").Inc()
 				continue
@@ -130,9 +135,13 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 				continue
 			}
 			l.b.m.delivered.Inc()
-			if l.b.sink != nil {
+			if off > 0 && l.b.posSink != nil {
+				l.b.posSink.DeliverPos(ch, data, off, epoch)
+			} else if l.b.sink != nil {
 				l.b.sink.Deliver(ch, data)
 			}
+		case protocol.MsgHistoryReply:
+			l.historyReply(m)
 		case protocol.MsgPubAck:
 			seq, err := protocol.ParsePubAck(m.Body)
 			if err != nil {
