@@ -64,6 +64,14 @@ type Config struct {
 	// alone; the node sets it from the channel rules. Nil re-sends
 	// nothing: such publishes are lost and counted (in_flight).
 	Resend func(channel string) bool
+	// RecoverLimit is the most publications one History request asks a
+	// broker for when this frontend fills a gap in a channel's offsets
+	// (after a failover or a reshard). Default 10000.
+	RecoverLimit int
+	// RecoverHeldMaxBytes bounds, per channel, the publications held
+	// while such a gap is being filled; over it the gap is given up,
+	// counted (held_full). Default 4 MiB.
+	RecoverHeldMaxBytes int
 	// LocalSettle is how long a frontend waits, after subscribing at the
 	// new owners, before it publishes by a ring it derived on its own
 	// (the state server unreachable and gossip declaring a broker dead).
@@ -91,6 +99,9 @@ func DefaultConfig() Config {
 		BacklogMaxAge:    2 * time.Second,
 		FenceMaxBytes:    8 << 20,
 		LocalSettle:      500 * time.Millisecond,
+
+		RecoverLimit:        10000,
+		RecoverHeldMaxBytes: 4 << 20,
 	}
 }
 
@@ -123,6 +134,12 @@ func (c *Config) fill() {
 	if c.LocalSettle < 0 {
 		c.LocalSettle = 0
 	}
+	if c.RecoverLimit <= 0 {
+		c.RecoverLimit = d.RecoverLimit
+	}
+	if c.RecoverHeldMaxBytes <= 0 {
+		c.RecoverHeldMaxBytes = d.RecoverHeldMaxBytes
+	}
 }
 
 type heldPub struct {
@@ -146,6 +163,7 @@ type Broker struct {
 
 	sink    frontend.Sink
 	posSink frontend.PositionSink // sink, when it takes stream positions
+	pos     *positions            // last offset delivered per channel with history
 
 	// pubSeq numbers publishes across every link and reconnect, starting
 	// at the frontend's start time in Unix nanoseconds, so brokers can
@@ -195,6 +213,7 @@ func New(cfg Config) *Broker {
 		links:    make(map[string]*brokerLink),
 	}
 	b.pubSeq.Store(uint64(time.Now().UnixNano()))
+	b.pos = newPositions(b, cfg.Registry)
 	return b
 }
 
@@ -303,6 +322,7 @@ func (b *Broker) Unsubscribe(channel string) {
 		return
 	}
 	delete(b.channels, channel)
+	b.pos.forget(channel)
 	b.channels = shrunk(b.channels, &b.chanPeak)
 	b.m.subscriptions.Dec()
 	for _, l := range b.links {
@@ -566,6 +586,14 @@ func (b *Broker) Commit(r protocol.Ring) {
 	}
 	b.mu.Unlock()
 
+	if cur != nil {
+		// Fetch from the new owners what the old ones had not delivered.
+		for _, ch := range b.pos.known() {
+			if i := nr.OwnerIndex(ch); i >= 0 && cur.OwnerID(ch) != nr.Broker(i).ID {
+				b.pos.check(links[i], ch)
+			}
+		}
+	}
 	b.m.ringVersion.Set(float64(nr.Version()))
 	b.m.reshards.WithLabelValues("commit").Inc()
 	b.m.commitSeconds.Observe(time.Since(start).Seconds())

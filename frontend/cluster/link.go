@@ -135,8 +135,8 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 				continue
 			}
 			l.b.m.delivered.Inc()
-			if off > 0 && l.b.posSink != nil {
-				l.b.posSink.DeliverPos(ch, data, off, epoch)
+			if off > 0 {
+				l.b.pos.deliver(l, ch, data, off, epoch)
 			} else if l.b.sink != nil {
 				l.b.sink.Deliver(ch, data)
 			}
