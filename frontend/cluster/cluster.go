@@ -68,6 +68,9 @@ type Config struct {
 	// broker for when this frontend fills a gap in a channel's offsets
 	// (after a failover or a reshard). Default 10000.
 	RecoverLimit int
+	// RecoverTimeout bounds the wait for such a History reply; after it
+	// the gap is given up, counted (timeout). Default 2s.
+	RecoverTimeout time.Duration
 	// RecoverHeldMaxBytes bounds, per channel, the publications held
 	// while such a gap is being filled; over it the gap is given up,
 	// counted (held_full). Default 4 MiB.
@@ -101,6 +104,7 @@ func DefaultConfig() Config {
 		LocalSettle:      500 * time.Millisecond,
 
 		RecoverLimit:        10000,
+		RecoverTimeout:      2 * time.Second,
 		RecoverHeldMaxBytes: 4 << 20,
 	}
 }
@@ -136,6 +140,9 @@ func (c *Config) fill() {
 	}
 	if c.RecoverLimit <= 0 {
 		c.RecoverLimit = d.RecoverLimit
+	}
+	if c.RecoverTimeout <= 0 {
+		c.RecoverTimeout = d.RecoverTimeout
 	}
 	if c.RecoverHeldMaxBytes <= 0 {
 		c.RecoverHeldMaxBytes = d.RecoverHeldMaxBytes

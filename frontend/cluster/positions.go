@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sync"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,7 @@ type chanPos struct {
 	epoch      string
 	offset     uint64
 	recovering bool
+	ask        *histWait     // the request of the recovery in progress
 	held       []heldDeliver // deliveries held while recovering
 	heldBytes  int
 }
@@ -71,6 +73,7 @@ const (
 	recoverLinkDown = "link_down" // the broker link failed before the reply
 	recoverHeldFull = "held_full" // too much arrived while recovering
 	recoverEpoch    = "epoch"     // a new epoch arrived: the history was lost
+	recoverTimeout  = "timeout"   // no reply within Config.RecoverTimeout
 )
 
 func newPositions(b *Broker, reg prometheus.Registerer) *positions {
@@ -86,7 +89,7 @@ func newPositions(b *Broker, reg prometheus.Registerer) *positions {
 		Name: "scc_frontend_history_recoveries_total",
 		Help: "Gaps in a channel's offsets this frontend filled from the owner's history, by result (recovered, or why not: epoch, gone, limit, ahead, link_down, held_full).",
 	}, []string{"result"})
-	for _, r := range []string{recoverOK, recoverLinkDown, recoverHeldFull, recoverEpoch, history.ReasonGone, history.ReasonLimit, history.ReasonAhead} {
+	for _, r := range []string{recoverOK, recoverLinkDown, recoverHeldFull, recoverEpoch, recoverTimeout, history.ReasonGone, history.ReasonLimit, history.ReasonAhead} {
 		p.m.recoveries.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -170,26 +173,36 @@ func (p *positions) askLocked(l *brokerLink, ch string, st *chanPos) {
 	h := protocol.History{Channel: ch, Offset: st.offset, Epoch: st.epoch, Limit: p.b.cfg.RecoverLimit}
 	w := &histWait{done: make(chan struct{})}
 	w.attach = func(r history.Result) { p.recovered(ch, r) }
-	if !l.askAsync(h, w) {
+	st.ask = w
+	if !l.askAsync(&h, w) {
 		p.endLocked(ch, st, history.Result{Reason: recoverLinkDown})
 		return
 	}
 	p.b.wg.Add(1)
 	go func() {
 		defer p.b.wg.Done()
+		t := time.NewTimer(p.b.cfg.RecoverTimeout)
+		defer t.Stop()
+		reason := recoverLinkDown
 		select {
 		case <-w.done:
+			if w.err == nil {
+				return // recovered ran
+			}
+		case <-t.C:
+			reason = recoverTimeout
+			l.mu.Lock()
+			delete(l.hist, h.ID)
+			l.mu.Unlock()
 		case <-p.b.ctx.Done():
 			return
 		}
-		if w.err != nil { // the link failed before the reply
-			sh := p.shard(ch)
-			sh.mu.Lock()
-			if st := sh.m[ch]; st != nil && st.recovering {
-				p.endLocked(ch, st, history.Result{Reason: recoverLinkDown})
-			}
-			sh.mu.Unlock()
+		sh := p.shard(ch)
+		sh.mu.Lock()
+		if st := sh.m[ch]; st != nil && st.recovering && st.ask == w {
+			p.endLocked(ch, st, history.Result{Reason: reason})
 		}
+		sh.mu.Unlock()
 	}()
 }
 
@@ -206,7 +219,7 @@ func (p *positions) recovered(ch string, r history.Result) {
 // endLocked delivers what the recovery returned, then what was held,
 // and counts the result.
 func (p *positions) endLocked(ch string, st *chanPos, r history.Result) {
-	st.recovering = false
+	st.recovering, st.ask = false, nil
 	if r.Recovered && r.Position.Epoch == st.epoch {
 		p.m.recoveries.WithLabelValues(recoverOK).Inc()
 		for _, pub := range r.Pubs {
@@ -268,7 +281,7 @@ func (p *positions) forget(ch string) {
 
 // askAsync sends h and registers w for its reply without waiting; false
 // when the link is down.
-func (l *brokerLink) askAsync(h protocol.History, w *histWait) bool {
+func (l *brokerLink) askAsync(h *protocol.History, w *histWait) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.l == nil || l.closed {
@@ -280,7 +293,7 @@ func (l *brokerLink) askAsync(h protocol.History, w *histWait) bool {
 		l.hist = make(map[uint64]*histWait)
 	}
 	l.hist[h.ID] = w
-	if err := l.l.Send(protocol.MsgHistory, &h); err != nil {
+	if err := l.l.Send(protocol.MsgHistory, h); err != nil {
 		delete(l.hist, h.ID)
 		return false
 	}
