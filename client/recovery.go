@@ -28,6 +28,11 @@ type Recovery struct {
 	Reason string
 }
 
+// ReasonUnsupported is Recovery.Reason when the server answered a
+// recovering #subscribe without a position: it keeps no history for the
+// channel, so what was missed is unknown.
+const ReasonUnsupported = "unsupported"
+
 // subHistory is a Subscription's place in its channel's history.
 type subHistory struct {
 	mu     sync.Mutex
@@ -74,15 +79,29 @@ func (s *Subscription) subscribeData() []byte {
 // noteAck reads a #subscribe acknowledgement: on a channel with history
 // it carries the position and whether the recovery asked for is complete.
 func (s *Subscription) noteAck(data json.RawMessage) {
-	if len(data) == 0 || !bytes.Contains(data, []byte(`"epoch"`)) {
-		return
-	}
 	var a protocol.SubscribeRecovery
-	if json.Unmarshal(data, &a) != nil || a.Epoch == "" {
-		return
+	if len(data) == 0 || !bytes.Contains(data, []byte(`"epoch"`)) || json.Unmarshal(data, &a) != nil || a.Epoch == "" {
+		a = protocol.SubscribeRecovery{}
 	}
 	h := &s.hist
 	h.mu.Lock()
+	if a.Epoch == "" {
+		// A server that keeps no history for the channel (any more).
+		asked := h.asked
+		h.offset, h.epoch, h.asked = 0, "", false
+		if !asked {
+			h.mu.Unlock()
+			return
+		}
+		h.failed++
+		h.last = Recovery{Asked: true, Reason: ReasonUnsupported}
+		r := h.last
+		h.mu.Unlock()
+		if f := s.opts.OnRecovery; f != nil {
+			f(r)
+		}
+		return
+	}
 	r := Recovery{Asked: h.asked, Recovered: h.asked && a.Recovered, Offset: a.Offset, Epoch: a.Epoch, Reason: a.Reason}
 	if !h.asked || !a.Recovered || h.epoch != a.Epoch {
 		// Nothing (more) to replay: continue from the channel's position.

@@ -36,17 +36,39 @@ func historyFrontend(t *testing.T) *testFrontend {
 	return startFrontend(t, "", func(c *frontend.Config) { c.Rules = set })
 }
 
+// gate holds a client's reconnect (its OnDisconnect blocks) while the
+// test publishes what it misses.
+type gate struct {
+	lost    chan struct{}
+	resume  chan struct{}
+	holding bool
+}
+
+func newGate() *gate { return &gate{lost: make(chan struct{}, 1), resume: make(chan struct{})} }
+
+func (g *gate) opts() client.Options {
+	return client.Options{
+		Backoff: client.Backoff{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond},
+		OnDisconnect: func(int, string) {
+			g.lost <- struct{}{}
+			<-g.resume
+		},
+	}
+}
+
 // awayAndBack closes c's socket at the server, waits until the channel has
 // no subscriber left, publishes from..to meanwhile and lets c reconnect.
-func awayAndBack(t *testing.T, f *testFrontend, c *client.Client, ch string, from, to int) {
+func awayAndBack(t *testing.T, f *testFrontend, c *client.Client, g *gate, ch string, from, to int) {
 	t.Helper()
 	f.srv.SocketByID(c.ID()).Close(4000, "away")
+	<-g.lost
 	waitFor(t, "the socket gone", 5*time.Second, func() bool { return len(f.srv.LocalChannels()) == 0 })
 	for i := from; i <= to; i++ {
 		if err := f.srv.Publish(context.Background(), ch, json.RawMessage(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
+	close(g.resume)
 }
 
 // TestRecoveryOnReconnect: a client away within the history window gets
@@ -55,7 +77,8 @@ func TestRecoveryOnReconnect(t *testing.T) {
 	f := historyFrontend(t)
 	var mu sync.Mutex
 	var recs []client.Recovery
-	c := dial(t, f.URL(), client.Options{Backoff: client.Backoff{Initial: 300 * time.Millisecond, Max: 400 * time.Millisecond}})
+	g := newGate()
+	c := dial(t, f.URL(), g.opts())
 	ctx := ctxT(t, 10*time.Second)
 	sub, err := c.Subscribe(ctx, "room:1", client.SubscribeOptions{OnRecovery: func(r client.Recovery) {
 		mu.Lock()
@@ -78,7 +101,7 @@ func TestRecoveryOnReconnect(t *testing.T) {
 			t.Fatalf("live %d: %+v", i, m)
 		}
 	}
-	awayAndBack(t, f, c, "room:1", 4, 10)
+	awayAndBack(t, f, c, g, "room:1", 4, 10)
 	for i := 4; i <= 10; i++ {
 		if m := next(t, sub); string(m.Data) != fmt.Sprint(i) || m.Offset != uint64(i) {
 			t.Fatalf("want %d, got %+v", i, m)
@@ -110,7 +133,8 @@ func TestRecoveryOnReconnect(t *testing.T) {
 // told recovery failed, never left with a silent gap.
 func TestRecoveryTooLate(t *testing.T) {
 	f := historyFrontend(t)
-	c := dial(t, f.URL(), client.Options{Backoff: client.Backoff{Initial: 300 * time.Millisecond, Max: 400 * time.Millisecond}})
+	g := newGate()
+	c := dial(t, f.URL(), g.opts())
 	ctx := ctxT(t, 10*time.Second)
 	failed := make(chan client.Recovery, 1)
 	sub, err := c.Subscribe(ctx, "small:1", client.SubscribeOptions{OnRecovery: func(r client.Recovery) {
@@ -121,7 +145,7 @@ func TestRecoveryTooLate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	awayAndBack(t, f, c, "small:1", 1, 20)
+	awayAndBack(t, f, c, g, "small:1", 1, 20)
 	select {
 	case r := <-failed:
 		if r.Reason != "gone" || r.Offset != 20 {
@@ -145,13 +169,14 @@ func TestRecoveryTooLate(t *testing.T) {
 // reaches the server next to the recovery request.
 func TestRecoveryKeepsSubscribeData(t *testing.T) {
 	f := historyFrontend(t)
-	c := dial(t, f.URL(), client.Options{Backoff: client.Backoff{Initial: 300 * time.Millisecond, Max: 400 * time.Millisecond}})
+	g := newGate()
+	c := dial(t, f.URL(), g.opts())
 	ctx := ctxT(t, 10*time.Second)
 	sub, err := c.Subscribe(ctx, "room:2", client.SubscribeOptions{Data: map[string]string{"k": "v"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	awayAndBack(t, f, c, "room:2", 1, 2)
+	awayAndBack(t, f, c, g, "room:2", 1, 2)
 	for i := 1; i <= 2; i++ {
 		if m := next(t, sub); string(m.Data) != fmt.Sprint(i) {
 			t.Fatalf("want %d, got %+v", i, m)

@@ -246,3 +246,59 @@ func (s *Socket) attachRecovered(p *protocol.Packet, ch string, r history.Result
 		}
 	}
 }
+
+func init() { apiMethods["history"] = (*api).history }
+
+type historyParams struct {
+	Channel string `json:"channel"`
+	// Limit is how many of the most recent publications to return
+	// (default 10, at most SCC_RECOVERY_MAX_PUBLICATIONS).
+	Limit *int `json:"limit"`
+}
+
+// HistoryPublication is one publication in the server API's history.
+type HistoryPublication struct {
+	Offset uint64          `json:"offset"`
+	Time   int64           `json:"time"` // Unix milliseconds when the owning broker appended it
+	Data   json.RawMessage `json:"data"`
+}
+
+type historyResult struct {
+	Publications []HistoryPublication `json:"publications"`
+	Offset       uint64               `json:"offset"`
+	Epoch        string               `json:"epoch"`
+}
+
+// history answers the server API's history: a channel's most recent
+// publications, oldest first, and its position.
+func (a *api) history(ctx context.Context, body []byte) (any, int, string, error) {
+	var p historyParams
+	if err := decode(body, &p); err != nil {
+		return malformed(err)
+	}
+	if err := a.checkChannel(p.Channel); err != nil {
+		return invalid("history: %v", err)
+	}
+	limit := 10
+	if p.Limit != nil {
+		limit = *p.Limit
+	}
+	if limit < 0 || limit > a.s.cfg.RecoveryMaxPublications {
+		return invalid("history: limit must be between 0 and %d", a.s.cfg.RecoveryMaxPublications)
+	}
+	if !a.s.historyOptions(p.Channel).Enabled() {
+		return invalid("history: channel %q has no history (see the history option of channel rules)", p.Channel)
+	}
+	pubs, pos, err := a.s.History(ctx, p.Channel, max(limit, 1))
+	if err != nil {
+		return unavailable(fmt.Errorf("history: %w", err))
+	}
+	if limit == 0 {
+		pubs = nil
+	}
+	res := historyResult{Publications: make([]HistoryPublication, 0, len(pubs)), Offset: pos.Offset, Epoch: pos.Epoch}
+	for _, pub := range pubs {
+		res.Publications = append(res.Publications, HistoryPublication{Offset: pub.Offset, Time: pub.Time / 1e6, Data: pub.Data})
+	}
+	return res, 0, "", nil
+}

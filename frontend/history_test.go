@@ -277,3 +277,35 @@ func TestHistoryRecoverUnderLoad(t *testing.T) {
 		t.Errorf("recovered count %v", n)
 	}
 }
+
+func TestAPIHistory(t *testing.T) {
+	cfg := historyConfig(t)
+	cfg.API.Key = testAPIKey
+	cfg.ServeAdmin = true
+	srv := startServer(t, cfg)
+	addr := srv.Addr().String()
+	for i := 1; i <= 7; i++ {
+		apiOK(t, addr, "publish", fmt.Sprintf(`{"channel":"small:h","data":{"n":%d}}`, i))
+	}
+	res := apiOK(t, addr, "history", `{"channel":"small:h","limit":3}`)
+	pubs, _ := res["publications"].([]any)
+	if len(pubs) != 3 || res["offset"] != float64(7) || res["epoch"] == "" {
+		t.Fatalf("history %v", res)
+	}
+	for i, p := range pubs {
+		m := p.(map[string]any)
+		if m["offset"] != float64(5+i) || fmt.Sprint(m["data"]) != fmt.Sprintf("map[n:%d]", 5+i) {
+			t.Fatalf("publication %d: %v", i, m)
+		}
+	}
+	// All it holds (size 5), oldest first.
+	if pubs, _ := apiOK(t, addr, "history", `{"channel":"small:h","limit":100}`)["publications"].([]any); len(pubs) != 5 {
+		t.Fatalf("all: %v", pubs)
+	}
+	if st, out := apiCall(t, addr, testAPIKey, "history", `{"channel":"plain"}`); st != 400 {
+		t.Fatalf("channel without history: %d %v", st, out)
+	}
+	if st, out := apiCall(t, addr, testAPIKey, "history", `{"channel":"small:h","limit":100000}`); st != 400 {
+		t.Fatalf("limit too high: %d %v", st, out)
+	}
+}

@@ -128,3 +128,15 @@ func (l *brokerLink) failHistoryLocked() {
 		delete(l.hist, id)
 	}
 }
+
+// Recover implements frontend.Recoverer for the node's broker.
+func (b nodeBroker) Recover(ctx context.Context, channel string, from history.Position, limit int, attach func(history.Result)) error {
+	return b.n.broker.Recover(ctx, channel, from, limit, attach)
+}
+
+// History implements frontend.Recoverer for the node's broker.
+func (b nodeBroker) History(ctx context.Context, channel string, limit int) ([]history.Pub, history.Position, error) {
+	return b.n.broker.History(ctx, channel, limit)
+}
+
+var _ frontend.Recoverer = nodeBroker{}
