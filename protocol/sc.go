@@ -520,8 +520,14 @@ type StreamPosition struct {
 // DecodePublishPos reads the stream position of #publish data; ok is
 // false when the publication carries none (a channel without history).
 func DecodePublishPos(data json.RawMessage) (pos StreamPosition, ok bool) {
-	if !bytes.Contains(data, []byte(`"offset"`)) {
+	if len(data) == 0 || data[len(data)-1] != '}' || !bytes.Contains(data, []byte(`"offset"`)) {
 		return StreamPosition{}, false
+	}
+	// The form AppendPublishPos writes: the position ends the object.
+	if i := bytes.LastIndex(data, []byte(posOffsetKey)); i > 0 {
+		if n, off, ep, ok := posSuffix(data, i); ok && n == len(data) && len(ep) > 0 {
+			return StreamPosition{Offset: off, Epoch: string(ep)}, true
+		}
 	}
 	var v struct {
 		Offset *uint64 `json:"offset"`
