@@ -103,6 +103,12 @@ type Config struct {
 	// (SCC_REPLICATION; docs/guarantees.md). Channels without history are
 	// not replicated. Default true.
 	Replication bool
+	// HandoffTimeout bounds how long, after a ring change, this broker
+	// holds publishes of channels it gains from a broker still in the
+	// ring until that broker has handed their history over, and how long
+	// it tries to hand over the channels it gives
+	// (SCC_REPLICATION_HANDOFF_TIMEOUT). Default 1s.
+	HandoffTimeout time.Duration
 	// ReadyPoll is how often readiness is checked while waiting for the
 	// state server's Welcome. Default 50ms.
 	ReadyPoll time.Duration
@@ -151,6 +157,7 @@ func DefaultConfig() Config {
 		IdempotencyTTL:  DefaultIdempotencyTTL,
 		History:         history.DefaultConfig(),
 		Replication:     true,
+		HandoffTimeout:  time.Second,
 	}
 }
 
@@ -168,6 +175,9 @@ func (c Config) Validate() error {
 	}
 	if c.IdempotencyKeys < 0 || c.IdempotencyTTL < 0 {
 		errs = append(errs, errors.New("IdempotencyKeys and IdempotencyTTL must not be negative"))
+	}
+	if c.Replication && c.HandoffTimeout <= 0 {
+		errs = append(errs, errors.New("HandoffTimeout must be positive"))
 	}
 	if c.ReadyPoll <= 0 {
 		errs = append(errs, errors.New("ReadyPoll must be positive"))

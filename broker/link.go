@@ -66,7 +66,10 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 						s.repl.m.duplicates.Inc()
 					} else if key == "" || s.dedup.FirstSeen(ch+"\x00"+key) {
 						pubs++
-						l.publishReplicated(ch, opts, data, seq)
+						s.repl.awaitHandoff(ch, l.nl.Done())
+						if !l.forwardToOwner(ch, opts, data, seq) {
+							l.publishReplicated(ch, opts, data, seq)
+						}
 					} else {
 						s.m.drops.WithLabelValues(dropDuplicate).Inc()
 					}

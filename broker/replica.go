@@ -52,6 +52,13 @@ type replicator struct {
 	self  string              // this broker's id, set by Serve
 	peers map[string]*peerOut // by broker id
 	shut  bool
+	// Handoffs (handoff.go): the ring before the current one, the
+	// brokers whose ReplHandoff is awaited, and the highest ring version
+	// each broker handed off for.
+	prev        *ring.Ring
+	awaiting    map[string]chan struct{}
+	handedOff   map[string]uint64
+	awaitingAny atomic.Bool
 
 	pubs publishers
 }
@@ -67,6 +74,8 @@ type replMetrics struct {
 	results    *prometheus.CounterVec
 	duplicates prometheus.Counter
 	snapshots  prometheus.Counter
+	handoffs   *prometheus.CounterVec
+	forwarded  *prometheus.CounterVec
 	received   *prometheus.CounterVec
 	wait       prometheus.Histogram
 }
@@ -79,6 +88,10 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 			Help: "Publishes a frontend re-sent after a failover that the channel already held (acknowledged, not delivered again)."}),
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "scc_broker_replication_snapshots_total",
 			Help: "Whole channel histories sent to a standby ahead of the channel's first publication on a new replication link."}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_handoffs_total",
+			Help: "Ring changes that gave channels of this broker to another one, by result (sent; link_down: the new owner was not reachable within the handoff timeout)."}, []string{"result"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_forwarded_total",
+			Help: "Publishes of channels with history another broker owns, forwarded to it (forwarded) or appended here because it did not acknowledge them (appended_here)."}, []string{"result"}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_replicas_received_total",
 			Help: "Replication messages stored for other brokers' channels, by kind (publication, snapshot)."}, []string{"kind"}),
 		wait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "scc_broker_replication_wait_seconds",
@@ -88,21 +101,29 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 	for _, r := range []string{replOK, replUnreplicated, replNoStandby} {
 		m.results.WithLabelValues(r)
 	}
-	for _, k := range []string{"publication", "snapshot"} {
+	for _, k := range []string{"publication", "snapshot", "forward"} {
 		m.received.WithLabelValues(k)
 	}
-	reg.MustRegister(m.results, m.duplicates, m.snapshots, m.received, m.wait)
+	for _, r := range []string{"sent", "link_down"} {
+		m.handoffs.WithLabelValues(r)
+	}
+	for _, r := range []string{"forwarded", "appended_here"} {
+		m.forwarded.WithLabelValues(r)
+	}
+	reg.MustRegister(m.results, m.duplicates, m.snapshots, m.handoffs, m.forwarded, m.received, m.wait)
 	return m
 }
 
 func newReplicator(s *Server, hist *history.Store, reg prometheus.Registerer, shards int) *replicator {
-	return &replicator{s: s, hist: hist, m: newReplMetrics(reg), peers: make(map[string]*peerOut), pubs: newPublishers(shards)}
+	return &replicator{s: s, hist: hist, m: newReplMetrics(reg), peers: make(map[string]*peerOut), pubs: newPublishers(shards),
+		awaiting: make(map[string]chan struct{}), handedOff: make(map[string]uint64)}
 }
 
 // setRing records the ring standbys are chosen by and closes the links to
 // brokers that left it.
 func (r *replicator) setRing(rg *ring.Ring) {
-	r.ring.Store(rg)
+	prev := r.ring.Swap(rg)
+	defer r.handoff(prev, rg)
 	r.mu.Lock()
 	var gone []*peerOut
 	for id, p := range r.peers {
@@ -491,10 +512,22 @@ func (h peerIn) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
 				continue
 			}
 			opts := r.s.historyOptions(rep.Channel)
+			top = max(top, rep.Seq)
+			if rep.Offset == 0 { // a publish forwarded to the owner
+				r.publishForwarded(rep.Channel, opts, rep.Data, rep.Publisher, rep.PubSeq)
+				r.m.received.WithLabelValues("forward").Inc()
+				continue
+			}
 			r.hist.Put(rep.Channel, opts, rep.Epoch, history.Pub{Offset: rep.Offset, Time: rep.Time, Data: rep.Data}, nil)
 			r.pubs.record(rep.Channel, rep.Publisher, rep.PubSeq)
 			r.m.received.WithLabelValues("publication").Inc()
-			top = max(top, rep.Seq)
+		case protocol.MsgReplHandoff:
+			var ho protocol.ReplHandoff
+			if err := m.Decode(&ho); err != nil {
+				r.s.m.drops.WithLabelValues(dropMalformed).Inc()
+				continue
+			}
+			r.handoffReceived(nl.Peer().NodeID, ho.Version)
 		case protocol.MsgReplSnapshot:
 			var sn protocol.ReplSnapshot
 			if err := m.Decode(&sn); err != nil {
@@ -599,6 +632,20 @@ func (p *publishers) record(ch, publisher string, seq uint64) {
 		m[publisher] = seq
 	}
 	sh.mu.Unlock()
+}
+
+// channels returns the channels with a publisher recorded.
+func (p *publishers) channels() []string {
+	var out []string
+	for i := range p.shards {
+		sh := &p.shards[i]
+		sh.mu.Lock()
+		for ch := range sh.m {
+			out = append(out, ch)
+		}
+		sh.mu.Unlock()
+	}
+	return out
 }
 
 func (p *publishers) list(ch string) []protocol.ReplPublisher {

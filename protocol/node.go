@@ -61,6 +61,7 @@ const (
 	MsgReplicate    MsgType = 35 // owner broker → standby broker: one publication
 	MsgReplAck      MsgType = 36 // standby → owner: every Replicate/ReplSnapshot up to Seq is stored
 	MsgReplSnapshot MsgType = 37 // owner → standby or new owner: a channel's whole history
+	MsgReplHandoff  MsgType = 38 // old owner → every broker of a new ring: the histories it hands over are sent
 )
 
 func (t MsgType) String() string {
@@ -115,6 +116,8 @@ func (t MsgType) String() string {
 		return "replack"
 	case MsgReplSnapshot:
 		return "replsnapshot"
+	case MsgReplHandoff:
+		return "replhandoff"
 	}
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
@@ -345,7 +348,9 @@ type Pong struct {
 
 // Replicate carries one publication of a channel with history from the
 // broker that assigned its offset to a broker that keeps a copy (the
-// channel's standby). Seq counts Replicate and ReplSnapshot messages on
+// channel's standby). With Offset 0 it is a publish forwarded to the
+// channel's owner by a broker that no longer owns the channel (a
+// frontend had not switched yet): the owner appends it as its own. Seq counts Replicate and ReplSnapshot messages on
 // the broker→broker link and is what ReplAck acknowledges. Publisher and
 // PubSeq identify the publish (the publishing frontend's node id and its
 // sequence number), so a frontend that re-sends it after a failover is
@@ -399,6 +404,16 @@ type ReplSnapshot struct {
 	Time       int64
 	Pubs       []ReplPub
 	Publishers []ReplPublisher
+}
+
+// ReplHandoff follows, on a broker→broker link, the ReplSnapshots of
+// every channel the sender owned under the previous ring and hands to the
+// receiver under ring Version: the receiver holds publishes of such
+// channels until it arrives, so it continues their streams instead of
+// starting new ones.
+type ReplHandoff struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Version  uint64
 }
 
 // AppendReplicateMsg appends a Replicate without reflection: one is sent

@@ -52,6 +52,7 @@ func sampleMessages() []struct {
 		{MsgReplSnapshot, &ReplSnapshot{Seq: 10, Channel: "room1", Epoch: "Ab3_x-9Q", Offset: 3, Time: 5,
 			Pubs:       []ReplPub{{Offset: 2, Time: 4, Data: []byte(`1`)}, {Offset: 3, Time: 5, Data: []byte(`"x"`)}},
 			Publishers: []ReplPublisher{{ID: "frontend-1", Seq: 77}}}},
+		{MsgReplHandoff, &ReplHandoff{Version: 12}},
 	}
 }
 

@@ -195,3 +195,29 @@ func TestOwnerAndStandbyCrashTogether(t *testing.T) {
 		t.Errorf("frontends counted %v channels that lost their history, want at least %d", lost, len(affected))
 	}
 }
+
+// Scale-out and scale-in with history: every channel keeps its epoch and
+// its offsets continue, and subscribers see every message once, in order.
+func TestScaleOutInKeepsHistory(t *testing.T) {
+	c := clustertest.Start(t, withHistory(t, clustertest.Options{Brokers: 2, Frontends: 2}))
+	v := c.WaitRing(10*time.Second, 2, 0)
+	tr := clustertest.StartTraffic(t, historyTraffic(c))
+	if _, ok := tr.WaitFlowing(time.Now(), 10*time.Second); !ok {
+		t.Fatal("messages did not flow before the scale-out")
+	}
+	c.AddBroker()
+	v2 := c.WaitRing(15*time.Second, 3, v)
+	if _, ok := tr.WaitFlowing(time.Now().Add(500*time.Millisecond), 10*time.Second); !ok {
+		t.Fatal("messages did not flow after the scale-out")
+	}
+	if err := c.Brokers[0].Stop(15 * time.Second); err != nil {
+		t.Fatalf("draining broker: %v", err)
+	}
+	v3 := c.WaitRing(15*time.Second, 2, v2)
+	t.Logf("ring %d → %d → %d", v, v2, v3)
+	if _, ok := tr.WaitFlowing(time.Now().Add(500*time.Millisecond), 10*time.Second); !ok {
+		t.Fatal("messages did not flow after the scale-in")
+	}
+	requireClean(t, tr.Stop(5*time.Second))
+	requireSameEpochs(t, c)
+}
