@@ -247,3 +247,27 @@ func (r *replicator) publishForwarded(ch string, opts history.Options, data []by
 		})
 	})
 }
+
+// giveBack runs when broker id links to this one: it sends id the
+// histories this broker holds of channels id owns, then a ReplHandoff. A
+// broker restarted at the same address, still in the ring, so gets its
+// channels back from their standbys instead of starting them anew.
+func (r *replicator) giveBack(id string) {
+	rg := r.ring.Load()
+	if !rg.Contains(id) {
+		return
+	}
+	var chans []string
+	for _, ch := range r.pubs.channels() {
+		if rg.OwnerID(ch) == id {
+			chans = append(chans, ch)
+		}
+	}
+	r.mu.Lock()
+	p := r.peers[id]
+	r.mu.Unlock()
+	if p == nil {
+		return
+	}
+	r.s.wg.Go(func() { r.give(p, chans, rg.Version(), r.s.cfg.HandoffTimeout) })
+}

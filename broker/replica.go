@@ -486,6 +486,7 @@ func (s *Server) serveReplica(nl *nodelink.Link) {
 	s.replIn[nl] = struct{}{}
 	s.mu.Unlock()
 	s.log.Info("replica link up", "peer", nl.Peer().NodeID)
+	s.repl.giveBack(nl.Peer().NodeID)
 	err := nl.Run(peerIn{r: s.repl})
 	s.mu.Lock()
 	delete(s.replIn, nl)
