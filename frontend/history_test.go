@@ -213,8 +213,8 @@ func TestHistoryPlainChannelUnchanged(t *testing.T) {
 // TestHistoryRecoverUnderLoad: subscribers recover while publications go
 // on; each gets every offset exactly once, in order.
 func TestHistoryRecoverUnderLoad(t *testing.T) {
-	const total = 2000
-	const subs = 20
+	const total = 1000
+	const subs = 10
 	cfg := historyConfig(t)
 	cfg.RecoveryMaxPublications = total
 	srv := startServer(t, cfg)
