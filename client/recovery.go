@@ -122,7 +122,9 @@ func (s *Subscription) noteAck(data json.RawMessage) {
 func (s *Subscription) notePos(pos protocol.StreamPosition) {
 	h := &s.hist
 	h.mu.Lock()
-	if pos.Epoch == h.epoch && pos.Offset > h.offset+1 {
+	if (pos.Epoch == h.epoch && pos.Offset > h.offset+1) || (h.epoch != "" && pos.Epoch != h.epoch) {
+		// Skipped offsets, or a new epoch (the owning broker lost the
+		// history) without a resubscribe: messages may have been missed.
 		h.gaps++
 	}
 	if pos.Epoch != h.epoch || pos.Offset > h.offset {
@@ -156,9 +158,10 @@ func (s *Subscription) Position() (offset uint64, epoch string) {
 	return s.hist.offset, s.hist.epoch
 }
 
-// Gaps returns how many live messages skipped offsets without a
-// resubscribe in between (a broker that lost history, seen as it
-// happened).
+// Gaps returns how many live messages skipped offsets, or came under a
+// new epoch, without a resubscribe in between: a broker that lost the
+// channel's history while the subscription stayed connected. Messages may
+// have been missed there; reload the state as for a failed recovery.
 func (s *Subscription) Gaps() uint64 {
 	s.hist.mu.Lock()
 	defer s.hist.mu.Unlock()

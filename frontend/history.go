@@ -215,6 +215,12 @@ func (s *Socket) historySubscribe(p *protocol.Packet, ch string, data json.RawMe
 func (s *Socket) attachRecovered(p *protocol.Packet, ch string, r history.Result, asked bool) {
 	srv := s.srv
 	h := srv.hist
+	if r.Recovered && !srv.replayFits(ch, r.Pubs) {
+		// The replay would overflow the socket's queue and close it as a
+		// slow consumer, which would reconnect and try again: too much
+		// missed.
+		r = history.Result{Position: r.Position, Reason: history.ReasonLimit}
+	}
 	ack := protocol.SubscribeRecovery{Channel: ch, Recovered: r.Recovered, Offset: r.Position.Offset, Epoch: r.Position.Epoch}
 	result := recoveryPosition
 	switch {
@@ -301,4 +307,17 @@ func (a *api) history(ctx context.Context, body []byte) (any, int, string, error
 		res.Publications = append(res.Publications, HistoryPublication{Offset: pub.Offset, Time: pub.Time / 1e6, Data: pub.Data})
 	}
 	return res, 0, "", nil
+}
+
+// replayFits reports whether pubs, as #publish frames, take at most half
+// of a socket's queue (SCC_QUEUE_MAX_BYTES, SCC_QUEUE_MAX_MESSAGES).
+func (s *Server) replayFits(ch string, pubs []history.Pub) bool {
+	if 2*len(pubs) > s.cfg.QueueMaxMessages {
+		return false
+	}
+	n := 0
+	for _, p := range pubs {
+		n += len(p.Data) + len(ch) + 80
+	}
+	return 2*n <= s.cfg.QueueMaxBytes
 }

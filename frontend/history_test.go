@@ -213,8 +213,8 @@ func TestHistoryPlainChannelUnchanged(t *testing.T) {
 // TestHistoryRecoverUnderLoad: subscribers recover while publications go
 // on; each gets every offset exactly once, in order.
 func TestHistoryRecoverUnderLoad(t *testing.T) {
-	const total = 2000
-	const subs = 20
+	const total = 1000
+	const subs = 10
 	cfg := historyConfig(t)
 	cfg.RecoveryMaxPublications = total
 	srv := startServer(t, cfg)
@@ -307,5 +307,31 @@ func TestAPIHistory(t *testing.T) {
 	}
 	if st, out := apiCall(t, addr, testAPIKey, "history", `{"channel":"small:h","limit":100000}`); st != 400 {
 		t.Fatalf("limit too high: %d %v", st, out)
+	}
+}
+
+// TestHistoryReplayBoundedByQueue: a recovery that would overflow the
+// socket's queue (and get it closed as a slow consumer, to come back and
+// try again) is answered recovered false, and the socket stays.
+func TestHistoryReplayBoundedByQueue(t *testing.T) {
+	cfg := historyConfig(t)
+	cfg.QueueMaxMessages = 64
+	srv := startServer(t, cfg)
+	a := dial(t, srv)
+	a.handshake("")
+	ep := a.subscribeFrom("room:q", 2, 0, "").Epoch
+	publishN(t, srv, "room:q", 1, 50)
+	b := dial(t, srv)
+	b.handshake("")
+	if got := b.subscribeFrom("room:q", 2, 0, ep); got.Recovered || got.Reason != "limit" || got.Offset != 50 {
+		t.Fatalf("replay of 50 into a 64-message queue: %+v", got)
+	}
+	if got := b.subscribeFrom("room:q2", 3, 0, ""); got.Epoch == "" {
+		t.Fatal("socket unusable after the refused recovery")
+	}
+	c := dial(t, srv)
+	c.handshake("")
+	if got := c.subscribeFrom("room:q", 2, 30, ep); !got.Recovered {
+		t.Fatalf("a replay of 20 fits: %+v", got)
 	}
 }

@@ -40,6 +40,35 @@ type subShard struct {
 	mu   sync.RWMutex
 	m    map[string]*chanEntry
 	peak int // largest len(m) since m was made
+
+	// hidden are the subscribers of channels with history that wait for
+	// their recovery (joinHidden): they hold the channel's broker
+	// subscription but get no deliveries until reveal. Kept here, not in
+	// chanEntry, so channels without history pay nothing for it.
+	hidden map[string]map[*Socket]struct{}
+}
+
+// held reports whether channel's entry e has subscribers, shown or
+// hidden. The caller holds sh.mu.
+func (sh *subShard) held(channel string, e *chanEntry) bool {
+	return e.n > 0 || len(sh.hidden[channel]) > 0
+}
+
+// unhide removes s from channel's hidden subscribers; it reports whether
+// s was one. The caller holds sh.mu for writing.
+func (sh *subShard) unhide(channel string, s *Socket) bool {
+	h := sh.hidden[channel]
+	if _, ok := h[s]; !ok {
+		return false
+	}
+	delete(h, s)
+	if len(h) == 0 {
+		delete(sh.hidden, channel)
+		if len(sh.hidden) == 0 {
+			sh.hidden = nil
+		}
+	}
+	return true
 }
 
 // errTooManyPending refuses a subscription that would need one more
@@ -81,15 +110,7 @@ type chanEntry struct {
 	err     error       // Broker.Subscribe's result, set before done
 	waiters []subWaiter // answered when Broker.Subscribe returns
 	peak    int         // largest len(many) since many was made
-
-	// hidden are subscribers of a channel with history that wait for
-	// their recovery (joinHidden): they hold the broker subscription but
-	// get no deliveries until reveal.
-	hidden map[*Socket]struct{}
 }
-
-// held reports whether the entry has subscribers, shown or hidden.
-func (e *chanEntry) held() bool { return e.n > 0 || len(e.hidden) > 0 }
 
 func (e *chanEntry) add(s *Socket) bool {
 	if e.has(s) {
@@ -231,10 +252,12 @@ func (t *subTable) complete(ctx context.Context, channel string, answer func(sub
 	e.err, e.done = err, true
 	ws := e.waiters
 	e.waiters = nil
-	if err != nil || !e.held() {
+	if err != nil || !sh.held(channel, e) {
 		// Failed, or everyone left meanwhile.
+		hidden := len(sh.hidden[channel])
+		delete(sh.hidden, channel)
 		t.drop(sh, channel)
-		t.subs.Add(-int64(e.n + len(e.hidden)))
+		t.subs.Add(-int64(e.n + hidden))
 		if err == nil {
 			t.broker.Unsubscribe(channel)
 		}
@@ -269,12 +292,12 @@ func (t *subTable) unsubscribe(channel string, s *Socket) bool {
 	sh := t.shard(channel)
 	sh.mu.Lock()
 	e := sh.m[channel]
-	if e == nil || !(e.remove(s) || e.unhide(s)) {
+	if e == nil || !(e.remove(s) || sh.unhide(channel, s)) {
 		sh.mu.Unlock()
 		return false
 	}
 	t.subs.Add(-1)
-	if !e.held() && e.done {
+	if !sh.held(channel, e) && e.done {
 		t.drop(sh, channel)
 		if e.err == nil {
 			t.broker.Unsubscribe(channel)
@@ -324,7 +347,7 @@ func (t *subTable) localChannels() []string {
 		sh := &t.shards[i]
 		sh.mu.RLock()
 		for ch, e := range sh.m {
-			if e.held() {
+			if sh.held(ch, e) {
 				out = append(out, ch)
 			}
 		}
@@ -383,19 +406,6 @@ func (t *subTable) counts(match func(string) bool, max int) (map[string]int, boo
 	return out, false
 }
 
-// unhide removes s from the hidden subscribers; it reports whether s was
-// one.
-func (e *chanEntry) unhide(s *Socket) bool {
-	if _, ok := e.hidden[s]; !ok {
-		return false
-	}
-	delete(e.hidden, s)
-	if len(e.hidden) == 0 {
-		e.hidden = nil
-	}
-	return true
-}
-
 // joinHidden is join for a subscriber of a channel with history: s holds
 // the channel's broker subscription at once but gets no deliveries until
 // reveal, which the channel's recovery calls at the right point of its
@@ -421,11 +431,16 @@ func (t *subTable) joinHidden(channel string, s *Socket, w subWaiter, maxPending
 		st = joinReady
 	}
 	if !e.has(s) {
-		if e.hidden == nil {
-			e.hidden = make(map[*Socket]struct{}, 1)
+		if sh.hidden == nil {
+			sh.hidden = make(map[string]map[*Socket]struct{})
 		}
-		if _, ok := e.hidden[s]; !ok {
-			e.hidden[s] = struct{}{}
+		h := sh.hidden[channel]
+		if h == nil {
+			h = make(map[*Socket]struct{}, 1)
+			sh.hidden[channel] = h
+		}
+		if _, ok := h[s]; !ok {
+			h[s] = struct{}{}
 			t.subs.Add(1)
 		}
 	}
@@ -447,7 +462,7 @@ func (t *subTable) reveal(channel string, s *Socket, first func()) bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.m[channel]
-	if e == nil || !e.unhide(s) {
+	if e == nil || !sh.unhide(channel, s) {
 		return false
 	}
 	first()

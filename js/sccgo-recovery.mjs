@@ -25,7 +25,8 @@
 //                     disabled, or unsupported when the server kept no history).
 //
 // It has no imports: it works in Node and in browsers with any build of the
-// stock client (the npm package or socketcluster-client.min.js).
+// stock client (the npm package, or its ES module build
+// socketcluster-client.min.js in browsers).
 
 export class Recovery extends EventTarget {
   /**
