@@ -635,6 +635,43 @@ func (p *publishers) record(ch, publisher string, seq uint64) {
 	sh.mu.Unlock()
 }
 
+// prune forgets the channels keep reports false for (their history is
+// gone), so the table stays as large as the histories.
+func (p *publishers) prune(keep func(ch string) bool) {
+	for i := range p.shards {
+		sh := &p.shards[i]
+		sh.mu.Lock()
+		var drop []string
+		for ch := range sh.m {
+			drop = append(drop, ch)
+		}
+		sh.mu.Unlock()
+		for _, ch := range drop {
+			if keep(ch) {
+				continue
+			}
+			sh.mu.Lock()
+			delete(sh.m, ch)
+			sh.mu.Unlock()
+		}
+	}
+}
+
+// run prunes the publishers of channels whose history is gone, every
+// interval, until stop.
+func (r *replicator) run(stop <-chan struct{}, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			r.pubs.prune(func(ch string) bool { _, ok := r.hist.Position(ch); return ok })
+		}
+	}
+}
+
 // channels returns the channels with a publisher recorded.
 func (p *publishers) channels() []string {
 	var out []string

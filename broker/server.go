@@ -150,6 +150,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.serving = true
 	s.ln = ln
 	s.wg.Go(func() { s.hist.Run(s.stop) })
+	if s.repl != nil {
+		s.wg.Go(func() { s.repl.run(s.stop, s.cfg.History.SweepInterval) })
+	}
 	if s.cfg.WarmUp > 0 {
 		t := time.AfterFunc(s.cfg.WarmUp, func() { close(s.warm) })
 		s.wg.Go(func() {
