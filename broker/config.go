@@ -107,7 +107,7 @@ type Config struct {
 	// holds publishes of channels it gains from a broker still in the
 	// ring until that broker has handed their history over, and how long
 	// it tries to hand over the channels it gives
-	// (SCC_REPLICATION_HANDOFF_TIMEOUT). Default 1s.
+	// (SCC_REPLICATION_HANDOFF_TIMEOUT). Default 2s.
 	HandoffTimeout time.Duration
 	// ReadyPoll is how often readiness is checked while waiting for the
 	// state server's Welcome. Default 50ms.
@@ -157,7 +157,7 @@ func DefaultConfig() Config {
 		IdempotencyTTL:  DefaultIdempotencyTTL,
 		History:         history.DefaultConfig(),
 		Replication:     true,
-		HandoffTimeout:  time.Second,
+		HandoffTimeout:  2 * time.Second,
 	}
 }
 

@@ -26,14 +26,15 @@ import (
 
 // handoff starts the handoffs of a ring change: the wait for the brokers
 // this one takes channels from, and the push of the channels it gives.
-func (r *replicator) handoff(prev, cur *ring.Ring) {
+func (r *replicator) awaitHandoffs(prev, cur *ring.Ring) {
 	if cur == nil || cur.Len() == 0 || (prev != nil && prev.SameBrokers(cur)) {
 		return
 	}
 	timeout := r.s.cfg.HandoffTimeout
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	self := r.self
-	r.prev = prev
+	r.prev, r.awaitVersion = prev, cur.Version()
 	for id, ch := range r.awaiting {
 		close(ch)
 		delete(r.awaiting, id)
@@ -51,6 +52,17 @@ func (r *replicator) handoff(prev, cur *ring.Ring) {
 		time.AfterFunc(timeout, func() { r.handoffDone(id, wait) })
 	}
 	r.awaitingAny.Store(len(r.awaiting) > 0)
+}
+
+// handoff sends the channels this broker gives under cur to their new
+// owners, then a ReplHandoff to every other broker.
+func (r *replicator) handoff(prev, cur *ring.Ring) {
+	if cur == nil || cur.Len() == 0 || (prev != nil && prev.SameBrokers(cur)) {
+		return
+	}
+	timeout := r.s.cfg.HandoffTimeout
+	r.mu.Lock()
+	self := r.self
 	peers := make(map[string]*peerOut)
 	for _, b := range cur.Brokers() {
 		if p := r.peers[b.ID]; p != nil {
@@ -119,9 +131,9 @@ func (r *replicator) handoffReceived(from string, v uint64) {
 		r.handedOff[from] = v
 	}
 	wait := r.awaiting[from]
-	cur := r.ring.Load()
+	want := r.awaitVersion
 	r.mu.Unlock()
-	if wait != nil && v >= cur.Version() {
+	if wait != nil && v >= want {
 		r.handoffDone(from, wait)
 	}
 }
@@ -141,6 +153,18 @@ func (r *replicator) handoffDone(from string, wait chan struct{}) {
 // awaitHandoff holds a publish of ch, on its link's reader, while the
 // broker that owned ch under the previous ring has not handed it over.
 func (r *replicator) awaitHandoff(ch string, done <-chan struct{}) {
+	if r.ring.Load() == nil && r.s.cfg.StateAddr != "" {
+		// A broker that just joined may see publishes before its first
+		// ring: wait for it, and then for the handoffs it brings.
+		t := time.NewTimer(r.s.cfg.HandoffTimeout)
+		select {
+		case <-r.hasRing:
+		case <-t.C:
+		case <-done:
+		case <-r.s.stop:
+		}
+		t.Stop()
+	}
 	if !r.awaitingAny.Load() {
 		return
 	}

@@ -123,6 +123,10 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 				s.m.drops.WithLabelValues(dropMalformed).Inc()
 				continue
 			}
+			if s.repl != nil {
+				// A new owner answers after the old one handed the channel over.
+				s.repl.awaitHandoff(h.Channel, l.nl.Done())
+			}
 			l.history(h)
 		default:
 			s.m.drops.WithLabelValues(dropUnknown).Inc()

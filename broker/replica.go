@@ -55,10 +55,13 @@ type replicator struct {
 	// Handoffs (handoff.go): the ring before the current one, the
 	// brokers whose ReplHandoff is awaited, and the highest ring version
 	// each broker handed off for.
-	prev        *ring.Ring
-	awaiting    map[string]chan struct{}
-	handedOff   map[string]uint64
-	awaitingAny atomic.Bool
+	prev         *ring.Ring
+	awaiting     map[string]chan struct{}
+	handedOff    map[string]uint64
+	awaitingAny  atomic.Bool
+	awaitVersion uint64        // the ring version the awaited handoffs are for
+	hasRing      chan struct{} // closed at the first ring
+	firstRing    sync.Once
 
 	pubs publishers
 }
@@ -116,13 +119,18 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 
 func newReplicator(s *Server, hist *history.Store, reg prometheus.Registerer, shards int) *replicator {
 	return &replicator{s: s, hist: hist, m: newReplMetrics(reg), peers: make(map[string]*peerOut), pubs: newPublishers(shards),
-		awaiting: make(map[string]chan struct{}), handedOff: make(map[string]uint64)}
+		awaiting: make(map[string]chan struct{}), handedOff: make(map[string]uint64), hasRing: make(chan struct{})}
 }
 
 // setRing records the ring standbys are chosen by and closes the links to
 // brokers that left it.
 func (r *replicator) setRing(rg *ring.Ring) {
-	prev := r.ring.Swap(rg)
+	prev := r.ring.Load()
+	// The waits for handoffs are in place before the ring is: a publish
+	// routed by the new ring never finds it without them.
+	r.awaitHandoffs(prev, rg)
+	r.ring.Store(rg)
+	r.firstRing.Do(func() { close(r.hasRing) })
 	defer r.handoff(prev, rg)
 	r.mu.Lock()
 	var gone []*peerOut

@@ -52,6 +52,7 @@ func TestBrokerKillLosesNothingWithHistory(t *testing.T) {
 	if _, ok := tr.WaitFlowing(time.Now(), 10*time.Second); !ok {
 		t.Fatal("messages did not flow before the kill")
 	}
+	t.Logf("epoch changes before the kill: %v", c.FrontendCounter("scc_frontend_history_recoveries_total", "result", "epoch"))
 	killed := time.Now()
 	c.Brokers[0].Crash()
 	requireRecovered(t, tr, killed, "delivery did not resume on every channel after a broker was killed")
@@ -210,6 +211,7 @@ func TestScaleOutInKeepsHistory(t *testing.T) {
 	if _, ok := tr.WaitFlowing(time.Now().Add(500*time.Millisecond), 10*time.Second); !ok {
 		t.Fatal("messages did not flow after the scale-out")
 	}
+	t.Logf("epoch changes after the scale-out: %v", c.FrontendCounter("scc_frontend_history_recoveries_total", "result", "epoch"))
 	if err := c.Brokers[0].Stop(15 * time.Second); err != nil {
 		t.Fatalf("draining broker: %v", err)
 	}
