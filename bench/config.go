@@ -125,6 +125,16 @@ type Config struct {
 	// the gap cost. Default false: a dropped connection stays dropped and
 	// is counted.
 	Reconnect bool `json:"reconnect,omitempty"`
+	// DropEvery, when positive, cuts DropFraction of the subscriber
+	// connections every DropEvery during each round, as a flaky network
+	// would (-drop-every); they reconnect and resubscribe, recovering what
+	// they missed on channels with history (docs/recovery.md), and the
+	// check reports what was still lost. It implies Reconnect. Default 0:
+	// off.
+	DropEvery time.Duration `json:"drop_every,omitempty"`
+	// DropFraction is the share of subscriber connections each DropEvery
+	// cuts (-drop-fraction). Default 0.1.
+	DropFraction float64 `json:"drop_fraction,omitempty"`
 	// ServerPIDs are processes of the server under test on this machine
 	// (-server-pids); their CPU use per step is reported, to show whether
 	// the server or the bench was the bottleneck.
@@ -176,6 +186,7 @@ func DefaultConfig() Config {
 		ConnectTimeout:     10 * time.Second,
 		ProtocolVersion:    2,
 		FDReserve:          64,
+		DropFraction:       0.1,
 	}
 }
 
@@ -197,6 +208,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Name == "" {
 		c.Name = string(c.Scenario)
+	}
+	switch {
+	case c.DropEvery < 0:
+		return bad("drop every %v must not be negative", c.DropEvery)
+	case c.DropEvery > 0 && (c.DropFraction <= 0 || c.DropFraction > 1):
+		return bad("drop fraction %v must be in (0, 1]", c.DropFraction)
+	case c.DropEvery > 0:
+		c.Reconnect = true
 	}
 	if _, err := c.clientTLS(); err != nil {
 		return err

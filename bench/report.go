@@ -103,6 +103,9 @@ func WriteText(w io.Writer, r *Result) error {
 				s.Publisher, s.Channel, s.Expected, s.Lost, s.Duplicated, s.OutOfOrder, s.Unexpected)
 		}
 	}
+	if r.Drops > 0 {
+		fmt.Fprintf(tw, "recovery\t%d connections cut: %d resubscribes recovered, %d told they missed messages\n", r.Drops, r.Recovered, r.RecoveryFailed)
+	}
 	if r.Disconnects > 0 {
 		fmt.Fprintf(tw, "disconnects\t%d: %s\n", r.Disconnects, describeReasons(r.DisconnectReasons))
 	} else {

@@ -38,6 +38,12 @@ type Result struct {
 	// code and reason in DisconnectReasons.
 	Disconnects       int64            `json:"disconnects"`
 	DisconnectReasons map[string]int64 `json:"disconnect_reasons,omitempty"`
+	// Drops counts the subscriber connections cut by DropEvery (not in
+	// Disconnects); Recovered and RecoveryFailed their resubscribes that
+	// recovered what they missed, or were told they could not.
+	Drops          int64 `json:"drops,omitempty"`
+	Recovered      int64 `json:"recovered,omitempty"`
+	RecoveryFailed int64 `json:"recovery_failed,omitempty"`
 	// BenchCPU, ServerCPU and MachineCPU are the reported step's CPU use
 	// by the bench, the server and every process, in cores (-1 when
 	// unknown).
@@ -102,6 +108,10 @@ type Step struct {
 	// for example "4011 …" when the server's inbound rate limit closed a
 	// publisher.
 	DisconnectReasons map[string]int64 `json:"disconnect_reasons,omitempty"`
+	// Drops, Recovered and RecoveryFailed: as in Result.
+	Drops          int64 `json:"drops,omitempty"`
+	Recovered      int64 `json:"recovered,omitempty"`
+	RecoveryFailed int64 `json:"recovery_failed,omitempty"`
 	// BenchCPU is the CPU the bench's processes used during the step, in
 	// cores (1.0 = one core busy): near the cores it may use, the bench
 	// rather than the server limits the figures.

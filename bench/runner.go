@@ -132,6 +132,9 @@ func (r *Runner) Run(ctx context.Context) (*Result, error) {
 	for _, st := range res.Steps {
 		res.Disconnects += st.Disconnects
 		res.DisconnectReasons = addReasons(res.DisconnectReasons, st.DisconnectReasons)
+		res.Drops += st.Drops
+		res.Recovered += st.Recovered
+		res.RecoveryFailed += st.RecoveryFailed
 	}
 	res.Correct = res.Connect.Failed == 0 && res.Disconnects == 0
 	for _, st := range res.Steps {
@@ -308,6 +311,9 @@ func (r *Runner) runStep(ctx context.Context, stepNo int, rate float64) (Step, e
 		st.delivered += rp.Delivered
 		st.Disconnects += rp.Disconnects
 		st.DisconnectReasons = addReasons(st.DisconnectReasons, rp.DisconnectReasons)
+		st.Drops += rp.Drops
+		st.Recovered += rp.Recovered
+		st.RecoveryFailed += rp.RecoveryFailed
 		if rp.WallSeconds > 0 {
 			st.BenchCPU += rp.CPUSeconds / rp.WallSeconds
 		}

@@ -77,6 +77,12 @@ type roundReport struct {
 	Disconnects int64       `json:"disconnects"`
 	// DisconnectReasons counts disconnects by close code and reason.
 	DisconnectReasons map[string]int64 `json:"disconnect_reasons,omitempty"`
+	// Drops, Recovered and RecoveryFailed count the connections cut by
+	// DropEvery and their resubscribes that recovered or were told they
+	// missed messages (recovery.go).
+	Drops          int64 `json:"drops,omitempty"`
+	Recovered      int64 `json:"recovered,omitempty"`
+	RecoveryFailed int64 `json:"recovery_failed,omitempty"`
 	// CPUSeconds is the CPU time the worker process used during the round
 	// (publishing, receiving and checking), WallSeconds the round's length.
 	CPUSeconds  float64 `json:"cpu_s"`
@@ -123,6 +129,7 @@ type worker struct {
 	disconnects    atomic.Int64
 	closing        atomic.Bool
 	discMu         sync.Mutex
+	drops          dropStats        // DropEvery (recovery.go)
 	discCodes      map[string]int64 // disconnects by close code and reason
 
 	tickStop chan struct{}
@@ -307,7 +314,7 @@ func (w *worker) connect(ctx context.Context) (connectReport, error) {
 				// than the server it measures.
 				s, err := c.Subscribe(sctx, w.chans[ch], client.SubscribeOptions{Handler: func(m client.Message) {
 					sc.checker.Observe(m.Channel, m.Data, time.Now())
-				}})
+				}, OnRecovery: w.drops.onRecovery})
 				scancel()
 				if err != nil {
 					if cctx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
@@ -398,7 +405,9 @@ func (w *worker) run(ctx context.Context, rs roundSpec) (sentReport, error) {
 	for i, pc := range w.pubs {
 		wg.Go(func() { outs[i] = w.publish(ctx, pc, rs) })
 	}
+	stopDrops := w.startDrops()
 	wg.Wait()
+	stopDrops()
 	var rep sentReport
 	for _, o := range outs {
 		rep.Streams = append(rep.Streams, o.streams...)
@@ -582,6 +591,7 @@ func (w *worker) finish(ctx context.Context, round int, exp []sentStream, short 
 	}
 	w.stopTicks()
 	rep := roundReport{Latency: w.rec.Total(), Delivered: w.winCount.Load(), Disconnects: w.disconnects.Swap(0), DisconnectReasons: w.takeDisconnectReasons()}
+	w.drops.report(&rep)
 	if !w.roundWall.IsZero() {
 		rep.CPUSeconds = (cpuTime() - w.roundCPU).Seconds()
 		rep.WallSeconds = time.Since(w.roundWall).Seconds()

@@ -189,11 +189,11 @@ func TestUnauthenticatedPeerRejected(t *testing.T) {
 	if n := b.metric("scc_broker_link_rejects_total", "reason", protocol.RejectAuth); n != 2 {
 		t.Fatalf("auth rejects = %v", n)
 	}
-	// Only frontends may link to a broker.
-	cfg = feConfig("other-broker")
-	cfg.Role = protocol.RoleBroker
+	// Only frontends (and brokers, which replicate) may link to a broker.
+	cfg = feConfig("a-state-server")
+	cfg.Role = protocol.RoleState
 	if _, err := nodelink.Dial(context.Background(), b.addr(), cfg); err == nil {
-		t.Fatal("a broker linked to a broker")
+		t.Fatal("a state server linked to a broker")
 	}
 	if n := b.metric("scc_broker_link_rejects_total", "reason", protocol.RejectRole); n != 1 {
 		t.Fatalf("role rejects = %v", n)

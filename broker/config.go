@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sccgo/sccgo/internal/connlimit"
+	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/internal/rules"
@@ -111,9 +112,30 @@ type Config struct {
 	// and keeps the channel options for the features it carries. Default
 	// nil: the built-in default rules.
 	Rules *rules.Set
+	// Replication keeps a copy of every channel with history at the
+	// channel's standby broker, which acknowledges each publication before
+	// the owner delivers it, so a broker crash loses none of it
+	// (SCC_REPLICATION; docs/guarantees.md). Channels without history are
+	// not replicated. Default true.
+	Replication bool
+	// HandoffTimeout bounds how long, after a ring change, this broker
+	// holds publishes of channels it gains from a broker still in the
+	// ring until that broker has handed their history over, and how long
+	// it tries to hand over the channels it gives
+	// (SCC_REPLICATION_HANDOFF_TIMEOUT). Default 2s.
+	HandoffTimeout time.Duration
 	// ReadyPoll is how often readiness is checked while waiting for the
 	// state server's Welcome. Default 50ms.
 	ReadyPoll time.Duration
+
+	// History bounds the history of the channels whose rule keeps it
+	// (docs/recovery.md): MaxBytes is the memory budget of every channel's
+	// history together (SCC_HISTORY_MAX_BYTES, default 256 MiB; over it
+	// the least recently published channels lose their oldest
+	// publications, counted), MetaTTL how long a channel's offset and
+	// epoch outlive its last publication (SCC_HISTORY_META_TTL, default
+	// 24h). Default history.DefaultConfig().
+	History history.Config
 
 	// ServeAdmin serves /metrics on the link port as well as from
 	// AdminHandler (SCC_ADMIN_ON_CLIENT_PORT). Only nodes need the link
@@ -152,6 +174,9 @@ func DefaultConfig() Config {
 		PresenceEventInterval:   DefaultPresenceEventInterval,
 		PresenceEventMaxMembers: DefaultPresenceEventMaxMembers,
 		PresencePageMax:         DefaultPresencePageMax,
+		History:                 history.DefaultConfig(),
+		Replication:             true,
+		HandoffTimeout:          2 * time.Second,
 	}
 }
 
@@ -173,8 +198,14 @@ func (c Config) Validate() error {
 	if c.PresenceEventInterval <= 0 || c.PresenceEventMaxMembers < 1 || c.PresencePageMax < 1 {
 		errs = append(errs, errors.New("PresenceEventInterval, PresenceEventMaxMembers and PresencePageMax must be positive"))
 	}
+	if c.Replication && c.HandoffTimeout <= 0 {
+		errs = append(errs, errors.New("HandoffTimeout must be positive"))
+	}
 	if c.ReadyPoll <= 0 {
 		errs = append(errs, errors.New("ReadyPoll must be positive"))
+	}
+	if err := c.History.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.GossipPort < -1 || c.GossipPort > 65535 {
 		errs = append(errs, fmt.Errorf("GossipPort %d out of range", c.GossipPort))

@@ -28,6 +28,9 @@ type link struct {
 	// to be written, in publish order.
 	ackMu sync.Mutex
 	acks  []*pendingAck
+	// pending is the acknowledgement of the frame being read, made by
+	// the first publish that waits for a standby (reader goroutine only).
+	pending *pendingAck
 }
 
 // pendingAck is the acknowledgement of one frame's publishes: it goes out
@@ -56,6 +59,24 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 			if !l.warmedUp() {
 				return
 			}
+			if s.repl != nil {
+				if opts := s.historyOptions(ch); opts.Enabled() {
+					if s.repl.pubs.seen(ch, l.nl.Peer().NodeID, seq) {
+						// Re-sent after a failover: the channel has it.
+						s.repl.m.duplicates.Inc()
+					} else if key == "" || s.dedup.FirstSeen(ch+"\x00"+key) {
+						pubs++
+						s.repl.awaitHandoff(ch, l.nl.Done())
+						if !l.forwardToOwner(ch, opts, data, seq) {
+							l.publishReplicated(ch, opts, data, seq)
+						}
+					} else {
+						s.m.drops.WithLabelValues(dropDuplicate).Inc()
+					}
+					maxSeq = max(maxSeq, seq)
+					continue
+				}
+			}
 			if key != "" && !s.dedup.FirstSeen(ch+"\x00"+key) {
 				// A retried server API publish: acknowledged, not delivered again.
 				s.m.drops.WithLabelValues(dropDuplicate).Inc()
@@ -63,7 +84,11 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 				continue
 			}
 			pubs++
-			deliveries += l.forward(ch, data)
+			if ho := s.historyOptions(ch); ho.Enabled() {
+				deliveries += l.forwardHistory(ch, data, ho)
+			} else {
+				deliveries += l.forward(ch, data)
+			}
 			maxSeq = max(maxSeq, seq)
 		case protocol.MsgSubscribe:
 			var sub protocol.Subscribe
@@ -92,6 +117,17 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 			}
 			l.sync(sy.Channels)
 			l.subAck(sy.ID)
+		case protocol.MsgHistory:
+			var h protocol.History
+			if err := m.Decode(&h); err != nil {
+				s.m.drops.WithLabelValues(dropMalformed).Inc()
+				continue
+			}
+			if s.repl != nil {
+				// A new owner answers after the old one handed the channel over.
+				s.repl.awaitHandoff(h.Channel, l.nl.Done())
+			}
+			l.history(h)
 		default:
 			if !l.handlePresence(m) {
 				s.m.drops.WithLabelValues(dropUnknown).Inc()
@@ -112,23 +148,35 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 // publish acknowledged this way survives this broker being killed, so the
 // frontend counts exactly the unacknowledged ones as lost in flight.
 func (l *link) ackAfterFlush(seq uint64) {
-	pa := &pendingAck{seq: seq}
-	pa.left.Store(int32(len(l.targets)))
+	pa := l.framePending() // holds one count until every target is added
+	l.pending = nil
+	pa.seq = seq
 	l.ackMu.Lock()
 	l.acks = append(l.acks, pa)
 	l.ackMu.Unlock()
-	if len(l.targets) == 0 {
-		l.releaseAcks()
-		return
-	}
 	for t := range l.targets {
-		t.nl.AfterFlush(func() {
-			if pa.left.Add(-1) == 0 {
-				l.releaseAcks()
-			}
-		})
+		pa.left.Add(1)
+		t.nl.AfterFlush(func() { l.donePending(pa) })
 	}
 	clear(l.targets)
+	l.donePending(pa)
+}
+
+// framePending returns the acknowledgement of the frame being read,
+// holding one count that ackAfterFlush drops.
+func (l *link) framePending() *pendingAck {
+	if l.pending == nil {
+		l.pending = &pendingAck{}
+		l.pending.left.Store(1)
+	}
+	return l.pending
+}
+
+// donePending drops one count of pa and sends what is complete.
+func (l *link) donePending(pa *pendingAck) {
+	if pa.left.Add(-1) == 0 {
+		l.releaseAcks()
+	}
 }
 
 // releaseAcks sends the highest sequence whose acknowledgement, and every

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/dedupe"
+	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/internal/ring"
@@ -39,6 +40,8 @@ type Server struct {
 	rules *rules.Set      // channel rules; options only, frontends enforce them
 	dedup *dedupe.Set     // recent (channel, idempotency key) pairs
 	pres  *brokerPresence // members of the presence channels this broker owns
+	hist  *history.Store  // history of the channels whose rule keeps it
+	repl  *replicator     // nil with replication off
 	http  *http.Server
 	tcp   *connlimit.Metrics
 	ready chan struct{}
@@ -51,6 +54,7 @@ type Server struct {
 	lcfg    nodelink.Config // set by Serve
 	agent   *membership.Agent
 	links   map[*link]struct{}
+	replIn  map[*nodelink.Link]struct{} // links from brokers replicating here
 	serving bool
 	shut    bool
 	wg      sync.WaitGroup // link handlers and the readiness watcher
@@ -71,7 +75,12 @@ func New(cfg Config) (*Server, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	hist, err := history.New(cfg.History)
+	if err != nil {
+		return nil, fmt.Errorf("broker config: %w", err)
+	}
 	s := &Server{
+		hist:  hist,
 		cfg:   cfg,
 		log:   log.With("role", protocol.RoleBroker),
 		reg:   reg,
@@ -80,16 +89,22 @@ func New(cfg Config) (*Server, error) {
 		dedup: dedupe.New(cfg.IdempotencyKeys, cfg.IdempotencyTTL),
 		ready: make(chan struct{}),
 		links: make(map[*link]struct{}),
-		stop:  make(chan struct{}),
-		warm:  make(chan struct{}),
+
+		replIn: make(map[*nodelink.Link]struct{}),
+		stop:   make(chan struct{}),
+		warm:   make(chan struct{}),
 	}
 	s.m = newMetrics(reg, s.table)
+	if cfg.Replication {
+		s.repl = newReplicator(s, hist, reg, cfg.InterestShards)
+	}
 	s.lm = nodelink.NewMetrics(reg, protocol.RoleBroker)
 	s.tcp = connlimit.NewMetrics(reg, protocol.RoleBroker)
 	s.registerRules()
 	if err := s.initPresence(); err != nil {
 		return nil, err
 	}
+	history.Register(reg, protocol.RoleBroker, hist)
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, s.serveLink)
 	s.handleProbes(mux)
@@ -139,6 +154,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.serving = true
 	s.ln = ln
 	s.pres.Start()
+	s.wg.Go(func() { s.hist.Run(s.stop) })
+	if s.repl != nil {
+		s.wg.Go(func() { s.repl.run(s.stop, s.cfg.History.SweepInterval) })
+	}
 	if s.cfg.WarmUp > 0 {
 		t := time.AfterFunc(s.cfg.WarmUp, func() { close(s.warm) })
 		s.wg.Go(func() {
@@ -165,6 +184,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	lc.Logger, lc.Metrics = s.log, s.lm
 	lc.Pending = nodelink.NewPending()
 	s.lcfg = lc
+	if s.repl != nil {
+		s.repl.mu.Lock()
+		s.repl.self = id
+		s.repl.mu.Unlock()
+	}
 	if len(s.cfg.AuthKey) == 0 {
 		s.log.Warn("SCC_AUTH_KEY is empty: inter-node links are not authenticated")
 	}
@@ -312,6 +336,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for l := range s.links {
 		links = append(links, l)
 	}
+	replIn := make([]*nodelink.Link, 0, len(s.replIn))
+	for nl := range s.replIn {
+		replIn = append(replIn, nl)
+	}
 	agent := s.agent
 	s.mu.Unlock()
 
@@ -321,6 +349,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for _, l := range links {
 		_ = l.nl.Close(nodelink.ReasonShutdown)
+	}
+	for _, nl := range replIn {
+		_ = nl.Close(nodelink.ReasonShutdown)
+	}
+	if s.repl != nil {
+		s.repl.close()
 	}
 	if agent != nil {
 		if aerr := agent.Close(); aerr != nil && err == nil {
@@ -353,17 +387,30 @@ type agentHandler struct{ s *Server }
 func (h agentHandler) Prepare(ctx context.Context, r protocol.Ring) error { return nil }
 
 func (h agentHandler) Commit(r protocol.Ring) {
+	if h.s.repl != nil {
+		h.s.repl.setRing(ring.FromProtocol(r))
+	}
 	h.s.m.ringVersion.Set(float64(r.Version))
 	h.s.pres.ring.Store(ring.FromProtocol(r))
 	h.s.log.Info("ring committed", "version", r.Version, "brokers", len(r.Brokers))
 }
 
-// allowPeer admits frontends only.
-func allowPeer(p nodelink.Peer) error {
+// allowPeer admits frontends, and brokers that replicate to this one.
+func (s *Server) allowPeer(p nodelink.Peer) error {
+	if p.Role == protocol.RoleBroker && s.repl != nil {
+		return nil
+	}
 	if p.Role != protocol.RoleFrontend {
 		return &nodelink.RejectError{Reason: protocol.RejectRole, Message: "brokers accept frontend links only"}
 	}
 	return nil
+}
+
+// linkConfig is the template of links this broker dials (to standbys).
+func (s *Server) linkConfig() nodelink.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lcfg
 }
 
 // serveLink accepts one frontend link and runs it in this goroutine.
@@ -379,9 +426,13 @@ func (s *Server) serveLink(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
-	nl, err := nodelink.Accept(w, r, lcfg, allowPeer, nil)
+	nl, err := nodelink.Accept(w, r, lcfg, s.allowPeer, nil)
 	if err != nil {
 		return // counted and logged by nodelink
+	}
+	if nl.Peer().Role == protocol.RoleBroker {
+		s.serveReplica(nl)
+		return
 	}
 	l := &link{s: s, nl: nl, id: s.nextConn.Add(1), chans: make(map[string]struct{})}
 	s.mu.Lock()

@@ -794,7 +794,12 @@ func (c *Client) handleEvent(cn *conn, p *protocol.Packet) {
 		s := c.subs[pd.Channel]
 		c.mu.RUnlock()
 		if s != nil {
-			s.deliver(Message{Channel: pd.Channel, Data: pd.Data})
+			m := Message{Channel: pd.Channel, Data: pd.Data}
+			if pos, ok := protocol.DecodePublishPos(p.Data); ok {
+				m.Offset, m.Epoch = pos.Offset, pos.Epoch
+				s.notePos(pos)
+			}
+			s.deliver(m)
 		}
 		return
 	case protocol.EventSetAuthToken:

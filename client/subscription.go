@@ -15,6 +15,10 @@ import (
 type Message struct {
 	Channel string
 	Data    json.RawMessage
+	// Offset and Epoch are the publication's place in the channel's
+	// history, on channels whose rule keeps one (0 and "" otherwise).
+	Offset uint64
+	Epoch  string
 }
 
 // SubscribeOptions are the options of one subscription.
@@ -32,6 +36,15 @@ type SubscribeOptions struct {
 	// connection reads nothing else meanwhile) and may keep m. C then
 	// delivers nothing and is closed when the Subscription ends.
 	Handler func(m Message)
+	// OnRecovery, if set, is called with the outcome of every #subscribe
+	// of a channel with history, on the connection's read goroutine
+	// before the recovered messages: whether the messages missed while
+	// disconnected follow (see Recovery). Use it to reload state from
+	// the application when recovery failed.
+	OnRecovery func(r Recovery)
+	// NoRecover turns automatic recovery off: resubscribes after a
+	// reconnect do not ask for the messages missed meanwhile.
+	NoRecover bool
 }
 
 // Subscription receives the messages published to one channel. It ends
@@ -50,6 +63,7 @@ type Subscription struct {
 	ackOnce sync.Once
 	done    chan struct{}
 	dropped atomic.Uint64
+	hist    subHistory // stream position, for recovery (recovery.go)
 
 	mu     sync.Mutex
 	closed bool
@@ -135,9 +149,9 @@ func (c *Client) subscribePacketLocked(cn *conn, s *Subscription) []byte {
 	if s.opts.WaitForAuth {
 		data = append(data, `,"waitForAuth":true`...)
 	}
-	if len(s.data) > 0 {
+	if d := s.subscribeData(); len(d) > 0 {
 		data = append(data, `,"data":`...)
-		data = append(data, s.data...)
+		data = append(data, d...)
 	}
 	data = append(data, '}')
 	return protocol.AppendEvent(nil, protocol.EventSubscribe, data, id)
@@ -168,6 +182,7 @@ func (c *Client) subscribeAcked(cn *conn, s *Subscription, r callResult) {
 	}
 	if r.err == nil {
 		c.mu.Unlock()
+		s.noteAck(r.data)
 		s.ackOnce.Do(func() { close(s.acked) })
 		return
 	}

@@ -1,6 +1,10 @@
 package frontend
 
-import "context"
+import (
+	"context"
+
+	"github.com/sccgo/sccgo/internal/history"
+)
 
 // Broker is the seam between client sessions and message routing. The
 // frontend's subscription table calls it; it never sees client connections.
@@ -47,4 +51,32 @@ type IdempotentPublisher interface {
 // Deliver copies what it keeps.
 type Sink interface {
 	Deliver(channel string, data []byte)
+}
+
+// Recoverer is implemented by a Broker that keeps, or reaches, the
+// history of channels whose rule keeps one (internal/history).
+type Recoverer interface {
+	// Recover asks for channel's stream position and, when from.Epoch is
+	// set, for the publications after from (at most limit). attach runs
+	// at most once, at the point of the channel's delivery order between
+	// the returned position and the next publication (under the stream's
+	// lock standalone, on the link reader that delivers the channel in a
+	// cluster), so a subscriber it registers misses nothing and gets
+	// nothing twice. attach must not block. The channel must already be
+	// subscribed (Broker.Subscribe returned). Recover returns once attach
+	// ran, or with ctx's error; attach may still run after an error, and
+	// must then do nothing (the caller decides which came first).
+	Recover(ctx context.Context, channel string, from history.Position, limit int, attach func(history.Result)) error
+	// History returns up to limit of channel's most recent publications
+	// and its position; an empty Epoch means the channel has no history.
+	History(ctx context.Context, channel string, limit int) ([]history.Pub, history.Position, error)
+}
+
+// PositionSink is implemented by a Sink that delivers publications of
+// channels with history with their stream position: DeliverPos is
+// Deliver for a publication at offset under epoch. The frontend's Server
+// implements it; a Broker calls it for every publication that has an
+// offset, in offset order per channel.
+type PositionSink interface {
+	DeliverPos(channel string, data []byte, offset uint64, epoch string)
 }

@@ -59,6 +59,17 @@ func (s *Server) initChannelRules() {
 	if r, ok := s.cfg.Broker.(RulesReporter); ok {
 		r.ReportRulesDigest(s.rules.set.Digest())
 	}
+	if u, ok := s.cfg.Broker.(RulesUser); ok {
+		u.UseChannelRules(s.rules.set)
+	}
+}
+
+// RulesUser is implemented by a Broker that reads the channel options of
+// the rules in force (cluster.Node's Broker re-sends the unacknowledged
+// publishes of channels with history after a broker failure). New calls
+// it once, before Start.
+type RulesUser interface {
+	UseChannelRules(set *rules.Set)
 }
 
 // RulesReporter is implemented by a Broker that reports the frontend's

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sccgo/sccgo/internal/chanrate"
+	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -351,6 +352,22 @@ type Config struct {
 	// forgotten first. Env SCC_SOURCE_TABLE_SIZE. Default 65536.
 	SourceTableSize int
 
+	// History bounds the standalone frontend's channel history (its
+	// in-process broker keeps it; in a cluster the brokers do): memory
+	// budget SCC_HISTORY_MAX_BYTES (default 256 MiB), offsets and epochs
+	// kept SCC_HISTORY_META_TTL after a channel's last publication
+	// (default 24h). Default history.DefaultConfig().
+	History history.Config
+	// RecoveryMaxPublications is the most publications one #subscribe
+	// may recover; a client that missed more gets recovered false.
+	// Env SCC_RECOVERY_MAX_PUBLICATIONS. Default 1000.
+	RecoveryMaxPublications int
+	// RecoveryConcurrency caps the #subscribes of channels with history
+	// that are reading their history at once on this frontend, so a
+	// storm of recovering subscribers takes turns with live delivery.
+	// Env SCC_RECOVERY_CONCURRENCY. Default 64.
+	RecoveryConcurrency int
+
 	// DrainDuration spreads the 1001 closes of Shutdown over this window so
 	// clients do not reconnect elsewhere all at once. Env
 	// SCC_DRAIN_DURATION. Default 2s.
@@ -512,6 +529,10 @@ func DefaultConfig() Config {
 		LimitCloseBurstPerIP:   10,
 		HandshakeBurstPerIP:    20,
 		SourceTableSize:        65536,
+
+		History:                 history.DefaultConfig(),
+		RecoveryMaxPublications: 1000,
+		RecoveryConcurrency:     64,
 	}
 }
 
@@ -600,6 +621,11 @@ func (c Config) Validate() error {
 	check(c.MaxHandshakesPerIP >= 0, "max handshakes per IP must not be negative")
 	check(c.MaxHandshakesPerIP == 0 || c.HandshakeBurstPerIP > 0, "handshake burst per IP must be positive")
 	check(c.SourceTableSize > 0, "source table size must be positive")
+	check(c.RecoveryMaxPublications >= 0, "recovery max publications must not be negative")
+	check(c.RecoveryConcurrency > 0, "recovery concurrency must be positive")
+	if err := c.History.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.AuthPrivateKey != nil && c.AuthPublicKey == nil {
 		errs = append(errs, errors.New("auth private key needs the matching public key"))
 	}

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sccgo/sccgo/internal/dedupe"
+	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/presence"
 )
 
@@ -16,6 +17,11 @@ type LocalBroker struct {
 	sink  atomic.Pointer[Sink]
 	dedup *dedupe.Set   // set by the server before Start; nil delivers every retry
 	pres  *presence.Hub // set by the server before Start (presence.go)
+
+	// hist keeps the history of channels whose rule keeps one; set by
+	// the server before Start (nil: no history), with histOpts.
+	hist     *history.Store
+	histOpts func(channel string) history.Options
 }
 
 // NewLocalBroker returns a LocalBroker.
@@ -47,8 +53,46 @@ func (b *LocalBroker) Publish(_ context.Context, channel string, data []byte) er
 	if s == nil {
 		return errNotStarted
 	}
+	if b.hist != nil {
+		if o := b.histOpts(channel); o.Enabled() {
+			if ps, ok := (*s).(PositionSink); ok {
+				// Delivered under the stream's lock: in offset order, and
+				// never between a recovering subscriber's read and attach.
+				b.hist.Append(channel, o, data, func(pos history.Position) {
+					ps.DeliverPos(channel, data, pos.Offset, pos.Epoch)
+				})
+				return nil
+			}
+		}
+	}
 	(*s).Deliver(channel, data)
 	return nil
+}
+
+// Recover implements Recoverer: attach runs under the stream's lock,
+// before Recover returns.
+func (b *LocalBroker) Recover(ctx context.Context, channel string, from history.Position, limit int, attach func(history.Result)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.hist == nil {
+		attach(history.Result{Reason: history.ReasonDisabled})
+		return nil
+	}
+	b.hist.Since(channel, b.histOpts(channel), from, limit, attach)
+	return nil
+}
+
+// History implements Recoverer.
+func (b *LocalBroker) History(ctx context.Context, channel string, limit int) ([]history.Pub, history.Position, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, history.Position{}, err
+	}
+	if b.hist == nil {
+		return nil, history.Position{}, nil
+	}
+	pubs, pos, _ := b.hist.Latest(channel, limit)
+	return pubs, pos, nil
 }
 
 // PublishIdempotent implements IdempotentPublisher: a (channel, key) pair

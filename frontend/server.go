@@ -42,6 +42,7 @@ type Server struct {
 
 	auth  *authenticator
 	rules channelRules
+	hist  *historyState
 	subs  *subTable
 	api   *api
 	pres  *presLocal // presence.go
@@ -178,6 +179,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.m = newMetrics(s.reg)
 	s.initChannelRules()
+	s.initHistory()
 	s.chanRate = chanrate.New(cfg.channelRate())
 	s.chanDeliv = chanrate.New(cfg.channelDeliveries())
 	s.sources = newSourceTable(&s.cfg, s.clock)
@@ -363,6 +365,7 @@ func (s *Server) begin() error {
 		}
 		s.wg.Go(s.sweep)
 		s.startPoller()
+		s.startHistory()
 		s.closeMu.Lock()
 		s.closeWake = make(chan struct{}, 1)
 		s.closerOn = true

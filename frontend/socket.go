@@ -978,6 +978,9 @@ func (s *Socket) subscribe(p *protocol.Packet) {
 	s.mu.Lock()
 	s.channels = append(s.channels, ch)
 	s.mu.Unlock()
+	if s.historySubscribe(p, ch, req.Data) {
+		return
+	}
 
 	st, err := srv.subs.join(ch, s, subWaiter{s: s, cid: cloneRaw(p.CID)}, srv.cfg.MaxPendingSubscribes)
 	if err != nil {

@@ -43,6 +43,35 @@ type subShard struct {
 	mu   sync.RWMutex
 	m    map[string]*chanEntry
 	peak int // largest len(m) since m was made
+
+	// hidden are the subscribers of channels with history that wait for
+	// their recovery (joinHidden): they hold the channel's broker
+	// subscription but get no deliveries until reveal. Kept here, not in
+	// chanEntry, so channels without history pay nothing for it.
+	hidden map[string]map[*Socket]struct{}
+}
+
+// held reports whether channel's entry e has subscribers, shown or
+// hidden. The caller holds sh.mu.
+func (sh *subShard) held(channel string, e *chanEntry) bool {
+	return e.n > 0 || len(sh.hidden[channel]) > 0
+}
+
+// unhide removes s from channel's hidden subscribers; it reports whether
+// s was one. The caller holds sh.mu for writing.
+func (sh *subShard) unhide(channel string, s *Socket) bool {
+	h := sh.hidden[channel]
+	if _, ok := h[s]; !ok {
+		return false
+	}
+	delete(h, s)
+	if len(h) == 0 {
+		delete(sh.hidden, channel)
+		if len(sh.hidden) == 0 {
+			sh.hidden = nil
+		}
+	}
+	return true
 }
 
 // errTooManyPending refuses a subscription that would need one more
@@ -240,13 +269,15 @@ func (t *subTable) complete(ctx context.Context, channel string, answer func(sub
 	e.err, e.done = err, true
 	ws := e.waiters
 	e.waiters = nil
-	if err != nil || e.n == 0 {
+	if err != nil || !sh.held(channel, e) {
 		// Failed, or everyone left meanwhile.
 		if t.pres != nil {
 			e.each(func(s *Socket) { t.pres.leave(channel, s) })
 		}
+		hidden := len(sh.hidden[channel])
+		delete(sh.hidden, channel)
 		t.drop(sh, channel)
-		t.subs.Add(-int64(e.n))
+		t.subs.Add(-int64(e.n + hidden))
 		if err == nil {
 			t.broker.Unsubscribe(channel)
 		}
@@ -281,7 +312,7 @@ func (t *subTable) unsubscribe(channel string, s *Socket) bool {
 	sh := t.shard(channel)
 	sh.mu.Lock()
 	e := sh.m[channel]
-	if e == nil || !e.remove(s) {
+	if e == nil || !(e.remove(s) || sh.unhide(channel, s)) {
 		sh.mu.Unlock()
 		return false
 	}
@@ -289,7 +320,7 @@ func (t *subTable) unsubscribe(channel string, s *Socket) bool {
 	if t.pres != nil {
 		t.pres.leave(channel, s)
 	}
-	if e.n == 0 && e.done {
+	if !sh.held(channel, e) && e.done {
 		t.drop(sh, channel)
 		if e.err == nil {
 			t.broker.Unsubscribe(channel)
@@ -341,7 +372,7 @@ func (t *subTable) localChannels() []string {
 		sh := &t.shards[i]
 		sh.mu.RLock()
 		for ch, e := range sh.m {
-			if e.n > 0 {
+			if sh.held(ch, e) {
 				out = append(out, ch)
 			}
 		}
@@ -398,4 +429,68 @@ func (t *subTable) counts(match func(string) bool, max int) (map[string]int, boo
 		sh.mu.RUnlock()
 	}
 	return out, false
+}
+
+// joinHidden is join for a subscriber of a channel with history: s holds
+// the channel's broker subscription at once but gets no deliveries until
+// reveal, which the channel's recovery calls at the right point of its
+// delivery order.
+func (t *subTable) joinHidden(channel string, s *Socket, w subWaiter, maxPending int) (joinState, error) {
+	sh := t.shard(channel)
+	sh.mu.Lock()
+	e := sh.m[channel]
+	st := joinQueued
+	switch {
+	case e == nil:
+		if t.pending.Add(1) > int64(maxPending) {
+			t.pending.Add(-1)
+			sh.mu.Unlock()
+			return 0, errTooManyPending
+		}
+		e = &chanEntry{}
+		sh.m[channel] = e
+		sh.peak = max(sh.peak, len(sh.m))
+		t.channels.Add(1)
+		st = joinStart
+	case e.done:
+		st = joinReady
+	}
+	if !e.has(s) {
+		if sh.hidden == nil {
+			sh.hidden = make(map[string]map[*Socket]struct{})
+		}
+		h := sh.hidden[channel]
+		if h == nil {
+			h = make(map[*Socket]struct{}, 1)
+			sh.hidden[channel] = h
+		}
+		if _, ok := h[s]; !ok {
+			h[s] = struct{}{}
+			t.subs.Add(1)
+		}
+	}
+	if st != joinReady {
+		e.waiters = append(e.waiters, w)
+	}
+	sh.mu.Unlock()
+	t.changed()
+	return st, nil
+}
+
+// reveal makes hidden subscriber s of channel a live one. first runs
+// under the shard lock before s is added, so what it queues to s (the
+// subscribe acknowledgement, the recovered publications) precedes every
+// later delivery. It reports false, running nothing, when s is no longer
+// hidden there (it unsubscribed or was torn down meanwhile).
+func (t *subTable) reveal(channel string, s *Socket, first func()) bool {
+	sh := t.shard(channel)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[channel]
+	if e == nil || !sh.unhide(channel, s) {
+		return false
+	}
+	first()
+	e.add(s)
+	return true
 }

@@ -124,19 +124,67 @@ func fastPublishSpan(b []byte, validate bool) (name, data []byte, n int, ok bool
 	if len(rest) > 0 && rest[0] == '}' {
 		return name, nil, end + 1, true
 	}
+	if pe, _, _, ok := posSuffix(b, end); ok {
+		return name, nil, pe, true
+	}
 	if !bytes.HasPrefix(rest, []byte(pubDataMid)) {
 		return nil, nil, 0, false
 	}
 	ds := end + len(pubDataMid)
 	de, ok := skipValue(b, ds)
-	if !ok || de >= len(b) || b[de] != '}' {
+	if !ok || de >= len(b) {
 		return nil, nil, 0, false
+	}
+	n = de + 1
+	if b[de] != '}' {
+		// The stream position AppendPublishPos writes after the data.
+		if n, _, _, ok = posSuffix(b, de); !ok {
+			return nil, nil, 0, false
+		}
 	}
 	data = b[ds:de:de]
 	if validate && !validJSON(data) {
 		return nil, nil, 0, false
 	}
-	return name, data, de + 1, true
+	return name, data, n, true
+}
+
+const (
+	posOffsetKey = `,"offset":`
+	posEpochKey  = `,"epoch":`
+)
+
+// posSuffix reads `,"offset":N,"epoch":"E"}` at b[i:], exactly as
+// AppendPublishPos writes it (N plain decimal, E a string without
+// escapes), and returns the index after the closing brace.
+func posSuffix(b []byte, i int) (n int, offset uint64, epoch []byte, ok bool) {
+	if !bytes.HasPrefix(b[i:], []byte(posOffsetKey)) {
+		return 0, 0, nil, false
+	}
+	i += len(posOffsetKey)
+	start := i
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		if i-start == 19 { // more digits than a uint64 is sure to hold
+			return 0, 0, nil, false
+		}
+		offset = offset*10 + uint64(b[i]-'0')
+		i++
+	}
+	if i == start || (b[start] == '0' && i-start > 1) || !bytes.HasPrefix(b[i:], []byte(posEpochKey)) {
+		return 0, 0, nil, false
+	}
+	i += len(posEpochKey)
+	end, escaped, ok := skipString(b, i)
+	if !ok || escaped || end >= len(b) || b[end] != '}' {
+		return 0, 0, nil, false
+	}
+	epoch = b[i+1 : end-1]
+	for _, c := range epoch {
+		if c < 0x20 || c >= 0x80 {
+			return 0, 0, nil, false
+		}
+	}
+	return end + 1, offset, epoch, true
 }
 
 // fastPublishPacket decodes a canonical #publish packet, with or without a

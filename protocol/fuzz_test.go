@@ -351,6 +351,8 @@ func FuzzDecodePublish(f *testing.F) {
 	for _, s := range []string{
 		`{"channel":"room1","data":{"text":"hi"}}`, `{"channel":"room1"}`, `{"channel":5}`,
 		`{"channel":"a","data":null}`, `"room1"`, `null`, `{"Channel":"x","channel":"y"}`, `{"channel":"\u00e9\n"}`,
+		`{"channel":"room1","data":{"t":1},"offset":42,"epoch":"AbCd"}`, `{"channel":"room1","offset":1,"epoch":"e"}`,
+		`{"channel":"r","data":1,"offset":042,"epoch":"e"}`, `{"channel":"r","data":1,"offset":4,"epoch":"e\u0041"}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -59,6 +59,16 @@ const (
 	MsgPresenceLeave  MsgType = 41 // frontend → broker: members that left a channel
 	MsgPresenceQuery  MsgType = 42 // frontend → broker: members or counts of a channel
 	MsgPresenceResult MsgType = 43 // broker → frontend: the answer to PresenceQuery ID
+	// History and recovery (30–34).
+	MsgHistory      MsgType = 30 // frontend → broker: a channel's position and publications after an offset
+	MsgHistoryReply MsgType = 31 // broker → frontend: answers History, in order with the channel's Delivers
+	// Replication between brokers (docs/guarantees.md): the owner of a
+	// channel with history sends each publication to the channel's
+	// standby, which acknowledges it before the owner delivers it.
+	MsgReplicate    MsgType = 35 // owner broker → standby broker: one publication
+	MsgReplAck      MsgType = 36 // standby → owner: every Replicate/ReplSnapshot up to Seq is stored
+	MsgReplSnapshot MsgType = 37 // owner → standby or new owner: a channel's whole history
+	MsgReplHandoff  MsgType = 38 // old owner → every broker of a new ring: the histories it hands over are sent
 )
 
 func (t MsgType) String() string {
@@ -111,6 +121,18 @@ func (t MsgType) String() string {
 		return "presence_query"
 	case MsgPresenceResult:
 		return "presence_result"
+	case MsgHistory:
+		return "history"
+	case MsgHistoryReply:
+		return "history_reply"
+	case MsgReplicate:
+		return "replicate"
+	case MsgReplAck:
+		return "replack"
+	case MsgReplSnapshot:
+		return "replsnapshot"
+	case MsgReplHandoff:
+		return "replhandoff"
 	}
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
@@ -218,11 +240,57 @@ type PubAck struct {
 	Seq      uint64
 }
 
-// Deliver carries a publish from a broker to a subscribed frontend.
+// Deliver carries a publish from a broker to a subscribed frontend. On a
+// channel with history, Offset and Epoch are the publication's position in
+// the channel's stream (internal/history); both are left off the wire
+// otherwise (Offset 0).
 type Deliver struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Channel  string
 	Data     []byte
+	Offset   uint64
+	Epoch    string
+}
+
+// History asks the broker that owns Channel for its position and, when
+// Epoch is set, for every publication after Offset (at most Limit); or,
+// when Latest > 0, for its Latest most recent publications. The broker
+// answers HistoryReply{ID} on the same link, after every Deliver of the
+// channel up to the returned position and before any later one, so the
+// frontend can attach a subscriber between the two with nothing missed
+// or repeated.
+type History struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       uint64
+	Channel  string
+	Offset   uint64
+	Epoch    string
+	Limit    int
+	Latest   int
+}
+
+// HistoryPub is one retained publication.
+type HistoryPub struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Offset   uint64
+	Time     int64 // Unix nanoseconds when the owner appended it
+	Data     []byte
+}
+
+// HistoryReply answers History. Offset and Epoch are the channel's current
+// position; Recovered says Pubs are exactly every publication after the
+// asked offset; Reason (a history.Reason* word) says why not. For a
+// Latest request Pubs are the most recent publications. An empty Epoch
+// means the channel has no history at this broker.
+type HistoryReply struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	ID        uint64
+	Channel   string
+	Offset    uint64
+	Epoch     string
+	Recovered bool
+	Reason    string
+	Pubs      []HistoryPub
 }
 
 // BrokerInfo names one broker in a ring.
@@ -293,6 +361,185 @@ type Pong struct {
 	Seq      uint64
 }
 
+// Replicate carries one publication of a channel with history from the
+// broker that assigned its offset to a broker that keeps a copy (the
+// channel's standby). With Offset 0 it is a publish forwarded to the
+// channel's owner by a broker that no longer owns the channel (a
+// frontend had not switched yet): the owner appends it as its own. Seq counts Replicate and ReplSnapshot messages on
+// the broker→broker link and is what ReplAck acknowledges. Publisher and
+// PubSeq identify the publish (the publishing frontend's node id and its
+// sequence number), so a frontend that re-sends it after a failover is
+// recognized; Time is when it was appended, in Unix nanoseconds.
+type Replicate struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	Seq       uint64
+	Channel   string
+	Epoch     string
+	Offset    uint64
+	Time      int64
+	Data      []byte
+	Publisher string
+	PubSeq    uint64
+}
+
+// ReplAck says every Replicate and ReplSnapshot up to Seq on the link is
+// stored by the receiving broker.
+type ReplAck struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Seq      uint64
+}
+
+// ReplPub is one retained publication in a ReplSnapshot.
+type ReplPub struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Offset   uint64
+	Time     int64
+	Data     []byte
+}
+
+// ReplPublisher is the last sequence number a channel took from one
+// publishing frontend: what a re-sent publish is compared with.
+type ReplPublisher struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       string
+	Seq      uint64
+}
+
+// ReplSnapshot is a channel's whole history: its position (Epoch,
+// Offset, the last publication's Time), the retained publications in
+// offset order, and the publishers' last sequence numbers. A broker sends
+// it before the first Replicate of a channel on a link, so the receiver
+// holds the same stream, and on a reshard to the channel's new owner.
+type ReplSnapshot struct {
+	_msgpack   struct{} `msgpack:",as_array"`
+	Seq        uint64
+	Channel    string
+	Epoch      string
+	Offset     uint64
+	Time       int64
+	Pubs       []ReplPub
+	Publishers []ReplPublisher
+}
+
+// ReplHandoff follows, on a broker→broker link, the ReplSnapshots of
+// every channel the sender owned under the previous ring and hands to the
+// receiver under ring Version: the receiver holds publishes of such
+// channels until it arrives, so it continues their streams instead of
+// starting new ones.
+type ReplHandoff struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Version  uint64
+}
+
+// AppendReplicateMsg appends a Replicate without reflection: one is sent
+// for every publication of a replicated channel.
+func AppendReplicateMsg(dst []byte, r *Replicate) []byte {
+	dst = append(dst, byte(MsgReplicate), 0x98) // fixarray of 8
+	dst = appendUint(dst, r.Seq)
+	dst = appendStr(dst, r.Channel)
+	dst = appendStr(dst, r.Epoch)
+	dst = appendUint(dst, r.Offset)
+	dst = appendInt(dst, r.Time)
+	dst = appendBin(dst, r.Data)
+	dst = appendStr(dst, r.Publisher)
+	return appendUint(dst, r.PubSeq)
+}
+
+// AppendReplAckMsg appends a ReplAck without reflection.
+func AppendReplAckMsg(dst []byte, seq uint64) []byte {
+	dst = append(dst, byte(MsgReplAck), 0x91)
+	return appendUint(dst, seq)
+}
+
+// ParseReplicate reads a Replicate body without reflection. r.Data
+// aliases body.
+func ParseReplicate(body []byte, r *Replicate) error {
+	if !fixArrayAtLeast(body, 8) {
+		return fmt.Errorf("replicate: %w", ErrMalformed)
+	}
+	var err error
+	rest := body[1:]
+	if r.Seq, rest, err = readUint(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Channel, rest, err = readStr(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Epoch, rest, err = readStr(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Offset, rest, err = readUint(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Time, rest, err = readInt(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Data, rest, err = readBin(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.Publisher, rest, err = readStr(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	if r.PubSeq, _, err = readUint(rest); err != nil {
+		return fmt.Errorf("replicate: %w", err)
+	}
+	return nil
+}
+
+// ParseReplAck reads a ReplAck body without reflection.
+func ParseReplAck(body []byte) (uint64, error) {
+	if !fixArrayAtLeast(body, 1) {
+		return 0, fmt.Errorf("replack: %w", ErrMalformed)
+	}
+	seq, _, err := readUint(body[1:])
+	if err != nil {
+		return 0, fmt.Errorf("replack: %w", err)
+	}
+	return seq, nil
+}
+
+// appendInt appends a signed integer: non-negative values as msgpack
+// uints (what msgpack's encoder writes for them), negative ones as int64.
+func appendInt(dst []byte, v int64) []byte {
+	if v >= 0 {
+		return appendUint(dst, uint64(v))
+	}
+	u := uint64(v)
+	return append(dst, 0xd3, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32), byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
+}
+
+// readInt reads a msgpack integer of any width and sign into an int64;
+// a uint above the int64 range is malformed.
+func readInt(b []byte) (int64, []byte, error) {
+	if len(b) == 0 {
+		return 0, nil, ErrTruncated
+	}
+	c := b[0]
+	switch {
+	case c >= 0xe0: // negative fixint
+		return int64(int8(c)), b[1:], nil
+	case c == 0xd0 || c == 0xd1 || c == 0xd2 || c == 0xd3:
+		n := 1 << (c - 0xd0)
+		if len(b) < 1+n {
+			return 0, nil, ErrTruncated
+		}
+		var u uint64
+		for _, x := range b[1 : 1+n] {
+			u = u<<8 | uint64(x)
+		}
+		shift := uint(64 - 8*n)
+		return int64(u<<shift) >> shift, b[1+n:], nil
+	}
+	u, rest, err := readUint(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	if u > 1<<63-1 {
+		return 0, nil, ErrMalformed
+	}
+	return int64(u), rest, nil
+}
+
 // ErrUnknownType is returned for a message type this build does not know.
 // Peers of a newer version may send it; callers skip it.
 var ErrUnknownType = errors.New("protocol: unknown message type")
@@ -341,6 +588,19 @@ func AppendDeliverMsg(dst []byte, channel string, data []byte) []byte {
 	dst = append(dst, byte(MsgDeliver), 0x92) // fixarray of 2
 	dst = appendStr(dst, channel)
 	return appendBin(dst, data)
+}
+
+// AppendDeliverPosMsg appends a Deliver with its stream position; with
+// offset 0 it is AppendDeliverMsg.
+func AppendDeliverPosMsg(dst []byte, channel string, data []byte, offset uint64, epoch string) []byte {
+	if offset == 0 {
+		return AppendDeliverMsg(dst, channel, data)
+	}
+	dst = append(dst, byte(MsgDeliver), 0x94) // fixarray of 4
+	dst = appendStr(dst, channel)
+	dst = appendBin(dst, data)
+	dst = appendUint(dst, offset)
+	return appendStr(dst, epoch)
 }
 
 // AppendPubAckMsg appends a PubAck without reflection.
@@ -653,6 +913,33 @@ func ParseDeliver(body []byte) (channel string, data []byte, err error) {
 		return "", nil, fmt.Errorf("deliver: %w", err)
 	}
 	return ch, data, nil
+}
+
+// ParseDeliverPos reads a Deliver body and its stream position (0 and ""
+// when the sender left them off). data aliases body.
+func ParseDeliverPos(body []byte) (channel string, data []byte, offset uint64, epoch string, err error) {
+	if !fixArrayAtLeast(body, 2) {
+		return "", nil, 0, "", fmt.Errorf("deliver: %w", ErrMalformed)
+	}
+	channel, rest, err := readStr(body[1:])
+	if err != nil {
+		return "", nil, 0, "", fmt.Errorf("deliver: %w", err)
+	}
+	data, rest, err = readBin(rest)
+	if err != nil {
+		return "", nil, 0, "", fmt.Errorf("deliver: %w", err)
+	}
+	if int(body[0]&0x0f) >= 4 {
+		offset, rest, err = readUint(rest)
+		if err != nil {
+			return "", nil, 0, "", fmt.Errorf("deliver offset: %w", err)
+		}
+		epoch, _, err = readStr(rest)
+		if err != nil {
+			return "", nil, 0, "", fmt.Errorf("deliver epoch: %w", err)
+		}
+	}
+	return channel, data, offset, epoch, nil
 }
 
 // ParsePublish reads a Publish body without reflection (the broker's hot

@@ -47,6 +47,16 @@ func sampleMessages() []struct {
 		{MsgPresenceLeave, &PresenceLeave{Channel: "room1", Clients: []string{"c1", "c2"}}},
 		{MsgPresenceQuery, &PresenceQuery{ID: 9, Channel: "room1", StatsOnly: true, Offset: 100, Limit: 50}},
 		{MsgPresenceResult, &PresenceResult{ID: 9, Clients: 100000, Users: 3, Members: []PresenceMember{{Client: "c1", User: "42"}}, Error: "e"}},
+		{MsgHistory, &History{ID: 9, Channel: "room1", Offset: 41, Epoch: "AbCdEfGh", Limit: 1000}},
+		{MsgHistoryReply, &HistoryReply{ID: 9, Channel: "room1", Offset: 43, Epoch: "AbCdEfGh", Recovered: true,
+			Pubs: []HistoryPub{{Offset: 42, Time: 1 << 60, Data: []byte(`"a"`)}, {Offset: 43, Data: []byte(`{"b":1}`)}}}},
+		{MsgReplicate, &Replicate{Seq: 9, Channel: "room1", Epoch: "Ab3_x-9Q", Offset: 1 << 35, Time: 1764800000123456789,
+			Data: []byte(`{"text":"hi"}`), Publisher: "frontend-1", PubSeq: 1 << 60}},
+		{MsgReplAck, &ReplAck{Seq: 9}},
+		{MsgReplSnapshot, &ReplSnapshot{Seq: 10, Channel: "room1", Epoch: "Ab3_x-9Q", Offset: 3, Time: 5,
+			Pubs:       []ReplPub{{Offset: 2, Time: 4, Data: []byte(`1`)}, {Offset: 3, Time: 5, Data: []byte(`"x"`)}},
+			Publishers: []ReplPublisher{{ID: "frontend-1", Seq: 77}}}},
+		{MsgReplHandoff, &ReplHandoff{Version: 12}},
 	}
 }
 
@@ -554,5 +564,33 @@ func TestHelloRulesDigestCompat(t *testing.T) {
 	h = Hello{}
 	if err := (Message{Type: MsgHello, Body: body}).Decode(&h); err != nil || !h.Draining || h.RulesDigest != "abc123" {
 		t.Fatalf("Hello with a digest decoded as %+v, %v", h, err)
+	}
+}
+
+func TestDeliverPos(t *testing.T) {
+	b := AppendDeliverPosMsg(nil, "room1", []byte(`"x"`), 1<<40, "AbCdEfGh")
+	msgs, err := SplitMessages(b)
+	if err != nil || len(msgs) != 1 {
+		t.Fatal(msgs, err)
+	}
+	var d Deliver
+	if err := msgs[0].Decode(&d); err != nil || d.Offset != 1<<40 || d.Epoch != "AbCdEfGh" || string(d.Data) != `"x"` {
+		t.Fatalf("decoded %+v, %v", d, err)
+	}
+	ch, data, off, ep, err := ParseDeliverPos(msgs[0].Body)
+	if err != nil || ch != "room1" || string(data) != `"x"` || off != 1<<40 || ep != "AbCdEfGh" {
+		t.Fatalf("ParseDeliverPos = %q %q %d %q %v", ch, data, off, ep, err)
+	}
+	// Older parsers read the first two fields.
+	if ch, data, err := ParseDeliver(msgs[0].Body); err != nil || ch != "room1" || string(data) != `"x"` {
+		t.Fatalf("ParseDeliver = %q %q %v", ch, data, err)
+	}
+	// Without an offset the message is the 2-field form.
+	if !bytes.Equal(AppendDeliverPosMsg(nil, "c", nil, 0, "e"), AppendDeliverMsg(nil, "c", nil)) {
+		t.Fatal("offset 0 is not the plain Deliver")
+	}
+	_, _, off, ep, err = ParseDeliverPos(bodyOf(AppendDeliverMsg(nil, "c", nil)))
+	if err != nil || off != 0 || ep != "" {
+		t.Fatalf("plain deliver: %d %q %v", off, ep, err)
 	}
 }

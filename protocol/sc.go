@@ -484,3 +484,93 @@ func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// AppendPublishPos appends the #publish frame of a publication on a
+// channel with history: AppendPublish's frame with the publication's
+// stream position in two more fields of its data object,
+// {"channel":C,"data":D,"offset":N,"epoch":E}. socketcluster-client reads
+// only channel and data, so stock clients are unaffected; clients that
+// recover (the Go client, the JS helper) keep the last offset and epoch.
+// offset 0 gives AppendPublish's frame.
+func AppendPublishPos(dst []byte, channel string, data []byte, offset uint64, epoch string) []byte {
+	if offset == 0 {
+		return AppendPublish(dst, channel, data)
+	}
+	dst = append(dst, `{"event":"#publish","data":{"channel":`...)
+	dst = AppendString(dst, channel)
+	if len(data) > 0 {
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, data...)
+	}
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendUint(dst, offset, 10)
+	dst = append(dst, `,"epoch":`...)
+	dst = AppendString(dst, epoch)
+	return append(dst, "}}"...)
+}
+
+// StreamPosition is a publication's or a subscription's place in a
+// channel's history: the fields AppendPublishPos adds to #publish data,
+// and the ones a #subscribe acknowledgement of such a channel carries.
+type StreamPosition struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// DecodePublishPos reads the stream position of #publish data; ok is
+// false when the publication carries none (a channel without history).
+func DecodePublishPos(data json.RawMessage) (pos StreamPosition, ok bool) {
+	if len(data) == 0 || data[len(data)-1] != '}' || !bytes.Contains(data, []byte(`"offset"`)) {
+		return StreamPosition{}, false
+	}
+	// The form AppendPublishPos writes: the position ends the object.
+	if i := bytes.LastIndex(data, []byte(posOffsetKey)); i > 0 {
+		if n, off, ep, ok := posSuffix(data, i); ok && n == len(data) && len(ep) > 0 {
+			return StreamPosition{Offset: off, Epoch: string(ep)}, true
+		}
+	}
+	var v struct {
+		Offset *uint64 `json:"offset"`
+		Epoch  string  `json:"epoch"`
+	}
+	if json.Unmarshal(data, &v) != nil || v.Offset == nil || v.Epoch == "" {
+		return StreamPosition{}, false
+	}
+	return StreamPosition{Offset: *v.Offset, Epoch: v.Epoch}, true
+}
+
+// SubscribeRecovery is what a #subscribe of a channel with history says
+// in its acknowledgement's data: the channel, whether the publications
+// missed since the asked position follow (Recovered; false when no
+// recovery was asked or it was impossible: then the client has missed
+// publications and must reload its state), and the stream position the
+// client continues from.
+type SubscribeRecovery struct {
+	Channel   string `json:"channel"`
+	Recovered bool   `json:"recovered"`
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	// Reason says why not Recovered when recovery was asked: "epoch"
+	// (the history was lost), "gone" (the missed publications were
+	// dropped), "limit" (too many missed), "ahead", "disabled" (the
+	// channel has no recovery).
+	Reason string `json:"reason,omitempty"`
+}
+
+// RecoverRequest reads the recovery a #subscribe asks for in its data:
+// {"recover":{"offset":N,"epoch":E}}. ok is false when it asks none.
+func RecoverRequest(data json.RawMessage) (pos StreamPosition, ok bool) {
+	if len(data) == 0 || data[0] != '{' || !bytes.Contains(data, []byte(`"recover"`)) {
+		return StreamPosition{}, false
+	}
+	var v struct {
+		Recover *struct {
+			Offset *uint64 `json:"offset"`
+			Epoch  string  `json:"epoch"`
+		} `json:"recover"`
+	}
+	if json.Unmarshal(data, &v) != nil || v.Recover == nil || v.Recover.Offset == nil || v.Recover.Epoch == "" {
+		return StreamPosition{}, false
+	}
+	return StreamPosition{Offset: *v.Recover.Offset, Epoch: v.Recover.Epoch}, true
+}

@@ -942,3 +942,59 @@ func TestDecodePacketsMax(t *testing.T) {
 		t.Fatalf("deep batch: err %v, want ErrTooManyPackets", err)
 	}
 }
+
+func TestPublishPos(t *testing.T) {
+	f := AppendPublishPos(nil, "room", []byte(`{"t":1}`), 42, "AbCd")
+	want := `{"event":"#publish","data":{"channel":"room","data":{"t":1},"offset":42,"epoch":"AbCd"}}`
+	if string(f) != want {
+		t.Fatalf("frame %s", f)
+	}
+	pk, err := DecodePackets(f)
+	if err != nil || len(pk) != 1 {
+		t.Fatal(pk, err)
+	}
+	pd, err := DecodePublishValid(pk[0].Data)
+	if err != nil || pd.Channel != "room" || string(pd.Data) != `{"t":1}` {
+		t.Fatalf("publish %+v %v", pd, err)
+	}
+	if pos, ok := DecodePublishPos(pk[0].Data); !ok || pos != (StreamPosition{42, "AbCd"}) {
+		t.Fatalf("pos %+v %v", pos, ok)
+	}
+	if string(AppendPublishPos(nil, "c", nil, 0, "e")) != string(AppendPublish(nil, "c", nil)) {
+		t.Fatal("offset 0 is not the plain frame")
+	}
+	if _, ok := DecodePublishPos([]byte(`{"channel":"c","data":{"offset":3,"epoch":"x"}}`)); ok {
+		t.Fatal("an offset inside the application's data was taken for the position")
+	}
+}
+
+func TestRecoverRequest(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"recover":{"offset":5,"epoch":"e"}}`:             true,
+		`{"token":"t","recover":{"offset":0,"epoch":"e"}}`: true,
+		`{"recover":{"offset":5}}`:                         false,
+		`{"recover":{"epoch":"e"}}`:                        false,
+		`{"recover":null}`:                                 false,
+		`"recover"`:                                        false,
+		`{"recover":{"offset":-1,"epoch":"e"}}`:            false,
+		``:                                                 false,
+	} {
+		if _, ok := RecoverRequest([]byte(in)); ok != want {
+			t.Errorf("RecoverRequest(%s) ok=%v", in, ok)
+		}
+	}
+}
+
+func FuzzRecoverRequest(f *testing.F) {
+	for _, s := range []string{`{"recover":{"offset":5,"epoch":"e"}}`, `{"recover":{"offset":1e3,"epoch":""}}`, `{"channel":"c","offset":1,"epoch":"e"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if pos, ok := RecoverRequest(b); ok && pos.Epoch == "" {
+			t.Fatalf("%q: recover without an epoch", b)
+		}
+		if pos, ok := DecodePublishPos(b); ok && pos.Epoch == "" {
+			t.Fatalf("%q: position without an epoch", b)
+		}
+	})
+}

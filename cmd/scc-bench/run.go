@@ -131,6 +131,8 @@ func run(ctx context.Context, args []string, e env) error {
 	fs.BoolVar(&cfg.TLSInsecure, "tls-insecure", false, "do not verify wss:// servers (self-signed test servers only)")
 	fs.StringVar(&cfg.ChannelPrefix, "channel-prefix", "", "channel name prefix (default bench-<random>-)")
 	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "let dropped connections reconnect and resubscribe (failure tests)")
+	fs.DurationVar(&cfg.DropEvery, "drop-every", 0, "cut -drop-fraction of the subscriber connections this often; they reconnect and recover what they missed on channels with history, and the check counts what was still lost (implies -reconnect; 0: off)")
+	fs.Float64Var(&cfg.DropFraction, "drop-fraction", cfg.DropFraction, "share of subscriber connections each -drop-every cuts")
 	fs.StringVar(&jsonOut, "json", "", "write the result as JSON to this file (- for stdout)")
 	fs.StringVar(&htmlOut, "report", "", "write a self-contained HTML report to this file")
 	fs.BoolVar(&quiet, "quiet", false, "no progress display")

@@ -92,6 +92,19 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		}
 		c.Rules = set
 	}
+	histSize := r.Int("SCC_HISTORY_SIZE", 0, "without SCC_CHANNELS_FILE: publications kept per channel for recovery (0: no history); the same on every node")
+	histTTL := r.Duration("SCC_HISTORY_TTL", 5*time.Minute, "without SCC_CHANNELS_FILE: how long a channel's publications are kept after its last one")
+	if rulesFile == "" && histSize != 0 {
+		set, err := rules.Default().WithDefaultHistory(histSize, histTTL)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SCC_HISTORY_SIZE, SCC_HISTORY_TTL: %w", err))
+		}
+		c.Rules = set
+	}
+	c.History.MaxBytes = r.Int64("SCC_HISTORY_MAX_BYTES", d.History.MaxBytes, "memory budget of all channel histories; over it the least recently published channels lose their oldest publications (counted)")
+	c.History.MetaTTL = r.Duration("SCC_HISTORY_META_TTL", d.History.MetaTTL, "how long a channel's offset and epoch outlive its last publication")
+	c.Replication = r.Bool("SCC_REPLICATION", d.Replication, "copy every publication of a channel with history to the channel's standby broker before delivering it, so a broker crash loses none (false: no copy, no wait)")
+	c.HandoffTimeout = r.Duration("SCC_REPLICATION_HANDOFF_TIMEOUT", d.HandoffTimeout, "after a ring change: how long publishes of channels gained from a broker still in the ring wait for their history to be handed over, and how long handing ours over may take")
 	st.rulesFile = rulesFile
 	if c.GossipBind == "" {
 		c.GossipBind = st.instanceIP

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadChannelsFile(t *testing.T) {
@@ -31,5 +32,19 @@ func TestLoadChannelsFile(t *testing.T) {
 	}
 	if _, _, err = load(env(map[string]string{"SCC_CHANNELS_FILE": filepath.Join(dir, "missing.yaml")})); err == nil {
 		t.Fatal("missing file accepted")
+	}
+}
+
+func TestLoadDefaultHistory(t *testing.T) {
+	st, _, err := load(env(map[string]string{"SCC_HISTORY_SIZE": "50", "SCC_HISTORY_TTL": "30s", "SCC_RECOVERY_MAX_PUBLICATIONS": "20"}))
+	if err != nil || st.cfg.Rules == nil {
+		t.Fatalf("rules %v, err %v", st.cfg.Rules, err)
+	}
+	o := st.cfg.Rules.Options("any")
+	if o.History.Size != 50 || time.Duration(o.History.TTL) != 30*time.Second || !o.Recovery || st.cfg.RecoveryMaxPublications != 20 {
+		t.Fatalf("default rule options %+v, max %d", o, st.cfg.RecoveryMaxPublications)
+	}
+	if _, _, err := load(env(map[string]string{"SCC_HISTORY_SIZE": "-1"})); err == nil {
+		t.Fatal("negative history size accepted")
 	}
 }

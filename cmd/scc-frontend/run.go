@@ -23,6 +23,7 @@ import (
 	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/demopage"
 	"github.com/sccgo/sccgo/internal/hooks"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -178,6 +179,12 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.WriteCoalesceWait = r.Duration("SCC_WRITE_COALESCE_WAIT", d.WriteCoalesceWait, "mean wait of a frame for its writer above which the frontend is behind and coalesces, up to SCC_WRITE_COALESCE (0: always the whole gap)")
 	c.WriteCoalesceBusy = r.Float("SCC_WRITE_COALESCE_BUSY", d.WriteCoalesceBusy, "share (0-1) of the process's CPUs spent writing frames from which a wait above SCC_WRITE_COALESCE_WAIT counts as behind")
 	rulesFile := r.String("SCC_CHANNELS_FILE", "", "channel rules file, YAML or JSON (.json) (empty: anyone may subscribe and publish, as in SocketCluster)")
+	histSize := r.Int("SCC_HISTORY_SIZE", 0, "without SCC_CHANNELS_FILE: publications kept per channel for recovery (0: no history)")
+	histTTL := r.Duration("SCC_HISTORY_TTL", 5*time.Minute, "without SCC_CHANNELS_FILE: how long a channel's publications are kept after its last one")
+	c.History.MaxBytes = r.Int64("SCC_HISTORY_MAX_BYTES", d.History.MaxBytes, "standalone: memory budget of all channel histories; over it the least recently published channels lose their oldest publications (counted)")
+	c.History.MetaTTL = r.Duration("SCC_HISTORY_META_TTL", d.History.MetaTTL, "standalone: how long a channel's offset and epoch outlive its last publication")
+	c.RecoveryMaxPublications = r.Int("SCC_RECOVERY_MAX_PUBLICATIONS", d.RecoveryMaxPublications, "most publications one #subscribe may recover; more missed answers recovered false")
+	c.RecoveryConcurrency = r.Int("SCC_RECOVERY_CONCURRENCY", d.RecoveryConcurrency, "subscribes of channels with history reading their history at once")
 	c.DrainDuration = r.Duration("SCC_DRAIN_DURATION", d.DrainDuration, "window over which shutdown closes sockets with 1001")
 	c.API.Key = r.String("SCC_API_KEY", d.API.Key, "server API key; setting it turns on the HTTP server API under /api/ (on SCC_ADMIN_PORT when set, else the client port)")
 	c.API.MaxBodyBytes = r.Int64("SCC_API_MAX_BODY_BYTES", d.API.MaxBodyBytes, "largest server API request body in bytes (HTTP 413 above)")
@@ -216,6 +223,13 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		set, err := frontend.LoadChannelRules(rulesFile)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("SCC_CHANNELS_FILE: %w", err))
+		}
+		c.Rules = set
+	}
+	if rulesFile == "" && histSize != 0 {
+		set, err := rules.Default().WithDefaultHistory(histSize, histTTL)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SCC_HISTORY_SIZE, SCC_HISTORY_TTL: %w", err))
 		}
 		c.Rules = set
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,25 @@ type Config struct {
 	// FenceMaxBytes bounds the publishes held during a ring switch (default
 	// 8 MiB).
 	FenceMaxBytes int
+	// Resend reports whether the publishes of channel that a broker had
+	// not acknowledged when its link failed are re-sent to the channel's
+	// owner after the failover, keeping their sequence numbers. Brokers
+	// drop re-sends of what they already hold only for channels with
+	// history (replicated to a standby), so it should say true for those
+	// alone; the node sets it from the channel rules. Nil re-sends
+	// nothing: such publishes are lost and counted (in_flight).
+	Resend func(channel string) bool
+	// RecoverLimit is the most publications one History request asks a
+	// broker for when this frontend fills a gap in a channel's offsets
+	// (after a failover or a reshard). Default 10000.
+	RecoverLimit int
+	// RecoverTimeout bounds the wait for such a History reply; after it
+	// the gap is given up, counted (timeout). Default 2s.
+	RecoverTimeout time.Duration
+	// RecoverHeldMaxBytes bounds, per channel, the publications held
+	// while such a gap is being filled; over it the gap is given up,
+	// counted (held_full). Default 4 MiB.
+	RecoverHeldMaxBytes int
 	// LocalSettle is how long a frontend waits, after subscribing at the
 	// new owners, before it publishes by a ring it derived on its own
 	// (the state server unreachable and gossip declaring a broker dead).
@@ -82,6 +102,10 @@ func DefaultConfig() Config {
 		BacklogMaxAge:    2 * time.Second,
 		FenceMaxBytes:    8 << 20,
 		LocalSettle:      500 * time.Millisecond,
+
+		RecoverLimit:        10000,
+		RecoverTimeout:      2 * time.Second,
+		RecoverHeldMaxBytes: 4 << 20,
 	}
 }
 
@@ -114,6 +138,15 @@ func (c *Config) fill() {
 	if c.LocalSettle < 0 {
 		c.LocalSettle = 0
 	}
+	if c.RecoverLimit <= 0 {
+		c.RecoverLimit = d.RecoverLimit
+	}
+	if c.RecoverTimeout <= 0 {
+		c.RecoverTimeout = d.RecoverTimeout
+	}
+	if c.RecoverHeldMaxBytes <= 0 {
+		c.RecoverHeldMaxBytes = d.RecoverHeldMaxBytes
+	}
 }
 
 type heldPub struct {
@@ -121,6 +154,7 @@ type heldPub struct {
 	data    []byte
 	key     string // idempotency key, "" for none
 	at      time.Time
+	seq     uint64 // publish sequence number once sent, kept by re-sends
 }
 
 // Broker is a frontend.Broker that routes through the cluster's brokers.
@@ -134,7 +168,14 @@ type Broker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	sink frontend.Sink
+	sink    frontend.Sink
+	posSink frontend.PositionSink // sink, when it takes stream positions
+	pos     *positions            // last offset delivered per channel with history
+
+	// pubSeq numbers publishes across every link and reconnect, starting
+	// at the frontend's start time in Unix nanoseconds, so brokers can
+	// recognize a publish this frontend re-sends, even after a restart.
+	pubSeq atomic.Uint64
 
 	// route guards the publishing state. Publishers hold it for reading
 	// while they route and enqueue; a ring switch holds it for writing.
@@ -171,7 +212,7 @@ func New(cfg Config) *Broker {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Broker{
+	b := &Broker{
 		cfg:      cfg,
 		log:      log,
 		m:        newMetrics(cfg.Registry),
@@ -180,6 +221,9 @@ func New(cfg Config) *Broker {
 		channels: make(map[string]struct{}),
 		links:    make(map[string]*brokerLink),
 	}
+	b.pubSeq.Store(uint64(time.Now().UnixNano()))
+	b.pos = newPositions(b, cfg.Registry)
+	return b
 }
 
 // Start records the sink that receives deliveries and starts the backlog
@@ -191,6 +235,7 @@ func (b *Broker) Start(ctx context.Context, sink frontend.Sink) error {
 		return errors.New("cluster: started twice")
 	}
 	b.sink = sink
+	b.posSink, _ = sink.(frontend.PositionSink)
 	b.wg.Add(1)
 	go b.sweep()
 	return nil
@@ -287,6 +332,7 @@ func (b *Broker) Unsubscribe(channel string) {
 		return
 	}
 	delete(b.channels, channel)
+	b.pos.forget(channel)
 	b.channels = shrunk(b.channels, &b.chanPeak)
 	b.m.subscriptions.Dec()
 	for _, l := range b.links {
@@ -523,7 +569,7 @@ func (b *Broker) Commit(r protocol.Ring) {
 				b.m.drops.WithLabelValues("no_ring").Inc()
 				continue
 			}
-			if err := links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.key, h.at); err == nil {
+			if err := links[nr.OwnerIndex(h.channel)].publishHeld(h); err == nil {
 				b.m.rerouted.Inc()
 			}
 		}
@@ -538,7 +584,7 @@ func (b *Broker) Commit(r protocol.Ring) {
 			b.m.drops.WithLabelValues("no_ring").Inc()
 			continue
 		}
-		_ = links[nr.OwnerIndex(h.channel)].publish(h.channel, h.data, h.key, h.at)
+		_ = links[nr.OwnerIndex(h.channel)].publishHeld(h)
 	}
 	b.route.Unlock()
 
@@ -552,6 +598,14 @@ func (b *Broker) Commit(r protocol.Ring) {
 	}
 	b.mu.Unlock()
 
+	if cur != nil {
+		// Fetch from the new owners what the old ones had not delivered.
+		for _, ch := range b.pos.known() {
+			if i := nr.OwnerIndex(ch); i >= 0 && cur.OwnerID(ch) != nr.Broker(i).ID {
+				b.pos.check(links[i], ch)
+			}
+		}
+	}
 	b.m.ringVersion.Set(float64(nr.Version()))
 	b.m.reshards.WithLabelValues("commit").Inc()
 	b.m.commitSeconds.Observe(time.Since(start).Seconds())

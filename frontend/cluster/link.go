@@ -37,9 +37,17 @@ type brokerLink struct {
 
 	backlog      []heldPub
 	backlogBytes int
-	closed       bool
 
 	pq presenceQueries // presence.go
+	// inflight are the publishes sent on this connection and not yet
+	// acknowledged, in send order: re-sent after a failover (Config.Resend)
+	// or counted as lost.
+	inflight []heldPub
+	closed   bool
+
+	// History requests waiting for their reply, by id (history.go).
+	nextHist uint64
+	hist     map[uint64]*histWait
 }
 
 func (b *Broker) newLink(info protocol.BrokerInfo) *brokerLink {
@@ -87,7 +95,7 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 			l.b.m.drops.WithLabelValues("backlog_expired").Inc()
 			continue
 		}
-		l.sendLocked(h.channel, h.data, h.key)
+		l.sendLocked(h)
 	}
 	gen := l.gen
 	l.mu.Unlock()
@@ -99,11 +107,10 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	l.failQueries()
 
 	l.mu.Lock()
+	l.failHistoryLocked()
 	if l.l == nl {
 		l.l = nil
-		if lost := l.seq - l.acked; lost > 0 {
-			l.b.m.drops.WithLabelValues("in_flight").Add(float64(lost))
-		}
+		l.requeueInflightLocked()
 		if l.ackCh != nil {
 			close(l.ackCh)
 			l.ackCh = nil
@@ -119,7 +126,7 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 	for _, m := range msgs {
 		switch m.Type {
 		case protocol.MsgDeliver:
-			ch, data, err := protocol.ParseDeliver(m.Body)
+			ch, data, off, epoch, err := protocol.ParseDeliverPos(m.Body)
 			if err != nil {
 				l.b.m.drops.WithLabelValues("malformed").Inc()
 				continue
@@ -133,9 +140,13 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 				continue
 			}
 			l.b.m.delivered.Inc()
-			if l.b.sink != nil {
+			if off > 0 {
+				l.b.pos.deliver(l, ch, data, off, epoch)
+			} else if l.b.sink != nil {
 				l.b.sink.Deliver(ch, data)
 			}
+		case protocol.MsgHistoryReply:
+			l.historyReply(m)
 		case protocol.MsgPubAck:
 			seq, err := protocol.ParsePubAck(m.Body)
 			if err != nil {
@@ -144,6 +155,15 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 			l.mu.Lock()
 			if l.l == nl && seq > l.acked {
 				l.acked = seq
+				n := 0
+				for n < len(l.inflight) && l.inflight[n].seq <= seq {
+					n++
+				}
+				clear(l.inflight[:n])
+				l.inflight = l.inflight[n:]
+				if len(l.inflight) == 0 {
+					l.inflight = nil
+				}
 				if l.ackCh != nil {
 					close(l.ackCh)
 					l.ackCh = nil
@@ -261,30 +281,80 @@ func (l *brokerLink) interestSnapshot() map[string]struct{} {
 // time the message was first accepted (zero = now); key is its idempotency
 // key ("" for none).
 func (l *brokerLink) publish(channel string, data []byte, key string, at time.Time) error {
+	return l.publishHeld(heldPub{channel: channel, data: data, key: key, at: at})
+}
+
+// publishHeld is publish for a held or re-sent publish, which keeps its
+// sequence number (h.seq, 0 for one never sent).
+func (l *brokerLink) publishHeld(h heldPub) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.l != nil && len(l.backlog) == 0 {
-		l.sendLocked(channel, data, key)
+		l.sendLocked(h)
 		return nil
 	}
-	if l.backlogBytes+len(data) > l.b.cfg.BacklogMaxBytes {
+	if l.backlogBytes+len(h.data) > l.b.cfg.BacklogMaxBytes {
 		l.b.m.drops.WithLabelValues("backlog_full").Inc()
 		return ErrBacklogFull
 	}
-	if at.IsZero() {
-		at = time.Now()
-		data = append([]byte(nil), data...)
+	if h.at.IsZero() {
+		h.at = time.Now()
+		h.data = append([]byte(nil), h.data...)
 	}
-	l.backlog = append(l.backlog, heldPub{channel: channel, data: data, key: key, at: at})
-	l.backlogBytes += len(data)
+	l.backlog = append(l.backlog, h)
+	l.backlogBytes += len(h.data)
 	return nil
 }
 
-func (l *brokerLink) sendLocked(channel string, data []byte, key string) {
-	l.seq++
-	msg := protocol.AppendPublishKeyMsg(make([]byte, 0, 16+len(channel)+len(data)+len(key)), l.seq, channel, data, key)
+// sendLocked sends one publish and keeps it until the broker
+// acknowledges it.
+func (l *brokerLink) sendLocked(h heldPub) {
+	if h.seq == 0 {
+		h.seq = l.b.pubSeq.Add(1)
+	}
+	l.seq = h.seq
+	msg := protocol.AppendPublishKeyMsg(make([]byte, 0, 16+len(h.channel)+len(h.data)+len(h.key)), h.seq, h.channel, h.data, h.key)
+	if h.key == "" {
+		// The data is the message's tail: keep it without a copy.
+		h.data = msg[len(msg)-len(h.data):]
+	} else if h.at.IsZero() {
+		h.data = append([]byte(nil), h.data...)
+	}
+	if h.at.IsZero() {
+		h.at = time.Now()
+	}
+	l.inflight = append(l.inflight, h)
 	if !l.l.SendRaw(msg) {
 		l.b.m.drops.WithLabelValues("link_queue_full").Inc()
+	}
+}
+
+// requeueInflightLocked handles the publishes the broker had not
+// acknowledged when the link failed: with Config.Resend, those of
+// channels it names go back to the front of the backlog, with their
+// sequence numbers, to be sent to whichever broker owns their channel
+// next; the others are lost in flight and counted.
+func (l *brokerLink) requeueInflightLocked() {
+	if len(l.inflight) == 0 {
+		return
+	}
+	var again []heldPub
+	lost := 0
+	for _, h := range l.inflight {
+		if l.b.cfg.Resend != nil && l.b.cfg.Resend(h.channel) {
+			again = append(again, h)
+			l.backlogBytes += len(h.data)
+		} else {
+			lost++
+		}
+	}
+	l.inflight = nil
+	if lost > 0 {
+		l.b.m.drops.WithLabelValues("in_flight").Add(float64(lost))
+	}
+	if len(again) > 0 {
+		l.b.m.resent.Add(float64(len(again)))
+		l.backlog = append(again, l.backlog...)
 	}
 }
 

@@ -14,6 +14,7 @@ type metrics struct {
 	rerouted      prometheus.Counter
 	fenceSeconds  prometheus.Histogram
 	commitSeconds prometheus.Histogram
+	resent        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,7 +66,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
+	m.resent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "scc_frontend_resent_total",
+		Help: "Publishes of channels with history a failed broker had not acknowledged, re-sent to the channel's next owner (which drops what it already holds).",
+	})
 	if reg != nil {
+		reg.MustRegister(m.resent)
 		reg.MustRegister(m.drops, m.reshards, m.links, m.linksUp, m.subscriptions, m.ringVersion,
 			m.delivered, m.deliveryDrops, m.rerouted, m.fenceSeconds, m.commitSeconds)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -121,6 +122,9 @@ func ReadNodeConfig(r Env) NodeConfig {
 	c.Broker.FenceTimeout = r.Duration("SCC_RESHARD_FENCE_TIMEOUT", bdef.FenceTimeout, "how long a ring switch waits for brokers to acknowledge earlier publishes")
 	c.Broker.BacklogMaxBytes = r.Int("SCC_BROKER_BACKLOG_MAX_BYTES", bdef.BacklogMaxBytes, "publishes held per broker while its link is down, in bytes")
 	c.Broker.BacklogMaxAge = r.Duration("SCC_BROKER_BACKLOG_MAX_AGE", bdef.BacklogMaxAge, "how long a publish may wait for its broker link before it is dropped")
+	c.Broker.RecoverLimit = r.Int("SCC_GAP_RECOVERY_LIMIT", bdef.RecoverLimit, "most publications one request asks the owner for when a channel with history skipped offsets (after a broker failure or a reshard)")
+	c.Broker.RecoverTimeout = r.Duration("SCC_GAP_RECOVERY_TIMEOUT", bdef.RecoverTimeout, "how long filling such a gap may wait for the owner's reply before it is given up (counted)")
+	c.Broker.RecoverHeldMaxBytes = r.Int("SCC_GAP_RECOVERY_HELD_MAX_BYTES", bdef.RecoverHeldMaxBytes, "publications of one channel held while its gap is filled, in bytes; over it the gap is given up (counted)")
 	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", ldef.QueueMaxBytes, "bytes queued per inter-node link before messages are dropped")
 	return c
 }
@@ -258,6 +262,12 @@ func (b nodeBroker) Ready() bool { return b.n.broker.Ready() }
 // ReportRulesDigest implements frontend.RulesReporter: the links the node
 // dials from now on carry digest in their Hello.
 func (b nodeBroker) ReportRulesDigest(digest string) { b.n.rules.p.Store(&digest) }
+
+// UseChannelRules implements frontend.RulesUser: publishes of channels
+// with history are re-sent after a broker failure (Config.Resend).
+func (b nodeBroker) UseChannelRules(set *rules.Set) {
+	b.n.broker.cfg.Resend = func(ch string) bool { return set.Options(ch).History.Size > 0 }
+}
 
 func (b nodeBroker) Close() error {
 	err := b.n.agent.Close()

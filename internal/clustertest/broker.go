@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sccgo/sccgo/broker"
@@ -20,6 +22,7 @@ type BrokerNode struct {
 	dialTLS  func() *tls.Config
 	addr     string // fixed across restarts, so the ring identity stays
 	srv      *broker.Server
+	conns    *connTracker // the connections it accepted
 	done     chan error
 }
 
@@ -94,6 +97,8 @@ func (b *BrokerNode) start(seeds []string) error {
 		return err
 	}
 	b.addr = ln.Addr().String()
+	b.conns = &connTracker{Listener: ln, conns: make(map[net.Conn]struct{})}
+	ln = b.conns
 	b.srv = srv
 	b.done = make(chan error, 1)
 	go func() { b.done <- srv.Serve(ln) }()
@@ -113,6 +118,17 @@ func (b *BrokerNode) Kill() {
 	b.srv.Shutdown(ctx)
 	<-b.done
 	b.srv = nil
+}
+
+// Crash kills the broker as kill -9 would, as far as its peers can
+// tell: every connection it accepted is reset at once, with whatever was
+// queued or half written, before the server is torn down.
+func (b *BrokerNode) Crash() {
+	if b.srv == nil {
+		return
+	}
+	b.conns.resetAll()
+	b.Kill()
 }
 
 // Stop drains the broker out of the cluster (a zero-loss reshard), then
@@ -152,4 +168,46 @@ func (c *Cluster) AddBrokerWithTLS(serve *tls.Config, dial func() *tls.Config, s
 	c.Brokers = append(c.Brokers, b)
 	c.mu.Unlock()
 	return b
+}
+
+// connTracker is a listener that remembers the connections it accepted,
+// so a crash can reset them all at once.
+type connTracker struct {
+	net.Listener
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func (t *connTracker) Accept() (net.Conn, error) {
+	c, err := t.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	t.conns[c] = struct{}{}
+	t.mu.Unlock()
+	return c, nil
+}
+
+// resetAll stops accepting and closes every accepted connection with an
+// RST (linger 0), as the kernel does for a killed process.
+func (t *connTracker) resetAll() {
+	t.mu.Lock()
+	t.closed = true
+	conns := t.conns
+	t.conns = map[net.Conn]struct{}{}
+	t.mu.Unlock()
+	t.Listener.Close()
+	for c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+	}
 }

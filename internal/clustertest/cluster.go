@@ -537,3 +537,37 @@ func (f *FrontendNode) Restart(seeds ...string) {
 		f.c.t.Fatalf("restarting %s: %v", f.Name, err)
 	}
 }
+
+// FrontendCounter sums the counter name{label=value} over the running
+// frontends (every series of name when label is "").
+func (c *Cluster) FrontendCounter(name, label, value string) float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n float64
+	for _, f := range c.Frontends {
+		if !f.running() {
+			continue
+		}
+		mfs, err := f.srv.Registry().Gather()
+		if err != nil {
+			continue
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				match := label == ""
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == label && lp.GetValue() == value {
+						match = true
+					}
+				}
+				if match {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}

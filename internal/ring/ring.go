@@ -122,6 +122,29 @@ func (r *Ring) ownerOfHash(h uint64) int {
 	return best
 }
 
+// StandbyIndex returns the index (in ID order) of the broker that ranks
+// highest for channel after the broker with id skip, or -1 if there is
+// none. With skip the owner, it is the channel's standby: the broker that
+// owns the channel once the owner is removed (rendezvous hashing ranks
+// every broker, and removing one leaves the others' order unchanged).
+func (r *Ring) StandbyIndex(channel, skip string) int {
+	if r == nil {
+		return -1
+	}
+	h := xxhash.Sum64String(channel)
+	best := -1
+	var bestScore uint64
+	for i, seed := range r.seeds {
+		if r.brokers[i].ID == skip {
+			continue
+		}
+		if s := score(h, seed); best < 0 || s > bestScore {
+			best, bestScore = i, s
+		}
+	}
+	return best
+}
+
 // Owner returns the broker that owns channel; ok is false if the ring is
 // empty.
 func (r *Ring) Owner(channel string) (b protocol.BrokerInfo, ok bool) {

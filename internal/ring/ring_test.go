@@ -259,3 +259,40 @@ func BenchmarkCacheOwner(b *testing.B) {
 		_ = c.OwnerIndex(r, chs[i&1023])
 	}
 }
+
+// The standby (the best broker after the owner) is the owner of the ring
+// without the owner, for every channel: that is what lets a standby hold
+// a channel's history before it owns it.
+func TestStandbyIsOwnerWithoutOwner(t *testing.T) {
+	var bs []protocol.BrokerInfo
+	for i := 0; i < 7; i++ {
+		bs = append(bs, protocol.BrokerInfo{ID: fmt.Sprintf("b%d", i), Addr: fmt.Sprintf("h:%d", i)})
+	}
+	r := New(1, bs)
+	seen := map[int]bool{}
+	for i := 0; i < 5000; i++ {
+		ch := fmt.Sprintf("ch-%d", i)
+		owner := r.OwnerID(ch)
+		si := r.StandbyIndex(ch, owner)
+		if si < 0 || r.Broker(si).ID == owner {
+			t.Fatalf("%s: standby %d is the owner %s", ch, si, owner)
+		}
+		if want := r.Without(owner).OwnerID(ch); r.Broker(si).ID != want {
+			t.Fatalf("%s: standby %s, owner without %s is %s", ch, r.Broker(si).ID, owner, want)
+		}
+		if r.StandbyIndex(ch, "not-a-broker") != r.OwnerIndex(ch) {
+			t.Fatalf("%s: skipping no broker does not give the owner", ch)
+		}
+		seen[si] = true
+	}
+	if len(seen) != len(bs) {
+		t.Fatalf("standbys spread over %d of %d brokers", len(seen), len(bs))
+	}
+	if New(1, bs[:1]).StandbyIndex("x", "b0") != -1 {
+		t.Fatal("a one-broker ring has a standby")
+	}
+	var nilRing *Ring
+	if nilRing.StandbyIndex("x", "") != -1 {
+		t.Fatal("a nil ring has a standby")
+	}
+}

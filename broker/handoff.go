@@ -1,0 +1,297 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/sccgo/sccgo/internal/history"
+	"github.com/sccgo/sccgo/internal/ring"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// Planned reshards keep a channel's stream (epoch and offsets):
+//
+//   - Handoff. When a committed ring gives a channel this broker owned to
+//     another broker, this broker sends that broker the channel's history
+//     (a ReplSnapshot, unless the link already carried it, as it has when
+//     the new owner was the standby), then a ReplHandoff for the ring. A
+//     broker that gains channels from a broker still in the ring holds
+//     their publishes until that broker's ReplHandoff arrives, at most
+//     Config.HandoffTimeout, so it continues the streams instead of
+//     starting new ones.
+//   - One writer. Frontends switch to a new ring a few milliseconds apart.
+//     A publish that reaches this broker for a channel another broker owns
+//     under the ring this broker follows is forwarded to that owner (a
+//     Replicate with offset 0), which appends it; only when the owner is
+//     unreachable does this broker append it itself.
+
+// handoff starts the handoffs of a ring change: the wait for the brokers
+// this one takes channels from, and the push of the channels it gives.
+func (r *replicator) awaitHandoffs(prev, cur *ring.Ring) {
+	if cur == nil || cur.Len() == 0 || (prev != nil && prev.SameBrokers(cur)) {
+		return
+	}
+	timeout := r.s.cfg.HandoffTimeout
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	self := r.self
+	r.prev, r.awaitVersion = prev, cur.Version()
+	for id, ch := range r.awaiting {
+		close(ch)
+		delete(r.awaiting, id)
+	}
+	// Without a previous ring (this broker just joined, or restarted) a
+	// channel it owns came from the broker that ranks next for it, which
+	// may be any other.
+	for _, b := range cur.Brokers() {
+		if b.ID == self || (prev != nil && !prev.Contains(b.ID)) || r.handedOff[b.ID] >= cur.Version() {
+			continue
+		}
+		wait := make(chan struct{})
+		r.awaiting[b.ID] = wait
+		id := b.ID
+		time.AfterFunc(timeout, func() { r.handoffDone(id, wait) })
+	}
+	r.awaitingAny.Store(len(r.awaiting) > 0)
+}
+
+// handoff sends the channels this broker gives under cur to their new
+// owners, then a ReplHandoff to every other broker.
+func (r *replicator) handoff(prev, cur *ring.Ring) {
+	if cur == nil || cur.Len() == 0 || (prev != nil && prev.SameBrokers(cur)) {
+		return
+	}
+	timeout := r.s.cfg.HandoffTimeout
+	r.mu.Lock()
+	self := r.self
+	peers := make(map[string]*peerOut)
+	for _, b := range cur.Brokers() {
+		if p := r.peers[b.ID]; p != nil {
+			peers[b.ID] = p
+		}
+	}
+	r.mu.Unlock()
+	give := make(map[string][]string)
+	if prev.Index(self) >= 0 {
+		for _, ch := range r.pubs.channels() {
+			if prev.OwnerID(ch) != self {
+				continue
+			}
+			if to := cur.OwnerID(ch); to != self && to != "" {
+				give[to] = append(give[to], ch)
+			}
+		}
+	}
+	// Every other broker gets a ReplHandoff, with or without channels,
+	// so none waits for this one longer than needed.
+	for id, p := range peers {
+		chans := give[id]
+		r.s.wg.Go(func() { r.give(p, chans, cur.Version(), timeout) })
+	}
+}
+
+// give sends p the histories of chans and then the ReplHandoff for ring
+// version v, once p's link is up (at most timeout).
+func (r *replicator) give(p *peerOut, chans []string, v uint64, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for !p.isUp() {
+		if time.Now().After(deadline) {
+			r.m.handoffs.WithLabelValues("link_down").Inc()
+			return
+		}
+		select {
+		case <-r.s.stop:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	for _, ch := range chans {
+		r.sync(p, ch)
+	}
+	msg, err := protocol.AppendMessage(nil, protocol.MsgReplHandoff, &protocol.ReplHandoff{Version: v})
+	p.mu.Lock()
+	ok := err == nil && p.l != nil && p.l.SendRaw(msg)
+	p.mu.Unlock()
+	if ok {
+		r.m.handoffs.WithLabelValues("sent").Inc()
+	} else {
+		r.m.handoffs.WithLabelValues("link_down").Inc()
+	}
+}
+
+func (p *peerOut) isUp() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.l != nil
+}
+
+// handoffReceived records from's ReplHandoff for ring version v.
+func (r *replicator) handoffReceived(from string, v uint64) {
+	r.mu.Lock()
+	if v > r.handedOff[from] {
+		r.handedOff[from] = v
+	}
+	wait := r.awaiting[from]
+	want := r.awaitVersion
+	r.mu.Unlock()
+	if wait != nil && v >= want {
+		r.handoffDone(from, wait)
+	}
+}
+
+// handoffDone ends the wait for from (received or timed out).
+func (r *replicator) handoffDone(from string, wait chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.awaiting[from] != wait {
+		return
+	}
+	close(wait)
+	delete(r.awaiting, from)
+	r.awaitingAny.Store(len(r.awaiting) > 0)
+}
+
+// awaitHandoff holds a publish of ch, on its link's reader, while the
+// broker that owned ch under the previous ring has not handed it over.
+func (r *replicator) awaitHandoff(ch string, done <-chan struct{}) {
+	if r.ring.Load() == nil && r.s.cfg.StateAddr != "" {
+		// A broker that just joined may see publishes before its first
+		// ring: wait for it, and then for the handoffs it brings.
+		t := time.NewTimer(r.s.cfg.HandoffTimeout)
+		select {
+		case <-r.hasRing:
+		case <-t.C:
+		case <-done:
+		case <-r.s.stop:
+		}
+		t.Stop()
+	}
+	if !r.awaitingAny.Load() {
+		return
+	}
+	r.mu.Lock()
+	from := r.prev.OwnerID(ch)
+	if r.prev == nil {
+		from = ""
+		if rg := r.ring.Load(); rg.OwnerID(ch) == r.self {
+			if i := rg.StandbyIndex(ch, r.self); i >= 0 {
+				from = rg.Broker(i).ID
+			}
+		}
+	}
+	wait := r.awaiting[from]
+	r.mu.Unlock()
+	if wait == nil {
+		return
+	}
+	select {
+	case <-wait:
+	case <-done:
+	case <-r.s.stop:
+	}
+}
+
+// forwardToOwner sends a publish of ch to ch's owner when that is another
+// broker this one is linked to, and reports whether it did; the frame's
+// acknowledgement waits for the owner's.
+func (l *link) forwardToOwner(ch string, opts history.Options, data []byte, seq uint64) bool {
+	r := l.s.repl
+	rg := r.ring.Load()
+	owner := rg.OwnerID(ch)
+	r.mu.Lock()
+	self := r.self
+	p := r.peers[owner]
+	r.mu.Unlock()
+	if owner == "" || owner == self || p == nil || !p.isUp() {
+		return false
+	}
+	publisher := l.nl.Peer().NodeID
+	pa := l.framePending()
+	pa.left.Add(1)
+	owned := append([]byte(nil), data...)
+	p.send(func(rseq uint64) []byte {
+		return protocol.AppendReplicateMsg(make([]byte, 0, 32+len(ch)+len(data)+len(publisher)), &protocol.Replicate{
+			Seq: rseq, Channel: ch, Data: data, Publisher: publisher, PubSeq: seq,
+		})
+	}, func(ok bool) {
+		if ok {
+			r.m.forwarded.WithLabelValues("forwarded").Inc()
+		} else {
+			// The owner may not have it: append it here.
+			r.m.forwarded.WithLabelValues("appended_here").Inc()
+			r.publishForwarded(ch, opts, owned, publisher, seq)
+		}
+		l.donePending(pa)
+	})
+	return true
+}
+
+// publishForwarded appends a publish another broker forwarded (or one
+// whose forward failed), replicates it and delivers it, as the owner.
+func (r *replicator) publishForwarded(ch string, opts history.Options, data []byte, publisher string, seq uint64) {
+	s := r.s
+	if r.pubs.seen(ch, publisher, seq) {
+		r.m.duplicates.Inc()
+		return
+	}
+	p := r.standby(ch)
+	if p != nil && p.needsSync(ch) {
+		r.sync(p, ch)
+	}
+	r.hist.Append(ch, opts, data, func(pos history.Position) {
+		r.pubs.record(ch, publisher, seq)
+		msg := protocol.AppendDeliverPosMsg(make([]byte, 0, 24+len(ch)+len(data)), ch, data, pos.Offset, pos.Epoch)
+		deliver := func() {
+			n := 0
+			for _, t := range s.table.links(ch) {
+				if t.nl.SendRaw(msg) {
+					n++
+				} else {
+					s.m.drops.WithLabelValues(dropLinkQueue).Inc()
+				}
+			}
+			s.m.deliveriesOut.Add(float64(n))
+		}
+		if p == nil {
+			r.m.results.WithLabelValues(replNoStandby).Inc()
+			deliver()
+			return
+		}
+		p.send(func(rseq uint64) []byte {
+			return protocol.AppendReplicateMsg(make([]byte, 0, 32+len(ch)+len(pos.Epoch)+len(data)+len(publisher)), &protocol.Replicate{
+				Seq: rseq, Channel: ch, Epoch: pos.Epoch, Offset: pos.Offset, Time: time.Now().UnixNano(),
+				Data: data, Publisher: publisher, PubSeq: seq,
+			})
+		}, func(replicated bool) {
+			if replicated {
+				r.m.results.WithLabelValues(replOK).Inc()
+			} else {
+				r.m.results.WithLabelValues(replUnreplicated).Inc()
+			}
+			deliver()
+		})
+	})
+}
+
+// giveBack runs when broker id links to this one: it sends id the
+// histories this broker holds of channels id owns, then a ReplHandoff. A
+// broker restarted at the same address, still in the ring, so gets its
+// channels back from their standbys instead of starting them anew.
+func (r *replicator) giveBack(id string) {
+	rg := r.ring.Load()
+	if !rg.Contains(id) {
+		return
+	}
+	var chans []string
+	for _, ch := range r.pubs.channels() {
+		if rg.OwnerID(ch) == id {
+			chans = append(chans, ch)
+		}
+	}
+	r.mu.Lock()
+	p := r.peers[id]
+	r.mu.Unlock()
+	if p == nil {
+		return
+	}
+	r.s.wg.Go(func() { r.give(p, chans, rg.Version(), r.s.cfg.HandoffTimeout) })
+}

@@ -1,0 +1,168 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/sccgo/sccgo/internal/history"
+	"github.com/sccgo/sccgo/internal/ring"
+	"github.com/sccgo/sccgo/internal/rules"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+func historyRules(t testing.TB) *rules.Set {
+	t.Helper()
+	set, err := rules.Parse([]byte(`rules:
+  - {match: "*", subscribe: anyone, publish: anyone, history: {size: 100, ttl: 1m}}
+`), rules.YAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// startPair starts two brokers with history on every channel and commits
+// a ring of both on each; it returns them and a channel broker-1 owns.
+func startPair(t *testing.T, replicate bool) (b1, b2 *testBroker, ch string) {
+	t.Helper()
+	set := historyRules(t)
+	mod := func(id string) func(*Config) {
+		return func(c *Config) {
+			c.NodeID = id
+			c.Rules = set
+			c.WarmUp = 0
+			c.Replication = replicate
+		}
+	}
+	b1 = startBroker(t, mod("broker-1"))
+	b2 = startBroker(t, mod("broker-2"))
+	<-b1.Ready()
+	<-b2.Ready()
+	r := protocol.Ring{Version: 1, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}, {ID: "broker-2", Addr: b2.addr()}}}
+	agentHandler{b1.Server}.Commit(r)
+	agentHandler{b2.Server}.Commit(r)
+	if replicate {
+		waitFor(t, "replication links", func() bool { return b1.repl.linksUp() == 1 && b2.repl.linksUp() == 1 })
+	}
+	rg := ring.FromProtocol(r)
+	for i := 0; ; i++ {
+		ch = fmt.Sprintf("room-%d", i)
+		if rg.OwnerID(ch) == "broker-1" {
+			return b1, b2, ch
+		}
+	}
+}
+
+// resendSeq is where the test publishers' sequence numbers start: above
+// MinResendSeq, as real frontends' do, so re-sends are deduplicated.
+const resendSeq = MinResendSeq + 1000
+
+func (f *fakeFE) publishSeq(ch, data string, seq uint64) {
+	f.t.Helper()
+	if !f.l.SendRaw(protocol.AppendPublishMsg(nil, seq, ch, []byte(data))) {
+		f.t.Fatal("publish dropped")
+	}
+}
+
+// The owner sends every publication of a channel with history to the
+// standby, which then holds the same stream (epoch, offsets, data); when
+// the owner is gone, the standby continues it at the next offset, and a
+// publish the frontend re-sends because its acknowledgement was lost is
+// recognized and not delivered again.
+func TestReplicationStandbyContinuesStream(t *testing.T) {
+	b1, b2, ch := startPair(t, true)
+	sub := dialFE(t, b1.addr(), "frontend-sub")
+	sub.subscribeWait(ch)
+	pub := dialFE(t, b1.addr(), "frontend-pub")
+	for i := uint64(1); i <= 5; i++ {
+		pub.publishSeq(ch, fmt.Sprintf(`"m%d"`, i), resendSeq+i)
+	}
+	waitFor(t, "pubacks", func() bool { return pub.lastPubAck() == resendSeq+5 })
+	if n := b1.metric("scc_broker_replication_total", "result", replOK); n != 5 {
+		t.Fatalf("replicated %v publications, want 5", n)
+	}
+	p1, _ := b1.hist.Position(ch)
+	p2, ok := b2.hist.Position(ch)
+	if !ok || p1 != p2 || p1.Offset != 5 {
+		t.Fatalf("owner at %+v, standby at %+v (ok %v): want the same position, offset 5", p1, p2, ok)
+	}
+	s1, _ := b1.hist.Snapshot(ch)
+	s2, _ := b2.hist.Snapshot(ch)
+	for i := range s1.Pubs {
+		if i >= len(s2.Pubs) || string(s1.Pubs[i].Data) != string(s2.Pubs[i].Data) || s1.Pubs[i].Offset != s2.Pubs[i].Offset {
+			t.Fatalf("standby history %+v differs from the owner's %+v", s2.Pubs, s1.Pubs)
+		}
+	}
+	if got := sub.gotOn(ch); len(got) != 5 {
+		t.Fatalf("subscriber got %q", got)
+	}
+
+	// The owner dies; its frontends move to the standby and re-send the
+	// last two publishes as if their acknowledgement had been lost.
+	if err := b1.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sub2 := dialFE(t, b2.addr(), "frontend-sub")
+	sub2.subscribeWait(ch)
+	pub2 := dialFE(t, b2.addr(), "frontend-pub")
+	pub2.publishSeq(ch, `"m4"`, resendSeq+4)
+	pub2.publishSeq(ch, `"m5"`, resendSeq+5)
+	pub2.publishSeq(ch, `"m6"`, resendSeq+6)
+	waitFor(t, "pubacks at the standby", func() bool { return pub2.lastPubAck() == resendSeq+6 })
+	if got := sub2.gotOn(ch); len(got) != 1 || got[0] != `"m6"` {
+		t.Fatalf("after the failover the subscriber got %q, want only m6", got)
+	}
+	if n := b2.metric("scc_broker_resend_duplicates_total"); n != 2 {
+		t.Fatalf("resend duplicates = %v, want 2", n)
+	}
+	pos, _ := b2.hist.Position(ch)
+	if pos.Epoch != p1.Epoch || pos.Offset != 6 {
+		t.Fatalf("standby continued at %+v, want epoch %s offset 6", pos, p1.Epoch)
+	}
+	if n := b2.metric("scc_broker_replication_total", "result", replUnreplicated); n != 1 {
+		t.Fatalf("unreplicated = %v, want 1 (the standby's own standby is gone)", n)
+	}
+}
+
+// Without replication the second broker knows nothing of the channel.
+func TestReplicationOff(t *testing.T) {
+	b1, b2, ch := startPair(t, false)
+	pub := dialFE(t, b1.addr(), "frontend-pub")
+	pub.publishSeq(ch, `"m1"`, resendSeq+1)
+	waitFor(t, "puback", func() bool { return pub.lastPubAck() == resendSeq+1 })
+	if _, ok := b2.hist.Position(ch); ok {
+		t.Fatal("a broker without replication copied the channel")
+	}
+	var _ history.Position
+}
+
+// A broker that becomes a channel's standby (here: it joins the ring)
+// gets the channel's whole history ahead of its next publication, not
+// only what follows.
+func TestReplicationSnapshotToNewStandby(t *testing.T) {
+	b1, b2, ch := startPair(t, true)
+	alone := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}}}
+	agentHandler{b1.Server}.Commit(alone)
+	pub := dialFE(t, b1.addr(), "frontend-pub")
+	for i := uint64(1); i <= 3; i++ {
+		pub.publishSeq(ch, fmt.Sprintf(`"m%d"`, i), resendSeq+i)
+	}
+	waitFor(t, "pubacks", func() bool { return pub.lastPubAck() == resendSeq+3 })
+	if _, ok := b2.hist.Position(ch); ok {
+		t.Fatal("a broker outside the ring got the channel")
+	}
+	both := protocol.Ring{Version: 3, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}, {ID: "broker-2", Addr: b2.addr()}}}
+	agentHandler{b1.Server}.Commit(both)
+	waitFor(t, "replication link", func() bool { return b1.repl.linksUp() == 1 })
+	pub.publishSeq(ch, `"m4"`, resendSeq+4)
+	waitFor(t, "puback", func() bool { return pub.lastPubAck() == resendSeq+4 })
+	s1, _ := b1.hist.Snapshot(ch)
+	s2, ok := b2.hist.Snapshot(ch)
+	if !ok || s2.Position != s1.Position || len(s2.Pubs) != 4 {
+		t.Fatalf("new standby holds %+v (%d publications), owner %+v", s2.Position, len(s2.Pubs), s1.Position)
+	}
+	if n := b1.metric("scc_broker_replication_snapshots_total"); n != 1 {
+		t.Fatalf("snapshots sent = %v, want 1", n)
+	}
+}

@@ -1,0 +1,220 @@
+package clustertest_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sccgo/sccgo/broker"
+	"github.com/sccgo/sccgo/client"
+	"github.com/sccgo/sccgo/frontend"
+	"github.com/sccgo/sccgo/internal/clustertest"
+)
+
+const historyRulesDoc = `
+rules:
+  - match: "room:*"
+    subscribe: anyone
+    publish: anyone
+    history: {size: 10000, ttl: 1m}
+    recovery: true
+  - match: "*"
+    subscribe: anyone
+    publish: anyone
+`
+
+// switchProxy forwards TCP connections to the address in target, as a
+// load balancer in front of frontends does; switching it sends
+// reconnecting clients to another frontend.
+type switchProxy struct {
+	ln     net.Listener
+	target atomic.Value // string
+	wg     sync.WaitGroup
+}
+
+func startSwitchProxy(t *testing.T, target string) *switchProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &switchProxy{ln: ln}
+	p.target.Store(target)
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Go(func() { p.pipe(c) })
+		}
+	})
+	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *switchProxy) pipe(c net.Conn) {
+	defer c.Close()
+	u, err := net.Dial("tcp", p.target.Load().(string))
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(u, c); done <- struct{}{} }()
+	go func() { io.Copy(c, u); done <- struct{}{} }()
+	<-done
+}
+
+func (p *switchProxy) URL() string { return "ws://" + p.ln.Addr().String() + "/socketcluster/" }
+
+// TestFrontendKilledClientsRecover: a frontend is killed under load; its
+// client reconnects through the balancer to the other frontend, asks to
+// recover, and gets every publication exactly once, in order, on a
+// channel that frontend already holds for another socket and on one it
+// does not.
+func TestFrontendKilledClientsRecover(t *testing.T) {
+	set := parseRules(t, historyRulesDoc)
+	c := clustertest.Start(t, clustertest.Options{Brokers: 2, Frontends: 2,
+		Frontend: func(cfg *frontend.Config) { cfg.Rules = set },
+		Broker:   func(cfg *broker.Config) { cfg.Rules = set },
+	})
+	fa, fb := c.Frontends[0], c.Frontends[1]
+	proxy := startSwitchProxy(t, fa.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+
+	x, err := client.Dial(ctx, proxy.URL(), client.Options{Backoff: client.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}, SubscriptionBuffer: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	// y keeps room:held subscribed on the surviving frontend.
+	y, err := client.Dial(ctx, fb.URL(), client.Options{SubscriptionBuffer: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Close()
+	if _, err := y.Subscribe(ctx, "room:held", client.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	chans := []string{"room:held", "room:fresh"}
+	subs := make([]*client.Subscription, len(chans))
+	for i, ch := range chans {
+		if subs[i], err = x.Subscribe(ctx, ch, client.SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, err := client.Dial(ctx, fb.URL(), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+
+	const total = 200
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 1; i <= total; i++ {
+			for _, ch := range chans {
+				if err := pub.Publish(ctx, ch, i); err != nil {
+					t.Errorf("publish %d: %v", i, err)
+					return
+				}
+			}
+			sent.Store(int64(i))
+		}
+	})
+	clustertest.WaitFor(t, 60*time.Second, "publishing under way", func() bool { return sent.Load() >= 20 })
+	proxy.target.Store(fb.Addr())
+	fa.Kill()
+
+	for i, sub := range subs {
+		for want := 1; want <= total; want++ {
+			m, err := sub.Next(ctx)
+			if err != nil {
+				t.Fatalf("%s: waiting for %d: %v", chans[i], want, err)
+			}
+			if string(m.Data) != strconv.Itoa(want) {
+				t.Fatalf("%s: got %s, want %d (nothing missed, nothing twice, in order)", chans[i], m.Data, want)
+			}
+		}
+		if r := sub.Recovery(); !r.Asked || !r.Recovered || sub.RecoveryFailures() != 0 {
+			t.Fatalf("%s: recovery %+v, failures %d", chans[i], r, sub.RecoveryFailures())
+		}
+	}
+	wg.Wait()
+	select {
+	case m := <-subs[0].C():
+		t.Fatalf("extra message %+v", m)
+	default:
+	}
+}
+
+// TestClusterRecoverTooLate: through a cluster, a client that missed more
+// than the channel's history holds is told so.
+func TestClusterRecoverTooLate(t *testing.T) {
+	doc := `
+rules:
+  - {match: "small:*", subscribe: anyone, publish: anyone, history: {size: 5, ttl: 1m}, recovery: true}
+`
+	set := parseRules(t, doc)
+	c := clustertest.Start(t, clustertest.Options{Brokers: 1, Frontends: 2,
+		Frontend: func(cfg *frontend.Config) { cfg.Rules = set },
+		Broker:   func(cfg *broker.Config) { cfg.Rules = set },
+	})
+	fa, fb := c.Frontends[0], c.Frontends[1]
+	proxy := startSwitchProxy(t, fa.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lost := make(chan struct{})
+	resume := make(chan struct{})
+	x, err := client.Dial(ctx, proxy.URL(), client.Options{OnDisconnect: func(int, string) {
+		select {
+		case <-lost:
+		default:
+			close(lost)
+			<-resume
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	sub, err := x.Subscribe(ctx, "small:1", client.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := client.Dial(ctx, fb.URL(), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	proxy.target.Store(fb.Addr())
+	fa.Kill()
+	<-lost
+	for i := 1; i <= 20; i++ {
+		if err := pub.Publish(ctx, "small:1", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(resume)
+	clustertest.WaitFor(t, 10*time.Second, "a failed recovery", func() bool { return sub.RecoveryFailures() == 1 })
+	if r := sub.Recovery(); r.Reason != "gone" || r.Offset != 20 {
+		t.Fatalf("recovery %+v", r)
+	}
+	if err := pub.Publish(ctx, "small:1", 21); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.Next(ctx)
+	if err != nil || string(m.Data) != "21" || m.Offset != 21 {
+		t.Fatalf("live after a failed recovery: %+v %v", m, err)
+	}
+	_ = fmt.Sprint
+}
