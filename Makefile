@@ -6,7 +6,7 @@ CMDS := scc-state scc-broker scc-frontend scc-bench scc-local
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: help build test test-short test-go node-deps fuzz bench bench-go lint run clean image
+.PHONY: help build test test-short test-go node-deps fuzz bench bench-go lint run clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,8 +53,18 @@ run-standalone: build ## start one standalone frontend on :8000 (no cluster)
 clean: ## remove build output
 	rm -rf $(BIN)
 
-image: ## build the container image (needs a Docker engine)
-	docker build -t sccgo:latest .
+VERSION := $(shell cat VERSION)
+IMAGE_DIR := $(BIN)/image
+
+.PHONY: image image-docker image-test
+image: ## build the image without a Docker engine (umoci, skopeo): bin/image/{oci,sccgo-docker.tar,sccgo-oci.tar}, tagged with VERSION and dev
+	GO="$(GO)" scripts/image.sh $(IMAGE_DIR)
+
+image-docker: ## build the same image with a Docker engine, tagged with VERSION and dev
+	docker build --build-arg VERSION=$(VERSION) -t sccgo:$(VERSION) -t sccgo:dev .
+
+image-test: image ## check the image against the Dockerfile and run its binaries under runc (root)
+	SCC_IMAGE_LAYOUT=$(CURDIR)/$(IMAGE_DIR)/oci $(GO) test -count=1 -v -timeout 5m ./test/k8simage/
 
 # Fault scenarios and soak on the real binaries (package chaos); results and
 # logs in chaos/results/.

@@ -1,0 +1,10 @@
+// Package k8simage tests the sccgo image that `make image` builds
+// (scripts/image.sh): its files and config against the Dockerfile's
+// declarations, and each server binary run from it under runc the way the
+// Kubernetes manifests run it (uid 65532, read-only root filesystem, no
+// capabilities, no new privileges).
+//
+// The tests need the OCI layout: `make image-test` builds it and runs them
+// with SCC_IMAGE_LAYOUT set. Without it they skip (so `go test ./...` does
+// not need umoci), unless CI is set.
+package k8simage
