@@ -79,3 +79,13 @@ chaos-quick: build ## run the fast fault scenarios 1-6 (CI)
 
 soak: build ## SOAK_DURATION (default 10m) of load with broker churn; chaos/results/soak.json
 	SCC_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -timeout 3h -run '^TestSoak$$' ./chaos/
+
+# Kubernetes against real components: kube-apiserver and kubectl built from
+# the pinned tool module tools/k8s (cached outside the checkout, see
+# scripts/k8s-tools.sh), etcd from Debian.
+.PHONY: k8s-tools k8s-e2e
+k8s-tools: ## build (or find cached) kube-apiserver and kubectl from tools/k8s
+	GO="$(GO)" scripts/k8s-tools.sh
+
+k8s-e2e: ## apply the manifests to a real API server on loopback: dry runs, apply, diff, PodSecurity, broken copies
+	GO="$(GO)" scripts/k8s-e2e.sh
