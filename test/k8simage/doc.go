@@ -5,6 +5,6 @@
 // capabilities, no new privileges).
 //
 // The tests need the OCI layout: `make image-test` builds it and runs them
-// with SCC_IMAGE_LAYOUT set. Without it they skip (so `go test ./...` does
-// not need umoci), unless CI is set.
+// with SCC_IMAGE_LAYOUT set (CI runs it). Without it they skip, so
+// `go test ./...` needs no umoci and no root.
 package k8simage
