@@ -6,7 +6,7 @@ CMDS := scc-state scc-broker scc-frontend scc-bench scc-local
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: help build test test-short test-go node-deps fuzz bench bench-go lint run clean image
+.PHONY: help build test test-short test-go node-deps fuzz bench bench-go lint run clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,8 +53,18 @@ run-standalone: build ## start one standalone frontend on :8000 (no cluster)
 clean: ## remove build output
 	rm -rf $(BIN)
 
-image: ## build the container image (needs a Docker engine)
-	docker build -t sccgo:latest .
+VERSION := $(shell cat VERSION)
+IMAGE_DIR := $(BIN)/image
+
+.PHONY: image image-docker image-test
+image: ## build the image without a Docker engine (umoci, skopeo): bin/image/{oci,sccgo-docker.tar,sccgo-oci.tar}, tagged with VERSION and dev
+	GO="$(GO)" scripts/image.sh $(IMAGE_DIR)
+
+image-docker: ## build the same image with a Docker engine, tagged with VERSION and dev
+	docker build --build-arg VERSION=$(VERSION) -t sccgo:$(VERSION) -t sccgo:dev .
+
+image-test: image ## check the image against the Dockerfile and run its binaries under runc (root)
+	SCC_IMAGE_LAYOUT=$(CURDIR)/$(IMAGE_DIR)/oci $(GO) test -count=1 -v -timeout 5m ./test/k8simage/
 
 # Fault scenarios and soak on the real binaries (package chaos); results and
 # logs in chaos/results/.
@@ -69,3 +79,13 @@ chaos-quick: build ## run the fast fault scenarios 1-6 (CI)
 
 soak: build ## SOAK_DURATION (default 10m) of load with broker churn; chaos/results/soak.json
 	SCC_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -timeout 3h -run '^TestSoak$$' ./chaos/
+
+# Kubernetes against real components: kube-apiserver and kubectl built from
+# the pinned tool module tools/k8s (cached outside the checkout, see
+# scripts/k8s-tools.sh), etcd from Debian.
+.PHONY: k8s-tools k8s-e2e
+k8s-tools: ## build (or find cached) kube-apiserver and kubectl from tools/k8s
+	GO="$(GO)" scripts/k8s-tools.sh
+
+k8s-e2e: ## apply the manifests to a real API server on loopback: dry runs, apply, diff, PodSecurity, broken copies
+	GO="$(GO)" scripts/k8s-e2e.sh
