@@ -436,11 +436,12 @@ func TestHostilePeer(t *testing.T) {
 		}
 	}
 
-	// A correctly keyed peer of a role a node does not take.
+	// A correctly keyed peer of a role a node does not take: brokers take
+	// frontends and (for replication) brokers, never a state server.
 	t.Run("broker/wrong role", func(t *testing.T) {
 		before := b.rejects(t, protocol.RejectRole)
 		p := dialRaw(t, b.addr)
-		p.send(websocket.MessageBinary, msg(t, protocol.MsgHello, p.hello(clusterKey, "intruder", protocol.RoleBroker)))
+		p.send(websocket.MessageBinary, msg(t, protocol.MsgHello, p.hello(clusterKey, "intruder", protocol.RoleState)))
 		if reason, other := p.outcome(); reason != protocol.RejectRole || len(other) > 0 {
 			t.Fatalf("got Reject %q and %v", reason, other)
 		}
