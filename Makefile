@@ -19,8 +19,13 @@ node-deps: ## install the npm packages the interop tests use
 	@cd test/interop && if [ ! -d node_modules/socketcluster-client ]; then npm ci --no-audit --no-fund || npm install --no-audit --no-fund; fi
 	@cd test/browser && if [ ! -d node_modules/playwright-core ]; then npm ci --no-audit --no-fund || npm install --no-audit --no-fund; fi
 
+# The in-process cluster scenarios kill brokers and frontends under load and
+# wait on failure detection; they run after the other packages, on their
+# own, so that no other package's tests take the CPU their timers need.
+SERIAL_PKGS := ./internal/clustertest/
 test: build node-deps ## run every test with the race detector
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v '/internal/clustertest$$')
+	$(GO) test -race -count=1 -timeout 20m $(SERIAL_PKGS)
 
 test-short: ## run the fast tests only
 	$(GO) test -race -count=1 -short $(PKGS)
