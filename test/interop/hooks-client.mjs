@@ -18,55 +18,13 @@
 //
 // Prints one JSON line per check, {"check":NAME,"ok":BOOL,...}, then
 // {"summary":true,...}; exits 0 only when every check passed.
-import crypto from 'node:crypto';
 import socketClusterClient from 'socketcluster-client';
+import { arg, run, assert, check, stepTimeout, withTimeout, signJWT as sign } from './harness.mjs';
 
 const env = process.env;
-const arg = (name) => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
 const url = new URL(arg('--url') || 'ws://127.0.0.1:8000/socketcluster/');
 const url2 = new URL(arg('--url2') || url.href);
 const authKey = env.SCC_CLIENT_AUTH_KEY;
-const stepTimeout = Number(env.SCC_INTEROP_STEP_TIMEOUT || 5000);
-const results = [];
-const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n');
-
-const hardTimer = setTimeout(() => {
-  emit({ check: 'overall-timeout', ok: false, error: 'run did not finish in time' });
-  process.exit(2);
-}, 20 * stepTimeout);
-hardTimer.unref();
-
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    const detail = await fn();
-    const r = { check: name, ok: true, ms: Date.now() - t0 };
-    if (detail !== undefined) r.detail = detail;
-    results.push(r);
-    emit(r);
-  } catch (err) {
-    const r = { check: name, ok: false, ms: Date.now() - t0, error: String(err && err.message ? err.message : err) };
-    results.push(r);
-    emit(r);
-  }
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-function withTimeout(promise, what, ms = stepTimeout) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms}ms waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 // until polls cond every 20ms until it holds or the step times out.
 async function until(cond, what, ms = stepTimeout) {
@@ -77,14 +35,7 @@ async function until(cond, what, ms = stepTimeout) {
   }
 }
 
-const b64url = (buf) => Buffer.from(buf).toString('base64').replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
-
-function signJWT(payload) {
-  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const body = b64url(JSON.stringify(payload));
-  const sig = b64url(crypto.createHmac('sha256', authKey).update(`${head}.${body}`).digest());
-  return `${head}.${body}.${sig}`;
-}
+const signJWT = (payload) => sign(authKey, payload);
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -239,12 +190,6 @@ async function main() {
   });
 
   for (const s of [owner, anon]) s.disconnect();
-  const failed = results.filter((r) => !r.ok).length;
-  emit({ summary: true, passed: results.length - failed, failed });
-  process.exit(failed ? 1 : 0);
 }
 
-main().catch((err) => {
-  emit({ check: 'main', ok: false, error: String(err && err.stack ? err.stack : err) });
-  process.exit(1);
-});
+run(main);
