@@ -192,6 +192,29 @@ func (t *subTable) shard(channel string) *subShard {
 	return &t.shards[xxhash.Sum64String(channel)%subShards]
 }
 
+// entryLocked returns channel's entry in sh, made if new (joinStart, the
+// caller then runs complete), and whether its broker subscription is in
+// force (joinReady) or still on its way (joinQueued). A new entry beyond
+// maxPending in flight fails with errTooManyPending. sh.mu is held.
+func (t *subTable) entryLocked(sh *subShard, channel string, maxPending int) (*chanEntry, joinState, error) {
+	e := sh.m[channel]
+	switch {
+	case e == nil:
+		if t.pending.Add(1) > int64(maxPending) {
+			t.pending.Add(-1)
+			return nil, 0, errTooManyPending
+		}
+		e = &chanEntry{}
+		sh.m[channel] = e
+		sh.peak = max(sh.peak, len(sh.m))
+		t.channels.Add(1)
+		return e, joinStart, nil
+	case e.done:
+		return e, joinReady, nil
+	}
+	return e, joinQueued, nil
+}
+
 // join adds s to channel at once, so deliveries reach it from now on, and
 // says whether the broker subscription is in force. If not, w is queued on
 // the channel's entry, and complete answers it once the broker has; for a
@@ -200,22 +223,10 @@ func (t *subTable) shard(channel string) *subShard {
 func (t *subTable) join(channel string, s *Socket, w subWaiter, maxPending int) (joinState, error) {
 	sh := t.shard(channel)
 	sh.mu.Lock()
-	e := sh.m[channel]
-	st := joinQueued
-	switch {
-	case e == nil:
-		if t.pending.Add(1) > int64(maxPending) {
-			t.pending.Add(-1)
-			sh.mu.Unlock()
-			return 0, errTooManyPending
-		}
-		e = &chanEntry{}
-		sh.m[channel] = e
-		sh.peak = max(sh.peak, len(sh.m))
-		t.channels.Add(1)
-		st = joinStart
-	case e.done:
-		st = joinReady
+	e, st, err := t.entryLocked(sh, channel, maxPending)
+	if err != nil {
+		sh.mu.Unlock()
+		return 0, err
 	}
 	if e.add(s) {
 		t.subs.Add(1)
@@ -438,22 +449,10 @@ func (t *subTable) counts(match func(string) bool, max int) (map[string]int, boo
 func (t *subTable) joinHidden(channel string, s *Socket, w subWaiter, maxPending int) (joinState, error) {
 	sh := t.shard(channel)
 	sh.mu.Lock()
-	e := sh.m[channel]
-	st := joinQueued
-	switch {
-	case e == nil:
-		if t.pending.Add(1) > int64(maxPending) {
-			t.pending.Add(-1)
-			sh.mu.Unlock()
-			return 0, errTooManyPending
-		}
-		e = &chanEntry{}
-		sh.m[channel] = e
-		sh.peak = max(sh.peak, len(sh.m))
-		t.channels.Add(1)
-		st = joinStart
-	case e.done:
-		st = joinReady
+	e, st, err := t.entryLocked(sh, channel, maxPending)
+	if err != nil {
+		sh.mu.Unlock()
+		return 0, err
 	}
 	if !e.has(s) {
 		if sh.hidden == nil {
