@@ -11,9 +11,9 @@ import (
 // messages but cheap in frames: every 10ms a burst of 400 publishes to a
 // channel of 2 subscribers, 80,000 messages a second that the writers
 // send as about 200 frames a second, each as soon as its burst is queued.
-// The frontend keeps up with that on any machine, so write coalescing
-// must not engage: the gap in force stays 0 throughout and no frame is
-// held back. A policy keyed on the message rate (20,000 messages a second
+// The frontend keeps up with that on any machine that gives it its CPUs,
+// so write coalescing must not engage: the gap in force stays 0 for a
+// whole second of the load and no frame is held back. A policy keyed on the message rate (20,000 messages a second
 // per CPU) would hold every busy socket's frames here.
 func TestWriterHoldsNothingWhileKeepingUp(t *testing.T) {
 	cfg := testConfig()
@@ -26,8 +26,8 @@ func TestWriterHoldsNothingWhileKeepingUp(t *testing.T) {
 		subs      = 2
 		burst     = 400
 		warmup    = 30  // bursts before the gap is checked
-		maxWarmup = 500 // bursts for any gap from the warm-up to go
-		bursts    = 100 // bursts checked
+		bursts    = 100 // clean bursts in a row wanted
+		maxBursts = 800 // bursts within which they must come
 		period    = 10 * time.Millisecond
 	)
 	clients := make([]*rawClient, subs)
@@ -74,24 +74,27 @@ func TestWriterHoldsNothingWhileKeepingUp(t *testing.T) {
 		sent++
 	}
 	// The first bursts start goroutines and grow their stacks, and a
-	// loaded test machine may well fall behind on them: wait (under the
-	// same load) until any gap that caused has gone again.
+	// test machine that runs other packages beside this one may starve
+	// the frontend for a while, when it is truly behind and may coalesce.
+	// A policy keyed on the load holds frames through every burst; one
+	// keyed on the writers' wait lets them go as soon as the frontend
+	// keeps up. So the check is that within maxBursts it serves a whole
+	// second of the load (clean bursts in a row) without holding any.
 	for range warmup {
 		deliver()
 	}
-	for srv.eng.CurrentCoalesce() != 0 {
-		if sent == maxWarmup {
-			t.Fatalf("after %d bursts (%d messages queued to clients) the writers still hold frames for up to %v; they keep up with this load (%s)",
-				sent, srv.Stats().MessagesOut, srv.eng.CurrentCoalesce(), writerStats(srv))
+	clean := 0
+	for clean < bursts {
+		if sent == maxBursts {
+			t.Fatalf("after %d bursts (%d messages queued to clients) the writers never went %d bursts in a row without holding frames (now up to %v); they keep up with this load (%s)",
+				sent, srv.Stats().MessagesOut, bursts, srv.eng.CurrentCoalesce(), writerStats(srv))
 		}
 		deliver()
-	}
-	for range bursts {
-		deliver()
-		if gap := srv.eng.CurrentCoalesce(); gap != 0 {
-			t.Fatalf("after %d bursts (%d messages queued to clients) the writers hold frames for up to %v; they keep up with this load (%s)",
-				sent, srv.Stats().MessagesOut, gap, writerStats(srv))
+		if srv.eng.CurrentCoalesce() != 0 {
+			clean = 0
+			continue
 		}
+		clean++
 	}
 	want := burst * sent
 	for range subs {
