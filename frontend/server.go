@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sccgo/sccgo/internal/chanrate"
+	"github.com/sccgo/sccgo/internal/coalesce"
 	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/netpoll"
 	"github.com/sccgo/sccgo/internal/tlsconf"
@@ -837,38 +838,20 @@ func (s *Server) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// coalesceSample is how often adaptCoalesce measures the writers' wait.
-const coalesceSample = 100 * time.Millisecond
-
-// coalesceStep is the first gap once the frontend falls behind, and the
-// one below which a shrinking gap drops to 0: below it a gap batches
-// little, as few sockets receive more than once a millisecond.
-const coalesceStep = time.Millisecond
-
 // adaptCoalesce keeps the write-coalescing gap at what the frontend needs
 // to keep up with its writes, up to WriteCoalesce, from what its clients
-// experience. The frontend is behind when both hold over a sample:
-//
-//   - frames wait for their writer (wsconn.WriterTotals.Wait) longer than
-//     WriteCoalesceWait on average: deliveries are late;
-//   - writing frames takes at least WriteCoalesceBusy of the CPUs the
-//     process may use (WriterTotals.Busy over GOMAXPROCS): the frames are
-//     what it cannot afford, so fewer, larger ones help. A wait with cheap
-//     frames (a fan-out burst, a busy neighbour on a shared CPU) is not
-//     shortened by holding frames, only lengthened.
-//
-// A frontend that can afford a frame per delivery writes each one as soon
-// as it is queued, so the gap stays 0 and no frame is held, however high
-// the message rate. Behind, the gap grows with the excess wait until
-// fewer, larger frames let the writers keep up; it shrinks slowly once
-// the wait is well below the target or the frames are cheap again.
+// experience: how long frames wait for their writers
+// (wsconn.WriterTotals.Wait) against WriteCoalesceWait, and the share of
+// the CPUs the process may use (GOMAXPROCS) that writing them takes
+// (WriterTotals.Busy) against WriteCoalesceBusy. The control law is
+// internal/coalesce's: 0 while the frontend keeps up, however high the
+// message rate.
 func (s *Server) adaptCoalesce() {
-	t := time.NewTicker(coalesceSample)
+	ctl := coalesce.Controller{Budget: s.cfg.WriteCoalesce, Target: s.cfg.WriteCoalesceWait, MinBusy: s.cfg.WriteCoalesceBusy}
+	t := time.NewTicker(coalesce.Sample)
 	defer t.Stop()
 	last, lastAt := s.eng.Totals(), time.Now()
 	cpus := float64(runtime.GOMAXPROCS(0))
-	var gap time.Duration
-	behind := false
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -883,39 +866,8 @@ func (s *Server) adaptCoalesce() {
 			if el := now.Sub(lastAt); el > 0 {
 				busy = float64(cur.Busy-last.Busy) / float64(el) / cpus
 			}
-			gap, behind = nextCoalesce(gap, behind, s.cfg.WriteCoalesce, s.cfg.WriteCoalesceWait, s.cfg.WriteCoalesceBusy, mean, busy)
-			s.eng.SetCoalesce(gap)
+			s.eng.SetCoalesce(ctl.Next(mean, busy))
 			last, lastAt = cur, now
 		}
 	}
-}
-
-// nextCoalesce is the gap after a sample in which frames waited mean for
-// their writers on average and writing them took the busy share of the
-// CPUs, and whether the frontend was behind in it (see adaptCoalesce);
-// wasBehind is the previous sample's. Behind in two samples in a row (one
-// is a hiccup: a GC, a descheduled thread) the gap grows by the excess
-// wait, doubling at most, from coalesceStep when 0; once the wait is below
-// half of target, or the frames take less than half of minBusy, it shrinks
-// by an eighth; in between it stays. A gap that shrank whenever the
-// frontend was not behind would swing: each shrink lets the frames outgrow
-// the CPU again, and the backlog that builds before the next sample shows
-// as latency spikes.
-func nextCoalesce(gap time.Duration, wasBehind bool, budget, target time.Duration, minBusy float64, mean time.Duration, busy float64) (time.Duration, bool) {
-	behind := mean > target && busy >= minBusy
-	switch {
-	case behind && wasBehind:
-		if gap == 0 {
-			gap = coalesceStep
-		} else {
-			gap += time.Duration(float64(gap) * min(1, float64(mean-target)/float64(target)))
-		}
-	case behind:
-	case mean < target/2 || busy < minBusy/2:
-		gap -= gap / 8
-		if gap < coalesceStep/2 {
-			gap = 0
-		}
-	}
-	return min(gap, budget), behind
 }
