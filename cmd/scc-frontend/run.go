@@ -22,6 +22,7 @@ import (
 	"github.com/sccgo/sccgo/internal/config"
 	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/demopage"
+	"github.com/sccgo/sccgo/internal/gctune"
 	"github.com/sccgo/sccgo/internal/hooks"
 	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/tlsconf"
@@ -37,6 +38,7 @@ type settings struct {
 	admin           adminport.Settings
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
+	idleGCPercent   int // GC percent while the process is idle (0: off)
 	hooks           hooks.Config
 	linkTLS         tlsconf.Config // links to brokers and the state server
 	clientTLS       tlsconf.Config // wss:// on the client port
@@ -199,6 +201,15 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Presence.PageMax = r.Int("SCC_PRESENCE_PAGE_MAX", d.Presence.PageMax, "most members one presence query returns")
 	c.Presence.InfoMaxBytes = r.Int("SCC_PRESENCE_INFO_MAX_BYTES", d.Presence.InfoMaxBytes, "largest connection info (the auth token's info claim, as JSON) a presence member carries; larger info is left out")
 	st.shutdownTimeout = r.Duration("SCC_SHUTDOWN_TIMEOUT", 30*time.Second, "bound on the whole shutdown")
+	// An explicit GOGC is the operator's choice: the tuner stays off.
+	idleGC := 10
+	if getenv("GOGC") != "" {
+		idleGC = 0
+	}
+	st.idleGCPercent = r.Int("SCC_IDLE_GC_PERCENT", idleGC, "GC percent while the process allocates under 1/64 of its live heap a second, so idle connections keep close to their live memory (0: off; off by default when GOGC is set)")
+	if st.idleGCPercent < 0 {
+		errs = append(errs, errors.New("SCC_IDLE_GC_PERCENT must not be negative"))
+	}
 	st.logLevel = r.LogLevel("info", "SOCKETCLUSTER_LOG_LEVEL", "SCC_LOG_LEVEL")
 
 	if pubFile != "" {
@@ -382,6 +393,13 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if admin != nil {
 		logger.Info("admin port serving", "admin", admin.Addr().String())
 	}
+	gcCtx, stopGC := context.WithCancel(context.Background())
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		gctune.Run(gcCtx, gctune.Config{IdlePercent: st.idleGCPercent})
+	}()
+	defer func() { stopGC(); <-gcDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	var serveErr error
