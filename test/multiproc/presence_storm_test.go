@@ -208,6 +208,12 @@ func TestPresenceStorm(t *testing.T) {
 		}
 		return true
 	})
+	for i, p := range procs {
+		st, ok := p.next(time.Minute)
+		if !ok || st.AckMS == 0 {
+			t.Fatalf("storm client %d: not every subscribe was answered (%+v)", i, st)
+		}
+	}
 	// What the watchers saw of the storm, before its members leave.
 	mu.Lock()
 	watchedStorm := append([]stormEvents(nil), watched...)

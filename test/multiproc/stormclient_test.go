@@ -51,7 +51,8 @@ type stormConfig struct {
 }
 
 // stormStatus is a storm client's report: {"ready":...} once every socket
-// is handshaken, then the final one after "stop".
+// is handshaken, one with AckMS once every subscribe was answered, and
+// the final one (Done) after "stop".
 type stormStatus struct {
 	Ready      bool   `json:"ready,omitempty"`
 	Conns      int    `json:"conns"`
@@ -99,7 +100,12 @@ type stormClient struct {
 	mu                          sync.Mutex
 	closed                      map[int]int64
 	allAcked                    chan struct{}
-	pendingAcks                 atomic.Int64
+	// going is set when the storm starts; sent is closed once every
+	// subscribe is written. Until then readers wait after each frame,
+	// so that the senders need not compete with thousands of them.
+	going       atomic.Bool
+	sent        chan struct{}
+	pendingAcks atomic.Int64
 }
 
 func (c *stormClient) dial(i int) (*stormConn, error) {
@@ -196,6 +202,9 @@ func (c *stormClient) read(sc *stormConn) {
 	evMark := []byte(`"channel":` + string(protocol.AppendString(nil, protocol.PresenceChannel(c.cfg.Channel))))
 	for {
 		op, p, err := sc.frame()
+		if c.going.Load() {
+			<-c.sent
+		}
 		if err != nil || op == wsframe.OpClose {
 			if c.stopping.Load() {
 				return
@@ -290,7 +299,7 @@ func runStormClient(in io.Reader, out io.Writer) error {
 	if err := json.Unmarshal(line, &cfg); err != nil {
 		return fmt.Errorf("storm client: config: %w", err)
 	}
-	c := &stormClient{cfg: cfg, closed: map[int]int64{}, allAcked: make(chan struct{})}
+	c := &stormClient{cfg: cfg, closed: map[int]int64{}, allAcked: make(chan struct{}), sent: make(chan struct{})}
 	for _, s := range cfg.Sources {
 		ip, err := netip.ParseAddr(s)
 		if err != nil {
@@ -299,6 +308,7 @@ func runStormClient(in io.Reader, out io.Writer) error {
 		c.srcs = append(c.srcs, ip)
 	}
 	enc := json.NewEncoder(out)
+	var encMu sync.Mutex // the acknowledgement report and the final one
 
 	// Open and handshake every socket, 32 at a time.
 	c.conns = make([]*stormConn, cfg.Conns)
@@ -351,6 +361,7 @@ func runStormClient(in io.Reader, out io.Writer) error {
 		comp := protocol.AppendString(nil, protocol.PresenceChannel(cfg.Channel))
 		batch := wsframe.AppendText(nil, `[{"event":"#subscribe","data":{"channel":`+string(ch)+`},"cid":2},`+
 			`{"event":"#subscribe","data":{"channel":`+string(comp)+`},"cid":3}]`)
+		c.going.Store(true)
 		start := time.Now()
 		senders := max(cfg.Senders, 1)
 		var swg sync.WaitGroup
@@ -363,13 +374,20 @@ func runStormClient(in io.Reader, out io.Writer) error {
 		}
 		swg.Wait()
 		st.SendMS = time.Since(start).Milliseconds()
+		close(c.sent)
 		go func() {
 			<-c.allAcked
 			ackMS.Store(time.Since(start).Milliseconds())
+			encMu.Lock()
+			_ = enc.Encode(stormStatus{Conns: len(c.conns), AckMS: ackMS.Load(), Acked: c.acked.Load(), SubErrors: c.subErrs.Load()})
+			encMu.Unlock()
 		}()
 		cmd, _ = br.ReadString('\n')
 	}
 	_ = cmd // "stop" or the end of stdin
+	if !c.going.Load() {
+		close(c.sent)
+	}
 	c.stopping.Store(true)
 	for _, sc := range c.conns {
 		sc.nc.Close()
@@ -385,6 +403,8 @@ func runStormClient(in io.Reader, out io.Writer) error {
 	st.Closed = c.closed
 	c.mu.Unlock()
 	st.Done = true
+	encMu.Lock()
+	defer encMu.Unlock()
 	return enc.Encode(st)
 }
 
