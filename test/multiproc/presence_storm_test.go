@@ -299,4 +299,38 @@ func TestPresenceStorm(t *testing.T) {
 	if slow != 0 {
 		t.Errorf("%v sockets were closed as slow consumers", slow)
 	}
+
+	// Both frontends hold the channel (a watcher is on each), so each
+	// receives every event of the owner and counts what they left out
+	// as the owner did, once the last event arrived.
+	ownerDrops := func(reason string) float64 {
+		return c.MetricOf("broker-1", "scc_broker_presence_event_drops_total", "reason", reason)
+	}
+	clustertest.WaitFor(t, 30*time.Second, "every frontend counts the drops its owner counted", func() bool {
+		for _, name := range c.Names(localcluster.RoleFrontend) {
+			for _, r := range []string{"over_cap", "coalesced"} {
+				if c.MetricOf(name, "scc_frontend_presence_event_drops_total", "reason", r) != ownerDrops(r) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	var deliveries float64
+	for _, name := range c.Names(localcluster.RoleFrontend) {
+		deliveries += c.MetricOf(name, "scc_frontend_presence_event_deliveries_total")
+		t.Logf("%s: %v presence events, %v deliveries, %v over the cap", name,
+			c.MetricOf(name, "scc_frontend_presence_events_total"), c.MetricOf(name, "scc_frontend_presence_event_deliveries_total"),
+			c.MetricOf(name, "scc_frontend_presence_event_drops_total", "reason", "over_cap"))
+	}
+	if ownerDrops("over_cap") < stormMembers-float64(limit)*float64(maxEvents) {
+		t.Errorf("the owner counted %v changes over the cap", ownerDrops("over_cap"))
+	}
+	var received int64
+	for _, st := range sts {
+		received += st.Events
+	}
+	if deliveries < float64(received) {
+		t.Errorf("the frontends counted %v event deliveries, the storm's sockets received %d", deliveries, received)
+	}
 }
