@@ -70,12 +70,15 @@ func TestPresenceStorm(t *testing.T) {
 		// The limits that would legitimately pace or refuse a storm this
 		// size, set so that all of it arrives within about a second
 		// (docs/configuration.md): the frontend-wide subscribe rate
-		// (default 5000/s, burst 10000: the storm's 10k subscribes would
-		// be paced, not refused) is off, and so are the per-IP limits on
+		// (default 5000/s, burst 10000), which paces subscribes beyond
+		// its burst rather than refusing them and so would spread a
+		// bigger storm, or one on a frontend that had spent its burst,
+		// over seconds, is off, and so are the per-IP limits on
 		// connections, handshakes and subscribes and the handshake rate
 		// (their defaults are off too; set here so the test does not
-		// depend on the defaults). The open-files limit of the frontends
-		// (20,000 here) holds the 2,500 sockets each.
+		// depend on the defaults). Each frontend holds about 2,500
+		// sockets, which SCC_MAX_CONNECTIONS (derived from the open-files
+		// limit, typically 20,000 or more on a server) lets in.
 		"SCC_SUBSCRIBE_RATE":            "0",
 		"SCC_SUBSCRIBE_RATE_PER_IP":     "0",
 		"SCC_MAX_CONNECTIONS_PER_IP":    "0",
