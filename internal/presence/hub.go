@@ -104,7 +104,7 @@ type Hub struct {
 }
 
 type pendingEvents struct {
-	changes map[key]change
+	changes   map[key]change
 	order     []key // first-seen order, for stable events
 	omitted   int
 	coalesced int
