@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,6 +100,13 @@ type presLocal struct {
 	locks   [presLocks]sync.Mutex
 	pb      PresenceBroker // nil: the broker carries no presence
 	refused *prometheus.CounterVec
+	// events counts join/leave events and what they left out: the hub's
+	// own standalone, those received from the owning brokers in a
+	// cluster (fromOwners).
+	events     *presence.Metrics
+	fromOwners bool
+	// deliveries counts events queued to sockets, one per socket.
+	deliveries prometheus.Counter
 }
 
 func (s *Server) initPresence() {
@@ -110,20 +118,25 @@ func (s *Server) initPresence() {
 	for _, r := range []string{presRefusedOff, presRefusedNotSub, presRefusedUnavailable, presRefusedInfo} {
 		p.refused.WithLabelValues(r)
 	}
-	s.reg.MustRegister(p.refused)
+	p.deliveries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "scc_frontend_presence_event_deliveries_total",
+		Help: "Join/leave events queued to sockets subscribed to #presence: channels, one per socket per event.",
+	})
+	s.reg.MustRegister(p.refused, p.deliveries)
+	p.events = presence.NewMetrics(s.reg, "frontend", func() float64 { return float64(p.t.Len()) })
 	if lb, ok := s.broker.(*LocalBroker); ok {
 		hub, err := presence.NewHub(presence.Config{
 			EventInterval:   p.cfg.EventInterval,
 			EventMaxMembers: p.cfg.EventMaxMembers,
 			JoinLeave:       func(ch string) bool { return s.rules.set.Options(ch).JoinLeave },
 			Publish:         lb.deliver,
-			Metrics: presence.NewMetrics(s.reg, "frontend", func() float64 {
-				return float64(p.t.Len())
-			}),
+			Metrics:         p.events,
 		})
 		if err == nil { // the config was validated
 			lb.pres = hub
 		}
+	} else {
+		p.fromOwners = true
 	}
 	if pb, ok := s.broker.(PresenceBroker); ok {
 		p.pb = pb
@@ -220,6 +233,43 @@ func (p *presLocal) ReportPresence(ch string, report func([]protocol.PresenceMem
 	defer mu.Unlock()
 	if ms := p.t.Source(0, ch); len(ms) > 0 {
 		report(ms)
+	}
+}
+
+// Markers of the event fields delivered reads, as the owner encodes them.
+var (
+	eventOmitted   = []byte(`"omitted":`)
+	eventCoalesced = []byte(`"coalesced":`)
+)
+
+// delivered counts an event on a companion channel that was queued to n
+// sockets. In a cluster it also counts the event and what it left out,
+// as its owner reported them; standalone the hub counted those when it
+// published it.
+func (p *presLocal) delivered(data []byte, n int) {
+	if n > 0 {
+		p.deliveries.Add(float64(n))
+	}
+	if !p.fromOwners {
+		return
+	}
+	p.events.Events.Inc()
+	// Most events leave nothing out: decode only those that say so.
+	if !bytes.Contains(data, eventOmitted) && !bytes.Contains(data, eventCoalesced) {
+		return
+	}
+	var ev struct {
+		Omitted   int `json:"omitted"`
+		Coalesced int `json:"coalesced"`
+	}
+	if json.Unmarshal(data, &ev) != nil {
+		return
+	}
+	if ev.Omitted > 0 {
+		p.events.Drops.WithLabelValues(presence.DropOverCap).Add(float64(ev.Omitted))
+	}
+	if ev.Coalesced > 0 {
+		p.events.Drops.WithLabelValues(presence.DropCoalesced).Add(float64(ev.Coalesced))
 	}
 }
 

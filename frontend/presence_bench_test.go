@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+
+	"github.com/sccgo/sccgo/protocol"
 )
 
 // BenchmarkSubscribePresence is one subscribe and one unsubscribe round
@@ -90,5 +92,54 @@ func BenchmarkSubTablePresence(b *testing.B) {
 				lb.pres.Close()
 			}
 		})
+	}
+}
+
+// BenchmarkPresenceStatsWire100k is a client's #presenceStats of a
+// channel of 100k members, standalone: one round trip over loopback
+// WebSocket per op, the whole client path (decode, the subscription
+// check, the owner's O(1) count, the reply).
+func BenchmarkPresenceStatsWire100k(b *testing.B) {
+	cfg := rulesConfig(b, presenceRulesDoc)
+	cfg.InboundRate = 0
+	srv := startServer(b, cfg)
+	hub := srv.broker.(*LocalBroker).pres
+	const n = 100_000
+	ms := make([]protocol.PresenceMember, n)
+	for i := range ms {
+		ms[i] = protocol.PresenceMember{Client: fmt.Sprintf("c%d", i), User: fmt.Sprintf("u%d", i%50_000)}
+	}
+	hub.Join(1, "counted:big", ms, true)
+	ctx := context.Background()
+	ws, _, err := websocket.Dial(ctx, wsURL(srv), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ws.CloseNow()
+	rt := func(msg string) []byte {
+		if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			_, p, err := ws.Read(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(p) > 0 {
+				return p
+			}
+			_ = ws.Write(ctx, websocket.MessageText, nil) // pong
+		}
+	}
+	rt(`{"event":"#handshake","data":{},"cid":1}`)
+	rt(`{"event":"#subscribe","data":{"channel":"counted:big"},"cid":2}`)
+	want := fmt.Sprintf(`{"rid":3,"data":{"clients":%d,"users":%d}}`, n+1, 50_000) // the benchmark socket has no user
+	if got := string(rt(`{"event":"#presenceStats","data":{"channel":"counted:big"},"cid":3}`)); got != want {
+		b.Fatalf("stats %s, want %s", got, want)
+	}
+	req := `{"event":"#presenceStats","data":{"channel":"counted:big"},"cid":3}`
+	b.ReportAllocs()
+	for b.Loop() {
+		rt(req)
 	}
 }

@@ -720,6 +720,9 @@ func (s *Server) Deliver(channel string, data []byte) {
 		s.stat.messagesOut.Add(uint64(n))
 		s.m.messagesOut.Add(float64(n))
 	}
+	if strings.HasPrefix(channel, protocol.PresenceChannelPrefix) {
+		s.pres.delivered(data, n)
+	}
 }
 
 // LocalChannels returns every channel that has local subscribers, for a

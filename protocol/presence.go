@@ -67,10 +67,14 @@ type PresenceReply struct {
 // once per channel per coalescing interval: the clients that joined and
 // left since the last event (a join and a leave of the same client in one
 // interval cancel out), how many changes were left out over the per-event
-// cap, and the counts after the changes.
+// cap, how many cancelled out, and the counts after the changes.
 type PresenceEvent struct {
 	Join    []PresenceClient `json:"join,omitempty"`
 	Leave   []PresenceClient `json:"leave,omitempty"`
 	Omitted int              `json:"omitted,omitempty"`
+	// Coalesced counts the changes of this interval that cancelled out
+	// (a join and a leave of one client: two). Frontends read it, with
+	// Omitted, for their event metrics.
+	Coalesced int `json:"coalesced,omitempty"`
 	PresenceStats
 }

@@ -104,9 +104,10 @@ type Hub struct {
 }
 
 type pendingEvents struct {
-	changes map[key]change
-	order   []key // first-seen order, for stable events
-	omitted int
+	changes   map[key]change
+	order     []key // first-seen order, for stable events
+	omitted   int
+	coalesced int
 }
 
 type change struct {
@@ -216,6 +217,7 @@ func (h *Hub) record(ch string, k key, c change) {
 		if old.join != c.join {
 			// A join and a leave within one interval: nothing to tell.
 			delete(p.changes, k)
+			p.coalesced += 2
 			h.drop(DropCoalesced, 2)
 			return
 		}
@@ -252,7 +254,9 @@ func (h *Hub) Flush() {
 		if len(p.changes) == 0 && p.omitted == 0 {
 			continue
 		}
-		ev := protocol.PresenceEvent{Omitted: p.omitted, PresenceStats: h.t.Stats(ch)}
+		// An interval whose changes all cancelled out sends nothing: its
+		// coalesced changes are counted here only.
+		ev := protocol.PresenceEvent{Omitted: p.omitted, Coalesced: p.coalesced, PresenceStats: h.t.Stats(ch)}
 		for _, k := range p.order {
 			c, ok := p.changes[k]
 			if !ok {

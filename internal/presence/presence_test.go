@@ -135,8 +135,8 @@ func TestHubCoalescesAndCaps(t *testing.T) {
 		t.Fatalf("events = %+v on %v, want one on #presence:room", s.evs, s.chs)
 	}
 	ev := s.evs[0]
-	if len(ev.Join) != 3 || len(ev.Leave) != 0 || ev.Omitted != 2 || ev.Clients != 6 {
-		t.Fatalf("event = %+v, want 3 joins, 2 omitted, 6 clients", ev)
+	if len(ev.Join) != 3 || len(ev.Leave) != 0 || ev.Omitted != 2 || ev.Coalesced != 2 || ev.Clients != 6 {
+		t.Fatalf("event = %+v, want 3 joins, 2 omitted, 2 coalesced, 6 clients", ev)
 	}
 	m := h.cfg.Metrics
 	if got := counter(m, DropCoalesced); got != 2 {

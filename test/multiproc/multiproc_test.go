@@ -1,6 +1,8 @@
 package multiproc
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(stormEnv) != "" {
+		if err := runStormClient(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
 }
 
