@@ -13,19 +13,22 @@
 //
 //   - While the frontend keeps up the gap is 0 and no frame is held,
 //     whatever the message rate.
-//   - Behind in two samples in a row (one is a hiccup: a GC, a descheduled
-//     thread) the gap grows: from 0 straight to the wait the frames
+//   - Behind for Confirm in a row from a gap of 0 (shorter is a hiccup: a
+//     GC, a descheduled thread), or in two samples in a row once frames
+//     are held, the gap grows: from 0 straight to the wait the frames
 //     already see (at least Step), since holding a frame for as long as it
 //     waits anyway costs it little; from a gap, by the excess wait,
 //     doubling at most. Never past Budget.
 //   - Once the wait is well below Target (or the frames are cheap again)
-//     for Hold, the gap shrinks by an eighth, one step per Hold. A shrink
-//     that puts the frontend behind again within Hold was a mistake: the
-//     gap goes straight back to what it was, and the calm wanted before
-//     the next shrink doubles, up to MaxHold. A shrink that holds halves
-//     it again, down to Hold. So under a steady load the gap settles where
-//     the writers keep up, instead of swinging between backlog and batch,
-//     and it still returns to 0 once the load has gone.
+//     for Hold, the gap shrinks by an eighth. A shrink that holds (the
+//     frontend stays ahead for the next calm period) halves the calm
+//     wanted before the next, down to MinHold, so a gap whose load has
+//     gone returns to 0 within about two seconds. A shrink that puts the
+//     frontend behind again was a mistake: the gap goes straight back to
+//     what it was, and the calm wanted before the next shrink doubles (at
+//     least Hold, up to MaxHold). So under a steady load the gap settles
+//     where the writers keep up, probing below it ever more rarely,
+//     instead of swinging between backlog and batch.
 package coalesce
 
 import "time"
@@ -34,12 +37,18 @@ import "time"
 const (
 	// Sample is how often the frontend samples its writers.
 	Sample = 25 * time.Millisecond
+	// Confirm is how long the frontend must be behind, sample after
+	// sample, before a gap of 0 grows.
+	Confirm = 100 * time.Millisecond
 	// Step is the smallest gap: below it a gap batches little, as few
 	// sockets receive more than once a millisecond, and a shrinking gap
 	// below half of it drops to 0.
 	Step = time.Millisecond
-	// Hold is the calm wanted before the first shrink.
+	// Hold is the calm wanted before the first shrink after the frontend
+	// was behind.
 	Hold = 500 * time.Millisecond
+	// MinHold is the least calm wanted between two shrinks.
+	MinHold = 25 * time.Millisecond
 	// MaxHold bounds the calm wanted after shrinks that failed.
 	MaxHold = 16 * time.Second
 )
@@ -56,11 +65,13 @@ type Controller struct {
 	// MinBusy is the share (0-1) of the CPUs spent writing frames from
 	// which a wait above Target counts as behind.
 	MinBusy float64
-	// Sample, Step, Hold, MaxHold: see the package constants.
-	Sample, Step, Hold, MaxHold time.Duration
+	// Sample, Confirm, Step, Hold, MinHold, MaxHold: see the package
+	// constants.
+	Sample, Confirm, Step, Hold, MinHold, MaxHold time.Duration
 
 	gap       time.Duration
 	behind    bool          // the previous sample was behind
+	behindFor time.Duration // behind, sample after sample, this long
 	calm      time.Duration // time since the last behind sample or shrink
 	hold      time.Duration // calm wanted before the next shrink
 	shrunk    bool          // the last change was a shrink, within hold
@@ -77,8 +88,14 @@ func (c *Controller) init() {
 	if c.Step <= 0 {
 		c.Step = Step
 	}
+	if c.Confirm <= 0 {
+		c.Confirm = Confirm
+	}
 	if c.Hold <= 0 {
 		c.Hold = Hold
+	}
+	if c.MinHold <= 0 {
+		c.MinHold = min(MinHold, c.Hold)
 	}
 	if c.MaxHold < c.Hold {
 		c.MaxHold = max(MaxHold, c.Hold)
@@ -100,6 +117,11 @@ func (c *Controller) Next(mean time.Duration, busy float64) time.Duration {
 	behind := c.Behind(mean, busy)
 	wasBehind := c.behind
 	c.behind = behind
+	if behind {
+		c.behindFor += c.Sample
+	} else {
+		c.behindFor = 0
+	}
 	switch {
 	case behind:
 		c.calm = 0
@@ -108,10 +130,11 @@ func (c *Controller) Next(mean time.Duration, busy float64) time.Duration {
 			// longer before the next.
 			c.shrunk = false
 			c.gap = max(c.gap, c.preShrink)
-			c.hold = min(2*c.hold, c.MaxHold)
+			c.hold = min(max(2*c.hold, c.Hold), c.MaxHold)
 			return c.gap
 		}
-		if !wasBehind {
+		c.hold = max(c.hold, c.Hold)
+		if !wasBehind || c.gap == 0 && c.behindFor < c.Confirm {
 			return c.gap
 		}
 		if c.gap == 0 {
@@ -130,7 +153,7 @@ func (c *Controller) Next(mean time.Duration, busy float64) time.Duration {
 		if c.shrunk {
 			// The previous shrink held for a whole hold: the load
 			// allows shrinking sooner again.
-			c.hold = max(c.hold/2, c.Hold)
+			c.hold = max(c.hold/2, c.MinHold)
 		}
 		if c.gap == 0 {
 			c.shrunk = false

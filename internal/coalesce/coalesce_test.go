@@ -38,16 +38,24 @@ func TestKeepingUpHoldsNothing(t *testing.T) {
 	}
 }
 
-func TestOneSampleBehindIsAHiccup(t *testing.T) {
+func TestShortBehindIsAHiccup(t *testing.T) {
+	confirm := int(Confirm / Sample)
 	c := newController()
-	c.Next(20*ms, 0.5)
-	if c.Gap() != 0 {
-		t.Fatalf("one sample behind: gap %v, want 0", c.Gap())
+	if gap := feed(c, confirm-1, 20*ms, 0.5); gap != 0 {
+		t.Fatalf("behind for less than Confirm: gap %v, want 0", gap)
 	}
 	c.Next(0, 0.5)
-	c.Next(20*ms, 0.5)
-	if c.Gap() != 0 {
-		t.Fatalf("two samples behind, not in a row: gap %v, want 0", c.Gap())
+	if gap := feed(c, confirm-1, 20*ms, 0.5); gap != 0 {
+		t.Fatalf("behind for Confirm, not in a row: gap %v, want 0", gap)
+	}
+	if gap := feed(c, 1, 20*ms, 0.5); gap != 20*ms {
+		t.Fatalf("behind for Confirm in a row: gap %v, want 20ms", gap)
+	}
+	// Once frames are held, two samples in a row are enough.
+	c.Next(0, 0.5)
+	c.Next(3*ms, 0.5)
+	if gap := feed(c, 1, 3*ms, 0.5); gap != 25*ms {
+		t.Fatalf("held, behind twice: gap %v, want the budget", gap)
 	}
 }
 
@@ -63,13 +71,13 @@ func TestBehindGrows(t *testing.T) {
 		{"from 0, past the budget: the budget", 0, 80 * ms, 25 * ms},
 	} {
 		c := newController()
-		if got := feed(c, 2, s.mean, 0.5); got != s.want {
+		if got := feed(c, int(Confirm/Sample), s.mean, 0.5); got != s.want {
 			t.Errorf("%s: gap %v, want %v", s.name, got, s.want)
 		}
 	}
 	// From a gap: by the excess wait, doubling at most.
 	c := newController()
-	feed(c, 2, 4*ms, 0.5)
+	feed(c, int(Confirm/Sample), 4*ms, 0.5)
 	if got := feed(c, 1, 1500*time.Microsecond, 0.5); got != 6*ms {
 		t.Errorf("4ms behind by half the target: gap %v, want 6ms", got)
 	}
@@ -83,7 +91,7 @@ func TestBehindGrows(t *testing.T) {
 
 func TestBetweenStays(t *testing.T) {
 	c := newController()
-	feed(c, 2, 8*ms, 0.5)
+	feed(c, int(Confirm/Sample), 8*ms, 0.5)
 	for _, s := range []struct {
 		name string
 		mean time.Duration
@@ -100,7 +108,7 @@ func TestBetweenStays(t *testing.T) {
 
 func TestCaughtUpShrinksAfterHold(t *testing.T) {
 	c := newController()
-	feed(c, 2, 8*ms, 0.5)
+	feed(c, int(Confirm/Sample), 8*ms, 0.5)
 	holdSamples := int(Hold / Sample)
 	if got := feed(c, holdSamples-1, 100*time.Microsecond, 0.5); got != 8*ms {
 		t.Fatalf("calm for less than the hold: gap %v, want 8ms", got)
@@ -115,12 +123,29 @@ func TestCaughtUpShrinksAfterHold(t *testing.T) {
 	}
 }
 
+// Once the load has gone, shrinks that hold come ever sooner: a gap at the
+// budget is back to 0 within 2.5 s.
+func TestGoneLoadReturnsToZeroSoon(t *testing.T) {
+	c := newController()
+	feed(c, int(Confirm/Sample)+5, 80*ms, 0.9)
+	if c.Gap() != 25*ms {
+		t.Fatalf("gap %v, want the budget", c.Gap())
+	}
+	for i := range 100 { // 2.5 s
+		if c.Next(50*time.Microsecond, 0.02) == 0 {
+			t.Logf("gap 0 after %v", time.Duration(i+1)*Sample)
+			return
+		}
+	}
+	t.Fatalf("gap %v 2.5 s after the load went, want 0", c.Gap())
+}
+
 // A shrink that puts the frontend behind is undone at once, and the next
 // shrink comes only after twice the calm: under a steady load the gap does
 // not keep swinging below what the writers need.
 func TestFailedShrinkIsUndoneAndBacksOff(t *testing.T) {
 	c := newController()
-	feed(c, 2, 16*ms, 0.5)
+	feed(c, int(Confirm/Sample), 16*ms, 0.5)
 	if c.Gap() != 16*ms {
 		t.Fatalf("gap %v, want 16ms", c.Gap())
 	}
