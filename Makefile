@@ -88,9 +88,13 @@ soak: build ## SOAK_DURATION (default 10m) of load with broker churn; chaos/resu
 # Kubernetes against real components: kube-apiserver and kubectl built from
 # the pinned tool module tools/k8s (cached outside the checkout, see
 # scripts/k8s-tools.sh), etcd from Debian.
-.PHONY: k8s-tools k8s-e2e
-k8s-tools: ## build (or find cached) kube-apiserver and kubectl from tools/k8s
-	GO="$(GO)" scripts/k8s-tools.sh
+.PHONY: k8s-tools k8s-e2e k8s-pods
+k8s-tools: ## build (or find cached) the Kubernetes components (tools/k8s) and CoreDNS (tools/coredns)
+	GO="$(GO)" scripts/k8s-tools.sh kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy
+	GO="$(GO)" scripts/k8s-tools.sh coredns
 
 k8s-e2e: ## apply the manifests to a real API server on loopback: dry runs, apply, diff, PodSecurity, broken copies
 	GO="$(GO)" scripts/k8s-e2e.sh
+
+k8s-pods: image ## run the dev overlay's pods on a one-node cluster in a network namespace (root): Ready, DNS, Service, rolling restart
+	GO="$(GO)" scripts/k8s-pods.sh
