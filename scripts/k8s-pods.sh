@@ -27,7 +27,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 # Addresses inside the namespace. Nothing here is routed off the machine:
-# the namespace's only way out is a dummy interface.
+# the namespace's only way out is an empty bridge.
 NODE_IP=10.250.0.1
 POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/24
@@ -160,10 +160,10 @@ wait_for() { # SECONDS WHAT COMMAND...: poll every 0.5 s
   done
 }
 
-# The namespace's network: loopback, and a dummy interface that holds the
+# The namespace's network: loopback, and an empty bridge that holds the
 # node's address and the default route (so that nothing can leave).
 ip link set lo up
-ip link add sccgo0 type dummy
+ip link add sccgo0 type bridge
 ip addr add "$NODE_IP/24" dev sccgo0
 ip link set sccgo0 up
 ip route add default dev sccgo0

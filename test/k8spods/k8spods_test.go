@@ -85,7 +85,8 @@ func TestClusterDNS(t *testing.T) {
 // connections reads scc_frontend_connections from a frontend pod's admin
 // port; -1 when it cannot.
 func connections(podIP string) int {
-	c := http.Client{Timeout: 2 * time.Second}
+	// No keep-alive: an idle connection would outlive the test.
+	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get("http://" + net.JoinHostPort(podIP, "8001") + "/metrics")
 	if err != nil {
 		return -1
