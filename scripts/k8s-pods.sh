@@ -18,7 +18,10 @@
 #      client on the other frontend pod exchange messages;
 #   5. kubectl rollout restart of the frontends while a subscriber is
 #      connected through the Service: each time it is dropped it must be
-#      back within the Go client's reconnect bound (test/k8spods).
+#      back within the Go client's reconnect bound (test/k8spods); then
+#      the same with a subscriber that does not reconnect must fail.
+#   6. (after the namespace is gone) the host's nftables/iptables rules
+#      and links are what they were before.
 #
 # Prints "N passed, N failed"; exits non-zero on any failure. KEEP=1 keeps
 # the work directory (logs, configs) in place.
@@ -91,14 +94,31 @@ if [ "${1:-}" != --inside ]; then
   skopeo copy --quiet "oci:$work/pause-oci:1" "docker-archive:$work/pause.tar:sccgo.local/pause:1"
   rm -rf "$work/pause-bundle" "$work/pause-oci"
 
+  # The host's packet filter and links, to compare after the run.
+  host_state() {
+    { nft list ruleset 2>/dev/null | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/'
+      iptables-legacy-save 2>/dev/null | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]//'
+      ip -o link show | awk -F': ' '{print $2}' | sort; } || true
+  }
+  host_state >"$work/host.before"
+
   ip netns add "$netns"
   set +e
   unshare --mount --propagation private nsenter --net="/run/netns/$netns" -- \
     env K8S="$k8s" DNS_BIN="$dns" WORK="$work" CGROOT="$cgroot" ARCHIVE="$archive" T0="$t0" \
     bash "$0" --inside
-  rc=$?
   set -e
-  exit "$rc"
+  read -r passed failed 2>/dev/null <"$work/counts" || { passed=0; failed=1; echo "FAIL the run inside the namespace ended early"; }
+  # Last step: nothing of the run reached the host's network namespace.
+  if diff <(host_state) "$work/host.before" >"$work/host.diff"; then
+    passed=$((passed + 1)); echo "ok   the host's packet filter rules and links are unchanged"
+  else
+    failed=$((failed + 1)); echo "FAIL the host's packet filter rules or links changed"; head -20 "$work/host.diff" | sed 's/^/  | /'
+  fi
+  echo "k8s-pods: $(( $(date +%s) - t0 ))s in all"
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
 fi
 
 # ---- Inside the network namespace and a private mount namespace.
@@ -141,11 +161,9 @@ trap inner_cleanup EXIT
 passed=0; failed=0
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL $*"; }
-finish() {
-  echo "k8s-pods: $(( $(date +%s) - T0 ))s in all"
-  echo "$passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit $?
+finish() { # the host side prints the summary
+  echo "$passed $failed" >"$work/counts"
+  exit 0
 }
 logs() { # FILE...: the tail of each log, to show why a step failed
   local f
@@ -401,6 +419,16 @@ gocheck() { # NAME TEST
     fail "$name"; sed 's/^/  | /' "$work/$test.out" | tail -30
   fi
 }
+gocheck_fails() { # NAME PATTERN TEST: the check must fail, saying PATTERN
+  local name=$1 pattern=$2 test=$3
+  if "$checks" -test.run "^$test\$" -test.v -test.count=1 -test.timeout 10m >"$work/$test.neg" 2>&1; then
+    fail "$name (passed; it must fail)"; tail -5 "$work/$test.neg" | sed 's/^/  | /'
+  elif ! grep -Eq "$pattern" "$work/$test.neg"; then
+    fail "$name (failed, but not with /$pattern/)"; sed 's/^/  | /' "$work/$test.neg" | tail -20
+  else
+    ok "$name"; grep -E "$pattern" "$work/$test.neg" | head -1 | cut -c1-240 | sed 's/^\s*/  | /'
+  fi
+}
 
 # Step 3: cluster DNS.
 gocheck "CoreDNS resolves scc-state, scc-frontend and the brokers" TestClusterDNS
@@ -419,6 +447,11 @@ fi
 # Step 5: rolling restart with a subscriber connected through the Service.
 printf '#!/bin/sh\nexec %q --kubeconfig %q "$@"\n' "$K8S/kubectl" "$work/kubeconfig" >"$work/bin/kubectl"
 chmod +x "$work/bin/kubectl"
-SCC_K8S_PODS_KUBECTL="$work/bin/kubectl" gocheck "rolling restart of the frontends: the subscriber is never away longer than the reconnect bound" TestRollingRestart
+export SCC_K8S_PODS_KUBECTL="$work/bin/kubectl"
+gocheck "rolling restart of the frontends: the subscriber is never away longer than the reconnect bound" TestRollingRestart
+# The same with a subscriber that does not reconnect must fail: the check
+# sees a subscriber that is lost.
+SCC_K8S_PODS_NO_RECONNECT=1 gocheck_fails "a subscriber that does not come back fails the rolling-restart check" \
+  "still not back|the subscriber connected after the rollout: not within" TestRollingRestart
 
 finish

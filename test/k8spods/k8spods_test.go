@@ -221,6 +221,9 @@ func TestRollingRestart(t *testing.T) {
 	var outages []time.Duration
 	var drops int
 	opts := client.Options{
+		// SCC_K8S_PODS_NO_RECONNECT=1 is the script's check that this test
+		// fails when the subscriber does not come back.
+		DisableReconnect: os.Getenv("SCC_K8S_PODS_NO_RECONNECT") == "1",
 		OnDisconnect: func(code int, reason string) {
 			mu.Lock()
 			defer mu.Unlock()
