@@ -75,12 +75,20 @@ if [ "${1:-}" != --inside ]; then
       comm -13 "$work/netns.before" <(ls /run/netns 2>/dev/null | sort) | grep '^cni-' |
         while read -r f; do rm -f "/run/netns/$f"; done || true
     fi
+    if [ "$netns_mounted" = 0 ] && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
+      umount /run/netns 2>/dev/null || true
+    fi
     if [ "${KEEP:-}" = 1 ]; then echo "k8s-pods: work directory $work"; else rm -rf "$work"; fi
     exit "$rc"
   }
+  netns_mounted=1
   trap outer_cleanup EXIT
   mkdir -p "$work/bin"
   ls /run/netns 2>/dev/null | sort >"$work/netns.before" || true
+  # ip netns add makes /run/netns a mount point the first time; undo that
+  # too if this run was the first.
+  netns_mounted=0
+  if grep -q ' /run/netns ' /proc/mounts; then netns_mounted=1; fi
 
   # The client checks and the sandbox ("pause") image, built on the host.
   (cd "$root" && CGO_ENABLED=0 "$GO" test -c -o "$work/bin/k8spods.test" ./test/k8spods/ &&
@@ -187,8 +195,15 @@ ip link set sccgo0 up
 ip route add default dev sccgo0
 echo 1 >/proc/sys/net/ipv4/ip_forward
 # Pod-to-Service-to-pod on the same bridge needs the bridge's traffic to
-# pass iptables (br_netfilter; per network namespace).
-if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables; fi
+# pass iptables (br_netfilter, set per network namespace); without that
+# module kube-proxy masquerades all Service traffic instead, so that the
+# replies come back through this namespace's stack.
+masquerade_all=false
+if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
+  echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
+else
+  masquerade_all=true
+fi
 
 # kubelet's cgroup root, in each cgroup v1 hierarchy (cpuset needs its
 # parent's cpus and mems).
@@ -329,6 +344,7 @@ apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
 clusterCIDR: $POD_CIDR
+iptables: {masqueradeAll: $masquerade_all}
 hostnameOverride: sccgo-node
 clientConnection: {kubeconfig: $work/kubeconfig}
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
