@@ -60,12 +60,24 @@ if [ "${1:-}" != --inside ]; then
   id="$(basename "$work" | cut -d. -f2)"
   netns="sccgo-pods-$id"
   cgroot="sccgo-pods-$id"
+  inner=
   outer_cleanup() {
-    local rc=$? p d
+    local rc=$? p d n
+    if [ -n "$inner" ]; then
+      kill -TERM "$inner" 2>/dev/null
+      for ((n = 0; n < 600; n++)); do kill -0 "$inner" 2>/dev/null || break; sleep 0.1; done
+    fi
     # Whatever still runs in the namespace was started by this run.
     for p in $(ip netns pids "$netns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
     ip netns del "$netns" 2>/dev/null || true
-    # The pods' cgroups (kubelet's cgroupRoot), deepest first.
+    # Pod processes whose shims were killed above are left in kubelet's
+    # cgroup root; then the pods' cgroups, deepest first.
+    for ((n = 0; n < 50; n++)); do
+      p="$(find /sys/fs/cgroup/pids/"$cgroot" -name cgroup.procs -exec cat {} + 2>/dev/null)"
+      [ -n "$p" ] || break
+      kill -9 $p 2>/dev/null || true
+      sleep 0.1
+    done
     for d in /sys/fs/cgroup/*/"$cgroot"; do
       [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
     done
@@ -83,6 +95,7 @@ if [ "${1:-}" != --inside ]; then
   }
   netns_mounted=1
   trap outer_cleanup EXIT
+  trap 'echo "k8s-pods: interrupted"; exit 130' INT TERM
   mkdir -p "$work/bin"
   ls /run/netns 2>/dev/null | sort >"$work/netns.before" || true
   # ip netns add makes /run/netns a mount point the first time; undo that
@@ -111,11 +124,14 @@ if [ "${1:-}" != --inside ]; then
   host_state >"$work/host.before"
 
   ip netns add "$netns"
-  set +e
+  # The run inside in the background, so that a signal to this script
+  # reaches the trap at once; the trap stops the inside first.
   unshare --mount --propagation private nsenter --net="/run/netns/$netns" -- \
     env K8S="$k8s" DNS_BIN="$dns" WORK="$work" CGROOT="$cgroot" ARCHIVE="$archive" T0="$t0" \
-    bash "$0" --inside
-  set -e
+    bash "$0" --inside &
+  inner=$!
+  wait "$inner" || true
+  inner=
   read -r passed failed 2>/dev/null <"$work/counts" || { passed=0; failed=1; echo "FAIL the run inside the namespace ended early"; }
   # Last step: nothing of the run reached the host's network namespace.
   if diff <(host_state) "$work/host.before" >"$work/host.diff"; then
@@ -165,6 +181,7 @@ inner_cleanup() {
   exit "$rc"
 }
 trap inner_cleanup EXIT
+trap 'exit 130' INT TERM
 
 passed=0; failed=0
 ok() { passed=$((passed + 1)); echo "ok   $*"; }
