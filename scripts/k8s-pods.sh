@@ -36,6 +36,9 @@ POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/24
 DNS_IP=10.96.0.10
 NS=sccgo-dev
+# kube-proxy's mode: iptables (Debian's iptables, nft backend) or nftables
+# (needs the nft tool).
+PROXY_MODE="${SCC_K8S_PODS_PROXY_MODE:-iptables}"
 
 if [ "${1:-}" != --inside ]; then
   # ---- On the host: build, prepare, then run the rest inside the namespace.
@@ -44,6 +47,9 @@ if [ "${1:-}" != --inside ]; then
     command -v "$t" >/dev/null || {
       echo "k8s-pods: $t missing (apt-get install -y containerd runc containernetworking-plugins iptables umoci skopeo jq etcd-server openssl)"; exit 1; }
   done
+  if [ "$PROXY_MODE" = nftables ]; then
+    command -v nft >/dev/null || { echo "k8s-pods: nft missing (apt-get install -y nftables)"; exit 1; }
+  fi
   for p in bridge host-local loopback; do
     [ -x "/usr/lib/cni/$p" ] || { echo "k8s-pods: /usr/lib/cni/$p missing (apt-get install -y containernetworking-plugins)"; exit 1; }
   done
@@ -127,7 +133,7 @@ if [ "${1:-}" != --inside ]; then
   # The run inside in the background, so that a signal to this script
   # reaches the trap at once; the trap stops the inside first.
   unshare --mount --propagation private nsenter --net="/run/netns/$netns" -- \
-    env K8S="$k8s" DNS_BIN="$dns" WORK="$work" CGROOT="$cgroot" ARCHIVE="$archive" T0="$t0" \
+    env PROXY_MODE="$PROXY_MODE" K8S="$k8s" DNS_BIN="$dns" WORK="$work" CGROOT="$cgroot" ARCHIVE="$archive" T0="$t0" \
     bash "$0" --inside &
   inner=$!
   wait "$inner" || true
@@ -354,14 +360,15 @@ YAML
 kubelet_pid=$!
 pids+=($kubelet_pid)
 
-# kube-proxy, iptables mode, in this namespace only. It leaves the
+# kube-proxy ($PROXY_MODE mode), in this namespace only. It leaves the
 # conntrack sysctls alone (they are the host's).
 cat >"$work/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
-mode: iptables
+mode: $PROXY_MODE
 clusterCIDR: $POD_CIDR
 iptables: {masqueradeAll: $masquerade_all}
+nftables: {masqueradeAll: $masquerade_all}
 hostnameOverride: sccgo-node
 clientConnection: {kubeconfig: $work/kubeconfig}
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
