@@ -20,8 +20,9 @@
 #      connected through the Service: each time it is dropped it must be
 #      back within the Go client's reconnect bound (test/k8spods); then
 #      the same with a subscriber that does not reconnect must fail.
-#   6. (after the namespace is gone) the host's nftables/iptables rules
-#      and links are what they were before.
+#   6. after the teardown, no namespace, cgroup, sandbox netns file or
+#      mount of the run is left, and the host's nftables/iptables rules and
+#      links are what they were before.
 #
 # Prints "N passed, N failed"; exits non-zero on any failure. KEEP=1 keeps
 # the work directory (logs, configs) in place.
@@ -67,35 +68,51 @@ if [ "${1:-}" != --inside ]; then
   netns="sccgo-pods-$id"
   cgroot="sccgo-pods-$id"
   inner=
-  outer_cleanup() {
-    local rc=$? p d n
+  # teardown stops what runs in the namespace and removes the namespace,
+  # kubelet's cgroups and the pod sandboxes' netns files; it may run twice.
+  teardown() {
+    local p d n
+    set +e
     if [ -n "$inner" ]; then
       kill -TERM "$inner" 2>/dev/null
       for ((n = 0; n < 600; n++)); do kill -0 "$inner" 2>/dev/null || break; sleep 0.1; done
     fi
     # Whatever still runs in the namespace was started by this run.
-    for p in $(ip netns pids "$netns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-    ip netns del "$netns" 2>/dev/null || true
+    for p in $(ip netns pids "$netns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$netns" 2>/dev/null
     # Pod processes whose shims were killed above are left in kubelet's
     # cgroup root; then the pods' cgroups, deepest first.
     for ((n = 0; n < 50; n++)); do
-      p="$(find /sys/fs/cgroup/pids/"$cgroot" -name cgroup.procs -exec cat {} + 2>/dev/null)"
+      p="$(find /sys/fs/cgroup/pids/"$cgroot" /sys/fs/cgroup/"$cgroot" -name cgroup.procs -exec cat {} + 2>/dev/null)"
       [ -n "$p" ] || break
-      kill -9 $p 2>/dev/null || true
+      kill -9 $p 2>/dev/null
       sleep 0.1
     done
-    for d in /sys/fs/cgroup/*/"$cgroot"; do
-      [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    for d in /sys/fs/cgroup/*/"$cgroot" /sys/fs/cgroup/"$cgroot"; do
+      [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
     done
     # Network namespaces the CRI made for pod sandboxes: their mounts were
     # in the private mount namespace, the files are on the host's /run.
     if [ -f "$work/netns.before" ]; then
-      comm -13 "$work/netns.before" <(ls /run/netns 2>/dev/null | sort) | grep '^cni-' |
-        while read -r f; do rm -f "/run/netns/$f"; done || true
+      for p in $(comm -13 "$work/netns.before" <(ls /run/netns 2>/dev/null | sort) | grep '^cni-'); do
+        rm -f "/run/netns/$p"
+      done
     fi
     if [ "$netns_mounted" = 0 ] && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
-      umount /run/netns 2>/dev/null || true
+      umount /run/netns 2>/dev/null
     fi
+    set -e
+  }
+  leftovers() { # what teardown should have removed, if anything is left
+    ip netns list 2>/dev/null | grep -w "$netns"
+    ls -d /sys/fs/cgroup/*/"$cgroot" /sys/fs/cgroup/"$cgroot" 2>/dev/null
+    [ -f "$work/netns.before" ] && comm -13 "$work/netns.before" <(ls /run/netns 2>/dev/null | sort) | grep "^cni-"
+    grep " $work" /proc/mounts
+    true
+  }
+  outer_cleanup() {
+    local rc=$?
+    teardown
     if [ "${KEEP:-}" = 1 ]; then echo "k8s-pods: work directory $work"; else rm -rf "$work"; fi
     exit "$rc"
   }
@@ -139,7 +156,15 @@ if [ "${1:-}" != --inside ]; then
   wait "$inner" || true
   inner=
   read -r passed failed 2>/dev/null <"$work/counts" || { passed=0; failed=1; echo "FAIL the run inside the namespace ended early"; }
-  # Last step: nothing of the run reached the host's network namespace.
+  # Last steps: the teardown leaves nothing, and nothing of the run
+  # reached the host's network namespace.
+  teardown
+  left="$(leftovers)"
+  if [ -z "$left" ]; then
+    passed=$((passed + 1)); echo "ok   teardown: no namespace, cgroup, sandbox netns or mount left"
+  else
+    failed=$((failed + 1)); echo "FAIL teardown left:"; echo "$left" | sed 's/^/  | /'
+  fi
   if diff <(host_state) "$work/host.before" >"$work/host.diff"; then
     passed=$((passed + 1)); echo "ok   the host's packet filter rules and links are unchanged"
   else
@@ -228,16 +253,22 @@ else
   masquerade_all=true
 fi
 
-# kubelet's cgroup root, in each cgroup v1 hierarchy (cpuset needs its
-# parent's cpus and mems).
-for d in /sys/fs/cgroup/*/; do
-  case "$d" in */unified/) continue ;; esac
-  mkdir -p "$d$CGROOT"
-  if [ -f "$d/cpuset.cpus" ]; then
-    cat "$d/cpuset.cpus" >"$d$CGROOT/cpuset.cpus"
-    cat "$d/cpuset.mems" >"$d$CGROOT/cpuset.mems"
-  fi
-done
+# kubelet's cgroup root: in each cgroup v1 hierarchy (cpuset needs its
+# parent's cpus and mems), or, on a cgroup v2 machine (not tried here), one
+# cgroup that hands its controllers down.
+if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+  mkdir -p "/sys/fs/cgroup/$CGROOT"
+  sed 's/[^ ]*/+&/g' /sys/fs/cgroup/cgroup.subtree_control >"/sys/fs/cgroup/$CGROOT/cgroup.subtree_control" || true
+else
+  for d in /sys/fs/cgroup/*/; do
+    case "$d" in */unified/) continue ;; esac
+    mkdir -p "$d$CGROOT"
+    if [ -f "$d/cpuset.cpus" ]; then
+      cat "$d/cpuset.cpus" >"$d$CGROOT/cpuset.cpus"
+      cat "$d/cpuset.mems" >"$d$CGROOT/cpuset.mems"
+    fi
+  done
+fi
 
 # etcd.
 etcd --name pods --data-dir "$work/etcd" \
