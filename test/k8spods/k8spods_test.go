@@ -360,6 +360,12 @@ func TestRollingRestart(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("rollout done in %v", time.Since(start).Round(time.Millisecond))
+	mu.Lock()
+	v := violation
+	mu.Unlock()
+	if v != "" {
+		t.Fatal(v)
+	}
 
 	waitFor(t, reconnectBound, "the subscriber connected after the rollout", func() bool {
 		mu.Lock()
