@@ -85,9 +85,10 @@ chaos-quick: build ## run the fast fault scenarios 1-6 (CI)
 soak: build ## SOAK_DURATION (default 10m) of load with broker churn; chaos/results/soak.json
 	SCC_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -timeout 3h -run '^TestSoak$$' ./chaos/
 
-# Kubernetes against real components: kube-apiserver and kubectl built from
-# the pinned tool module tools/k8s (cached outside the checkout, see
-# scripts/k8s-tools.sh), etcd from Debian.
+# Kubernetes against real components: kube-apiserver, kubectl and the node's
+# components built from the pinned tool module tools/k8s, CoreDNS from
+# tools/coredns (cached outside the checkout, see scripts/k8s-tools.sh);
+# etcd, containerd, runc, the CNI plugins and iptables from Debian.
 .PHONY: k8s-tools k8s-e2e k8s-pods
 k8s-tools: ## build (or find cached) the Kubernetes components (tools/k8s) and CoreDNS (tools/coredns)
 	GO="$(GO)" scripts/k8s-tools.sh kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy
