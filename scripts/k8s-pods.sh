@@ -126,8 +126,9 @@ if [ "${1:-}" != --inside ]; then
   netns_mounted=0
   if grep -q ' /run/netns ' /proc/mounts; then netns_mounted=1; fi
 
-  # The client checks and the sandbox ("pause") image, built on the host.
-  (cd "$root" && CGO_ENABLED=0 "$GO" test -c -o "$work/bin/k8spods.test" ./test/k8spods/ &&
+  # The client checks (with the race detector) and the sandbox ("pause")
+  # image, built on the host.
+  (cd "$root" && "$GO" test -race -c -o "$work/bin/k8spods.test" ./test/k8spods/ &&
     CGO_ENABLED=0 "$GO" build -trimpath -ldflags='-s -w' -o "$work/bin/pause" ./test/k8spods/pause/)
   umoci init --layout "$work/pause-oci" >/dev/null
   umoci new --image "$work/pause-oci:1" >/dev/null
