@@ -101,13 +101,21 @@ if [ "${1:-}" != --inside ]; then
     if [ "$netns_mounted" = 0 ] && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
       umount /run/netns 2>/dev/null
     fi
+    # Mount points the inside made for the bind mounts below, if it did.
+    if [ -f "$work/created-dirs" ]; then
+      while read -r d; do rmdir "$d" 2>/dev/null; done <"$work/created-dirs"
+    fi
     set -e
+  }
+  host_files() { # where kubelet and libcni write on the host unless moved
+    find /var/log/pods /var/log/containers /var/lib/cni -mindepth 1 -maxdepth 2 2>/dev/null | sort
   }
   leftovers() { # what teardown should have removed, if anything is left
     ip netns list 2>/dev/null | grep -w "$netns"
     ls -d /sys/fs/cgroup/*/"$cgroot" /sys/fs/cgroup/"$cgroot" 2>/dev/null
     [ -f "$work/netns.before" ] && comm -13 "$work/netns.before" <(ls /run/netns 2>/dev/null | sort) | grep "^cni-"
     grep " $work" /proc/mounts
+    comm -13 "$work/files.before" <(host_files)
     true
   }
   outer_cleanup() {
@@ -146,6 +154,7 @@ if [ "${1:-}" != --inside ]; then
       ip -o link show | awk -F': ' '{print $2}' | sort; } || true
   }
   host_state >"$work/host.before"
+  host_files >"$work/files.before"
 
   ip netns add "$netns"
   # The run inside in the background, so that a signal to this script
@@ -162,7 +171,7 @@ if [ "${1:-}" != --inside ]; then
   teardown
   left="$(leftovers)"
   if [ -z "$left" ]; then
-    passed=$((passed + 1)); echo "ok   teardown: no namespace, cgroup, sandbox netns or mount left"
+    passed=$((passed + 1)); echo "ok   teardown: no namespace, cgroup, sandbox netns, mount or file under /var left"
   else
     failed=$((failed + 1)); echo "FAIL teardown left:"; echo "$left" | sed 's/^/  | /'
   fi
@@ -234,6 +243,15 @@ wait_for() { # SECONDS WHAT COMMAND...: poll every 0.5 s
     sleep 0.5
   done
 }
+
+# Paths that kubelet (container log links) and libcni (its result cache)
+# write to and no setting moves: bind-mounted from the work directory, in
+# this mount namespace only. A mount point made here is removed again.
+for d in /var/log/containers /var/lib/cni; do
+  if [ ! -d "$d" ]; then mkdir -p "$d"; echo "$d" >>"$work/created-dirs"; fi
+  mkdir -p "$work/host$d"
+  mount --bind "$work/host$d" "$d"
+done
 
 # The namespace's network: loopback, and an empty bridge that holds the
 # node's address and the default route (so that nothing can leave).
@@ -373,6 +391,7 @@ cgroupDriver: cgroupfs
 cgroupRoot: /$CGROOT
 failSwapOn: false
 resolvConf: $work/resolv.conf
+podLogsDir: $work/pod-logs
 clusterDNS: [$DNS_IP]
 clusterDomain: cluster.local
 containerRuntimeEndpoint: unix://$work/containerd/containerd.sock
