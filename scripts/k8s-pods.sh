@@ -108,7 +108,7 @@ if [ "${1:-}" != --inside ]; then
     set -e
   }
   host_files() { # where kubelet and libcni write on the host unless moved
-    find /var/log/pods /var/log/containers /var/lib/cni -mindepth 1 -maxdepth 2 2>/dev/null | sort
+    find /var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd -mindepth 1 -maxdepth 3 2>/dev/null | sort
   }
   leftovers() { # what teardown should have removed, if anything is left
     ip netns list 2>/dev/null | grep -w "$netns"
@@ -171,7 +171,7 @@ if [ "${1:-}" != --inside ]; then
   teardown
   left="$(leftovers)"
   if [ -z "$left" ]; then
-    passed=$((passed + 1)); echo "ok   teardown: no namespace, cgroup, sandbox netns, mount or file under /var left"
+    passed=$((passed + 1)); echo "ok   teardown: no namespace, cgroup, sandbox netns, mount or file under /var or /run/containerd left"
   else
     failed=$((failed + 1)); echo "FAIL teardown left:"; echo "$left" | sed 's/^/  | /'
   fi
@@ -189,7 +189,7 @@ fi
 # ---- Inside the network namespace and a private mount namespace.
 work="$WORK"
 pids=()
-kubectl() { "$K8S/kubectl" --kubeconfig "$work/kubeconfig" "$@"; }
+kubectl() { "$K8S/kubectl" --kubeconfig "$work/kubeconfig" --cache-dir "$work/kube-cache" "$@"; }
 ctr() { command ctr -a "$work/containerd/containerd.sock" -n k8s.io "$@"; }
 inner_cleanup() {
   local rc=$? i p n
@@ -244,10 +244,11 @@ wait_for() { # SECONDS WHAT COMMAND...: poll every 0.5 s
   done
 }
 
-# Paths that kubelet (container log links) and libcni (its result cache)
-# write to and no setting moves: bind-mounted from the work directory, in
-# this mount namespace only. A mount point made here is removed again.
-for d in /var/log/containers /var/lib/cni; do
+# Paths that kubelet (container log links, device plugin socket), libcni
+# (its result cache) and containerd's shims (sockets, runc state) write to
+# and no setting moves: bind-mounted from the work directory, in this mount
+# namespace only. A mount point made here is removed again.
+for d in /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd; do
   if [ ! -d "$d" ]; then mkdir -p "$d"; echo "$d" >>"$work/created-dirs"; fi
   mkdir -p "$work/host$d"
   mount --bind "$work/host$d" "$d"
@@ -536,7 +537,7 @@ else
 fi
 
 # Step 5: rolling restart with a subscriber connected through the Service.
-printf '#!/bin/sh\nexec %q --kubeconfig %q "$@"\n' "$K8S/kubectl" "$work/kubeconfig" >"$work/bin/kubectl"
+printf '#!/bin/sh\nexec %q --kubeconfig %q --cache-dir %q "$@"\n' "$K8S/kubectl" "$work/kubeconfig" "$work/kube-cache" >"$work/bin/kubectl"
 chmod +x "$work/bin/kubectl"
 export SCC_K8S_PODS_KUBECTL="$work/bin/kubectl"
 gocheck "rolling restart of the frontends: the subscriber is never away longer than the reconnect bound" TestRollingRestart
