@@ -9,7 +9,7 @@ PKGS := ./...
 .PHONY: help build test test-short test-go node-deps fuzz bench bench-go lint run clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build every binary into bin/
 	@mkdir -p $(BIN)
@@ -85,12 +85,17 @@ chaos-quick: build ## run the fast fault scenarios 1-6 (CI)
 soak: build ## SOAK_DURATION (default 10m) of load with broker churn; chaos/results/soak.json
 	SCC_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -timeout 3h -run '^TestSoak$$' ./chaos/
 
-# Kubernetes against real components: kube-apiserver and kubectl built from
-# the pinned tool module tools/k8s (cached outside the checkout, see
-# scripts/k8s-tools.sh), etcd from Debian.
-.PHONY: k8s-tools k8s-e2e
-k8s-tools: ## build (or find cached) kube-apiserver and kubectl from tools/k8s
-	GO="$(GO)" scripts/k8s-tools.sh
+# Kubernetes against real components: kube-apiserver, kubectl and the node's
+# components built from the pinned tool module tools/k8s, CoreDNS from
+# tools/coredns (cached outside the checkout, see scripts/k8s-tools.sh);
+# etcd, containerd, runc, the CNI plugins and iptables from Debian.
+.PHONY: k8s-tools k8s-e2e k8s-pods
+k8s-tools: ## build (or find cached) the Kubernetes components (tools/k8s) and CoreDNS (tools/coredns)
+	GO="$(GO)" scripts/k8s-tools.sh kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy
+	GO="$(GO)" scripts/k8s-tools.sh coredns
 
 k8s-e2e: ## apply the manifests to a real API server on loopback: dry runs, apply, diff, PodSecurity, broken copies
 	GO="$(GO)" scripts/k8s-e2e.sh
+
+k8s-pods: image ## run the dev overlay's pods on a one-node cluster in a network namespace (root): Ready, DNS, Service, rolling restart
+	GO="$(GO)" scripts/k8s-pods.sh
