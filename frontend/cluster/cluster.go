@@ -84,6 +84,14 @@ type Config struct {
 	// Publishes meanwhile wait in the dead broker's backlog and are
 	// re-routed, not lost (default 500ms).
 	LocalSettle time.Duration
+	// SubscribeBatch is the most channels one batch of subscription
+	// changes sent to a broker may name. A link has one batch in flight
+	// at a time; the changes made meanwhile wait, and a subscribe and an
+	// unsubscribe of one channel that both wait cancel out. So at most
+	// this many channels of subscription work are ever queued ahead of a
+	// publish on a link, whatever the subscription churn of the clients
+	// (default 1024; SCC_LINK_SUBSCRIBE_BATCH).
+	SubscribeBatch int
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
 	// Registry receives the metrics; nil registers nowhere.
@@ -102,6 +110,7 @@ func DefaultConfig() Config {
 		BacklogMaxAge:    2 * time.Second,
 		FenceMaxBytes:    8 << 20,
 		LocalSettle:      500 * time.Millisecond,
+		SubscribeBatch:   1024,
 
 		RecoverLimit:        10000,
 		RecoverTimeout:      2 * time.Second,
@@ -137,6 +146,9 @@ func (c *Config) fill() {
 	}
 	if c.LocalSettle < 0 {
 		c.LocalSettle = 0
+	}
+	if c.SubscribeBatch <= 0 {
+		c.SubscribeBatch = d.SubscribeBatch
 	}
 	if c.RecoverLimit <= 0 {
 		c.RecoverLimit = d.RecoverLimit
