@@ -312,6 +312,16 @@ type Config struct {
 	// SubscribeBurst is the bucket size for SubscribeRate. Env
 	// SCC_SUBSCRIBE_BURST. Default 10000.
 	SubscribeBurst int
+	// UnsubscribeRate caps the client #unsubscribe requests this frontend
+	// takes per second, all sockets together (token bucket, burst
+	// UnsubscribeBurst), paced like SubscribeRate: a socket that
+	// subscribes and unsubscribes in a loop pays for both halves. The
+	// unsubscribes of a closing socket are not paced. 0 means no limit.
+	// Env SCC_UNSUBSCRIBE_RATE. Default 5000.
+	UnsubscribeRate float64
+	// UnsubscribeBurst is the bucket size for UnsubscribeRate. Env
+	// SCC_UNSUBSCRIBE_BURST. Default 10000.
+	UnsubscribeBurst int
 	// SubscribeRatePerIP caps the #subscribe requests per second of the
 	// sockets of one client address (token bucket, burst
 	// SubscribeBurstPerIP), paced like SubscribeRate. 0 means no limit.
@@ -524,6 +534,8 @@ func DefaultConfig() Config {
 		MaxPendingSubscribes:   10000,
 		SubscribeRate:          5000,
 		SubscribeBurst:         10000,
+		UnsubscribeRate:        5000,
+		UnsubscribeBurst:       10000,
 		SubscribeBurstPerIP:    2000,
 		LimitClosesPerIP:       1,
 		LimitCloseBurstPerIP:   10,
@@ -616,6 +628,8 @@ func (c Config) Validate() error {
 	check(c.SubscribeRate >= 0 && c.SubscribeRatePerIP >= 0, "subscribe rates must not be negative")
 	check(c.SubscribeRate == 0 || c.SubscribeBurst > 0, "subscribe burst must be positive")
 	check(c.SubscribeRatePerIP == 0 || c.SubscribeBurstPerIP > 0, "subscribe burst per IP must be positive")
+	check(c.UnsubscribeRate >= 0, "unsubscribe rate must not be negative")
+	check(c.UnsubscribeRate == 0 || c.UnsubscribeBurst > 0, "unsubscribe burst must be positive")
 	check(c.LimitClosesPerIP >= 0, "limit closes per IP must not be negative")
 	check(c.LimitClosesPerIP == 0 || c.LimitCloseBurstPerIP > 0, "limit close burst per IP must be positive")
 	check(c.MaxHandshakesPerIP >= 0, "max handshakes per IP must not be negative")

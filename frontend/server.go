@@ -101,6 +101,7 @@ type Server struct {
 	chanDeliv    *chanrate.Limiter // ChannelDeliveryRate
 	sources      *sourceTable      // per-address rates
 	subLim       subscribeBucket   // SubscribeRate
+	unsubLim     subscribeBucket   // UnsubscribeRate
 	tcpMetrics   *connlimit.Metrics
 	done         chan struct{}
 	shutdownOnce sync.Once
@@ -184,6 +185,7 @@ func New(cfg Config) (*Server, error) {
 	s.chanDeliv = chanrate.New(cfg.channelDeliveries())
 	s.sources = newSourceTable(&s.cfg, s.clock)
 	s.subLim.b.tokens = float64(cfg.SubscribeBurst)
+	s.unsubLim.b.tokens = float64(cfg.UnsubscribeBurst)
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.api = newAPI(s)
 	s.initPresence()

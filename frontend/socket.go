@@ -1037,6 +1037,9 @@ func (s *Socket) unsubscribe(p *protocol.Packet) {
 		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Unsubscribe channel name was malformatted"))
 		return
 	}
+	if !s.paceUnsubscribe() {
+		return
+	}
 	pending := s.cancelHookSubscribe(ch)
 	if !s.dropChannel(ch) {
 		if pending {

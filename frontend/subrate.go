@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// subscribeBucket is SubscribeRate's token bucket. Its clock is read
+// subscribeBucket is SubscribeRate's (or UnsubscribeRate's) token bucket. Its clock is read
 // under its lock: a bucket that many readers charge at once must not see
 // time go back (golang.org/x/time/rate reads it before its lock, and
 // under contention gives out more than its rate).
@@ -18,6 +18,10 @@ type subscribeBucket struct {
 const (
 	pacedSubscribeRate      = "subscribe_rate"
 	pacedSubscribeRatePerIP = "subscribe_rate_per_ip"
+	pacedUnsubscribeRate    = "unsubscribe_rate"
+	// pacedUnsubscribeRatePerIP: an #unsubscribe held by its address's
+	// SubscribeRatePerIP bucket, which both share.
+	pacedUnsubscribeRatePerIP = "unsubscribe_rate_per_ip"
 )
 
 // subscribePaceSlice is how long a pacing wait sleeps between looks at
@@ -32,14 +36,32 @@ const subscribePaceSlice = 250 * time.Millisecond
 // The socket counts as alive while it waits. It returns false when the
 // socket closed or the server stopped meanwhile.
 func (s *Socket) paceSubscribe() bool {
+	cfg := &s.srv.cfg
+	return s.pace(&s.srv.subLim, cfg.SubscribeRate, cfg.SubscribeBurst, pacedSubscribeRate, pacedSubscribeRatePerIP)
+}
+
+// paceUnsubscribe is paceSubscribe for #unsubscribe, under
+// UnsubscribeRate and the address's SubscribeRatePerIP bucket: a client
+// that subscribes and unsubscribes in a loop pays for both halves, and
+// the broker traffic a storm of them causes is bounded like its
+// subscribes'. The unsubscribes of a closing socket are not paced: its
+// subscribes were, and they cost the broker link one batch of changes at
+// a time.
+func (s *Socket) paceUnsubscribe() bool {
+	cfg := &s.srv.cfg
+	return s.pace(&s.srv.unsubLim, cfg.UnsubscribeRate, cfg.UnsubscribeBurst, pacedUnsubscribeRate, pacedUnsubscribeRatePerIP)
+}
+
+// pace waits for one token of l (rate r, burst burst) and of the
+// address's subscription bucket; reason and reasonIP name the one that
+// held it.
+func (s *Socket) pace(l *subscribeBucket, r float64, burst int, reason, reasonIP string) bool {
 	srv := s.srv
 	var d time.Duration
-	reason := pacedSubscribeRate
 	var cancel func()
-	if r := srv.cfg.SubscribeRate; r > 0 {
-		l := &srv.subLim
+	if r > 0 {
 		l.mu.Lock()
-		l.b.take(srv.clock(), 1, r, float64(srv.cfg.SubscribeBurst))
+		l.b.take(srv.clock(), 1, r, float64(burst))
 		if l.b.tokens < 0 {
 			d = time.Duration(-l.b.tokens / r * 1e9)
 		}
@@ -56,7 +78,7 @@ func (s *Socket) paceSubscribe() bool {
 			e.subs.take(now, 1, r, burst)
 			if e.subs.tokens < 0 {
 				if w := time.Duration(-e.subs.tokens / r * 1e9); w > d {
-					d, reason = w, pacedSubscribeRatePerIP
+					d, reason = w, reasonIP
 				}
 			}
 		})

@@ -160,6 +160,8 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.MaxPendingSubscribes = r.Int("SCC_MAX_PENDING_SUBSCRIBES", d.MaxPendingSubscribes, "most channels whose broker subscription is in flight; subscribes are answered when the broker is, while the socket keeps reading")
 	c.SubscribeRate = r.Float("SCC_SUBSCRIBE_RATE", d.SubscribeRate, "client subscribes per second on this frontend; beyond it a socket's reader waits for its turn (0: no limit)")
 	c.SubscribeBurst = r.Int("SCC_SUBSCRIBE_BURST", d.SubscribeBurst, "burst for SCC_SUBSCRIBE_RATE")
+	c.UnsubscribeRate = r.Float("SCC_UNSUBSCRIBE_RATE", d.UnsubscribeRate, "client unsubscribes per second on this frontend, paced like SCC_SUBSCRIBE_RATE (0: no limit)")
+	c.UnsubscribeBurst = r.Int("SCC_UNSUBSCRIBE_BURST", d.UnsubscribeBurst, "burst for SCC_UNSUBSCRIBE_RATE")
 	c.SubscribeRatePerIP = r.Float("SCC_SUBSCRIBE_RATE_PER_IP", d.SubscribeRatePerIP, "client subscribes per second of one client IP address, paced like SCC_SUBSCRIBE_RATE (0: no limit)")
 	c.SubscribeBurstPerIP = r.Int("SCC_SUBSCRIBE_BURST_PER_IP", d.SubscribeBurstPerIP, "burst for SCC_SUBSCRIBE_RATE_PER_IP")
 	c.LimitClosesPerIP = r.Float("SCC_LIMIT_CLOSES_PER_IP", d.LimitClosesPerIP, "sockets of one client IP address closed per second for breaking a limit; beyond it the address's new connections get a bare HTTP 503 at accept (0: off)")

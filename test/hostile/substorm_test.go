@@ -310,3 +310,59 @@ func TestSubscriptionStormLink(t *testing.T) {
 		t.Fatalf("%v changes coalesced, want at least %d", n, 2*reconnecting)
 	}
 }
+
+// TestUnsubscribeStormIsPaced: hundreds of sockets that subscribe and
+// unsubscribe in a loop are slowed to the frontend's unsubscribe rate by
+// waiting, like subscribes: every request is answered, none refused and
+// no socket closed.
+func TestUnsubscribeStormIsPaced(t *testing.T) {
+	const (
+		socks, each = 200, 4
+		rate, burst = 100, 50
+	)
+	f := startFrontend(t, func(c *frontend.Config) {
+		c.InboundRate = 0
+		c.SubscribeRate = 0 // only the unsubscribes are paced here
+		c.UnsubscribeRate, c.UnsubscribeBurst = rate, burst
+	})
+	conns := make([]*rawConn, socks)
+	for i := range conns {
+		conns[i] = dialRawClient(t, f)
+	}
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		var b strings.Builder
+		b.WriteString("[")
+		for j := range each {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `{"event":"#subscribe","data":{"channel":"churn-%d"},"cid":%d},`, i, 10+2*j)
+			fmt.Fprintf(&b, `{"event":"#unsubscribe","data":"churn-%d","cid":%d}`, i, 11+2*j)
+		}
+		b.WriteString("]")
+		frame := wsframe.AppendClient(nil, 1, true, []byte(b.String()))
+		wg.Go(func() {
+			_ = c.write(frame)
+			c.acks(t, 2*each)
+		})
+	}
+	wg.Wait()
+	if n := metric(t, f.srv.Registry(), "scc_frontend_subscribes_paced_total", "reason", "unsubscribe_rate"); n < (socks*each-burst)/2 {
+		// The bucket holds burst and refills at rate, far below what
+		// the sockets ask: most unsubscribes waited.
+		t.Fatalf("%v unsubscribes paced, want most of %d", n, socks*each)
+	}
+	if n := metric(t, f.srv.Registry(), "scc_frontend_subscribes_paced_total", "reason", "subscribe_rate"); n != 0 {
+		t.Fatalf("%v subscribes paced with no subscribe rate", n)
+	}
+	for _, c := range conns {
+		c.nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if op, _ := c.frame(); op == 8 || op == -1 {
+			t.Fatal("a churning socket was closed")
+		}
+	}
+	if n := metric(t, f.srv.Registry(), "scc_frontend_subscriptions"); n != 0 {
+		t.Fatalf("%v subscriptions left", n)
+	}
+}
