@@ -90,7 +90,7 @@ type Config struct {
 	// unsubscribe of one channel that both wait cancel out. So at most
 	// this many channels of subscription work are ever queued ahead of a
 	// publish on a link, whatever the subscription churn of the clients
-	// (default 1024; SCC_LINK_SUBSCRIBE_BATCH).
+	// (default 4096; SCC_LINK_SUBSCRIBE_BATCH).
 	SubscribeBatch int
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
@@ -110,7 +110,7 @@ func DefaultConfig() Config {
 		BacklogMaxAge:    2 * time.Second,
 		FenceMaxBytes:    8 << 20,
 		LocalSettle:      500 * time.Millisecond,
-		SubscribeBatch:   1024,
+		SubscribeBatch:   4096,
 
 		RecoverLimit:        10000,
 		RecoverTimeout:      2 * time.Second,

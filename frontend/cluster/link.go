@@ -230,6 +230,23 @@ func (l *brokerLink) countPendingLocked() {
 	l.pendingCounted = n
 }
 
+// sendBeforeLocked sends ch's pending subscribe at once, out of its
+// batch, so that a message about ch sent next is read by the broker
+// after it.
+func (l *brokerLink) sendBeforeLocked(ch string) {
+	id, ok := l.ctl.take(ch)
+	if !ok || l.l == nil {
+		return
+	}
+	if err := l.l.Send(protocol.MsgSubscribe, &protocol.Subscribe{ID: id, Channels: []string{ch}}); err != nil {
+		l.b.log.Warn("sending subscription changes", "peer", l.info.ID, "err", err)
+		_ = l.l.Close(nodelink.ReasonQueueFull)
+	}
+	l.b.m.subBatches.Inc()
+	l.b.m.subChanges.WithLabelValues(subChangeSubscribe).Inc()
+	l.countPendingLocked()
+}
+
 // flushLocked sends the next batch of subscription changes, if the link
 // is up and no batch is in flight: the unsubscribes, then a Subscribe
 // whose acknowledgement says the broker applied both. A batch the link

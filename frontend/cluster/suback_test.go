@@ -102,8 +102,8 @@ func TestSubControlCoalesces(t *testing.T) {
 	c.unsubscribe(interest, []string{"held"}, &st)
 	back := c.subscribe(interest, []string{"held"}, &st) // its unsubscribe never went
 	c.unsubscribe(interest, []string{"first"}, &st)      // sent: must go
-	if st.coalesced != 501 {
-		t.Fatalf("coalesced %d, want 501", st.coalesced)
+	if st.coalesced != 1002 {
+		t.Fatalf("coalesced %d, want 1002", st.coalesced)
 	}
 	c.acked(id)
 	if !isClosed(back) {
@@ -211,5 +211,35 @@ func BenchmarkSubAckStorm(b *testing.B) {
 		if _, _, id, ok := c.next(1); ok {
 			c.acked(id)
 		}
+	}
+}
+
+// TestSubControlTake: a channel's pending subscribe can be sent at once,
+// ahead of its batch, for a message the broker must read after it; its
+// subscriber is released no earlier than before.
+func TestSubControlTake(t *testing.T) {
+	var c subControl
+	var st ctlStats
+	interest := map[string]struct{}{}
+	c.subscribe(interest, []string{"a"}, &st)
+	id1 := batch(t, &c, 1000, nil, []string{"a"})
+	w := c.subscribe(interest, []string{"p", "q"}, &st)
+	id2, ok := c.take("p")
+	if !ok || id2 != id1+1 {
+		t.Fatalf("take: %d %v", id2, ok)
+	}
+	if _, ok := c.take("p"); ok {
+		t.Fatal("taken twice")
+	}
+	if _, ok := c.take("a"); ok {
+		t.Fatal("took a channel with nothing pending")
+	}
+	c.acked(id2)
+	if isClosed(w) {
+		t.Fatal("released before the batch carrying q")
+	}
+	c.acked(batch(t, &c, 1000, nil, []string{"q"}))
+	if !isClosed(w) {
+		t.Fatal("not released")
 	}
 }

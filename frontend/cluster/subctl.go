@@ -79,7 +79,7 @@ func (c *subControl) subscribe(interest map[string]struct{}, chans []string, st 
 			// Its unsubscribe was never sent: the broker still holds it
 			// (or will, once the subscribe in flight is applied).
 			delete(c.pending, ch)
-			st.coalesced++
+			st.coalesced += 2
 			sent = true
 			continue
 		}
@@ -110,7 +110,7 @@ func (c *subControl) unsubscribe(interest map[string]struct{}, chans []string, s
 		if sub, ok := c.pending[ch]; ok && sub {
 			// Its subscribe was never sent.
 			delete(c.pending, ch)
-			st.coalesced++
+			st.coalesced += 2
 			continue
 		}
 		c.pending[ch] = false
@@ -190,6 +190,21 @@ func (c *subControl) next(max int) (unsub, sub []string, id uint64, ok bool) {
 }
 
 func closeNow(ch chan struct{}) { close(ch) }
+
+// take removes ch's pending subscribe, for a message about ch that the
+// broker must read after it (a presence report, which the broker refuses
+// for a channel the link does not hold): it returns the id of the
+// Subscribe to send now, naming ch alone, or ok false when ch's subscribe
+// is not pending. The subscribers waiting for ch keep waiting for the
+// batch that would have carried it, which is later.
+func (c *subControl) take(ch string) (id uint64, ok bool) {
+	if sub, p := c.pending[ch]; !p || !sub {
+		return 0, false
+	}
+	delete(c.pending, ch)
+	c.sentID++
+	return c.sentID, true
+}
 
 // releaseMarks hands every mark whose position was taken to fn.
 func (c *subControl) releaseMarks(fn func(chan struct{})) {

@@ -15,6 +15,7 @@ import (
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/frontend/cluster"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/internal/wsframe"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -34,6 +35,9 @@ type recordingBroker struct {
 	control int                 // channels named by Subscribe and Unsubscribe so far
 	ahead   map[string]int      // per published channel: control at its first publish
 	named   map[string]int      // per channel: times named by Subscribe or Unsubscribe
+	// presence counts presence reports, and orphans those for a channel
+	// the link did not hold yet (a real broker refuses them).
+	presence, orphans int
 }
 
 func (*recordingBroker) Closed(*nodelink.Link, error) {}
@@ -78,6 +82,15 @@ func (rb *recordingBroker) HandleMessages(l *nodelink.Link, msgs []protocol.Mess
 				rb.chans[ch] = struct{}{}
 			}
 			_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
+		case protocol.MsgPresenceJoin:
+			var j protocol.PresenceJoin
+			if m.Decode(&j) != nil {
+				continue
+			}
+			rb.presence++
+			if _, ok := rb.chans[j.Channel]; !ok {
+				rb.orphans++
+			}
 		case protocol.MsgPublish:
 			seq, ch, data, _, err := protocol.ParsePublishKey(m.Body)
 			if err != nil {
@@ -174,8 +187,17 @@ func TestSubscriptionStormLink(t *testing.T) {
 	ccfg.Registry = reg
 	ccfg.SubscribeBatch = batch
 	b := cluster.New(ccfg)
+	set, err := rules.Parse([]byte(`
+default: {subscribe: anyone, publish: anyone}
+rules:
+  - {match: "pres-*", subscribe: anyone, publish: anyone, presence: true}
+`), rules.YAML)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := startFrontend(t, func(c *frontend.Config) {
 		c.Broker = b
+		c.Rules = set
 		c.InboundRate = 0
 		c.SocketChannelLimit = 100
 		c.SubscribeRate = 0 // the link's pacing is under test, not the sockets'
@@ -278,23 +300,40 @@ func TestSubscriptionStormLink(t *testing.T) {
 		rb.with(func() { n = len(rb.held) })
 		return n == 1
 	})
+	// A presence channel subscribed meanwhile: its subscribe waits for
+	// the batch in flight, and its members must not reach the broker
+	// before it.
+	pres := dialSC(t, f.url)
+	pres.handshake("")
+	pres.sendf(`{"event":"#subscribe","data":{"channel":"pres-1"},"cid":2}`)
+	waitFor(t, waitTimeout, "the presence report at the broker", func() bool {
+		n := 0
+		rb.with(func() { n = rb.presence })
+		return n > 0
+	})
 	for _, c := range cs {
 		c.ws.CloseNow()
 	}
 	waitFor(t, waitTimeout, "the reconnecting sockets gone", func() bool {
-		return subs() == 2 // legit and blocker
+		return subs() == 3 // legit, blocker and pres
 	})
 	cs = subscribeAll()
 	waitFor(t, waitTimeout, "the reconnecting sockets back", func() bool {
-		return subs() == 2+reconnecting
+		return subs() == 3+reconnecting && clusterChannels() == 3+reconnecting
 	})
 	rb.release(l)
 	blocker.expectOK(2)
+	pres.expectOK(2)
+	rb.with(func() {
+		if rb.orphans > 0 {
+			t.Errorf("%d of %d presence reports reached the broker before their channel's subscribe", rb.orphans, rb.presence)
+		}
+	})
 	for _, c := range cs {
 		c.expectOK(2)
 	}
 	waitFor(t, waitTimeout, "the frontend settled", func() bool {
-		return metric(t, reg, "scc_frontend_broker_subscription_pending") == 0 && clusterChannels() == 2+reconnecting
+		return metric(t, reg, "scc_frontend_broker_subscription_pending") == 0 && clusterChannels() == 3+reconnecting
 	})
 	rb.with(func() {
 		for ch, n := range named {
