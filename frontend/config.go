@@ -299,7 +299,11 @@ type Config struct {
 	// SubscribeRate caps the client #subscribe requests this frontend
 	// takes per second, all sockets together (token bucket, burst
 	// SubscribeBurst), so a subscription storm cannot take the CPU that
-	// delivery needs. A subscribe beyond it is not refused: its socket's
+	// delivery needs. #unsubscribe requests take from the same bucket,
+	// and so do the subscriptions a closing socket releases (without
+	// waiting, down to -SubscribeBurst): a storm of sockets that
+	// subscribe and leave gets the rate for both halves together. A
+	// subscribe beyond it is not refused: its socket's
 	// reader waits for its turn (the client's later packets wait with it,
 	// and the socket is not closed for the silence). 0 means no limit. Env
 	// SCC_SUBSCRIBE_RATE. Default 5000: about what one core shared with a
@@ -312,16 +316,6 @@ type Config struct {
 	// SubscribeBurst is the bucket size for SubscribeRate. Env
 	// SCC_SUBSCRIBE_BURST. Default 10000.
 	SubscribeBurst int
-	// UnsubscribeRate caps the client #unsubscribe requests this frontend
-	// takes per second, all sockets together (token bucket, burst
-	// UnsubscribeBurst), paced like SubscribeRate: a socket that
-	// subscribes and unsubscribes in a loop pays for both halves. The
-	// unsubscribes of a closing socket are not paced. 0 means no limit.
-	// Env SCC_UNSUBSCRIBE_RATE. Default 5000.
-	UnsubscribeRate float64
-	// UnsubscribeBurst is the bucket size for UnsubscribeRate. Env
-	// SCC_UNSUBSCRIBE_BURST. Default 10000.
-	UnsubscribeBurst int
 	// SubscribeRatePerIP caps the #subscribe requests per second of the
 	// sockets of one client address (token bucket, burst
 	// SubscribeBurstPerIP), paced like SubscribeRate. 0 means no limit.
@@ -534,8 +528,6 @@ func DefaultConfig() Config {
 		MaxPendingSubscribes:   10000,
 		SubscribeRate:          5000,
 		SubscribeBurst:         10000,
-		UnsubscribeRate:        5000,
-		UnsubscribeBurst:       10000,
 		SubscribeBurstPerIP:    2000,
 		LimitClosesPerIP:       1,
 		LimitCloseBurstPerIP:   10,
@@ -628,8 +620,6 @@ func (c Config) Validate() error {
 	check(c.SubscribeRate >= 0 && c.SubscribeRatePerIP >= 0, "subscribe rates must not be negative")
 	check(c.SubscribeRate == 0 || c.SubscribeBurst > 0, "subscribe burst must be positive")
 	check(c.SubscribeRatePerIP == 0 || c.SubscribeBurstPerIP > 0, "subscribe burst per IP must be positive")
-	check(c.UnsubscribeRate >= 0, "unsubscribe rate must not be negative")
-	check(c.UnsubscribeRate == 0 || c.UnsubscribeBurst > 0, "unsubscribe burst must be positive")
 	check(c.LimitClosesPerIP >= 0, "limit closes per IP must not be negative")
 	check(c.LimitClosesPerIP == 0 || c.LimitCloseBurstPerIP > 0, "limit close burst per IP must be positive")
 	check(c.MaxHandshakesPerIP >= 0, "max handshakes per IP must not be negative")

@@ -101,7 +101,6 @@ type Server struct {
 	chanDeliv    *chanrate.Limiter // ChannelDeliveryRate
 	sources      *sourceTable      // per-address rates
 	subLim       subscribeBucket   // SubscribeRate
-	unsubLim     subscribeBucket   // UnsubscribeRate
 	tcpMetrics   *connlimit.Metrics
 	done         chan struct{}
 	shutdownOnce sync.Once
@@ -189,7 +188,6 @@ func New(cfg Config) (*Server, error) {
 	s.deliveryBudgets = cfg.deliveryBudgets()
 	s.sources = newSourceTable(&s.cfg, s.clock)
 	s.subLim.b.tokens = float64(cfg.SubscribeBurst)
-	s.unsubLim.b.tokens = float64(cfg.UnsubscribeBurst)
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")
 	s.api = newAPI(s)
 	s.initPresence()

@@ -709,6 +709,7 @@ func (s *Socket) teardown() {
 		srv.subs.unsubscribe(ch, s)
 	}
 	srv.releaseSubs(s, len(chans))
+	srv.chargeReleased(s.ip, len(chans))
 	for _, c := range calls {
 		c <- callResult{err: protocol.NewError(protocol.ErrNameBadConnection, "Socket connection closed", "type", "disconnect", "code", code)}
 	}

@@ -93,8 +93,6 @@ func TestValidateRates(t *testing.T) {
 		func(c *Config) { c.SubscribeRate = -1 },
 		func(c *Config) { c.SubscribeBurst = 0 },
 		func(c *Config) { c.SubscribeRatePerIP, c.SubscribeBurstPerIP = 10, 0 },
-		func(c *Config) { c.UnsubscribeRate = -1 },
-		func(c *Config) { c.UnsubscribeBurst = 0 },
 		func(c *Config) { c.LimitClosesPerIP = -1 },
 		func(c *Config) { c.LimitCloseBurstPerIP = 0 },
 		func(c *Config) { c.MaxHandshakesPerIP, c.HandshakeBurstPerIP = 10, 0 },

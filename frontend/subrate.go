@@ -1,11 +1,12 @@
 package frontend
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 )
 
-// subscribeBucket is SubscribeRate's (or UnsubscribeRate's) token bucket. Its clock is read
+// subscribeBucket is SubscribeRate's token bucket. Its clock is read
 // under its lock: a bucket that many readers charge at once must not see
 // time go back (golang.org/x/time/rate reads it before its lock, and
 // under contention gives out more than its rate).
@@ -18,9 +19,8 @@ type subscribeBucket struct {
 const (
 	pacedSubscribeRate      = "subscribe_rate"
 	pacedSubscribeRatePerIP = "subscribe_rate_per_ip"
-	pacedUnsubscribeRate    = "unsubscribe_rate"
-	// pacedUnsubscribeRatePerIP: an #unsubscribe held by its address's
-	// SubscribeRatePerIP bucket, which both share.
+	// An #unsubscribe held by the same buckets.
+	pacedUnsubscribeRate      = "unsubscribe_rate"
 	pacedUnsubscribeRatePerIP = "unsubscribe_rate_per_ip"
 )
 
@@ -40,16 +40,42 @@ func (s *Socket) paceSubscribe() bool {
 	return s.pace(&s.srv.subLim, cfg.SubscribeRate, cfg.SubscribeBurst, pacedSubscribeRate, pacedSubscribeRatePerIP)
 }
 
-// paceUnsubscribe is paceSubscribe for #unsubscribe, under
-// UnsubscribeRate and the address's SubscribeRatePerIP bucket: a client
-// that subscribes and unsubscribes in a loop pays for both halves, and
-// the broker traffic a storm of them causes is bounded like its
-// subscribes'. The unsubscribes of a closing socket are not paced: its
-// subscribes were, and they cost the broker link one batch of changes at
-// a time.
+// paceUnsubscribe is paceSubscribe for #unsubscribe: subscribes and
+// unsubscribes share SubscribeRate and the address's SubscribeRatePerIP
+// bucket, which bound subscription changes, so a client that subscribes
+// and unsubscribes in a loop pays for both halves, and the broker
+// traffic a storm of them causes is bounded like its subscribes'.
 func (s *Socket) paceUnsubscribe() bool {
 	cfg := &s.srv.cfg
-	return s.pace(&s.srv.unsubLim, cfg.UnsubscribeRate, cfg.UnsubscribeBurst, pacedUnsubscribeRate, pacedUnsubscribeRatePerIP)
+	return s.pace(&s.srv.subLim, cfg.SubscribeRate, cfg.SubscribeBurst, pacedUnsubscribeRate, pacedUnsubscribeRatePerIP)
+}
+
+// chargeReleased charges the subscriptions a closing socket released to
+// SubscribeRate and its address's SubscribeRatePerIP bucket, without
+// waiting (the socket is gone): the subscribes that follow wait for them.
+// A subscription storm of sockets that subscribe and leave then gets the
+// rate for its subscribes and unsubscribes together, not for each. The
+// debt is bounded by the burst, so a mass disconnect delays the
+// resubscribes after it by at most burst/rate.
+func (s *Server) chargeReleased(ip netip.Addr, n int) {
+	if n <= 0 {
+		return
+	}
+	if r := s.cfg.SubscribeRate; r > 0 {
+		burst := float64(s.cfg.SubscribeBurst)
+		l := &s.subLim
+		l.mu.Lock()
+		l.b.take(s.clock(), float64(n), r, burst)
+		l.b.tokens = max(l.b.tokens, -burst)
+		l.mu.Unlock()
+	}
+	if r := s.cfg.SubscribeRatePerIP; r > 0 && ip.IsValid() {
+		burst := float64(s.cfg.SubscribeBurstPerIP)
+		s.sources.with(ip, false, func(now int64, e *source) {
+			e.subs.take(now, float64(n), r, burst)
+			e.subs.tokens = max(e.subs.tokens, -burst)
+		})
+	}
 }
 
 // pace waits for one token of l (rate r, burst burst) and of the

@@ -192,16 +192,15 @@ func TestLoadClientRates(t *testing.T) {
 	}
 }
 
-func TestLoadSubscriptionChurnLimits(t *testing.T) {
+func TestLoadLinkSubscribeBatch(t *testing.T) {
 	st, _, err := load(env(map[string]string{
-		"SCC_UNSUBSCRIBE_RATE": "300", "SCC_UNSUBSCRIBE_BURST": "400",
 		"SCC_STATE_SERVER_HOST": "s", "SCC_AUTH_KEY": strings.Repeat("k", 40),
 		"SCC_LINK_SUBSCRIBE_BATCH": "64",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.cfg.UnsubscribeRate != 300 || st.cfg.UnsubscribeBurst != 400 || st.cluster.Broker.SubscribeBatch != 64 {
-		t.Fatalf("unsubscribe rate %v burst %d, subscribe batch %d", st.cfg.UnsubscribeRate, st.cfg.UnsubscribeBurst, st.cluster.Broker.SubscribeBatch)
+	if st.cluster.Broker.SubscribeBatch != 64 {
+		t.Fatalf("subscribe batch %d", st.cluster.Broker.SubscribeBatch)
 	}
 }
