@@ -195,12 +195,12 @@ func TestLoadClientRates(t *testing.T) {
 func TestLoadLinkSubscribeBatch(t *testing.T) {
 	st, _, err := load(env(map[string]string{
 		"SCC_STATE_SERVER_HOST": "s", "SCC_AUTH_KEY": strings.Repeat("k", 40),
-		"SCC_LINK_SUBSCRIBE_BATCH": "64",
+		"SCC_LINK_SUBSCRIBE_BATCH": "64", "SCC_LINK_SUBSCRIBE_WINDOW": "3",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.cluster.Broker.SubscribeBatch != 64 {
-		t.Fatalf("subscribe batch %d", st.cluster.Broker.SubscribeBatch)
+	if st.cluster.Broker.SubscribeBatch != 64 || st.cluster.Broker.SubscribeWindow != 3 {
+		t.Fatalf("subscribe batch %d, window %d", st.cluster.Broker.SubscribeBatch, st.cluster.Broker.SubscribeWindow)
 	}
 }

@@ -85,13 +85,16 @@ type Config struct {
 	// re-routed, not lost (default 500ms).
 	LocalSettle time.Duration
 	// SubscribeBatch is the most channels one batch of subscription
-	// changes sent to a broker may name. A link has one batch in flight
-	// at a time; the changes made meanwhile wait, and a subscribe and an
+	// changes sent to a broker may name, and SubscribeWindow the most
+	// batches a link has in flight (sent, not yet acknowledged). The
+	// changes made while the window is full wait, and a subscribe and an
 	// unsubscribe of one channel that both wait cancel out. So at most
-	// this many channels of subscription work are ever queued ahead of a
-	// publish on a link, whatever the subscription churn of the clients
-	// (default 4096; SCC_LINK_SUBSCRIBE_BATCH).
-	SubscribeBatch int
+	// SubscribeBatch × SubscribeWindow channels of subscription work are
+	// ever queued ahead of a publish on a link, whatever the subscription
+	// churn of the clients, and one acknowledgement wakes at most one
+	// batch's subscribers (defaults 256 and 4; SCC_LINK_SUBSCRIBE_BATCH,
+	// SCC_LINK_SUBSCRIBE_WINDOW).
+	SubscribeBatch, SubscribeWindow int
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
 	// Registry receives the metrics; nil registers nowhere.
@@ -110,7 +113,8 @@ func DefaultConfig() Config {
 		BacklogMaxAge:    2 * time.Second,
 		FenceMaxBytes:    8 << 20,
 		LocalSettle:      500 * time.Millisecond,
-		SubscribeBatch:   4096,
+		SubscribeBatch:   256,
+		SubscribeWindow:  4,
 
 		RecoverLimit:        10000,
 		RecoverTimeout:      2 * time.Second,
@@ -149,6 +153,9 @@ func (c *Config) fill() {
 	}
 	if c.SubscribeBatch <= 0 {
 		c.SubscribeBatch = d.SubscribeBatch
+	}
+	if c.SubscribeWindow <= 0 {
+		c.SubscribeWindow = d.SubscribeWindow
 	}
 	if c.RecoverLimit <= 0 {
 		c.RecoverLimit = d.RecoverLimit

@@ -27,7 +27,7 @@ type brokerLink struct {
 	pendingCounted int
 
 	// ctl holds the subscription changes not yet sent and paces them:
-	// one batch in flight at a time (subctl.go).
+	// a window of batches in flight (subctl.go).
 	ctl subControl
 
 	seq, acked uint64        // publishes sent and acknowledged on this connection
@@ -190,7 +190,7 @@ func (l *brokerLink) Closed(*nodelink.Link, error) {}
 
 // addInterest holds chans at this broker and returns a channel closed once
 // the broker acknowledged them. The subscribes are sent in the next batch
-// (at once when none is in flight).
+// (at once when the window of batches in flight is not full).
 func (l *brokerLink) addInterest(chans []string) <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -248,7 +248,7 @@ func (l *brokerLink) sendBeforeLocked(ch string) {
 }
 
 // flushLocked sends the next batch of subscription changes, if the link
-// is up and no batch is in flight: the unsubscribes, then a Subscribe
+// is up and the window of batches in flight is not full: the unsubscribes, then a Subscribe
 // whose acknowledgement says the broker applied both. A batch the link
 // cannot queue closes the link: the Sync of the next connection puts
 // the broker right, where a lost change would leave it wrong.
@@ -256,7 +256,7 @@ func (l *brokerLink) flushLocked() {
 	if l.l == nil {
 		return
 	}
-	unsub, sub, id, ok := l.ctl.next(l.b.cfg.SubscribeBatch)
+	unsub, sub, id, ok := l.ctl.next(l.b.cfg.SubscribeBatch, l.b.cfg.SubscribeWindow)
 	if !ok {
 		l.countPendingLocked()
 		return

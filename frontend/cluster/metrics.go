@@ -82,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	m.subBatches = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "scc_frontend_broker_subscription_batches_total",
-		Help: "Batches of subscription changes sent to brokers (one in flight per link at a time).",
+		Help: "Batches of subscription changes sent to brokers (a window of them in flight per link).",
 	})
 	m.subChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "scc_frontend_broker_subscription_changes_total",
@@ -90,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"result"})
 	m.subPending = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "scc_frontend_broker_subscription_pending",
-		Help: "Channel subscription changes waiting for the batch in flight on their broker link.",
+		Help: "Channel subscription changes waiting for the window of batches in flight on their broker link.",
 	})
 	if reg != nil {
 		reg.MustRegister(m.subBatches, m.subChanges, m.subPending)

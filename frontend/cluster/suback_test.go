@@ -30,7 +30,7 @@ func isClosed(c <-chan struct{}) bool {
 // batch takes c's next batch and fails unless it is want.
 func batch(t *testing.T, c *subControl, max int, wantUnsub, wantSub []string) uint64 {
 	t.Helper()
-	unsub, sub, id, ok := c.next(max)
+	unsub, sub, id, ok := c.next(max, 1)
 	if !ok {
 		t.Fatalf("no batch, want -%v +%v", wantUnsub, wantSub)
 	}
@@ -44,7 +44,7 @@ func batch(t *testing.T, c *subControl, max int, wantUnsub, wantSub []string) ui
 
 func noBatch(t *testing.T, c *subControl) {
 	t.Helper()
-	if unsub, sub, _, ok := c.next(1000); ok {
+	if unsub, sub, _, ok := c.next(1000, 1); ok {
 		t.Fatalf("batch -%v +%v sent, want none", unsub, sub)
 	}
 }
@@ -134,7 +134,7 @@ func TestSubControlBatchSize(t *testing.T) {
 	w := c.subscribe(interest, names, &st)
 	var sent []string
 	for n := 0; ; n++ {
-		unsub, sub, id, ok := c.next(4)
+		unsub, sub, id, ok := c.next(4, 1)
 		if !ok {
 			break
 		}
@@ -208,7 +208,7 @@ func BenchmarkSubAckStorm(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		c.subscribe(interest, names[waiting+i:waiting+i+1], &st)
-		if _, _, id, ok := c.next(1); ok {
+		if _, _, id, ok := c.next(1, 1); ok {
 			c.acked(id)
 		}
 	}
@@ -241,5 +241,37 @@ func TestSubControlTake(t *testing.T) {
 	c.acked(batch(t, &c, 1000, nil, []string{"q"}))
 	if !isClosed(w) {
 		t.Fatal("not released")
+	}
+}
+
+// TestSubControlWindow: up to window batches go out before the first
+// acknowledgement, and no more.
+func TestSubControlWindow(t *testing.T) {
+	var c subControl
+	var st ctlStats
+	interest := map[string]struct{}{}
+	for i := range 10 {
+		c.subscribe(interest, []string{"ch-" + strconv.Itoa(i)}, &st)
+	}
+	var ids []uint64
+	for {
+		_, sub, id, ok := c.next(2, 3)
+		if !ok {
+			break
+		}
+		if len(sub) != 2 {
+			t.Fatalf("batch %v", sub)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) != 3 {
+		t.Fatalf("%d batches in flight, window 3", len(ids))
+	}
+	c.acked(ids[0])
+	if _, _, _, ok := c.next(2, 3); !ok {
+		t.Fatal("no batch after an acknowledgement opened the window")
+	}
+	if _, _, _, ok := c.next(2, 3); ok {
+		t.Fatal("a batch beyond the window")
 	}
 }

@@ -10,13 +10,15 @@ package cluster
 // channel on the link, each answered by a SubAck, in the same queues as
 // the publishes and deliveries of every other client: a publish would
 // wait behind thousands of them, at both ends. Instead, changes wait here
-// while a batch is in flight, so at most one batch of at most
-// Config.SubscribeBatch channels is ever ahead of a publish on the link
-// or in the broker's reader. A channel subscribed and unsubscribed (or
-// the other way round) before its change was sent costs the broker
-// nothing. The broker's acknowledgement of a batch means every earlier
-// message on the link was applied, as before, so a subscriber is told it
-// is subscribed only once the broker holds the channel.
+// while Config.SubscribeWindow batches are in flight, so at most that
+// many batches of at most Config.SubscribeBatch channels are ever ahead
+// of a publish on the link or in the broker's reader, and one
+// acknowledgement wakes at most one batch's subscribers. A channel
+// subscribed and unsubscribed (or the other way round) before its change
+// was sent costs the broker nothing. The broker's acknowledgement of a
+// batch means every earlier message on the link was applied, as before,
+// so a subscriber is told it is subscribed only once the broker holds
+// the channel.
 type subControl struct {
 	// pending maps a channel to the change not yet sent: true to
 	// subscribe, false to unsubscribe.
@@ -90,7 +92,7 @@ func (c *subControl) subscribe(interest map[string]struct{}, chans []string, st 
 	switch {
 	case queued:
 		return c.markLocked()
-	case sent && c.sentID > c.ackedID:
+	case sent && c.sentID > c.ackedID: // in flight
 		return c.waiter(c.sentID)
 	}
 	return closedCh
@@ -140,16 +142,16 @@ func (c *subControl) waiter(id uint64) chan struct{} {
 	return w
 }
 
-// busy reports whether a batch is in flight.
-func (c *subControl) busy() bool { return c.sentID > c.ackedID }
+// busy reports whether window batches are in flight.
+func (c *subControl) busy(window int) bool { return c.sentID-c.ackedID >= uint64(max(window, 1)) }
 
-// next takes the next batch, at most max channels, when none is in
-// flight: the channels to unsubscribe and to subscribe, and the id of the
-// Subscribe that must follow them (sent even when it names no channel:
-// its acknowledgement paces the next batch). ok is false when there is
-// nothing to send or a batch is in flight.
-func (c *subControl) next(max int) (unsub, sub []string, id uint64, ok bool) {
-	if c.busy() || len(c.queue) == 0 && len(c.marks) == 0 {
+// next takes the next batch, at most max channels, when fewer than
+// window are in flight: the channels to unsubscribe and to subscribe,
+// and the id of the Subscribe that must follow them (sent even when it
+// names no channel: its acknowledgement paces the next batch). ok is
+// false when there is nothing to send or the window is full.
+func (c *subControl) next(max, window int) (unsub, sub []string, id uint64, ok bool) {
+	if c.busy(window) || len(c.queue) == 0 && len(c.marks) == 0 {
 		return nil, nil, 0, false
 	}
 	i := 0

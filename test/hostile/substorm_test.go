@@ -168,24 +168,24 @@ func startRecordingBroker(t *testing.T) (string, *recordingBroker) {
 // of new channels while the broker is slow to acknowledge (its reader is
 // busy). A legitimate client's publish, made meanwhile, must not queue
 // behind the storm's subscription traffic on the frontend's broker link:
-// at most one batch of subscription changes is ahead of it. Once the
+// at most a window of batches of subscription changes is ahead of it. Once the
 // broker catches up, every storm socket is answered, the broker holds
 // exactly what the frontend's clients hold, and the legitimate
 // subscriber received the publish.
 //
 // Then a reconnect storm: every client of a set of channels leaves and
-// comes back while a batch is in flight. The unsubscribes and the
+// comes back while the window of batches in flight is full. The unsubscribes and the
 // subscribes that follow them cancel out and the broker is never asked
 // to drop or add those channels.
 func TestSubscriptionStormLink(t *testing.T) {
-	const batch = 256
+	const batch, window = 128, 2
 	addr, rb := startRecordingBroker(t)
 	reg := prometheus.NewRegistry()
 	ccfg := cluster.DefaultConfig()
 	ccfg.Link = peerLinkConfig()
 	ccfg.Link.NodeID, ccfg.Link.Role, ccfg.Link.AuthKey = "frontend-under-storm", protocol.RoleFrontend, clusterKey
 	ccfg.Registry = reg
-	ccfg.SubscribeBatch = batch
+	ccfg.SubscribeBatch, ccfg.SubscribeWindow = batch, window
 	b := cluster.New(ccfg)
 	set, err := rules.Parse([]byte(`
 default: {subscribe: anyone, publish: anyone}
@@ -247,11 +247,12 @@ rules:
 		rb.with(func() { ahead, ok = rb.ahead["legit"] })
 		return ok
 	})
-	t.Logf("channels of subscription traffic read by the broker before the legitimate publish: %d (storm %d, batch %d)",
-		ahead, sockets*perSocket, batch)
-	// One for the legitimate subscribe itself, then at most one batch.
-	if ahead > 1+batch {
-		t.Fatalf("%d channels of subscription traffic went ahead of a publish on the link, bound %d", ahead, 1+batch)
+	t.Logf("channels of subscription traffic read by the broker before the legitimate publish: %d (storm %d, batch %d, window %d)",
+		ahead, sockets*perSocket, batch, window)
+	// One for the legitimate subscribe itself, then at most a window of
+	// batches.
+	if ahead > 1+batch*window {
+		t.Fatalf("%d channels of subscription traffic went ahead of a publish on the link, bound %d", ahead, 1+batch*window)
 	}
 	if p := legit.next(waitTimeout); !strings.Contains(p, "during the storm") {
 		t.Fatalf("the legitimate subscriber got %q", p)
@@ -292,17 +293,20 @@ rules:
 			named[fmt.Sprint("room-", i)] = rb.named[fmt.Sprint("room-", i)]
 		}
 	})
-	blocker := dialSC(t, f.url)
-	blocker.handshake("")
-	blocker.sendf(`{"event":"#subscribe","data":{"channel":"blocker"},"cid":2}`)
-	waitFor(t, waitTimeout, "a batch in flight", func() bool {
-		n := 0
-		rb.with(func() { n = len(rb.held) })
-		return n == 1
-	})
+	// Fill the window of batches in flight.
+	blockers := make([]*scClient, window)
+	for i := range blockers {
+		blockers[i] = dialSC(t, f.url)
+		blockers[i].handshake("")
+		blockers[i].sendf(`{"event":"#subscribe","data":{"channel":"blocker-%d"},"cid":2}`, i)
+		waitFor(t, waitTimeout, "a batch in flight", func() bool {
+			n := 0
+			rb.with(func() { n = len(rb.held) })
+			return n == i+1
+		})
+	}
 	// A presence channel subscribed meanwhile: its subscribe waits for
-	// the batch in flight, and its members must not reach the broker
-	// before it.
+	// the window, and its members must not reach the broker before it.
 	pres := dialSC(t, f.url)
 	pres.handshake("")
 	pres.sendf(`{"event":"#subscribe","data":{"channel":"pres-1"},"cid":2}`)
@@ -315,14 +319,16 @@ rules:
 		c.ws.CloseNow()
 	}
 	waitFor(t, waitTimeout, "the reconnecting sockets gone", func() bool {
-		return subs() == 3 // legit, blocker and pres
+		return subs() == 2+window // legit, blockers and pres
 	})
 	cs = subscribeAll()
 	waitFor(t, waitTimeout, "the reconnecting sockets back", func() bool {
-		return subs() == 3+reconnecting && clusterChannels() == 3+reconnecting
+		return subs() == 2+window+reconnecting && clusterChannels() == 2+window+reconnecting
 	})
 	rb.release(l)
-	blocker.expectOK(2)
+	for _, b := range blockers {
+		b.expectOK(2)
+	}
 	pres.expectOK(2)
 	rb.with(func() {
 		if rb.orphans > 0 {
@@ -333,7 +339,7 @@ rules:
 		c.expectOK(2)
 	}
 	waitFor(t, waitTimeout, "the frontend settled", func() bool {
-		return metric(t, reg, "scc_frontend_broker_subscription_pending") == 0 && clusterChannels() == 3+reconnecting
+		return metric(t, reg, "scc_frontend_broker_subscription_pending") == 0 && clusterChannels() == 2+window+reconnecting
 	})
 	rb.with(func() {
 		for ch, n := range named {
