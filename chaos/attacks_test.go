@@ -62,6 +62,7 @@ func TestScenario11Attacks(t *testing.T) {
 			tr := startSteady(t, rep, steady([]string{f1}, lat))
 			base := baseline(lat, 2*time.Second, 5*time.Second)
 			counters0 := c.Counters()
+			link0 := linkSubscriptions(c)
 
 			a := chaos.StartAttacker(t, chaos.AttackConfig{
 				Kind: at.kind, Addr: hostPort(t, f1), Conns: at.conns, For: attackFor,
@@ -83,6 +84,11 @@ func TestScenario11Attacks(t *testing.T) {
 			rep.Figure("attack_mib_sent", mib(st.BytesSent))
 			rep.Detail("attack_close_codes", st.Closed)
 			rep.Detail("counters_during_attack", counterDelta(counters0, c.Counters()))
+			if at.kind == chaos.AttackSubscribe {
+				// What the storm cost the broker link: channels sent in
+				// batches, and those cancelled before they were sent.
+				rep.Detail("link_subscription_changes", counterDelta(link0, linkSubscriptions(c)))
+			}
 			if !st.Done {
 				rep.Failf("the attacker did not finish: %+v", st)
 			}
@@ -106,6 +112,21 @@ func TestScenario11Attacks(t *testing.T) {
 			requireClean(rep, "the legitimate clients", r)
 		})
 	}
+}
+
+// linkSubscriptions is frontend-1's subscription traffic toward its
+// brokers: batches sent and channel changes by result.
+func linkSubscriptions(c *chaos.Cluster) map[string]float64 {
+	out := map[string]float64{}
+	s, err := c.Metrics("frontend-1")
+	if err != nil {
+		return out
+	}
+	out["batches"] = s.Sum("scc_frontend_broker_subscription_batches_total")
+	for r, v := range s.ByLabel("scc_frontend_broker_subscription_changes_total", "result") {
+		out[r] = v
+	}
+	return out
 }
 
 // perfRecord samples the whole machine with perf into

@@ -59,13 +59,29 @@ const publishRejectChannelDeliveries = "channel_deliveries"
 // publish costs each subscriber one unit plus one per this many bytes.
 const deliveryUnitBytes = 1024
 
-// channelDeliveries is the per-channel delivery budget's configuration
-// (ChannelDeliveryRate).
+// channelDeliveries is the per-channel delivery budget's configuration:
+// a channel's rate comes from the delivery_rate of its rule in Rules
+// when it sets one, else from ChannelDeliveryRate and
+// ChannelDeliveryBurst.
 func (c Config) channelDeliveries() chanrate.Config {
-	return chanrate.Config{
+	cc := chanrate.Config{
 		Default:     chanrate.Rule{Rate: c.ChannelDeliveryRate, Burst: c.ChannelDeliveryBurst},
 		MaxChannels: c.ChannelRateTableSize,
 	}
+	if set := c.Rules; set != nil && set.HasDeliveryRates() {
+		cc.RuleFor = func(channel string) (chanrate.Rule, bool) {
+			if dr := set.Options(channel).DeliveryRate; dr.PerSecond > 0 {
+				return chanrate.Rule{Rate: dr.PerSecond, Burst: dr.Burst}, true
+			}
+			return chanrate.Rule{}, false
+		}
+	}
+	return cc
+}
+
+// deliveryBudgets reports whether any channel has a delivery budget.
+func (c Config) deliveryBudgets() bool {
+	return c.ChannelDeliveryRate > 0 || c.Rules != nil && c.Rules.HasDeliveryRates()
 }
 
 // allowChannelDeliveries charges a client publish of size bytes to
@@ -75,7 +91,7 @@ func (c Config) channelDeliveries() chanrate.Config {
 // or large messages, take the CPU every other client needs. A refusal is
 // counted and returned as the error the client receives.
 func (s *Server) allowChannelDeliveries(channel string, size int) *protocol.Error {
-	if s.cfg.ChannelDeliveryRate <= 0 {
+	if !s.deliveryBudgets {
 		return nil
 	}
 	n := max(1, s.subs.count(channel)) * (1 + size/deliveryUnitBytes)

@@ -166,3 +166,72 @@ func TestChannelRuleForPrecedence(t *testing.T) {
 		t.Fatal("a lookup per publish without any publish_rate")
 	}
 }
+
+// TestChannelRuleDeliveryRate: a rule's delivery_rate sets the delivery
+// budget of its channels in place of SCC_CHANNEL_DELIVERY_RATE, lower
+// (even with the global budget off) or higher, and other channels keep
+// the global one.
+func TestChannelRuleDeliveryRate(t *testing.T) {
+	cfg := rulesConfig(t, `
+default: {subscribe: anyone, publish: anyone}
+rules:
+  - {match: "narrow:*", subscribe: anyone, publish: anyone, delivery_rate: {per_second: 5}}
+  - {match: "wide:*", subscribe: anyone, publish: anyone, delivery_rate: {per_second: 100000, burst: 100000}}
+`)
+	cfg.ChannelPublishRate = 0
+	for _, global := range []struct {
+		rate  float64
+		burst int
+	}{{0, 0}, {5, 5}} {
+		cfg.ChannelDeliveryRate, cfg.ChannelDeliveryBurst = global.rate, global.burst
+		srv := startServer(t, cfg)
+		pub := dial(t, srv)
+		pub.handshake("")
+		const n = 100
+		start := time.Now()
+		for i := range n {
+			pub.sendf(`{"event":"#publish","data":{"channel":"narrow:1","data":1},"cid":%d}`, 10+i)
+			pub.sendf(`{"event":"#publish","data":{"channel":"wide:1","data":2},"cid":%d}`, 1000+i)
+			pub.sendf(`{"event":"#publish","data":{"channel":"news","data":3},"cid":%d}`, 2000+i)
+		}
+		okNarrow, okNews, refused := 0, 0, 0
+		for range 3 * n {
+			var r struct {
+				RID   int
+				Error *struct{ Name, Message string }
+			}
+			p := pub.packet()
+			if err := json.Unmarshal([]byte(p), &r); err != nil {
+				t.Fatalf("reply %q: %v", p, err)
+			}
+			switch {
+			case r.Error != nil && r.Error.Name != "ResourceLimitError":
+				t.Fatalf("unexpected reply %s", p)
+			case r.RID >= 2000 && r.Error == nil:
+				okNews++
+			case r.RID >= 2000:
+				refused++
+			case r.RID >= 1000 && r.Error != nil:
+				t.Fatalf("global %v: a publish to a channel with a higher delivery_rate refused: %s", global, p)
+			case r.RID >= 1000:
+			case r.Error == nil:
+				okNarrow++
+			default:
+				refused++
+			}
+		}
+		elapsed := time.Since(start)
+		if limit := 5 + int(5*elapsed.Seconds()) + 1; okNarrow < 5 || okNarrow > limit {
+			t.Fatalf("global %v: %d publishes to narrow:1 accepted in %v at 5/s burst 5", global, okNarrow, elapsed)
+		}
+		if global.rate == 0 && okNews != n {
+			t.Fatalf("no global budget: %d of %d publishes to news accepted", okNews, n)
+		}
+		if global.rate > 0 && okNews == n {
+			t.Fatalf("global budget %v: every publish to news accepted", global)
+		}
+		if got := counter(t, srv.Registry(), "scc_frontend_publish_errors_total", "reason", "channel_deliveries"); int(got) != refused {
+			t.Fatalf("channel_deliveries refusals counted %v, want %d", got, refused)
+		}
+	}
+}

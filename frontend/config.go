@@ -299,7 +299,11 @@ type Config struct {
 	// SubscribeRate caps the client #subscribe requests this frontend
 	// takes per second, all sockets together (token bucket, burst
 	// SubscribeBurst), so a subscription storm cannot take the CPU that
-	// delivery needs. A subscribe beyond it is not refused: its socket's
+	// delivery needs. #unsubscribe requests take from the same bucket,
+	// and so do the subscriptions a closing socket releases (without
+	// waiting, down to -SubscribeBurst): a storm of sockets that
+	// subscribe and leave gets the rate for both halves together. A
+	// subscribe beyond it is not refused: its socket's
 	// reader waits for its turn (the client's later packets wait with it,
 	// and the socket is not closed for the silence). 0 means no limit. Env
 	// SCC_SUBSCRIBE_RATE. Default 5000: about what one core shared with a

@@ -100,7 +100,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		acceptsPaced:     prometheus.NewCounter(prometheus.CounterOpts(f("accepts_paced_total", "Connections accepted only after waiting in the listen queue for the handshake rate."))),
 		publishErrors:    prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
 		subscribeErrors:  prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribe_errors_total", "Subscribes refused, by reason.")), []string{"reason"}),
-		subscribesPaced:  prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribes_paced_total", "Subscribes whose socket waited for their turn under a subscribe rate, by the rate that held it.")), []string{"reason"}),
+		subscribesPaced:  prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribes_paced_total", "Subscribes and unsubscribes whose socket waited for their turn under a subscription rate, by the rate that held it.")), []string{"reason"}),
 	}
 	for _, r := range []string{reasonNormal, reasonGoingAway, reasonPongTimeout, reasonHandshakeTimeout, reasonHandshakeRejected,
 		reasonBeforeHandshake, reasonMessageTooBig, reasonSlowConsumer, reasonRateLimited, reasonUnsupportedData, reasonInvalidPayload,
@@ -114,7 +114,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	for _, r := range []string{subRejectSocketLimit, subRejectMax, subRejectMaxPerIP, subRejectPending, subRejectBroker} {
 		m.subscribeErrors.WithLabelValues(r)
 	}
-	for _, r := range []string{pacedSubscribeRate, pacedSubscribeRatePerIP} {
+	for _, r := range []string{pacedSubscribeRate, pacedSubscribeRatePerIP, pacedUnsubscribeRate, pacedUnsubscribeRatePerIP} {
 		m.subscribesPaced.WithLabelValues(r)
 	}
 	m.inPublish = m.messagesIn.WithLabelValues("publish")

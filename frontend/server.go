@@ -106,6 +106,9 @@ type Server struct {
 	done         chan struct{}
 	shutdownOnce sync.Once
 	shutdownErr  error
+
+	// deliveryBudgets: ChannelDeliveryRate or a rule's delivery_rate is set.
+	deliveryBudgets bool
 }
 
 const socketShards = 16
@@ -183,6 +186,7 @@ func New(cfg Config) (*Server, error) {
 	s.initHistory()
 	s.chanRate = chanrate.New(cfg.channelRate())
 	s.chanDeliv = chanrate.New(cfg.channelDeliveries())
+	s.deliveryBudgets = cfg.deliveryBudgets()
 	s.sources = newSourceTable(&s.cfg, s.clock)
 	s.subLim.b.tokens = float64(cfg.SubscribeBurst)
 	s.tcpMetrics = connlimit.NewMetrics(s.reg, "frontend")

@@ -709,6 +709,7 @@ func (s *Socket) teardown() {
 		srv.subs.unsubscribe(ch, s)
 	}
 	srv.releaseSubs(s, len(chans))
+	srv.chargeReleased(s.ip, len(chans))
 	for _, c := range calls {
 		c <- callResult{err: protocol.NewError(protocol.ErrNameBadConnection, "Socket connection closed", "type", "disconnect", "code", code)}
 	}
@@ -1035,6 +1036,9 @@ func (s *Socket) unsubscribe(p *protocol.Packet) {
 	ch, ok := protocol.DecodeString(p.Data)
 	if !ok {
 		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Unsubscribe channel name was malformatted"))
+		return
+	}
+	if !s.paceUnsubscribe() {
 		return
 	}
 	pending := s.cancelHookSubscribe(ch)

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -18,6 +19,9 @@ type subscribeBucket struct {
 const (
 	pacedSubscribeRate      = "subscribe_rate"
 	pacedSubscribeRatePerIP = "subscribe_rate_per_ip"
+	// An #unsubscribe held by the same buckets.
+	pacedUnsubscribeRate      = "unsubscribe_rate"
+	pacedUnsubscribeRatePerIP = "unsubscribe_rate_per_ip"
 )
 
 // subscribePaceSlice is how long a pacing wait sleeps between looks at
@@ -32,14 +36,58 @@ const subscribePaceSlice = 250 * time.Millisecond
 // The socket counts as alive while it waits. It returns false when the
 // socket closed or the server stopped meanwhile.
 func (s *Socket) paceSubscribe() bool {
+	cfg := &s.srv.cfg
+	return s.pace(&s.srv.subLim, cfg.SubscribeRate, cfg.SubscribeBurst, pacedSubscribeRate, pacedSubscribeRatePerIP)
+}
+
+// paceUnsubscribe is paceSubscribe for #unsubscribe: subscribes and
+// unsubscribes share SubscribeRate and the address's SubscribeRatePerIP
+// bucket, which bound subscription changes, so a client that subscribes
+// and unsubscribes in a loop pays for both halves, and the broker
+// traffic a storm of them causes is bounded like its subscribes'.
+func (s *Socket) paceUnsubscribe() bool {
+	cfg := &s.srv.cfg
+	return s.pace(&s.srv.subLim, cfg.SubscribeRate, cfg.SubscribeBurst, pacedUnsubscribeRate, pacedUnsubscribeRatePerIP)
+}
+
+// chargeReleased charges the subscriptions a closing socket released to
+// SubscribeRate and its address's SubscribeRatePerIP bucket, without
+// waiting (the socket is gone): the subscribes that follow wait for them.
+// A subscription storm of sockets that subscribe and leave then gets the
+// rate for its subscribes and unsubscribes together, not for each. The
+// debt is bounded by the burst, so a mass disconnect delays the
+// resubscribes after it by at most burst/rate.
+func (s *Server) chargeReleased(ip netip.Addr, n int) {
+	if n <= 0 {
+		return
+	}
+	if r := s.cfg.SubscribeRate; r > 0 {
+		burst := float64(s.cfg.SubscribeBurst)
+		l := &s.subLim
+		l.mu.Lock()
+		l.b.take(s.clock(), float64(n), r, burst)
+		l.b.tokens = max(l.b.tokens, -burst)
+		l.mu.Unlock()
+	}
+	if r := s.cfg.SubscribeRatePerIP; r > 0 && ip.IsValid() {
+		burst := float64(s.cfg.SubscribeBurstPerIP)
+		s.sources.with(ip, false, func(now int64, e *source) {
+			e.subs.take(now, float64(n), r, burst)
+			e.subs.tokens = max(e.subs.tokens, -burst)
+		})
+	}
+}
+
+// pace waits for one token of l (rate r, burst burst) and of the
+// address's subscription bucket; reason and reasonIP name the one that
+// held it.
+func (s *Socket) pace(l *subscribeBucket, r float64, burst int, reason, reasonIP string) bool {
 	srv := s.srv
 	var d time.Duration
-	reason := pacedSubscribeRate
 	var cancel func()
-	if r := srv.cfg.SubscribeRate; r > 0 {
-		l := &srv.subLim
+	if r > 0 {
 		l.mu.Lock()
-		l.b.take(srv.clock(), 1, r, float64(srv.cfg.SubscribeBurst))
+		l.b.take(srv.clock(), 1, r, float64(burst))
 		if l.b.tokens < 0 {
 			d = time.Duration(-l.b.tokens / r * 1e9)
 		}
@@ -56,7 +104,7 @@ func (s *Socket) paceSubscribe() bool {
 			e.subs.take(now, 1, r, burst)
 			if e.subs.tokens < 0 {
 				if w := time.Duration(-e.subs.tokens / r * 1e9); w > d {
-					d, reason = w, pacedSubscribeRatePerIP
+					d, reason = w, reasonIP
 				}
 			}
 		})

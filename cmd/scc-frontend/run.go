@@ -160,7 +160,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.MaxSubscriptions = r.Int("SCC_MAX_SUBSCRIPTIONS", d.MaxSubscriptions, "most socket-channel subscriptions on this frontend, pending ones included")
 	c.MaxSubscriptionsPerIP = r.Int("SCC_MAX_SUBSCRIPTIONS_PER_IP", d.MaxSubscriptionsPerIP, "most subscriptions of the sockets of one client IP address (0: no limit)")
 	c.MaxPendingSubscribes = r.Int("SCC_MAX_PENDING_SUBSCRIBES", d.MaxPendingSubscribes, "most channels whose broker subscription is in flight; subscribes are answered when the broker is, while the socket keeps reading")
-	c.SubscribeRate = r.Float("SCC_SUBSCRIBE_RATE", d.SubscribeRate, "client subscribes per second on this frontend; beyond it a socket's reader waits for its turn (0: no limit)")
+	c.SubscribeRate = r.Float("SCC_SUBSCRIBE_RATE", d.SubscribeRate, "client subscribes and unsubscribes per second on this frontend, and the subscriptions closing sockets release; beyond it a socket's reader waits for its turn (0: no limit)")
 	c.SubscribeBurst = r.Int("SCC_SUBSCRIBE_BURST", d.SubscribeBurst, "burst for SCC_SUBSCRIBE_RATE")
 	c.SubscribeRatePerIP = r.Float("SCC_SUBSCRIBE_RATE_PER_IP", d.SubscribeRatePerIP, "client subscribes per second of one client IP address, paced like SCC_SUBSCRIBE_RATE (0: no limit)")
 	c.SubscribeBurstPerIP = r.Int("SCC_SUBSCRIBE_BURST_PER_IP", d.SubscribeBurstPerIP, "burst for SCC_SUBSCRIBE_RATE_PER_IP")

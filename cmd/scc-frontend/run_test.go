@@ -191,3 +191,16 @@ func TestLoadClientRates(t *testing.T) {
 		t.Fatalf("client rates not read: %+v", c)
 	}
 }
+
+func TestLoadLinkSubscribeBatch(t *testing.T) {
+	st, _, err := load(env(map[string]string{
+		"SCC_STATE_SERVER_HOST": "s", "SCC_AUTH_KEY": strings.Repeat("k", 40),
+		"SCC_LINK_SUBSCRIBE_BATCH": "64", "SCC_LINK_SUBSCRIBE_WINDOW": "3",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.cluster.Broker.SubscribeBatch != 64 || st.cluster.Broker.SubscribeWindow != 3 {
+		t.Fatalf("subscribe batch %d, window %d", st.cluster.Broker.SubscribeBatch, st.cluster.Broker.SubscribeWindow)
+	}
+}

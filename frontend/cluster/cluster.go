@@ -84,6 +84,17 @@ type Config struct {
 	// Publishes meanwhile wait in the dead broker's backlog and are
 	// re-routed, not lost (default 500ms).
 	LocalSettle time.Duration
+	// SubscribeBatch is the most channels one batch of subscription
+	// changes sent to a broker may name, and SubscribeWindow the most
+	// batches a link has in flight (sent, not yet acknowledged). The
+	// changes made while the window is full wait, and a subscribe and an
+	// unsubscribe of one channel that both wait cancel out. So at most
+	// SubscribeBatch × SubscribeWindow channels of subscription work are
+	// ever queued ahead of a publish on a link, whatever the subscription
+	// churn of the clients, and one acknowledgement wakes at most one
+	// batch's subscribers (defaults 256 and 4; SCC_LINK_SUBSCRIBE_BATCH,
+	// SCC_LINK_SUBSCRIBE_WINDOW).
+	SubscribeBatch, SubscribeWindow int
 	// Logger receives the broker's logs; nil discards them.
 	Logger *slog.Logger
 	// Registry receives the metrics; nil registers nowhere.
@@ -102,6 +113,8 @@ func DefaultConfig() Config {
 		BacklogMaxAge:    2 * time.Second,
 		FenceMaxBytes:    8 << 20,
 		LocalSettle:      500 * time.Millisecond,
+		SubscribeBatch:   256,
+		SubscribeWindow:  4,
 
 		RecoverLimit:        10000,
 		RecoverTimeout:      2 * time.Second,
@@ -137,6 +150,12 @@ func (c *Config) fill() {
 	}
 	if c.LocalSettle < 0 {
 		c.LocalSettle = 0
+	}
+	if c.SubscribeBatch <= 0 {
+		c.SubscribeBatch = d.SubscribeBatch
+	}
+	if c.SubscribeWindow <= 0 {
+		c.SubscribeWindow = d.SubscribeWindow
 	}
 	if c.RecoverLimit <= 0 {
 		c.RecoverLimit = d.RecoverLimit

@@ -12,6 +12,12 @@
 // old owners. A subscriber is thus subscribed at both owners from before any
 // publisher switches until after every publisher has switched.
 //
+// Subscription changes go to a broker in batches, a small window of them
+// in flight per link (subctl.go): the changes made while it is full wait
+// and a subscribe and an unsubscribe of one channel cancel out, so a
+// subscription storm puts a bounded amount of subscription work ahead of
+// a publish on the link and in the broker's reader.
+//
 // Lock order: Broker.route (RWMutex over the routing state) before
 // brokerLink.mu. Nothing holds a lock across network I/O; links enqueue.
 package cluster

@@ -23,14 +23,12 @@ type brokerLink struct {
 	gen      uint64         // connection generation
 	interest map[string]struct{}
 	intPeak  int // largest len(interest) since it was made
+	// pendingCounted is this link's share of the pending-changes gauge.
+	pendingCounted int
 
-	nextSub  uint64
-	ackedSub uint64
-	// subWaiters wait for subscribe acknowledgements, in ascending id
-	// order (ids only grow), so an acknowledgement releases a prefix: a
-	// storm of subscribes costs each acknowledgement what it releases,
-	// not a walk over every pending one.
-	subWaiters []subWaiter
+	// ctl holds the subscription changes not yet sent and paces them:
+	// a window of batches in flight (subctl.go).
+	ctl subControl
 
 	seq, acked uint64        // publishes sent and acknowledged on this connection
 	ackCh      chan struct{} // closed at the next PubAck or disconnect
@@ -78,8 +76,8 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	l.l = nl
 	l.gen++
 	l.seq, l.acked = 0, 0
-	l.nextSub++
-	id := l.nextSub
+	id := l.ctl.sync()
+	l.countPendingLocked()
 	chans := make([]string, 0, len(l.interest))
 	for ch := range l.interest {
 		chans = append(chans, ch)
@@ -176,18 +174,9 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 				continue
 			}
 			l.mu.Lock()
-			if a.ID > l.ackedSub {
-				l.ackedSub = a.ID
-			}
-			n := 0
-			for n < len(l.subWaiters) && l.subWaiters[n].id <= a.ID {
-				close(l.subWaiters[n].ch)
-				l.subWaiters[n] = subWaiter{}
-				n++
-			}
-			l.subWaiters = l.subWaiters[n:]
-			if len(l.subWaiters) == 0 {
-				l.subWaiters = nil // let a storm's backing array go
+			l.ctl.acked(a.ID)
+			if l.l == nl {
+				l.flushLocked()
 			}
 			l.mu.Unlock()
 		case protocol.MsgPresenceResult:
@@ -200,71 +189,97 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 func (l *brokerLink) Closed(*nodelink.Link, error) {}
 
 // addInterest holds chans at this broker and returns a channel closed once
-// the broker acknowledged them.
+// the broker acknowledged them. The subscribes are sent in the next batch
+// (at once when the window of batches in flight is not full).
 func (l *brokerLink) addInterest(chans []string) <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var add []string
-	for _, ch := range chans {
-		if _, ok := l.interest[ch]; !ok {
-			l.interest[ch] = struct{}{}
-			add = append(add, ch)
-		}
-	}
+	var st ctlStats
+	w := l.ctl.subscribe(l.interest, chans, &st)
 	l.intPeak = max(l.intPeak, len(l.interest))
-	if len(add) == 0 {
-		// Nothing new, but an earlier subscribe may still be unacknowledged.
-		if l.ackedSub >= l.nextSub {
-			return closedCh
-		}
-		return l.waiterLocked(l.nextSub)
-	}
-	l.nextSub++
-	id := l.nextSub
-	w := l.waiterLocked(id)
-	if l.l != nil {
-		if err := l.l.Send(protocol.MsgSubscribe, &protocol.Subscribe{ID: id, Channels: add}); err != nil {
-			l.b.log.Warn("sending subscribe", "peer", l.info.ID, "err", err)
-		}
-	}
+	l.ctlDoneLocked(st)
 	// While down, the Sync after the reconnect carries them and its
-	// acknowledgement (a higher id) releases this waiter.
+	// acknowledgement releases w.
 	return w
 }
 
-// subWaiter is closed once the broker acknowledged subscribe id.
-type subWaiter struct {
-	id uint64
-	ch chan struct{}
-}
-
-// waiterLocked returns the waiter for id, which is never below the ids
-// already waited for.
-func (l *brokerLink) waiterLocked(id uint64) chan struct{} {
-	if n := len(l.subWaiters); n > 0 && l.subWaiters[n-1].id >= id {
-		return l.subWaiters[n-1].ch
-	}
-	w := make(chan struct{})
-	l.subWaiters = append(l.subWaiters, subWaiter{id: id, ch: w})
-	return w
-}
-
-var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
+// removeInterest drops chans at this broker, in the next batch.
 func (l *brokerLink) removeInterest(chans []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var drop []string
-	for _, ch := range chans {
-		if _, ok := l.interest[ch]; ok {
-			delete(l.interest, ch)
-			drop = append(drop, ch)
-		}
-	}
+	var st ctlStats
+	l.ctl.unsubscribe(l.interest, chans, &st)
 	l.interest = shrunk(l.interest, &l.intPeak)
-	if len(drop) > 0 && l.l != nil {
-		_ = l.l.Send(protocol.MsgUnsubscribe, &protocol.Unsubscribe{Channels: drop})
+	l.ctlDoneLocked(st)
+}
+
+// ctlDoneLocked counts what a change did and sends a batch if none is in
+// flight.
+func (l *brokerLink) ctlDoneLocked(st ctlStats) {
+	if st.coalesced > 0 {
+		l.b.m.subChanges.WithLabelValues(subChangeCoalesced).Add(float64(st.coalesced))
 	}
+	l.flushLocked()
+	l.countPendingLocked()
+}
+
+// countPendingLocked brings the pending-changes gauge up to date.
+func (l *brokerLink) countPendingLocked() {
+	n := l.ctl.pendingLen()
+	l.b.m.subPending.Add(float64(n - l.pendingCounted))
+	l.pendingCounted = n
+}
+
+// sendBeforeLocked sends ch's pending subscribe at once, out of its
+// batch, so that a message about ch sent next is read by the broker
+// after it.
+func (l *brokerLink) sendBeforeLocked(ch string) {
+	id, ok := l.ctl.take(ch)
+	if !ok || l.l == nil {
+		return
+	}
+	if err := l.l.Send(protocol.MsgSubscribe, &protocol.Subscribe{ID: id, Channels: []string{ch}}); err != nil {
+		l.b.log.Warn("sending subscription changes", "peer", l.info.ID, "err", err)
+		_ = l.l.Close(nodelink.ReasonQueueFull)
+	}
+	l.b.m.subBatches.Inc()
+	l.b.m.subChanges.WithLabelValues(subChangeSubscribe).Inc()
+	l.countPendingLocked()
+}
+
+// flushLocked sends the next batch of subscription changes, if the link
+// is up and the window of batches in flight is not full: the unsubscribes, then a Subscribe
+// whose acknowledgement says the broker applied both. A batch the link
+// cannot queue closes the link: the Sync of the next connection puts
+// the broker right, where a lost change would leave it wrong.
+func (l *brokerLink) flushLocked() {
+	if l.l == nil {
+		return
+	}
+	unsub, sub, id, ok := l.ctl.next(l.b.cfg.SubscribeBatch, l.b.cfg.SubscribeWindow)
+	if !ok {
+		l.countPendingLocked()
+		return
+	}
+	var err error
+	if len(unsub) > 0 {
+		err = l.l.Send(protocol.MsgUnsubscribe, &protocol.Unsubscribe{Channels: unsub})
+	}
+	if err == nil {
+		err = l.l.Send(protocol.MsgSubscribe, &protocol.Subscribe{ID: id, Channels: sub})
+	}
+	if err != nil {
+		l.b.log.Warn("sending subscription changes", "peer", l.info.ID, "err", err)
+		_ = l.l.Close(nodelink.ReasonQueueFull)
+	}
+	l.b.m.subBatches.Inc()
+	if len(sub) > 0 {
+		l.b.m.subChanges.WithLabelValues(subChangeSubscribe).Add(float64(len(sub)))
+	}
+	if len(unsub) > 0 {
+		l.b.m.subChanges.WithLabelValues(subChangeUnsubscribe).Add(float64(len(unsub)))
+	}
+	l.countPendingLocked()
 }
 
 func (l *brokerLink) interestSnapshot() map[string]struct{} {
@@ -443,10 +458,8 @@ func (t ackTarget) wait(ctx context.Context, deadline time.Time) bool {
 func (l *brokerLink) close() {
 	l.mu.Lock()
 	l.closed = true
-	for _, w := range l.subWaiters {
-		close(w.ch)
-	}
-	l.subWaiters = nil
+	l.ctl.close()
+	l.countPendingLocked()
 	if n := len(l.backlog); n > 0 {
 		l.b.m.drops.WithLabelValues("link_closed").Add(float64(n))
 	}

@@ -15,7 +15,17 @@ type metrics struct {
 	fenceSeconds  prometheus.Histogram
 	commitSeconds prometheus.Histogram
 	resent        prometheus.Counter
+	subBatches    prometheus.Counter
+	subChanges    *prometheus.CounterVec
+	subPending    prometheus.Gauge
 }
+
+// Results of a subscription change (broker_subscription_changes_total).
+const (
+	subChangeSubscribe   = "subscribe"   // sent to the broker in a batch
+	subChangeUnsubscribe = "unsubscribe" // sent to the broker in a batch
+	subChangeCoalesced   = "coalesced"   // cancelled by the opposite change before it was sent
+)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -70,7 +80,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "scc_frontend_resent_total",
 		Help: "Publishes of channels with history a failed broker had not acknowledged, re-sent to the channel's next owner (which drops what it already holds).",
 	})
+	m.subBatches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "scc_frontend_broker_subscription_batches_total",
+		Help: "Batches of subscription changes sent to brokers (a window of them in flight per link).",
+	})
+	m.subChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scc_frontend_broker_subscription_changes_total",
+		Help: "Channel subscription changes toward brokers, by result (subscribe, unsubscribe: sent; coalesced: cancelled by the opposite change before it was sent).",
+	}, []string{"result"})
+	m.subPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "scc_frontend_broker_subscription_pending",
+		Help: "Channel subscription changes waiting for the window of batches in flight on their broker link.",
+	})
 	if reg != nil {
+		reg.MustRegister(m.subBatches, m.subChanges, m.subPending)
 		reg.MustRegister(m.resent)
 		reg.MustRegister(m.drops, m.reshards, m.links, m.linksUp, m.subscriptions, m.ringVersion,
 			m.delivered, m.deliveryDrops, m.rerouted, m.fenceSeconds, m.commitSeconds)

@@ -125,6 +125,8 @@ func ReadNodeConfig(r Env) NodeConfig {
 	c.Broker.RecoverLimit = r.Int("SCC_GAP_RECOVERY_LIMIT", bdef.RecoverLimit, "most publications one request asks the owner for when a channel with history skipped offsets (after a broker failure or a reshard)")
 	c.Broker.RecoverTimeout = r.Duration("SCC_GAP_RECOVERY_TIMEOUT", bdef.RecoverTimeout, "how long filling such a gap may wait for the owner's reply before it is given up (counted)")
 	c.Broker.RecoverHeldMaxBytes = r.Int("SCC_GAP_RECOVERY_HELD_MAX_BYTES", bdef.RecoverHeldMaxBytes, "publications of one channel held while its gap is filled, in bytes; over it the gap is given up (counted)")
+	c.Broker.SubscribeBatch = r.Int("SCC_LINK_SUBSCRIBE_BATCH", bdef.SubscribeBatch, "most channels one batch of subscription changes to a broker names")
+	c.Broker.SubscribeWindow = r.Int("SCC_LINK_SUBSCRIBE_WINDOW", bdef.SubscribeWindow, "most batches of subscription changes in flight per broker link; changes made while it is full wait, and are coalesced")
 	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", ldef.QueueMaxBytes, "bytes queued per inter-node link before messages are dropped")
 	return c
 }

@@ -152,6 +152,10 @@ func (l *brokerLink) sendPresence(t protocol.MsgType, body any) {
 	if l.l == nil {
 		return
 	}
+	if j, ok := body.(*protocol.PresenceJoin); ok {
+		// The broker takes members only for a channel the link holds.
+		l.sendBeforeLocked(j.Channel)
+	}
 	if err := l.l.Send(t, body); err != nil {
 		l.b.m.drops.WithLabelValues("presence").Inc()
 	}

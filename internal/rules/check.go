@@ -161,6 +161,21 @@ func (s *Set) HasPublishRates() bool {
 	return false
 }
 
+// HasDeliveryRates reports whether any rule, or the default, sets a
+// delivery_rate, so a caller can skip the lookup on every publish when
+// none does.
+func (s *Set) HasDeliveryRates() bool {
+	if s.def.Options.DeliveryRate.PerSecond > 0 {
+		return true
+	}
+	for i := range s.rules {
+		if s.rules[i].Options.DeliveryRate.PerSecond > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Options returns channel's options; the zero value for reserved names.
 func (s *Set) Options(channel string) ChannelOptions {
 	if r := s.Rule(channel); r != nil {

@@ -104,15 +104,27 @@ type PublishRate struct {
 	Burst int `json:"burst"`
 }
 
+// DeliveryRate bounds the deliveries that client publishes to a channel
+// may cause on one frontend (each publish costs one per local subscriber,
+// times one plus its data's whole KiB), in place of
+// SCC_CHANNEL_DELIVERY_RATE for the channels of the rule.
+type DeliveryRate struct {
+	// PerSecond is the sustained rate; 0 means the frontend's default.
+	PerSecond float64 `json:"per_second"`
+	// Burst is the bucket size; defaults to max(1, ceil(PerSecond)).
+	Burst int `json:"burst"`
+}
+
 // ChannelOptions are the per-channel settings of the features that read
-// them (history, recovery, presence, join/leave events, publish rate). The
-// zero value turns every one off.
+// them (history, recovery, presence, join/leave events, publish rate,
+// delivery rate). The zero value turns every one off.
 type ChannelOptions struct {
-	History     History     `json:"history"`
-	Recovery    bool        `json:"recovery"`
-	Presence    bool        `json:"presence"`
-	JoinLeave   bool        `json:"join_leave"`
-	PublishRate PublishRate `json:"publish_rate"`
+	History      History      `json:"history"`
+	Recovery     bool         `json:"recovery"`
+	Presence     bool         `json:"presence"`
+	JoinLeave    bool         `json:"join_leave"`
+	PublishRate  PublishRate  `json:"publish_rate"`
+	DeliveryRate DeliveryRate `json:"delivery_rate"`
 }
 
 // Rule is one entry of the file. Index is its position in the rules list
@@ -361,9 +373,18 @@ func parseRule(idx int, raw json.RawMessage) (*Rule, error) {
 		return nil, fail("publish_rate.burst", "must not be negative")
 	case o.PublishRate.Burst > 0 && o.PublishRate.PerSecond == 0:
 		return nil, fail("publish_rate.burst", "needs publish_rate.per_second")
+	case o.DeliveryRate.PerSecond < 0 || math.IsNaN(o.DeliveryRate.PerSecond) || math.IsInf(o.DeliveryRate.PerSecond, 0):
+		return nil, fail("delivery_rate.per_second", "must be a positive number")
+	case o.DeliveryRate.Burst < 0:
+		return nil, fail("delivery_rate.burst", "must not be negative")
+	case o.DeliveryRate.Burst > 0 && o.DeliveryRate.PerSecond == 0:
+		return nil, fail("delivery_rate.burst", "needs delivery_rate.per_second")
 	}
 	if o.PublishRate.PerSecond > 0 && o.PublishRate.Burst == 0 {
 		o.PublishRate.Burst = max(1, int(math.Ceil(o.PublishRate.PerSecond)))
+	}
+	if o.DeliveryRate.PerSecond > 0 && o.DeliveryRate.Burst == 0 {
+		o.DeliveryRate.Burst = max(1, int(math.Ceil(o.DeliveryRate.PerSecond)))
 	}
 	return r, nil
 }
@@ -398,6 +419,10 @@ type canonRule struct {
 	JoinLeave   bool    `json:"join_leave"`
 	RatePerSec  float64 `json:"publish_rate_per_second"`
 	RateBurst   int     `json:"publish_rate_burst"`
+	// Left out when unset, so files written before delivery_rate keep
+	// their digest.
+	DelivPerSec float64 `json:"delivery_rate_per_second,omitempty"`
+	DelivBurst  int     `json:"delivery_rate_burst,omitempty"`
 }
 
 func canon(r *Rule) canonRule {
@@ -407,6 +432,7 @@ func canon(r *Rule) canonRule {
 		HistorySize: o.History.Size, HistoryTTL: time.Duration(o.History.TTL).Milliseconds(),
 		Recovery: o.Recovery, Presence: o.Presence, JoinLeave: o.JoinLeave,
 		RatePerSec: o.PublishRate.PerSecond, RateBurst: o.PublishRate.Burst,
+		DelivPerSec: o.DeliveryRate.PerSecond, DelivBurst: o.DeliveryRate.Burst,
 	}
 }
 

@@ -227,3 +227,51 @@ func TestParseEscapes(t *testing.T) {
 		t.Error("same rules, different digests")
 	}
 }
+
+// TestParseDeliveryRate: delivery_rate is parsed, defaulted and checked
+// like publish_rate, and is part of the digest only when set, so a file
+// without it keeps the digest it had before the option existed.
+func TestParseDeliveryRate(t *testing.T) {
+	s, err := Parse([]byte("rules:\n  - {match: \"a:*\", subscribe: anyone, publish: anyone, delivery_rate: {per_second: 2.5}}\n"), YAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Options("a:1").DeliveryRate; got != (DeliveryRate{PerSecond: 2.5, Burst: 3}) {
+		t.Fatalf("delivery rate %+v", got)
+	}
+	if !s.HasDeliveryRates() || s.HasPublishRates() {
+		t.Fatalf("HasDeliveryRates %v, HasPublishRates %v", s.HasDeliveryRates(), s.HasPublishRates())
+	}
+	chat, err := Parse([]byte(chatYAML), YAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chat.HasDeliveryRates() {
+		t.Fatal("the chat example sets no delivery_rate")
+	}
+	// The chat example's digest before delivery_rate existed.
+	if d := chat.Digest(); d != chatDigest {
+		t.Fatalf("digest %s, want %s", d, chatDigest)
+	}
+	with, err := Parse([]byte(strings.Replace(chatYAML, "publish_rate: {per_second: 5}", "publish_rate: {per_second: 5}\n    delivery_rate: {per_second: 500}", 1)), YAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if with.Digest() == chat.Digest() {
+		t.Fatal("delivery_rate left the digest unchanged")
+	}
+	for yaml, want := range map[string]string{
+		"delivery_rate: {per_second: -1}":           `field "delivery_rate.per_second": must be a positive number`,
+		"delivery_rate: {burst: 3}":                 `field "delivery_rate.burst": needs delivery_rate.per_second`,
+		"delivery_rate: {per_second: 1, burst: -1}": `field "delivery_rate.burst": must not be negative`,
+	} {
+		_, err := Parse([]byte("rules:\n  - match: a\n    subscribe: anyone\n    publish: anyone\n    "+yaml+"\n"), YAML)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %s", yaml, err, want)
+		}
+	}
+}
+
+// chatDigest is chatYAML's digest, fixed so that a new option that a
+// file does not set cannot change the digests of the files in use.
+const chatDigest = "0a2a6a5993f73a0afc42779e26a9309233aaa3f57fb569621672477a250a49ea"

@@ -19,7 +19,10 @@
 // The resource suites hold a thousand idle connections against each port
 // (and against the built frontend under a 1024-descriptor limit), flood one
 // channel from one anonymous publisher, and forward malformed publications
-// from a rogue broker.
+// from a rogue broker. The subscription-storm suite (substorm_test.go)
+// records what a frontend's broker link carries while hundreds of
+// sockets subscribe and leave, and checks the subscription traffic a
+// legitimate publish waits behind stays within one batch.
 //
 // The package has no non-test code; run it with
 //
