@@ -72,7 +72,7 @@ func (r *replicator) handoff(prev, cur *ring.Ring) {
 	r.mu.Unlock()
 	give := make(map[string][]string)
 	if prev.Index(self) >= 0 {
-		for _, ch := range r.pubs.channels() {
+		for _, ch := range r.hist.Channels() {
 			if prev.OwnerID(ch) != self {
 				continue
 			}
@@ -282,7 +282,7 @@ func (r *replicator) giveBack(id string) {
 		return
 	}
 	var chans []string
-	for _, ch := range r.pubs.channels() {
+	for _, ch := range r.hist.Channels() {
 		if rg.OwnerID(ch) == id {
 			chans = append(chans, ch)
 		}

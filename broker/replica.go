@@ -680,20 +680,6 @@ func (r *replicator) run(stop <-chan struct{}, interval time.Duration) {
 	}
 }
 
-// channels returns the channels with a publisher recorded.
-func (p *publishers) channels() []string {
-	var out []string
-	for i := range p.shards {
-		sh := &p.shards[i]
-		sh.mu.Lock()
-		for ch := range sh.m {
-			out = append(out, ch)
-		}
-		sh.mu.Unlock()
-	}
-	return out
-}
-
 func (p *publishers) list(ch string) []protocol.ReplPublisher {
 	sh := p.shard(ch)
 	sh.mu.Lock()

@@ -457,6 +457,22 @@ func (s *Store) Restore(channel string, opts Options, snap Snapshot) bool {
 	return true
 }
 
+// Channels returns the channels with a stream, publications or not: a
+// stream created by a subscriber asking for its position has an epoch
+// that a planned reshard must hand over as well.
+func (s *Store) Channels() []string {
+	var out []string
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for ch := range sh.m {
+			out = append(out, ch)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
 // Remove forgets channel's stream (after it moved to another owner).
 func (s *Store) Remove(channel string) {
 	sh := s.shard(channel)
