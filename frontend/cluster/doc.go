@@ -13,5 +13,7 @@
 // publisher switches until after every publisher has switched.
 //
 // Lock order: Broker.route (RWMutex over the routing state) before
-// brokerLink.mu. Nothing holds a lock across network I/O; links enqueue.
+// brokerLink.mu; a positions shard lock before brokerLink.mu and before
+// the sink's locks (deliveries and reveals run under it). Nothing holds a
+// lock across network I/O; links enqueue.
 package cluster
