@@ -77,6 +77,12 @@ func (s *Server) historyOptions(channel string) history.Options {
 	return history.Options{Size: h.Size, TTL: time.Duration(h.TTL)}
 }
 
+// hasHistory reports whether channel keeps a history that this server
+// reaches (its rule says so, and the broker keeps or reaches histories).
+func (s *Server) hasHistory(channel string) bool {
+	return s.hist != nil && s.hist.rec != nil && s.historyOptions(channel).Enabled()
+}
+
 // History returns up to limit of channel's most recent publications and
 // its position, from the owning broker (the server API's history).
 func (s *Server) History(ctx context.Context, channel string, limit int) ([]history.Pub, history.Position, error) {
@@ -115,7 +121,7 @@ func (s *Server) DeliverPos(channel string, data []byte, offset uint64, epoch st
 // subscribes as usual).
 func (s *Socket) historySubscribe(p *protocol.Packet, ch string, data json.RawMessage) bool {
 	srv := s.srv
-	if srv.hist == nil || srv.hist.rec == nil || !srv.historyOptions(ch).Enabled() {
+	if !srv.hasHistory(ch) {
 		return false
 	}
 	start := time.Now()
