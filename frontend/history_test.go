@@ -384,3 +384,30 @@ default: {subscribe: anyone, publish: anyone}
 		t.Errorf("channels %s", got)
 	}
 }
+
+// TestHistoryConnectHookChannels: a channel with history that the
+// connect hook subscribes the socket to is named in the #handshake
+// answer with the position the socket starts at, and deliveries follow
+// from there.
+func TestHistoryConnectHookChannels(t *testing.T) {
+	cfg := historyConfig(t)
+	cfg.ConnectHook = &fakeHooks{connect: func(_ context.Context, req *ConnectRequest) (*ConnectResult, error) {
+		return &ConnectResult{Channels: []string{"room:g", "plain"}}, nil
+	}}
+	srv := startServer(t, cfg)
+	publishN(t, srv, "room:g", 1, 3)
+	c := dial(t, srv)
+	data := c.handshake("")
+	if fmt.Sprint(data["channels"]) != "[room:g plain]" {
+		t.Fatalf("handshake answer %v", data)
+	}
+	pos, _ := data["positions"].(map[string]any)
+	g, _ := pos["room:g"].(map[string]any)
+	if g == nil || g["offset"] != float64(3) || g["epoch"] == "" || len(pos) != 1 {
+		t.Fatalf("positions %v", data["positions"])
+	}
+	publishN(t, srv, "room:g", 4, 4)
+	if p := c.nextPub(); p.Offset != 4 || p.Epoch != g["epoch"] {
+		t.Fatalf("first delivery %+v after the position %v", p, g)
+	}
+}

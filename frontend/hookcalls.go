@@ -214,6 +214,10 @@ func (s *Socket) rejectHandshake(p *protocol.Packet, e *protocol.Error, code int
 type hookHandshakeResponse struct {
 	protocol.HandshakeResponse
 	Channels []string `json:"channels,omitempty"`
+	// Positions are the offset and epoch at which each of those channels
+	// that keeps a history started for the socket: a client that
+	// reconnects recovers from there (docs/recovery.md).
+	Positions map[string]protocol.StreamPosition `json:"positions,omitempty"`
 }
 
 func (s *Socket) acceptHandshake(ctx context.Context, p *protocol.Packet, res *hooks.ConnectResult, info *tokenInfo, authErr *protocol.Error) {
@@ -243,8 +247,25 @@ func (s *Socket) acceptHandshake(ctx context.Context, p *protocol.Packet, res *h
 	}
 	s.setAuth(info)
 	var granted []string
+	var positions map[string]protocol.StreamPosition
 	for _, ch := range res.Channels {
 		if ch == "" || len(ch) > srv.cfg.MaxChannelLength || slices.Contains(granted, ch) {
+			continue
+		}
+		if srv.hasHistory(ch) {
+			pos, perr := s.grantHistory(ctx, ch)
+			if perr != nil {
+				srv.hookRefused(hooks.Connect, hookSubFailed)
+				srv.log.Warn("subscribing a connect hook's channel", "conn", s.id, "channel", ch, "err", perr.Message)
+				continue
+			}
+			granted = append(granted, ch)
+			if pos.Epoch != "" {
+				if positions == nil {
+					positions = make(map[string]protocol.StreamPosition)
+				}
+				positions[ch] = protocol.StreamPosition{Offset: pos.Offset, Epoch: pos.Epoch}
+			}
 			continue
 		}
 		if perr := s.subscribeGranted(ctx, ch); perr != nil {
@@ -261,7 +282,8 @@ func (s *Socket) acceptHandshake(ctx context.Context, p *protocol.Packet, res *h
 	resp := hookHandshakeResponse{
 		HandshakeResponse: protocol.HandshakeResponse{ID: s.id, PingTimeout: srv.cfg.PingTimeout.Milliseconds(),
 			AuthError: authErr, IsAuthenticated: info != nil},
-		Channels: granted,
+		Channels:  granted,
+		Positions: positions,
 	}
 	data, _ := json.Marshal(resp)
 	s.handshook.Store(true)
