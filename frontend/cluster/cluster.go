@@ -198,6 +198,10 @@ type Broker struct {
 	chanPeak  int // largest len(channels) since it was made
 	links     map[string]*brokerLink
 	closed    bool
+	// forgetQ are the channels unsubscribed whose positions the
+	// forgetter drops (unless subscribed again meanwhile).
+	forgetQ    []string
+	forgetKick chan struct{}
 
 	pres presenceState // presence.go
 }
@@ -213,13 +217,14 @@ func New(cfg Config) *Broker {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		cfg:      cfg,
-		log:      log,
-		m:        newMetrics(cfg.Registry),
-		ctx:      ctx,
-		cancel:   cancel,
-		channels: make(map[string]struct{}),
-		links:    make(map[string]*brokerLink),
+		cfg:        cfg,
+		log:        log,
+		m:          newMetrics(cfg.Registry),
+		ctx:        ctx,
+		cancel:     cancel,
+		channels:   make(map[string]struct{}),
+		links:      make(map[string]*brokerLink),
+		forgetKick: make(chan struct{}, 1),
 	}
 	b.pubSeq.Store(uint64(time.Now().UnixNano()))
 	b.pos = newPositions(b, cfg.Registry)
@@ -236,9 +241,34 @@ func (b *Broker) Start(ctx context.Context, sink frontend.Sink) error {
 	}
 	b.sink = sink
 	b.posSink, _ = sink.(frontend.PositionSink)
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.sweep()
+	go b.forgetter()
 	return nil
+}
+
+// forgetter drops the positions of channels no longer subscribed.
+func (b *Broker) forgetter() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.forgetKick:
+		}
+		b.mu.Lock()
+		q := b.forgetQ
+		b.forgetQ = nil
+		b.mu.Unlock()
+		for _, ch := range q {
+			b.pos.forgetUnless(ch, func() bool {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				_, ok := b.channels[ch]
+				return ok
+			})
+		}
+	}
 }
 
 // sweep drops publishes that waited too long for their link.
@@ -332,7 +362,14 @@ func (b *Broker) Unsubscribe(channel string) {
 		return
 	}
 	delete(b.channels, channel)
-	b.pos.forget(channel)
+	// The channel's position goes on the forgetter's goroutine: the
+	// caller holds the frontend's subscription lock, which deliveries
+	// take under the positions lock.
+	b.forgetQ = append(b.forgetQ, channel)
+	select {
+	case b.forgetKick <- struct{}{}:
+	default:
+	}
 	b.channels = shrunk(b.channels, &b.chanPeak)
 	b.m.subscriptions.Dec()
 	for _, l := range b.links {

@@ -13,7 +13,9 @@
 // publisher switches until after every publisher has switched.
 //
 // Lock order: Broker.route (RWMutex over the routing state) before
-// brokerLink.mu; a positions shard lock before brokerLink.mu and before
-// the sink's locks (deliveries and reveals run under it). Nothing holds a
+// brokerLink.mu; a positions shard lock before brokerLink.mu, Broker.mu
+// and the sink's locks (deliveries and reveals run under it), so nothing
+// the sink calls under its own locks (Unsubscribe) takes a positions
+// lock. Nothing holds a
 // lock across network I/O; links enqueue.
 package cluster

@@ -296,11 +296,15 @@ func (p *positions) known() []string {
 	return out
 }
 
-// forget drops ch's position (no local subscriber left).
-func (p *positions) forget(ch string) {
+// forgetUnless drops ch's position (no local subscriber left) unless
+// subscribed, called under the shard's lock, says the channel was
+// subscribed again meanwhile.
+func (p *positions) forgetUnless(ch string, subscribed func() bool) {
 	sh := p.shard(ch)
 	sh.mu.Lock()
-	delete(sh.m, ch)
+	if !subscribed() {
+		delete(sh.m, ch)
+	}
 	sh.mu.Unlock()
 }
 

@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sccgo/sccgo/internal/history"
 )
@@ -110,5 +113,66 @@ func TestRevealFirstSubscriber(t *testing.T) {
 	want := []string{"attach true at 4 [3 4]", "emit 5"}
 	if !slices.Equal(s.log, want) {
 		t.Fatalf("got %q, want %q", s.log, want)
+	}
+}
+
+// lockingSink takes its own lock in DeliverPos, as the frontend's
+// subscription table does; entered is closed when a delivery reached it.
+type lockingSink struct {
+	mu      sync.Mutex
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (s *lockingSink) Deliver(string, []byte) {}
+func (s *lockingSink) DeliverPos(string, []byte, uint64, string) {
+	s.once.Do(func() { close(s.entered) })
+	s.mu.Lock()
+	s.mu.Unlock()
+}
+
+// TestUnsubscribeUnderSinkLock: the frontend calls Unsubscribe under the
+// lock its deliveries take, while a delivery holds the channel's
+// positions lock and waits for that lock: Unsubscribe must not wait for
+// the positions lock.
+func TestUnsubscribeUnderSinkLock(t *testing.T) {
+	b := New(Config{})
+	s := &lockingSink{entered: make(chan struct{})}
+	if err := b.Start(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const ch = "room:u"
+	b.mu.Lock()
+	b.channels[ch] = struct{}{}
+	b.mu.Unlock()
+
+	s.mu.Lock()
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		b.pos.deliver(&brokerLink{}, ch, []byte("1"), 1, "E")
+	}()
+	<-s.entered
+	unsubscribed := make(chan struct{})
+	go func() {
+		defer close(unsubscribed)
+		b.Unsubscribe(ch)
+	}()
+	select {
+	case <-unsubscribed:
+	case <-time.After(10 * time.Second):
+		s.mu.Unlock() // let both go before failing
+		t.Fatal("Unsubscribe waited for the positions lock held by a delivery waiting for the caller's lock")
+	}
+	s.mu.Unlock()
+	<-delivered
+	// The position goes once the delivery let go of it.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b.pos.known()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the unsubscribed channel's position was kept")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
