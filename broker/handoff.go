@@ -190,6 +190,20 @@ func (r *replicator) awaitHandoff(ch string, done <-chan struct{}) {
 	}
 }
 
+// ownedElsewhere reports whether ch's owner under this broker's ring is
+// another broker.
+func (r *replicator) ownedElsewhere(ch string) bool {
+	rg := r.ring.Load()
+	if rg == nil || rg.Len() == 0 {
+		return false
+	}
+	r.mu.Lock()
+	self := r.self
+	r.mu.Unlock()
+	owner := rg.OwnerID(ch)
+	return self != "" && owner != "" && owner != self
+}
+
 // forwardToOwner sends a publish of ch to ch's owner when that is another
 // broker this one is linked to, and reports whether it did; the frame's
 // acknowledgement waits for the owner's.

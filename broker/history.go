@@ -64,6 +64,16 @@ func (l *link) history(h protocol.History) {
 		send()
 		return
 	}
+	if s.repl != nil && opts.Enabled() && s.repl.ownedElsewhere(h.Channel) {
+		if _, ok := s.hist.Position(h.Channel); !ok {
+			// Not the owner under this broker's ring, and nothing to
+			// answer from: a stream created here would be a second epoch
+			// of the channel. The frontend asks the owner.
+			reply.Reason = history.ReasonMoved
+			send()
+			return
+		}
+	}
 	s.hist.Since(h.Channel, opts, history.Position{Offset: h.Offset, Epoch: h.Epoch}, h.Limit, func(r history.Result) {
 		reply.Offset, reply.Epoch = r.Position.Offset, r.Position.Epoch
 		reply.Recovered, reply.Reason, reply.Pubs = r.Recovered, r.Reason, wirePubs(r.Pubs)

@@ -71,6 +71,12 @@ type Config struct {
 	// RecoverTimeout bounds the wait for such a History reply; after it
 	// the gap is given up, counted (timeout). Default 2s.
 	RecoverTimeout time.Duration
+	// RecoverRetry is how long a subscriber's History request waits
+	// before it is asked again at the channel's owner, when the broker
+	// asked answered that another broker owns the channel (rings switch
+	// a little apart during a reshard). Default 50ms; the subscribe's
+	// acknowledgement timeout bounds the retries.
+	RecoverRetry time.Duration
 	// RecoverHeldMaxBytes bounds, per channel, the publications held
 	// while such a gap is being filled; over it the gap is given up,
 	// counted (held_full). Default 4 MiB.
@@ -105,6 +111,7 @@ func DefaultConfig() Config {
 
 		RecoverLimit:        10000,
 		RecoverTimeout:      2 * time.Second,
+		RecoverRetry:        50 * time.Millisecond,
 		RecoverHeldMaxBytes: 4 << 20,
 	}
 }
@@ -143,6 +150,9 @@ func (c *Config) fill() {
 	}
 	if c.RecoverTimeout <= 0 {
 		c.RecoverTimeout = d.RecoverTimeout
+	}
+	if c.RecoverRetry <= 0 {
+		c.RecoverRetry = d.RecoverRetry
 	}
 	if c.RecoverHeldMaxBytes <= 0 {
 		c.RecoverHeldMaxBytes = d.RecoverHeldMaxBytes

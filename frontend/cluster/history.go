@@ -33,13 +33,10 @@ type histWait struct {
 // the channel is delivered by more than one broker link, so the owner's
 // answer alone does not say where the other links' deliveries stand.
 func (b *Broker) Recover(ctx context.Context, channel string, from history.Position, limit int, attach func(history.Result)) error {
-	b.route.RLock()
-	if b.pubRing == nil || b.pubRing.Len() == 0 {
-		b.route.RUnlock()
-		return ErrNoRing
+	l, err := b.ownerLink(channel)
+	if err != nil {
+		return err
 	}
-	l := b.pubLinks[b.pubRing.OwnerIndex(channel)]
-	b.route.RUnlock()
 	rq := &recoverReq{ch: channel, from: from, limit: limit, attach: attach, done: make(chan struct{})}
 	if !b.pos.askRecover(l, rq, from) {
 		return ErrLinkDown
@@ -52,6 +49,17 @@ func (b *Broker) Recover(ctx context.Context, channel string, from history.Posit
 		b.pos.dropRecover(rq)
 		return ctx.Err()
 	}
+}
+
+// ownerLink returns the link to channel's owner under the committed
+// ring.
+func (b *Broker) ownerLink(channel string) (*brokerLink, error) {
+	b.route.RLock()
+	defer b.route.RUnlock()
+	if b.pubRing == nil || b.pubRing.Len() == 0 {
+		return nil, ErrNoRing
+	}
+	return b.pubLinks[b.pubRing.OwnerIndex(channel)], nil
 }
 
 // History implements frontend.Recoverer.

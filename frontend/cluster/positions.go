@@ -101,9 +101,9 @@ func newPositions(b *Broker, reg prometheus.Registerer) *positions {
 	})
 	p.m.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "scc_frontend_history_recoveries_total",
-		Help: "Gaps in a channel's offsets this frontend filled from the owner's history, by result (recovered, or why not: epoch, gone, limit, ahead, link_down, held_full).",
+		Help: "Gaps in a channel's offsets this frontend filled from the owner's history, by result (recovered, or why not: epoch, gone, limit, ahead, moved, link_down, held_full, timeout).",
 	}, []string{"result"})
-	for _, r := range []string{recoverOK, recoverLinkDown, recoverHeldFull, recoverEpoch, recoverTimeout, history.ReasonGone, history.ReasonLimit, history.ReasonAhead} {
+	for _, r := range []string{recoverOK, recoverLinkDown, recoverHeldFull, recoverEpoch, recoverTimeout, history.ReasonGone, history.ReasonLimit, history.ReasonAhead, history.ReasonMoved} {
 		p.m.recoveries.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -399,6 +399,39 @@ func (p *positions) dropRecover(rq *recoverReq) {
 	}
 }
 
+// retryRecover asks rq's question again at the channel's owner under
+// the committed ring after Config.RecoverRetry.
+func (p *positions) retryRecover(rq *recoverReq) {
+	b := p.b
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTimer(b.cfg.RecoverRetry)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-rq.done:
+			return
+		case <-b.ctx.Done():
+			return
+		}
+		from := rq.from
+		sh := p.shard(rq.ch)
+		sh.mu.Lock()
+		if rq.started {
+			from = rq.res.Position
+		}
+		sh.mu.Unlock()
+		l, err := b.ownerLink(rq.ch)
+		if err == nil && !p.askRecover(l, rq, from) {
+			err = ErrLinkDown
+		}
+		if err != nil {
+			rq.end(err)
+		}
+	}()
+}
+
 // answered takes a History reply for rq, on the link's reader.
 func (p *positions) answered(rq *recoverReq, r history.Result) {
 	sh := p.shard(rq.ch)
@@ -406,6 +439,13 @@ func (p *positions) answered(rq *recoverReq, r history.Result) {
 	defer sh.mu.Unlock()
 	rq.link = nil
 	if rq.ended.Load() {
+		return
+	}
+	if r.Reason == history.ReasonMoved {
+		// Asked a broker whose ring gives the channel to another: ask
+		// the owner under this frontend's ring again shortly (the rings
+		// of a reshard's brokers and frontends switch a little apart).
+		p.retryRecover(rq)
 		return
 	}
 	st := sh.m[rq.ch]

@@ -46,6 +46,11 @@ const (
 	ReasonLimit    = "limit"    // more than limit publications were missed
 	ReasonAhead    = "ahead"    // from is past the stream's last offset
 	ReasonDisabled = "disabled" // the channel has no history
+	// ReasonMoved is a broker's answer to a History request for a
+	// channel that another broker owns under its ring and whose stream
+	// it does not hold: creating one would start a second epoch. The
+	// asker tries again at the owner; clients never see it.
+	ReasonMoved = "moved"
 )
 
 // ErrInvalid is returned by Config.Validate.
