@@ -210,3 +210,19 @@ func TestHistoryAtNonOwner(t *testing.T) {
 		t.Fatalf("standby answered %+v, want 1/%s", r, owner.Epoch)
 	}
 }
+
+// A stream that starts because a subscriber asked for the channel's
+// position (nothing published yet) reaches the standby at once, so the
+// epoch that subscriber holds survives the owner.
+func TestHistoryPositionReachesStandby(t *testing.T) {
+	b1, b2, ch := startPair(t, true)
+	f1 := dialFE(t, b1.addr(), "fe-1")
+	r := f1.history(1, ch)
+	if r.Epoch == "" {
+		t.Fatalf("owner answered %+v", r)
+	}
+	waitFor(t, "the standby's copy of the empty stream", func() bool {
+		p, ok := b2.hist.Position(ch)
+		return ok && p.Epoch == r.Epoch && p.Offset == 0
+	})
+}
