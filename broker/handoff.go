@@ -72,7 +72,7 @@ func (r *replicator) handoff(prev, cur *ring.Ring) {
 	r.mu.Unlock()
 	give := make(map[string][]string)
 	if prev.Index(self) >= 0 {
-		for _, ch := range r.pubs.channels() {
+		for _, ch := range r.hist.Channels() {
 			if prev.OwnerID(ch) != self {
 				continue
 			}
@@ -190,6 +190,20 @@ func (r *replicator) awaitHandoff(ch string, done <-chan struct{}) {
 	}
 }
 
+// ownedElsewhere reports whether ch's owner under this broker's ring is
+// another broker.
+func (r *replicator) ownedElsewhere(ch string) bool {
+	rg := r.ring.Load()
+	if rg == nil || rg.Len() == 0 {
+		return false
+	}
+	r.mu.Lock()
+	self := r.self
+	r.mu.Unlock()
+	owner := rg.OwnerID(ch)
+	return self != "" && owner != "" && owner != self
+}
+
 // forwardToOwner sends a publish of ch to ch's owner when that is another
 // broker this one is linked to, and reports whether it did; the frame's
 // acknowledgement waits for the owner's.
@@ -282,7 +296,7 @@ func (r *replicator) giveBack(id string) {
 		return
 	}
 	var chans []string
-	for _, ch := range r.pubs.channels() {
+	for _, ch := range r.hist.Channels() {
 		if rg.OwnerID(ch) == id {
 			chans = append(chans, ch)
 		}

@@ -128,6 +128,7 @@ type fakeFE struct {
 	nextSub   uint64
 	nDeliver  int
 	countOnly bool // benchmarks: count Delivers, keep nothing
+	histories []protocol.HistoryReply
 }
 
 func feConfig(id string) nodelink.Config {
@@ -189,6 +190,12 @@ func (f *fakeFE) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 				panic(err)
 			}
 			f.pubAcks = append(f.pubAcks, seq)
+		case protocol.MsgHistoryReply:
+			var r protocol.HistoryReply
+			if err := m.Decode(&r); err != nil {
+				panic(err)
+			}
+			f.histories = append(f.histories, r)
 		case protocol.MsgSubAck:
 			var a protocol.SubAck
 			if err := m.Decode(&a); err != nil {

@@ -64,6 +64,28 @@ func (l *link) history(h protocol.History) {
 		send()
 		return
 	}
+	if s.repl != nil && opts.Enabled() && s.repl.ownedElsewhere(h.Channel) {
+		if _, ok := s.hist.Position(h.Channel); !ok {
+			// Not the owner under this broker's ring, and nothing to
+			// answer from: a stream created here would be a second epoch
+			// of the channel. The frontend asks the owner.
+			reply.Reason = history.ReasonMoved
+			send()
+			return
+		}
+	}
+	_, had := s.hist.Position(h.Channel)
+	defer func() {
+		if had || s.repl == nil {
+			return
+		}
+		// The stream starts here, before any publication: the standby
+		// gets its epoch now, so that a subscriber holding this position
+		// can still recover after this broker fails.
+		if p := s.repl.standby(h.Channel); p != nil && p.needsSync(h.Channel) {
+			s.repl.sync(p, h.Channel)
+		}
+	}()
 	s.hist.Since(h.Channel, opts, history.Position{Offset: h.Offset, Epoch: h.Epoch}, h.Limit, func(r history.Result) {
 		reply.Offset, reply.Epoch = r.Position.Offset, r.Position.Epoch
 		reply.Recovered, reply.Reason, reply.Pubs = r.Recovered, r.Reason, wirePubs(r.Pubs)

@@ -166,3 +166,63 @@ func TestReplicationSnapshotToNewStandby(t *testing.T) {
 		t.Fatalf("snapshots sent = %v, want 1", n)
 	}
 }
+
+// history asks b for ch's position over f and returns the reply.
+func (f *fakeFE) history(id uint64, ch string) protocol.HistoryReply {
+	f.t.Helper()
+	f.send(protocol.MsgHistory, &protocol.History{ID: id, Channel: ch})
+	var r protocol.HistoryReply
+	waitFor(f.t, "the history reply", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, h := range f.histories {
+			if h.ID == id {
+				r = h
+				return true
+			}
+		}
+		return false
+	})
+	return r
+}
+
+// A broker asked for the position of a channel that another broker owns
+// under its ring, and of which it holds no stream, says so (moved)
+// instead of starting a stream under an epoch of its own; one that holds
+// the stream (the standby) answers from it.
+func TestHistoryAtNonOwner(t *testing.T) {
+	b1, b2, ch := startPair(t, true)
+	f2 := dialFE(t, b2.addr(), "fe-2")
+	if r := f2.history(1, ch); r.Reason != history.ReasonMoved || r.Epoch != "" {
+		t.Fatalf("non-owner without the stream answered %+v", r)
+	}
+	if _, ok := b2.hist.Position(ch); ok {
+		t.Fatal("the non-owner created a stream")
+	}
+	f1 := dialFE(t, b1.addr(), "fe-1")
+	owner := f1.history(1, ch)
+	if owner.Epoch == "" || owner.Reason != "" {
+		t.Fatalf("owner answered %+v", owner)
+	}
+	f1.publishSeq(ch, `1`, resendSeq)
+	waitFor(t, "the standby's copy", func() bool { p, ok := b2.hist.Position(ch); return ok && p.Offset == 1 })
+	if r := f2.history(2, ch); r.Epoch != owner.Epoch || r.Offset != 1 {
+		t.Fatalf("standby answered %+v, want 1/%s", r, owner.Epoch)
+	}
+}
+
+// A stream that starts because a subscriber asked for the channel's
+// position (nothing published yet) reaches the standby at once, so the
+// epoch that subscriber holds survives the owner.
+func TestHistoryPositionReachesStandby(t *testing.T) {
+	b1, b2, ch := startPair(t, true)
+	f1 := dialFE(t, b1.addr(), "fe-1")
+	r := f1.history(1, ch)
+	if r.Epoch == "" {
+		t.Fatalf("owner answered %+v", r)
+	}
+	waitFor(t, "the standby's copy of the empty stream", func() bool {
+		p, ok := b2.hist.Position(ch)
+		return ok && p.Epoch == r.Epoch && p.Offset == 0
+	})
+}

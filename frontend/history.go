@@ -3,7 +3,9 @@ package frontend
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +79,12 @@ func (s *Server) historyOptions(channel string) history.Options {
 	return history.Options{Size: h.Size, TTL: time.Duration(h.TTL)}
 }
 
+// hasHistory reports whether channel keeps a history that this server
+// reaches (its rule says so, and the broker keeps or reaches histories).
+func (s *Server) hasHistory(channel string) bool {
+	return s.hist != nil && s.hist.rec != nil && s.historyOptions(channel).Enabled()
+}
+
 // History returns up to limit of channel's most recent publications and
 // its position, from the owning broker (the server API's history).
 func (s *Server) History(ctx context.Context, channel string, limit int) ([]history.Pub, history.Position, error) {
@@ -115,7 +123,7 @@ func (s *Server) DeliverPos(channel string, data []byte, offset uint64, epoch st
 // subscribes as usual).
 func (s *Socket) historySubscribe(p *protocol.Packet, ch string, data json.RawMessage) bool {
 	srv := s.srv
-	if srv.hist == nil || srv.hist.rec == nil || !srv.historyOptions(ch).Enabled() {
+	if !srv.hasHistory(ch) {
 		return false
 	}
 	start := time.Now()
@@ -207,6 +215,70 @@ func (s *Socket) historySubscribe(p *protocol.Packet, ch string, data json.RawMe
 	}
 	srv.wg.Go(func() { run(false) })
 	return true
+}
+
+// grantHistory subscribes the socket to ch, a channel with history, on
+// its behalf (a connect hook's channels): the socket joins at a point of
+// the channel's delivery order and gets the position there, which the
+// #handshake answer carries so that the client has a start point to
+// recover from. Like subscribeGranted, it checks the socket's channel
+// limit and leaves nothing behind for a socket that closed meanwhile.
+func (s *Socket) grantHistory(ctx context.Context, ch string) (history.Position, *protocol.Error) {
+	srv := s.srv
+	fail := func(err error) (history.Position, *protocol.Error) {
+		return history.Position{}, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf("Failed to subscribe socket to the %s channel - %v", ch, err))
+	}
+	if ok, reason := srv.reserveSub(s); !ok {
+		srv.m.subscribeErrors.WithLabelValues(reason).Inc()
+		return fail(errors.New("the server is at its subscription limit"))
+	}
+	already, perr := s.listChannel(ch)
+	if perr != nil || already {
+		srv.releaseSubs(s, 1)
+		return history.Position{}, perr
+	}
+	ctx, cancel := context.WithTimeout(ctx, srv.cfg.AckTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	st, err := srv.subs.joinHidden(ch, s, subWaiter{s: s, done: done}, math.MaxInt32)
+	if err != nil {
+		s.dropChannel(ch)
+		return fail(err)
+	}
+	if !s.hasChannel(ch) {
+		srv.subs.unsubscribe(ch, s) // torn down meanwhile
+	}
+	if st == joinStart {
+		srv.subs.complete(ctx, ch, srv.subscribed(ch))
+	}
+	if st != joinReady {
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	got := make(chan history.Position, 1)
+	// 0: waiting, 1: attached, 2: given up.
+	var state atomic.Int32
+	if err == nil {
+		err = srv.hist.rec.Recover(ctx, ch, history.Position{}, 0, func(r history.Result) {
+			if !state.CompareAndSwap(0, 1) {
+				return
+			}
+			srv.subs.reveal(ch, s, func() {})
+			got <- r.Position
+		})
+	}
+	if !state.CompareAndSwap(0, 2) {
+		return <-got, nil
+	}
+	if err == nil {
+		err = context.DeadlineExceeded
+	}
+	srv.subs.unsubscribe(ch, s)
+	s.dropChannel(ch)
+	return fail(err)
 }
 
 // attachRecovered runs at the channel's point of delivery order: it

@@ -335,3 +335,79 @@ func TestHistoryReplayBoundedByQueue(t *testing.T) {
 		t.Fatalf("a replay of 20 fits: %+v", got)
 	}
 }
+
+// TestHistorySubscribeHook: a #subscribe the subscribe hook decides is
+// answered, for a channel with history, as any other: its
+// acknowledgement carries the channel's position, and a client that
+// comes back with that position recovers what it missed.
+func TestHistorySubscribeHook(t *testing.T) {
+	cfg := rulesConfig(t, `
+rules:
+  - match: "hooked:*"
+    subscribe: hook
+    publish: anyone
+    history: {size: 100, ttl: 1m}
+    recovery: true
+default: {subscribe: anyone, publish: anyone}
+`)
+	calls := make(chan string, 8)
+	cfg.SubscribeHook = &fakeHooks{subscribe: func(_ context.Context, req *SubscribeRequest) error {
+		calls <- req.Channel
+		return nil
+	}}
+	srv := startServer(t, cfg)
+	publishN(t, srv, "hooked:h", 1, 3)
+	c := dial(t, srv)
+	c.handshake("")
+	ack := c.subscribeFrom("hooked:h", 2, 0, "")
+	if ack.Offset != 3 || ack.Recovered {
+		t.Fatalf("first ack %+v, want the position 3", ack)
+	}
+	<-calls
+	publishN(t, srv, "hooked:h", 4, 4)
+	if p := c.nextPub(); p.Offset != 4 || p.Epoch != ack.Epoch {
+		t.Fatalf("live %+v", p)
+	}
+	publishN(t, srv, "hooked:h", 5, 7)
+	d := dial(t, srv)
+	d.handshake("")
+	got := d.subscribeFrom("hooked:h", 2, 4, ack.Epoch)
+	if !got.Recovered || got.Offset != 7 || got.Epoch != ack.Epoch {
+		t.Fatalf("recovering ack %+v", got)
+	}
+	for want := uint64(5); want <= 7; want++ {
+		if p := d.nextPub(); p.Offset != want {
+			t.Fatalf("replay %+v, want offset %d", p, want)
+		}
+	}
+	if got := d.Channels(srv); got == "[]" {
+		t.Errorf("channels %s", got)
+	}
+}
+
+// TestHistoryConnectHookChannels: a channel with history that the
+// connect hook subscribes the socket to is named in the #handshake
+// answer with the position the socket starts at, and deliveries follow
+// from there.
+func TestHistoryConnectHookChannels(t *testing.T) {
+	cfg := historyConfig(t)
+	cfg.ConnectHook = &fakeHooks{connect: func(_ context.Context, req *ConnectRequest) (*ConnectResult, error) {
+		return &ConnectResult{Channels: []string{"room:g", "plain"}}, nil
+	}}
+	srv := startServer(t, cfg)
+	publishN(t, srv, "room:g", 1, 3)
+	c := dial(t, srv)
+	data := c.handshake("")
+	if fmt.Sprint(data["channels"]) != "[room:g plain]" {
+		t.Fatalf("handshake answer %v", data)
+	}
+	pos, _ := data["positions"].(map[string]any)
+	g, _ := pos["room:g"].(map[string]any)
+	if g == nil || g["offset"] != float64(3) || g["epoch"] == "" || len(pos) != 1 {
+		t.Fatalf("positions %v", data["positions"])
+	}
+	publishN(t, srv, "room:g", 4, 4)
+	if p := c.nextPub(); p.Offset != 4 || p.Epoch != g["epoch"] {
+		t.Fatalf("first delivery %+v after the position %v", p, g)
+	}
+}

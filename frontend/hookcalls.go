@@ -214,6 +214,10 @@ func (s *Socket) rejectHandshake(p *protocol.Packet, e *protocol.Error, code int
 type hookHandshakeResponse struct {
 	protocol.HandshakeResponse
 	Channels []string `json:"channels,omitempty"`
+	// Positions are the offset and epoch at which each of those channels
+	// that keeps a history started for the socket: a client that
+	// reconnects recovers from there (docs/recovery.md).
+	Positions map[string]protocol.StreamPosition `json:"positions,omitempty"`
 }
 
 func (s *Socket) acceptHandshake(ctx context.Context, p *protocol.Packet, res *hooks.ConnectResult, info *tokenInfo, authErr *protocol.Error) {
@@ -243,8 +247,25 @@ func (s *Socket) acceptHandshake(ctx context.Context, p *protocol.Packet, res *h
 	}
 	s.setAuth(info)
 	var granted []string
+	var positions map[string]protocol.StreamPosition
 	for _, ch := range res.Channels {
 		if ch == "" || len(ch) > srv.cfg.MaxChannelLength || slices.Contains(granted, ch) {
+			continue
+		}
+		if srv.hasHistory(ch) {
+			pos, perr := s.grantHistory(ctx, ch)
+			if perr != nil {
+				srv.hookRefused(hooks.Connect, hookSubFailed)
+				srv.log.Warn("subscribing a connect hook's channel", "conn", s.id, "channel", ch, "err", perr.Message)
+				continue
+			}
+			granted = append(granted, ch)
+			if pos.Epoch != "" {
+				if positions == nil {
+					positions = make(map[string]protocol.StreamPosition)
+				}
+				positions[ch] = protocol.StreamPosition{Offset: pos.Offset, Epoch: pos.Epoch}
+			}
 			continue
 		}
 		if perr := s.subscribeGranted(ctx, ch); perr != nil {
@@ -261,7 +282,8 @@ func (s *Socket) acceptHandshake(ctx context.Context, p *protocol.Packet, res *h
 	resp := hookHandshakeResponse{
 		HandshakeResponse: protocol.HandshakeResponse{ID: s.id, PingTimeout: srv.cfg.PingTimeout.Milliseconds(),
 			AuthError: authErr, IsAuthenticated: info != nil},
-		Channels: granted,
+		Channels:  granted,
+		Positions: positions,
 	}
 	data, _ := json.Marshal(resp)
 	s.handshook.Store(true)
@@ -335,6 +357,26 @@ func (s *Socket) subscribeGranted(ctx context.Context, ch string) *protocol.Erro
 	return nil
 }
 
+// listChannel lists ch among the socket's channels for a subscribe a
+// hook granted (already: it was listed), or says why not: the socket's
+// channel limit, or the socket is closing.
+func (s *Socket) listChannel(ch string) (already bool, perr *protocol.Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closing.Load():
+		return false, protocol.NewError(protocol.ErrNameBadConnection, "Socket connection closed")
+	case slices.Contains(s.channels, ch):
+		return true, nil
+	case len(s.channels) >= s.srv.cfg.SocketChannelLimit:
+		return false, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf(
+			"Failed to subscribe socket to the %s channel - InvalidActionError: Socket %s tried to exceed the channel subscription limit of %d",
+			ch, s.id, s.srv.cfg.SocketChannelLimit))
+	}
+	s.channels = append(s.channels, ch)
+	return false, nil
+}
+
 // subscribeHook asks the subscribe hook and answers the #subscribe when
 // it has decided, off the reader goroutine.
 func (s *Socket) subscribeHook(p *protocol.Packet, ch string, data json.RawMessage) {
@@ -364,6 +406,36 @@ func (s *Socket) subscribeHook(p *protocol.Packet, ch string, data json.RawMessa
 			}
 			srv.hookRefused(hooks.Subscribe, reason)
 			s.fail(pp, hooks.ClientError(err))
+			return
+		}
+		if srv.hasHistory(ch) {
+			// Answered as a client's own #subscribe of the channel is:
+			// with the channel's position, and what the client asked
+			// to recover.
+			if canceled, _ := s.subscribeSettled(ch, seq); canceled {
+				s.fail(pp, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf(
+					"Failed to subscribe socket to the %s channel - it unsubscribed before the subscribe hook answered", ch)))
+				return
+			}
+			if ok, reason := srv.reserveSub(s); !ok {
+				srv.m.subscribeErrors.WithLabelValues(reason).Inc()
+				s.fail(pp, protocol.NewError(protocol.ErrNameBroker, fmt.Sprintf(
+					"Failed to subscribe socket to the %s channel - the server is at its subscription limit", ch)))
+				return
+			}
+			already, perr := s.listChannel(ch)
+			if perr != nil || already {
+				srv.releaseSubs(s, 1)
+			}
+			switch {
+			case perr != nil:
+				s.fail(pp, perr)
+			case already:
+				s.ack(pp)
+			default:
+				// Listed with its budget: a failure gives both back.
+				s.historySubscribe(pp, ch, req.Data)
+			}
 			return
 		}
 		perr := s.subscribeGranted(srv.ctx, ch)

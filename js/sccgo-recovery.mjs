@@ -22,7 +22,11 @@
 //   'recovery'        every acknowledged subscribe of a channel with history;
 //   'recoveryfailed'  a resubscribe asked to recover and messages were missed
 //                     that will not come (reason: epoch, gone, limit, ahead,
-//                     disabled, or unsupported when the server kept no history).
+//                     disabled, or unsupported when the server kept no history);
+//                     also a message that arrives under another epoch than
+//                     the channel's (asked false, reason epoch): the server
+//                     lost the channel's history meanwhile, so messages may
+//                     have been missed. Tracking continues from that message.
 //
 // It has no imports: it works in Node and in browsers with any build of the
 // stock client (the npm package, or its ES module build
@@ -99,7 +103,17 @@ export class Recovery extends EventTarget {
     if (p.event === '#publish') {
       const st = this.channels.get(d.channel);
       if (st && typeof d.offset === 'number' && typeof d.epoch === 'string') {
-        if (d.epoch !== st.epoch || d.offset > st.offset) this._set(st, d.offset, d.epoch);
+        const changed = st.epoch !== '' && d.epoch !== st.epoch;
+        if (changed || d.offset > st.offset || st.epoch === '') this._set(st, d.offset, d.epoch);
+        if (changed) {
+          // The history this channel's offsets counted in is gone: what
+          // was published between the last message and this one is lost.
+          const detail = {
+            channel: d.channel, asked: false, recovered: false,
+            offset: d.offset, epoch: d.epoch, reason: 'epoch',
+          };
+          this.dispatchEvent(new CustomEvent('recoveryfailed', { detail }));
+        }
       }
       return;
     }

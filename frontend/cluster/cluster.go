@@ -71,6 +71,12 @@ type Config struct {
 	// RecoverTimeout bounds the wait for such a History reply; after it
 	// the gap is given up, counted (timeout). Default 2s.
 	RecoverTimeout time.Duration
+	// RecoverRetry is how long a subscriber's History request waits
+	// before it is asked again at the channel's owner, when the broker
+	// asked answered that another broker owns the channel (rings switch
+	// a little apart during a reshard). Default 50ms; the subscribe's
+	// acknowledgement timeout bounds the retries.
+	RecoverRetry time.Duration
 	// RecoverHeldMaxBytes bounds, per channel, the publications held
 	// while such a gap is being filled; over it the gap is given up,
 	// counted (held_full). Default 4 MiB.
@@ -118,6 +124,7 @@ func DefaultConfig() Config {
 
 		RecoverLimit:        10000,
 		RecoverTimeout:      2 * time.Second,
+		RecoverRetry:        50 * time.Millisecond,
 		RecoverHeldMaxBytes: 4 << 20,
 	}
 }
@@ -162,6 +169,9 @@ func (c *Config) fill() {
 	}
 	if c.RecoverTimeout <= 0 {
 		c.RecoverTimeout = d.RecoverTimeout
+	}
+	if c.RecoverRetry <= 0 {
+		c.RecoverRetry = d.RecoverRetry
 	}
 	if c.RecoverHeldMaxBytes <= 0 {
 		c.RecoverHeldMaxBytes = d.RecoverHeldMaxBytes
@@ -217,8 +227,28 @@ type Broker struct {
 	chanPeak  int // largest len(channels) since it was made
 	links     map[string]*brokerLink
 	closed    bool
+	// forgetQ are the channels unsubscribed whose positions the
+	// forgetter drops (unless subscribed again meanwhile).
+	forgetQ    []string
+	forgetKick chan struct{}
 
 	pres presenceState // presence.go
+
+	// linkDown, if set, runs when a broker link goes down (the
+	// membership agent re-derives its ring; see linkUp).
+	linkDown atomic.Pointer[linkDownFunc]
+}
+
+type linkDownFunc struct{ f func() }
+
+// linkUp reports whether the link to broker id is up: while the state
+// server is unreachable, the membership agent keeps a broker gossip
+// reports dead in the ring as long as this frontend's link to it is up.
+func (b *Broker) linkUp(id string) bool {
+	b.mu.Lock()
+	l := b.links[id]
+	b.mu.Unlock()
+	return l != nil && l.isUp()
 }
 
 var _ frontend.Broker = (*Broker)(nil)
@@ -232,13 +262,14 @@ func New(cfg Config) *Broker {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
-		cfg:      cfg,
-		log:      log,
-		m:        newMetrics(cfg.Registry),
-		ctx:      ctx,
-		cancel:   cancel,
-		channels: make(map[string]struct{}),
-		links:    make(map[string]*brokerLink),
+		cfg:        cfg,
+		log:        log,
+		m:          newMetrics(cfg.Registry),
+		ctx:        ctx,
+		cancel:     cancel,
+		channels:   make(map[string]struct{}),
+		links:      make(map[string]*brokerLink),
+		forgetKick: make(chan struct{}, 1),
 	}
 	b.pubSeq.Store(uint64(time.Now().UnixNano()))
 	b.pos = newPositions(b, cfg.Registry)
@@ -255,9 +286,34 @@ func (b *Broker) Start(ctx context.Context, sink frontend.Sink) error {
 	}
 	b.sink = sink
 	b.posSink, _ = sink.(frontend.PositionSink)
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.sweep()
+	go b.forgetter()
 	return nil
+}
+
+// forgetter drops the positions of channels no longer subscribed.
+func (b *Broker) forgetter() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.forgetKick:
+		}
+		b.mu.Lock()
+		q := b.forgetQ
+		b.forgetQ = nil
+		b.mu.Unlock()
+		for _, ch := range q {
+			b.pos.forgetUnless(ch, func() bool {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				_, ok := b.channels[ch]
+				return ok
+			})
+		}
+	}
 }
 
 // sweep drops publishes that waited too long for their link.
@@ -351,7 +407,14 @@ func (b *Broker) Unsubscribe(channel string) {
 		return
 	}
 	delete(b.channels, channel)
-	b.pos.forget(channel)
+	// The channel's position goes on the forgetter's goroutine: the
+	// caller holds the frontend's subscription lock, which deliveries
+	// take under the positions lock.
+	b.forgetQ = append(b.forgetQ, channel)
+	select {
+	case b.forgetKick <- struct{}{}:
+	default:
+	}
 	b.channels = shrunk(b.channels, &b.chanPeak)
 	b.m.subscriptions.Dec()
 	for _, l := range b.links {

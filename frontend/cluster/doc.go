@@ -19,5 +19,9 @@
 // a publish on the link and in the broker's reader.
 //
 // Lock order: Broker.route (RWMutex over the routing state) before
-// brokerLink.mu. Nothing holds a lock across network I/O; links enqueue.
+// brokerLink.mu; a positions shard lock before brokerLink.mu, Broker.mu
+// and the sink's locks (deliveries and reveals run under it), so nothing
+// the sink calls under its own locks (Unsubscribe) takes a positions
+// lock. Nothing holds a
+// lock across network I/O; links enqueue.
 package cluster

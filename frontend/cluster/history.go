@@ -17,19 +17,49 @@ var _ frontend.Recoverer = (*Broker)(nil)
 // histWait is one History request waiting for its reply.
 type histWait struct {
 	attach func(history.Result) // nil for a Latest request
+	fail   func(error)          // if set, runs (under the link's lock) when the link fails first
 	done   chan struct{}
 	err    error
 	pubs   []history.Pub
 	pos    history.Position
 }
 
-// Recover implements frontend.Recoverer: it asks the channel's owner
-// under the committed ring, whose link delivers the channel, and runs
-// attach on that link's reader when the reply arrives, between the
-// Delivers before the reply's position and those after it.
+// Recover implements frontend.Recoverer. It asks the channel's owner
+// under the committed ring for the channel's position and what follows
+// from, and attaches the subscriber at the point of this frontend's
+// delivery order that the answer matches: under the lock of the
+// channel's positions, at the offset last delivered to the channel's
+// subscribers (see positions.reveal). During a reshard or a failover
+// the channel is delivered by more than one broker link, so the owner's
+// answer alone does not say where the other links' deliveries stand.
 func (b *Broker) Recover(ctx context.Context, channel string, from history.Position, limit int, attach func(history.Result)) error {
-	w := &histWait{attach: attach, done: make(chan struct{})}
-	return b.askHistory(ctx, protocol.History{Channel: channel, Offset: from.Offset, Epoch: from.Epoch, Limit: limit}, w)
+	l, err := b.ownerLink(channel)
+	if err != nil {
+		return err
+	}
+	rq := &recoverReq{ch: channel, from: from, limit: limit, attach: attach, done: make(chan struct{})}
+	if !b.pos.askRecover(l, rq, from) {
+		return ErrLinkDown
+	}
+	select {
+	case <-rq.done:
+		return rq.err
+	case <-ctx.Done():
+		rq.end(ctx.Err())
+		b.pos.dropRecover(rq)
+		return ctx.Err()
+	}
+}
+
+// ownerLink returns the link to channel's owner under the committed
+// ring.
+func (b *Broker) ownerLink(channel string) (*brokerLink, error) {
+	b.route.RLock()
+	defer b.route.RUnlock()
+	if b.pubRing == nil || b.pubRing.Len() == 0 {
+		return nil, ErrNoRing
+	}
+	return b.pubLinks[b.pubRing.OwnerIndex(channel)], nil
 }
 
 // History implements frontend.Recoverer.
@@ -124,6 +154,9 @@ func (l *brokerLink) historyReply(m protocol.Message) {
 func (l *brokerLink) failHistoryLocked() {
 	for id, w := range l.hist {
 		w.err = ErrLinkDown
+		if w.fail != nil {
+			w.fail(ErrLinkDown)
+		}
 		close(w.done)
 		delete(l.hist, id)
 	}

@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"cmp"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -32,6 +35,15 @@ import (
 //     and delivery continues under the new epoch, so clients see the
 //     epoch change.
 //
+// A subscriber that joins a channel with history (Broker.Recover) is
+// attached here too, under the shard's lock, at the offset last
+// delivered: the owner's answer says where the owner stands, but during
+// a reshard or a failover another broker link may have delivered past
+// it, or this frontend may still be filling a gap short of it. The
+// subscriber gets the publications between its own offset and the
+// delivered one (asking the link that delivered last for those past the
+// answer), then everything delivered after, each once.
+//
 // The lock of a shard is held while delivering to the sink, so a
 // channel's publications reach it in order; the sink never calls back.
 type positions struct {
@@ -53,6 +65,8 @@ type chanPos struct {
 	ask        *histWait     // the request of the recovery in progress
 	held       []heldDeliver // deliveries held while recovering
 	heldBytes  int
+	last       *brokerLink   // the link that delivered the latest publication
+	waiting    []*recoverReq // subscribers to reveal once the channel gets to their point
 }
 
 type heldDeliver struct {
@@ -87,9 +101,9 @@ func newPositions(b *Broker, reg prometheus.Registerer) *positions {
 	})
 	p.m.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "scc_frontend_history_recoveries_total",
-		Help: "Gaps in a channel's offsets this frontend filled from the owner's history, by result (recovered, or why not: epoch, gone, limit, ahead, link_down, held_full).",
+		Help: "Gaps in a channel's offsets this frontend filled from the owner's history, by result (recovered, or why not: epoch, gone, limit, ahead, moved, link_down, held_full, timeout).",
 	}, []string{"result"})
-	for _, r := range []string{recoverOK, recoverLinkDown, recoverHeldFull, recoverEpoch, recoverTimeout, history.ReasonGone, history.ReasonLimit, history.ReasonAhead} {
+	for _, r := range []string{recoverOK, recoverLinkDown, recoverHeldFull, recoverEpoch, recoverTimeout, history.ReasonGone, history.ReasonLimit, history.ReasonAhead, history.ReasonMoved} {
 		p.m.recoveries.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -118,10 +132,13 @@ func (p *positions) deliver(l *brokerLink, ch string, data []byte, off uint64, e
 	defer sh.mu.Unlock()
 	st := sh.m[ch]
 	if st == nil {
-		st = &chanPos{epoch: epoch, offset: off}
+		st = &chanPos{epoch: epoch, offset: off, last: l}
 		sh.m[ch] = st
 		p.emit(ch, data, off, epoch)
 		return
+	}
+	if epoch != st.epoch || off > st.offset {
+		st.last = l
 	}
 	if st.recovering {
 		p.holdLocked(ch, st, data, off, epoch)
@@ -134,6 +151,7 @@ func (p *positions) deliver(l *brokerLink, ch string, data []byte, off uint64, e
 		p.emit(ch, data, off, epoch)
 	case off <= st.offset:
 		p.m.duplicates.Inc()
+		return
 	case off == st.offset+1:
 		st.offset = off
 		p.emit(ch, data, off, epoch)
@@ -141,6 +159,10 @@ func (p *positions) deliver(l *brokerLink, ch string, data []byte, off uint64, e
 		st.recovering = true
 		p.holdLocked(ch, st, data, off, epoch)
 		p.askLocked(l, ch, st)
+		return
+	}
+	if len(st.waiting) > 0 {
+		p.waitingLocked(sh, ch, st)
 	}
 }
 
@@ -240,6 +262,9 @@ func (p *positions) endLocked(ch string, st *chanPos, r history.Result) {
 	for _, h := range held {
 		p.deliverLocked(ch, st, h.data, h.offset, h.epoch)
 	}
+	if len(st.waiting) > 0 {
+		p.waitingLocked(p.shard(ch), ch, st)
+	}
 }
 
 // check asks l, the new owner of ch after a ring switch, for what
@@ -271,11 +296,15 @@ func (p *positions) known() []string {
 	return out
 }
 
-// forget drops ch's position (no local subscriber left).
-func (p *positions) forget(ch string) {
+// forgetUnless drops ch's position (no local subscriber left) unless
+// subscribed, called under the shard's lock, says the channel was
+// subscribed again meanwhile.
+func (p *positions) forgetUnless(ch string, subscribed func() bool) {
 	sh := p.shard(ch)
 	sh.mu.Lock()
-	delete(sh.m, ch)
+	if !subscribed() {
+		delete(sh.m, ch)
+	}
 	sh.mu.Unlock()
 }
 
@@ -298,4 +327,220 @@ func (l *brokerLink) askAsync(h *protocol.History, w *histWait) bool {
 		return false
 	}
 	return true
+}
+
+// recoverReq is one subscriber's Recover: the owner's answer gathered
+// so far, and the subscriber's attach, which runs once, under the
+// channel's shard lock, at the offset this frontend last delivered.
+type recoverReq struct {
+	ch     string
+	from   history.Position
+	limit  int
+	attach func(history.Result)
+
+	// Under the shard lock.
+	res     history.Result // the answer so far: from up to res.Position
+	started bool
+	link    *brokerLink // the link of the request in flight
+	id      uint64      // its History id
+
+	ended atomic.Bool
+	once  sync.Once
+	err   error
+	done  chan struct{}
+}
+
+// end completes Recover with err (nil: attach ran); later calls do
+// nothing.
+func (rq *recoverReq) end(err error) {
+	rq.once.Do(func() {
+		rq.ended.Store(true)
+		rq.err = err
+		close(rq.done)
+	})
+}
+
+// askRecover sends rq's History request for what follows from on l.
+func (p *positions) askRecover(l *brokerLink, rq *recoverReq, from history.Position) bool {
+	sh := p.shard(rq.ch)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return p.askRecoverLocked(l, rq, from)
+}
+
+func (p *positions) askRecoverLocked(l *brokerLink, rq *recoverReq, from history.Position) bool {
+	h := protocol.History{Channel: rq.ch, Offset: from.Offset, Epoch: from.Epoch, Limit: rq.limit - len(rq.res.Pubs)}
+	w := &histWait{done: make(chan struct{})}
+	w.attach = func(r history.Result) { p.answered(rq, r) }
+	// Under the link's lock: only end rq, take no other lock.
+	w.fail = func(err error) { rq.end(err) }
+	if l == nil || !l.askAsync(&h, w) {
+		return false
+	}
+	rq.link, rq.id = l, h.ID
+	return true
+}
+
+// dropRecover forgets rq after its Recover gave up.
+func (p *positions) dropRecover(rq *recoverReq) {
+	sh := p.shard(rq.ch)
+	sh.mu.Lock()
+	l, id := rq.link, rq.id
+	if st := sh.m[rq.ch]; st != nil {
+		if i := slices.Index(st.waiting, rq); i >= 0 {
+			st.waiting = slices.Delete(st.waiting, i, i+1)
+		}
+	}
+	sh.mu.Unlock()
+	if l != nil {
+		l.mu.Lock()
+		delete(l.hist, id)
+		l.mu.Unlock()
+	}
+}
+
+// retryRecover asks rq's question again at the channel's owner under
+// the committed ring after Config.RecoverRetry.
+func (p *positions) retryRecover(rq *recoverReq) {
+	b := p.b
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTimer(b.cfg.RecoverRetry)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-rq.done:
+			return
+		case <-b.ctx.Done():
+			return
+		}
+		from := rq.from
+		sh := p.shard(rq.ch)
+		sh.mu.Lock()
+		if rq.started {
+			from = rq.res.Position
+		}
+		sh.mu.Unlock()
+		l, err := b.ownerLink(rq.ch)
+		if err == nil && !p.askRecover(l, rq, from) {
+			err = ErrLinkDown
+		}
+		if err != nil {
+			rq.end(err)
+		}
+	}()
+}
+
+// answered takes a History reply for rq, on the link's reader.
+func (p *positions) answered(rq *recoverReq, r history.Result) {
+	sh := p.shard(rq.ch)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	rq.link = nil
+	if rq.ended.Load() {
+		return
+	}
+	if r.Reason == history.ReasonMoved {
+		// Asked a broker whose ring gives the channel to another: ask
+		// the owner under this frontend's ring again shortly (the rings
+		// of a reshard's brokers and frontends switch a little apart).
+		p.retryRecover(rq)
+		return
+	}
+	st := sh.m[rq.ch]
+	if !rq.started {
+		rq.started, rq.res = true, r
+	} else {
+		// The rest of the run, asked from rq.res.Position.
+		if !r.Recovered || r.Position.Epoch != rq.res.Position.Epoch {
+			p.failRecoverLocked(rq, st, cmp.Or(r.Reason, history.ReasonEpoch))
+			return
+		}
+		for _, pub := range r.Pubs {
+			if pub.Offset > rq.res.Position.Offset {
+				rq.res.Pubs = append(rq.res.Pubs, pub)
+			}
+		}
+		rq.res.Position = r.Position
+	}
+	p.revealLocked(sh, rq, st)
+}
+
+// revealLocked attaches rq's subscriber at the offset last delivered to
+// the channel's subscribers, st.offset, with the publications between
+// rq.from and it; when the answer does not reach that far it asks for
+// the rest, and when the channel has not yet got to rq.from it waits.
+func (p *positions) revealLocked(sh *posShard, rq *recoverReq, st *chanPos) {
+	res := rq.res
+	pos := res.Position
+	switch {
+	case st == nil:
+		// Nothing delivered yet: the channel starts where the answer
+		// stands.
+		if pos.Epoch != "" {
+			sh.m[rq.ch] = &chanPos{epoch: pos.Epoch, offset: pos.Offset}
+		}
+		p.finishLocked(rq, res)
+	case rq.from.Epoch == "" || !res.Recovered:
+		// Nothing to replay: the subscriber starts at what the others
+		// got last.
+		res.Pubs, res.Position = nil, history.Position{Offset: st.offset, Epoch: st.epoch}
+		p.finishLocked(rq, res)
+	case pos.Epoch != st.epoch:
+		p.failRecoverLocked(rq, st, history.ReasonEpoch)
+	case st.offset < rq.from.Offset:
+		// The subscriber saw more than this frontend delivered yet:
+		// attach once the channel gets there.
+		st.waiting = append(st.waiting, rq)
+	case st.offset <= pos.Offset:
+		k := len(res.Pubs)
+		for k > 0 && res.Pubs[k-1].Offset > st.offset {
+			k--
+		}
+		res.Pubs, res.Position.Offset = res.Pubs[:k], st.offset
+		p.finishLocked(rq, res)
+	case len(res.Pubs)+int(st.offset-pos.Offset) > rq.limit:
+		p.failRecoverLocked(rq, st, history.ReasonLimit)
+	default:
+		// Delivered past the answer (by another broker link): ask the
+		// link that delivered last for the rest.
+		l := st.last
+		if l == nil || !p.askRecoverLocked(l, rq, pos) {
+			p.failRecoverLocked(rq, st, recoverLinkDown)
+		}
+	}
+}
+
+// waitingLocked retries the reveals waiting for the channel to get
+// further.
+func (p *positions) waitingLocked(sh *posShard, ch string, st *chanPos) {
+	ws := st.waiting
+	st.waiting = nil
+	for _, rq := range ws {
+		if !rq.ended.Load() {
+			p.revealLocked(sh, rq, st)
+		}
+	}
+}
+
+// failRecoverLocked attaches rq's subscriber at st's offset, telling it
+// that the recovery it asked for is not complete.
+func (p *positions) failRecoverLocked(rq *recoverReq, st *chanPos, reason string) {
+	res := history.Result{Reason: reason, Position: rq.res.Position}
+	if st != nil {
+		res.Position = history.Position{Offset: st.offset, Epoch: st.epoch}
+	}
+	if res.Reason == recoverLinkDown {
+		res.Reason = history.ReasonGone
+	}
+	p.finishLocked(rq, res)
+}
+
+func (p *positions) finishLocked(rq *recoverReq, res history.Result) {
+	if rq.ended.Load() {
+		return
+	}
+	rq.attach(res)
+	rq.end(nil)
 }

@@ -218,3 +218,54 @@ rules:
 	}
 	_ = fmt.Sprint
 }
+
+// TestScaleOutKeepsEmptyStreamEpoch: a channel whose stream exists at its
+// owner only because a subscriber asked for its position (nothing
+// published yet) keeps its epoch when a scale-out moves it to another
+// broker, so a client that recovers from that position after the move is
+// told it missed nothing, not that the history was lost.
+func TestScaleOutKeepsEmptyStreamEpoch(t *testing.T) {
+	set := parseRules(t, historyRulesDoc)
+	c := clustertest.Start(t, clustertest.Options{Brokers: 1, Frontends: 1,
+		Frontend: func(cfg *frontend.Config) { cfg.Rules = set },
+		Broker:   func(cfg *broker.Config) { cfg.Rules = set },
+	})
+	v := c.WaitRing(10*time.Second, 1, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	x, err := client.Dial(ctx, c.Frontends[0].URL(), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	// Enough channels that some move to the second broker.
+	const n = 16
+	before := make(map[string]client.Recovery, n)
+	for i := range n {
+		ch := fmt.Sprintf("room:empty-%d", i)
+		sub, err := x.Subscribe(ctx, ch, client.SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[ch] = sub.Recovery()
+		if before[ch].Epoch == "" {
+			t.Fatalf("%s: no position in the subscribe acknowledgement: %+v", ch, before[ch])
+		}
+	}
+	c.AddBroker()
+	c.WaitRing(20*time.Second, 2, v)
+	y, err := client.Dial(ctx, c.Frontends[0].URL(), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Close()
+	for ch, r := range before {
+		sub, err := y.Subscribe(ctx, ch, client.SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sub.Recovery(); got.Epoch != r.Epoch || got.Offset != 0 {
+			t.Errorf("%s: position %d/%s after the scale-out, want 0/%s", ch, got.Offset, got.Epoch, r.Epoch)
+		}
+	}
+}

@@ -46,6 +46,11 @@ const (
 	ReasonLimit    = "limit"    // more than limit publications were missed
 	ReasonAhead    = "ahead"    // from is past the stream's last offset
 	ReasonDisabled = "disabled" // the channel has no history
+	// ReasonMoved is a broker's answer to a History request for a
+	// channel that another broker owns under its ring and whose stream
+	// it does not hold: creating one would start a second epoch. The
+	// asker tries again at the owner; clients never see it.
+	ReasonMoved = "moved"
 )
 
 // ErrInvalid is returned by Config.Validate.
@@ -455,6 +460,22 @@ func (s *Store) Restore(channel string, opts Options, snap Snapshot) bool {
 	sh.touch(st)
 	s.enforceLocked(sh, st)
 	return true
+}
+
+// Channels returns the channels with a stream, publications or not: a
+// stream created by a subscriber asking for its position has an epoch
+// that a planned reshard must hand over as well.
+func (s *Store) Channels() []string {
+	var out []string
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for ch := range sh.m {
+			out = append(out, ch)
+		}
+		sh.mu.Unlock()
+	}
+	return out
 }
 
 // Remove forgets channel's stream (after it moved to another owner).

@@ -478,3 +478,51 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, reason string) fl
 	}
 	return 0
 }
+
+// Without the state server, a broker gossip reports dead stays in the
+// ring while this node's own link to it is up (gossip misses probes on a
+// starved host); once the node reports the link down, it is left out.
+func TestGossipDeadVetoedByLink(t *testing.T) {
+	gc := gossip.DefaultConfig()
+	gc.NodeName, gc.Role, gc.BindAddr, gc.BindPort = "b1", protocol.RoleBroker, "127.0.0.1", 0
+	gc.PushPullInterval = 200 * time.Millisecond
+	gc.AuthKey = []byte(key)
+	b1, err := gossip.New(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b1.Shutdown()
+	gc.NodeName = "b2"
+	b2, err := gossip.New(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Shutdown()
+	if _, err := b2.Join([]string{b1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	b1.SetRing(rg(6, "b1", "b2"))
+
+	var linkUp atomic.Bool
+	linkUp.Store(true)
+	rec := &recorder{}
+	cfg := agentConfig("f1", protocol.RoleFrontend, "")
+	cfg.GossipSeeds = []string{b1.Addr()}
+	cfg.Gossip = &gc
+	cfg.LinkUp = func(id string) bool { return id == "b2" && linkUp.Load() }
+	a := startAgent(t, cfg, rec)
+	waitLog(t, rec, "commit v6[b1,b2]")
+	b2.Shutdown()
+	waitFor(t, "b2 dead in gossip", func() bool { return a.Gossip().IsDead("b2") })
+	a.LinksChanged() // a link event: the ring is derived again
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if got := rec.log(); got != "commit v6[b1,b2]" {
+			t.Fatalf("a broker whose link is up was left out: %q", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	linkUp.Store(false)
+	a.LinksChanged()
+	waitLog(t, rec, "commit v6[b1,b2]; commit v6[b1]")
+}

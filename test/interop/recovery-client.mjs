@@ -7,6 +7,11 @@
 // With --url2 (another frontend of the same cluster) the publisher and
 // the reconnections go there.
 //
+// With --epoch-change MS (a frontend whose SCC_HISTORY_META_TTL is MS
+// milliseconds) only the check of an epoch change seen mid-stream runs:
+// the channel idles past MS, the server drops its history, and the next
+// message comes under a new epoch.
+//
 // Environment: SCC_INTEROP_STEP_TIMEOUT (each wait, ms, default 5000).
 //
 // Prints one JSON line per check, {"check":NAME,"ok":BOOL,...}, then
@@ -70,7 +75,50 @@ async function goAway(socket, fn, at) {
   await withTimeout(socket.listener('connect').once(), 'reconnect');
 }
 
+// epochChange: a subscriber that never disconnects sees a message under
+// another epoch (the server dropped the channel's history while it was
+// idle): the helper emits recoveryfailed (reason epoch) and tracks the
+// new epoch.
+async function epochChange(metaTTL) {
+  const pub = await connect(url2);
+  await check('recovery-epoch-change-mid-stream', async () => {
+    const s = await connect();
+    const rec = new Recovery(s);
+    const failed = [];
+    rec.addEventListener('recoveryfailed', (e) => failed.push(e.detail));
+    const ch = rec.subscribe('room:epoch');
+    await withTimeout(ch.listener('subscribe').once(), 'subscribe');
+    const r = reader(ch);
+    await publishAll(pub, 'room:epoch', 1, 1);
+    await r.until(1, 'message 1');
+    const first = rec.position('room:epoch');
+    assert(first.offset === 1 && first.epoch !== '', `position ${JSON.stringify(first)}`);
+    assert(failed.length === 0, `recoveryfailed before any epoch change: ${JSON.stringify(failed)}`);
+    // Idle past the server's SCC_HISTORY_META_TTL (its sweep runs every
+    // second), then publish; a publish that still finds the old epoch
+    // starts the wait again.
+    const deadline = Date.now() + 10 * (metaTTL + 1000);
+    for (let i = 2; failed.length === 0; i++) {
+      assert(Date.now() < deadline, `no epoch change seen after ${i - 2} idle periods`);
+      await new Promise((res) => setTimeout(res, metaTTL + 1200));
+      await publishAll(pub, 'room:epoch', i, i);
+      await r.until(i, `message ${i}`);
+    }
+    const d = failed[0];
+    const pos = rec.position('room:epoch');
+    assert(failed.length === 1 && d.reason === 'epoch' && !d.asked && !d.recovered && d.epoch !== first.epoch,
+      `recoveryfailed ${JSON.stringify(failed)}`);
+    assert(pos.epoch === d.epoch && pos.offset === d.offset, `tracking ${JSON.stringify(pos)} after ${JSON.stringify(d)}`);
+    rec.close();
+    s.disconnect();
+    return d;
+  });
+  pub.disconnect();
+}
+
 async function main() {
+  const metaTTL = arg('--epoch-change');
+  if (metaTTL !== undefined) return epochChange(Number(metaTTL));
   const pub = await connect(url2);
 
   await check('recovery-stock-client-ignores-position', async () => {

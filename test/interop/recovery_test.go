@@ -50,3 +50,17 @@ func TestClusterRecoveryHelper(t *testing.T) {
 		t.Logf("cluster output:\n%s", tail(out.String(), 60))
 	}
 }
+
+// TestFrontendRecoveryHelperEpochChange: the helper tells a subscriber
+// that stayed connected when a message arrives under a new epoch (the
+// frontend dropped the channel's history while it idled past
+// SCC_HISTORY_META_TTL).
+func TestFrontendRecoveryHelperEpochChange(t *testing.T) {
+	t.Parallel()
+	node := needNode(t)
+	key := randomKey(t)
+	s, port := startFrontend(t, key, "SCC_HISTORY_SIZE=100", "SCC_HISTORY_TTL=1m", "SCC_HISTORY_META_TTL=1s")
+	url := fmt.Sprintf("ws://127.0.0.1:%d/socketcluster/", port)
+	runScript(t, node, "recovery-client.mjs", key, []string{"recovery-epoch-change-mid-stream"}, "--url", url, "--epoch-change", "1000")
+	checkAlive(t, s)
+}
