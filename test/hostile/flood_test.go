@@ -360,8 +360,13 @@ func TestPartialMessagesBounded(t *testing.T) {
 	}
 	heap1 := heapAfterGC()
 	t.Logf("heap %.1f MiB before, %.1f MiB with %d sockets holding partial messages (budget %d MiB)", mib(heap0), mib(heap1), n, budget>>20)
-	if heap1 > heap0+budget+16<<20 {
-		t.Fatalf("heap grew by %.1f MiB, budget %d MiB", mib(heap1-heap0), budget>>20)
+	// Unbounded, the 300 sockets would pin 270 MB. The budget bounds the
+	// buffers held; on a loaded machine the heap may also hold as much
+	// again of buffers dropped while the collections ran (a closed
+	// socket's, a grown buffer's old copy), so the bound checked is twice
+	// the budget plus the test's own 16 MiB.
+	if heap1 > heap0+2*budget+16<<20 {
+		t.Fatalf("heap grew by %.1f MiB, budget %d MiB (bound twice that plus 16 MiB)", mib(heap1-heap0), budget>>20)
 	}
 	waitFor(t, waitTimeout, "the sockets beyond the budget closed", func() bool {
 		return f.closesTotal(t, "read_budget") >= float64(n-held)
