@@ -48,12 +48,10 @@ type replicator struct {
 
 	ring atomic.Pointer[ring.Ring]
 
-	mu   sync.Mutex
-	self string // this broker's id, set by Serve
-	// linkDown, if set, runs when a replication link goes down.
-	linkDown atomic.Pointer[linkDownHook]
-	peers    map[string]*peerOut // by broker id
-	shut     bool
+	mu    sync.Mutex
+	self  string              // this broker's id, set by Serve
+	peers map[string]*peerOut // by broker id
+	shut  bool
 	// Handoffs (handoff.go): the ring before the current one, the
 	// brokers whose ReplHandoff is awaited, and the highest ring version
 	// each broker handed off for.
@@ -337,23 +335,6 @@ func (p *peerOut) up(_ context.Context, nl *nodelink.Link) {
 	p.mu.Unlock()
 	p.drain() // what was waiting on nl goes out unreplicated, in order
 	p.r.s.log.Info("replication link down", "peer", p.info.ID, "err", err)
-	if h := p.r.linkDown.Load(); h != nil {
-		h.f()
-	}
-}
-
-// linkDownHook runs when a replication link goes down (the membership
-// agent re-derives its ring; see peerUp).
-type linkDownHook struct{ f func() }
-
-// peerUp reports whether the replication link to broker id is up: while
-// the state server is unreachable, the membership agent keeps a broker
-// gossip reports dead in the ring as long as this link is up.
-func (r *replicator) peerUp(id string) bool {
-	r.mu.Lock()
-	p := r.peers[id]
-	r.mu.Unlock()
-	return p != nil && p.isUp()
 }
 
 // HandleMessages reads the standby's ReplAcks.

@@ -198,9 +198,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		ac.Logger = s.log
 		ac.Registry = s.reg
 		ac.Stats = s.stats
-		if s.repl != nil {
-			ac.LinkUp = s.repl.peerUp
-		}
 		a, err := membership.New(ac, agentHandler{s})
 		if err != nil {
 			s.mu.Unlock()
@@ -213,9 +210,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		agent = a
 		s.agent = a
-		if s.repl != nil {
-			s.repl.linkDown.Store(&linkDownHook{a.LinksChanged})
-		}
 	}
 	if agent == nil || s.cfg.StateAddr == "" {
 		s.setReady()

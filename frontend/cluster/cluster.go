@@ -233,22 +233,6 @@ type Broker struct {
 	forgetKick chan struct{}
 
 	pres presenceState // presence.go
-
-	// linkDown, if set, runs when a broker link goes down (the
-	// membership agent re-derives its ring; see linkUp).
-	linkDown atomic.Pointer[linkDownFunc]
-}
-
-type linkDownFunc struct{ f func() }
-
-// linkUp reports whether the link to broker id is up: while the state
-// server is unreachable, the membership agent keeps a broker gossip
-// reports dead in the ring as long as this frontend's link to it is up.
-func (b *Broker) linkUp(id string) bool {
-	b.mu.Lock()
-	l := b.links[id]
-	b.mu.Unlock()
-	return l != nil && l.isUp()
 }
 
 var _ frontend.Broker = (*Broker)(nil)

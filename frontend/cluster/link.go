@@ -117,9 +117,6 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	l.mu.Unlock()
 	l.b.m.linksUp.Dec()
 	l.b.log.Info("broker link down", "peer", l.info.ID, "err", err)
-	if f := l.b.linkDown.Load(); f != nil {
-		f.f()
-	}
 }
 
 // HandleMessages implements nodelink.Handler.

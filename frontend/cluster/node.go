@@ -201,13 +201,11 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	mc.Logger = cfg.Logger
 	mc.Registry = cfg.Registry
 	mc.Stats = cfg.Stats
-	mc.LinkUp = n.broker.linkUp
 	a, err := membership.New(mc, n.broker)
 	if err != nil {
 		return nil, fmt.Errorf("creating membership agent: %w", err)
 	}
 	n.agent = a
-	n.broker.linkDown.Store(&linkDownFunc{a.LinksChanged})
 	return n, nil
 }
 

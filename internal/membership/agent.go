@@ -60,13 +60,6 @@ type Config struct {
 	// has been in gossip with others for this long (a node that just
 	// joined may not have heard of every member yet). Default 3s.
 	UnknownBrokerGrace time.Duration
-	// LinkUp, if set, reports whether this node's own link to a broker is
-	// up. While the state link is down, a broker that gossip reports dead
-	// but whose link is up stays in the ring: gossip misses its probes
-	// when a host is starved of CPU for a fraction of a second, while a
-	// crashed broker's links close at once. The node calls LinksChanged
-	// when a broker link goes down.
-	LinkUp func(brokerID string) bool
 	// Gossip, if set, is the base gossip configuration (failure detection
 	// timing); NodeName, Role, Addr, the bind and advertise fields, seeds,
 	// callbacks and logger are set by the agent. Nil means
@@ -628,21 +621,10 @@ func (a *Agent) deadBrokers(r protocol.Ring) []string {
 	var dead []string
 	for _, b := range r.Brokers {
 		if g.IsDead(b.ID) || (trustAbsence && !g.IsAlive(b.ID)) {
-			if a.cfg.LinkUp != nil && a.cfg.LinkUp(b.ID) {
-				a.m.vetoed.Inc()
-				continue
-			}
 			dead = append(dead, b.ID)
 		}
 	}
 	return dead
-}
-
-// LinksChanged tells the agent that a link of this node to a broker went
-// down (see Config.LinkUp): the ring is derived again if the state link
-// is down.
-func (a *Agent) LinksChanged() {
-	a.enqueue(func() { a.apply("fallback") })
 }
 
 func (a *Agent) prepare(l *nodelink.Link, r protocol.Ring) {

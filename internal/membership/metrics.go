@@ -13,7 +13,6 @@ type metrics struct {
 	ringVersion prometheus.Gauge
 	changes     *prometheus.CounterVec
 	rejects     *prometheus.CounterVec
-	vetoed      prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, role string) *metrics {
@@ -23,7 +22,6 @@ func newMetrics(reg *prometheus.Registry, role string) *metrics {
 		ringVersion: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "membership_ring_version", Help: "Version of the highest committed ring the membership agent holds."}),
 		changes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "ring_changes_total", Help: "Rings applied, by source (state, gossip, fallback)."}, []string{"source"}),
 		rejects:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "ring_rejects_total", Help: "Rings refused for their version, by reason (version_jump, version_ceiling)."}, []string{"reason"}),
-		vetoed:      prometheus.NewCounter(prometheus.CounterOpts{Name: p + "gossip_dead_vetoed_total", Help: "Times a broker gossip reported dead was kept in the ring derived without the state server because this node's own link to it was up."}),
 	}
 	for _, r := range []string{ring.ReasonVersionJump, ring.ReasonVersionCeiling} {
 		m.rejects.WithLabelValues(r)
@@ -33,7 +31,6 @@ func newMetrics(reg *prometheus.Registry, role string) *metrics {
 		m.ringVersion = register(reg, m.ringVersion)
 		m.changes = register(reg, m.changes)
 		m.rejects = register(reg, m.rejects)
-		m.vetoed = register(reg, m.vetoed)
 	}
 	return m
 }
