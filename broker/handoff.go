@@ -218,6 +218,12 @@ func (l *link) forwardToOwner(ch string, opts history.Options, data []byte, seq 
 	if owner == "" || owner == self || p == nil || !p.isUp() {
 		return false
 	}
+	// The channel's history goes first on this link: a forward that
+	// overtook the handoff's snapshot would start the stream anew at the
+	// owner, under another epoch.
+	if p.needsSync(ch) {
+		r.sync(p, ch)
+	}
 	publisher := l.nl.Peer().NodeID
 	pa := l.framePending()
 	pa.left.Add(1)

@@ -1,0 +1,115 @@
+package clustertest_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sccgo/sccgo/broker"
+	"github.com/sccgo/sccgo/client"
+	"github.com/sccgo/sccgo/frontend"
+	"github.com/sccgo/sccgo/internal/clustertest"
+)
+
+// TestScaleOutDuringFrontendKill: a broker joins (channels move) while a
+// frontend is killed under load; its client recovers on the other
+// frontend and gets every publication exactly once, in order.
+func TestScaleOutDuringFrontendKill(t *testing.T) {
+	set := parseRules(t, historyRulesDoc)
+	c := clustertest.Start(t, clustertest.Options{Brokers: 1, Frontends: 2,
+		Frontend: func(cfg *frontend.Config) { cfg.Rules = set },
+		Broker:   func(cfg *broker.Config) { cfg.Rules = set },
+	})
+	v := c.WaitRing(10*time.Second, 1, 0)
+	fa, fb := c.Frontends[0], c.Frontends[1]
+	proxy := startSwitchProxy(t, fa.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	x, err := client.Dial(ctx, proxy.URL(), client.Options{Backoff: client.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}, SubscriptionBuffer: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	y, err := client.Dial(ctx, fb.URL(), client.Options{SubscriptionBuffer: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Close()
+	var chans []string
+	for i := range 8 {
+		chans = append(chans, "room:"+strconv.Itoa(i))
+	}
+	ysubs := make([]*client.Subscription, len(chans))
+	for i, ch := range chans[:4] {
+		if ysubs[i], err = y.Subscribe(ctx, ch, client.SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subs := make([]*client.Subscription, len(chans))
+	for i, ch := range chans {
+		if subs[i], err = x.Subscribe(ctx, ch, client.SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, err := client.Dial(ctx, fb.URL(), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+
+	const total = 300
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 1; i <= total; i++ {
+			for _, ch := range chans {
+				if err := pub.Publish(ctx, ch, i); err != nil {
+					t.Errorf("publish %d: %v", i, err)
+					return
+				}
+			}
+			sent.Store(int64(i))
+		}
+	})
+	clustertest.WaitFor(t, 30*time.Second, "publishing under way", func() bool { return sent.Load() >= 20 })
+	c.AddBroker()
+	clustertest.WaitFor(t, 30*time.Second, "publishing under way", func() bool { return sent.Load() >= 40 })
+	proxy.target.Store(fb.Addr())
+	fa.Kill()
+	c.WaitRing(20*time.Second, 2, v)
+
+	check := func(who string, sub *client.Subscription, ch string) {
+		for want := 1; want <= total; want++ {
+			m, err := sub.Next(ctx)
+			if err != nil {
+				t.Fatalf("%s %s: waiting for %d: %v", who, ch, want, err)
+			}
+			if string(m.Data) != strconv.Itoa(want) {
+				t.Fatalf("%s %s: got %s, want %d (nothing missed, nothing twice, in order); recoveries %v", who, ch, m.Data, want, recoveries(c))
+			}
+		}
+	}
+	for i, sub := range ysubs[:4] {
+		check("y", sub, chans[i])
+	}
+	for i, sub := range subs {
+		check("x", sub, chans[i])
+		if r := sub.Recovery(); !r.Asked || !r.Recovered || sub.RecoveryFailures() != 0 {
+			t.Fatalf("%s: recovery %+v, failures %d", chans[i], r, sub.RecoveryFailures())
+		}
+	}
+	wg.Wait()
+}
+
+func recoveries(c *clustertest.Cluster) map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range []string{"recovered", "link_down", "held_full", "epoch", "timeout", "gone", "limit", "ahead", "moved"} {
+		out[r] = c.FrontendCounter("scc_frontend_history_recoveries_total", "result", r)
+	}
+	out["dup"] = c.FrontendCounter("scc_frontend_history_duplicates_total", "", "")
+	return out
+}
