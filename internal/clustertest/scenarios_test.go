@@ -185,9 +185,14 @@ func TestStateDownLosesNothing(t *testing.T) {
 	// A frontend started during the outage learns the ring from gossip
 	// and serves cross-frontend traffic.
 	f3 := c.AddFrontend(c.GossipSeeds()...)
-	clustertest.WaitFor(t, 15*time.Second, "the new frontend to learn the ring from gossip", func() bool {
-		return f3.Router().RingVersion() == v && f3.Server().IsReady()
-	})
+	deadline := time.Now().Add(15 * time.Second)
+	for f3.Router().RingVersion() != v || !f3.Server().IsReady() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new frontend did not learn the ring from gossip in 15s: version %d (want %d, frontend 0 has %d), %d brokers, ready %v",
+				f3.Router().RingVersion(), v, c.Frontends[0].Router().RingVersion(), f3.Router().RingBrokers(), f3.Server().IsReady())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	tr2 := clustertest.StartTraffic(t, clustertest.TrafficOptions{
 		URLs: []string{f3.URL(), c.Frontends[0].URL()}, Channels: 50, Subscribers: 2, Publishers: 1,
 		Interval: 2 * time.Millisecond, Prefix: "new-",
