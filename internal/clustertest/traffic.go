@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,6 +72,14 @@ type subscriber struct {
 	check *bench.Checker
 }
 
+// subscriptionBuffer is each subscription's buffer: a channel gets at
+// most a few hundred messages a second here and its receiver drains it
+// at once, so this holds seconds of a stalled receiver's messages (an
+// overflow shows as loss). A buffer of 64k messages per subscription
+// (4 MiB) took 3 GiB of allocations for 800 subscriptions, which under
+// the race detector stalled whole test runs.
+const subscriptionBuffer = 2048
+
 // StartTraffic connects the clients, subscribes and starts publishing.
 func StartTraffic(t testing.TB, opts TrafficOptions) *Traffic {
 	t.Helper()
@@ -83,18 +92,23 @@ func StartTraffic(t testing.TB, opts TrafficOptions) *Traffic {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	start := time.Now()
 	for i := 0; i < opts.Subscribers; i++ {
 		url := opts.URLs[i%len(opts.URLs)]
-		c, err := client.Dial(ctx, url, client.Options{SubscriptionBuffer: 1 << 16, TLSConfig: opts.TLSConfig})
+		c, err := client.Dial(ctx, url, client.Options{SubscriptionBuffer: subscriptionBuffer, TLSConfig: opts.TLSConfig})
 		if err != nil {
 			t.Fatalf("subscriber %d dialing %s: %v", i, url, err)
 		}
 		s := &subscriber{c: c, check: bench.NewChecker()}
 		tr.subs = append(tr.subs, s)
 		for _, ch := range tr.channels {
+			began := time.Now()
 			sub, err := c.Subscribe(ctx, ch, client.SubscribeOptions{})
+			if d := time.Since(began); d > 200*time.Millisecond && os.Getenv("SLOWSUB") != "" {
+				t.Logf("slow subscribe: subscriber %d %s took %v at %v", i, ch, d, began.Sub(start))
+			}
 			if err != nil {
-				t.Fatalf("subscriber %d subscribing %s: %v", i, ch, err)
+				t.Fatalf("subscriber %d subscribing %s: %v (after %v; the subscribes before took %v)", i, ch, err, time.Since(began).Round(time.Millisecond), began.Sub(start).Round(time.Millisecond))
 			}
 			tr.wg.Add(1)
 			go tr.receive(s, sub)
@@ -108,6 +122,7 @@ func StartTraffic(t testing.TB, opts TrafficOptions) *Traffic {
 		}
 		tr.pubs = append(tr.pubs, c)
 	}
+	t.Logf("traffic: %d subscribers × %d channels subscribed in %v", opts.Subscribers, opts.Channels, time.Since(start).Round(time.Millisecond))
 	tr.ctx, tr.cancel = context.WithCancel(context.Background())
 	for i, p := range tr.pubs {
 		tr.pubWG.Add(1)
