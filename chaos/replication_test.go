@@ -1,10 +1,14 @@
 package chaos_test
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/sccgo/sccgo/chaos"
+	"github.com/sccgo/sccgo/client"
+	"github.com/sccgo/sccgo/internal/localcluster"
 )
 
 // TestScenario20BrokerKillHistory: kill -9 of a broker with history on
@@ -103,4 +107,210 @@ func TestScenario21StateDownBrokerKillHistory(t *testing.T) {
 	rep.Figure("fallback_ring_changes", c.SumFrontends("scc_frontend_ring_changes_total", "source", "fallback"))
 	requireSameEpochs(rep, c, "state down, broker kill -9")
 	rep.Figure("route_drops_by_reason", routeDropsByReason(c))
+}
+
+// TestScenario22OwnerStandbyKill: with history on and 4 brokers, kill -9
+// of two brokers at once. The channels whose owner and standby were both
+// among them lose their history: each continues under a new epoch, which
+// the frontends count and a subscriber sees. Every other channel keeps
+// its epoch and duplicates or reorders nothing; what it loses (publishes
+// held for a dead owner longer than SCC_BROKER_BACKLOG_MAX_AGE while the
+// ring drops the two brokers) is counted by the frontends, and the whole
+// loss is bounded by the traffic of the recovery window.
+func TestScenario22OwnerStandbyKill(t *testing.T) {
+	requireChaos(t)
+	rep := chaos.NewReport(t, "22-owner-standby-kill", "^TestScenario22")
+	c := chaos.StartCluster(t, chaos.Spec{Name: "22-owner-standby-kill", Brokers: 4, Frontends: 2, Env: historyEnv()})
+	rep.Attach(c)
+	v := c.WaitRing(4, 0, 15*time.Second)
+	st, err := c.Status()
+	if err != nil {
+		rep.Fatalf("reading the ring: %v", err)
+	}
+	rg := st.RingOf()
+	victims := []string{"broker-1", "broker-2"}
+	o := steady(c.FrontendURLs(), nil)
+	o.Channels = 100
+	started := time.Now()
+	tr := startSteady(t, rep, o)
+
+	// Which channels lose both copies of their history, as every node
+	// hashes them.
+	affected := map[string]bool{}
+	for i := range o.Channels {
+		ch := fmt.Sprintf("ch-%d", i)
+		owner := rg.OwnerID(ch)
+		if slices.Contains(victims, owner) && slices.Contains(victims, rg.Broker(rg.StandbyIndex(ch, owner)).ID) {
+			affected[ch] = true
+		}
+	}
+	rep.Figure("channels", o.Channels)
+	rep.Figure("channels_owner_and_standby_killed", len(affected))
+	if len(affected) == 0 {
+		rep.Fatalf("no channel has both its owner and its standby among %v in ring %d", victims, v)
+	}
+
+	// A watcher subscribed to every channel on a surviving frontend, to
+	// see the epochs clients are told.
+	w, err := client.Dial(ctxTimeout(t, 10*time.Second), c.WSURL("frontend-1"), client.Options{})
+	if err != nil {
+		rep.Fatalf("dialing the watcher: %v", err)
+	}
+	defer w.Close()
+	subs := map[string]*client.Subscription{}
+	for i := range o.Channels {
+		ch := fmt.Sprintf("ch-%d", i)
+		s, err := w.Subscribe(ctxTimeout(t, 10*time.Second), ch, client.SubscribeOptions{Handler: func(client.Message) {}})
+		if err != nil {
+			rep.Fatalf("watcher subscribing %s: %v", ch, err)
+		}
+		subs[ch] = s
+	}
+	before := map[string]string{}
+	for ch, s := range subs {
+		if _, before[ch] = s.Position(); before[ch] == "" {
+			rep.Fatalf("the watcher was told no epoch for %s: the channel keeps no history", ch)
+		}
+	}
+	epochs0 := epochChanges(c)
+
+	killed := time.Now()
+	if err := c.KillBrokers(victims...); err != nil {
+		rep.Fatalf("SIGKILL %v: %v", victims, err)
+	}
+	// Two brokers leave the ring at once: no 2s bound is promised here.
+	took, ok := tr.WaitFlowing(killed, 40*time.Second)
+	if !ok {
+		rep.Fatalf("delivery did not resume on every channel within 40s of killing %v", victims)
+	}
+	rep.Recovery(took)
+	t.Logf("delivery resumed on every channel %v after killing %v", took, victims)
+	v2 := c.WaitRing(2, v, 20*time.Second)
+	rep.Figure("ring_versions", []uint64{v, v2})
+	if _, ok := tr.WaitFlowing(time.Now().Add(300*time.Millisecond), 10*time.Second); !ok {
+		rep.Failf("messages did not flow after the ring without the dead brokers was committed")
+	}
+	r := tr.Stop(lossySettle)
+	rep.Check(r)
+
+	// Elsewhere nothing is duplicated or reordered, and what is lost is
+	// counted.
+	var lostAffected, lostElsewhere int64
+	for _, s := range r.Streams {
+		if affected[s.Channel] {
+			lostAffected += s.Lost
+			continue
+		}
+		lostElsewhere += s.Lost
+		if s.Duplicated != 0 || s.OutOfOrder != 0 || s.Unexpected != 0 {
+			rep.Failf("channel %s kept a copy of its history and duplicated or reordered: %+v", s.Channel, s)
+		}
+	}
+	if r.MoreStreams > 0 {
+		rep.Notef("%d more streams had trouble than the check lists", r.MoreStreams)
+	}
+	rep.Figure("lost_on_affected_channels", lostAffected)
+	rep.Figure("lost_elsewhere", lostElsewhere)
+	drops := c.SumFrontends(routeDrops)
+	if lostElsewhere > 0 && drops == 0 {
+		rep.Failf("%d deliveries were lost on channels with a surviving copy and no frontend counted a drop", lostElsewhere)
+	}
+	lossCounted(rep, c, clusterResult{r.Expected, r.Lost, time.Since(started).Seconds()}, took)
+	// A frontend counts a dropped publish once, the check every
+	// subscriber's lost delivery of it.
+	if uncounted := r.Lost - int64(drops)*int64(o.Subscribers); uncounted > 0 {
+		rep.Failf("%d lost deliveries are more than the %v dropped publishes the frontends counted reach (%d subscribers each)", r.Lost, drops, o.Subscribers)
+	}
+
+	// Every affected channel, and no other, continues under a new epoch.
+	var changed, wrong int
+	for ch, s := range subs {
+		_, now := s.Position()
+		switch {
+		case affected[ch] && now == before[ch]:
+			wrong++
+			rep.Failf("channel %s lost its history but its subscriber still sees epoch %s", ch, now)
+		case !affected[ch] && now != before[ch]:
+			wrong++
+			rep.Failf("channel %s kept a copy of its history but changed epoch %s → %s", ch, before[ch], now)
+		case now != before[ch]:
+			changed++
+		}
+	}
+	rep.Figure("watcher_epoch_changes", changed)
+	lost := epochChanges(c) - epochs0
+	rep.Figure("frontend_epoch_changes", lost)
+	if lost < float64(len(affected)) {
+		rep.Failf("frontends counted %v channels that lost their history, want at least %d", lost, len(affected))
+	}
+	rep.Figure("resent", c.SumFrontends("scc_frontend_resent_total"))
+}
+
+// TestScenario23ScaleOutInHistory: with history on, 2→3 brokers under
+// load, then a graceful scale-in 3→2 (SIGTERM): the new owner of a moved
+// channel gets its history from the old one before it numbers anything,
+// the leaving broker's channels go to standbys that hold them, and across
+// both 0 are lost, duplicated or reordered and no channel changes epoch.
+func TestScenario23ScaleOutInHistory(t *testing.T) {
+	requireChaos(t)
+	rep := chaos.NewReport(t, "23-scale-out-in-history", "^TestScenario23")
+	c := chaos.StartCluster(t, chaos.Spec{Name: "23-scale-out-in-history", Brokers: 2, Frontends: 2, Env: historyEnv()})
+	rep.Attach(c)
+	v := c.WaitRing(2, 0, 15*time.Second)
+	o := steady(c.FrontendURLs(), nil)
+	o.Channels = 100
+	tr := startSteady(t, rep, o)
+
+	added := time.Now()
+	name, err := c.AddBroker(ctxTimeout(t, 30*time.Second))
+	if err != nil {
+		rep.Fatalf("adding a broker: %v", err)
+	}
+	v2 := c.WaitRing(3, v, 20*time.Second)
+	rep.Figure("scale_out_ms", ms(time.Since(added)))
+	if _, ok := tr.WaitFlowing(time.Now().Add(500*time.Millisecond), 10*time.Second); !ok {
+		rep.Fatalf("messages did not flow after the scale-out")
+	}
+	out := tr.Checkpoint(10 * time.Second)
+	rep.Figure("lost_scale_out", out.Lost)
+	requireClean(rep, "scale-out 2→3 with history", out)
+	rep.Figure("epoch_changes_scale_out", epochChanges(c))
+	rep.Figure("forwarded_scale_out", sumBrokers(c, "scc_broker_forwarded_total"))
+
+	leaving := "broker-1"
+	stopped := time.Now()
+	if err := c.StopBroker(leaving, true); err != nil {
+		rep.Fatalf("SIGTERM %s: %v", leaving, err)
+	}
+	v3 := c.WaitRing(2, v2, 30*time.Second)
+	if err := c.WaitExit(ctxTimeout(t, 30*time.Second), leaving); err != nil {
+		rep.Failf("%s did not exit after its leave: %v", leaving, err)
+	}
+	rep.Figure("scale_in_ms", ms(time.Since(stopped)))
+	if p, _ := c.Proc(leaving); p.Crashed {
+		rep.Failf("%s exited badly after SIGTERM: %s", leaving, p.Exit)
+	}
+	if _, ok := tr.WaitFlowing(time.Now().Add(500*time.Millisecond), 10*time.Second); !ok {
+		rep.Fatalf("messages did not flow after the scale-in")
+	}
+	r := tr.Stop(10 * time.Second)
+	rep.Check(r)
+	requireClean(rep, "scale-out 2→3 and scale-in 3→2 with history", r)
+	rep.Figure("ring_versions", []uint64{v, v2, v3})
+	rep.Figure("added", name)
+	rep.Figure("resent", c.SumFrontends("scc_frontend_resent_total"))
+	rep.Figure("gaps_recovered", c.SumFrontends("scc_frontend_history_recoveries_total", "result", "recovered"))
+	requireSameEpochs(rep, c, "scale-out and scale-in with history")
+	rep.Figure("route_drops", c.SumFrontends(routeDrops))
+}
+
+// sumBrokers sums a metric over every running broker.
+func sumBrokers(c *chaos.Cluster, metric string, labels ...string) float64 {
+	var sum float64
+	for _, name := range c.Names(localcluster.RoleBroker) {
+		if s, err := c.Metrics(name); err == nil {
+			sum += s.Sum(metric, labels...)
+		}
+	}
+	return sum
 }
