@@ -3,9 +3,13 @@ package chaos_test
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sccgo/sccgo/bench"
 	"github.com/sccgo/sccgo/chaos"
 	"github.com/sccgo/sccgo/client"
 	"github.com/sccgo/sccgo/internal/localcluster"
@@ -313,4 +317,238 @@ func sumBrokers(c *chaos.Cluster, metric string, labels ...string) float64 {
 		}
 	}
 	return sum
+}
+
+// recovering is one subscription of scenario 24 and what it received:
+// the publishers send 1, 2, 3, … on every channel.
+type recovering struct {
+	ch      string
+	sub     *client.Subscription
+	next    atomic.Int64 // the number expected next
+	skipped atomic.Int64 // numbers jumped over
+	dup     atomic.Int64 // numbers received again (or unreadable)
+	// first is the first unexpected message, "got N want M".
+	first atomic.Pointer[string]
+}
+
+// deliver runs on the client's reader, in order.
+func (r *recovering) deliver(m client.Message) {
+	n, err := strconv.ParseInt(string(m.Data), 10, 64)
+	want := r.next.Load()
+	if err != nil || n != want {
+		msg := fmt.Sprintf("got %s, want %d", m.Data, want)
+		r.first.CompareAndSwap(nil, &msg)
+	}
+	switch {
+	case err != nil || n < want:
+		r.dup.Add(1)
+	default:
+		r.skipped.Add(n - want)
+		r.next.Store(n + 1)
+	}
+}
+
+// check is the subscription's delivery check against total publications.
+func (r *recovering) check(total int64) bench.CheckResult {
+	got := r.next.Load() - 1
+	lost := r.skipped.Load() + max(0, total-got)
+	return bench.CheckResult{Expected: total, Received: got - r.skipped.Load(), Lost: lost, Duplicated: r.dup.Load()}
+}
+
+// TestScenario24FrontendKillRecover: with history on, 2 frontends behind
+// a TCP switch proxy (a load balancer). Go clients connected through it
+// to frontend A hold a few hundred subscriptions while publishers on
+// frontend B publish 1, 2, 3, … on each channel. Frontend A is killed
+// (-9) and the proxy switched to B: the clients reconnect by themselves,
+// resubscribe asking to recover, and every subscription gets every
+// message exactly once, in order, its recovery reported complete. Half
+// the channels are held on B by another socket when the clients arrive,
+// half are not.
+func TestScenario24FrontendKillRecover(t *testing.T) {
+	requireChaos(t)
+	const (
+		nClients   = 50
+		perClient  = 8 // subscriptions per client
+		nChannels  = 40
+		nPubs      = 4 // publishers, each with its share of the channels
+		total      = 400
+		killAt     = 50                   // publications per channel before the kill
+		pubPause   = 5 * time.Millisecond // between two rounds of a publisher
+		catchUpFor = 20 * time.Second
+	)
+	rep := chaos.NewReport(t, "24-frontend-kill-recover", "^TestScenario24")
+	c := chaos.StartCluster(t, chaos.Spec{Name: "24-frontend-kill-recover", Brokers: 2, Frontends: 2, Env: historyEnv()})
+	rep.Attach(c)
+	c.WaitRing(2, 0, 15*time.Second)
+	a, b := c.WSURL("frontend-1"), c.WSURL("frontend-2")
+	proxy := chaos.StartSwitchProxy(t, hostPort(t, a))
+	chans := channels("room-", nChannels)
+	ctx := ctxTimeout(t, 2*time.Minute)
+
+	// A socket on B holds the even channels there.
+	holder, err := client.Dial(ctx, b, client.Options{})
+	if err != nil {
+		rep.Fatalf("dialing the holder: %v", err)
+	}
+	defer holder.Close()
+	for i := 0; i < nChannels; i += 2 {
+		if _, err := holder.Subscribe(ctx, chans[i], client.SubscribeOptions{Handler: func(client.Message) {}}); err != nil {
+			rep.Fatalf("holder subscribing %s: %v", chans[i], err)
+		}
+	}
+
+	var subs []*recovering
+	var clients []*client.Client
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	}()
+	for i := range nClients {
+		cl, err := client.Dial(ctx, proxy.URL(), client.Options{
+			Backoff: client.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+		})
+		if err != nil {
+			rep.Fatalf("client %d dialing through the proxy: %v", i, err)
+		}
+		clients = append(clients, cl)
+		for k := range perClient {
+			r := &recovering{ch: chans[(i*perClient+k)%nChannels]}
+			r.next.Store(1)
+			if r.sub, err = cl.Subscribe(ctx, r.ch, client.SubscribeOptions{Handler: r.deliver}); err != nil {
+				rep.Fatalf("client %d subscribing %s: %v", i, r.ch, err)
+			}
+			subs = append(subs, r)
+		}
+	}
+	rep.Figure("subscriptions", len(subs))
+	rep.Figure("publications_per_channel", total)
+
+	// The publishers, on B.
+	var sent [nPubs]atomic.Int64
+	var pubErr atomic.Pointer[string]
+	var pubWG sync.WaitGroup
+	for p := range nPubs {
+		pc, err := client.Dial(ctx, b, client.Options{})
+		if err != nil {
+			rep.Fatalf("dialing publisher %d: %v", p, err)
+		}
+		defer pc.Close()
+		pubWG.Go(func() {
+			for n := 1; n <= total; n++ {
+				for i := p; i < nChannels; i += nPubs {
+					if err := pc.Publish(ctx, chans[i], n); err != nil {
+						msg := fmt.Sprintf("publisher %d, %s, %d: %v", p, chans[i], n, err)
+						pubErr.CompareAndSwap(nil, &msg)
+						return
+					}
+				}
+				sent[p].Store(int64(n))
+				time.Sleep(pubPause)
+			}
+		})
+	}
+	minSent := func() int64 {
+		m := int64(total)
+		for p := range nPubs {
+			m = min(m, sent[p].Load())
+		}
+		return m
+	}
+	for minSent() < killAt && pubErr.Load() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	proxy.Switch(hostPort(t, b))
+	killed := time.Now()
+	if err := c.KillFrontend("frontend-1"); err != nil {
+		rep.Fatalf("SIGKILL frontend-1: %v", err)
+	}
+	rep.Figure("sent_per_channel_at_kill", minSent())
+	// Every subscription resubscribed on B and was told its recovery is
+	// complete.
+	var recoveredAfter time.Duration
+	deadline := time.Now().Add(catchUpFor)
+	for {
+		n := 0
+		for _, r := range subs {
+			if rc := r.sub.Recovery(); rc.Asked && rc.Recovered {
+				n++
+			}
+		}
+		if n == len(subs) {
+			recoveredAfter = time.Since(killed)
+			break
+		}
+		if time.Now().After(deadline) {
+			rep.Failf("%d of %d subscriptions recovered within %v of the kill", n, len(subs), catchUpFor)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if recoveredAfter > 0 {
+		rep.Recovery(recoveredAfter)
+		rep.Figure("all_recovered_ms", ms(recoveredAfter))
+	}
+	pubWG.Wait()
+	if p := pubErr.Load(); p != nil {
+		rep.Fatalf("a publish on the surviving frontend failed: %s", *p)
+	}
+	// Then every subscription has every message.
+	deadline = time.Now().Add(catchUpFor)
+	for {
+		behind := 0
+		for _, r := range subs {
+			if r.next.Load() <= total {
+				behind++
+			}
+		}
+		if behind == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rep.Figure("caught_up_after_kill_ms", ms(time.Since(killed)))
+
+	var res bench.CheckResult
+	var notRecovered, wrong int
+	reasons := map[string]int{}
+	for _, r := range subs {
+		cr := r.check(total)
+		res.Merge(cr)
+		rc := r.sub.Recovery()
+		if !rc.Asked || !rc.Recovered || r.sub.RecoveryFailures() != 0 || r.sub.Gaps() != 0 {
+			notRecovered++
+			reasons[rc.Reason]++
+		}
+		if cr.Lost != 0 || cr.Duplicated != 0 {
+			if wrong++; wrong <= 5 {
+				first := ""
+				if p := r.first.Load(); p != nil {
+					first = *p
+				}
+				rep.Failf("%s: %d of %d received, %d lost, %d twice (first: %s), recovery %+v", r.ch, cr.Received, total, cr.Lost, cr.Duplicated, first, rc)
+			}
+		}
+	}
+	rep.Check(res)
+	rep.Figure("subscriptions_wrong", wrong)
+	rep.Figure("subscriptions_not_recovered", notRecovered)
+	if notRecovered > 0 {
+		rep.Failf("%d of %d subscriptions did not report a complete recovery (reasons %v)", notRecovered, len(subs), reasons)
+	}
+	results := map[string]float64{}
+	for k, v := range mustMetrics(c, "frontend-2").ByLabel("scc_frontend_recoveries_total", "result") {
+		if v > 0 {
+			results[k] = v
+		}
+	}
+	rep.Figure("frontend_b_subscribes_by_result", results)
+	rep.Figure("publications_replayed", c.MetricOf("frontend-2", "scc_frontend_recovered_publications_total"))
+}
+
+// mustMetrics scrapes the named process, or returns no samples.
+func mustMetrics(c *chaos.Cluster, name string) chaos.Samples {
+	s, _ := c.Metrics(name)
+	return s
 }
