@@ -191,6 +191,16 @@ func TestScenario22OwnerStandbyKill(t *testing.T) {
 	t.Logf("delivery resumed on every channel %v after killing %v", took, victims)
 	v2 := c.WaitRing(2, v, 20*time.Second)
 	rep.Figure("ring_versions", []uint64{v, v2})
+	// Where the time goes: the reshards that took the brokers out and
+	// the frontends' waits in them.
+	rep.Figure("state_reshards_by_result", nonZero(mustMetrics(c, "state").ByLabel("scc_state_reshards_total", "result")))
+	events := map[string]float64{}
+	for _, name := range c.Names(localcluster.RoleFrontend) {
+		for k, n := range nonZero(mustMetrics(c, name).ByLabel("scc_frontend_reshard_events_total", "phase")) {
+			events[k] += n
+		}
+	}
+	rep.Figure("frontend_reshard_events", events)
 	if _, ok := tr.WaitFlowing(time.Now().Add(300*time.Millisecond), 10*time.Second); !ok {
 		rep.Failf("messages did not flow after the ring without the dead brokers was committed")
 	}
@@ -544,13 +554,7 @@ func TestScenario24FrontendKillRecover(t *testing.T) {
 	if notRecovered > 0 {
 		rep.Failf("%d of %d subscriptions did not report a complete recovery (reasons %v)", notRecovered, len(subs), reasons)
 	}
-	results := map[string]float64{}
-	for k, v := range mustMetrics(c, "frontend-2").ByLabel("scc_frontend_recoveries_total", "result") {
-		if v > 0 {
-			results[k] = v
-		}
-	}
-	rep.Figure("frontend_b_subscribes_by_result", results)
+	rep.Figure("frontend_b_subscribes_by_result", nonZero(mustMetrics(c, "frontend-2").ByLabel("scc_frontend_recoveries_total", "result")))
 	rep.Figure("publications_replayed", c.MetricOf("frontend-2", "scc_frontend_recovered_publications_total"))
 }
 
@@ -558,4 +562,15 @@ func TestScenario24FrontendKillRecover(t *testing.T) {
 func mustMetrics(c *chaos.Cluster, name string) chaos.Samples {
 	s, _ := c.Metrics(name)
 	return s
+}
+
+// nonZero returns m without its zero entries.
+func nonZero(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if v != 0 {
+			out[k] = v
+		}
+	}
+	return out
 }
