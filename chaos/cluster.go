@@ -14,10 +14,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sccgo/sccgo/internal/localcluster"
+	"github.com/sccgo/sccgo/internal/ring"
+	"github.com/sccgo/sccgo/protocol"
 )
 
 // AuthKey is the inter-node key every chaos cluster uses.
@@ -226,6 +229,20 @@ func (s Status) RingBrokers() []string {
 	return ids
 }
 
+// RingOf returns the committed ring as the brokers and frontends hash it
+// (nil without a ring), to say which broker owns a channel and which is
+// its standby.
+func (s Status) RingOf() *ring.Ring {
+	if s.Ring == nil {
+		return nil
+	}
+	bs := make([]protocol.BrokerInfo, len(s.Ring.Brokers))
+	for i, b := range s.Ring.Brokers {
+		bs[i] = protocol.BrokerInfo{ID: b.ID, Addr: b.Addr}
+	}
+	return ring.New(s.Ring.Version, bs)
+}
+
 // Status reads the state server's /status.
 func (c *Cluster) Status() (Status, error) {
 	var st Status
@@ -296,6 +313,35 @@ func (c *Cluster) PID(name string) int {
 		return 0
 	}
 	return p.PID
+}
+
+// KillBrokers SIGKILLs the named running brokers together, as the loss of
+// a host or a zone takes several at once: every signal is sent before the
+// first broker is reaped. It returns once all are reaped. A broker that
+// exits before the cluster marks it as stopping shows as crashed in Procs.
+func (c *Cluster) KillBrokers(names ...string) error {
+	for _, name := range names {
+		p, err := c.Proc(name)
+		if err != nil {
+			return err
+		}
+		if p.Role != localcluster.RoleBroker {
+			return fmt.Errorf("chaos: %s is not a broker", name)
+		}
+		if p.Running && p.PID > 0 {
+			if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("SIGKILL %s: %w", name, err)
+			}
+		}
+	}
+	var errs []error
+	for _, name := range names {
+		// Already killed: this waits for the reaper.
+		if err := c.StopBroker(name, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Metrics scrapes the named process's /metrics (on its admin port).
