@@ -53,6 +53,7 @@ type member struct {
 	statsAt          time.Time
 
 	joinTimer, leaveTimer *timer
+	leaveAt               time.Time // when leaveTimer fires
 	addDue, removeDue     bool
 }
 
@@ -509,6 +510,7 @@ func (c *coordinator) reconcile(m *member) {
 			c.stopLeave(m)
 			m.removeDue = false
 		} else if m.leaveTimer == nil && !m.removeDue {
+			m.leaveAt = time.Now().Add(c.cfg.ScaleBackDelay)
 			m.leaveTimer = c.after(c.cfg.ScaleBackDelay, func(t *timer) { c.leaveFired(m, t) })
 		}
 		return
@@ -561,7 +563,27 @@ func (c *coordinator) leaveFired(m *member, t *timer) {
 	if !m.healthy() && c.inRing(m.id) {
 		c.log.Info("broker leaves the ring", "peer", m.id, "reason", "unhealthy")
 		m.removeDue = true
+		c.takeFailedWith(m)
 		c.maybeReshard()
+	}
+}
+
+// takeFailedWith marks for removal, with m, every other broker of the ring
+// that failed at about the same time: unhealthy, with its leave timer
+// due within half of ScaleBackDelay. Brokers that fail together (a host,
+// a rack, a kill of several) then leave in one reshard. One at a time,
+// the first ring would still hold the others, and every frontend would
+// wait out the prepare and subscribe timeouts on their links before the
+// next reshard could start.
+func (c *coordinator) takeFailedWith(m *member) {
+	window := time.Now().Add(c.cfg.ScaleBackDelay / 2)
+	for _, o := range c.brokers() {
+		if o == m || o.healthy() || o.removeDue || o.leaveTimer == nil || !c.inRing(o.id) || o.leaveAt.After(window) {
+			continue
+		}
+		c.stopLeave(o)
+		o.removeDue = true
+		c.log.Info("broker leaves the ring", "peer", o.id, "reason", "unhealthy", "with", m.id)
 	}
 }
 

@@ -268,6 +268,37 @@ func TestLeaveAfterScaleBackDelay(t *testing.T) {
 	})
 }
 
+// Brokers that fail together leave in one reshard: a ring that still
+// held the others would make every frontend wait out its timeouts on
+// their links before the next reshard.
+func TestBrokersFailingTogetherLeaveInOneReshard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, f, bs := startCluster(t, testCfg(), "b1", "b2", "b3", "b4")
+		h.disconnect(bs["b2"])
+		sleep(20 * time.Millisecond)
+		h.disconnect(bs["b3"])
+		sleep(time.Second)
+		wantLog(t, f, "commit v1[b1,b2,b3,b4]; prepare v2[b1,b4]; commit v2[b1,b4]")
+	})
+}
+
+// A broker that failed well after another keeps its own grace: it is not
+// taken out with the first.
+func TestLaterFailureKeepsItsGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, f, bs := startCluster(t, testCfg(), "b1", "b2", "b3")
+		h.disconnect(bs["b2"])
+		sleep(700 * time.Millisecond)
+		h.disconnect(bs["b3"]) // leave due at +1.7s, past half the delay
+		sleep(400 * time.Millisecond)
+		wantLog(t, f, "commit v1[b1,b2,b3]; prepare v2[b1,b3]; commit v2[b1,b3]")
+		b3 := h.connect("b3", B) // back within its own delay
+		sleep(10 * time.Second)
+		wantLog(t, f, "commit v1[b1,b2,b3]; prepare v2[b1,b3]; commit v2[b1,b3]")
+		_ = b3
+	})
+}
+
 func TestReconnectBeforeLeaveTimerKeepsRing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h, f, bs := startCluster(t, testCfg(), "b1", "b2")

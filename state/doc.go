@@ -20,9 +20,12 @@
 //   - Each broker has its own timers: a join timer (ScaleOutDelay) when it is
 //     healthy and not in the ring, a leave timer (ScaleBackDelay) when it is
 //     in the ring and unhealthy. A broker is healthy while its link is up and
-//     gossip has not declared it dead since that link came up. A timer never
-//     affects another broker; a broker that recovers before its leave timer
-//     fires stays in the ring with no reshard.
+//     gossip has not declared it dead since that link came up. A broker that
+//     recovers before its leave timer fires stays in the ring with no
+//     reshard. When a leave timer fires, the other unhealthy brokers of the
+//     ring whose leave timers fire within half of ScaleBackDelay leave with
+//     it, in one reshard (brokers that fail together); no other timer
+//     affects another broker.
 //   - A broker that sends Leave (or says Draining in Hello) is resharded out
 //     at once and gets Released after the commit and the drain window.
 //   - Reshards are serialized: prepare (every connected frontend answers
