@@ -27,6 +27,7 @@ BENCH_PIN=${BENCH_PIN:-}
 POLICIES=${POLICIES:-"adaptive= batching=SCC_WRITE_COALESCE=0"}
 RATES=${RATES:-"10000 17783 31623 56234 100000 177828 316228 562341"}
 SCENARIOS=${SCENARIOS:-"channels100 broadcast"}
+BROKERS=${BROKERS:-1} # brokers of the local cluster
 tmp=$(mktemp -d)
 OUT=${OUT:-$tmp}
 mkdir -p "$OUT"
@@ -51,7 +52,7 @@ start() {
 	[ -n "$2" ] && IFS=, read -ra envs <<<"$2"
 	local out="$tmp/$name.out"
 	if [ "$MODE" = cluster ]; then
-		env "${envs[@]}" $SERVER_PIN "$BIN/scc-local" -base-port 0 -control-port 0 -brokers 1 -frontends 2 -color never >"$out" 2>"$tmp/$name.err" &
+		env "${envs[@]}" $SERVER_PIN "$BIN/scc-local" -base-port 0 -control-port 0 -brokers "$BROKERS" -frontends 2 -color never >"$out" 2>"$tmp/$name.err" &
 		spids+=($!)
 		for _ in $(seq 1 600); do grep -q "Ctrl-C stops" "$out" && break; sleep 0.1; done
 		urls[$name]=$(grep -oE "ws://[^ ]*/socketcluster/" "$out" | sort -u | paste -sd,)
