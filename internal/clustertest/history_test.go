@@ -111,45 +111,20 @@ func TestFrontendKilledClientsRecover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pub, err := client.Dial(ctx, fb.URL(), client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-
 	const total = 200
-	var sent atomic.Int64
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 1; i <= total; i++ {
-			for _, ch := range chans {
-				if err := pub.Publish(ctx, ch, i); err != nil {
-					t.Errorf("publish %d: %v", i, err)
-					return
-				}
-			}
-			sent.Store(int64(i))
-		}
-	})
-	clustertest.WaitFor(t, 60*time.Second, "publishing under way", func() bool { return sent.Load() >= 20 })
+	pub := startNumbered(ctx, t, fb.URL(), chans, total)
+	defer pub.wait()
+	clustertest.WaitFor(t, 60*time.Second, "publishing under way", func() bool { return pub.sent.Load() >= 20 })
 	proxy.target.Store(fb.Addr())
 	fa.Kill()
 
 	for i, sub := range subs {
-		for want := 1; want <= total; want++ {
-			m, err := sub.Next(ctx)
-			if err != nil {
-				t.Fatalf("%s: waiting for %d: %v", chans[i], want, err)
-			}
-			if string(m.Data) != strconv.Itoa(want) {
-				t.Fatalf("%s: got %s, want %d (nothing missed, nothing twice, in order)", chans[i], m.Data, want)
-			}
-		}
+		expectSequence(ctx, t, "x", sub, chans[i], total, nil)
 		if r := sub.Recovery(); !r.Asked || !r.Recovered || sub.RecoveryFailures() != 0 {
 			t.Fatalf("%s: recovery %+v, failures %d", chans[i], r, sub.RecoveryFailures())
 		}
 	}
-	wg.Wait()
+	pub.wait()
 	select {
 	case m := <-subs[0].C():
 		t.Fatalf("extra message %+v", m)
@@ -266,6 +241,55 @@ func TestScaleOutKeepsEmptyStreamEpoch(t *testing.T) {
 		}
 		if got := sub.Recovery(); got.Epoch != r.Epoch || got.Offset != 0 {
 			t.Errorf("%s: position %d/%s after the scale-out, want 0/%s", ch, got.Offset, got.Epoch, r.Epoch)
+		}
+	}
+}
+
+// numbered publishes 1…total on every channel, in turn, from one client.
+type numbered struct {
+	sent atomic.Int64 // the last number published on every channel
+	wg   sync.WaitGroup
+}
+
+func (n *numbered) wait() { n.wg.Wait() }
+
+func startNumbered(ctx context.Context, t *testing.T, url string, chans []string, total int) *numbered {
+	t.Helper()
+	pub, err := client.Dial(ctx, url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &numbered{}
+	n.wg.Go(func() {
+		defer pub.Close()
+		for i := 1; i <= total; i++ {
+			for _, ch := range chans {
+				if err := pub.Publish(ctx, ch, i); err != nil {
+					t.Errorf("publish %d: %v", i, err)
+					return
+				}
+			}
+			n.sent.Store(int64(i))
+		}
+	})
+	return n
+}
+
+// expectSequence reads 1…total from sub, each once and in order; on a
+// mismatch it fails with what about() says of the cluster.
+func expectSequence(ctx context.Context, t *testing.T, who string, sub *client.Subscription, ch string, total int, about func() string) {
+	t.Helper()
+	for want := 1; want <= total; want++ {
+		m, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("%s %s: waiting for %d: %v", who, ch, want, err)
+		}
+		if string(m.Data) != strconv.Itoa(want) {
+			extra := ""
+			if about != nil {
+				extra = "; " + about()
+			}
+			t.Fatalf("%s %s: got %s, want %d (nothing missed, nothing twice, in order)%s", who, ch, m.Data, want, extra)
 		}
 	}
 }

@@ -2,9 +2,8 @@ package clustertest_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,54 +54,27 @@ func TestScaleOutDuringFrontendKill(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pub, err := client.Dial(ctx, fb.URL(), client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-
 	const total = 300
-	var sent atomic.Int64
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 1; i <= total; i++ {
-			for _, ch := range chans {
-				if err := pub.Publish(ctx, ch, i); err != nil {
-					t.Errorf("publish %d: %v", i, err)
-					return
-				}
-			}
-			sent.Store(int64(i))
-		}
-	})
-	clustertest.WaitFor(t, 30*time.Second, "publishing under way", func() bool { return sent.Load() >= 20 })
+	pub := startNumbered(ctx, t, fb.URL(), chans, total)
+	defer pub.wait()
+	clustertest.WaitFor(t, 30*time.Second, "publishing under way", func() bool { return pub.sent.Load() >= 20 })
 	c.AddBroker()
-	clustertest.WaitFor(t, 30*time.Second, "publishing under way", func() bool { return sent.Load() >= 40 })
+	clustertest.WaitFor(t, 30*time.Second, "publishing under way", func() bool { return pub.sent.Load() >= 40 })
 	proxy.target.Store(fb.Addr())
 	fa.Kill()
 	c.WaitRing(20*time.Second, 2, v)
 
-	check := func(who string, sub *client.Subscription, ch string) {
-		for want := 1; want <= total; want++ {
-			m, err := sub.Next(ctx)
-			if err != nil {
-				t.Fatalf("%s %s: waiting for %d: %v", who, ch, want, err)
-			}
-			if string(m.Data) != strconv.Itoa(want) {
-				t.Fatalf("%s %s: got %s, want %d (nothing missed, nothing twice, in order); recoveries %v", who, ch, m.Data, want, recoveries(c))
-			}
-		}
-	}
+	about := func() string { return fmt.Sprintf("recoveries %v", recoveries(c)) }
 	for i, sub := range ysubs[:4] {
-		check("y", sub, chans[i])
+		expectSequence(ctx, t, "y", sub, chans[i], total, about)
 	}
 	for i, sub := range subs {
-		check("x", sub, chans[i])
+		expectSequence(ctx, t, "x", sub, chans[i], total, about)
 		if r := sub.Recovery(); !r.Asked || !r.Recovered || sub.RecoveryFailures() != 0 {
 			t.Fatalf("%s: recovery %+v, failures %d", chans[i], r, sub.RecoveryFailures())
 		}
 	}
-	wg.Wait()
+	pub.wait()
 }
 
 func recoveries(c *clustertest.Cluster) map[string]float64 {
