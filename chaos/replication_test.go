@@ -1,9 +1,16 @@
 package chaos_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -573,4 +580,111 @@ func nonZero(m map[string]float64) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestScenario25BenchRecoveryBrokerKill: with history on, the real
+// scc-bench runs against both frontends and cuts a tenth of its
+// subscriber connections every 500 ms (-drop-every): they reconnect,
+// resubscribe and recover what they missed. During the run a broker is
+// killed (-9). The bench's own check over every publisher and channel
+// must find 0 lost, 0 duplicated, 0 out of order, with cuts made and
+// recovered.
+func TestScenario25BenchRecoveryBrokerKill(t *testing.T) {
+	requireChaos(t)
+	const victim = "broker-1"
+	rep := chaos.NewReport(t, "25-bench-recovery-broker-kill", "^TestScenario25")
+	bin := chaos.RequireBinaries(t)
+	c := chaos.StartCluster(t, chaos.Spec{Name: "25-bench-recovery-broker-kill", Brokers: 3, Frontends: 2, Env: historyEnv()})
+	rep.Attach(c)
+	v := c.WaitRing(3, 0, 15*time.Second)
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "bench.json")
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctxTimeout(t, time.Minute), filepath.Join(bin, "scc-bench"), "fanout",
+		"-urls", strings.Join(c.FrontendURLs(), ","),
+		"-subs", "100", "-channels", "50", "-k", "2", "-pubs", "4", "-rate", "1000",
+		"-warmup", "1s", "-duration", "8s", "-drain", "3s",
+		"-drop-every", "500ms", "-drop-fraction", "0.1",
+		"-json", out, "-quiet")
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		rep.Fatalf("starting scc-bench: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	// Kill once the bench's subscribers have been cut and recovered a
+	// few times, in the middle of its measured window.
+	recovered := func() float64 { return c.SumFrontends("scc_frontend_recoveries_total", "result", "recovered") }
+	deadline := time.Now().Add(20 * time.Second)
+	for recovered() < 10 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	rep.Figure("recovered_before_kill", recovered())
+	time.Sleep(2 * time.Second)
+	if err := c.StopBroker(victim, false); err != nil {
+		rep.Fatalf("SIGKILL %s: %v", victim, err)
+	}
+	v2 := c.WaitRing(2, v, 15*time.Second)
+	rep.Figure("ring_versions", []uint64{v, v2})
+
+	runErr := <-exited
+	b, err := os.ReadFile(out)
+	if err != nil {
+		rep.Fatalf("scc-bench wrote no result (%v): %v\n%s", runErr, err, stderr.String())
+	}
+	var res bench.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		rep.Fatalf("reading scc-bench's result: %v", err)
+	}
+	rep.Check(res.Check)
+	rep.Figure("bench_exit", exitCode(runErr))
+	rep.Figure("connections_cut", res.Drops)
+	rep.Figure("resubscribes_recovered", res.Recovered)
+	rep.Figure("resubscribes_not_recovered", res.RecoveryFailed)
+	rep.Figure("published", res.Published)
+	rep.Figure("publish_errors", res.PublishErrors)
+	rep.Figure("disconnects", res.Disconnects)
+	rep.Figure("publications_replayed", c.SumFrontends("scc_frontend_recovered_publications_total"))
+	rep.Figure("frontend_subscribes_by_result", nonZero(frontendRecoveries(c)))
+	requireClean(rep, "scc-bench -drop-every with a broker kill -9", res.Check)
+	switch {
+	case res.Drops == 0:
+		rep.Failf("scc-bench cut no connection: the drops did not run")
+	case res.Recovered == 0:
+		rep.Failf("scc-bench cut %d connections and none of their resubscribes recovered", res.Drops)
+	}
+	if res.RecoveryFailed != 0 {
+		rep.Failf("%d resubscribes were told they could not recover", res.RecoveryFailed)
+	}
+	if runErr != nil {
+		rep.Failf("scc-bench: %v\n%s", runErr, stderr.String())
+	}
+	requireSameEpochs(rep, c, "scc-bench -drop-every with a broker kill -9")
+}
+
+// frontendRecoveries sums scc_frontend_recoveries_total by result over
+// the running frontends.
+func frontendRecoveries(c *chaos.Cluster) map[string]float64 {
+	sum := map[string]float64{}
+	for _, name := range c.Names(localcluster.RoleFrontend) {
+		for k, n := range mustMetrics(c, name).ByLabel("scc_frontend_recoveries_total", "result") {
+			sum[k] += n
+		}
+	}
+	return sum
+}
+
+// exitCode is a process's exit status (0 for no error, -1 when it did
+// not run to an exit).
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		return ee.ExitCode()
+	}
+	return -1
 }

@@ -74,8 +74,10 @@ type Config struct {
 	// RecoverRetry is how long a subscriber's History request waits
 	// before it is asked again at the channel's owner, when the broker
 	// asked answered that another broker owns the channel (rings switch
-	// a little apart during a reshard). Default 50ms; the subscribe's
-	// acknowledgement timeout bounds the retries.
+	// a little apart during a reshard) or the link to the owner is down
+	// (a broker that died, until the ring without it is committed).
+	// Default 50ms; the subscribe's acknowledgement timeout bounds the
+	// retries.
 	RecoverRetry time.Duration
 	// RecoverHeldMaxBytes bounds, per channel, the publications held
 	// while such a gap is being filled; over it the gap is given up,

@@ -32,6 +32,10 @@ type histWait struct {
 // subscribers (see positions.reveal). During a reshard or a failover
 // the channel is delivered by more than one broker link, so the owner's
 // answer alone does not say where the other links' deliveries stand.
+// While the owner's link is down (a broker that just died, still in the
+// ring) the request is asked again every Config.RecoverRetry until ctx
+// ends: a subscriber that comes back then waits for the owner's
+// successor rather than being refused.
 func (b *Broker) Recover(ctx context.Context, channel string, from history.Position, limit int, attach func(history.Result)) error {
 	l, err := b.ownerLink(channel)
 	if err != nil {
@@ -39,7 +43,9 @@ func (b *Broker) Recover(ctx context.Context, channel string, from history.Posit
 	}
 	rq := &recoverReq{ch: channel, from: from, limit: limit, attach: attach, done: make(chan struct{})}
 	if !b.pos.askRecover(l, rq, from) {
-		return ErrLinkDown
+		// The owner's link is down: it comes back, or a ring without
+		// the owner is committed, within the subscribe's bound.
+		b.pos.retryRecover(rq)
 	}
 	select {
 	case <-rq.done:

@@ -124,7 +124,7 @@ func ReadNodeConfig(r Env) NodeConfig {
 	c.Broker.BacklogMaxAge = r.Duration("SCC_BROKER_BACKLOG_MAX_AGE", bdef.BacklogMaxAge, "how long a publish may wait for its broker link before it is dropped")
 	c.Broker.RecoverLimit = r.Int("SCC_GAP_RECOVERY_LIMIT", bdef.RecoverLimit, "most publications one request asks the owner for when a channel with history skipped offsets (after a broker failure or a reshard)")
 	c.Broker.RecoverTimeout = r.Duration("SCC_GAP_RECOVERY_TIMEOUT", bdef.RecoverTimeout, "how long filling such a gap may wait for the owner's reply before it is given up (counted)")
-	c.Broker.RecoverRetry = r.Duration("SCC_RECOVERY_RETRY", bdef.RecoverRetry, "how long a subscriber's history request waits before it asks the channel's owner again, when the broker asked said another owns the channel (during a reshard)")
+	c.Broker.RecoverRetry = r.Duration("SCC_RECOVERY_RETRY", bdef.RecoverRetry, "how long a subscriber's history request waits before it asks the channel's owner again, when the broker asked said another owns the channel (during a reshard) or the link to the owner is down (until a ring without a dead broker is committed)")
 	c.Broker.RecoverHeldMaxBytes = r.Int("SCC_GAP_RECOVERY_HELD_MAX_BYTES", bdef.RecoverHeldMaxBytes, "publications of one channel held while its gap is filled, in bytes; over it the gap is given up (counted)")
 	c.Broker.SubscribeBatch = r.Int("SCC_LINK_SUBSCRIBE_BATCH", bdef.SubscribeBatch, "most channels one batch of subscription changes to a broker names")
 	c.Broker.SubscribeWindow = r.Int("SCC_LINK_SUBSCRIBE_WINDOW", bdef.SubscribeWindow, "most batches of subscription changes in flight per broker link; changes made while it is full wait, and are coalesced")

@@ -372,8 +372,15 @@ func (p *positions) askRecoverLocked(l *brokerLink, rq *recoverReq, from history
 	h := protocol.History{Channel: rq.ch, Offset: from.Offset, Epoch: from.Epoch, Limit: rq.limit - len(rq.res.Pubs)}
 	w := &histWait{done: make(chan struct{})}
 	w.attach = func(r history.Result) { p.answered(rq, r) }
-	// Under the link's lock: only end rq, take no other lock.
-	w.fail = func(err error) { rq.end(err) }
+	// Under the link's lock: take no other lock. The link failed before
+	// its answer: ask again, at the owner under the committed ring.
+	w.fail = func(err error) {
+		if p.b.ctx.Err() != nil {
+			rq.end(err)
+			return
+		}
+		p.retryRecover(rq)
+	}
 	if l == nil || !l.askAsync(&h, w) {
 		return false
 	}
@@ -400,7 +407,8 @@ func (p *positions) dropRecover(rq *recoverReq) {
 }
 
 // retryRecover asks rq's question again at the channel's owner under
-// the committed ring after Config.RecoverRetry.
+// the committed ring after Config.RecoverRetry, and again every
+// Config.RecoverRetry while that owner's link is down, until rq ends.
 func (p *positions) retryRecover(rq *recoverReq) {
 	b := p.b
 	b.wg.Add(1)
@@ -408,26 +416,31 @@ func (p *positions) retryRecover(rq *recoverReq) {
 		defer b.wg.Done()
 		t := time.NewTimer(b.cfg.RecoverRetry)
 		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-rq.done:
-			return
-		case <-b.ctx.Done():
-			return
-		}
-		from := rq.from
-		sh := p.shard(rq.ch)
-		sh.mu.Lock()
-		if rq.started {
-			from = rq.res.Position
-		}
-		sh.mu.Unlock()
-		l, err := b.ownerLink(rq.ch)
-		if err == nil && !p.askRecover(l, rq, from) {
-			err = ErrLinkDown
-		}
-		if err != nil {
-			rq.end(err)
+		for {
+			select {
+			case <-t.C:
+			case <-rq.done:
+				return
+			case <-b.ctx.Done():
+				rq.end(b.ctx.Err())
+				return
+			}
+			from := rq.from
+			sh := p.shard(rq.ch)
+			sh.mu.Lock()
+			if rq.started {
+				from = rq.res.Position
+			}
+			sh.mu.Unlock()
+			l, err := b.ownerLink(rq.ch)
+			if err != nil {
+				rq.end(err)
+				return
+			}
+			if p.askRecover(l, rq, from) {
+				return
+			}
+			t.Reset(b.cfg.RecoverRetry)
 		}
 	}()
 }

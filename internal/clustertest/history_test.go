@@ -15,6 +15,8 @@ import (
 	"github.com/sccgo/sccgo/client"
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/internal/clustertest"
+	ringpkg "github.com/sccgo/sccgo/internal/ring"
+	"github.com/sccgo/sccgo/protocol"
 )
 
 const historyRulesDoc = `
@@ -291,5 +293,90 @@ func expectSequence(ctx context.Context, t *testing.T, who string, sub *client.S
 			}
 			t.Fatalf("%s %s: got %s, want %d (nothing missed, nothing twice, in order)%s", who, ch, m.Data, want, extra)
 		}
+	}
+}
+
+// TestRecoverWhileOwnerDown: a client resubscribes, asking to recover,
+// right after the channel's owner crashed, while the ring still holds it
+// (the state server drops it after ScaleBackDelay). The frontend asks
+// again until the ring without it is committed and the client recovers
+// from the new owner, which held the channel's history as its standby:
+// the subscription is not refused, and nothing is missed or repeated.
+func TestRecoverWhileOwnerDown(t *testing.T) {
+	set := parseRules(t, historyRulesDoc)
+	c := clustertest.Start(t, clustertest.Options{Brokers: 2, Frontends: 1, ScaleBackDelay: 2 * time.Second,
+		Frontend: func(cfg *frontend.Config) { cfg.Rules = set },
+		Broker:   func(cfg *broker.Config) { cfg.Rules = set },
+	})
+	v := c.WaitRing(10*time.Second, 2, 0)
+	victim := c.Brokers[0]
+	rg := ringpkg.New(v, []protocol.BrokerInfo{{ID: c.Brokers[0].ID()}, {ID: c.Brokers[1].ID()}})
+	ch := ""
+	for i := 0; ch == ""; i++ {
+		if name := fmt.Sprintf("room:%d", i); rg.OwnerID(name) == victim.ID() {
+			ch = name
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	x, err := client.Dial(ctx, c.FrontendURLs()[0], client.Options{Backoff: client.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	sub, err := x.Subscribe(ctx, ch, client.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := client.Dial(ctx, c.FrontendURLs()[0], client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	next := func(want int) {
+		t.Helper()
+		m, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("waiting for %d: %v (recovery %+v)", want, err, sub.Recovery())
+		}
+		if string(m.Data) != strconv.Itoa(want) {
+			t.Fatalf("got %s, want %d (nothing missed, nothing twice, in order)", m.Data, want)
+		}
+	}
+	publish := func(from, to int) {
+		t.Helper()
+		for i := from; i <= to; i++ {
+			if err := pub.Publish(ctx, ch, i); err != nil {
+				t.Fatalf("publish %d: %v", i, err)
+			}
+		}
+	}
+	publish(1, 5)
+	for i := 1; i <= 5; i++ {
+		next(i)
+	}
+	victim.Crash()
+	publish(6, 10)
+	dropped := time.Now()
+	if !x.Drop() {
+		t.Fatal("no connection to drop")
+	}
+	clustertest.WaitFor(t, 15*time.Second, "the resubscribe to be answered", func() bool {
+		r := sub.Recovery()
+		select {
+		case <-sub.Done():
+			return true
+		default:
+			return r.Asked
+		}
+	})
+	if r := sub.Recovery(); !r.Asked || !r.Recovered || sub.RecoveryFailures() != 0 {
+		t.Fatalf("recovery %+v, failures %d, subscription %v", r, sub.RecoveryFailures(), sub.Err())
+	}
+	t.Logf("recovered %v after the drop", time.Since(dropped).Round(time.Millisecond))
+	c.WaitRing(10*time.Second, 1, v)
+	publish(11, 11)
+	for i := 6; i <= 11; i++ {
+		next(i)
 	}
 }

@@ -73,6 +73,14 @@ func TestClusterChannelRules(t *testing.T) {
 // as a subtest; every name in required must be reported.
 func runScript(t *testing.T, node, script, key string, required []string, args ...string) {
 	t.Helper()
+	runScriptEvents(t, node, script, key, required, nil, args...)
+}
+
+// runScriptEvents is runScript that also calls onEvent, as soon as it is
+// printed, with each line {"event":NAME}: the script's cue for the test
+// to act on the cluster (the script goes on meanwhile).
+func runScriptEvents(t *testing.T, node, script, key string, required []string, onEvent func(name string), args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
@@ -80,10 +88,16 @@ func runScript(t *testing.T, node, script, key string, required []string, args .
 	cmd.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, runErr := cmd.Output()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", script, err)
+	}
 	seen := map[string]bool{}
 	var summary *checkLine
-	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		var l checkLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
@@ -92,6 +106,10 @@ func runScript(t *testing.T, node, script, key string, required []string, args .
 		}
 		if l.Summary {
 			summary = &l
+			continue
+		}
+		if l.Event != "" && onEvent != nil {
+			onEvent(l.Event)
 			continue
 		}
 		if l.Check == "" {
@@ -111,6 +129,8 @@ func runScript(t *testing.T, node, script, key string, required []string, args .
 			t.Errorf("check %q was not reported", name)
 		}
 	}
+	// The pipe is read to its end: now Wait may close it.
+	runErr := cmd.Wait()
 	if ctx.Err() != nil {
 		t.Errorf("%s did not finish within %v", script, clientTimeout)
 	} else if runErr != nil {
