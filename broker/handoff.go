@@ -153,9 +153,12 @@ func (r *replicator) handoffDone(from string, wait chan struct{}) {
 // awaitHandoff holds a publish of ch, on its link's reader, while the
 // broker that owned ch under the previous ring has not handed it over.
 func (r *replicator) awaitHandoff(ch string, done <-chan struct{}) {
-	if r.ring.Load() == nil && r.s.cfg.StateAddr != "" {
+	if r.s.cfg.StateAddr != "" && !isClosed(r.hasRing) {
 		// A broker that just joined may see publishes before its first
-		// ring: wait for it, and then for the handoffs it brings.
+		// ring that holds it (frontends commit a ring a few milliseconds
+		// before it does, and the ring it learned from gossip may be one
+		// it is not in yet, whose owners it would forward to): wait for
+		// it, and then for the handoffs it brings.
 		t := time.NewTimer(r.s.cfg.HandoffTimeout)
 		select {
 		case <-r.hasRing:
@@ -314,4 +317,13 @@ func (r *replicator) giveBack(id string) {
 		return
 	}
 	r.s.wg.Go(func() { r.give(p, chans, rg.Version(), r.s.cfg.HandoffTimeout) })
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

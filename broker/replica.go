@@ -60,7 +60,7 @@ type replicator struct {
 	handedOff    map[string]uint64
 	awaitingAny  atomic.Bool
 	awaitVersion uint64        // the ring version the awaited handoffs are for
-	hasRing      chan struct{} // closed at the first ring
+	hasRing      chan struct{} // closed at the first ring that holds this broker
 	firstRing    sync.Once
 
 	pubs publishers
@@ -130,7 +130,12 @@ func (r *replicator) setRing(rg *ring.Ring) {
 	// routed by the new ring never finds it without them.
 	r.awaitHandoffs(prev, rg)
 	r.ring.Store(rg)
-	r.firstRing.Do(func() { close(r.hasRing) })
+	r.mu.Lock()
+	self := r.self
+	r.mu.Unlock()
+	if self == "" || rg.Contains(self) {
+		r.firstRing.Do(func() { close(r.hasRing) })
+	}
 	defer r.handoff(prev, rg)
 	r.mu.Lock()
 	var gone []*peerOut
