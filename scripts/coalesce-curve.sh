@@ -31,8 +31,9 @@ BROKERS=${BROKERS:-1} # brokers of the local cluster
 tmp=$(mktemp -d)
 OUT=${OUT:-$tmp}
 mkdir -p "$OUT"
-# The benchmark publishers exceed the per-socket and per-channel rates.
-export SCC_INBOUND_RATE=0 SCC_INBOUND_BYTE_RATE=0 SCC_CHANNEL_PUBLISH_RATE=0
+# The benchmark publishers exceed the per-socket and per-channel rates and
+# the channel delivery budget.
+export SCC_INBOUND_RATE=0 SCC_INBOUND_BYTE_RATE=0 SCC_CHANNEL_PUBLISH_RATE=0 SCC_CHANNEL_DELIVERY_RATE=0
 
 declare -A urls pids
 spids=()
