@@ -19,6 +19,7 @@ import (
 	"github.com/sccgo/sccgo/bench"
 	"github.com/sccgo/sccgo/chaos"
 	"github.com/sccgo/sccgo/client"
+	"github.com/sccgo/sccgo/internal/clustertest"
 	"github.com/sccgo/sccgo/internal/localcluster"
 )
 
@@ -401,7 +402,7 @@ func TestScenario24FrontendKillRecover(t *testing.T) {
 	rep.Attach(c)
 	c.WaitRing(2, 0, 15*time.Second)
 	a, b := c.WSURL("frontend-1"), c.WSURL("frontend-2")
-	proxy := chaos.StartSwitchProxy(t, hostPort(t, a))
+	proxy := clustertest.StartSwitchProxy(t, hostPort(t, a))
 	chans := channels("room-", nChannels)
 	ctx := ctxTimeout(t, 2*time.Minute)
 

@@ -3,8 +3,6 @@ package clustertest_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,51 +29,6 @@ rules:
     publish: anyone
 `
 
-// switchProxy forwards TCP connections to the address in target, as a
-// load balancer in front of frontends does; switching it sends
-// reconnecting clients to another frontend.
-type switchProxy struct {
-	ln     net.Listener
-	target atomic.Value // string
-	wg     sync.WaitGroup
-}
-
-func startSwitchProxy(t *testing.T, target string) *switchProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &switchProxy{ln: ln}
-	p.target.Store(target)
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Go(func() { p.pipe(c) })
-		}
-	})
-	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
-	return p
-}
-
-func (p *switchProxy) pipe(c net.Conn) {
-	defer c.Close()
-	u, err := net.Dial("tcp", p.target.Load().(string))
-	if err != nil {
-		return
-	}
-	defer u.Close()
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(u, c); done <- struct{}{} }()
-	go func() { io.Copy(c, u); done <- struct{}{} }()
-	<-done
-}
-
-func (p *switchProxy) URL() string { return "ws://" + p.ln.Addr().String() + "/socketcluster/" }
-
 // TestFrontendKilledClientsRecover: a frontend is killed under load; its
 // client reconnects through the balancer to the other frontend, asks to
 // recover, and gets every publication exactly once, in order, on a
@@ -88,7 +41,7 @@ func TestFrontendKilledClientsRecover(t *testing.T) {
 		Broker:   func(cfg *broker.Config) { cfg.Rules = set },
 	})
 	fa, fb := c.Frontends[0], c.Frontends[1]
-	proxy := startSwitchProxy(t, fa.Addr())
+	proxy := clustertest.StartSwitchProxy(t, fa.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 
@@ -117,7 +70,7 @@ func TestFrontendKilledClientsRecover(t *testing.T) {
 	pub := startNumbered(ctx, t, fb.URL(), chans, total)
 	defer pub.wait()
 	clustertest.WaitFor(t, 60*time.Second, "publishing under way", func() bool { return pub.sent.Load() >= 20 })
-	proxy.target.Store(fb.Addr())
+	proxy.Switch(fb.Addr())
 	fa.Kill()
 
 	for i, sub := range subs {
@@ -147,7 +100,7 @@ rules:
 		Broker:   func(cfg *broker.Config) { cfg.Rules = set },
 	})
 	fa, fb := c.Frontends[0], c.Frontends[1]
-	proxy := startSwitchProxy(t, fa.Addr())
+	proxy := clustertest.StartSwitchProxy(t, fa.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	lost := make(chan struct{})
@@ -173,7 +126,7 @@ rules:
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	proxy.target.Store(fb.Addr())
+	proxy.Switch(fb.Addr())
 	fa.Kill()
 	<-lost
 	for i := 1; i <= 20; i++ {

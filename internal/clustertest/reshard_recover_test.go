@@ -24,7 +24,7 @@ func TestScaleOutDuringFrontendKill(t *testing.T) {
 	})
 	v := c.WaitRing(10*time.Second, 1, 0)
 	fa, fb := c.Frontends[0], c.Frontends[1]
-	proxy := startSwitchProxy(t, fa.Addr())
+	proxy := clustertest.StartSwitchProxy(t, fa.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -60,7 +60,7 @@ func TestScaleOutDuringFrontendKill(t *testing.T) {
 	clustertest.WaitFor(t, 30*time.Second, "publishing under way", func() bool { return pub.sent.Load() >= 20 })
 	c.AddBroker()
 	clustertest.WaitFor(t, 30*time.Second, "publishing under way", func() bool { return pub.sent.Load() >= 40 })
-	proxy.target.Store(fb.Addr())
+	proxy.Switch(fb.Addr())
 	fa.Kill()
 	c.WaitRing(20*time.Second, 2, v)
 

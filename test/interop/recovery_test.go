@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sccgo/sccgo/chaos"
+	"github.com/sccgo/sccgo/internal/clustertest"
 )
 
 // recoveryChecks are the checks recovery-client.mjs must report.
@@ -90,7 +91,7 @@ func TestClusterRecoveryHelperFrontendKill(t *testing.T) {
 		Env: map[string]string{"SCC_HISTORY_SIZE": "1000", "SCC_HISTORY_TTL": "1m", "SCC_CLIENT_AUTH_KEY": key}})
 	c.WaitRing(2, 0, 15*time.Second)
 	a, b := c.WSURL("frontend-1"), c.WSURL("frontend-2")
-	proxy := chaos.StartSwitchProxy(t, hostPort(t, a))
+	proxy := clustertest.StartSwitchProxy(t, hostPort(t, a))
 	var killed time.Time
 	runScriptEvents(t, node, "recovery-kill-client.mjs", key, []string{"recovery-frontend-kill"}, func(event string) {
 		if event != "kill" || !killed.IsZero() {
