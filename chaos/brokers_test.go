@@ -38,12 +38,25 @@ func TestScenario01ScaleOutIn(t *testing.T) {
 	requireClean(rep, "scale-out 2→3", out)
 
 	// Graceful scale-in of an original broker.
-	leaving := "broker-1"
+	v3 := scaleIn(t, rep, c, tr, "broker-1", v2)
+	r := tr.Stop(10 * time.Second)
+	rep.Check(r)
+	requireClean(rep, "scale-out 2→3 and scale-in 3→2", r)
+	rep.Figure("ring_versions", []uint64{v, v2, v3})
+	rep.Figure("added", name)
+	rep.Figure("route_drops", c.SumFrontends(routeDrops))
+}
+
+// scaleIn stops leaving with SIGTERM under traffic, waits for the ring of
+// 2 brokers above v, for leaving to exit cleanly and for messages to flow
+// again, and returns the new ring version.
+func scaleIn(t *testing.T, rep *chaos.Report, c *chaos.Cluster, tr *clustertest.Traffic, leaving string, v uint64) uint64 {
+	t.Helper()
 	stopped := time.Now()
 	if err := c.StopBroker(leaving, true); err != nil {
 		rep.Fatalf("SIGTERM %s: %v", leaving, err)
 	}
-	v3 := c.WaitRing(2, v2, 30*time.Second)
+	v2 := c.WaitRing(2, v, 30*time.Second)
 	if err := c.WaitExit(ctxTimeout(t, 30*time.Second), leaving); err != nil {
 		rep.Failf("%s did not exit after its leave: %v", leaving, err)
 	}
@@ -54,12 +67,7 @@ func TestScenario01ScaleOutIn(t *testing.T) {
 	if _, ok := tr.WaitFlowing(time.Now().Add(500*time.Millisecond), 10*time.Second); !ok {
 		rep.Fatalf("messages did not flow after the scale-in")
 	}
-	r := tr.Stop(10 * time.Second)
-	rep.Check(r)
-	requireClean(rep, "scale-out 2→3 and scale-in 3→2", r)
-	rep.Figure("ring_versions", []uint64{v, v2, v3})
-	rep.Figure("added", name)
-	rep.Figure("route_drops", c.SumFrontends(routeDrops))
+	return v2
 }
 
 // killRecovery kills victim (SIGKILL) under steady traffic and returns how

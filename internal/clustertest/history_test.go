@@ -41,21 +41,11 @@ func TestFrontendKilledClientsRecover(t *testing.T) {
 		Broker:   func(cfg *broker.Config) { cfg.Rules = set },
 	})
 	fa, fb := c.Frontends[0], c.Frontends[1]
-	proxy := clustertest.StartSwitchProxy(t, fa.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-
-	x, err := client.Dial(ctx, proxy.URL(), client.Options{Backoff: client.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}, SubscriptionBuffer: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
 	// y keeps room:held subscribed on the surviving frontend.
-	y, err := client.Dial(ctx, fb.URL(), client.Options{SubscriptionBuffer: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer y.Close()
+	proxy, x, y := killPair(ctx, t, fa, fb)
+	var err error
 	if _, err := y.Subscribe(ctx, "room:held", client.SubscribeOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -332,4 +322,23 @@ func TestRecoverWhileOwnerDown(t *testing.T) {
 	for i := 6; i <= 11; i++ {
 		next(i)
 	}
+}
+
+// killPair dials x through a switch proxy in front of fa, reconnecting
+// within 100 ms to wherever the proxy points, and y straight to fb; both
+// close when the test ends.
+func killPair(ctx context.Context, t *testing.T, fa, fb *clustertest.FrontendNode) (*clustertest.SwitchProxy, *client.Client, *client.Client) {
+	t.Helper()
+	proxy := clustertest.StartSwitchProxy(t, fa.Addr())
+	x, err := client.Dial(ctx, proxy.URL(), client.Options{Backoff: client.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}, SubscriptionBuffer: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	y, err := client.Dial(ctx, fb.URL(), client.Options{SubscriptionBuffer: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { y.Close() })
+	return proxy, x, y
 }

@@ -24,20 +24,10 @@ func TestScaleOutDuringFrontendKill(t *testing.T) {
 	})
 	v := c.WaitRing(10*time.Second, 1, 0)
 	fa, fb := c.Frontends[0], c.Frontends[1]
-	proxy := clustertest.StartSwitchProxy(t, fa.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-
-	x, err := client.Dial(ctx, proxy.URL(), client.Options{Backoff: client.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}, SubscriptionBuffer: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
-	y, err := client.Dial(ctx, fb.URL(), client.Options{SubscriptionBuffer: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer y.Close()
+	proxy, x, y := killPair(ctx, t, fa, fb)
+	var err error
 	var chans []string
 	for i := range 8 {
 		chans = append(chans, "room:"+strconv.Itoa(i))
