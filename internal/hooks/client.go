@@ -340,9 +340,14 @@ func (h *hook) attempt(ctx context.Context, body []byte) (env envelope, out outc
 	if int64(len(b)) > max {
 		return env, outBadResponse, fmt.Errorf("%w: body above %d bytes", ErrBadResponse, max), false
 	}
-	if err := json.Unmarshal(b, &env); err != nil {
+	// The answer's keys match exactly ("result", never "Result"), as the
+	// documented contract says: encoding/json would match a struct's
+	// fields case-insensitively.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
 		return env, outBadResponse, fmt.Errorf("%w: %v", ErrBadResponse, err), false
 	}
+	env = envelope{Result: fields["result"], Error: fields["error"], Code: fields["code"]}
 	return env, 0, nil, false
 }
 
