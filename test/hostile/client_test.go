@@ -157,6 +157,30 @@ func (c *scClient) reply(cid int) map[string]any {
 	}
 }
 
+// replyAndPacket waits for the successful response to cid and for a
+// packet containing want, in either order (a client's own publish may be
+// delivered to it before the publish is answered), and returns that
+// packet. Other packets are skipped.
+func (c *scClient) replyAndPacket(cid int, want string) string {
+	c.t.Helper()
+	prefix := fmt.Sprintf(`{"rid":%d`, cid)
+	deadline := time.Now().Add(waitTimeout)
+	replied, got := false, ""
+	for !replied || got == "" {
+		p := c.next(time.Until(deadline))
+		switch {
+		case strings.HasPrefix(p, prefix+",") || p == prefix+"}":
+			if e, ok := decodeObject(c.t, p)["error"]; ok {
+				c.t.Fatalf("call %d failed: %v", cid, e)
+			}
+			replied = true
+		case got == "" && strings.Contains(p, want):
+			got = p
+		}
+	}
+	return got
+}
+
 // replyError returns the error of the response to cid, failing the test if
 // the call succeeded.
 func (c *scClient) replyError(cid int) map[string]any {
