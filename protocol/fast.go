@@ -6,7 +6,8 @@ import (
 )
 
 // Fast paths for the packets that dominate traffic: #publish in both
-// directions, single and in batches. They accept only the canonical layout
+// directions, single and in batches, and the other events clients send
+// (#subscribe above all). They accept only the canonical layout
 // (no whitespace, keys in SocketCluster's order, a channel name without
 // escapes) that socketcluster-client and sccgo produce, and fall back to
 // the general decoder for anything else, so what they accept is exactly
@@ -207,19 +208,86 @@ func fastPublishPacket(b []byte, p *Packet) bool {
 		return false
 	}
 	cid := rest[len(cidSuffix) : len(rest)-1]
-	if len(cid) == 0 || len(cid) > 20 {
-		return false
-	}
-	for i, c := range cid {
-		if (c < '0' || c > '9') && !(i == 0 && c == '-') {
-			return false
-		}
-	}
-	if !validJSON(cid) { // leading zeros, a lone minus
+	if !canonicalInt(cid) {
 		return false
 	}
 	p.CID = cid
 	return true
+}
+
+const (
+	eventPrefix = `{"event":"`
+	dataKey     = `,"data":`
+)
+
+// fastEventPacket decodes any other canonical event packet:
+// {"event":"E"}, followed by ,"data":D and ,"cid":N, each optional, in
+// that order (what socketcluster-client sends for #subscribe,
+// #unsubscribe and custom events). E must be a string without escapes,
+// and D is validated.
+func fastEventPacket(b []byte, p *Packet) bool {
+	if !bytes.HasPrefix(b, []byte(eventPrefix)) || b[len(b)-1] != '}' {
+		return false
+	}
+	start := len(eventPrefix) - 1
+	end, escaped, ok := skipString(b, start)
+	if !ok || escaped {
+		return false
+	}
+	name := b[start+1 : end-1]
+	for _, c := range name {
+		if c < 0x20 {
+			return false
+		}
+	}
+	if !utf8.Valid(name) {
+		return false
+	}
+	var data []byte
+	rest := b[end:]
+	if bytes.HasPrefix(rest, []byte(dataKey)) {
+		ds := end + len(dataKey)
+		de, ok := skipValue(b, ds)
+		if !ok || de >= len(b) {
+			return false
+		}
+		data = b[ds:de:de]
+		if !validJSON(data) {
+			return false
+		}
+		rest = b[de:]
+	}
+	*p = Packet{Event: string(name), HasEvent: true, Data: data}
+	if len(rest) == 1 {
+		return true // the closing brace
+	}
+	if !bytes.HasPrefix(rest, []byte(cidSuffix)) {
+		return false
+	}
+	cid := rest[len(cidSuffix) : len(rest)-1]
+	if !canonicalInt(cid) {
+		return false
+	}
+	p.CID = cid
+	return true
+}
+
+// canonicalInt reports whether b is a JSON integer of at most 20 bytes.
+func canonicalInt(b []byte) bool {
+	if len(b) == 0 || len(b) > 20 {
+		return false
+	}
+	for i, c := range b {
+		if (c < '0' || c > '9') && !(i == 0 && c == '-') {
+			return false
+		}
+	}
+	return validJSON(b) // leading zeros, a lone minus
+}
+
+// fastPacket decodes a canonical packet, or reports false.
+func fastPacket(b []byte, p *Packet) bool {
+	return fastPublishPacket(b, p) || fastEventPacket(b, p)
 }
 
 // splitArray splits a JSON array into its elements without decoding them.

@@ -169,13 +169,14 @@ func DecodePacketsMax(msg []byte, max int) ([]Packet, error) {
 		}
 		return []Packet{p}, nil
 	}
-	// Fast path: a batch of canonical #publish packets (what a busy
-	// subscriber receives) decodes without encoding/json.
+	// Fast path: a batch of canonical packets (#publish batches that a
+	// busy subscriber receives, #subscribe batches of a client that
+	// resubscribes) decodes without encoding/json.
 	if raws, ok := splitArray(trimmed); ok && len(raws) > 0 {
 		out := make([]Packet, len(raws))
 		fast := true
 		for i, r := range raws {
-			if !fastPublishPacket(r, &out[i]) {
+			if !fastPacket(r, &out[i]) {
 				fast = false
 				break
 			}
@@ -205,7 +206,7 @@ func DecodePacketsMax(msg []byte, max int) ([]Packet, error) {
 }
 
 func decodeOne(b []byte, p *Packet) error {
-	if fastPublishPacket(b, p) {
+	if fastPacket(b, p) {
 		return nil
 	}
 	return decodeGeneral(b, p)
@@ -341,6 +342,10 @@ func decodePublishGeneral(data json.RawMessage) (PublishData, error) {
 
 // DecodeSubscribe decodes #subscribe data.
 func DecodeSubscribe(data json.RawMessage) (SubscribeRequest, error) {
+	// Fast path: {"channel":"C"}, what socketcluster-client sends.
+	if name, _, n, ok := fastPublishSpan(data, false); ok && n == len(data) && len(name)+len(pubDataPrefix)+2 == n {
+		return SubscribeRequest{Channel: string(name)}, nil
+	}
 	p, err := objectFields(data)
 	if err != nil {
 		return SubscribeRequest{}, errors.Join(ErrBadChannel, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -816,6 +817,35 @@ func BenchmarkDecodePublishBatch(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeSubscribeBatch measures a client's resubscribe on
+// reconnect: 100 #subscribe packets in one frame, each with its data
+// decoded.
+func BenchmarkDecodeSubscribeBatch(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("[")
+	for j := range 100 {
+		if j > 0 {
+			sb.WriteString(",")
+		}
+		fmt.Fprintf(&sb, `{"event":"#subscribe","data":{"channel":"room-%d"},"cid":%d}`, j, 10+j)
+	}
+	sb.WriteString("]")
+	frame := []byte(sb.String())
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	for b.Loop() {
+		ps, err := DecodePacketsMax(frame, 100)
+		if err != nil || len(ps) != 100 {
+			b.Fatal(err)
+		}
+		for i := range ps {
+			if _, err := DecodeSubscribe(ps[i].Data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
 // TestFastPathMatchesGeneral checks that the #publish fast paths decode
 // exactly what the general decoder does, and fall back on anything else.
 func TestFastPathMatchesGeneral(t *testing.T) {
@@ -850,6 +880,24 @@ var fastPathCases = []string{
 	`[{"event":"#publish","data":{"channel":"a","data":1}},{"event":"#publish","data":{"channel":"b","data":[2]}}]`,
 	`[{"event":"#publish","data":{"channel":"a","data":1}},{"rid":4}]`,
 	`[{"event":"#publish","data":{"channel":"a","data":1}},]`,
+	`{"event":"#subscribe","data":{"channel":"room-1"},"cid":2}`,
+	`{"event":"#subscribe","data":{"channel":"room-1","waitForAuth":true,"data":null},"cid":2}`,
+	`{"event":"#unsubscribe","data":"room-1","cid":3}`,
+	`{"event":"#removeAuthToken"}`,
+	`{"event":"custom","cid":4}`,
+	`{"event":"custom","data":null}`,
+	`{"event":"cu\"stom","data":1,"cid":4}`,
+	`{"event":"custom","data":1,"cid":04}`,
+	`{"event":"custom","data":1,"cid":4,"rid":5}`,
+	`{"event":"custom","data":1 ,"cid":4}`,
+	`{"event":"custom","data":[1,2}`,
+	`{"event":"custom","data":tru,"cid":4}`,
+	`{"event":"\u00e9","data":{}}`,
+	"{\"event\":\"\xff\",\"data\":1}",
+	"{\"event\":\"a\x01\",\"data\":1}",
+	`[{"event":"#subscribe","data":{"channel":"a"},"cid":10},{"event":"#subscribe","data":{"channel":"b"},"cid":11}]`,
+	`[{"event":"#subscribe","data":{"channel":"a"},"cid":10},{"event":"#publish","data":{"channel":"b","data":2}}]`,
+	`[{"event":"#subscribe","data":{"channel":"a"},"cid":10},{"event":"x","data":01}]`,
 }
 
 func compareFastGeneral(t *testing.T, msg string) {
