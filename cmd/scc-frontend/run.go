@@ -382,7 +382,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if adminHost == "" {
 		adminHost = st.host
 	}
-	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler(), adminport.Limits{
+	admin, err := adminport.Start(adminHost, st.admin.Port, st.admin.Handler(srv.AdminHandler()), adminport.Limits{
 		Max: 4 * max(1, st.cfg.AdminReserve), IdleTimeout: st.cfg.IdleTimeout,
 		Metrics: connlimit.NewMetrics(reg, "frontend_admin"), Log: logger,
 	})

@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if adminHost == "" {
 		adminHost = st.host
 	}
-	admin, err := adminport.Start(adminHost, st.admin.Port, srv.AdminHandler(), adminport.Limits{Log: log})
+	admin, err := adminport.Start(adminHost, st.admin.Port, st.admin.Handler(srv.AdminHandler()), adminport.Limits{Log: log})
 	if err != nil {
 		ln.Close()
 		return err

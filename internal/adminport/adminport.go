@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/sccgo/sccgo/internal/config"
@@ -34,6 +35,9 @@ type Settings struct {
 	// OnClientPort serves the admin endpoints on the main port as well
 	// (SCC_ADMIN_ON_CLIENT_PORT).
 	OnClientPort bool
+	// Pprof serves Go's profiles and execution traces under
+	// /debug/pprof/ on the admin port only (SCC_ADMIN_PPROF).
+	Pprof bool
 }
 
 // Read reads the admin settings of a binary whose admin port defaults to
@@ -44,7 +48,24 @@ func Read(r *config.Reader, defPort int, mainHost string, pages string) Settings
 	s.Port = r.Port("SCC_ADMIN_PORT", defPort, "admin port for "+pages+", /healthz and /readyz (0: no admin port)")
 	s.Host = r.String("SCC_ADMIN_HOST", "", "admin bind address (default: the main bind address, "+mainHost+"; 127.0.0.1 keeps the admin endpoints to this machine)")
 	s.OnClientPort = r.Bool("SCC_ADMIN_ON_CLIENT_PORT", false, "also serve "+pages+" on the main port, which clients or nodes reach (off: the main port has only /healthz and /readyz)")
+	s.Pprof = r.Bool("SCC_ADMIN_PPROF", false, "serve Go's CPU, heap and goroutine profiles and execution traces at /debug/pprof/ on the admin port (never on the main port)")
 	return s
+}
+
+// Handler returns h, with Go's profiles under /debug/pprof/ when
+// s.Pprof is set.
+func (s Settings) Handler(h http.Handler) http.Handler {
+	if !s.Pprof {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
 }
 
 // Server is a running admin listener.

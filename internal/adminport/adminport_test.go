@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -69,4 +71,34 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte("metrics"))
+	})
+	get := func(h http.Handler, path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	off := Read(config.NewReader(func(string) string { return "" }), DefaultBrokerPort, "SCC_BROKER_HOST", "/metrics")
+	if code, _ := get(off.Handler(inner), "/debug/pprof/goroutine?debug=1"); code != http.StatusNotFound {
+		t.Fatalf("profiles served without SCC_ADMIN_PPROF: %d", code)
+	}
+	on := Read(config.NewReader(func(k string) string { return map[string]string{"SCC_ADMIN_PPROF": "true"}[k] }), DefaultBrokerPort, "SCC_BROKER_HOST", "/metrics")
+	if !on.Pprof {
+		t.Fatal("SCC_ADMIN_PPROF not read")
+	}
+	h := on.Handler(inner)
+	if code, body := get(h, "/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Fatalf("goroutine profile: %d %.80q", code, body)
+	}
+	if code, body := get(h, "/metrics"); code != http.StatusOK || body != "metrics" {
+		t.Fatalf("the admin pages behind the profiles: %d %q", code, body)
+	}
 }
