@@ -218,7 +218,7 @@ type Queue struct {
 	closed  bool
 	after   func()
 	// lingering is set while the writer waits for more packets; wake
-	// (made on first use) tells it some arrived.
+	// tells it some arrived.
 	lingering bool
 	// holding is set while the writer waits out Engine.Coalesce; wake
 	// ends it early when the queue reaches Engine.CoalesceBytes, gets an
@@ -227,7 +227,9 @@ type Queue struct {
 	// urgent is set while the queue holds a packet queued with Enqueue:
 	// the writer does not wait to coalesce.
 	urgent bool
-	wake   chan struct{}
+	// wake is the parked writer's: taken from wakePool when it first
+	// parks, given back when it exits.
+	wake chan struct{}
 	// deadline is the write deadline set on the socket (writer only).
 	deadline time.Time
 	// lastFrame is when (Now) the writer last wrote a data frame, 0
@@ -392,7 +394,7 @@ func (q *Queue) unparkLocked(flag *bool) {
 // reused timer.
 func (q *Queue) park(flag *bool, d time.Duration, t **time.Timer) (woken bool) {
 	if q.wake == nil {
-		q.wake = make(chan struct{}, 1)
+		q.wake = wakePool.Get().(chan struct{})
 	}
 	*flag = true
 	wake := q.wake
@@ -416,6 +418,19 @@ func (q *Queue) park(flag *bool, d time.Duration, t **time.Timer) (woken bool) {
 	default:
 	}
 	return woken
+}
+
+// wakePool keeps the wake channels of writers that exited: an idle
+// connection holds none. A channel goes back empty, since park drains
+// every wake before it returns and the writer exits only after that.
+var wakePool = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+
+// releaseWakeLocked gives the exiting writer's wake channel back.
+func (q *Queue) releaseWakeLocked() {
+	if q.wake != nil {
+		wakePool.Put(q.wake)
+		q.wake = nil
+	}
 }
 
 // endHoldLocked ends a coalescing writer's wait.
@@ -469,6 +484,7 @@ func (q *Queue) run() {
 				q.deadline = time.Time{}
 			}
 			q.running = false
+			q.releaseWakeLocked()
 			after := q.after
 			if len(q.pkts) == 0 {
 				q.pkts = nil
@@ -523,6 +539,7 @@ func (q *Queue) run() {
 			q.closeLocked()
 			after := q.after
 			q.running = false
+			q.releaseWakeLocked()
 			q.mu.Unlock()
 			q.owner.QueueWriteError(err)
 			if after != nil {

@@ -406,3 +406,27 @@ func TestTotalsLeaveOutCoalescingWaits(t *testing.T) {
 		t.Fatalf("writing took %v", tot.Busy)
 	}
 }
+
+// An idle connection keeps nothing of its last writer: the wake channel
+// a lingering writer parked on goes back to the pool when it exits, and
+// the next writer gets one again.
+func TestIdleQueueHoldsNoWakeChannel(t *testing.T) {
+	var wg sync.WaitGroup
+	eng := &Engine{Batch: batch, WG: &wg, Linger: 5 * time.Millisecond}
+	q, _, c, _ := pair(t, eng)
+	for round := range 3 {
+		if !q.Enqueue([]byte(`1`)) {
+			t.Fatal("enqueue refused")
+		}
+		if got := read(t, c); got != `1` {
+			t.Fatalf("round %d: got %q", round, got)
+		}
+		wg.Wait() // the writer lingered, then exited
+		q.mu.Lock()
+		running, wake := q.running, q.wake
+		q.mu.Unlock()
+		if running || wake != nil {
+			t.Fatalf("round %d: idle queue: writer running %v, wake channel %v", round, running, wake)
+		}
+	}
+}
