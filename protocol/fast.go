@@ -175,6 +175,9 @@ func posSuffix(b []byte, i int) (n int, offset uint64, epoch []byte, ok bool) {
 		return 0, 0, nil, false
 	}
 	i += len(posEpochKey)
+	if i >= len(b) || b[i] != '"' {
+		return 0, 0, nil, false
+	}
 	end, escaped, ok := skipString(b, i)
 	if !ok || escaped || end >= len(b) || b[end] != '}' {
 		return 0, 0, nil, false

@@ -880,6 +880,8 @@ var fastPathCases = []string{
 	`[{"event":"#publish","data":{"channel":"a","data":1}},{"event":"#publish","data":{"channel":"b","data":[2]}}]`,
 	`[{"event":"#publish","data":{"channel":"a","data":1}},{"rid":4}]`,
 	`[{"event":"#publish","data":{"channel":"a","data":1}},]`,
+	`{"event":"#publish","data":{"channel":"a","data":1,"offset":1,"epoch":0"}}`,
+	`{"event":"#publish","data":{"channel":"a","data":1,"offset":1,"epoch":"e"}}`,
 	`{"event":"#subscribe","data":{"channel":"room-1"},"cid":2}`,
 	`{"event":"#subscribe","data":{"channel":"room-1","waitForAuth":true,"data":null},"cid":2}`,
 	`{"event":"#unsubscribe","data":"room-1","cid":3}`,
