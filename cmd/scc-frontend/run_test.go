@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"maps"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -83,17 +84,43 @@ func (s *syncBuffer) String() string {
 }
 
 func TestRunServesAndStops(t *testing.T) {
+	// Probes on both ports; metrics only on the admin port.
+	t.Run("default", func(t *testing.T) {
+		runAndProbe(t, nil, func(client, admin string) map[string]int {
+			return map[string]int{
+				client + "/readyz": 200, client + "/healthz": 200, client + "/metrics": 400, client + "/debug/pprof/cmdline": 400,
+				admin + "/readyz": 200, admin + "/metrics": 200, admin + "/debug/pprof/cmdline": 404,
+			}
+		})
+	})
+	// Profiles only on the admin port, even when the admin pages are on
+	// the client port too.
+	t.Run("profiles", func(t *testing.T) {
+		runAndProbe(t, map[string]string{"SCC_ADMIN_PPROF": "true", "SCC_ADMIN_ON_CLIENT_PORT": "true"}, func(client, admin string) map[string]int {
+			return map[string]int{
+				client + "/metrics": 200, client + "/debug/pprof/cmdline": 400, client + "/debug/pprof/goroutine": 400,
+				admin + "/metrics": 200, admin + "/debug/pprof/cmdline": 200, admin + "/debug/pprof/goroutine": 200,
+			}
+		})
+	})
+}
+
+// runAndProbe runs the frontend with extra settings on real ports, checks
+// the status of each URL that want returns for its client and admin base
+// URLs, and stops it.
+func runAndProbe(t *testing.T, extra map[string]string, want func(client, admin string) map[string]int) {
+	t.Helper()
 	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	adminPort := freePort(t)
-	go func() {
-		errc <- run(ctx, nil, env(map[string]string{
-			"SOCKETCLUSTER_PORT": "0", "SCC_FRONTEND_HOST": "127.0.0.1", "SCC_CLIENT_AUTH_KEY": "k-of-at-least-thirty-two-bytes-long",
-			"SCC_PING_INTERVAL": "1000", "SCC_PING_TIMEOUT": "3000", "SCC_DRAIN_DURATION": "10ms",
-			"SCC_ADMIN_PORT": strconv.Itoa(adminPort),
-		}), &logs)
-	}()
+	vars := map[string]string{
+		"SOCKETCLUSTER_PORT": "0", "SCC_FRONTEND_HOST": "127.0.0.1", "SCC_CLIENT_AUTH_KEY": "k-of-at-least-thirty-two-bytes-long",
+		"SCC_PING_INTERVAL": "1000", "SCC_PING_TIMEOUT": "3000", "SCC_DRAIN_DURATION": "10ms",
+		"SCC_ADMIN_PORT": strconv.Itoa(adminPort),
+	}
+	maps.Copy(vars, extra)
+	go func() { errc <- run(ctx, nil, env(vars), &logs) }()
 	re := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
 	var addr string
 	deadline := time.Now().Add(5 * time.Second)
@@ -106,20 +133,16 @@ func TestRunServesAndStops(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	// Probes on both ports; metrics only on the admin port.
-	admin := "127.0.0.1:" + strconv.Itoa(adminPort)
-	for url, want := range map[string]int{
-		"http://" + addr + "/readyz": 200, "http://" + addr + "/healthz": 200, "http://" + addr + "/metrics": 400,
-		"http://" + admin + "/readyz": 200, "http://" + admin + "/metrics": 200,
-	} {
+	admin := "http://127.0.0.1:" + strconv.Itoa(adminPort)
+	for url, code := range want("http://"+addr, admin) {
 		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("%s: %d, want %d", url, resp.StatusCode, want)
+		if resp.StatusCode != code {
+			t.Errorf("%s: %d, want %d", url, resp.StatusCode, code)
 		}
 	}
 	cancel()
