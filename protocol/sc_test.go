@@ -821,16 +821,11 @@ func BenchmarkDecodePublishBatch(b *testing.B) {
 // reconnect: 100 #subscribe packets in one frame, each with its data
 // decoded.
 func BenchmarkDecodeSubscribeBatch(b *testing.B) {
-	var sb strings.Builder
-	sb.WriteString("[")
-	for j := range 100 {
-		if j > 0 {
-			sb.WriteString(",")
-		}
-		fmt.Fprintf(&sb, `{"event":"#subscribe","data":{"channel":"room-%d"},"cid":%d}`, j, 10+j)
+	pkts := make([][]byte, 100)
+	for j := range pkts {
+		pkts[j] = AppendEvent(nil, EventSubscribe, []byte(fmt.Sprintf(`{"channel":"room-%d"}`, j)), int64(10+j))
 	}
-	sb.WriteString("]")
-	frame := []byte(sb.String())
+	frame := AppendBatch(nil, pkts)
 	b.SetBytes(int64(len(frame)))
 	b.ReportAllocs()
 	for b.Loop() {
