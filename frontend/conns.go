@@ -1,11 +1,23 @@
 package frontend
 
 import (
+	"context"
 	"net"
 	"net/http"
 
 	"github.com/sccgo/sccgo/internal/connlimit"
 )
+
+// Listen opens the client port. Accepted connections get no TCP
+// keepalive: every client connection already has a deadline of its own
+// (the ping and pong timeout of a socket, the header, handshake and idle
+// timeouts of HTTP), so the kernel's probes would find nothing those miss,
+// and turning them on costs four setsockopt calls per accepted connection,
+// which a connection storm pays in full.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(ctx, "tcp", addr)
+}
 
 // limitConns wraps ln so that every connection it accepts counts against
 // MaxConnections (or the cap derived from the descriptor limit), and sets

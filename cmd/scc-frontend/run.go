@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -374,7 +373,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	if st.admin.Port == 0 && !st.admin.OnClientPort {
 		logger.Warn("SCC_ADMIN_PORT is 0 and SCC_ADMIN_ON_CLIENT_PORT is off: /metrics is served nowhere")
 	}
-	ln, err := net.Listen("tcp", config.HostPort(st.host, st.port))
+	ln, err := frontend.Listen(context.Background(), config.HostPort(st.host, st.port))
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
