@@ -35,6 +35,7 @@ type recordingBroker struct {
 	control int                 // channels named by Subscribe and Unsubscribe so far
 	ahead   map[string]int      // per published channel: control at its first publish
 	named   map[string]int      // per channel: times named by Subscribe or Unsubscribe
+	log     []string            // the control messages read, in order, as "sub(id) n first" or "unsub n first"
 	// presence counts presence reports, and orphans those for a channel
 	// the link did not hold yet (a real broker refuses them).
 	presence, orphans int
@@ -57,6 +58,7 @@ func (rb *recordingBroker) HandleMessages(l *nodelink.Link, msgs []protocol.Mess
 				rb.named[ch]++
 			}
 			rb.control += len(s.Channels)
+			rb.logLocked(fmt.Sprintf("sub(%d)", s.ID), s.Channels, rb.hold)
 			if rb.hold {
 				rb.held = append(rb.held, s.ID)
 				continue
@@ -72,6 +74,7 @@ func (rb *recordingBroker) HandleMessages(l *nodelink.Link, msgs []protocol.Mess
 				rb.named[ch]++
 			}
 			rb.control += len(u.Channels)
+			rb.logLocked("unsub", u.Channels, rb.hold)
 		case protocol.MsgSync:
 			var s protocol.Sync
 			if m.Decode(&s) != nil {
@@ -81,6 +84,7 @@ func (rb *recordingBroker) HandleMessages(l *nodelink.Link, msgs []protocol.Mess
 			for _, ch := range s.Channels {
 				rb.chans[ch] = struct{}{}
 			}
+			rb.logLocked(fmt.Sprintf("sync(%d)", s.ID), s.Channels, rb.hold)
 			_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
 		case protocol.MsgPresenceJoin:
 			var j protocol.PresenceJoin
@@ -98,6 +102,7 @@ func (rb *recordingBroker) HandleMessages(l *nodelink.Link, msgs []protocol.Mess
 			}
 			if _, ok := rb.ahead[ch]; !ok {
 				rb.ahead[ch] = rb.control
+				rb.logLocked("publish", []string{ch}, rb.hold)
 			}
 			msg := protocol.AppendDeliverMsg(nil, ch, data)
 			if _, ok := rb.chans[ch]; ok {
@@ -106,6 +111,19 @@ func (rb *recordingBroker) HandleMessages(l *nodelink.Link, msgs []protocol.Mess
 			l.SendRaw(protocol.AppendPubAckMsg(nil, seq))
 		}
 	}
+}
+
+// logLocked records a control message for a failure's report (the first
+// 64 only: enough to show what went ahead of a publish).
+func (rb *recordingBroker) logLocked(what string, chans []string, held bool) {
+	if len(rb.log) >= 64 {
+		return
+	}
+	first := ""
+	if len(chans) > 0 {
+		first = chans[0]
+	}
+	rb.log = append(rb.log, fmt.Sprintf("%s n=%d first=%s held=%v", what, len(chans), first, held))
 }
 
 // release sends the withheld acknowledgements and stops withholding.
@@ -253,7 +271,10 @@ rules:
 	// One for the legitimate subscribe itself, then at most a window of
 	// batches.
 	if ahead > 1+batch*window {
-		t.Fatalf("%d channels of subscription traffic went ahead of a publish on the link, bound %d", ahead, 1+batch*window)
+		var log []string
+		rb.with(func() { log = append(log, rb.log...) })
+		t.Fatalf("%d channels of subscription traffic went ahead of a publish on the link, bound %d; what the broker read:\n%s",
+			ahead, 1+batch*window, strings.Join(log, "\n"))
 	}
 	if !strings.HasPrefix(delivery, `{"event":"#publish","data":{"channel":"legit"`) {
 		t.Fatalf("the legitimate subscriber got %q", delivery)
