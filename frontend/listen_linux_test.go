@@ -48,3 +48,36 @@ func TestListenNoKeepalive(t *testing.T) {
 		t.Fatalf("client port: SO_KEEPALIVE %d, want 0", v)
 	}
 }
+
+// BenchmarkAccept: one loopback connection dialed, accepted and closed per
+// op, on Go's default listener (TCP keepalive set on every accepted
+// connection) and on the client port's.
+func BenchmarkAccept(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		listen func() (net.Listener, error)
+	}{
+		{"keepalive", func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }},
+		{"client-port", func() (net.Listener, error) { return Listen(context.Background(), "127.0.0.1:0") }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ln, err := c.listen()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			for b.Loop() {
+				d, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				a, err := ln.Accept()
+				if err != nil {
+					b.Fatal(err)
+				}
+				a.Close()
+				d.Close()
+			}
+		})
+	}
+}
