@@ -76,15 +76,26 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	l.l = nl
 	l.gen++
 	l.seq, l.acked = 0, 0
-	id := l.ctl.sync()
-	l.countPendingLocked()
 	chans := make([]string, 0, len(l.interest))
 	for ch := range l.interest {
 		chans = append(chans, ch)
 	}
-	if err := nl.Send(protocol.MsgSync, &protocol.Sync{ID: id, Channels: chans}); err != nil {
-		l.b.log.Warn("sending sync", "peer", l.info.ID, "err", err)
+	total := len(chans)
+	maxBytes := l.b.cfg.Link.MaxFrameBytes
+	if maxBytes <= 0 {
+		maxBytes = nodelink.DefaultMaxFrameBytes
 	}
+	chans, rest := splitSync(chans, maxBytes)
+	id := l.ctl.sync(rest)
+	if err := nl.Send(protocol.MsgSync, &protocol.Sync{ID: id, Channels: chans}); err != nil {
+		// Kept, the link would have the broker hold none of the
+		// interest while its subscribers are told it does.
+		l.b.log.Warn("sending sync", "peer", l.info.ID, "err", err)
+		_ = nl.Close(nodelink.ReasonQueueFull)
+	} else {
+		l.flushLocked() // the rest, as the window allows
+	}
+	l.countPendingLocked()
 	backlog := l.backlog
 	l.backlog, l.backlogBytes = nil, 0
 	now := time.Now()
@@ -98,7 +109,7 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	gen := l.gen
 	l.mu.Unlock()
 	l.b.m.linksUp.Inc()
-	l.b.log.Info("broker link up", "peer", l.info.ID, "addr", l.info.Addr, "channels", len(chans))
+	l.b.log.Info("broker link up", "peer", l.info.ID, "addr", l.info.Addr, "channels", total, "after_sync", total-len(chans))
 	l.reportLink(gen)
 
 	err := nl.Run(l)
@@ -117,6 +128,19 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	l.mu.Unlock()
 	l.b.m.linksUp.Dec()
 	l.b.log.Info("broker link down", "peer", l.info.ID, "err", err)
+}
+
+// splitSync splits chans into those one Sync message of at most maxBytes
+// can name and the rest.
+func splitSync(chans []string, maxBytes int64) (synced, rest []string) {
+	size := int64(16) // the message type, the array, the id and the list's headers
+	for i, ch := range chans {
+		size += int64(len(ch)) + 5 // a string's header is at most 5 bytes
+		if size > maxBytes {
+			return chans[:i], chans[i:]
+		}
+	}
+	return chans, nil
 }
 
 // HandleMessages implements nodelink.Handler.

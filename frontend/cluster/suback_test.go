@@ -162,7 +162,7 @@ func TestSubControlSync(t *testing.T) {
 	c.subscribe(interest, []string{"a"}, &st)
 	batch(t, &c, 1000, nil, []string{"a"}) // lost with the connection
 	w := c.subscribe(interest, []string{"b"}, &st)
-	id := c.sync()
+	id := c.sync(nil)
 	noBatch(t, &c)
 	c.acked(id - 1) // a late acknowledgement of the old connection
 	if isClosed(w) {
@@ -183,7 +183,7 @@ func TestSubAckReleasesWhileDown(t *testing.T) {
 	w1 := l.addInterest([]string{"a"})
 	w2 := l.addInterest([]string{"b"})
 	l.removeInterest([]string{"a"})
-	id := l.ctl.sync()
+	id := l.ctl.sync(nil)
 	l.HandleMessages(nil, subAck(t, id))
 	if !isClosed(w1) || !isClosed(w2) || len(l.ctl.waiters) != 0 {
 		t.Fatalf("after the Sync's ack: %v %v, %d waiting", isClosed(w1), isClosed(w2), len(l.ctl.waiters))

@@ -222,17 +222,38 @@ func (c *subControl) releaseMarks(fn func(chan struct{})) {
 	}
 }
 
-// sync is the link's reconnect: the Sync it sends, with id, carries the
-// whole interest, so nothing is pending any more and every mark waits for
-// that Sync's acknowledgement.
-func (c *subControl) sync() (id uint64) {
+// sync is the link's reconnect. The Sync it sends, with id, carries the
+// interest except rest, the channels that did not fit in one message;
+// those go out after it as subscribes, through the window like any
+// other. Nothing else is pending any more. Every subscriber waiting
+// (for a mark, or for a batch of the old connection, which will never be
+// acknowledged) waits for that Sync's acknowledgement, or, with a rest,
+// for the batch that carries the last of it: until then the broker may
+// not hold its channel.
+func (c *subControl) sync(rest []string) (id uint64) {
 	c.taken += uint64(len(c.queue))
 	c.queue, c.pending = nil, nil
 	c.sentID++
 	id = c.sentID
-	c.releaseMarks(func(ch chan struct{}) {
-		c.waiters = append(c.waiters, subWaiter{id: id, ch: ch})
-	})
+	if len(rest) == 0 {
+		c.releaseMarks(func(ch chan struct{}) {
+			c.waiters = append(c.waiters, subWaiter{id: id, ch: ch})
+		})
+		return id
+	}
+	c.pending = make(map[string]bool, len(rest))
+	for _, ch := range rest {
+		c.pending[ch] = true
+	}
+	c.queue = append([]string(nil), rest...)
+	end := c.taken + uint64(len(c.queue))
+	for i := range c.marks {
+		c.marks[i].pos = end
+	}
+	for _, w := range c.waiters {
+		c.marks = append(c.marks, ctlMark{pos: end, ch: w.ch})
+	}
+	c.waiters = nil
 	return id
 }
 

@@ -44,6 +44,12 @@ func (ignore) Closed(*nodelink.Link, error)                      {}
 // test, which writes whatever it likes on it.
 func fakeBroker(t *testing.T) (addr string, links <-chan *nodelink.Link) {
 	t.Helper()
+	return fakeBrokerWith(t, ignore{})
+}
+
+// fakeBrokerWith is fakeBroker with h reading every link.
+func fakeBrokerWith(t *testing.T, h nodelink.Handler) (addr string, links <-chan *nodelink.Link) {
+	t.Helper()
 	ch := make(chan *nodelink.Link, 4)
 	cfg := nodelink.DefaultConfig()
 	cfg.NodeID, cfg.Role, cfg.AuthKey = "fake-broker", protocol.RoleBroker, testLinkKey
@@ -54,7 +60,7 @@ func fakeBroker(t *testing.T) (addr string, links <-chan *nodelink.Link) {
 			return
 		}
 		ch <- l
-		_ = l.Run(ignore{})
+		_ = l.Run(h)
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,170 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/protocol"
+)
+
+// TestSubControlSyncRest: channels a Sync cannot carry go out after it as
+// batches, and every subscriber waiting at the reconnect (for a pending
+// subscribe, or for a batch of the old connection) is released by the
+// last of those batches, not by the Sync.
+func TestSubControlSyncRest(t *testing.T) {
+	var c subControl
+	var st ctlStats
+	interest := map[string]struct{}{}
+	wa := c.subscribe(interest, []string{"a"}, &st)
+	batch(t, &c, 1000, nil, []string{"a"}) // lost with the connection
+	wb := c.subscribe(interest, []string{"b"}, &st)
+	id := c.sync([]string{"c", "d"}) // the Sync carries a and b
+	if c.pendingLen() != 2 {
+		t.Fatalf("%d pending after the sync, want 2", c.pendingLen())
+	}
+	c.acked(id)
+	if isClosed(wa) || isClosed(wb) {
+		t.Fatal("released by the Sync while part of the interest was not sent")
+	}
+	_, sub, id1, ok := c.next(1, 4)
+	if !ok || len(sub) != 1 || sub[0] != "c" {
+		t.Fatalf("first batch %v (%v), want [c]", sub, ok)
+	}
+	_, sub, id2, ok := c.next(1, 4)
+	if !ok || len(sub) != 1 || sub[0] != "d" {
+		t.Fatalf("second batch %v (%v), want [d]", sub, ok)
+	}
+	c.acked(id1)
+	if isClosed(wa) || isClosed(wb) {
+		t.Fatal("released before the last batch of the rest")
+	}
+	c.acked(id2)
+	if !isClosed(wa) || !isClosed(wb) || len(c.waiters) != 0 || len(c.marks) != 0 {
+		t.Fatalf("after the last batch: %v %v, %d waiters, %d marks", isClosed(wa), isClosed(wb), len(c.waiters), len(c.marks))
+	}
+}
+
+// syncRecorder is a broker that holds, per connection, the channels the
+// frontend's link asks for, and acknowledges every Subscribe and Sync.
+type syncRecorder struct {
+	mu    sync.Mutex
+	held  map[*nodelink.Link]map[string]struct{}
+	syncs map[*nodelink.Link][]int // channels named by each Sync
+}
+
+func (r *syncRecorder) HandleMessages(l *nodelink.Link, msgs []protocol.Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set := r.held[l]
+	if set == nil {
+		set = map[string]struct{}{}
+		r.held[l] = set
+	}
+	for _, m := range msgs {
+		switch m.Type {
+		case protocol.MsgSync:
+			var s protocol.Sync
+			if m.Decode(&s) != nil {
+				continue
+			}
+			clear(set)
+			for _, ch := range s.Channels {
+				set[ch] = struct{}{}
+			}
+			r.syncs[l] = append(r.syncs[l], len(s.Channels))
+			_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
+		case protocol.MsgSubscribe:
+			var s protocol.Subscribe
+			if m.Decode(&s) != nil {
+				continue
+			}
+			for _, ch := range s.Channels {
+				set[ch] = struct{}{}
+			}
+			_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
+		case protocol.MsgUnsubscribe:
+			var u protocol.Unsubscribe
+			if m.Decode(&u) != nil {
+				continue
+			}
+			for _, ch := range u.Channels {
+				delete(set, ch)
+			}
+		}
+	}
+}
+
+func (*syncRecorder) Closed(*nodelink.Link, error) {}
+
+func (r *syncRecorder) state(l *nodelink.Link) (held int, syncs []int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.held[l]), append([]int(nil), r.syncs[l]...)
+}
+
+// TestSyncLargerThanAFrame: after a reconnect, a frontend whose interest
+// does not fit in one message of the link's frame limit still has the
+// broker hold all of it (the Sync carries what fits, batches the rest),
+// where the Sync used to be refused as too large and the broker held
+// nothing.
+func TestSyncLargerThanAFrame(t *testing.T) {
+	rec := &syncRecorder{held: map[*nodelink.Link]map[string]struct{}{}, syncs: map[*nodelink.Link][]int{}}
+	addr, links := fakeBrokerWith(t, rec)
+	cfg := DefaultConfig()
+	cfg.Link = nodelink.DefaultConfig()
+	cfg.Link.NodeID, cfg.Link.Role, cfg.Link.AuthKey = "frontend-1", protocol.RoleFrontend, testLinkKey
+	cfg.Link.MaxFrameBytes = 8 << 10
+	cfg.SubscribeBatch, cfg.SubscribeWindow = 32, 2
+	cfg.Registry = prometheus.NewRegistry()
+	b := New(cfg)
+	if err := b.Start(context.Background(), &recordSink{}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Commit(protocol.Ring{Version: 1, Brokers: []protocol.BrokerInfo{{ID: "fake-broker", Addr: addr}}})
+	next := func() *nodelink.Link {
+		t.Helper()
+		select {
+		case l := <-links:
+			return l
+		case <-time.After(10 * time.Second):
+			t.Fatal("the frontend did not link to the broker")
+			return nil
+		}
+	}
+	l1 := next()
+
+	const n = 600 // about 22 KB of channel names
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range n {
+		if err := b.Subscribe(ctx, fmt.Sprintf("a-channel-with-a-longer-name-%04d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held, _ := rec.state(l1); held != n {
+		t.Fatalf("the broker holds %d channels after every subscribe returned, want %d", held, n)
+	}
+
+	l1.Close("test")
+	l2 := next()
+	deadline := time.Now().Add(10 * time.Second)
+	held, syncs := rec.state(l2)
+	for held != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the reconnect the broker holds %d channels, want %d (Syncs: %v)", held, n, syncs)
+		}
+		time.Sleep(5 * time.Millisecond)
+		held, syncs = rec.state(l2)
+	}
+	if len(syncs) != 1 || syncs[0] <= 0 || syncs[0] >= n {
+		t.Fatalf("Syncs naming %v channels, want one naming part of the %d", syncs, n)
+	}
+	t.Logf("the Sync named %d of %d channels", syncs[0], n)
+}
