@@ -85,6 +85,7 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	if maxBytes <= 0 {
 		maxBytes = nodelink.DefaultMaxFrameBytes
 	}
+	l.ctl.maxBytes = maxBytes
 	chans, rest := splitSync(chans, maxBytes)
 	id := l.ctl.sync(rest)
 	if err := nl.Send(protocol.MsgSync, &protocol.Sync{ID: id, Channels: chans}); err != nil {

@@ -32,6 +32,11 @@ type subControl struct {
 	// queue position below its pos has been sent and acknowledged.
 	marks []ctlMark
 
+	// maxBytes bounds the channel names of one batch (0: no bound), so
+	// that a batch fits in one message of the link's frame limit
+	// whatever the names' lengths.
+	maxBytes int64
+
 	sentID  uint64 // id of the last batch (or Sync) sent
 	ackedID uint64 // highest id acknowledged
 	// waiters wait for acknowledgements, in ascending id order (ids only
@@ -155,11 +160,16 @@ func (c *subControl) next(max, window int) (unsub, sub []string, id uint64, ok b
 		return nil, nil, 0, false
 	}
 	i := 0
+	size := int64(16) // the message's headers, as in splitSync
 	for ; i < len(c.queue) && len(unsub)+len(sub) < max; i++ {
 		ch := c.queue[i]
 		s, ok := c.pending[ch]
 		if !ok {
 			continue
+		}
+		size += int64(len(ch)) + 5
+		if c.maxBytes > 0 && size > c.maxBytes && len(unsub)+len(sub) > 0 {
+			break
 		}
 		delete(c.pending, ch)
 		if s {

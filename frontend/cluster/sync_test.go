@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,6 +49,20 @@ func TestSubControlSyncRest(t *testing.T) {
 	if !isClosed(wa) || !isClosed(wb) || len(c.waiters) != 0 || len(c.marks) != 0 {
 		t.Fatalf("after the last batch: %v %v, %d waiters, %d marks", isClosed(wa), isClosed(wb), len(c.waiters), len(c.marks))
 	}
+}
+
+// TestSubControlBatchBytes: a batch stops where its names would not fit in
+// one message, and always takes at least one.
+func TestSubControlBatchBytes(t *testing.T) {
+	c := subControl{maxBytes: 16 + 2*(10+5)}
+	var st ctlStats
+	interest := map[string]struct{}{}
+	c.subscribe(interest, []string{"aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"}, &st)
+	c.acked(batch(t, &c, 1000, nil, []string{"aaaaaaaaaa", "bbbbbbbbbb"}))
+	c.acked(batch(t, &c, 1000, nil, []string{"cccccccccc"}))
+	c.maxBytes = 1
+	c.subscribe(interest, []string{"dd"}, &st)
+	batch(t, &c, 1000, nil, []string{"dd"})
 }
 
 // syncRecorder is a broker that holds, per connection, the channels the
@@ -108,11 +123,12 @@ func (r *syncRecorder) state(l *nodelink.Link) (held int, syncs []int) {
 	return len(r.held[l]), append([]int(nil), r.syncs[l]...)
 }
 
-// TestSyncLargerThanAFrame: after a reconnect, a frontend whose interest
-// does not fit in one message of the link's frame limit still has the
-// broker hold all of it (the Sync carries what fits, batches the rest),
-// where the Sync used to be refused as too large and the broker held
-// nothing.
+// TestSyncLargerThanAFrame: a frontend whose interest does not fit in one
+// message of the link's frame limit has the broker hold all of it, before
+// and after a reconnect: batches stop at the limit, and the Sync carries
+// what fits and batches the rest. The Sync used to be refused as too
+// large (the broker then held nothing), and a batch of long names closed
+// the link.
 func TestSyncLargerThanAFrame(t *testing.T) {
 	rec := &syncRecorder{held: map[*nodelink.Link]map[string]struct{}{}, syncs: map[*nodelink.Link][]int{}}
 	addr, links := fakeBrokerWith(t, rec)
@@ -120,7 +136,8 @@ func TestSyncLargerThanAFrame(t *testing.T) {
 	cfg.Link = nodelink.DefaultConfig()
 	cfg.Link.NodeID, cfg.Link.Role, cfg.Link.AuthKey = "frontend-1", protocol.RoleFrontend, testLinkKey
 	cfg.Link.MaxFrameBytes = 8 << 10
-	cfg.SubscribeBatch, cfg.SubscribeWindow = 32, 2
+	// 128 names of 145 bytes would not fit in one message either.
+	cfg.SubscribeBatch, cfg.SubscribeWindow = 128, 2
 	cfg.Registry = prometheus.NewRegistry()
 	b := New(cfg)
 	if err := b.Start(context.Background(), &recordSink{}); err != nil {
@@ -140,11 +157,11 @@ func TestSyncLargerThanAFrame(t *testing.T) {
 	}
 	l1 := next()
 
-	const n = 600 // about 22 KB of channel names
+	const n = 300 // about 44 KB of channel names
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := range n {
-		if err := b.Subscribe(ctx, fmt.Sprintf("a-channel-with-a-longer-name-%04d", i)); err != nil {
+		if err := b.Subscribe(ctx, fmt.Sprintf("%s-%04d", strings.Repeat("x", 140), i)); err != nil {
 			t.Fatal(err)
 		}
 	}
