@@ -62,6 +62,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.Link.HandshakeTimeout = r.Duration("SCC_LINK_HANDSHAKE_TIMEOUT", d.Link.HandshakeTimeout, "bound on a link's handshake")
 	c.Link.PingInterval = r.Duration("SCC_LINK_PING_INTERVAL", d.Link.PingInterval, "an idle link sends a ping this often")
 	c.Link.PingTimeout = r.Duration("SCC_LINK_PING_TIMEOUT", d.Link.PingTimeout, "a link with nothing received this long is closed")
+	c.Link.MaxFrameBytes = r.Int64("SCC_LINK_MAX_FRAME_BYTES", d.Link.MaxFrameBytes, "largest link frame (and message); the same on every node")
 	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", d.Link.QueueMaxBytes, "bytes queued per link before drop-and-count")
 	c.Link.HelloMaxBytes = r.Int64("SCC_LINK_HELLO_MAX_BYTES", d.Link.HelloMaxBytes, "read limit of an accepted link until its hello proves the cluster key")
 	c.Link.MaxPendingHandshakes = r.Int("SCC_LINK_MAX_PENDING_HANDSHAKES", d.Link.MaxPendingHandshakes, "accepted link handshakes not yet authenticated, HTTP 503 beyond")

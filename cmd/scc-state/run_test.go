@@ -58,12 +58,13 @@ func TestLoad(t *testing.T) {
 		"SCC_GOSSIP_SEEDS":                  "a:1, b:2",
 		"SCC_INSTANCE_IP":                   "10.0.0.5",
 		"SCC_STATE_SERVER_LOG_LEVEL":        "2",
+		"SCC_LINK_MAX_FRAME_BYTES":          "1048576",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := st.cfg
-	if st.port != 7000 || c.ScaleOutDelay != 250*time.Millisecond || c.ScaleBackDelay != 2*time.Second ||
+	if st.port != 7000 || c.Link.MaxFrameBytes != 1<<20 || c.ScaleOutDelay != 250*time.Millisecond || c.ScaleBackDelay != 2*time.Second ||
 		c.StartupDelay != 0 || len(c.GossipSeeds) != 2 || c.GossipBind != "10.0.0.5" || c.GossipAdvertise != "10.0.0.5" ||
 		st.logLevel.String() != "WARN" {
 		t.Fatalf("settings %+v", st)

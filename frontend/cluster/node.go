@@ -128,6 +128,7 @@ func ReadNodeConfig(r Env) NodeConfig {
 	c.Broker.RecoverHeldMaxBytes = r.Int("SCC_GAP_RECOVERY_HELD_MAX_BYTES", bdef.RecoverHeldMaxBytes, "publications of one channel held while its gap is filled, in bytes; over it the gap is given up (counted)")
 	c.Broker.SubscribeBatch = r.Int("SCC_LINK_SUBSCRIBE_BATCH", bdef.SubscribeBatch, "most channels one batch of subscription changes to a broker names")
 	c.Broker.SubscribeWindow = r.Int("SCC_LINK_SUBSCRIBE_WINDOW", bdef.SubscribeWindow, "most batches of subscription changes in flight per broker link; changes made while it is full wait, and are coalesced")
+	c.Link.MaxFrameBytes = r.Int64("SCC_LINK_MAX_FRAME_BYTES", ldef.MaxFrameBytes, "largest link frame (and message); the same on every node")
 	c.Link.QueueMaxBytes = r.Int("SCC_LINK_QUEUE_MAX_BYTES", ldef.QueueMaxBytes, "bytes queued per inter-node link before messages are dropped")
 	return c
 }

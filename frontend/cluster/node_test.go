@@ -23,3 +23,14 @@ func TestReadNodeConfigGossipBind(t *testing.T) {
 		}
 	}
 }
+
+// TestReadNodeConfigLinkFrame: the frontend reads the links' frame limit,
+// which every node must share (a broker with a smaller one closes the
+// links of frontends that send larger frames).
+func TestReadNodeConfigLinkFrame(t *testing.T) {
+	env := map[string]string{"SCC_LINK_MAX_FRAME_BYTES": "1048576"}
+	c := ReadNodeConfig(config.NewReader(func(k string) string { return env[k] }))
+	if c.Link.MaxFrameBytes != 1<<20 {
+		t.Fatalf("Link.MaxFrameBytes %d, want %d", c.Link.MaxFrameBytes, 1<<20)
+	}
+}
