@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sccgo/sccgo/frontend"
+	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -96,9 +97,39 @@ func (b *Broker) reportPresence(l *brokerLink, ch string, silent bool) {
 	if src == nil {
 		return
 	}
+	maxBytes := l.b.cfg.Link.MaxFrameBytes
+	if maxBytes <= 0 {
+		maxBytes = nodelink.DefaultMaxFrameBytes
+	}
 	src.ReportPresence(ch, func(ms []protocol.PresenceMember) {
-		l.sendPresence(protocol.MsgPresenceJoin, &protocol.PresenceJoin{Channel: ch, Members: ms, Silent: silent})
+		// Joins are idempotent: a channel with more members than one
+		// message holds is reported in several.
+		for len(ms) > 0 {
+			n := membersThatFit(ch, ms, maxBytes)
+			if n == 0 {
+				// One member larger than a message (its info is above
+				// the frame limit): it cannot be reported.
+				l.b.m.drops.WithLabelValues("presence_too_large").Inc()
+				ms = ms[1:]
+				continue
+			}
+			l.sendPresence(protocol.MsgPresenceJoin, &protocol.PresenceJoin{Channel: ch, Members: ms[:n], Silent: silent})
+			ms = ms[n:]
+		}
 	})
+}
+
+// membersThatFit returns how many of ms, from the first, one PresenceJoin
+// for ch of at most maxBytes can carry.
+func membersThatFit(ch string, ms []protocol.PresenceMember, maxBytes int64) int {
+	size := int64(32 + len(ch)) // the message type, the arrays' and strings' headers and Silent
+	for i, m := range ms {
+		size += int64(len(m.Client)+len(m.User)+len(m.Info)) + 16
+		if size > maxBytes {
+			return i
+		}
+	}
+	return len(ms)
 }
 
 // reportChannel reports ch's local members to every link that holds it
@@ -157,7 +188,10 @@ func (l *brokerLink) sendPresence(t protocol.MsgType, body any) {
 		l.sendBeforeLocked(j.Channel)
 	}
 	if err := l.l.Send(t, body); err != nil {
+		// The broker would go on without these members: closing the
+		// link has the reconnect report every channel again.
 		l.b.m.drops.WithLabelValues("presence").Inc()
+		_ = l.l.Close(nodelink.ReasonQueueFull)
 	}
 }
 

@@ -71,6 +71,9 @@ type syncRecorder struct {
 	mu    sync.Mutex
 	held  map[*nodelink.Link]map[string]struct{}
 	syncs map[*nodelink.Link][]int // channels named by each Sync
+	joins map[*nodelink.Link][]int // members named by each PresenceJoin
+	// members: the distinct clients joined per link (joins are idempotent)
+	members map[*nodelink.Link]map[string]struct{}
 }
 
 func (r *syncRecorder) HandleMessages(l *nodelink.Link, msgs []protocol.Message) {
@@ -103,6 +106,20 @@ func (r *syncRecorder) HandleMessages(l *nodelink.Link, msgs []protocol.Message)
 				set[ch] = struct{}{}
 			}
 			_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
+		case protocol.MsgPresenceJoin:
+			var j protocol.PresenceJoin
+			if m.Decode(&j) != nil {
+				continue
+			}
+			if _, ok := set[j.Channel]; ok {
+				r.joins[l] = append(r.joins[l], len(j.Members))
+				if r.members[l] == nil {
+					r.members[l] = map[string]struct{}{}
+				}
+				for _, m := range j.Members {
+					r.members[l][m.Client] = struct{}{}
+				}
+			}
 		case protocol.MsgUnsubscribe:
 			var u protocol.Unsubscribe
 			if m.Decode(&u) != nil {
@@ -117,6 +134,89 @@ func (r *syncRecorder) HandleMessages(l *nodelink.Link, msgs []protocol.Message)
 
 func (*syncRecorder) Closed(*nodelink.Link, error) {}
 
+func newSyncRecorder() *syncRecorder {
+	return &syncRecorder{
+		held:    map[*nodelink.Link]map[string]struct{}{},
+		syncs:   map[*nodelink.Link][]int{},
+		joins:   map[*nodelink.Link][]int{},
+		members: map[*nodelink.Link]map[string]struct{}{},
+	}
+}
+
+func (r *syncRecorder) joined(l *nodelink.Link) (joins []int, members int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int(nil), r.joins[l]...), len(r.members[l])
+}
+
+// manyMembers is a presence source whose one channel has n members.
+type manyMembers struct {
+	ch string
+	n  int
+}
+
+func (m manyMembers) ReportPresence(ch string, report func([]protocol.PresenceMember)) {
+	if ch != m.ch {
+		return
+	}
+	ms := make([]protocol.PresenceMember, m.n)
+	for i := range ms {
+		ms[i] = protocol.PresenceMember{Client: fmt.Sprintf("client-%05d", i), User: "user", Info: []byte(`{"name":"someone"}`)}
+	}
+	report(ms)
+}
+
+// TestPresenceReportLargerThanAFrame: a channel with more local members
+// than one message of the link's frame limit holds is reported to the
+// broker in several joins, all of them; it used to be one join, refused
+// as too large, and the broker held none of them.
+func TestPresenceReportLargerThanAFrame(t *testing.T) {
+	rec := newSyncRecorder()
+	addr, links := fakeBrokerWith(t, rec)
+	cfg := DefaultConfig()
+	cfg.Link = nodelink.DefaultConfig()
+	cfg.Link.NodeID, cfg.Link.Role, cfg.Link.AuthKey = "frontend-1", protocol.RoleFrontend, testLinkKey
+	cfg.Link.MaxFrameBytes = 8 << 10
+	cfg.Registry = prometheus.NewRegistry()
+	b := New(cfg)
+	const n = 1000 // about 45 KB of members
+	b.SetPresenceSource(manyMembers{ch: "room", n: n})
+	if err := b.Start(context.Background(), &recordSink{}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Commit(protocol.Ring{Version: 1, Brokers: []protocol.BrokerInfo{{ID: "fake-broker", Addr: addr}}})
+	var l1 *nodelink.Link
+	select {
+	case l1 = <-links:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the frontend did not link to the broker")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Subscribe(ctx, "room"); err != nil {
+		t.Fatal(err)
+	}
+	b.reportChannel("room")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		joins, members := rec.joined(l1)
+		if members >= n {
+			for _, k := range joins {
+				if k >= n {
+					t.Fatalf("joins of %v members: one named them all", joins)
+				}
+			}
+			t.Logf("%d members in joins of %v", members, joins)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the broker got joins of %v members, %d distinct, want %d", joins, members, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (r *syncRecorder) state(l *nodelink.Link) (held int, syncs []int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -130,7 +230,7 @@ func (r *syncRecorder) state(l *nodelink.Link) (held int, syncs []int) {
 // large (the broker then held nothing), and a batch of long names closed
 // the link.
 func TestSyncLargerThanAFrame(t *testing.T) {
-	rec := &syncRecorder{held: map[*nodelink.Link]map[string]struct{}{}, syncs: map[*nodelink.Link][]int{}}
+	rec := newSyncRecorder()
 	addr, links := fakeBrokerWith(t, rec)
 	cfg := DefaultConfig()
 	cfg.Link = nodelink.DefaultConfig()
