@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sccgo/sccgo/internal/history"
+	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -104,8 +105,26 @@ func (r *replicator) give(p *peerOut, chans []string, v uint64, timeout time.Dur
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+	// Many channels' histories would outrun the link's queue: each waits
+	// for it to be under half full. A history the link cannot take
+	// closes it (sync), and no ReplHandoff follows: the new owner must
+	// not take over the channels as if it held them all.
+	half := r.s.cfg.Link.QueueMaxBytes / 2
+	if half <= 0 {
+		half = nodelink.DefaultConfig().QueueMaxBytes / 2
+	}
 	for _, ch := range chans {
-		r.sync(p, ch)
+		for p.queuedBytes() > half {
+			select {
+			case <-r.s.stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		if !r.sync(p, ch) {
+			r.m.handoffs.WithLabelValues("link_down").Inc()
+			return
+		}
 	}
 	msg, err := protocol.AppendMessage(nil, protocol.MsgReplHandoff, &protocol.ReplHandoff{Version: v})
 	p.mu.Lock()
@@ -116,6 +135,17 @@ func (r *replicator) give(p *peerOut, chans []string, v uint64, timeout time.Dur
 	} else {
 		r.m.handoffs.WithLabelValues("link_down").Inc()
 	}
+}
+
+// queuedBytes returns what p's link has waiting for its writer (0 while
+// it is down).
+func (p *peerOut) queuedBytes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.l == nil {
+		return 0
+	}
+	return p.l.QueuedBytes()
 }
 
 func (p *peerOut) isUp() bool {

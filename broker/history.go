@@ -60,6 +60,10 @@ func (l *link) history(h protocol.History) {
 	}
 	if h.Latest > 0 {
 		pubs, pos, _ := s.hist.Latest(h.Channel, min(h.Latest, max(opts.Size, 0)))
+		// A reply must fit one link frame: "up to Latest", the newest.
+		for size := pubBytes(pubs); len(pubs) > 0 && size > s.cfg.Link.MaxFrameBytes/2; pubs = pubs[1:] {
+			size -= int64(len(pubs[0].Data)) + 16
+		}
 		reply.Offset, reply.Epoch, reply.Pubs = pos.Offset, pos.Epoch, wirePubs(pubs)
 		send()
 		return

@@ -77,10 +77,12 @@ type replMetrics struct {
 	results    *prometheus.CounterVec
 	duplicates prometheus.Counter
 	snapshots  prometheus.Counter
-	handoffs   *prometheus.CounterVec
-	forwarded  *prometheus.CounterVec
-	received   *prometheus.CounterVec
-	wait       prometheus.Histogram
+	// snapshotFailures counts snapshots the link could not queue.
+	snapshotFailures prometheus.Counter
+	handoffs         *prometheus.CounterVec
+	forwarded        *prometheus.CounterVec
+	received         *prometheus.CounterVec
+	wait             prometheus.Histogram
 }
 
 func newReplMetrics(reg prometheus.Registerer) *replMetrics {
@@ -91,6 +93,8 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 			Help: "Publishes a frontend re-sent after a failover that the channel already held (acknowledged, not delivered again)."}),
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "scc_broker_replication_snapshots_total",
 			Help: "Whole channel histories sent to a standby ahead of the channel's first publication on a new replication link."}),
+		snapshotFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "scc_broker_replication_snapshot_failures_total",
+			Help: "Channel histories the replication link could not queue; each closes the link, whose next connection sends them again."}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_handoffs_total",
 			Help: "Ring changes that gave channels of this broker to another one, by result (sent; link_down: the new owner was not reachable within the handoff timeout)."}, []string{"result"}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_forwarded_total",
@@ -113,7 +117,7 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 	for _, r := range []string{"forwarded", "appended_here"} {
 		m.forwarded.WithLabelValues(r)
 	}
-	reg.MustRegister(m.results, m.duplicates, m.snapshots, m.handoffs, m.forwarded, m.received, m.wait)
+	reg.MustRegister(m.results, m.duplicates, m.snapshots, m.snapshotFailures, m.handoffs, m.forwarded, m.received, m.wait)
 	return m
 }
 
@@ -409,28 +413,42 @@ func (p *peerOut) needsSync(ch string) bool {
 // became the standby when the ring changed) holds all of it, not only
 // what follows. It runs before the publication's Append, outside the
 // stream lock; a publication appended meanwhile by another link is in
-// the snapshot or follows it.
-func (r *replicator) sync(p *peerOut, ch string) {
+// the snapshot or follows it. A history larger than half a link frame
+// goes without its oldest publications (the standby keeps the newest
+// run, as its own history would). A snapshot the link cannot queue
+// closes the link, whose next connection syncs the channel again: kept,
+// the standby would hold the channel's later publications without the
+// earlier ones, which a failover would then serve. sync reports whether
+// the channel is synced on the link.
+func (r *replicator) sync(p *peerOut, ch string) bool {
 	snap, ok := r.hist.Snapshot(ch)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.l == nil {
-		return
+		return false
 	}
 	if _, done := p.synced[ch]; done {
-		return
+		return true
+	}
+	if !ok {
+		p.synced[ch] = struct{}{}
+		return true // nothing yet: the Replicates carry it all
+	}
+	maxBytes := r.s.cfg.Link.MaxFrameBytes
+	if maxBytes <= 0 {
+		maxBytes = nodelink.DefaultMaxFrameBytes
+	}
+	msg, err := r.snapshotMsg(ch, snap, p.seq+1, maxBytes/2)
+	if err != nil || !p.l.SendRaw(msg) {
+		r.m.snapshotFailures.Inc()
+		_ = p.l.Close(nodelink.ReasonQueueFull)
+		return false
 	}
 	p.synced[ch] = struct{}{}
-	if !ok {
-		return // nothing yet: the Replicates carry it all
-	}
-	msg, err := r.snapshotMsg(ch, snap, p.seq+1)
-	if err != nil || !p.l.SendRaw(msg) {
-		return
-	}
 	p.seq++
 	p.q = append(p.q, replPending{seq: p.seq, gen: p.gen, release: func(bool) {}})
 	r.m.snapshots.Inc()
+	return true
 }
 
 // after runs fn once everything queued so far is released (at once when
@@ -576,10 +594,25 @@ func (r *replicator) restore(sn *protocol.ReplSnapshot) {
 }
 
 // snapshotMsg encodes channel's history for another broker.
-func (r *replicator) snapshotMsg(ch string, snap history.Snapshot, seq uint64) ([]byte, error) {
+// snapshotMsg encodes snap as a ReplSnapshot of at most maxBytes (no
+// bound when 0), without its oldest publications if it must.
+func (r *replicator) snapshotMsg(ch string, snap history.Snapshot, seq uint64, maxBytes int64) ([]byte, error) {
 	sn := protocol.ReplSnapshot{Seq: seq, Channel: ch, Epoch: snap.Position.Epoch, Offset: snap.Position.Offset, Time: snap.Time,
 		Publishers: r.pubs.list(ch)}
-	for _, p := range snap.Pubs {
+	pubs := snap.Pubs
+	if maxBytes > 0 {
+		size := int64(64 + len(ch) + len(snap.Position.Epoch) + 32*len(sn.Publishers))
+		keep := 0
+		for i := len(pubs) - 1; i >= 0; i-- {
+			size += int64(len(pubs[i].Data)) + 24
+			if size > maxBytes {
+				break
+			}
+			keep++
+		}
+		pubs = pubs[len(pubs)-keep:]
+	}
+	for _, p := range pubs {
 		sn.Pubs = append(sn.Pubs, protocol.ReplPub{Offset: p.Offset, Time: p.Time, Data: p.Data})
 	}
 	return protocol.AppendMessage(nil, protocol.MsgReplSnapshot, &sn)

@@ -22,9 +22,10 @@ func historyRules(t testing.TB) *rules.Set {
 	return set
 }
 
-// startPair starts two brokers with history on every channel and commits
-// a ring of both on each; it returns them and a channel broker-1 owns.
-func startPair(t *testing.T, replicate bool) (b1, b2 *testBroker, ch string) {
+// startPair starts two brokers with history on every channel (and extra
+// settings) and commits a ring of both on each; it returns them and a
+// channel broker-1 owns.
+func startPair(t *testing.T, replicate bool, extra ...func(*Config)) (b1, b2 *testBroker, ch string) {
 	t.Helper()
 	set := historyRules(t)
 	mod := func(id string) func(*Config) {
@@ -33,6 +34,9 @@ func startPair(t *testing.T, replicate bool) (b1, b2 *testBroker, ch string) {
 			c.Rules = set
 			c.WarmUp = 0
 			c.Replication = replicate
+			for _, f := range extra {
+				f(c)
+			}
 		}
 	}
 	b1 = startBroker(t, mod("broker-1"))
