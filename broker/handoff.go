@@ -106,9 +106,9 @@ func (r *replicator) give(p *peerOut, chans []string, v uint64, timeout time.Dur
 		}
 	}
 	// Many channels' histories would outrun the link's queue: each waits
-	// for it to be under half full. A history the link cannot take
-	// closes it (sync), and no ReplHandoff follows: the new owner must
-	// not take over the channels as if it held them all.
+	// for it to be under half full. After a history the link cannot
+	// take, no ReplHandoff follows: the new owner must not take over the
+	// channels as if it held them all.
 	half := r.s.cfg.Link.QueueMaxBytes / 2
 	if half <= 0 {
 		half = nodelink.DefaultConfig().QueueMaxBytes / 2
@@ -261,7 +261,9 @@ func (l *link) forwardToOwner(ch string, opts history.Options, data []byte, seq 
 	pa := l.framePending()
 	pa.left.Add(1)
 	owned := append([]byte(nil), data...)
-	p.send(func(rseq uint64) []byte {
+	// A forward the link refuses is appended here (below): the channel
+	// stays synced on this link.
+	p.send("", func(rseq uint64) []byte {
 		return protocol.AppendReplicateMsg(make([]byte, 0, 32+len(ch)+len(data)+len(publisher)), &protocol.Replicate{
 			Seq: rseq, Channel: ch, Data: data, Publisher: publisher, PubSeq: seq,
 		})
@@ -309,7 +311,7 @@ func (r *replicator) publishForwarded(ch string, opts history.Options, data []by
 			deliver()
 			return
 		}
-		p.send(func(rseq uint64) []byte {
+		p.send(ch, func(rseq uint64) []byte {
 			return protocol.AppendReplicateMsg(make([]byte, 0, 32+len(ch)+len(pos.Epoch)+len(data)+len(publisher)), &protocol.Replicate{
 				Seq: rseq, Channel: ch, Epoch: pos.Epoch, Offset: pos.Offset, Time: time.Now().UnixNano(),
 				Data: data, Publisher: publisher, PubSeq: seq,

@@ -231,7 +231,7 @@ func (l *link) publishReplicated(ch string, opts history.Options, data []byte, s
 			l.deliverPending(ch, msg, pa)
 			return
 		}
-		p.send(func(rseq uint64) []byte {
+		p.send(ch, func(rseq uint64) []byte {
 			return protocol.AppendReplicateMsg(make([]byte, 0, 32+len(ch)+len(pos.Epoch)+len(data)+len(publisher)), &protocol.Replicate{
 				Seq: rseq, Channel: ch, Epoch: pos.Epoch, Offset: pos.Offset, Time: time.Now().UnixNano(),
 				Data: data, Publisher: publisher, PubSeq: seq,
@@ -371,11 +371,14 @@ func (p *peerOut) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
 // Closed implements nodelink.Handler.
 func (p *peerOut) Closed(*nodelink.Link, error) {}
 
-// send queues one publication for the standby: encode builds its
+// send queues one publication of ch for the standby: encode builds its
 // message for a link sequence number. release runs after the standby
 // acknowledged it, or at once (unreplicated) when the standby cannot take
-// it, but never before the publications queued earlier were released.
-func (p *peerOut) send(encode func(seq uint64) []byte, release func(replicated bool)) {
+// it, but never before the publications queued earlier were released. A
+// publication the link's queue refuses leaves ch unsynced: the standby
+// would see a gap at the next one and drop its copy, so the next one
+// sends the whole history first (ch "": a forward, nothing to sync).
+func (p *peerOut) send(ch string, encode func(seq uint64) []byte, release func(replicated bool)) {
 	p.mu.Lock()
 	sent := false
 	if p.l != nil {
@@ -385,6 +388,9 @@ func (p *peerOut) send(encode func(seq uint64) []byte, release func(replicated b
 			sent = true
 		} else {
 			p.seq--
+			if ch != "" {
+				delete(p.synced, ch)
+			}
 		}
 	}
 	if !sent {
@@ -415,11 +421,11 @@ func (p *peerOut) needsSync(ch string) bool {
 // stream lock; a publication appended meanwhile by another link is in
 // the snapshot or follows it. A history larger than half a link frame
 // goes without its oldest publications (the standby keeps the newest
-// run, as its own history would). A snapshot the link cannot queue
-// closes the link, whose next connection syncs the channel again: kept,
-// the standby would hold the channel's later publications without the
-// earlier ones, which a failover would then serve. sync reports whether
-// the channel is synced on the link.
+// run, as its own history would). A snapshot the link cannot queue (its
+// queue is full) leaves the channel unsynced, so the next publication
+// tries again: counted synced, the standby would hold the channel's later
+// publications without the earlier ones, which a failover would then
+// serve. sync reports whether the channel is synced on the link.
 func (r *replicator) sync(p *peerOut, ch string) bool {
 	snap, ok := r.hist.Snapshot(ch)
 	p.mu.Lock()
@@ -440,8 +446,8 @@ func (r *replicator) sync(p *peerOut, ch string) bool {
 	}
 	msg, err := r.snapshotMsg(ch, snap, p.seq+1, maxBytes/2)
 	if err != nil || !p.l.SendRaw(msg) {
+		// Not synced: the channel's next publication tries again.
 		r.m.snapshotFailures.Inc()
-		_ = p.l.Close(nodelink.ReasonQueueFull)
 		return false
 	}
 	p.synced[ch] = struct{}{}

@@ -124,3 +124,42 @@ func TestLatestHistoryFitsAFrame(t *testing.T) {
 	}
 	t.Logf("the newest %d of %d publications", len(r.Pubs), n)
 }
+
+// TestReplicateRefusedResyncs: publications the replication link's queue
+// refuses go out unreplicated, and the channel's next publication sends
+// the standby its history first (a snapshot, here the newest that fit half
+// a frame), so the standby's copy continues at the owner's position. No
+// snapshot was sent: the standby saw a gap at the next publication and
+// dropped its copy.
+func TestReplicateRefusedResyncs(t *testing.T) {
+	b1, b2, ch := startPair(t, true, func(c *Config) {
+		c.Link.QueueMaxBytes = 12 << 10
+		c.Link.MaxFrameBytes = 16 << 10
+	})
+	pub := dialFE(t, b1.addr(), "frontend-pub")
+	data := `"` + strings.Repeat("x", 1000) + `"`
+	// Bursts of 14 (one frame under the brokers' limit each), faster than
+	// the standby's link takes them, until one publication was refused.
+	seq := uint64(resendSeq)
+	for b := 0; b1.metric("scc_broker_replication_total", "result", "unreplicated") == 0; b++ {
+		if b == 50 {
+			t.Fatal("every burst fit the replication link's queue: nothing to test")
+		}
+		for range 14 {
+			seq++
+			pub.publishSeq(ch, data, seq)
+		}
+		waitFor(t, "pubacks", func() bool { return pub.lastPubAck() == seq })
+	}
+	seq++
+	pub.publishSeq(ch, data, seq)
+	waitFor(t, "puback", func() bool { return pub.lastPubAck() == seq })
+	if n := b1.metric("scc_broker_replication_snapshots_total"); n == 0 {
+		t.Fatal("no snapshot followed the refused publications")
+	}
+	s1, _ := b1.hist.Snapshot(ch)
+	waitFor(t, "the standby's copy", func() bool {
+		s2, ok := b2.hist.Snapshot(ch)
+		return ok && s2.Position == s1.Position && len(s2.Pubs) > 1
+	})
+}
