@@ -121,6 +121,16 @@ func (l *link) handlePresence(m protocol.Message) bool {
 				limit = s.cfg.PresencePageMax
 			}
 			ms, st, _ := s.pres.Page(q.Channel, q.Offset, limit)
+			// A result must fit one link frame: a shorter page (the
+			// counts tell the reader there is more).
+			size := int64(64 + len(q.Channel))
+			for i, m := range ms {
+				size += int64(len(m.Client)+len(m.User)+len(m.Info)) + 16
+				if size > s.frameLimit()/2 {
+					ms = ms[:i]
+					break
+				}
+			}
 			res.Clients, res.Users, res.Members = st.Clients, st.Users, ms
 		}
 		if err := l.nl.Send(protocol.MsgPresenceResult, &res); err != nil {

@@ -3,7 +3,9 @@ package broker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/internal/rules"
@@ -147,4 +149,39 @@ func TestPresenceEventsOnlyFromOwner(t *testing.T) {
 	if got := br.metric("scc_broker_presence_events_total"); got != events {
 		t.Fatalf("a broker that does not own the channel published %v events", got-events)
 	}
+}
+
+// TestPresencePageFitsAFrame: a page of members larger than half a link
+// frame comes back shorter, with the channel's counts, instead of not at
+// all (the query then waited for its timeout).
+func TestPresencePageFitsAFrame(t *testing.T) {
+	set, err := rules.Parse([]byte("default: {subscribe: anyone, publish: anyone, presence: true}\n"), rules.YAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := startBroker(t, func(c *Config) { c.Rules = set; c.Link.MaxFrameBytes = 16 << 10 })
+	f := dialPresFE(t, br.addr(), "fe-1")
+	f.l.Send(protocol.MsgSubscribe, &protocol.Subscribe{ID: 1, Channels: []string{"room"}})
+	const n = 60 // 60 members of about 500 bytes: 30 KB
+	for i := range n {
+		f.l.Send(protocol.MsgPresenceJoin, &protocol.PresenceJoin{Channel: "room", Silent: true, Members: []protocol.PresenceMember{
+			{Client: fmt.Sprintf("client-%03d", i), User: "u", Info: []byte(`"` + strings.Repeat("i", 480) + `"`)},
+		}})
+		if i%10 == 9 { // frames under the broker's limit
+			waitFor(t, "the members", func() bool { return br.pres.Stats("room").Clients == i+1 })
+		}
+	}
+	if err := f.l.Send(protocol.MsgPresenceQuery, &protocol.PresenceQuery{ID: 3, Channel: "room", Limit: n}); err != nil {
+		t.Fatal(err)
+	}
+	var r protocol.PresenceResult
+	select {
+	case r = <-f.results:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no result")
+	}
+	if r.ID != 3 || r.Clients != n || len(r.Members) == 0 || len(r.Members) >= n {
+		t.Fatalf("result %d members of %d clients, want a shorter page of %d", len(r.Members), r.Clients, n)
+	}
+	t.Logf("a page of %d of %d members", len(r.Members), n)
 }

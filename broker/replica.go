@@ -440,11 +440,7 @@ func (r *replicator) sync(p *peerOut, ch string) bool {
 		p.synced[ch] = struct{}{}
 		return true // nothing yet: the Replicates carry it all
 	}
-	maxBytes := r.s.cfg.Link.MaxFrameBytes
-	if maxBytes <= 0 {
-		maxBytes = nodelink.DefaultMaxFrameBytes
-	}
-	msg, err := r.snapshotMsg(ch, snap, p.seq+1, maxBytes/2)
+	msg, err := r.snapshotMsg(ch, snap, p.seq+1, r.s.frameLimit()/2)
 	if err != nil || !p.l.SendRaw(msg) {
 		// Not synced: the channel's next publication tries again.
 		r.m.snapshotFailures.Inc()

@@ -413,6 +413,14 @@ func (s *Server) linkConfig() nodelink.Config {
 	return s.lcfg
 }
 
+// frameLimit is the largest message a link takes (SCC_LINK_MAX_FRAME_BYTES).
+func (s *Server) frameLimit() int64 {
+	if n := s.cfg.Link.MaxFrameBytes; n > 0 {
+		return n
+	}
+	return nodelink.DefaultMaxFrameBytes
+}
+
 // serveLink accepts one frontend link and runs it in this goroutine.
 func (s *Server) serveLink(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
