@@ -109,19 +109,28 @@ func (r *replicator) give(p *peerOut, chans []string, v uint64, timeout time.Dur
 	// for it to be under half full. After a history the link cannot
 	// take, no ReplHandoff follows: the new owner must not take over the
 	// channels as if it held them all.
+	// The new owner waits for the handover until the same timeout, and
+	// then starts the channels it has not got under new epochs: a history
+	// sent after that would replace a live stream, so none is. Nor is
+	// one sent on a later connection of the link than the first.
 	half := r.s.cfg.Link.QueueMaxBytes / 2
 	if half <= 0 {
 		half = nodelink.DefaultConfig().QueueMaxBytes / 2
 	}
+	gen := p.generation()
 	for _, ch := range chans {
 		for p.queuedBytes() > half {
+			if time.Now().After(deadline) {
+				r.m.handoffs.WithLabelValues("link_down").Inc()
+				return
+			}
 			select {
 			case <-r.s.stop:
 				return
 			case <-time.After(5 * time.Millisecond):
 			}
 		}
-		if !r.sync(p, ch) {
+		if time.Now().After(deadline) || p.generation() != gen || !r.sync(p, ch) {
 			r.m.handoffs.WithLabelValues("link_down").Inc()
 			return
 		}
@@ -135,6 +144,13 @@ func (r *replicator) give(p *peerOut, chans []string, v uint64, timeout time.Dur
 	} else {
 		r.m.handoffs.WithLabelValues("link_down").Inc()
 	}
+}
+
+// generation returns the number of p's link's current connection.
+func (p *peerOut) generation() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gen
 }
 
 // queuedBytes returns what p's link has waiting for its writer (0 while

@@ -94,7 +94,7 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 		snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "scc_broker_replication_snapshots_total",
 			Help: "Whole channel histories sent to a standby ahead of the channel's first publication on a new replication link."}),
 		snapshotFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "scc_broker_replication_snapshot_failures_total",
-			Help: "Channel histories the replication link could not queue; each closes the link, whose next connection sends them again."}),
+			Help: "Channel histories the replication link could not queue (its queue was full); the channel's next publication sends its history again."}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_handoffs_total",
 			Help: "Ring changes that gave channels of this broker to another one, by result (sent; link_down: the new owner was not reachable within the handoff timeout)."}, []string{"result"}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_forwarded_total",
@@ -375,13 +375,16 @@ func (p *peerOut) Closed(*nodelink.Link, error) {}
 // message for a link sequence number. release runs after the standby
 // acknowledged it, or at once (unreplicated) when the standby cannot take
 // it, but never before the publications queued earlier were released. A
-// publication the link's queue refuses leaves ch unsynced: the standby
-// would see a gap at the next one and drop its copy, so the next one
-// sends the whole history first (ch "": a forward, nothing to sync).
+// publication the link's queue refuses leaves ch unsynced, and so does a
+// snapshot the queue refused (sync): the channel's publications then go
+// unreplicated until the next one's sync sends the whole history, so the
+// standby never holds a run with a hole (ch "": a forward, nothing to
+// sync).
 func (p *peerOut) send(ch string, encode func(seq uint64) []byte, release func(replicated bool)) {
 	p.mu.Lock()
 	sent := false
-	if p.l != nil {
+	_, synced := p.synced[ch]
+	if p.l != nil && (ch == "" || synced) {
 		p.seq++
 		if p.l.SendRaw(encode(p.seq)) {
 			p.q = append(p.q, replPending{seq: p.seq, gen: p.gen, release: release})
@@ -440,7 +443,7 @@ func (r *replicator) sync(p *peerOut, ch string) bool {
 		p.synced[ch] = struct{}{}
 		return true // nothing yet: the Replicates carry it all
 	}
-	msg, err := r.snapshotMsg(ch, snap, p.seq+1, r.s.frameLimit()/2)
+	msg, err := r.snapshotMsg(ch, snap, p.seq+1, r.s.messageLimit()/2)
 	if err != nil || !p.l.SendRaw(msg) {
 		// Not synced: the channel's next publication tries again.
 		r.m.snapshotFailures.Inc()

@@ -421,6 +421,17 @@ func (s *Server) frameLimit() int64 {
 	return nodelink.DefaultMaxFrameBytes
 }
 
+// messageLimit is the most bytes a message that carries a channel's
+// history may take: within a link frame and within the link's queue, so
+// that it fits a queue that has drained.
+func (s *Server) messageLimit() int64 {
+	queue := int64(s.cfg.Link.QueueMaxBytes)
+	if queue <= 0 {
+		queue = int64(nodelink.DefaultConfig().QueueMaxBytes)
+	}
+	return min(s.frameLimit(), queue)
+}
+
 // serveLink accepts one frontend link and runs it in this goroutine.
 func (s *Server) serveLink(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()

@@ -163,3 +163,43 @@ func TestReplicateRefusedResyncs(t *testing.T) {
 		return ok && s2.Position == s1.Position && len(s2.Pubs) > 1
 	})
 }
+
+// TestSnapshotFitsTheQueue: a new standby of a channel whose history is
+// larger than the replication link's queue gets a snapshot that fits it
+// (the newest publications), and no publication reaches it before that
+// snapshot. The snapshot used to be refused at every try while the
+// publications behind it went through, so the standby started the
+// channel at a later offset and kept no older publication.
+func TestSnapshotFitsTheQueue(t *testing.T) {
+	b1, b2, ch := startPair(t, true, func(c *Config) {
+		c.Link.QueueMaxBytes = 4 << 10
+		c.Link.MaxFrameBytes = 16 << 10
+	})
+	alone := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}}}
+	agentHandler{b1.Server}.Commit(alone)
+	pub := dialFE(t, b1.addr(), "frontend-pub")
+	data := `"` + strings.Repeat("x", 1000) + `"`
+	seq := uint64(resendSeq)
+	publish := func() {
+		seq++
+		pub.publishSeq(ch, data, seq)
+		waitFor(t, "puback", func() bool { return pub.lastPubAck() == seq })
+	}
+	for range 6 { // 6 KB of history
+		publish()
+	}
+	both := protocol.Ring{Version: 3, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}, {ID: "broker-2", Addr: b2.addr()}}}
+	agentHandler{b1.Server}.Commit(both)
+	waitFor(t, "replication link", func() bool { return b1.repl.linksUp() == 1 })
+	for range 3 {
+		publish()
+	}
+	if n := b1.metric("scc_broker_replication_snapshots_total"); n == 0 {
+		t.Fatal("no snapshot reached the new standby")
+	}
+	s1, _ := b1.hist.Snapshot(ch)
+	waitFor(t, "the standby's copy", func() bool {
+		s2, ok := b2.hist.Snapshot(ch)
+		return ok && s2.Position == s1.Position && len(s2.Pubs) > 3
+	})
+}

@@ -81,32 +81,30 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 		chans = append(chans, ch)
 	}
 	total := len(chans)
-	maxBytes := l.b.cfg.Link.MaxFrameBytes
-	if maxBytes <= 0 {
-		maxBytes = nodelink.DefaultMaxFrameBytes
-	}
+	maxBytes := l.b.messageLimit()
 	l.ctl.maxBytes = maxBytes
 	chans, rest := splitSync(chans, maxBytes)
 	id := l.ctl.sync(rest)
 	if err := nl.Send(protocol.MsgSync, &protocol.Sync{ID: id, Channels: chans}); err != nil {
 		// Kept, the link would have the broker hold none of the
-		// interest while its subscribers are told it does.
+		// interest while its subscribers are told it does. The backlog
+		// waits for the next connection.
 		l.b.log.Warn("sending sync", "peer", l.info.ID, "err", err)
 		_ = nl.Close(nodelink.ReasonQueueFull)
 	} else {
 		l.flushLocked() // the rest, as the window allows
+		backlog := l.backlog
+		l.backlog, l.backlogBytes = nil, 0
+		now := time.Now()
+		for _, h := range backlog {
+			if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
+				l.b.m.drops.WithLabelValues("backlog_expired").Inc()
+				continue
+			}
+			l.sendLocked(h)
+		}
 	}
 	l.countPendingLocked()
-	backlog := l.backlog
-	l.backlog, l.backlogBytes = nil, 0
-	now := time.Now()
-	for _, h := range backlog {
-		if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
-			l.b.m.drops.WithLabelValues("backlog_expired").Inc()
-			continue
-		}
-		l.sendLocked(h)
-	}
 	gen := l.gen
 	l.mu.Unlock()
 	l.b.m.linksUp.Inc()
@@ -129,6 +127,22 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	l.mu.Unlock()
 	l.b.m.linksUp.Dec()
 	l.b.log.Info("broker link down", "peer", l.info.ID, "err", err)
+}
+
+// messageLimit is the most bytes one message of a batch of subscription
+// changes, a Sync or a presence report may take: within a link frame,
+// and within half the link's queue, so that one always fits a link that
+// has just connected (nothing else is queued yet but the Sync).
+func (b *Broker) messageLimit() int64 {
+	frame := b.cfg.Link.MaxFrameBytes
+	if frame <= 0 {
+		frame = nodelink.DefaultMaxFrameBytes
+	}
+	queue := int64(b.cfg.Link.QueueMaxBytes)
+	if queue <= 0 {
+		queue = int64(nodelink.DefaultConfig().QueueMaxBytes)
+	}
+	return min(frame, queue/2)
 }
 
 // splitSync splits chans into those one Sync message of at most maxBytes

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 
 	"github.com/sccgo/sccgo/frontend"
-	"github.com/sccgo/sccgo/internal/nodelink"
 	"github.com/sccgo/sccgo/protocol"
 )
 
@@ -97,10 +96,7 @@ func (b *Broker) reportPresence(l *brokerLink, ch string, silent bool) {
 	if src == nil {
 		return
 	}
-	maxBytes := l.b.cfg.Link.MaxFrameBytes
-	if maxBytes <= 0 {
-		maxBytes = nodelink.DefaultMaxFrameBytes
-	}
+	maxBytes := b.messageLimit()
 	src.ReportPresence(ch, func(ms []protocol.PresenceMember) {
 		// Joins are idempotent: a channel with more members than one
 		// message holds is reported in several.
@@ -188,10 +184,7 @@ func (l *brokerLink) sendPresence(t protocol.MsgType, body any) {
 		l.sendBeforeLocked(j.Channel)
 	}
 	if err := l.l.Send(t, body); err != nil {
-		// The broker would go on without these members: closing the
-		// link has the reconnect report every channel again.
 		l.b.m.drops.WithLabelValues("presence").Inc()
-		_ = l.l.Close(nodelink.ReasonQueueFull)
 	}
 }
 

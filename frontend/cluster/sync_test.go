@@ -230,12 +230,21 @@ func (r *syncRecorder) state(l *nodelink.Link) (held int, syncs []int) {
 // large (the broker then held nothing), and a batch of long names closed
 // the link.
 func TestSyncLargerThanAFrame(t *testing.T) {
+	t.Run("frame", func(t *testing.T) { testSyncLarger(t, 8<<10, 0) })
+	// A frame larger than half the queue: the Sync must fit the queue.
+	t.Run("queue", func(t *testing.T) { testSyncLarger(t, 64<<10, 16<<10) })
+}
+
+func testSyncLarger(t *testing.T, frame int64, queue int) {
 	rec := newSyncRecorder()
 	addr, links := fakeBrokerWith(t, rec)
 	cfg := DefaultConfig()
 	cfg.Link = nodelink.DefaultConfig()
 	cfg.Link.NodeID, cfg.Link.Role, cfg.Link.AuthKey = "frontend-1", protocol.RoleFrontend, testLinkKey
-	cfg.Link.MaxFrameBytes = 8 << 10
+	cfg.Link.MaxFrameBytes = frame
+	if queue > 0 {
+		cfg.Link.QueueMaxBytes = queue
+	}
 	// 128 names of 145 bytes would not fit in one message either.
 	cfg.SubscribeBatch, cfg.SubscribeWindow = 128, 2
 	cfg.Registry = prometheus.NewRegistry()
