@@ -60,8 +60,10 @@ func (l *link) history(h protocol.History) {
 	}
 	if h.Latest > 0 {
 		pubs, pos, _ := s.hist.Latest(h.Channel, min(h.Latest, max(opts.Size, 0)))
-		// A reply must fit one link frame: "up to Latest", the newest.
-		for size := pubBytes(pubs); len(pubs) > 0 && size > s.frameLimit()/2; pubs = pubs[1:] {
+		// A reply must fit one link message, with room for the headers
+		// pubBytes leaves out: "up to Latest", the newest.
+		limit := s.cfg.Link.MessageLimit() / 2
+		for size := pubBytes(pubs); len(pubs) > 0 && size > limit; pubs = pubs[1:] {
 			size -= int64(len(pubs[0].Data)) + 16
 		}
 		reply.Offset, reply.Epoch, reply.Pubs = pos.Offset, pos.Epoch, wirePubs(pubs)
@@ -93,8 +95,8 @@ func (l *link) history(h protocol.History) {
 	s.hist.Since(h.Channel, opts, history.Position{Offset: h.Offset, Epoch: h.Epoch}, h.Limit, func(r history.Result) {
 		reply.Offset, reply.Epoch = r.Position.Offset, r.Position.Epoch
 		reply.Recovered, reply.Reason, reply.Pubs = r.Recovered, r.Reason, wirePubs(r.Pubs)
-		if pubBytes(r.Pubs) > s.frameLimit()/2 {
-			// A reply must fit one link frame: too much missed.
+		if pubBytes(r.Pubs) > s.cfg.Link.MessageLimit()/2 {
+			// A reply must fit one link message: too much missed.
 			reply.Recovered, reply.Reason, reply.Pubs = false, history.ReasonLimit, nil
 		}
 		s.afterDelivered(h.Channel, send)

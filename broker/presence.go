@@ -121,12 +121,13 @@ func (l *link) handlePresence(m protocol.Message) bool {
 				limit = s.cfg.PresencePageMax
 			}
 			ms, st, _ := s.pres.Page(q.Channel, q.Offset, limit)
-			// A result must fit one link frame: a shorter page (the
+			// A result must fit one link message: a shorter page (the
 			// counts tell the reader there is more).
+			maxBytes := s.cfg.Link.MessageLimit() / 2
 			size := int64(64 + len(q.Channel))
 			for i, m := range ms {
 				size += int64(len(m.Client)+len(m.User)+len(m.Info)) + 16
-				if size > s.frameLimit()/2 {
+				if size > maxBytes {
 					ms = ms[:i]
 					break
 				}

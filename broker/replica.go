@@ -443,7 +443,7 @@ func (r *replicator) sync(p *peerOut, ch string) bool {
 		p.synced[ch] = struct{}{}
 		return true // nothing yet: the Replicates carry it all
 	}
-	msg, err := r.snapshotMsg(ch, snap, p.seq+1, r.s.messageLimit()/2)
+	msg, err := r.snapshotMsg(ch, snap, p.seq+1, r.s.cfg.Link.MessageLimit())
 	if err != nil || !p.l.SendRaw(msg) {
 		// Not synced: the channel's next publication tries again.
 		r.m.snapshotFailures.Inc()
@@ -600,13 +600,17 @@ func (r *replicator) restore(sn *protocol.ReplSnapshot) {
 
 // snapshotMsg encodes channel's history for another broker.
 // snapshotMsg encodes snap as a ReplSnapshot of at most maxBytes (no
-// bound when 0), without its oldest publications if it must.
+// bound when 0), without its oldest publications if it must. Its size
+// estimate counts every header at its largest msgpack size.
 func (r *replicator) snapshotMsg(ch string, snap history.Snapshot, seq uint64, maxBytes int64) ([]byte, error) {
 	sn := protocol.ReplSnapshot{Seq: seq, Channel: ch, Epoch: snap.Position.Epoch, Offset: snap.Position.Offset, Time: snap.Time,
 		Publishers: r.pubs.list(ch)}
 	pubs := snap.Pubs
 	if maxBytes > 0 {
-		size := int64(64 + len(ch) + len(snap.Position.Epoch) + 32*len(sn.Publishers))
+		size := int64(64 + len(ch) + len(snap.Position.Epoch))
+		for _, p := range sn.Publishers {
+			size += int64(len(p.ID)) + 16 // the array's, the string's and the sequence's headers
+		}
 		keep := 0
 		for i := len(pubs) - 1; i >= 0; i-- {
 			size += int64(len(pubs[i].Data)) + 24

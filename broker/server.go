@@ -413,25 +413,6 @@ func (s *Server) linkConfig() nodelink.Config {
 	return s.lcfg
 }
 
-// frameLimit is the largest message a link takes (SCC_LINK_MAX_FRAME_BYTES).
-func (s *Server) frameLimit() int64 {
-	if n := s.cfg.Link.MaxFrameBytes; n > 0 {
-		return n
-	}
-	return nodelink.DefaultMaxFrameBytes
-}
-
-// messageLimit is the most bytes a message that carries a channel's
-// history may take: within a link frame and within the link's queue, so
-// that it fits a queue that has drained.
-func (s *Server) messageLimit() int64 {
-	queue := int64(s.cfg.Link.QueueMaxBytes)
-	if queue <= 0 {
-		queue = int64(nodelink.DefaultConfig().QueueMaxBytes)
-	}
-	return min(s.frameLimit(), queue)
-}
-
 // serveLink accepts one frontend link and runs it in this goroutine.
 func (s *Server) serveLink(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()

@@ -81,7 +81,7 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 		chans = append(chans, ch)
 	}
 	total := len(chans)
-	maxBytes := l.b.messageLimit()
+	maxBytes := l.b.cfg.Link.MessageLimit()
 	l.ctl.maxBytes = maxBytes
 	chans, rest := splitSync(chans, maxBytes)
 	id := l.ctl.sync(rest)
@@ -127,22 +127,6 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	l.mu.Unlock()
 	l.b.m.linksUp.Dec()
 	l.b.log.Info("broker link down", "peer", l.info.ID, "err", err)
-}
-
-// messageLimit is the most bytes one message of a batch of subscription
-// changes, a Sync or a presence report may take: within a link frame,
-// and within half the link's queue, so that one always fits a link that
-// has just connected (nothing else is queued yet but the Sync).
-func (b *Broker) messageLimit() int64 {
-	frame := b.cfg.Link.MaxFrameBytes
-	if frame <= 0 {
-		frame = nodelink.DefaultMaxFrameBytes
-	}
-	queue := int64(b.cfg.Link.QueueMaxBytes)
-	if queue <= 0 {
-		queue = int64(nodelink.DefaultConfig().QueueMaxBytes)
-	}
-	return min(frame, queue/2)
 }
 
 // splitSync splits chans into those one Sync message of at most maxBytes

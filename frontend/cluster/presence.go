@@ -96,7 +96,7 @@ func (b *Broker) reportPresence(l *brokerLink, ch string, silent bool) {
 	if src == nil {
 		return
 	}
-	maxBytes := b.messageLimit()
+	maxBytes := b.cfg.Link.MessageLimit()
 	src.ReportPresence(ch, func(ms []protocol.PresenceMember) {
 		// Joins are idempotent: a channel with more members than one
 		// message holds is reported in several.

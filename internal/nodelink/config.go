@@ -183,6 +183,16 @@ func (c Config) HeaderLimit() int {
 	return c.MaxHeaderBytes
 }
 
+// MessageLimit is the most bytes one message whose size grows with data
+// (a Sync, a batch of subscription changes, a presence report, a channel's
+// history) may take: within a frame, and within half the queue, so that
+// it always fits a link whose queue has drained. Senders split or trim
+// such messages to it.
+func (c Config) MessageLimit() int64 {
+	c = c.withDefaults()
+	return min(c.MaxFrameBytes, int64(c.QueueMaxBytes/2))
+}
+
 // withDefaults fills zero limits, so a partly filled Config still works.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
