@@ -92,46 +92,29 @@ func (r *replicator) handoff(prev, cur *ring.Ring) {
 
 // give sends p the histories of chans and then the ReplHandoff for ring
 // version v, once p's link is up (at most timeout).
+//
+// Many channels' histories would outrun the link's queue: each waits for
+// it to be under half full. The new owner waits for the handover until
+// the same timeout and then starts the channels it has not got under new
+// epochs, so a history sent after that would replace a live stream: none
+// is, nor on a later connection of the link than the first, nor after a
+// history the link could not take. In each case no ReplHandoff follows:
+// the new owner must not take over the channels as if it held them all.
 func (r *replicator) give(p *peerOut, chans []string, v uint64, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
-	for !p.isUp() {
-		if time.Now().After(deadline) {
-			r.m.handoffs.WithLabelValues("link_down").Inc()
-			return
-		}
-		select {
-		case <-r.s.stop:
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
+	gone := func() { r.m.handoffs.WithLabelValues("link_down").Inc() }
+	if !r.waitUntil(deadline, p.isUp) {
+		gone()
+		return
 	}
-	// Many channels' histories would outrun the link's queue: each waits
-	// for it to be under half full. After a history the link cannot
-	// take, no ReplHandoff follows: the new owner must not take over the
-	// channels as if it held them all.
-	// The new owner waits for the handover until the same timeout, and
-	// then starts the channels it has not got under new epochs: a history
-	// sent after that would replace a live stream, so none is. Nor is
-	// one sent on a later connection of the link than the first.
 	half := r.s.cfg.Link.QueueMaxBytes / 2
 	if half <= 0 {
 		half = nodelink.DefaultConfig().QueueMaxBytes / 2
 	}
 	gen := p.generation()
 	for _, ch := range chans {
-		for p.queuedBytes() > half {
-			if time.Now().After(deadline) {
-				r.m.handoffs.WithLabelValues("link_down").Inc()
-				return
-			}
-			select {
-			case <-r.s.stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		if time.Now().After(deadline) || p.generation() != gen || !r.sync(p, ch) {
-			r.m.handoffs.WithLabelValues("link_down").Inc()
+		if !r.waitUntil(deadline, func() bool { return p.queuedBytes() <= half }) || p.generation() != gen || !r.sync(p, ch) {
+			gone()
 			return
 		}
 	}
@@ -144,6 +127,22 @@ func (r *replicator) give(p *peerOut, chans []string, v uint64, timeout time.Dur
 	} else {
 		r.m.handoffs.WithLabelValues("link_down").Inc()
 	}
+}
+
+// waitUntil polls ok until it holds (true), or deadline passes or the
+// broker stops (false).
+func (r *replicator) waitUntil(deadline time.Time, ok func() bool) bool {
+	for !ok() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-r.s.stop:
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // generation returns the number of p's link's current connection.
