@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/ring"
 	"github.com/sccgo/sccgo/protocol"
 )
@@ -20,24 +21,14 @@ func TestSnapshotLargerThanAFrame(t *testing.T) {
 	alone := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}}}
 	agentHandler{b1.Server}.Commit(alone)
 	pub := dialFE(t, b1.addr(), "frontend-pub")
-	data := `"` + strings.Repeat("x", 1000) + `"`
 	const n = 40 // about 40 KB of history, more than a frame
 	for i := uint64(1); i <= n; i++ {
-		pub.publishSeq(ch, data, resendSeq+i)
-		waitFor(t, "puback", func() bool { return pub.lastPubAck() == resendSeq+i })
+		pub.publishAcked(ch, kilobyte, resendSeq+i)
 	}
-	both := protocol.Ring{Version: 3, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}, {ID: "broker-2", Addr: b2.addr()}}}
-	agentHandler{b1.Server}.Commit(both)
-	waitFor(t, "replication link", func() bool { return b1.repl.linksUp() == 1 })
-	pub.publishSeq(ch, data, resendSeq+n+1)
-	waitFor(t, "puback", func() bool { return pub.lastPubAck() == resendSeq+n+1 })
-	s1, _ := b1.hist.Snapshot(ch)
-	waitFor(t, "the standby's copy", func() bool {
-		p, ok := b2.hist.Position(ch)
-		return ok && p == s1.Position
-	})
-	s2, _ := b2.hist.Snapshot(ch)
-	if len(s2.Pubs) < 2 || len(s2.Pubs) > n || s2.Pubs[len(s2.Pubs)-1].Offset != s1.Position.Offset {
+	addStandby(t, b1, b2)
+	pub.publishAcked(ch, kilobyte, resendSeq+n+1)
+	s1, s2 := standbyCopy(t, b1, b2, ch, 1)
+	if len(s2.Pubs) > n || s2.Pubs[len(s2.Pubs)-1].Offset != s1.Position.Offset {
 		t.Fatalf("the standby holds %d publications ending at %d, want the newest run of the owner's %d (position %+v)",
 			len(s2.Pubs), s2.Pubs[len(s2.Pubs)-1].Offset, len(s1.Pubs), s1.Position)
 	}
@@ -58,7 +49,6 @@ func TestHandoffPacedByTheLinkQueue(t *testing.T) {
 	agentHandler{b1.Server}.Commit(alone)
 	agentHandler{b2.Server}.Commit(alone)
 	pub := dialFE(t, b1.addr(), "frontend-pub")
-	data := `"` + strings.Repeat("x", 1000) + `"`
 	seq := uint64(resendSeq)
 	var chans []string
 	for c := range 40 { // 40 channels × 10 KB: about half move, 200 KB
@@ -66,8 +56,7 @@ func TestHandoffPacedByTheLinkQueue(t *testing.T) {
 		chans = append(chans, ch)
 		for range 10 {
 			seq++
-			pub.publishSeq(ch, data, seq)
-			waitFor(t, "puback", func() bool { return pub.lastPubAck() == seq })
+			pub.publishAcked(ch, kilobyte, seq)
 		}
 	}
 	both := protocol.Ring{Version: 3, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}, {ID: "broker-2", Addr: b2.addr()}}}
@@ -100,11 +89,9 @@ func TestLatestHistoryFitsAFrame(t *testing.T) {
 	const frame = 16 << 10
 	b1, _, ch := startPair(t, false, func(c *Config) { c.Link.MaxFrameBytes = frame })
 	pub := dialFE(t, b1.addr(), "frontend-pub")
-	data := `"` + strings.Repeat("x", 1000) + `"`
 	const n = 40
 	for i := uint64(1); i <= n; i++ {
-		pub.publishSeq(ch, data, resendSeq+i)
-		waitFor(t, "puback", func() bool { return pub.lastPubAck() == resendSeq+i })
+		pub.publishAcked(ch, kilobyte, resendSeq+i)
 	}
 	pub.send(protocol.MsgHistory, &protocol.History{ID: 7, Channel: ch, Latest: n})
 	var r protocol.HistoryReply
@@ -137,7 +124,6 @@ func TestReplicateRefusedResyncs(t *testing.T) {
 		c.Link.MaxFrameBytes = 16 << 10
 	})
 	pub := dialFE(t, b1.addr(), "frontend-pub")
-	data := `"` + strings.Repeat("x", 1000) + `"`
 	// Bursts of 14 (one frame under the brokers' limit each), faster than
 	// the standby's link takes them, until one publication was refused.
 	seq := uint64(resendSeq)
@@ -147,21 +133,15 @@ func TestReplicateRefusedResyncs(t *testing.T) {
 		}
 		for range 14 {
 			seq++
-			pub.publishSeq(ch, data, seq)
+			pub.publishSeq(ch, kilobyte, seq)
 		}
 		waitFor(t, "pubacks", func() bool { return pub.lastPubAck() == seq })
 	}
-	seq++
-	pub.publishSeq(ch, data, seq)
-	waitFor(t, "puback", func() bool { return pub.lastPubAck() == seq })
+	pub.publishAcked(ch, kilobyte, seq+1)
 	if n := b1.metric("scc_broker_replication_snapshots_total"); n == 0 {
 		t.Fatal("no snapshot followed the refused publications")
 	}
-	s1, _ := b1.hist.Snapshot(ch)
-	waitFor(t, "the standby's copy", func() bool {
-		s2, ok := b2.hist.Snapshot(ch)
-		return ok && s2.Position == s1.Position && len(s2.Pubs) > 1
-	})
+	standbyCopy(t, b1, b2, ch, 1)
 }
 
 // TestSnapshotFitsTheQueue: a new standby of a channel whose history is
@@ -178,28 +158,48 @@ func TestSnapshotFitsTheQueue(t *testing.T) {
 	alone := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}}}
 	agentHandler{b1.Server}.Commit(alone)
 	pub := dialFE(t, b1.addr(), "frontend-pub")
-	data := `"` + strings.Repeat("x", 1000) + `"`
 	seq := uint64(resendSeq)
-	publish := func() {
+	for range 9 { // 6 KB of history before the standby, 3 after
+		if seq == resendSeq+6 {
+			addStandby(t, b1, b2)
+		}
 		seq++
-		pub.publishSeq(ch, data, seq)
-		waitFor(t, "puback", func() bool { return pub.lastPubAck() == seq })
-	}
-	for range 6 { // 6 KB of history
-		publish()
-	}
-	both := protocol.Ring{Version: 3, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}, {ID: "broker-2", Addr: b2.addr()}}}
-	agentHandler{b1.Server}.Commit(both)
-	waitFor(t, "replication link", func() bool { return b1.repl.linksUp() == 1 })
-	for range 3 {
-		publish()
+		pub.publishAcked(ch, kilobyte, seq)
 	}
 	if n := b1.metric("scc_broker_replication_snapshots_total"); n == 0 {
 		t.Fatal("no snapshot reached the new standby")
 	}
-	s1, _ := b1.hist.Snapshot(ch)
+	standbyCopy(t, b1, b2, ch, 3)
+}
+
+// kilobyte is a publication of about 1 KB.
+var kilobyte = `"` + strings.Repeat("x", 1000) + `"`
+
+// publishAcked publishes data on ch with seq and waits for its PubAck.
+func (f *fakeFE) publishAcked(ch, data string, seq uint64) {
+	f.t.Helper()
+	f.publishSeq(ch, data, seq)
+	waitFor(f.t, "puback", func() bool { return f.lastPubAck() == seq })
+}
+
+// standbyCopy waits until standby holds ch at owner's position with more
+// than minPubs publications, and returns both copies.
+func standbyCopy(t *testing.T, owner, standby *testBroker, ch string, minPubs int) (own, copy history.Snapshot) {
+	t.Helper()
+	own, _ = owner.hist.Snapshot(ch)
 	waitFor(t, "the standby's copy", func() bool {
-		s2, ok := b2.hist.Snapshot(ch)
-		return ok && s2.Position == s1.Position && len(s2.Pubs) > 3
+		var ok bool
+		copy, ok = standby.hist.Snapshot(ch)
+		return ok && copy.Position == own.Position && len(copy.Pubs) > minPubs
 	})
+	return own, copy
+}
+
+// addStandby commits, on owner, a ring of owner and standby after one of
+// owner alone, and waits for the replication link.
+func addStandby(t *testing.T, owner, standby *testBroker) {
+	t.Helper()
+	both := protocol.Ring{Version: 3, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: owner.addr()}, {ID: "broker-2", Addr: standby.addr()}}}
+	agentHandler{owner.Server}.Commit(both)
+	waitFor(t, "replication link", func() bool { return owner.repl.linksUp() == 1 })
 }

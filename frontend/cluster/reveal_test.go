@@ -168,11 +168,5 @@ func TestUnsubscribeUnderSinkLock(t *testing.T) {
 	s.mu.Unlock()
 	<-delivered
 	// The position goes once the delivery let go of it.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(b.pos.known()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the unsubscribed channel's position was kept")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the unsubscribed channel's position to go", func() bool { return len(b.pos.known()) == 0 })
 }

@@ -198,23 +198,18 @@ func TestPresenceReportLargerThanAFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.reportChannel("room")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		joins, members := rec.joined(l1)
-		if members >= n {
-			for _, k := range joins {
-				if k >= n {
-					t.Fatalf("joins of %v members: one named them all", joins)
-				}
-			}
-			t.Logf("%d members in joins of %v", members, joins)
-			return
+	var joins []int
+	waitFor(t, fmt.Sprintf("joins of all %d members", n), func() bool {
+		var members int
+		joins, members = rec.joined(l1)
+		return members == n
+	})
+	for _, k := range joins {
+		if k >= n {
+			t.Fatalf("joins of %v members: one named them all", joins)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the broker got joins of %v members, %d distinct, want %d", joins, members, n)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	t.Logf("%d members in joins of %v", n, joins)
 }
 
 func (r *syncRecorder) state(l *nodelink.Link) (held int, syncs []int) {
@@ -280,15 +275,12 @@ func testSyncLarger(t *testing.T, frame int64, queue int) {
 
 	l1.Close("test")
 	l2 := next()
-	deadline := time.Now().Add(10 * time.Second)
-	held, syncs := rec.state(l2)
-	for held != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("after the reconnect the broker holds %d channels, want %d (Syncs: %v)", held, n, syncs)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var syncs []int
+	waitFor(t, fmt.Sprintf("the broker to hold all %d channels after the reconnect", n), func() bool {
+		var held int
 		held, syncs = rec.state(l2)
-	}
+		return held == n
+	})
 	if len(syncs) != 1 || syncs[0] <= 0 || syncs[0] >= n {
 		t.Fatalf("Syncs naming %v channels, want one naming part of the %d", syncs, n)
 	}

@@ -129,19 +129,14 @@ func TestBrokerDeliveriesAreValidated(t *testing.T) {
 		t.Fatal("send failed")
 	}
 	want := []string{`room {"n":1}`, `room `, `room "ok"`}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(sink.snapshot()) < len(want) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the valid deliveries", func() bool { return len(sink.snapshot()) >= len(want) })
 	// A last valid delivery fences the check: nothing invalid arrives
 	// after everything before it was handled.
 	if !l.SendRaw(protocol.AppendDeliverMsg(nil, "room", []byte(`"end"`))) {
 		t.Fatal("send failed")
 	}
 	want = append(want, `room "end"`)
-	for len(sink.snapshot()) < len(want) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the last delivery", func() bool { return len(sink.snapshot()) >= len(want) })
 	got := sink.snapshot()
 	if len(got) != len(want) {
 		t.Fatalf("delivered %q, want %q", got, want)
