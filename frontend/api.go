@@ -574,6 +574,18 @@ func (a *api) publishOne(ctx context.Context, ch string, data json.RawMessage, k
 	return a.s.broker.Publish(ctx, ch, data)
 }
 
+// MaxIdempotencyKeyBytes is the longest idempotency key a server API
+// publish may carry; a longer one is refused as invalid.
+const MaxIdempotencyKeyBytes = 256
+
+// checkIdempotencyKey refuses a key longer than MaxIdempotencyKeyBytes.
+func checkIdempotencyKey(key string) error {
+	if len(key) > MaxIdempotencyKeyBytes {
+		return fmt.Errorf("idempotency_key is %d bytes, at most %d are allowed", len(key), MaxIdempotencyKeyBytes)
+	}
+	return nil
+}
+
 type publishParams struct {
 	Channel        string          `json:"channel"`
 	Data           json.RawMessage `json:"data"`
@@ -590,6 +602,9 @@ func (a *api) publish(ctx context.Context, body []byte) (any, int, string, error
 	}
 	if len(p.Data) == 0 {
 		return invalid("publish: data is required")
+	}
+	if err := checkIdempotencyKey(p.IdempotencyKey); err != nil {
+		return invalid("publish: %v", err)
 	}
 	if err := a.publishOne(ctx, p.Channel, p.Data, p.IdempotencyKey); err != nil {
 		return unavailable(fmt.Errorf("publish: %w", err))
@@ -618,6 +633,9 @@ func (a *api) broadcast(ctx context.Context, body []byte) (any, int, string, err
 	}
 	if len(p.Data) == 0 {
 		return invalid("broadcast: data is required")
+	}
+	if err := checkIdempotencyKey(p.IdempotencyKey); err != nil {
+		return invalid("broadcast: %v", err)
 	}
 	for _, ch := range p.Channels {
 		if err := a.checkChannel(ch); err != nil {

@@ -82,6 +82,8 @@ func TestAPIPublishStandalone(t *testing.T) {
 	}
 	// Same key on another channel is another publish.
 	apiOK(t, addr, "publish", `{"channel":"other","data":"x","idempotency_key":"k1"}`)
+	// The longest key allowed is accepted.
+	apiOK(t, addr, "publish", `{"channel":"other","data":"x","idempotency_key":"`+strings.Repeat("k", MaxIdempotencyKeyBytes)+`"}`)
 	apiOK(t, addr, "publish", `{"channel":"news","data":"marker"}`)
 	c.expect(`{"event":"#publish","data":{"channel":"news","data":"once"}}`)
 	c.expect(`{"event":"#publish","data":{"channel":"news","data":"marker"}}`)
@@ -111,6 +113,8 @@ func TestAPIRefusals(t *testing.T) {
 		{"huge", testAPIKey, "publish", `{"channel":"a","data":"` + strings.Repeat("x", 4096) + `"}`, 413, apiRefuseTooLarge},
 		{"reserved channel", testAPIKey, "publish", `{"channel":"#scc:nodes","data":1}`, 400, apiRefuseInvalid},
 		{"no data", testAPIKey, "publish", `{"channel":"a"}`, 400, apiRefuseInvalid},
+		{"long idempotency key", testAPIKey, "publish", `{"channel":"a","data":1,"idempotency_key":"` + strings.Repeat("k", MaxIdempotencyKeyBytes+1) + `"}`, 400, apiRefuseInvalid},
+		{"long broadcast idempotency key", testAPIKey, "broadcast", `{"channels":["a"],"data":1,"idempotency_key":"` + strings.Repeat("k", MaxIdempotencyKeyBytes+1) + `"}`, 400, apiRefuseInvalid},
 		{"bad code", testAPIKey, "disconnect", `{"user":"1","code":1006}`, 400, apiRefuseInvalid},
 		{"user and client", testAPIKey, "disconnect", `{"user":"1","client":"x"}`, 400, apiRefuseInvalid},
 	}

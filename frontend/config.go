@@ -557,6 +557,13 @@ func (c Config) derived() Config {
 	return c
 }
 
+// LargestPublication is the most data bytes one publication from this
+// frontend can carry: a client's #publish (MaxPublishBytes, derived when
+// 0) or a server API request, whose data fits its body (API.MaxBodyBytes).
+func (c Config) LargestPublication() int {
+	return int(max(int64(c.derived().MaxPublishBytes), c.API.MaxBodyBytes))
+}
+
 // Validate reports the first inconsistent or out-of-range setting.
 func (c Config) Validate() error {
 	var errs []error

@@ -264,6 +264,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		if err := config.CheckAuthKey(st.cluster.AuthKey, st.cluster.InsecureNoAuth); err != nil {
 			errs = append(errs, err)
 		}
+		if err := st.cluster.CheckPublicationFits(st.cfg.LargestPublication(), st.cfg.MaxChannelLength); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := r.Err(); err != nil {
 		errs = append(errs, err)

@@ -227,3 +227,46 @@ func TestLoadLinkSubscribeBatch(t *testing.T) {
 		t.Fatalf("subscribe batch %d, window %d", st.cluster.Broker.SubscribeBatch, st.cluster.Broker.SubscribeWindow)
 	}
 }
+
+// TestLoadPublicationFitsTheLink: a frontend whose largest publication
+// (client publish or server API body) would not fit its links' messages
+// refuses to start, naming the settings; one that fits starts.
+func TestLoadPublicationFitsTheLink(t *testing.T) {
+	base := map[string]string{"SCC_STATE_SERVER_HOST": "s", "SCC_AUTH_KEY": strings.Repeat("k", 40)}
+	with := func(kv ...string) map[string]string {
+		m := maps.Clone(base)
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		ok   bool
+	}{
+		{"defaults", with(), true},
+		// The API's 1 MiB body does not fit a 1 MiB frame.
+		{"api body over the frame", with("SCC_LINK_MAX_FRAME_BYTES", "1048576"), false},
+		{"api body lowered", with("SCC_LINK_MAX_FRAME_BYTES", "1048576", "SCC_API_MAX_BODY_BYTES", "262144"), true},
+		// The frame is large enough; half the queue is not.
+		{"queue", with("SCC_LINK_QUEUE_MAX_BYTES", "2097152"), false},
+		{"client publish over the frame", with("SCC_LINK_MAX_FRAME_BYTES", "131072", "SCC_API_MAX_BODY_BYTES", "4096"), false},
+		{"client publish lowered", with("SCC_LINK_MAX_FRAME_BYTES", "131072", "SCC_API_MAX_BODY_BYTES", "4096", "SCC_MAX_PUBLISH_BYTES", "32768"), true},
+		{"long channel names", with("SCC_LINK_MAX_FRAME_BYTES", "131072", "SCC_API_MAX_BODY_BYTES", "4096", "SCC_MAX_PUBLISH_BYTES", "32768", "SCC_MAX_CHANNEL_LENGTH", "65536"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := load(env(tc.env))
+			if tc.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tc.ok && (err == nil || !strings.Contains(err.Error(), "SCC_LINK_MAX_FRAME_BYTES")) {
+				t.Fatalf("want a refusal naming SCC_LINK_MAX_FRAME_BYTES, got %v", err)
+			}
+		})
+	}
+	// Standalone, the link settings do not apply.
+	if _, _, err := load(env(map[string]string{"SCC_LINK_MAX_FRAME_BYTES": "1048576"})); err != nil {
+		t.Fatalf("standalone refused: %v", err)
+	}
+}

@@ -58,6 +58,31 @@ type NodeConfig struct {
 // Enabled reports whether the configuration asks for cluster mode.
 func (c NodeConfig) Enabled() bool { return c.StateAddr != "" || len(c.GossipSeeds) > 0 }
 
+// PublicationOverhead bounds what a link message that carries one
+// publication (Publish, Deliver, Replicate, an entry of a history reply or
+// snapshot) adds to its data and channel name: sequence numbers, offset,
+// epoch, time, the publisher's id, an idempotency key of at most
+// frontend.MaxIdempotencyKeyBytes, the message tag and the frame header.
+const PublicationOverhead = 1024
+
+// CheckPublicationFits reports an error when a publication of data bytes
+// on a channel of channel bytes would not fit the link's message limit
+// with room to spare: half of Link.MessageLimit, the share the brokers
+// keep for one publication in a history reply or a replication snapshot.
+// A frontend whose publishes can be larger than that would have them
+// refused by its links at run time, so it refuses to start instead.
+func (c NodeConfig) CheckPublicationFits(data, channel int) error {
+	limit := c.Link.MessageLimit() / 2
+	need := int64(data) + int64(channel) + PublicationOverhead
+	if need <= limit {
+		return nil
+	}
+	return fmt.Errorf("a publication of up to %d bytes on a channel name of up to %d bytes needs link messages of %d bytes, "+
+		"and SCC_LINK_MAX_FRAME_BYTES %d with SCC_LINK_QUEUE_MAX_BYTES %d allow %d (half the smaller of the frame and half the queue): "+
+		"raise those, or lower SCC_MAX_PUBLISH_BYTES, SCC_API_MAX_BODY_BYTES or SCC_MAX_CHANNEL_LENGTH",
+		data, channel, 2*need, c.Link.MaxFrameBytes, c.Link.QueueMaxBytes, limit)
+}
+
 // Env is what ReadNodeConfig reads typed settings from, each with its
 // default and help text. The stock binaries pass their flag-and-environment
 // reader; a program that embeds the frontend can use NodeConfigFromEnv

@@ -81,6 +81,9 @@ func (b *BrokerNode) start(seeds []string) error {
 	cfg.GossipSeeds = seeds
 	cfg.Logger = o.Logger.With("node", b.Name)
 	cfg.TLS, cfg.Link.TLS = b.serveTLS, b.dialTLS
+	if o.Link != nil {
+		o.Link(&cfg.Link)
+	}
 	if o.Broker != nil {
 		o.Broker(&cfg)
 	}

@@ -50,6 +50,10 @@ type Options struct {
 	// Broker, if set, adjusts every broker's configuration before it
 	// starts (for example to give it channel rules).
 	Broker func(*broker.Config)
+	// Link, if set, adjusts every node's link configuration (the state
+	// server's, each broker's and each frontend's) before it starts, for
+	// example to set its frame and queue limits.
+	Link func(*nodelink.Config)
 	// Logger receives every node's logs; nil discards them unless
 	// SCC_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -274,6 +278,9 @@ func (s *StateNode) start() error {
 	if st := s.c.linkTLS("state"); st != nil {
 		cfg.TLS = st.ServerConfig()
 	}
+	if o.Link != nil {
+		o.Link(&cfg.Link)
+	}
 	srv, err := state.New(cfg)
 	if err != nil {
 		return err
@@ -379,6 +386,9 @@ func (f *FrontendNode) start(seeds []string) error {
 	nc.Link = nodelink.DefaultConfig()
 	if st := f.c.linkTLS(f.Name); st != nil {
 		nc.Link.TLS = st.ClientConfig
+	}
+	if o.Link != nil {
+		o.Link(&nc.Link)
 	}
 	reg := prometheus.NewRegistry()
 	nc.Registry = reg
