@@ -13,7 +13,8 @@
 #   scripts/coalesce-curve.sh cluster         # local cluster
 #
 # POLICIES lists name=ENV pairs separated by spaces, ENV a comma list of
-# VAR=value set on the server (default: "adaptive= batching=SCC_WRITE_COALESCE=0":
+# VAR=value set on the server (BIN=dir runs that policy's servers from
+# another build, to compare builds in one run) (default: "adaptive= batching=SCC_WRITE_COALESCE=0":
 # the default policy and the batching-only baseline). SERVER_PIN and
 # BENCH_PIN prefix the servers and the bench, for example
 # SERVER_PIN="taskset -c 1" BENCH_PIN="taskset -c 0". OUT keeps the JSON
@@ -49,11 +50,14 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port=18000
 # start NAME ENV: starts a server with ENV (comma list).
 start() {
-	local name=$1 envs=()
-	[ -n "$2" ] && IFS=, read -ra envs <<<"$2"
+	local name=$1 envs=() all=() bin=$BIN
+	[ -n "$2" ] && IFS=, read -ra all <<<"$2"
+	for e in "${all[@]}"; do
+		if [[ $e == BIN=* ]]; then bin=${e#BIN=}; else envs+=("$e"); fi
+	done
 	local out="$tmp/$name.out"
 	if [ "$MODE" = cluster ]; then
-		env "${envs[@]}" $SERVER_PIN "$BIN/scc-local" -base-port 0 -control-port 0 -brokers "$BROKERS" -frontends 2 -color never >"$out" 2>"$tmp/$name.err" &
+		env "${envs[@]}" $SERVER_PIN "$bin/scc-local" -base-port 0 -control-port 0 -brokers "$BROKERS" -frontends 2 -color never >"$out" 2>"$tmp/$name.err" &
 		spids+=($!)
 		for _ in $(seq 1 600); do grep -q "Ctrl-C stops" "$out" && break; sleep 0.1; done
 		urls[$name]=$(grep -oE "ws://[^ ]*/socketcluster/" "$out" | sort -u | paste -sd,)
@@ -62,7 +66,7 @@ start() {
 		pids[$name]=$(curl -s "$ctl/procs" | grep -oE '"pid": *[0-9]+' | grep -oE '[0-9]+' | paste -sd,)
 	else
 		while ! port_free "$port"; do port=$((port + 1)); done
-		env "${envs[@]}" SOCKETCLUSTER_PORT=$port SCC_ADMIN_PORT=0 SCC_FRONTEND_HOST=127.0.0.1 $SERVER_PIN "$BIN/scc-frontend" >"$out" 2>&1 &
+		env "${envs[@]}" SOCKETCLUSTER_PORT=$port SCC_ADMIN_PORT=0 SCC_FRONTEND_HOST=127.0.0.1 $SERVER_PIN "$bin/scc-frontend" >"$out" 2>&1 &
 		spids+=($!)
 		for _ in $(seq 1 600); do port_free "$port" || break; sleep 0.1; done
 		urls[$name]="ws://127.0.0.1:$port/socketcluster/"
