@@ -47,6 +47,10 @@ const (
 	// AttackSubscribe (8): every socket subscribes 100 channels in one
 	// batch, holds them a second, leaves, and does it again.
 	AttackSubscribe = "subscription-storm"
+	// AttackChurn is AttackSubscribe without the subscribes: every socket
+	// upgrades, completes its #handshake, holds a second, leaves, and does
+	// it again. It measures what connection churn alone costs a server.
+	AttackChurn = "connection-churn"
 	// AttackFanout (9): subscribers on one channel and one publisher
 	// publishing to it as fast as it is allowed.
 	AttackFanout = "fanout-flood"
@@ -455,7 +459,9 @@ func (a *attacker) runPartial() {
 	wg.Wait()
 }
 
-func (a *attacker) runSubscribe() {
+// runSubscribe is AttackSubscribe with channels subscribes per socket
+// and round, or AttackChurn with none (the handshake only).
+func (a *attacker) runSubscribe(channels int) {
 	var wg sync.WaitGroup
 	for i := range a.cfg.Conns {
 		wg.Go(func() {
@@ -468,7 +474,7 @@ func (a *attacker) runSubscribe() {
 				defer a.untrack(c.nc)
 				var b strings.Builder
 				b.WriteString("[")
-				for j := range 100 {
+				for j := range channels {
 					if j > 0 {
 						b.WriteString(",")
 					}
@@ -476,8 +482,10 @@ func (a *attacker) runSubscribe() {
 				}
 				b.WriteString("]")
 				round++
-				if err := a.write(c.nc, wsframe.AppendClient(nil, 1, true, []byte(b.String()))); err != nil {
-					return nil
+				if channels > 0 {
+					if err := a.write(c.nc, wsframe.AppendClient(nil, 1, true, []byte(b.String()))); err != nil {
+						return nil
+					}
 				}
 				ended := make(chan int, 1)
 				go func() { ended <- c.drain(nil) }()
@@ -554,7 +562,8 @@ func RunAttacker(in io.Reader, out io.Writer) error {
 	}
 	run := map[string]func(){
 		AttackBurst: a.runBurst, AttackPackets: a.runPackets, AttackIdle: a.runIdle,
-		AttackPartial: a.runPartial, AttackSubscribe: a.runSubscribe, AttackFanout: a.runFanout,
+		AttackPartial: a.runPartial, AttackSubscribe: func() { a.runSubscribe(100) }, AttackChurn: func() { a.runSubscribe(0) },
+		AttackFanout: a.runFanout,
 	}[cfg.Kind]
 	if run == nil {
 		return fmt.Errorf("attacker: unknown attack %q", cfg.Kind)
