@@ -785,7 +785,11 @@ func (c *coordinator) sendTo(m *member, t protocol.MsgType, body any) {
 		return
 	}
 	if err := m.conn.Send(t, body); err != nil {
-		c.log.Debug("send failed", "peer", m.id, "err", err)
+		// The link counts the drop by reason. Every message sent here
+		// moves the member's ring or a reshard, so it is logged where an
+		// operator sees it: the member catches up with the ring when it
+		// reconnects or by gossip, and a reshard waits for its timeout.
+		c.log.Warn("a message to a member was not sent", "peer", m.id, "msg", t.String(), "err", err)
 		return
 	}
 	switch b := body.(type) {
