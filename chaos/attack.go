@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,10 @@ const (
 	// AttackFanout (9): subscribers on one channel and one publisher
 	// publishing to it as fast as it is allowed.
 	AttackFanout = "fanout-flood"
+	// AttackBurn opens no connection: the attacker process only spins on
+	// its CPUs. It measures what any work on the attacker's CPU costs the
+	// servers and measuring clients on the other.
+	AttackBurn = "cpu-burn"
 )
 
 // AttackConfig is what one attacker process does; it is sent as one JSON
@@ -504,6 +509,25 @@ func (a *attacker) runSubscribe(channels int) {
 	wg.Wait()
 }
 
+// runBurn spins one goroutine per CPU the process may use until the
+// attack ends.
+func (a *attacker) runBurn() {
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			x := uint64(1)
+			for i := 0; ; i++ {
+				x = x*6364136223846793005 + 1442695040888963407
+				if i%(1<<16) == 0 && a.stopped() {
+					break
+				}
+			}
+			a.sent.Add(int64(x & 1)) // keeps the loop's work observable
+		})
+	}
+	wg.Wait()
+}
+
 func (a *attacker) runFanout() {
 	var ready, wg sync.WaitGroup
 	n := max(a.cfg.Conns-1, 1)
@@ -563,7 +587,7 @@ func RunAttacker(in io.Reader, out io.Writer) error {
 	run := map[string]func(){
 		AttackBurst: a.runBurst, AttackPackets: a.runPackets, AttackIdle: a.runIdle,
 		AttackPartial: a.runPartial, AttackSubscribe: func() { a.runSubscribe(100) }, AttackChurn: func() { a.runSubscribe(0) },
-		AttackFanout: a.runFanout,
+		AttackFanout: a.runFanout, AttackBurn: a.runBurn,
 	}[cfg.Kind]
 	if run == nil {
 		return fmt.Errorf("attacker: unknown attack %q", cfg.Kind)
