@@ -108,7 +108,9 @@ if [ "${1:-}" != --inside ]; then
     set -e
   }
   host_files() { # where kubelet and libcni write on the host unless moved
-    find /var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd -mindepth 1 -maxdepth 3 2>/dev/null | sort
+    # On a fresh machine none of them may exist yet: find then fails,
+    # which must not end the run.
+    { find /var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd -mindepth 1 -maxdepth 3 2>/dev/null || true; } | sort
   }
   leftovers() { # what teardown should have removed, if anything is left
     ip netns list 2>/dev/null | grep -w "$netns"
