@@ -37,7 +37,8 @@ type settings struct {
 	admin           adminport.Settings
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
-	idleGCPercent   int // GC percent while the process is idle (0: off)
+	idleGCPercent   int  // GC percent while the process is idle (0: off)
+	idleMemLimit    bool // a soft memory limit while idle (gctune.Config.IdleLimit)
 	hooks           hooks.Config
 	linkTLS         tlsconf.Config // links to brokers and the state server
 	clientTLS       tlsconf.Config // wss:// on the client port
@@ -206,6 +207,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 		idleGC = 0
 	}
 	st.idleGCPercent = r.Int("SCC_IDLE_GC_PERCENT", idleGC, "GC percent while the process allocates under 1/64 of its live heap a second, so idle connections keep close to their live memory (0: off; off by default when GOGC is set)")
+	st.idleMemLimit = r.Bool("SCC_IDLE_MEMORY_LIMIT", false, "while idle, also hold the process to a soft memory limit just above the memory it uses, so free heap pages go back to the system as they free up (about 0.7 KB less RSS per idle socket at 10,000, for about a twentieth of a CPU)")
 	if st.idleGCPercent < 0 {
 		errs = append(errs, errors.New("SCC_IDLE_GC_PERCENT must not be negative"))
 	}
@@ -399,7 +401,7 @@ func run(ctx context.Context, args []string, getenv config.Getenv, stderr io.Wri
 	gcDone := make(chan struct{})
 	go func() {
 		defer close(gcDone)
-		gctune.Run(gcCtx, gctune.Config{IdlePercent: st.idleGCPercent})
+		gctune.Run(gcCtx, gctune.Config{IdlePercent: st.idleGCPercent, IdleLimit: st.idleMemLimit})
 	}()
 	defer func() { stopGC(); <-gcDone }()
 	errc := make(chan error, 1)

@@ -270,3 +270,20 @@ func TestLoadPublicationFitsTheLink(t *testing.T) {
 		t.Fatalf("standalone refused: %v", err)
 	}
 }
+
+func TestLoadIdleMemoryLimit(t *testing.T) {
+	st, _, err := load(env(map[string]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.idleMemLimit || st.idleGCPercent != 10 {
+		t.Fatalf("defaults: idle memory limit %v, idle GC percent %d; want off and 10", st.idleMemLimit, st.idleGCPercent)
+	}
+	st, _, err = load(env(map[string]string{"SCC_IDLE_MEMORY_LIMIT": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.idleMemLimit {
+		t.Fatal("SCC_IDLE_MEMORY_LIMIT=true not read")
+	}
+}

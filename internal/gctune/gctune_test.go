@@ -2,6 +2,7 @@ package gctune
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -35,6 +36,25 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+func TestIdleLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name          string
+		inUse, live   uint64
+		percent       int
+		ceiling, want int64
+	}{
+		{"in use plus the idle growth and a twentieth", 60 * mib, 40 * mib, 10, math.MaxInt64, 67 * mib},
+		{"a small heap keeps the least room", 10 * mib, 5 * mib, 10, math.MaxInt64, 14 * mib},
+		{"never above the limit the process started with", 60 * mib, 40 * mib, 10, 50 * mib, 50 * mib},
+		{"a larger percent leaves more room", 60 * mib, 40 * mib, 50, math.MaxInt64, 83 * mib},
+	} {
+		if got := IdleLimit(c.inUse, c.live, c.percent, c.ceiling); got != c.want {
+			t.Errorf("%s: %d MiB, want %d MiB", c.name, got/mib, c.want/mib)
+		}
+	}
+}
+
 // TestRunLowersTheTargetWhileIdle runs the tuner on this process: while
 // the test allocates little the GC percent goes to IdlePercent; under an
 // allocation load it goes back to BusyPercent; at the end it is restored.
@@ -50,7 +70,9 @@ func TestRunLowersTheTargetWhileIdle(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { Run(ctx, Config{IdlePercent: 25, BusyPercent: 100, Interval: 20 * time.Millisecond}) })
+	wg.Go(func() {
+		Run(ctx, Config{IdlePercent: 25, BusyPercent: 100, Interval: 20 * time.Millisecond, IdleLimit: true})
+	})
 	defer func() { cancel(); wg.Wait() }()
 
 	percent := func() int {
@@ -58,6 +80,7 @@ func TestRunLowersTheTargetWhileIdle(t *testing.T) {
 		debug.SetGCPercent(p)
 		return p
 	}
+	limit := func() int64 { return debug.SetMemoryLimit(-1) }
 	waitFor := func(what string, want int, load func()) {
 		deadline := time.Now().Add(10 * time.Second)
 		for percent() != want {
@@ -68,6 +91,17 @@ func TestRunLowersTheTargetWhileIdle(t *testing.T) {
 		}
 	}
 	waitFor("idle", 25, func() { time.Sleep(5 * time.Millisecond) })
+	// Idle: a memory limit a little above the 64 MiB live heap.
+	waitLimit := func(what string, ok func(int64) bool) {
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok(limit()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: memory limit %d", what, limit())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitLimit("idle", func(l int64) bool { return l >= 64<<20 && l < 256<<20 })
 	var sink []byte
 	waitFor("allocating", 100, func() {
 		for range 64 {
@@ -76,10 +110,50 @@ func TestRunLowersTheTargetWhileIdle(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	})
 	_ = sink
+	if l := limit(); l != math.MaxInt64 {
+		t.Fatalf("busy: memory limit %d, want none", l)
+	}
 	waitFor("idle again", 25, func() { time.Sleep(5 * time.Millisecond) })
 	cancel()
 	wg.Wait()
 	if p := percent(); p != 100 {
 		t.Fatalf("after Run ended: GC percent %d, want 100", p)
+	}
+	if l := limit(); l != math.MaxInt64 {
+		t.Fatalf("after Run ended: memory limit %d, want none", l)
+	}
+}
+
+// TestRunSetsNoLimitUnlessAsked: without IdleLimit the idle tuner leaves
+// the memory limit alone.
+func TestRunSetsNoLimitUnlessAsked(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	live := make([][]byte, 16)
+	for i := range live {
+		live[i] = make([]byte, 1<<20)
+	}
+	defer runtime.KeepAlive(live)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { Run(ctx, Config{IdlePercent: 25, BusyPercent: 100, Interval: 20 * time.Millisecond}) })
+	defer func() { cancel(); wg.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p := debug.SetGCPercent(-1)
+		debug.SetGCPercent(p)
+		if p == 25 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GC percent %d, want the idle 25", p)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A window of five more idle samples, in which the limit must stay
+	// unset.
+	time.Sleep(5 * 20 * time.Millisecond)
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		t.Fatalf("idle without IdleLimit: memory limit %d, want none", l)
 	}
 }
