@@ -559,9 +559,14 @@ func (c Config) derived() Config {
 
 // LargestPublication is the most data bytes one publication from this
 // frontend can carry: a client's #publish (MaxPublishBytes, derived when
-// 0) or a server API request, whose data fits its body (API.MaxBodyBytes).
-func (c Config) LargestPublication() int {
-	return int(max(int64(c.derived().MaxPublishBytes), c.API.MaxBodyBytes))
+// 0) or, when the server API is on (API.Key set), an API request, whose
+// data fits its body (API.MaxBodyBytes).
+func (c Config) LargestPublication() int64 {
+	n := int64(c.derived().MaxPublishBytes)
+	if c.API.Key != "" {
+		n = max(n, c.API.MaxBodyBytes)
+	}
+	return n
 }
 
 // Validate reports the first inconsistent or out-of-range setting.

@@ -211,6 +211,9 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	if st.idleGCPercent < 0 {
 		errs = append(errs, errors.New("SCC_IDLE_GC_PERCENT must not be negative"))
 	}
+	if st.idleMemLimit && st.idleGCPercent == 0 {
+		errs = append(errs, errors.New("SCC_IDLE_MEMORY_LIMIT needs the idle tuner: SCC_IDLE_GC_PERCENT above 0 (and GOGC unset, or SCC_IDLE_GC_PERCENT set explicitly)"))
+	}
 	st.logLevel = r.LogLevel("info", "SOCKETCLUSTER_LOG_LEVEL", "SCC_LOG_LEVEL")
 
 	if pubFile != "" {

@@ -232,6 +232,7 @@ func TestLoadLinkSubscribeBatch(t *testing.T) {
 // (client publish or server API body) would not fit its links' messages
 // refuses to start, naming the settings; one that fits starts.
 func TestLoadPublicationFitsTheLink(t *testing.T) {
+	apiKey := strings.Repeat("a", 40)
 	base := map[string]string{"SCC_STATE_SERVER_HOST": "s", "SCC_AUTH_KEY": strings.Repeat("k", 40)}
 	with := func(kv ...string) map[string]string {
 		m := maps.Clone(base)
@@ -246,11 +247,15 @@ func TestLoadPublicationFitsTheLink(t *testing.T) {
 		ok   bool
 	}{
 		{"defaults", with(), true},
+		{"defaults with the server API", with("SCC_API_KEY", apiKey), true},
 		// The API's 1 MiB body does not fit a 1 MiB frame.
-		{"api body over the frame", with("SCC_LINK_MAX_FRAME_BYTES", "1048576"), false},
-		{"api body lowered", with("SCC_LINK_MAX_FRAME_BYTES", "1048576", "SCC_API_MAX_BODY_BYTES", "262144"), true},
+		{"api body over the frame", with("SCC_API_KEY", apiKey, "SCC_LINK_MAX_FRAME_BYTES", "1048576"), false},
+		{"api body lowered", with("SCC_API_KEY", apiKey, "SCC_LINK_MAX_FRAME_BYTES", "1048576", "SCC_API_MAX_BODY_BYTES", "262144"), true},
+		// Without the server API its body size does not count.
+		{"api off", with("SCC_LINK_MAX_FRAME_BYTES", "1048576"), true},
+		{"a body size that would overflow", with("SCC_API_KEY", apiKey, "SCC_API_MAX_BODY_BYTES", "9223372036854775807"), false},
 		// The frame is large enough; half the queue is not.
-		{"queue", with("SCC_LINK_QUEUE_MAX_BYTES", "2097152"), false},
+		{"queue", with("SCC_API_KEY", apiKey, "SCC_LINK_QUEUE_MAX_BYTES", "2097152"), false},
 		{"client publish over the frame", with("SCC_LINK_MAX_FRAME_BYTES", "131072", "SCC_API_MAX_BODY_BYTES", "4096"), false},
 		{"client publish lowered", with("SCC_LINK_MAX_FRAME_BYTES", "131072", "SCC_API_MAX_BODY_BYTES", "4096", "SCC_MAX_PUBLISH_BYTES", "32768"), true},
 		{"long channel names", with("SCC_LINK_MAX_FRAME_BYTES", "131072", "SCC_API_MAX_BODY_BYTES", "4096", "SCC_MAX_PUBLISH_BYTES", "32768", "SCC_MAX_CHANNEL_LENGTH", "65536"), false},
@@ -285,5 +290,14 @@ func TestLoadIdleMemoryLimit(t *testing.T) {
 	}
 	if !st.idleMemLimit {
 		t.Fatal("SCC_IDLE_MEMORY_LIMIT=true not read")
+	}
+	// Without the idle tuner it would do nothing: refused.
+	for _, e := range []map[string]string{
+		{"SCC_IDLE_MEMORY_LIMIT": "true", "SCC_IDLE_GC_PERCENT": "0"},
+		{"SCC_IDLE_MEMORY_LIMIT": "true", "GOGC": "200"},
+	} {
+		if _, _, err := load(env(e)); err == nil || !strings.Contains(err.Error(), "SCC_IDLE_MEMORY_LIMIT") {
+			t.Fatalf("%v: want a refusal naming SCC_IDLE_MEMORY_LIMIT, got %v", e, err)
+		}
 	}
 }

@@ -71,16 +71,17 @@ const PublicationOverhead = 1024
 // keep for one publication in a history reply or a replication snapshot.
 // A frontend whose publishes can be larger than that would have them
 // refused by its links at run time, so it refuses to start instead.
-func (c NodeConfig) CheckPublicationFits(data, channel int) error {
+func (c NodeConfig) CheckPublicationFits(data int64, channel int) error {
 	limit := c.Link.MessageLimit() / 2
-	need := int64(data) + int64(channel) + PublicationOverhead
-	if need <= limit {
+	// Compared without adding, so that no setting can overflow the sum.
+	if data >= 0 && data <= limit-int64(channel)-PublicationOverhead {
 		return nil
 	}
-	return fmt.Errorf("a publication of up to %d bytes on a channel name of up to %d bytes needs link messages of %d bytes, "+
-		"and SCC_LINK_MAX_FRAME_BYTES %d with SCC_LINK_QUEUE_MAX_BYTES %d allow %d (half the smaller of the frame and half the queue): "+
+	lc := c.Link.WithDefaults()
+	return fmt.Errorf("a publication of up to %d bytes on a channel name of up to %d bytes needs link messages of at least twice %d bytes, "+
+		"and SCC_LINK_MAX_FRAME_BYTES %d with SCC_LINK_QUEUE_MAX_BYTES %d allow messages of %d (the smaller of the frame and half the queue): "+
 		"raise those, or lower SCC_MAX_PUBLISH_BYTES, SCC_API_MAX_BODY_BYTES or SCC_MAX_CHANNEL_LENGTH",
-		data, channel, 2*need, c.Link.MaxFrameBytes, c.Link.QueueMaxBytes, limit)
+		data, channel, data+int64(channel)+PublicationOverhead, lc.MaxFrameBytes, lc.QueueMaxBytes, c.Link.MessageLimit())
 }
 
 // Env is what ReadNodeConfig reads typed settings from, each with its

@@ -136,7 +136,9 @@ func Run(ctx context.Context, cfg Config) {
 		return held - min(held, v[4])
 	}
 	ceiling := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(ceiling)
+	if cfg.IdleLimit {
+		defer debug.SetMemoryLimit(ceiling)
+	}
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	defer debug.SetGCPercent(cfg.BusyPercent)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,18 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// gcPercent and memLimit read the collector's settings without changing
+// them (SetGCPercent(-1) and setting it back would race with Run).
+func gcPercent() int { return int(readMetric("/gc/gogc:percent")) }
+
+func memLimit() int64 { return int64(readMetric("/gc/gomemlimit:bytes")) }
+
+func readMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
 
 func TestDecide(t *testing.T) {
 	const live = 64 << 20
@@ -75,12 +88,8 @@ func TestRunLowersTheTargetWhileIdle(t *testing.T) {
 	})
 	defer func() { cancel(); wg.Wait() }()
 
-	percent := func() int {
-		p := debug.SetGCPercent(-1)
-		debug.SetGCPercent(p)
-		return p
-	}
-	limit := func() int64 { return debug.SetMemoryLimit(-1) }
+	percent, limit := gcPercent, memLimit
+	start := limit()
 	waitFor := func(what string, want int, load func()) {
 		deadline := time.Now().Add(10 * time.Second)
 		for percent() != want {
@@ -110,8 +119,8 @@ func TestRunLowersTheTargetWhileIdle(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	})
 	_ = sink
-	if l := limit(); l != math.MaxInt64 {
-		t.Fatalf("busy: memory limit %d, want none", l)
+	if l := limit(); l != start {
+		t.Fatalf("busy: memory limit %d, want the starting %d", l, start)
 	}
 	waitFor("idle again", 25, func() { time.Sleep(5 * time.Millisecond) })
 	cancel()
@@ -119,8 +128,8 @@ func TestRunLowersTheTargetWhileIdle(t *testing.T) {
 	if p := percent(); p != 100 {
 		t.Fatalf("after Run ended: GC percent %d, want 100", p)
 	}
-	if l := limit(); l != math.MaxInt64 {
-		t.Fatalf("after Run ended: memory limit %d, want none", l)
+	if l := limit(); l != start {
+		t.Fatalf("after Run ended: memory limit %d, want the starting %d", l, start)
 	}
 }
 
@@ -134,14 +143,14 @@ func TestRunSetsNoLimitUnlessAsked(t *testing.T) {
 		live[i] = make([]byte, 1<<20)
 	}
 	defer runtime.KeepAlive(live)
+	start := memLimit()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { Run(ctx, Config{IdlePercent: 25, BusyPercent: 100, Interval: 20 * time.Millisecond}) })
 	defer func() { cancel(); wg.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		p := debug.SetGCPercent(-1)
-		debug.SetGCPercent(p)
+		p := gcPercent()
 		if p == 25 {
 			break
 		}
@@ -153,7 +162,7 @@ func TestRunSetsNoLimitUnlessAsked(t *testing.T) {
 	// A window of five more idle samples, in which the limit must stay
 	// unset.
 	time.Sleep(5 * 20 * time.Millisecond)
-	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
-		t.Fatalf("idle without IdleLimit: memory limit %d, want none", l)
+	if l := memLimit(); l != start {
+		t.Fatalf("idle without IdleLimit: memory limit %d, want the starting %d", l, start)
 	}
 }

@@ -193,6 +193,10 @@ func (c Config) MessageLimit() int64 {
 	return min(c.MaxFrameBytes, int64(c.QueueMaxBytes/2))
 }
 
+// WithDefaults returns c with its zero limits filled with the defaults,
+// as a link uses them.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
 // withDefaults fills zero limits, so a partly filled Config still works.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
