@@ -111,6 +111,7 @@ func (c *Controller) Floor() time.Duration { return c.floor }
 // quarter over the floor.
 func (c *Controller) behindAbove() time.Duration { return max(c.Target, c.floor+c.floor/4) }
 
+
 // Gap is the gap in force.
 func (c *Controller) Gap() time.Duration { return c.gap }
 
