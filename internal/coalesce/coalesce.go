@@ -30,21 +30,20 @@
 //     where the writers keep up, probing below it ever more rarely,
 //     instead of swinging between backlog and batch.
 //   - A gap grows only while growing it pays. Each growth is judged
-//     two samples later: if the wait did not fall by a fifth and is short
-//     (no longer than the gap itself, nor than a quarter of Budget),
-//     holding frames longer did not shorten it (the writers wait for a
-//     CPU that other work keeps busy, not for frames), so the growth is
-//     undone and the wait is remembered as the floor. While there is a
-//     floor the frontend counts as behind only when frames wait a
-//     quarter longer than it, so a CPU near saturation, whose frames wait
-//     a millisecond or two whatever the gap, keeps the gap it had (0 when
-//     holding never helped) instead of driving it to Budget for nothing.
-//     A longer wait is a backlog of frames, which holding does shorten
-//     even when one sample does not show it, so there the gap keeps
-//     growing towards Budget. The floor is forgotten when the wait falls
+//     two samples later: if the wait did not fall by a fifth and is no
+//     longer than the gap itself, holding frames longer did not shorten
+//     it (the writers wait for a CPU that other work keeps busy, not for
+//     frames), so the growth is undone and the wait is remembered as the
+//     floor. A wait longer than the gap is a backlog of frames, which
+//     holding does shorten, so the gap keeps growing towards Budget. While there is a floor,
+//     the frontend is behind only when frames wait a quarter longer than
+//     it, and calm when they wait little more than it, so shrinks probe
+//     down to the smallest gap that holds the wait at the floor (0 when
+//     holding never helped). The floor is forgotten when the wait falls
 //     below half the target (the load went) or doubles (a new load).
-//     Shrinking is as before: only a wait below half the target, or cheap
-//     frames, is calm.
+//     Without it a CPU near saturation, whose frames wait a millisecond
+//     or two whatever the gap, would have the gap grow to Budget and
+//     every delivery wait it out for nothing.
 package coalesce
 
 import "time"
@@ -111,6 +110,9 @@ func (c *Controller) Floor() time.Duration { return c.floor }
 // quarter over the floor.
 func (c *Controller) behindAbove() time.Duration { return max(c.Target, c.floor+c.floor/4) }
 
+// calmBelow is the wait below which frames are ahead: half the Target, or
+// a tenth over the floor.
+func (c *Controller) calmBelow() time.Duration { return max(c.Target/2, c.floor+c.floor/10) }
 
 // Gap is the gap in force.
 func (c *Controller) Gap() time.Duration { return c.gap }
@@ -155,7 +157,7 @@ func (c *Controller) Next(mean time.Duration, busy float64) time.Duration {
 		c.sinceGrow++
 		if c.sinceGrow >= 2 {
 			c.grew = false
-			if mean > c.Target && mean > c.grewAt-c.grewAt/5 && mean <= min(c.gap, c.Budget/4) {
+			if mean > c.Target && mean > c.grewAt-c.grewAt/5 && mean <= c.gap {
 				// Holding frames longer did not shorten their wait: undo
 				// the growth, and judge waits against this one from now.
 				c.gap, c.floor = c.grewFrom, mean
@@ -197,7 +199,7 @@ func (c *Controller) Next(mean time.Duration, busy float64) time.Duration {
 		}
 		c.gap = min(c.gap, c.Budget)
 		c.grew, c.grewFrom, c.grewAt, c.sinceGrow = true, from, mean, 0
-	case mean < c.Target/2 || busy < c.MinBusy/2:
+	case mean < c.calmBelow() || busy < c.MinBusy/2:
 		c.calm += c.Sample
 		if c.calm < c.hold {
 			return c.gap
