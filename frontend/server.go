@@ -52,8 +52,8 @@ type Server struct {
 	// coalesceFloor is the write wait (ns) that holding frames was last
 	// found not to shorten (internal/coalesce's floor), 0 if none.
 	coalesceFloor atomic.Int64
-	ping          []byte
-	start         time.Time
+	ping  []byte
+	start time.Time
 
 	ctx    context.Context // canceled when Shutdown has closed every socket
 	cancel context.CancelFunc
