@@ -49,9 +49,6 @@ type Server struct {
 	pres  *presLocal // presence.go
 	ids   socketIDs
 	eng   wsconn.Engine
-	// coalesceFloor is the write wait (ns) that holding frames was last
-	// found not to shorten (internal/coalesce's floor), 0 if none.
-	coalesceFloor atomic.Int64
 	ping  []byte
 	start time.Time
 
@@ -212,8 +209,6 @@ func New(cfg Config) (*Server, error) {
 			listenOverflows),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket: 0 while frames wait less than SCC_WRITE_COALESCE_WAIT for their writer, up to SCC_WRITE_COALESCE."},
 			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_floor_seconds", Help: "Write wait that holding frames was last found not to shorten (the CPU, not the frames, was behind); while it is set the frontend counts as behind only a quarter above it. 0 if none."},
-			func() float64 { return time.Duration(s.coalesceFloor.Load()).Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_wait_seconds_total", Help: "Time the data frames written to clients waited for their writer to run, from their oldest message's queueing (or the end of its coalescing gap) to the write; divided by the frames it is the wait SCC_WRITE_COALESCE_WAIT bounds."},
 			func() float64 { return s.eng.Totals().Wait.Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_busy_seconds_total", Help: "Time spent joining and writing the data frames to clients (wall clock); its rate over GOMAXPROCS is the share SCC_WRITE_COALESCE_BUSY compares."},
@@ -857,7 +852,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 // the CPUs the process may use (GOMAXPROCS) that writing them takes
 // (WriterTotals.Busy) against WriteCoalesceBusy. The control law is
 // internal/coalesce's: 0 while the frontend keeps up, however high the
-// message rate, and no growth that does not shorten the wait.
+// message rate.
 func (s *Server) adaptCoalesce() {
 	ctl := coalesce.Controller{Budget: s.cfg.WriteCoalesce, Target: s.cfg.WriteCoalesceWait, MinBusy: s.cfg.WriteCoalesceBusy}
 	t := time.NewTicker(coalesce.Sample)
@@ -879,7 +874,6 @@ func (s *Server) adaptCoalesce() {
 				busy = float64(cur.Busy-last.Busy) / float64(el) / cpus
 			}
 			s.eng.SetCoalesce(ctl.Next(mean, busy))
-			s.coalesceFloor.Store(int64(ctl.Floor()))
 			last, lastAt = cur, now
 		}
 	}

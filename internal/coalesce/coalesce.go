@@ -29,21 +29,6 @@
 //     least Hold, up to MaxHold). So under a steady load the gap settles
 //     where the writers keep up, probing below it ever more rarely,
 //     instead of swinging between backlog and batch.
-//   - A gap grows only while growing it pays. Each growth is judged
-//     two samples later: if the wait did not fall by a fifth and is no
-//     longer than the gap itself, holding frames longer did not shorten
-//     it (the writers wait for a CPU that other work keeps busy, not for
-//     frames), so the growth is undone and the wait is remembered as the
-//     floor. A wait longer than the gap is a backlog of frames, which
-//     holding does shorten, so the gap keeps growing towards Budget. While there is a floor,
-//     the frontend is behind only when frames wait a quarter longer than
-//     it, and calm when they wait little more than it, so shrinks probe
-//     down to the smallest gap that holds the wait at the floor (0 when
-//     holding never helped). The floor is forgotten when the wait falls
-//     below half the target (the load went) or doubles (a new load).
-//     Without it a CPU near saturation, whose frames wait a millisecond
-//     or two whatever the gap, would have the gap grow to Budget and
-//     every delivery wait it out for nothing.
 package coalesce
 
 import "time"
@@ -91,28 +76,7 @@ type Controller struct {
 	hold      time.Duration // calm wanted before the next shrink
 	shrunk    bool          // the last change was a shrink, within hold
 	preShrink time.Duration // the gap before that shrink
-
-	// floor is a wait that holding frames did not shorten (0: none).
-	floor time.Duration
-	// grew: the last change was a growth, from grewFrom, prompted by a
-	// wait of grewAt, sinceGrow samples ago; judged after two.
-	grew      bool
-	grewFrom  time.Duration
-	grewAt    time.Duration
-	sinceGrow int
 }
-
-// Floor is the wait that holding frames was last found not to shorten
-// (0: none).
-func (c *Controller) Floor() time.Duration { return c.floor }
-
-// behindAbove is the wait above which frames are behind: Target, or a
-// quarter over the floor.
-func (c *Controller) behindAbove() time.Duration { return max(c.Target, c.floor+c.floor/4) }
-
-// calmBelow is the wait below which frames are ahead: half the Target, or
-// a tenth over the floor.
-func (c *Controller) calmBelow() time.Duration { return max(c.Target/2, c.floor+c.floor/10) }
 
 // Gap is the gap in force.
 func (c *Controller) Gap() time.Duration { return c.gap }
@@ -144,28 +108,12 @@ func (c *Controller) init() {
 // Behind reports whether a sample in which frames waited mean for their
 // writers and writing them took the busy share of the CPUs is behind.
 func (c *Controller) Behind(mean time.Duration, busy float64) bool {
-	return mean > c.behindAbove() && busy >= c.MinBusy
+	return mean > c.Target && busy >= c.MinBusy
 }
 
 // Next takes one sample and returns the gap for the next one.
 func (c *Controller) Next(mean time.Duration, busy float64) time.Duration {
 	c.init()
-	if c.floor > 0 && (mean < c.Target/2 || mean > 2*c.floor) {
-		c.floor = 0 // the load went, or a heavier one came
-	}
-	if c.grew {
-		c.sinceGrow++
-		if c.sinceGrow >= 2 {
-			c.grew = false
-			if mean > c.Target && mean > c.grewAt-c.grewAt/5 && mean <= c.gap {
-				// Holding frames longer did not shorten their wait: undo
-				// the growth, and judge waits against this one from now.
-				c.gap, c.floor = c.grewFrom, mean
-				c.behind, c.behindFor, c.calm = false, 0, 0
-				return c.gap
-			}
-		}
-	}
 	behind := c.Behind(mean, busy)
 	wasBehind := c.behind
 	c.behind = behind
@@ -186,20 +134,17 @@ func (c *Controller) Next(mean time.Duration, busy float64) time.Duration {
 			return c.gap
 		}
 		c.hold = max(c.hold, c.Hold)
-		if !wasBehind || c.gap == 0 && c.behindFor < c.Confirm || c.grew {
-			// A hiccup, or a growth not yet judged.
+		if !wasBehind || c.gap == 0 && c.behindFor < c.Confirm {
 			return c.gap
 		}
-		from := c.gap
 		if c.gap == 0 {
 			c.gap = max(c.Step, mean)
 		} else {
-			excess := float64(mean-c.behindAbove()) / float64(c.behindAbove())
+			excess := float64(mean-c.Target) / float64(c.Target)
 			c.gap += time.Duration(float64(c.gap) * min(1, excess))
 		}
 		c.gap = min(c.gap, c.Budget)
-		c.grew, c.grewFrom, c.grewAt, c.sinceGrow = true, from, mean, 0
-	case mean < c.calmBelow() || busy < c.MinBusy/2:
+	case mean < c.Target/2 || busy < c.MinBusy/2:
 		c.calm += c.Sample
 		if c.calm < c.hold {
 			return c.gap
