@@ -15,6 +15,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/sccgo/sccgo/protocol"
+
+	"github.com/sccgo/sccgo/internal/testwait"
 )
 
 // fakeConfig shapes a fakeServer.
@@ -410,11 +412,5 @@ func (c *fakeConn) Invoke(ctx context.Context, event string, data []byte) (proto
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, d, what, cond)
 }

@@ -17,6 +17,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sccgo/sccgo/protocol"
+
+	"github.com/sccgo/sccgo/internal/testwait"
 )
 
 const testKey = "test-secret-key-of-at-least-32-bytes"
@@ -317,13 +319,7 @@ func (c *rawClient) subscribe(channel string, cid int) {
 // waitFor polls cond until it holds or d passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, d, what, cond)
 }
 
 // counter reads a counter or gauge from the server's registry.

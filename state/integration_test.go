@@ -18,6 +18,8 @@ import (
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/membership"
 	"github.com/sccgo/sccgo/protocol"
+
+	"github.com/sccgo/sccgo/internal/testwait"
 )
 
 // recorder is a node Handler that records the calls it gets.
@@ -49,13 +51,7 @@ func (r *recorder) has(s string) bool { return strings.Contains(r.log(), s) }
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, d, what, cond)
 }
 
 func fastGossip() *gossip.Config {

@@ -12,6 +12,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sccgo/sccgo/protocol"
+
+	"github.com/sccgo/sccgo/internal/testwait"
 )
 
 // The reshard, failover and routing behaviour of this package runs against
@@ -23,13 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // waitFor polls cond until it holds, and fails the test after 10 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 10*time.Second, what, cond)
 }
 
 type sink struct{}

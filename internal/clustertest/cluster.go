@@ -22,6 +22,7 @@ import (
 	"github.com/sccgo/sccgo/internal/devcert"
 	"github.com/sccgo/sccgo/internal/gossip"
 	"github.com/sccgo/sccgo/internal/nodelink"
+	"github.com/sccgo/sccgo/internal/testwait"
 	"github.com/sccgo/sccgo/state"
 )
 
@@ -122,17 +123,11 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-// WaitFor polls cond every 10ms until it is true, failing the test at the
+// WaitFor polls cond (testwait.For) until it is true, failing the test at the
 // timeout.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, timeout, what, cond)
 }
 
 // WaitReady waits until every running frontend and broker reports ready.

@@ -9,6 +9,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sccgo/sccgo/protocol"
+
+	"github.com/sccgo/sccgo/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -28,13 +30,7 @@ func testConfig(id, role string) Config {
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, d, what, cond)
 }
 
 func start(t *testing.T, cfg Config) *Gossip {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sccgo/sccgo/internal/testwait"
 )
 
 func fakeOpts(brokers, frontends int, extra map[string]string) Options {
@@ -53,13 +55,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, d, what, cond)
 }
 
 // gone reports whether pid no longer names a live process (a zombie not yet

@@ -12,6 +12,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sccgo/sccgo/internal/testwait"
 )
 
 // waitTimeout bounds every wait on a server's answer.
@@ -20,13 +22,7 @@ const waitTimeout = 10 * time.Second
 // waitFor polls cond until it holds, failing the test after d.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, d, what, cond)
 }
 
 // scClient is a minimal SocketCluster client that sends literal frames. Its
