@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sccgo/sccgo/internal/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -68,101 +70,97 @@ func TestIdleLimit(t *testing.T) {
 	}
 }
 
-// TestRunLowersTheTargetWhileIdle runs the tuner on this process: while
-// the test allocates little the GC percent goes to IdlePercent; under an
-// allocation load it goes back to BusyPercent; at the end it is restored.
-func TestRunLowersTheTargetWhileIdle(t *testing.T) {
+// startTuner runs Run with cfg on this process, over a live heap of
+// liveMiB, until the returned stop is called (also at the test's end).
+func startTuner(t *testing.T, cfg Config, liveMiB int) (stop func()) {
+	t.Helper()
 	prev := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(prev)
-	// A live heap for the rates to be measured against.
-	live := make([][]byte, 64)
+	live := make([][]byte, liveMiB)
 	for i := range live {
 		live[i] = make([]byte, 1<<20)
 	}
-	defer runtime.KeepAlive(live)
-
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		Run(ctx, Config{IdlePercent: 25, BusyPercent: 100, Interval: 20 * time.Millisecond, IdleLimit: true})
-	})
-	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() { Run(ctx, cfg) })
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			runtime.KeepAlive(live)
+			debug.SetGCPercent(prev)
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
 
-	percent, limit := gcPercent, memLimit
-	start := limit()
-	waitFor := func(what string, want int, load func()) {
-		deadline := time.Now().Add(10 * time.Second)
-		for percent() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: GC percent %d, want %d", what, percent(), want)
-			}
-			load()
+// waitPercent drives load until the GC percent is want, checking each
+// round that check holds (nil: nothing to check).
+func waitPercent(t *testing.T, what string, want int, load func(), check func()) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for gcPercent() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: GC percent %d, want %d", what, gcPercent(), want)
 		}
+		if check != nil {
+			check()
+		}
+		load()
 	}
-	waitFor("idle", 25, func() { time.Sleep(5 * time.Millisecond) })
-	// Idle: a memory limit a little above the 64 MiB live heap.
-	waitLimit := func(what string, ok func(int64) bool) {
-		deadline := time.Now().Add(10 * time.Second)
-		for !ok(limit()) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: memory limit %d", what, limit())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+}
+
+// quiet allocates nothing for a moment; busy allocates 4 MiB.
+func quiet() { time.Sleep(5 * time.Millisecond) }
+
+var sink []byte
+
+func busy() {
+	for range 64 {
+		sink = make([]byte, 64<<10)
 	}
-	waitLimit("idle", func(l int64) bool { return l >= 64<<20 && l < 256<<20 })
-	var sink []byte
-	waitFor("allocating", 100, func() {
-		for range 64 {
-			sink = make([]byte, 64<<10)
-		}
-		time.Sleep(time.Millisecond)
+	time.Sleep(time.Millisecond)
+}
+
+// TestRunLowersTheTargetWhileIdle runs the tuner on this process: while
+// the test allocates little the GC percent goes to IdlePercent and a
+// memory limit a little above the live heap is set; under an allocation
+// load both go back; at the end both are restored.
+func TestRunLowersTheTargetWhileIdle(t *testing.T) {
+	start := memLimit()
+	stop := startTuner(t, Config{IdlePercent: 25, BusyPercent: 100, Interval: 20 * time.Millisecond, IdleLimit: true}, 64)
+	waitPercent(t, "idle", 25, quiet, nil)
+	testwait.For(t, 10*time.Second, "a memory limit above the 64 MiB live heap", func() bool {
+		l := memLimit()
+		return l >= 64<<20 && l < 256<<20
 	})
-	_ = sink
-	if l := limit(); l != start {
+	waitPercent(t, "allocating", 100, busy, nil)
+	if l := memLimit(); l != start {
 		t.Fatalf("busy: memory limit %d, want the starting %d", l, start)
 	}
-	waitFor("idle again", 25, func() { time.Sleep(5 * time.Millisecond) })
-	cancel()
-	wg.Wait()
-	if p := percent(); p != 100 {
+	waitPercent(t, "idle again", 25, quiet, nil)
+	stop()
+	if p := gcPercent(); p != 100 {
 		t.Fatalf("after Run ended: GC percent %d, want 100", p)
 	}
-	if l := limit(); l != start {
+	if l := memLimit(); l != start {
 		t.Fatalf("after Run ended: memory limit %d, want the starting %d", l, start)
 	}
 }
 
-// TestRunSetsNoLimitUnlessAsked: without IdleLimit the idle tuner leaves
-// the memory limit alone.
+// TestRunSetsNoLimitUnlessAsked: without IdleLimit the tuner leaves the
+// memory limit alone through idle, busy and idle again.
 func TestRunSetsNoLimitUnlessAsked(t *testing.T) {
-	prev := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(prev)
-	live := make([][]byte, 16)
-	for i := range live {
-		live[i] = make([]byte, 1<<20)
-	}
-	defer runtime.KeepAlive(live)
 	start := memLimit()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { Run(ctx, Config{IdlePercent: 25, BusyPercent: 100, Interval: 20 * time.Millisecond}) })
-	defer func() { cancel(); wg.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		p := gcPercent()
-		if p == 25 {
-			break
+	startTuner(t, Config{IdlePercent: 25, BusyPercent: 100, Interval: 20 * time.Millisecond}, 16)
+	unchanged := func() {
+		if l := memLimit(); l != start {
+			t.Fatalf("without IdleLimit: memory limit %d, want the starting %d", l, start)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GC percent %d, want the idle 25", p)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	// A window of five more idle samples, in which the limit must stay
-	// unset.
-	time.Sleep(5 * 20 * time.Millisecond)
-	if l := memLimit(); l != start {
-		t.Fatalf("idle without IdleLimit: memory limit %d, want the starting %d", l, start)
-	}
+	waitPercent(t, "idle", 25, quiet, unchanged)
+	waitPercent(t, "allocating", 100, busy, unchanged)
+	waitPercent(t, "idle again", 25, quiet, unchanged)
+	unchanged()
 }
