@@ -65,11 +65,90 @@ type Traffic struct {
 	// publishing counts publishers between their pause check and the
 	// Expect of their publish, so Checkpoint can wait for them.
 	publishing atomic.Int64
+
+	anomalies []string // under mu: the first few, logged by Stop
+	closing   atomic.Bool
+}
+
+// maxAnomalies bounds what Stop logs.
+const maxAnomalies = 20
+
+// anomaly keeps one line that explains a failed check.
+func (tr *Traffic) anomaly(format string, args ...any) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.anomalies) < maxAnomalies {
+		tr.anomalies = append(tr.anomalies, fmt.Sprintf(format, args...))
+	}
+}
+
+// Anomalies returns the first deliveries of a publication seen twice by
+// one subscriber (with both places in the channel's history) and the
+// first disconnects of subscribers.
+func (tr *Traffic) Anomalies() []string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]string(nil), tr.anomalies...)
+}
+
+// trace notes one delivery and reports a publication delivered twice.
+func (tr *Traffic) trace(s *subscriber, m client.Message, p bench.Payload, now time.Time) {
+	v, _ := s.recent.LoadOrStore(m.Channel, &deliveryRing{})
+	r := v.(*deliveryRing)
+	d := delivery{pub: p.Publisher, seq: p.Seq, offset: m.Offset, epoch: m.Epoch, at: now}
+	if last := r.last; !last.at.IsZero() && d.offset != 0 && d.epoch == last.epoch && d.offset != last.offset+1 {
+		tr.anomaly("subscriber %d %s: offset %d (publisher %d seq %d) followed offset %d (publisher %d seq %d)",
+			s.id, m.Channel, d.offset, d.pub, d.seq, last.offset, last.pub, last.seq)
+	}
+	if prev, dup := r.note(d); dup {
+		tr.anomaly("subscriber %d %s: publisher %d seq %d delivered at offset %d epoch %q, again %v later at offset %d epoch %q",
+			s.id, m.Channel, p.Publisher, p.Seq, prev.offset, prev.epoch, now.Sub(prev.at).Round(time.Microsecond), d.offset, d.epoch)
+	}
 }
 
 type subscriber struct {
+	id    int
 	c     *client.Client
 	check *bench.Checker
+	// recent keeps, per channel, the last deliveries' places, so that a
+	// publication delivered twice is reported with both offsets.
+	recent sync.Map // channel → *deliveryRing (one receiver per channel)
+	drops  atomic.Int64
+}
+
+// traceDepth is how many deliveries per subscriber and channel are kept
+// to explain a duplicate.
+const traceDepth = 256
+
+type delivery struct {
+	pub    int
+	seq    uint64
+	offset uint64
+	epoch  string
+	at     time.Time
+}
+
+type deliveryRing struct {
+	d    [traceDepth]delivery
+	next int
+	last delivery // the latest
+}
+
+// note records m's delivery and returns the earlier delivery of the same
+// publication, if one is still kept.
+func (r *deliveryRing) note(d delivery) (delivery, bool) {
+	var prev delivery
+	found := false
+	for _, x := range r.d {
+		if !x.at.IsZero() && x.pub == d.pub && x.seq == d.seq {
+			prev, found = x, true
+			break
+		}
+	}
+	r.d[r.next%traceDepth] = d
+	r.next++
+	r.last = d
+	return prev, found
 }
 
 // subscriptionBuffer is each subscription's buffer: a channel gets at
@@ -95,11 +174,17 @@ func StartTraffic(t testing.TB, opts TrafficOptions) *Traffic {
 	start := time.Now()
 	for i := 0; i < opts.Subscribers; i++ {
 		url := opts.URLs[i%len(opts.URLs)]
-		c, err := client.Dial(ctx, url, client.Options{SubscriptionBuffer: subscriptionBuffer, TLSConfig: opts.TLSConfig})
+		s := &subscriber{id: i, check: bench.NewChecker()}
+		c, err := client.Dial(ctx, url, client.Options{SubscriptionBuffer: subscriptionBuffer, TLSConfig: opts.TLSConfig,
+			OnDisconnect: func(code int, reason string) {
+				if !tr.closing.Load() && s.drops.Add(1) <= 3 {
+					tr.anomaly("subscriber %d (%s) disconnected: %d %s", i, url, code, reason)
+				}
+			}})
 		if err != nil {
 			t.Fatalf("subscriber %d dialing %s: %v", i, url, err)
 		}
-		s := &subscriber{c: c, check: bench.NewChecker()}
+		s.c = c
 		tr.subs = append(tr.subs, s)
 		for _, ch := range tr.channels {
 			began := time.Now()
@@ -142,6 +227,7 @@ func (tr *Traffic) receive(s *subscriber, sub *client.Subscription) {
 			now := time.Now()
 			p, err := s.check.Observe(m.Channel, m.Data, now)
 			if err == nil {
+				tr.trace(s, m, p, now)
 				if tr.opts.OnDeliver != nil {
 					tr.opts.OnDeliver(p, now)
 				}
@@ -262,6 +348,7 @@ func (tr *Traffic) Stop(settle time.Duration) bench.CheckResult {
 	tr.cancel()
 	tr.pubWG.Wait()
 	tr.WaitCaughtUp(settle)
+	tr.closing.Store(true)
 	for _, p := range tr.pubs {
 		p.Close()
 	}
@@ -272,6 +359,16 @@ func (tr *Traffic) Stop(settle time.Duration) bench.CheckResult {
 	var r bench.CheckResult
 	for _, s := range tr.subs {
 		r.Merge(s.check.Result())
+	}
+	for _, a := range tr.Anomalies() {
+		tr.t.Logf("traffic: %s", a)
+	}
+	for i, sr := range r.Streams {
+		if i == 5 {
+			break
+		}
+		tr.t.Logf("traffic: stream publisher %d %s: expected %d, lost %d, duplicated %d, out of order %d, unexpected %d",
+			sr.Publisher, sr.Channel, sr.Expected, sr.Lost, sr.Duplicated, sr.OutOfOrder, sr.Unexpected)
 	}
 	return r
 }
