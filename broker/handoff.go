@@ -238,6 +238,37 @@ func (r *replicator) awaitHandoff(ch string, done <-chan struct{}) {
 	}
 }
 
+// awaitRing waits, on a frontend link's reader, until this broker
+// follows ring version v or a later one: the frontend routed what follows
+// by that ring. A broker a few milliseconds behind would otherwise take a
+// publish for a channel it now owns as another broker's and forward it
+// there, to the broker that handed the channel over, and both would number
+// the channel. It waits at most Config.HandoffTimeout (then the older ring
+// routes, as before) and reports whether the ring arrived.
+func (r *replicator) awaitRing(v uint64, done <-chan struct{}) bool {
+	var timeout <-chan time.Time
+	for {
+		tick := *r.ringTick.Load()
+		if rg := r.ring.Load(); rg != nil && rg.Version() >= v {
+			return true
+		}
+		if timeout == nil {
+			t := time.NewTimer(r.s.cfg.HandoffTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-tick:
+		case <-timeout:
+			return false
+		case <-done:
+			return false
+		case <-r.s.stop:
+			return false
+		}
+	}
+}
+
 // ownedElsewhere reports whether ch's owner under this broker's ring is
 // another broker.
 func (r *replicator) ownedElsewhere(ch string) bool {

@@ -31,6 +31,11 @@ type link struct {
 	// pending is the acknowledgement of the frame being read, made by
 	// the first publish that waits for a standby (reader goroutine only).
 	pending *pendingAck
+
+	// floor is the ring version the frontend routes this link's
+	// publishes by (RingFloor); floorMet the highest floor this broker's
+	// ring was checked against (reader goroutine only).
+	floor, floorMet uint64
 }
 
 // pendingAck is the acknowledgement of one frame's publishes: it goes out
@@ -66,6 +71,7 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 						s.repl.m.duplicates.Inc()
 					} else if key == "" || s.dedup.FirstSeen(ch+"\x00"+key) {
 						pubs++
+						l.awaitFloor()
 						s.repl.awaitHandoff(ch, l.nl.Done())
 						if !l.forwardToOwner(ch, opts, data, seq) {
 							l.publishReplicated(ch, opts, data, seq)
@@ -125,9 +131,17 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 			}
 			if s.repl != nil {
 				// A new owner answers after the old one handed the channel over.
+				l.awaitFloor()
 				s.repl.awaitHandoff(h.Channel, l.nl.Done())
 			}
 			l.history(h)
+		case protocol.MsgRingFloor:
+			var f protocol.RingFloor
+			if err := m.Decode(&f); err != nil {
+				s.m.drops.WithLabelValues(dropMalformed).Inc()
+				continue
+			}
+			l.floor = max(l.floor, f.Version)
 		default:
 			if !l.handlePresence(m) {
 				s.m.drops.WithLabelValues(dropUnknown).Inc()
@@ -195,6 +209,28 @@ func (l *link) releaseAcks() {
 	l.ackMu.Unlock()
 	if top > 0 && !l.nl.SendRaw(protocol.AppendPubAckMsg(make([]byte, 0, 10), top)) {
 		l.s.m.drops.WithLabelValues(dropAck).Inc()
+	}
+}
+
+// awaitFloor holds this link's publishes of channels with history until
+// the broker follows the ring the frontend routed them by (once per ring
+// version the frontend announces).
+func (l *link) awaitFloor() {
+	if l.floor <= l.floorMet {
+		return
+	}
+	l.floorMet = l.floor
+	r := l.s.repl
+	if rg := r.ring.Load(); rg != nil && rg.Version() >= l.floor {
+		return
+	}
+	r.m.floorWaiting.Inc()
+	ok := r.awaitRing(l.floor, l.nl.Done())
+	r.m.floorWaiting.Dec()
+	if ok {
+		r.m.floorWaits.WithLabelValues("ok").Inc()
+	} else {
+		r.m.floorWaits.WithLabelValues("timeout").Inc()
 	}
 }
 

@@ -47,6 +47,8 @@ type replicator struct {
 	m    *replMetrics
 
 	ring atomic.Pointer[ring.Ring]
+	// ringTick is closed, and replaced, at every ring change.
+	ringTick atomic.Pointer[chan struct{}]
 
 	mu    sync.Mutex
 	self  string              // this broker's id, set by Serve
@@ -83,6 +85,8 @@ type replMetrics struct {
 	forwarded        *prometheus.CounterVec
 	received         *prometheus.CounterVec
 	wait             prometheus.Histogram
+	floorWaits       *prometheus.CounterVec
+	floorWaiting     prometheus.Gauge
 }
 
 func newReplMetrics(reg prometheus.Registerer) *replMetrics {
@@ -117,13 +121,23 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 	for _, r := range []string{"forwarded", "appended_here"} {
 		m.forwarded.WithLabelValues(r)
 	}
-	reg.MustRegister(m.results, m.duplicates, m.snapshots, m.snapshotFailures, m.handoffs, m.forwarded, m.received, m.wait)
+	m.floorWaits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_ring_floor_waits_total",
+		Help: "Times a frontend's publishes waited for this broker to reach the ring version they were routed by, by result (ok; timeout: the handoff timeout passed first and they were routed by the older ring)."}, []string{"result"})
+	for _, r := range []string{"ok", "timeout"} {
+		m.floorWaits.WithLabelValues(r)
+	}
+	m.floorWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "scc_broker_ring_floor_waiting",
+		Help: "Frontend links whose publishes wait now for this broker to reach the ring version they were routed by."})
+	reg.MustRegister(m.results, m.duplicates, m.snapshots, m.snapshotFailures, m.handoffs, m.forwarded, m.received, m.wait, m.floorWaits, m.floorWaiting)
 	return m
 }
 
 func newReplicator(s *Server, hist *history.Store, reg prometheus.Registerer, shards int) *replicator {
-	return &replicator{s: s, hist: hist, m: newReplMetrics(reg), peers: make(map[string]*peerOut), pubs: newPublishers(shards),
+	r := &replicator{s: s, hist: hist, m: newReplMetrics(reg), peers: make(map[string]*peerOut), pubs: newPublishers(shards),
 		awaiting: make(map[string]chan struct{}), handedOff: make(map[string]uint64), hasRing: make(chan struct{})}
+	tick := make(chan struct{})
+	r.ringTick.Store(&tick)
+	return r
 }
 
 // setRing records the ring standbys are chosen by and closes the links to
@@ -134,6 +148,8 @@ func (r *replicator) setRing(rg *ring.Ring) {
 	// routed by the new ring never finds it without them.
 	r.awaitHandoffs(prev, rg)
 	r.ring.Store(rg)
+	tick := make(chan struct{})
+	close(*r.ringTick.Swap(&tick))
 	r.mu.Lock()
 	self := r.self
 	r.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/ring"
@@ -229,4 +230,83 @@ func TestHistoryPositionReachesStandby(t *testing.T) {
 		p, ok := b2.hist.Position(ch)
 		return ok && p.Epoch == r.Epoch && p.Offset == 0
 	})
+}
+
+// A broker a few milliseconds behind the frontends on a ring change must
+// not route a publish by its older ring. broker-1 leaves: it has
+// committed the ring without itself and handed its channel to broker-2,
+// which has not committed that ring yet when a frontend that has sends
+// it a publish of the channel. broker-2 holds the publish until it has
+// the ring (the frontend's RingFloor says which), then appends it as the
+// owner. Routed by its older ring it would forward it to broker-1, which
+// would append it after handing the channel over: two brokers numbering
+// one channel, whose publications then collide on offsets (a client
+// loses one, or gets one twice).
+func TestPublishWaitsForTheRingItWasRoutedBy(t *testing.T) {
+	b1, b2, ch := startPair(t, true)
+	sub := dialFE(t, b2.addr(), "frontend-sub")
+	sub.subscribeWait(ch)
+	old := dialFE(t, b1.addr(), "frontend-old")
+	for i := uint64(1); i <= 3; i++ {
+		old.publishSeq(ch, fmt.Sprintf(`"m%d"`, i), resendSeq+i)
+	}
+	waitFor(t, "pubacks at broker-1", func() bool { return old.lastPubAck() == resendSeq+3 })
+	waitFor(t, "the standby's copy", func() bool { p, _ := b2.hist.Position(ch); return p.Offset == 3 })
+
+	v2 := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-2", Addr: b2.addr()}}}
+	sent := b1.metric("scc_broker_handoffs_total", "result", "sent")
+	agentHandler{b1.Server}.Commit(v2)
+	waitFor(t, "broker-1's handoff", func() bool { return b1.metric("scc_broker_handoffs_total", "result", "sent") == sent+1 })
+
+	pub := dialFE(t, b2.addr(), "frontend-new")
+	pub.send(protocol.MsgRingFloor, &protocol.RingFloor{Version: 2})
+	pub.publishSeq(ch, `"m4"`, resendSeq+1)
+	waitFor(t, "broker-2 holding the publish, or broker-1 appending it", func() bool {
+		p, _ := b1.hist.Position(ch)
+		return b2.metric("scc_broker_ring_floor_waiting") == 1 || p.Offset > 3
+	})
+	agentHandler{b2.Server}.Commit(v2)
+	pub.publishSeq(ch, `"m5"`, resendSeq+2)
+	waitFor(t, "pubacks at broker-2", func() bool { return pub.lastPubAck() == resendSeq+2 })
+
+	if p, _ := b1.hist.Position(ch); p.Offset != 3 {
+		t.Errorf("broker-1 numbered the channel after handing it over: at offset %d, want 3", p.Offset)
+	}
+	if n := b2.metric("scc_broker_forwarded_total", "result", "forwarded"); n != 0 {
+		t.Errorf("broker-2 forwarded %v publishes to the broker that left", n)
+	}
+	if n := b2.metric("scc_broker_ring_floor_waits_total", "result", "ok"); n != 1 {
+		t.Errorf("ring floor waits ok = %v, want 1", n)
+	}
+	snap, _ := b2.hist.Snapshot(ch)
+	var got []string
+	for _, p := range snap.Pubs {
+		got = append(got, fmt.Sprintf("%d:%s", p.Offset, p.Data))
+	}
+	want := `[1:"m1" 2:"m2" 3:"m3" 4:"m4" 5:"m5"]`
+	if fmt.Sprint(got) != want {
+		t.Errorf("broker-2's history %v, want %s", got, want)
+	}
+	waitFor(t, "deliveries", func() bool { return len(sub.gotOn(ch)) == 2 })
+	if got := sub.gotOn(ch); fmt.Sprint(got) != `["m4" "m5"]` {
+		t.Errorf("subscriber at broker-2 got %q", got)
+	}
+}
+
+// A ring version that never comes holds a link's publishes once, for the
+// handoff timeout, and then they are routed by the ring the broker has.
+func TestRingFloorThatNeverComes(t *testing.T) {
+	b1, _, ch := startPair(t, true, func(c *Config) { c.HandoffTimeout = 100 * time.Millisecond })
+	pub := dialFE(t, b1.addr(), "frontend-pub")
+	pub.send(protocol.MsgRingFloor, &protocol.RingFloor{Version: 1 << 40})
+	for i := uint64(1); i <= 3; i++ {
+		pub.publishSeq(ch, fmt.Sprintf(`"m%d"`, i), resendSeq+i)
+	}
+	waitFor(t, "pubacks", func() bool { return pub.lastPubAck() == resendSeq+3 })
+	if n := b1.metric("scc_broker_ring_floor_waits_total", "result", "timeout"); n != 1 {
+		t.Fatalf("ring floor timeouts = %v, want 1 (one wait per announced version)", n)
+	}
+	if p, _ := b1.hist.Position(ch); p.Offset != 3 {
+		t.Fatalf("broker-1 at offset %d, want 3", p.Offset)
+	}
 }

@@ -309,6 +309,7 @@ func TestScenario23ScaleOutInHistory(t *testing.T) {
 	rep.Figure("gaps_recovered", c.SumFrontends("scc_frontend_history_recoveries_total", "result", "recovered"))
 	requireSameEpochs(rep, c, "scale-out and scale-in with history")
 	rep.Figure("route_drops", c.SumFrontends(routeDrops))
+	rep.Figure("ring_floor_waits", sumBrokers(c, "scc_broker_ring_floor_waits_total", "result", "ok"))
 }
 
 // sumBrokers sums a metric over every running broker.

@@ -42,6 +42,7 @@ const (
 	MsgPublish     MsgType = 14 // frontend → broker: one publish
 	MsgPubAck      MsgType = 15 // broker → frontend: every Publish up to Seq was forwarded
 	MsgDeliver     MsgType = 16 // broker → frontend: a publish for a channel the frontend holds
+	MsgRingFloor   MsgType = 17 // frontend → broker: the publishes that follow were routed by ring Version or later
 	MsgRing        MsgType = 20 // state → node: the committed ring
 	MsgPrepare     MsgType = 21 // state → frontend: subscribe at the owners of ring Version
 	MsgPrepared    MsgType = 22 // frontend → state: done preparing Version
@@ -95,6 +96,8 @@ func (t MsgType) String() string {
 		return "puback"
 	case MsgDeliver:
 		return "deliver"
+	case MsgRingFloor:
+		return "ringfloor"
 	case MsgRing:
 		return "ring"
 	case MsgPrepare:
@@ -419,6 +422,16 @@ type ReplSnapshot struct {
 	Time       int64
 	Pubs       []ReplPub
 	Publishers []ReplPublisher
+}
+
+// RingFloor tells a broker, on a frontend's link, that the publishes
+// that follow were routed by ring Version or a later one. A broker whose
+// own ring is older holds them (bounded) until it has that version, so
+// that it never forwards one to an owner the frontend's ring no longer
+// names: two brokers would then number the same channel.
+type RingFloor struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Version  uint64
 }
 
 // ReplHandoff follows, on a broker→broker link, the ReplSnapshots of

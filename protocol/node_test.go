@@ -57,6 +57,7 @@ func sampleMessages() []struct {
 			Pubs:       []ReplPub{{Offset: 2, Time: 4, Data: []byte(`1`)}, {Offset: 3, Time: 5, Data: []byte(`"x"`)}},
 			Publishers: []ReplPublisher{{ID: "frontend-1", Seq: 77}}}},
 		{MsgReplHandoff, &ReplHandoff{Version: 12}},
+		{MsgRingFloor, &RingFloor{Version: 7}},
 	}
 }
 

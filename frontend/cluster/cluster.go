@@ -629,6 +629,11 @@ func (b *Broker) Commit(r protocol.Ring) {
 	b.route.Lock()
 	b.pubRing = nr
 	b.pubLinks = links
+	// Ahead of any publish routed by nr, on every link: a broker that
+	// has not got nr yet holds them until it has.
+	for _, l := range all {
+		l.announceFloor(nr.Version())
+	}
 	// Re-route what waited for a link whose broker no longer owns it, then
 	// what the fence held, in arrival order per source.
 	for _, l := range all {

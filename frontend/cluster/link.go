@@ -46,6 +46,11 @@ type brokerLink struct {
 	// History requests waiting for their reply, by id (history.go).
 	nextHist uint64
 	hist     map[uint64]*histWait
+
+	// floor is the version of the ring this frontend routes publishes
+	// by, told to the broker (RingFloor) ahead of the first publish
+	// routed by it, and again on every connection.
+	floor uint64
 }
 
 func (b *Broker) newLink(info protocol.BrokerInfo) *brokerLink {
@@ -93,6 +98,7 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 		_ = nl.Close(nodelink.ReasonQueueFull)
 	} else {
 		l.flushLocked() // the rest, as the window allows
+		l.sendFloorLocked()
 		backlog := l.backlog
 		l.backlog, l.backlogBytes = nil, 0
 		now := time.Now()
@@ -127,6 +133,32 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	l.mu.Unlock()
 	l.b.m.linksUp.Dec()
 	l.b.log.Info("broker link down", "peer", l.info.ID, "err", err)
+}
+
+// announceFloor tells the broker that the publishes that follow on this
+// link are routed by ring version v.
+func (l *brokerLink) announceFloor(v uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v <= l.floor {
+		return
+	}
+	l.floor = v
+	l.sendFloorLocked()
+}
+
+// sendFloorLocked sends the floor on the current connection; while down,
+// the next connection sends it before its first publish.
+func (l *brokerLink) sendFloorLocked() {
+	if l.l == nil || l.floor == 0 {
+		return
+	}
+	if err := l.l.Send(protocol.MsgRingFloor, &protocol.RingFloor{Version: l.floor}); err != nil {
+		// The queue is full. Publishes must not follow without it: the
+		// link closes, and its next connection sends it first.
+		l.b.log.Warn("sending ring floor", "peer", l.info.ID, "err", err)
+		_ = l.l.Close(nodelink.ReasonQueueFull)
+	}
 }
 
 // splitSync splits chans into those one Sync message of at most maxBytes
