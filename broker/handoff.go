@@ -338,7 +338,12 @@ func (r *replicator) publishForwarded(ch string, opts history.Options, data []by
 	if p != nil && p.needsSync(ch) {
 		r.sync(p, ch)
 	}
-	r.hist.Append(ch, opts, data, func(pos history.Position) {
+	// Checked again under the stream's lock: the owner this publish was
+	// forwarded to may have appended it after all, and its Replicate
+	// (recorded before it is stored) may have arrived since the check
+	// above; appended again, the stream would hold it at two offsets.
+	seen := func() bool { return r.pubs.seen(ch, publisher, seq) }
+	_, appended := r.hist.AppendUnless(ch, opts, data, seen, func(pos history.Position) {
 		r.pubs.record(ch, publisher, seq)
 		msg := protocol.AppendDeliverPosMsg(make([]byte, 0, 24+len(ch)+len(data)), ch, data, pos.Offset, pos.Epoch)
 		deliver := func() {
@@ -371,6 +376,9 @@ func (r *replicator) publishForwarded(ch string, opts history.Options, data []by
 			deliver()
 		})
 	})
+	if !appended {
+		r.m.duplicates.Inc()
+	}
 }
 
 // giveBack runs when broker id links to this one: it sends id the

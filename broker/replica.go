@@ -239,7 +239,11 @@ func (l *link) publishReplicated(ch string, opts history.Options, data []byte, s
 	}
 	pa.left.Add(1)
 	start := time.Now()
-	r.hist.Append(ch, opts, data, func(pos history.Position) {
+	// A re-sent publish whose first copy's Replicate arrived since
+	// HandleMessages checked it is not appended again (see
+	// publishForwarded).
+	seen := func() bool { return r.pubs.seen(ch, publisher, seq) }
+	_, appended := r.hist.AppendUnless(ch, opts, data, seen, func(pos history.Position) {
 		r.pubs.record(ch, publisher, seq)
 		msg := protocol.AppendDeliverPosMsg(make([]byte, 0, 24+len(ch)+len(data)), ch, data, pos.Offset, pos.Epoch)
 		if p == nil {
@@ -262,6 +266,10 @@ func (l *link) publishReplicated(ch string, opts history.Options, data []byte, s
 			l.deliverPending(ch, msg, pa)
 		})
 	})
+	if !appended {
+		r.m.duplicates.Inc()
+		l.donePending(pa)
+	}
 }
 
 // afterDelivered runs fn, which must not block, once every publication
@@ -571,8 +579,11 @@ func (h peerIn) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
 				r.m.received.WithLabelValues("forward").Inc()
 				continue
 			}
-			r.hist.Put(rep.Channel, opts, rep.Epoch, history.Pub{Offset: rep.Offset, Time: rep.Time, Data: rep.Data}, nil)
+			// Recorded first: a publish of this broker's that checks
+			// under the stream's lock whether the channel has it
+			// (AppendUnless) then never misses it.
 			r.pubs.record(rep.Channel, rep.Publisher, rep.PubSeq)
+			r.hist.Put(rep.Channel, opts, rep.Epoch, history.Pub{Offset: rep.Offset, Time: rep.Time, Data: rep.Data}, nil)
 			r.m.received.WithLabelValues("publication").Inc()
 		case protocol.MsgReplHandoff:
 			var ho protocol.ReplHandoff

@@ -244,24 +244,38 @@ func NewEpoch() string {
 // channel whose opts keep nothing is not stored: Append returns the zero
 // Position and does not call then.
 func (s *Store) Append(channel string, opts Options, data []byte, then func(Position)) Position {
+	pos, _ := s.AppendUnless(channel, opts, data, nil, then)
+	return pos
+}
+
+// AppendUnless is Append, except that skip, if not nil, runs first under
+// the stream's lock and, when it reports true, nothing is appended (ok
+// false, then not called). A check that must not race with the stream's
+// other writers (a publish the stream already took under another offset)
+// goes there.
+func (s *Store) AppendUnless(channel string, opts Options, data []byte, skip func() bool, then func(Position)) (pos Position, ok bool) {
 	if !opts.Enabled() {
-		return Position{}
+		return Position{}, false
 	}
 	now := s.now().UnixNano()
 	sh := s.shard(channel)
 	sh.mu.Lock()
+	if skip != nil && skip() {
+		sh.mu.Unlock()
+		return Position{}, false
+	}
 	st := s.getLocked(sh, channel, opts, now)
 	st.top++
 	s.pushLocked(sh, st, Pub{Offset: st.top, Time: now, Data: append([]byte(nil), data...)})
 	st.last = now
 	sh.touch(st)
 	s.enforceLocked(sh, st)
-	pos := Position{Offset: st.top, Epoch: st.epoch}
+	pos = Position{Offset: st.top, Epoch: st.epoch}
 	if then != nil {
 		then(pos)
 	}
 	sh.mu.Unlock()
-	return pos
+	return pos, true
 }
 
 // Put adds a publication whose offset was chosen elsewhere (by the owner
