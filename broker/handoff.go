@@ -32,6 +32,7 @@ func (r *replicator) awaitHandoffs(prev, cur *ring.Ring) {
 		return
 	}
 	timeout := r.s.cfg.HandoffTimeout
+	linked := r.s.replicatingHere()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	self := r.self
@@ -47,12 +48,41 @@ func (r *replicator) awaitHandoffs(prev, cur *ring.Ring) {
 		if b.ID == self || (prev != nil && !prev.Contains(b.ID)) || r.handedOff[b.ID] >= cur.Version() {
 			continue
 		}
-		wait := make(chan struct{})
-		r.awaiting[b.ID] = wait
-		id := b.ID
-		time.AfterFunc(timeout, func() { r.handoffDone(id, wait) })
+		r.awaitLocked(b.ID, timeout)
+	}
+	// A broker that leaves the ring on purpose commits it too and hands
+	// its channels over: its channels' new owners wait for it as for any
+	// other, while its link to this broker is up. A broker that crashed
+	// is not waited for: its link is down by the time the ring drops it
+	// (and when it goes down meanwhile, the wait ends: peerGone).
+	if prev != nil {
+		for _, b := range prev.Brokers() {
+			if b.ID == self || cur.Contains(b.ID) || r.handedOff[b.ID] >= cur.Version() || !linked[b.ID] {
+				continue
+			}
+			r.awaitLocked(b.ID, timeout)
+		}
 	}
 	r.awaitingAny.Store(len(r.awaiting) > 0)
+}
+
+// awaitLocked starts the wait for id's ReplHandoff, at most timeout.
+func (r *replicator) awaitLocked(id string, timeout time.Duration) {
+	wait := make(chan struct{})
+	r.awaiting[id] = wait
+	time.AfterFunc(timeout, func() { r.handoffDone(id, wait) })
+}
+
+// peerGone ends the wait for the handoff of a broker outside the ring
+// whose link to this broker closed: nothing more comes from it.
+func (r *replicator) peerGone(id string) {
+	r.mu.Lock()
+	wait := r.awaiting[id]
+	rg := r.ring.Load()
+	r.mu.Unlock()
+	if wait != nil && !rg.Contains(id) {
+		r.handoffDone(id, wait)
+	}
 }
 
 // handoff sends the channels this broker gives under cur to their new

@@ -551,7 +551,20 @@ func (s *Server) serveReplica(nl *nodelink.Link) {
 	s.mu.Lock()
 	delete(s.replIn, nl)
 	s.mu.Unlock()
+	s.repl.peerGone(nl.Peer().NodeID)
 	s.log.Info("replica link down", "peer", nl.Peer().NodeID, "err", err)
+}
+
+// replicatingHere returns the brokers whose replication links to this
+// one are up.
+func (s *Server) replicatingHere() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(s.replIn))
+	for nl := range s.replIn {
+		out[nl.Peer().NodeID] = true
+	}
+	return out
 }
 
 // peerIn is a link accepted from a broker that replicates to this one.

@@ -310,3 +310,61 @@ func TestRingFloorThatNeverComes(t *testing.T) {
 		t.Fatalf("broker-1 at offset %d, want 3", p.Offset)
 	}
 }
+
+// A broker that leaves the ring hands its channels over before their new
+// owner numbers them, even when the new owner commits the ring first.
+// broker-2 commits the ring without broker-1 while broker-1 has not yet:
+// a frontend that switched publishes m5 at broker-2, which holds it, and
+// one that has not publishes m4 at broker-1, which appends it as the
+// owner it still is. Once broker-1 commits the ring and hands the channel
+// over, broker-2 appends m5 after m4. Without the wait broker-2 appended
+// m5 at broker-1's next offset, and broker-1's m4 landed on the same one.
+func TestLeavingBrokerHandsOverBeforeTheNewOwnerNumbers(t *testing.T) {
+	b1, b2, ch := startPair(t, true)
+	old := dialFE(t, b1.addr(), "frontend-old")
+	for i := uint64(1); i <= 3; i++ {
+		old.publishSeq(ch, fmt.Sprintf(`"m%d"`, i), resendSeq+i)
+	}
+	waitFor(t, "pubacks at broker-1", func() bool { return old.lastPubAck() == resendSeq+3 })
+	waitFor(t, "the standby's copy", func() bool { p, _ := b2.hist.Position(ch); return p.Offset == 3 })
+
+	v2 := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-2", Addr: b2.addr()}}}
+	agentHandler{b2.Server}.Commit(v2)
+	pub := dialFE(t, b2.addr(), "frontend-new")
+	pub.send(protocol.MsgRingFloor, &protocol.RingFloor{Version: 2})
+	pub.publishSeq(ch, `"m5"`, resendSeq+1)
+	waitFor(t, "broker-2 holding m5 for broker-1's handoff", func() bool {
+		p, _ := b2.hist.Position(ch)
+		return blockedIn("(*replicator).awaitHandoff") || p.Offset > 3
+	})
+	old.publishSeq(ch, `"m4"`, resendSeq+4)
+	waitFor(t, "m4 at broker-1", func() bool { return old.lastPubAck() == resendSeq+4 })
+	agentHandler{b1.Server}.Commit(v2)
+	waitFor(t, "m5 at broker-2", func() bool { return pub.lastPubAck() == resendSeq+1 })
+
+	snap, _ := b2.hist.Snapshot(ch)
+	var got []string
+	for _, p := range snap.Pubs {
+		got = append(got, fmt.Sprintf("%d:%s", p.Offset, p.Data))
+	}
+	if want := `[1:"m1" 2:"m2" 3:"m3" 4:"m4" 5:"m5"]`; fmt.Sprint(got) != want {
+		t.Fatalf("broker-2's stream %v, want %s", got, want)
+	}
+}
+
+// The wait for a leaving broker's handoff ends when its link closes: a
+// broker that dies while leaving does not hold its channels' publishes
+// for the whole handoff timeout.
+func TestLeavingBrokerThatDiesIsNotAwaited(t *testing.T) {
+	b1, b2, ch := startPair(t, true, func(c *Config) { c.HandoffTimeout = time.Hour })
+	v2 := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-2", Addr: b2.addr()}}}
+	agentHandler{b2.Server}.Commit(v2)
+	pub := dialFE(t, b2.addr(), "frontend-new")
+	pub.send(protocol.MsgRingFloor, &protocol.RingFloor{Version: 2})
+	pub.publishSeq(ch, `"m1"`, resendSeq+1)
+	waitFor(t, "broker-2 holding m1 for broker-1's handoff", func() bool { return blockedIn("(*replicator).awaitHandoff") })
+	if err := b1.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "m1 at broker-2", func() bool { return pub.lastPubAck() == resendSeq+1 })
+}
