@@ -345,23 +345,30 @@ func (l *link) forwardToOwner(ch string, opts history.Options, data []byte, seq 
 		})
 	}, func(ok bool) {
 		if ok {
+			// The owner's standby holds it (peerIn acknowledges a forward
+			// only then).
 			r.m.forwarded.WithLabelValues("forwarded").Inc()
-		} else {
-			// The owner may not have it: append it here.
-			r.m.forwarded.WithLabelValues("appended_here").Inc()
-			r.publishForwarded(ch, opts, owned, publisher, seq)
+			l.donePending(pa)
+			return
 		}
-		l.donePending(pa)
+		// The owner may not have it: append it here, and acknowledge it
+		// once this broker's standby holds it.
+		r.m.forwarded.WithLabelValues("appended_here").Inc()
+		r.publishForwarded(ch, opts, owned, publisher, seq, func() { l.donePending(pa) })
 	})
 	return true
 }
 
 // publishForwarded appends a publish another broker forwarded (or one
 // whose forward failed), replicates it and delivers it, as the owner.
-func (r *replicator) publishForwarded(ch string, opts history.Options, data []byte, publisher string, seq uint64) {
+// done, which must not block, runs once the channel's standby holds the
+// publication (or could not take it, or there is none), or at once when
+// the channel already holds the publish.
+func (r *replicator) publishForwarded(ch string, opts history.Options, data []byte, publisher string, seq uint64, done func()) {
 	s := r.s
 	if r.pubs.seen(ch, publisher, seq) {
 		r.m.duplicates.Inc()
+		done()
 		return
 	}
 	p := r.standby(ch)
@@ -390,6 +397,7 @@ func (r *replicator) publishForwarded(ch string, opts history.Options, data []by
 		if p == nil {
 			r.m.results.WithLabelValues(replNoStandby).Inc()
 			deliver()
+			done()
 			return
 		}
 		p.send(ch, func(rseq uint64) []byte {
@@ -404,10 +412,14 @@ func (r *replicator) publishForwarded(ch string, opts history.Options, data []by
 				r.m.results.WithLabelValues(replUnreplicated).Inc()
 			}
 			deliver()
+			done()
 		})
 	})
 	if !appended {
-		r.m.duplicates.Inc()
+		done()
+		if opts.Enabled() {
+			r.m.duplicates.Inc()
+		}
 	}
 }
 

@@ -93,12 +93,12 @@ func TestForwardAppendedOnceWhenItsCopyArrivesMeanwhile(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b2.repl.publishForwarded(ch, opts, []byte(`"P"`), publisher, seq) // the failed forward's fallback
+		b2.repl.publishForwarded(ch, opts, []byte(`"P"`), publisher, seq, func() {}) // the failed forward's fallback
 	}()
 	waitFor(t, "broker-2 past its check, syncing the new standby", func() bool { return blockedIn("(*peerOut).needsSync") })
 	// broker-1 appends the forward it got (peerIn does this with a
 	// Replicate of offset 0) and replicates it to broker-2.
-	b1.repl.publishForwarded(ch, opts, []byte(`"P"`), publisher, seq)
+	b1.repl.publishForwarded(ch, opts, []byte(`"P"`), publisher, seq, func() {})
 	waitFor(t, "broker-1's copy of P at broker-2", func() bool { p, _ := b2.hist.Position(ch); return p.Offset == 4 })
 	toB3.mu.Unlock()
 	<-done

@@ -547,7 +547,7 @@ func (s *Server) serveReplica(nl *nodelink.Link) {
 	s.mu.Unlock()
 	s.log.Info("replica link up", "peer", nl.Peer().NodeID)
 	s.repl.giveBack(nl.Peer().NodeID)
-	err := nl.Run(peerIn{r: s.repl})
+	err := nl.Run(&peerIn{r: s.repl, nl: nl})
 	s.mu.Lock()
 	delete(s.replIn, nl)
 	s.mu.Unlock()
@@ -568,16 +568,36 @@ func (s *Server) replicatingHere() map[string]bool {
 }
 
 // peerIn is a link accepted from a broker that replicates to this one.
+//
+// A frame's ReplAck covers everything up to its highest sequence number
+// (cumulative), so acknowledgements go out in frame order. A frame with a
+// forwarded publish (this broker owns the channel) is acknowledged only
+// once this broker's own standby holds the publication: the forwarding
+// broker acknowledges its frontend on it, and a crash of this broker
+// before then must leave the publish unacknowledged, to be appended by the
+// forwarding broker, not lost.
 type peerIn struct {
-	r *replicator
+	r  *replicator
+	nl *nodelink.Link
+
+	mu   sync.Mutex
+	acks []*inAck // frames not acknowledged yet, in order
+}
+
+// inAck is one frame's acknowledgement, sent once left reaches 0: one for
+// the frame being read, one per forwarded publish not yet replicated.
+type inAck struct {
+	seq  uint64
+	left atomic.Int32
 }
 
 // HandleMessages stores each replicated publication and snapshot, then
 // acknowledges them all with one ReplAck.
-func (h peerIn) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
+func (h *peerIn) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
 	r := h.r
 	var top uint64
 	var rep protocol.Replicate
+	var fa *inAck // this frame's acknowledgement, once it must wait
 	for _, m := range msgs {
 		switch m.Type {
 		case protocol.MsgReplicate:
@@ -588,7 +608,11 @@ func (h peerIn) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
 			opts := r.s.historyOptions(rep.Channel)
 			top = max(top, rep.Seq)
 			if rep.Offset == 0 { // a publish forwarded to the owner
-				r.publishForwarded(rep.Channel, opts, rep.Data, rep.Publisher, rep.PubSeq)
+				if fa == nil {
+					fa = h.hold()
+				}
+				fa.left.Add(1)
+				r.publishForwarded(rep.Channel, opts, rep.Data, rep.Publisher, rep.PubSeq, func() { h.release(fa) })
 				r.m.received.WithLabelValues("forward").Inc()
 				continue
 			}
@@ -617,13 +641,73 @@ func (h peerIn) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
 			r.s.m.drops.WithLabelValues(dropUnknown).Inc()
 		}
 	}
-	if top > 0 && !nl.SendRaw(protocol.AppendReplAckMsg(make([]byte, 0, 10), top)) {
-		r.s.m.drops.WithLabelValues(dropAck).Inc()
+	if top == 0 {
+		if fa != nil {
+			h.release(fa)
+		}
+		return
+	}
+	if fa == nil {
+		h.mu.Lock()
+		waiting := len(h.acks) > 0
+		if waiting {
+			fa = &inAck{seq: top}
+			fa.left.Store(1)
+			h.acks = append(h.acks, fa)
+		}
+		h.mu.Unlock()
+		if !waiting {
+			h.sendAck(top)
+			return
+		}
+	} else {
+		h.mu.Lock()
+		fa.seq = top
+		h.mu.Unlock()
+	}
+	h.release(fa)
+}
+
+// hold queues the acknowledgement of the frame being read.
+func (h *peerIn) hold() *inAck {
+	a := &inAck{}
+	a.left.Store(1)
+	h.mu.Lock()
+	h.acks = append(h.acks, a)
+	h.mu.Unlock()
+	return a
+}
+
+// release takes one wait off a; the acknowledgements at the head of the
+// queue that wait for nothing more go out as one ReplAck.
+func (h *peerIn) release(a *inAck) {
+	if a.left.Add(-1) > 0 {
+		return
+	}
+	h.mu.Lock()
+	var top uint64
+	for len(h.acks) > 0 && h.acks[0].left.Load() == 0 {
+		top = max(top, h.acks[0].seq)
+		h.acks[0] = nil
+		h.acks = h.acks[1:]
+	}
+	if len(h.acks) == 0 {
+		h.acks = nil
+	}
+	h.mu.Unlock()
+	if top > 0 {
+		h.sendAck(top)
+	}
+}
+
+func (h *peerIn) sendAck(seq uint64) {
+	if !h.nl.SendRaw(protocol.AppendReplAckMsg(make([]byte, 0, 10), seq)) {
+		h.r.s.m.drops.WithLabelValues(dropAck).Inc()
 	}
 }
 
 // Closed implements nodelink.Handler.
-func (h peerIn) Closed(*nodelink.Link, error) {}
+func (h *peerIn) Closed(*nodelink.Link, error) {}
 
 // restore installs a snapshot another broker sent.
 func (r *replicator) restore(sn *protocol.ReplSnapshot) {
