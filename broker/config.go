@@ -119,9 +119,13 @@ type Config struct {
 	// not replicated. Default true.
 	Replication bool
 	// HandoffTimeout bounds how long, after a ring change, this broker
-	// holds publishes of channels it gains from a broker still in the
-	// ring until that broker has handed their history over, and how long
-	// it tries to hand over the channels it gives
+	// holds publishes of channels it gains from another broker (one still
+	// in the ring, or one that said it is leaving) until that broker has
+	// handed their history over, how long it tries to hand over the
+	// channels it gives, and how long a frontend link's publishes wait for
+	// this broker to commit the ring the frontend routed them by. The
+	// waits of one frame of a link end together, at most this long and at
+	// most two thirds of the link's ping timeout
 	// (SCC_REPLICATION_HANDOFF_TIMEOUT). Default 2s.
 	HandoffTimeout time.Duration
 	// ReadyPoll is how often readiness is checked while waiting for the

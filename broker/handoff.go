@@ -15,10 +15,15 @@ import (
 //     another broker, this broker sends that broker the channel's history
 //     (a ReplSnapshot, unless the link already carried it, as it has when
 //     the new owner was the standby), then a ReplHandoff for the ring. A
-//     broker that gains channels from a broker still in the ring holds
-//     their publishes until that broker's ReplHandoff arrives, at most
-//     Config.HandoffTimeout, so it continues the streams instead of
-//     starting new ones.
+//     broker that gains channels from a broker still in the ring, or from
+//     one that said it is leaving (ReplLeaving) and is still linked,
+//     holds their publishes until that broker's ReplHandoff arrives, at
+//     most Config.HandoffTimeout, so it continues the streams instead of
+//     starting new ones. A broker that crashed or is cut off said nothing
+//     and is not waited for.
+//   - Ring floor. A frontend tells each link which ring its publishes are
+//     routed by (RingFloor); a broker behind holds them until it commits
+//     that ring, so it never forwards one by a ring the frontend left.
 //   - One writer. Frontends switch to a new ring a few milliseconds apart.
 //     A publish that reaches this broker for a channel another broker owns
 //     under the ring this broker follows is forwarded to that owner (a
@@ -32,7 +37,6 @@ func (r *replicator) awaitHandoffs(prev, cur *ring.Ring) {
 		return
 	}
 	timeout := r.s.cfg.HandoffTimeout
-	linked := r.s.replicatingHere()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	self := r.self
@@ -41,6 +45,7 @@ func (r *replicator) awaitHandoffs(prev, cur *ring.Ring) {
 		close(ch)
 		delete(r.awaiting, id)
 	}
+	clear(r.leavers)
 	// Without a previous ring (this broker just joined, or restarted) a
 	// channel it owns came from the broker that ranks next for it, which
 	// may be any other.
@@ -50,17 +55,20 @@ func (r *replicator) awaitHandoffs(prev, cur *ring.Ring) {
 		}
 		r.awaitLocked(b.ID, timeout)
 	}
-	// A broker that leaves the ring on purpose commits it too and hands
-	// its channels over: its channels' new owners wait for it as for any
-	// other, while its link to this broker is up. A broker that crashed
-	// is not waited for: its link is down by the time the ring drops it
-	// (and when it goes down meanwhile, the wait ends: peerGone).
-	if prev != nil {
+	// A broker that leaves the ring on purpose said so (ReplLeaving) and
+	// commits the ring too, then hands its channels over: their new
+	// owners wait for it as for any other, while a link from it is up.
+	// One that crashed or is cut off said nothing and is not waited for;
+	// nor is any broker for a ring of the same version (a fallback ring
+	// this broker derived: nobody hands off for it).
+	if prev != nil && prev.Version() != cur.Version() {
 		for _, b := range prev.Brokers() {
-			if b.ID == self || cur.Contains(b.ID) || r.handedOff[b.ID] >= cur.Version() || !linked[b.ID] {
+			id := b.ID
+			if id == self || cur.Contains(id) || r.handedOff[id] >= cur.Version() || !r.leaving[id] || r.inLinks[id] == 0 {
 				continue
 			}
-			r.awaitLocked(b.ID, timeout)
+			r.leavers[id] = true
+			r.awaitLocked(id, timeout)
 		}
 	}
 	r.awaitingAny.Store(len(r.awaiting) > 0)
@@ -73,15 +81,55 @@ func (r *replicator) awaitLocked(id string, timeout time.Duration) {
 	time.AfterFunc(timeout, func() { r.handoffDone(id, wait) })
 }
 
-// peerGone ends the wait for the handoff of a broker outside the ring
-// whose link to this broker closed: nothing more comes from it.
+// peerUp counts a replication link from broker id; a broker says again
+// on each link that it is leaving.
+func (r *replicator) peerUp(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inLinks[id] == 0 {
+		delete(r.leaving, id)
+	}
+	r.inLinks[id]++
+}
+
+// peerLeaving records broker id's ReplLeaving.
+func (r *replicator) peerLeaving(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.leaving[id] = true
+}
+
+// peerGone uncounts a replication link from broker id; with its last
+// link gone, the wait for the handoff of a leaving broker ends: nothing
+// more comes from it.
 func (r *replicator) peerGone(id string) {
 	r.mu.Lock()
-	wait := r.awaiting[id]
-	rg := r.ring.Load()
+	var wait chan struct{}
+	if r.inLinks[id]--; r.inLinks[id] <= 0 {
+		delete(r.inLinks, id)
+		if r.leavers[id] {
+			wait = r.awaiting[id]
+		}
+	}
 	r.mu.Unlock()
-	if wait != nil && !rg.Contains(id) {
+	if wait != nil {
 		r.handoffDone(id, wait)
+	}
+}
+
+// leave tells every broker this one replicates to that it is leaving the
+// cluster (and again on every link that comes up), so that the new owners
+// of its channels wait for its handoff.
+func (r *replicator) leave() {
+	r.mu.Lock()
+	r.leavingSelf = true
+	peers := make([]*peerOut, 0, len(r.peers))
+	for _, p := range r.peers {
+		peers = append(peers, p)
+	}
+	r.mu.Unlock()
+	for _, p := range peers {
+		p.sendLeaving()
 	}
 }
 
@@ -193,6 +241,17 @@ func (p *peerOut) queuedBytes() int {
 	return p.l.QueuedBytes()
 }
 
+// sendLeaving tells the broker at the other end that this one is
+// leaving the cluster.
+func (p *peerOut) sendLeaving() {
+	msg, err := protocol.AppendMessage(nil, protocol.MsgReplLeaving, &protocol.ReplLeaving{})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil && p.l != nil && !p.l.SendRaw(msg) {
+		p.r.s.m.drops.WithLabelValues(dropLinkQueue).Inc()
+	}
+}
+
 func (p *peerOut) isUp() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -226,15 +285,17 @@ func (r *replicator) handoffDone(from string, wait chan struct{}) {
 }
 
 // awaitHandoff holds a publish of ch, on its link's reader, while the
-// broker that owned ch under the previous ring has not handed it over.
-func (r *replicator) awaitHandoff(ch string, done <-chan struct{}) {
+// broker that owned ch under the previous ring has not handed it over, at
+// most until deadline (shared by the waits of one frame: the link's ping
+// timeout would close a link whose reader reads nothing for longer).
+func (r *replicator) awaitHandoff(ch string, done <-chan struct{}, deadline time.Time) {
 	if r.s.cfg.StateAddr != "" && !isClosed(r.hasRing) {
 		// A broker that just joined may see publishes before its first
 		// ring that holds it (frontends commit a ring a few milliseconds
 		// before it does, and the ring it learned from gossip may be one
 		// it is not in yet, whose owners it would forward to): wait for
 		// it, and then for the handoffs it brings.
-		t := time.NewTimer(r.s.cfg.HandoffTimeout)
+		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-r.hasRing:
 		case <-t.C:
@@ -261,8 +322,11 @@ func (r *replicator) awaitHandoff(ch string, done <-chan struct{}) {
 	if wait == nil {
 		return
 	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
 	select {
 	case <-wait:
+	case <-t.C:
 	case <-done:
 	case <-r.s.stop:
 	}
@@ -273,28 +337,29 @@ func (r *replicator) awaitHandoff(ch string, done <-chan struct{}) {
 // by that ring. A broker a few milliseconds behind would otherwise take a
 // publish for a channel it now owns as another broker's and forward it
 // there, to the broker that handed the channel over, and both would number
-// the channel. It waits at most Config.HandoffTimeout (then the older ring
-// routes, as before) and reports whether the ring arrived.
-func (r *replicator) awaitRing(v uint64, done <-chan struct{}) bool {
+// the channel. It waits at most until deadline (then the older ring
+// routes, as before) and reports how the wait ended: "ok" (the ring
+// arrived), "timeout", or "" (the link or the broker closed).
+func (r *replicator) awaitRing(v uint64, done <-chan struct{}, deadline time.Time) string {
 	var timeout <-chan time.Time
 	for {
 		tick := *r.ringTick.Load()
 		if rg := r.ring.Load(); rg != nil && rg.Version() >= v {
-			return true
+			return "ok"
 		}
 		if timeout == nil {
-			t := time.NewTimer(r.s.cfg.HandoffTimeout)
+			t := time.NewTimer(time.Until(deadline))
 			defer t.Stop()
 			timeout = t.C
 		}
 		select {
 		case <-tick:
 		case <-timeout:
-			return false
+			return "timeout"
 		case <-done:
-			return false
+			return ""
 		case <-r.s.stop:
-			return false
+			return ""
 		}
 	}
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -33,9 +34,12 @@ type link struct {
 	pending *pendingAck
 
 	// floor is the ring version the frontend routes this link's
-	// publishes by (RingFloor); floorMet the highest floor this broker's
-	// ring was checked against (reader goroutine only).
+	// publishes by (its latest RingFloor); floorMet the floor this
+	// broker's ring was last checked against (reader goroutine only).
 	floor, floorMet uint64
+	// holdUntil bounds, together, the waits of the frame being read
+	// (zero until one waits).
+	holdUntil time.Time
 }
 
 // pendingAck is the acknowledgement of one frame's publishes: it goes out
@@ -51,6 +55,7 @@ type pendingAck struct {
 // on the link was applied.
 func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 	s := l.s
+	l.holdUntil = time.Time{}
 	var maxSeq uint64
 	var pubs, deliveries int
 	for _, m := range msgs {
@@ -72,7 +77,7 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 					} else if key == "" || s.dedup.FirstSeen(ch+"\x00"+key) {
 						pubs++
 						l.awaitFloor()
-						s.repl.awaitHandoff(ch, l.nl.Done())
+						s.repl.awaitHandoff(ch, l.nl.Done(), l.holdDeadline())
 						if !l.forwardToOwner(ch, opts, data, seq) {
 							l.publishReplicated(ch, opts, data, seq)
 						}
@@ -132,7 +137,7 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 			if s.repl != nil {
 				// A new owner answers after the old one handed the channel over.
 				l.awaitFloor()
-				s.repl.awaitHandoff(h.Channel, l.nl.Done())
+				s.repl.awaitHandoff(h.Channel, l.nl.Done(), l.holdDeadline())
 			}
 			l.history(h)
 		case protocol.MsgRingFloor:
@@ -141,7 +146,9 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 				s.m.drops.WithLabelValues(dropMalformed).Inc()
 				continue
 			}
-			l.floor = max(l.floor, f.Version)
+			// The latest, not the highest: a bogus version is checked
+			// once and then forgotten.
+			l.floor = f.Version
 		default:
 			if !l.handlePresence(m) {
 				s.m.drops.WithLabelValues(dropUnknown).Inc()
@@ -216,7 +223,7 @@ func (l *link) releaseAcks() {
 // the broker follows the ring the frontend routed them by (once per ring
 // version the frontend announces).
 func (l *link) awaitFloor() {
-	if l.floor <= l.floorMet {
+	if l.floor == l.floorMet {
 		return
 	}
 	l.floorMet = l.floor
@@ -225,13 +232,27 @@ func (l *link) awaitFloor() {
 		return
 	}
 	r.m.floorWaiting.Inc()
-	ok := r.awaitRing(l.floor, l.nl.Done())
+	result := r.awaitRing(l.floor, l.nl.Done(), l.holdDeadline())
 	r.m.floorWaiting.Dec()
-	if ok {
-		r.m.floorWaits.WithLabelValues("ok").Inc()
-	} else {
-		r.m.floorWaits.WithLabelValues("timeout").Inc()
+	if result != "" {
+		r.m.floorWaits.WithLabelValues(result).Inc()
 	}
+}
+
+// holdDeadline is when the waits of the frame being read end, together:
+// at most Config.HandoffTimeout after the first, and at most two thirds
+// of the link's ping timeout, which closes a link whose reader reads
+// nothing for longer.
+func (l *link) holdDeadline() time.Time {
+	if l.holdUntil.IsZero() {
+		d := l.s.cfg.HandoffTimeout
+		pt := l.s.cfg.Link.PingTimeout
+		if pt <= 0 {
+			pt = nodelink.DefaultPingTimeout
+		}
+		l.holdUntil = time.Now().Add(min(d, pt*2/3))
+	}
+	return l.holdUntil
 }
 
 // warmedUp waits, on this link's reader, until the broker's warm-up is

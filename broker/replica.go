@@ -61,9 +61,17 @@ type replicator struct {
 	awaiting     map[string]chan struct{}
 	handedOff    map[string]uint64
 	awaitingAny  atomic.Bool
-	awaitVersion uint64        // the ring version the awaited handoffs are for
-	hasRing      chan struct{} // closed at the first ring that holds this broker
-	firstRing    sync.Once
+	awaitVersion uint64 // the ring version the awaited handoffs are for
+	// Brokers leaving on purpose: inLinks counts the replication links
+	// from each broker, leaving holds those that said they are leaving
+	// (ReplLeaving), leavers those of them whose handoff is awaited, and
+	// leavingSelf is set once this broker leaves.
+	inLinks     map[string]int
+	leaving     map[string]bool
+	leavers     map[string]bool
+	leavingSelf bool
+	hasRing     chan struct{} // closed at the first ring that holds this broker
+	firstRing   sync.Once
 
 	pubs publishers
 }
@@ -134,7 +142,8 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 
 func newReplicator(s *Server, hist *history.Store, reg prometheus.Registerer, shards int) *replicator {
 	r := &replicator{s: s, hist: hist, m: newReplMetrics(reg), peers: make(map[string]*peerOut), pubs: newPublishers(shards),
-		awaiting: make(map[string]chan struct{}), handedOff: make(map[string]uint64), hasRing: make(chan struct{})}
+		awaiting: make(map[string]chan struct{}), handedOff: make(map[string]uint64), hasRing: make(chan struct{}),
+		inLinks: make(map[string]int), leaving: make(map[string]bool), leavers: make(map[string]bool)}
 	tick := make(chan struct{})
 	r.ringTick.Store(&tick)
 	return r
@@ -359,6 +368,12 @@ func (p *peerOut) up(_ context.Context, nl *nodelink.Link) {
 	p.seq, p.acked = 0, 0
 	p.synced = make(map[string]struct{})
 	p.mu.Unlock()
+	p.r.mu.Lock()
+	leaving := p.r.leavingSelf
+	p.r.mu.Unlock()
+	if leaving {
+		p.sendLeaving()
+	}
 	p.r.s.log.Info("replication link up", "peer", p.info.ID)
 	err := nl.Run(p)
 	p.mu.Lock()
@@ -545,6 +560,7 @@ func (s *Server) serveReplica(nl *nodelink.Link) {
 	}
 	s.replIn[nl] = struct{}{}
 	s.mu.Unlock()
+	s.repl.peerUp(nl.Peer().NodeID)
 	s.log.Info("replica link up", "peer", nl.Peer().NodeID)
 	s.repl.giveBack(nl.Peer().NodeID)
 	err := nl.Run(&peerIn{r: s.repl, nl: nl})
@@ -553,18 +569,6 @@ func (s *Server) serveReplica(nl *nodelink.Link) {
 	s.mu.Unlock()
 	s.repl.peerGone(nl.Peer().NodeID)
 	s.log.Info("replica link down", "peer", nl.Peer().NodeID, "err", err)
-}
-
-// replicatingHere returns the brokers whose replication links to this
-// one are up.
-func (s *Server) replicatingHere() map[string]bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]bool, len(s.replIn))
-	for nl := range s.replIn {
-		out[nl.Peer().NodeID] = true
-	}
-	return out
 }
 
 // peerIn is a link accepted from a broker that replicates to this one.
@@ -622,6 +626,8 @@ func (h *peerIn) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
 			r.pubs.record(rep.Channel, rep.Publisher, rep.PubSeq)
 			r.hist.Put(rep.Channel, opts, rep.Epoch, history.Pub{Offset: rep.Offset, Time: rep.Time, Data: rep.Data}, nil)
 			r.m.received.WithLabelValues("publication").Inc()
+		case protocol.MsgReplLeaving:
+			r.peerLeaving(nl.Peer().NodeID)
 		case protocol.MsgReplHandoff:
 			var ho protocol.ReplHandoff
 			if err := m.Decode(&ho); err != nil {
@@ -715,10 +721,11 @@ func (r *replicator) restore(sn *protocol.ReplSnapshot) {
 	for _, p := range sn.Pubs {
 		snap.Pubs = append(snap.Pubs, history.Pub{Offset: p.Offset, Time: p.Time, Data: p.Data})
 	}
-	r.hist.Restore(sn.Channel, r.s.historyOptions(sn.Channel), snap)
+	// Publishers first, as for a Replicate (peerIn.HandleMessages).
 	for _, p := range sn.Publishers {
 		r.pubs.record(sn.Channel, p.ID, p.Seq)
 	}
+	r.hist.Restore(sn.Channel, r.s.historyOptions(sn.Channel), snap)
 	r.m.received.WithLabelValues("snapshot").Inc()
 }
 

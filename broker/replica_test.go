@@ -243,7 +243,9 @@ func TestHistoryPositionReachesStandby(t *testing.T) {
 // one channel, whose publications then collide on offsets (a client
 // loses one, or gets one twice).
 func TestPublishWaitsForTheRingItWasRoutedBy(t *testing.T) {
-	b1, b2, ch := startPair(t, true)
+	// The waits end on the events; the timeout only keeps a lost one
+	// from passing for them.
+	b1, b2, ch := startPair(t, true, func(c *Config) { c.HandoffTimeout = time.Hour })
 	sub := dialFE(t, b2.addr(), "frontend-sub")
 	sub.subscribeWait(ch)
 	old := dialFE(t, b1.addr(), "frontend-old")
@@ -320,7 +322,7 @@ func TestRingFloorThatNeverComes(t *testing.T) {
 // over, broker-2 appends m5 after m4. Without the wait broker-2 appended
 // m5 at broker-1's next offset, and broker-1's m4 landed on the same one.
 func TestLeavingBrokerHandsOverBeforeTheNewOwnerNumbers(t *testing.T) {
-	b1, b2, ch := startPair(t, true)
+	b1, b2, ch := startPair(t, true, func(c *Config) { c.HandoffTimeout = time.Hour })
 	old := dialFE(t, b1.addr(), "frontend-old")
 	for i := uint64(1); i <= 3; i++ {
 		old.publishSeq(ch, fmt.Sprintf(`"m%d"`, i), resendSeq+i)
@@ -328,6 +330,7 @@ func TestLeavingBrokerHandsOverBeforeTheNewOwnerNumbers(t *testing.T) {
 	waitFor(t, "pubacks at broker-1", func() bool { return old.lastPubAck() == resendSeq+3 })
 	waitFor(t, "the standby's copy", func() bool { p, _ := b2.hist.Position(ch); return p.Offset == 3 })
 
+	leaving(t, b1, b2)
 	v2 := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-2", Addr: b2.addr()}}}
 	agentHandler{b2.Server}.Commit(v2)
 	pub := dialFE(t, b2.addr(), "frontend-new")
@@ -335,7 +338,7 @@ func TestLeavingBrokerHandsOverBeforeTheNewOwnerNumbers(t *testing.T) {
 	pub.publishSeq(ch, `"m5"`, resendSeq+1)
 	waitFor(t, "broker-2 holding m5 for broker-1's handoff", func() bool {
 		p, _ := b2.hist.Position(ch)
-		return blockedIn("(*replicator).awaitHandoff") || p.Offset > 3
+		return blockedIn("(*replicator).awaitHandoff(") || p.Offset > 3
 	})
 	old.publishSeq(ch, `"m4"`, resendSeq+4)
 	waitFor(t, "m4 at broker-1", func() bool { return old.lastPubAck() == resendSeq+4 })
@@ -357,14 +360,70 @@ func TestLeavingBrokerHandsOverBeforeTheNewOwnerNumbers(t *testing.T) {
 // for the whole handoff timeout.
 func TestLeavingBrokerThatDiesIsNotAwaited(t *testing.T) {
 	b1, b2, ch := startPair(t, true, func(c *Config) { c.HandoffTimeout = time.Hour })
+	leaving(t, b1, b2)
 	v2 := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-2", Addr: b2.addr()}}}
 	agentHandler{b2.Server}.Commit(v2)
 	pub := dialFE(t, b2.addr(), "frontend-new")
 	pub.send(protocol.MsgRingFloor, &protocol.RingFloor{Version: 2})
 	pub.publishSeq(ch, `"m1"`, resendSeq+1)
-	waitFor(t, "broker-2 holding m1 for broker-1's handoff", func() bool { return blockedIn("(*replicator).awaitHandoff") })
+	waitFor(t, "broker-2 holding m1 for broker-1's handoff", func() bool { return blockedIn("(*replicator).awaitHandoff(") })
 	if err := b1.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "m1 at broker-2", func() bool { return pub.lastPubAck() == resendSeq+1 })
+}
+
+// leaving has from tell to that it is leaving the cluster, as Leave does.
+func leaving(t *testing.T, from, to *testBroker) {
+	t.Helper()
+	from.repl.leave()
+	waitFor(t, "the leaving notice", func() bool {
+		to.repl.mu.Lock()
+		defer to.repl.mu.Unlock()
+		return to.repl.leaving[from.repl.self]
+	})
+}
+
+// A broker that drops out of the ring without saying it leaves (it
+// crashed, or is cut off, while its link still looks up) is not waited
+// for: its channels' new owner numbers them at once. Waiting for it would
+// hold them for the handoff timeout after every such failure.
+func TestSilentBrokerOutOfTheRingIsNotAwaited(t *testing.T) {
+	b1, b2, ch := startPair(t, true, func(c *Config) { c.HandoffTimeout = time.Hour })
+	waitFor(t, "broker-1's link to broker-2", func() bool {
+		b2.repl.mu.Lock()
+		defer b2.repl.mu.Unlock()
+		return b2.repl.inLinks[b1.repl.self] > 0
+	})
+	v2 := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-2", Addr: b2.addr()}}}
+	agentHandler{b2.Server}.Commit(v2)
+	b2.repl.mu.Lock()
+	_, waits := b2.repl.awaiting["broker-1"]
+	b2.repl.mu.Unlock()
+	if waits {
+		t.Fatal("broker-2 waits for the handoff of a broker that did not say it leaves")
+	}
+	pub := dialFE(t, b2.addr(), "frontend-new")
+	pub.send(protocol.MsgRingFloor, &protocol.RingFloor{Version: 2})
+	pub.publishSeq(ch, `"m1"`, resendSeq+1)
+	waitFor(t, "m1 at broker-2", func() bool { return pub.lastPubAck() == resendSeq+1 })
+}
+
+// A frontend's latest RingFloor counts, not its highest: a bogus version
+// holds its publishes once, for the handoff timeout, and a later genuine
+// one is waited for as usual.
+func TestRingFloorLatestCounts(t *testing.T) {
+	b1, _, ch := startPair(t, true, func(c *Config) { c.HandoffTimeout = time.Second })
+	pub := dialFE(t, b1.addr(), "frontend-pub")
+	pub.send(protocol.MsgRingFloor, &protocol.RingFloor{Version: 1 << 62})
+	pub.publishSeq(ch, `"m1"`, resendSeq+1)
+	waitFor(t, "m1", func() bool { return pub.lastPubAck() == resendSeq+1 })
+	pub.send(protocol.MsgRingFloor, &protocol.RingFloor{Version: 2})
+	pub.publishSeq(ch, `"m2"`, resendSeq+2)
+	waitFor(t, "broker-1 holding m2 for ring 2", func() bool { return b1.metric("scc_broker_ring_floor_waiting") == 1 })
+	agentHandler{b1.Server}.Commit(protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "broker-1", Addr: b1.addr()}}})
+	waitFor(t, "m2", func() bool { return pub.lastPubAck() == resendSeq+2 })
+	if ok, to := b1.metric("scc_broker_ring_floor_waits_total", "result", "ok"), b1.metric("scc_broker_ring_floor_waits_total", "result", "timeout"); ok != 1 || to != 1 {
+		t.Fatalf("ring floor waits ok %v, timeout %v; want 1 and 1", ok, to)
+	}
 }

@@ -312,6 +312,9 @@ func (s *Server) Leave(ctx context.Context) error {
 	if a == nil || s.cfg.StateAddr == "" {
 		return nil
 	}
+	if s.repl != nil {
+		s.repl.leave()
+	}
 	s.log.Info("leaving the cluster")
 	if err := a.Leave(ctx); err != nil {
 		return fmt.Errorf("broker: leaving: %w", err)

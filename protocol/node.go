@@ -70,6 +70,7 @@ const (
 	MsgReplAck      MsgType = 36 // standby → owner: every Replicate/ReplSnapshot up to Seq is stored
 	MsgReplSnapshot MsgType = 37 // owner → standby or new owner: a channel's whole history
 	MsgReplHandoff  MsgType = 38 // old owner → every broker of a new ring: the histories it hands over are sent
+	MsgReplLeaving  MsgType = 39 // broker → every broker it replicates to: it is leaving the cluster (drain)
 )
 
 func (t MsgType) String() string {
@@ -136,6 +137,8 @@ func (t MsgType) String() string {
 		return "replsnapshot"
 	case MsgReplHandoff:
 		return "replhandoff"
+	case MsgReplLeaving:
+		return "replleaving"
 	}
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
@@ -422,6 +425,14 @@ type ReplSnapshot struct {
 	Time       int64
 	Pubs       []ReplPub
 	Publishers []ReplPublisher
+}
+
+// ReplLeaving tells a broker, on a replication link, that the broker at
+// the other end is leaving the cluster on purpose: when a ring without it
+// commits, the new owners of its channels wait for its ReplHandoff. A
+// broker that crashed or is cut off says nothing, and is not waited for.
+type ReplLeaving struct {
+	_msgpack struct{} `msgpack:",as_array"`
 }
 
 // RingFloor tells a broker, on a frontend's link, that the publishes

@@ -58,6 +58,7 @@ func sampleMessages() []struct {
 			Publishers: []ReplPublisher{{ID: "frontend-1", Seq: 77}}}},
 		{MsgReplHandoff, &ReplHandoff{Version: 12}},
 		{MsgRingFloor, &RingFloor{Version: 7}},
+		{MsgReplLeaving, &ReplLeaving{}},
 	}
 }
 
