@@ -1,10 +1,9 @@
 package broker
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -37,28 +36,16 @@ func startHeldStandby(t *testing.T, id string) *heldStandby {
 		}
 		_ = l.Run(h)
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = hs.Serve(ln)
-	}()
+	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(ctx)
 		h.mu.Lock()
 		if h.l != nil {
 			_ = h.l.Close("test")
 		}
 		h.mu.Unlock()
-		<-done
+		srv.Close()
 	})
-	h.addr = ln.Addr().String()
+	h.addr = srv.Listener.Addr().String()
 	return h
 }
 
@@ -109,12 +96,7 @@ func (h *heldStandby) ack() {
 // acknowledgement: the frontend's PubAck waits for it. The owner used to
 // acknowledge a forward as soon as it read it.
 func TestForwardAcknowledgedOnceTheOwnersStandbyHoldsIt(t *testing.T) {
-	set := historyRules(t)
-	mod := func(id string) func(*Config) {
-		return func(c *Config) {
-			c.NodeID, c.Rules, c.WarmUp, c.Replication = id, set, 0, true
-		}
-	}
+	mod := historyBroker(historyRules(t), true)
 	b1 := startBroker(t, mod("broker-1"))
 	b2 := startBroker(t, mod("broker-2"))
 	b3 := startHeldStandby(t, "broker-3")

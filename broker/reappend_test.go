@@ -14,15 +14,7 @@ import (
 // a ring of all three (version 2) on each.
 func startTrio(t *testing.T) (b1, b2, b3 *testBroker, v2 protocol.Ring) {
 	t.Helper()
-	set := historyRules(t)
-	mod := func(id string) func(*Config) {
-		return func(c *Config) {
-			c.NodeID = id
-			c.Rules = set
-			c.WarmUp = 0
-			c.Replication = true
-		}
-	}
+	mod := historyBroker(historyRules(t), true)
 	b1 = startBroker(t, mod("broker-1"))
 	b2 = startBroker(t, mod("broker-2"))
 	b3 = startBroker(t, mod("broker-3"))

@@ -23,23 +23,25 @@ func historyRules(t testing.TB) *rules.Set {
 	return set
 }
 
-// startPair starts two brokers with history on every channel (and extra
-// settings) and commits a ring of both on each; it returns them and a
-// channel broker-1 owns.
-func startPair(t *testing.T, replicate bool, extra ...func(*Config)) (b1, b2 *testBroker, ch string) {
-	t.Helper()
-	set := historyRules(t)
-	mod := func(id string) func(*Config) {
+// historyBroker returns, per broker id, the settings of a test broker
+// with history on every channel (set), replicating or not, and extra.
+func historyBroker(set *rules.Set, replicate bool, extra ...func(*Config)) func(id string) func(*Config) {
+	return func(id string) func(*Config) {
 		return func(c *Config) {
-			c.NodeID = id
-			c.Rules = set
-			c.WarmUp = 0
-			c.Replication = replicate
+			c.NodeID, c.Rules, c.WarmUp, c.Replication = id, set, 0, replicate
 			for _, f := range extra {
 				f(c)
 			}
 		}
 	}
+}
+
+// startPair starts two brokers with history on every channel (and extra
+// settings) and commits a ring of both on each; it returns them and a
+// channel broker-1 owns.
+func startPair(t *testing.T, replicate bool, extra ...func(*Config)) (b1, b2 *testBroker, ch string) {
+	t.Helper()
+	mod := historyBroker(historyRules(t), replicate, extra...)
 	b1 = startBroker(t, mod("broker-1"))
 	b2 = startBroker(t, mod("broker-2"))
 	<-b1.Ready()
