@@ -112,7 +112,7 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_forwarded_total",
 			Help: "Publishes of channels with history another broker owns, forwarded to it (forwarded) or appended here because it did not acknowledge them (appended_here)."}, []string{"result"}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scc_broker_replicas_received_total",
-			Help: "Replication messages stored for other brokers' channels, by kind (publication, snapshot)."}, []string{"kind"}),
+			Help: "Replication messages for other brokers' channels, by kind: stored (publication, snapshot), forwarded publishes appended as owner (forward), publications not stored because the copy already had their offset (stale)."}, []string{"kind"}),
 		wait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "scc_broker_replication_wait_seconds",
 			Help:    "Time from appending a publication to the standby's acknowledgement (the cost replication adds before delivery).",
 			Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}}),
@@ -120,7 +120,7 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 	for _, r := range []string{replOK, replUnreplicated, replNoStandby} {
 		m.results.WithLabelValues(r)
 	}
-	for _, k := range []string{"publication", "snapshot", "forward"} {
+	for _, k := range []string{"publication", "snapshot", "forward", "stale"} {
 		m.received.WithLabelValues(k)
 	}
 	for _, r := range []string{"sent", "link_down"} {
@@ -624,8 +624,13 @@ func (h *peerIn) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) {
 			// under the stream's lock whether the channel has it
 			// (AppendUnless) then never misses it.
 			r.pubs.record(rep.Channel, rep.Publisher, rep.PubSeq)
-			r.hist.Put(rep.Channel, opts, rep.Epoch, history.Pub{Offset: rep.Offset, Time: rep.Time, Data: rep.Data}, nil)
-			r.m.received.WithLabelValues("publication").Inc()
+			if r.hist.Put(rep.Channel, opts, rep.Epoch, history.Pub{Offset: rep.Offset, Time: rep.Time, Data: rep.Data}, nil) {
+				r.m.received.WithLabelValues("publication").Inc()
+			} else {
+				// At or below an offset this broker's copy already has:
+				// sent twice, or numbered by two brokers at once.
+				r.m.received.WithLabelValues("stale").Inc()
+			}
 		case protocol.MsgReplLeaving:
 			r.peerLeaving(nl.Peer().NodeID)
 		case protocol.MsgReplHandoff:

@@ -429,3 +429,20 @@ func TestRingFloorLatestCounts(t *testing.T) {
 		t.Fatalf("ring floor waits ok %v, timeout %v; want 1 and 1", ok, to)
 	}
 }
+
+// A publication replicated at an offset the standby's copy already has is
+// not stored, and is counted: two brokers numbering one channel shows.
+func TestStaleReplicaCounted(t *testing.T) {
+	b1, b2, ch := startPair(t, true)
+	pub := dialFE(t, b1.addr(), "frontend-pub")
+	pub.publishSeq(ch, `"m1"`, resendSeq+1)
+	waitFor(t, "the standby's copy", func() bool { p, _ := b2.hist.Position(ch); return p.Offset == 1 })
+	// broker-2 numbers the channel itself (as a second writer would),
+	// then broker-1's next publication arrives at the same offset.
+	b2.hist.Append(ch, b2.historyOptions(ch), []byte(`"x"`), nil)
+	pub.publishSeq(ch, `"m2"`, resendSeq+2)
+	waitFor(t, "the stale replica", func() bool { return b2.metric("scc_broker_replicas_received_total", "kind", "stale") == 1 })
+	if n := b2.metric("scc_broker_replicas_received_total", "kind", "publication"); n != 1 {
+		t.Fatalf("publications stored = %v, want 1", n)
+	}
+}
