@@ -310,6 +310,7 @@ func TestScenario23ScaleOutInHistory(t *testing.T) {
 	requireSameEpochs(rep, c, "scale-out and scale-in with history")
 	rep.Figure("route_drops", c.SumFrontends(routeDrops))
 	rep.Figure("ring_floor_waits", sumBrokers(c, "scc_broker_ring_floor_waits_total", "result", "ok"))
+	rep.Figure("stale_replicas", sumBrokers(c, "scc_broker_replicas_received_total", "kind", "stale"))
 }
 
 // sumBrokers sums a metric over every running broker.
