@@ -418,8 +418,9 @@ func (l *link) forwardToOwner(ch string, opts history.Options, data []byte, seq 
 		}
 		// The owner may not have it: append it here, and acknowledge it
 		// once this broker's standby holds it.
-		r.m.forwarded.WithLabelValues("appended_here").Inc()
-		r.publishForwarded(ch, opts, owned, publisher, seq, func() { l.donePending(pa) })
+		if r.publishForwarded(ch, opts, owned, publisher, seq, func() { l.donePending(pa) }) {
+			r.m.forwarded.WithLabelValues("appended_here").Inc()
+		}
 	})
 	return true
 }
@@ -428,13 +429,13 @@ func (l *link) forwardToOwner(ch string, opts history.Options, data []byte, seq 
 // whose forward failed), replicates it and delivers it, as the owner.
 // done, which must not block, runs once the channel's standby holds the
 // publication (or could not take it, or there is none), or at once when
-// the channel already holds the publish.
-func (r *replicator) publishForwarded(ch string, opts history.Options, data []byte, publisher string, seq uint64, done func()) {
+// the channel already holds the publish. It reports whether it appended it.
+func (r *replicator) publishForwarded(ch string, opts history.Options, data []byte, publisher string, seq uint64, done func()) bool {
 	s := r.s
 	if r.pubs.seen(ch, publisher, seq) {
 		r.m.duplicates.Inc()
 		done()
-		return
+		return false
 	}
 	p := r.standby(ch)
 	if p != nil && p.needsSync(ch) {
@@ -486,6 +487,7 @@ func (r *replicator) publishForwarded(ch string, opts history.Options, data []by
 			r.m.duplicates.Inc()
 		}
 	}
+	return appended
 }
 
 // giveBack runs when broker id links to this one: it sends id the
