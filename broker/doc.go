@@ -21,8 +21,9 @@
 // readiness watcher; the agent's own. Shutdown closes every link and waits
 // for all of them.
 //
-// Lock order: Server.mu, then an interest shard's lock; nodelink's link
-// lock is a leaf below both. No lock is held across I/O: fan-out enqueues
+// Lock order: Server.mu, then an interest shard's lock; Server.mu, then
+// the replicator's mu (which never takes Server.mu: it keeps its own copy
+// of the link settings); nodelink's link lock is a leaf below all. No lock is held across I/O: fan-out enqueues
 // (SendRaw) under no lock except a shard's read lock snapshot, which is
 // released before enqueueing.
 package broker

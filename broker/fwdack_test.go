@@ -13,19 +13,19 @@ import (
 	"github.com/sccgo/sccgo/protocol"
 )
 
-// heldStandby is a broker that takes replication links and keeps every
-// Replicate unacknowledged until ack is called.
+// heldStandby is a broker that takes replication links (from every
+// broker of the ring) and keeps every Replicate unacknowledged until ack
+// is called.
 type heldStandby struct {
 	addr string
 	mu   sync.Mutex
-	l    *nodelink.Link
-	top  uint64
+	top  map[*nodelink.Link]uint64 // the highest sequence number read, per link
 	got  int
 }
 
 func startHeldStandby(t *testing.T, id string) *heldStandby {
 	t.Helper()
-	h := &heldStandby{}
+	h := &heldStandby{top: map[*nodelink.Link]uint64{}}
 	cfg := nodelink.DefaultConfig()
 	cfg.NodeID, cfg.Role, cfg.AuthKey = id, protocol.RoleBroker, testKey
 	mux := http.NewServeMux()
@@ -39,8 +39,8 @@ func startHeldStandby(t *testing.T, id string) *heldStandby {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		h.mu.Lock()
-		if h.l != nil {
-			_ = h.l.Close("test")
+		for l := range h.top {
+			_ = l.Close("test")
 		}
 		h.mu.Unlock()
 		srv.Close()
@@ -52,13 +52,12 @@ func startHeldStandby(t *testing.T, id string) *heldStandby {
 func (h *heldStandby) HandleMessages(l *nodelink.Link, msgs []protocol.Message) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.l = l
 	var rep protocol.Replicate
 	for _, m := range msgs {
 		switch m.Type {
 		case protocol.MsgReplicate:
 			if protocol.ParseReplicate(m.Body, &rep) == nil {
-				h.top = max(h.top, rep.Seq)
+				h.top[l] = max(h.top[l], rep.Seq)
 				if rep.Offset > 0 {
 					h.got++
 				}
@@ -66,7 +65,7 @@ func (h *heldStandby) HandleMessages(l *nodelink.Link, msgs []protocol.Message) 
 		case protocol.MsgReplSnapshot:
 			var sn protocol.ReplSnapshot
 			if m.Decode(&sn) == nil {
-				h.top = max(h.top, sn.Seq)
+				h.top[l] = max(h.top[l], sn.Seq)
 			}
 		}
 	}
@@ -80,11 +79,15 @@ func (h *heldStandby) publications() int {
 	return h.got
 }
 
-// ack acknowledges everything received.
+// ack acknowledges everything received, on every link.
 func (h *heldStandby) ack() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.l.SendRaw(protocol.AppendReplAckMsg(nil, h.top))
+	for l, top := range h.top {
+		if top > 0 {
+			l.SendRaw(protocol.AppendReplAckMsg(nil, top))
+		}
+	}
 }
 
 // A publish forwarded to a channel's owner is acknowledged to its

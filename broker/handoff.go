@@ -44,6 +44,8 @@ func (r *replicator) awaitHandoffs(prev, cur *ring.Ring) {
 	for id, ch := range r.awaiting {
 		close(ch)
 		delete(r.awaiting, id)
+		r.awaitTimers[id].Stop()
+		delete(r.awaitTimers, id)
 	}
 	clear(r.leavers)
 	// Without a previous ring (this broker just joined, or restarted) a
@@ -78,7 +80,7 @@ func (r *replicator) awaitHandoffs(prev, cur *ring.Ring) {
 func (r *replicator) awaitLocked(id string, timeout time.Duration) {
 	wait := make(chan struct{})
 	r.awaiting[id] = wait
-	time.AfterFunc(timeout, func() { r.handoffDone(id, wait) })
+	r.awaitTimers[id] = time.AfterFunc(timeout, func() { r.handoffDone(id, wait) })
 }
 
 // peerUp counts a replication link from broker id; a broker says again
@@ -281,6 +283,8 @@ func (r *replicator) handoffDone(from string, wait chan struct{}) {
 	}
 	close(wait)
 	delete(r.awaiting, from)
+	r.awaitTimers[from].Stop()
+	delete(r.awaitTimers, from)
 	r.awaitingAny.Store(len(r.awaiting) > 0)
 }
 

@@ -52,6 +52,7 @@ type replicator struct {
 
 	mu    sync.Mutex
 	self  string              // this broker's id, set by Serve
+	lcfg  nodelink.Config     // the links it dials to other brokers, set by Serve
 	peers map[string]*peerOut // by broker id
 	shut  bool
 	// Handoffs (handoff.go): the ring before the current one, the
@@ -59,6 +60,7 @@ type replicator struct {
 	// each broker handed off for.
 	prev         *ring.Ring
 	awaiting     map[string]chan struct{}
+	awaitTimers  map[string]*time.Timer // the timeouts of the waits in awaiting
 	handedOff    map[string]uint64
 	awaitingAny  atomic.Bool
 	awaitVersion uint64 // the ring version the awaited handoffs are for
@@ -142,7 +144,7 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 
 func newReplicator(s *Server, hist *history.Store, reg prometheus.Registerer, shards int) *replicator {
 	r := &replicator{s: s, hist: hist, m: newReplMetrics(reg), peers: make(map[string]*peerOut), pubs: newPublishers(shards),
-		awaiting: make(map[string]chan struct{}), handedOff: make(map[string]uint64), hasRing: make(chan struct{}),
+		awaiting: make(map[string]chan struct{}), awaitTimers: make(map[string]*time.Timer), handedOff: make(map[string]uint64), hasRing: make(chan struct{}),
 		inLinks: make(map[string]int), leaving: make(map[string]bool), leavers: make(map[string]bool)}
 	tick := make(chan struct{})
 	r.ringTick.Store(&tick)
@@ -348,10 +350,10 @@ type replPending struct {
 	release func(replicated bool)
 }
 
+// newPeer dials info, under r.mu.
 func (r *replicator) newPeer(info protocol.BrokerInfo) *peerOut {
 	p := &peerOut{r: r, info: info}
-	s := r.s
-	p.red = nodelink.NewRedialer(info.Addr, s.linkConfig(), nodelink.DefaultRedialMin, nodelink.DefaultRedialMax, p.up)
+	p.red = nodelink.NewRedialer(info.Addr, r.lcfg, nodelink.DefaultRedialMin, nodelink.DefaultRedialMax, p.up)
 	p.red.Start()
 	return p
 }

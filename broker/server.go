@@ -186,7 +186,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.lcfg = lc
 	if s.repl != nil {
 		s.repl.mu.Lock()
-		s.repl.self = id
+		s.repl.self, s.repl.lcfg = id, lc
 		s.repl.mu.Unlock()
 	}
 	if len(s.cfg.AuthKey) == 0 {
@@ -407,13 +407,6 @@ func (s *Server) allowPeer(p nodelink.Peer) error {
 		return &nodelink.RejectError{Reason: protocol.RejectRole, Message: "brokers accept frontend links only"}
 	}
 	return nil
-}
-
-// linkConfig is the template of links this broker dials (to standbys).
-func (s *Server) linkConfig() nodelink.Config {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lcfg
 }
 
 // serveLink accepts one frontend link and runs it in this goroutine.
