@@ -32,7 +32,7 @@ test-short: ## run the fast tests only
 
 # Targets are found with grep, so only packages that have one are built:
 # the run takes about (number of targets) x FUZZTIME plus their builds.
-# scripts/fuzz-one.sh retries a target once after Go 1.26's deadline race.
+# scripts/fuzz-one.sh retries a target up to three times after Go 1.26's deadline race.
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for dir in $$(grep -rl --include='*_test.go' --exclude-dir=node_modules '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2); do \
