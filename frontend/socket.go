@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
 	"net/netip"
 	"slices"
@@ -551,8 +552,7 @@ func (s *Socket) readOne() bool {
 		_, err := io.Copy(io.Discard, r)
 		return err == nil
 	}
-	bp := getReadBuf()
-	msg, held, err := s.readMessage((*bp)[:0], r)
+	bp, msg, held, err := s.readMessage(getReadBuf(readBufSize), r)
 	defer s.srv.readHeld.Add(-held)
 	if err != nil {
 		putReadBuf(bp, msg)
@@ -574,15 +574,22 @@ func (s *Socket) readOne() bool {
 	return true
 }
 
-// readMessage appends the rest of a message from r to b, like io.ReadAll
-// into a reused buffer. What a message holds beyond readFree bytes is
+// readMessage reads the rest of a message from r into *bp's buffer, like
+// io.ReadAll into a reused buffer, and returns the holder of the buffer it
+// ended in with the message. What a message holds beyond readFree bytes is
 // charged to the server's ReadBudget as it arrives (and a buffer grown
 // for it, before it is allocated), so sockets that hold partly
 // received messages cannot together pin more than the budget, while small
 // messages never touch it. held is what was charged, for the caller to
-// give back once the message is handled. Buffers above maxPooledReadBuf
-// are not kept, so a socket's buffer shrinks back after a large message.
-func (s *Socket) readMessage(b []byte, r io.Reader) (_ []byte, held int64, err error) {
+// give back once the message is handled.
+//
+// Buffers come from pools by size (see getReadBuf), and a buffer outgrown
+// goes back at once: a stream of large messages (a flood of 900 KB
+// batches) reuses the same few buffers instead of allocating about twice
+// each message's size, which made the collector run several times a second
+// and charged each grown buffer's assist to the goroutine that allocated
+// it, holding up every other socket's reader on a busy CPU.
+func (s *Socket) readMessage(bp *[]byte, r io.Reader) (_ *[]byte, _ []byte, held int64, err error) {
 	charge := func(upto int) bool {
 		need := int64(upto - readFree)
 		if need <= held {
@@ -595,17 +602,19 @@ func (s *Socket) readMessage(b []byte, r io.Reader) (_ []byte, held int64, err e
 		return true
 	}
 	limit := int(s.srv.cfg.MaxPayload) + 1 // the WebSocket reader reads one byte past the limit
+	b := (*bp)[:0]
 	for {
 		if len(b) == cap(b) {
 			n := max(min(2*cap(b), limit), cap(b)+readBufSize)
 			// Both buffers are live during the copy.
 			if !charge(n + cap(b)) {
-				return b, held, errReadBudget
+				return bp, b, held, errReadBudget
 			}
-			nb := make([]byte, len(b), n)
-			copy(nb, b)
-			b = nb
-			if after := max(0, int64(n-readFree)); after < held {
+			nbp := getReadBuf(n)
+			nb := append((*nbp)[:0], b...)
+			putReadBuf(bp, b)
+			bp, b = nbp, nb
+			if after := max(0, int64(cap(b)-readFree)); after < held {
 				s.srv.readHeld.Add(after - held)
 				held = after
 			}
@@ -613,35 +622,68 @@ func (s *Socket) readMessage(b []byte, r io.Reader) (_ []byte, held int64, err e
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if !charge(len(b)) {
-			return b, held, errReadBudget
+			return bp, b, held, errReadBudget
 		}
 		if err == io.EOF {
-			return b, held, nil
+			return bp, b, held, nil
 		}
 		if err != nil {
-			return b, held, err
+			return bp, b, held, err
 		}
 	}
 }
 
 const (
-	readBufSize      = 512
-	maxPooledReadBuf = 64 << 10
+	readBufSize = 512
+	// readBufClasses is how many pooled buffer sizes there are:
+	// readBufSize << 0 … readBufSize << (readBufClasses-1), 512 B to 1 MiB
+	// (the default SCC_MAX_PAYLOAD). Larger buffers are not pooled.
+	readBufClasses = 12
 	// readFree is how much of a message is read without charging the
 	// read budget, so that small messages never depend on it.
 	readFree = 4 << 10
 )
 
-var readBufPool = sync.Pool{New: func() any { b := make([]byte, 0, readBufSize); return &b }}
+// readBufPools hold read buffers by size class. A sync.Pool keeps what
+// went unused for two collections at most, so what the pools hold is
+// bounded by what sockets held at once (the read budget, for buffers
+// above readFree) and shrinks away once large messages stop.
+var readBufPools [readBufClasses]sync.Pool
 
-func getReadBuf() *[]byte { return readBufPool.Get().(*[]byte) }
+func init() {
+	for k := range readBufPools {
+		size := readBufSize << k
+		readBufPools[k].New = func() any { b := make([]byte, 0, size); return &b }
+	}
+}
 
+// readBufClass is the class of a buffer of capacity c, or -1 when c is
+// not a pooled size.
+func readBufClass(c int) int {
+	if c < readBufSize || c > readBufSize<<(readBufClasses-1) || c&(c-1) != 0 {
+		return -1
+	}
+	return bits.TrailingZeros(uint(c)) - bits.TrailingZeros(uint(readBufSize))
+}
+
+// getReadBuf returns an empty buffer of capacity n: pooled when n is a
+// pooled size.
+func getReadBuf(n int) *[]byte {
+	if k := readBufClass(n); k >= 0 {
+		return readBufPools[k].Get().(*[]byte)
+	}
+	b := make([]byte, 0, n)
+	return &b
+}
+
+// putReadBuf gives b (held in *bp) back to its pool, if it has one.
 func putReadBuf(bp *[]byte, b []byte) {
-	if cap(b) > maxPooledReadBuf {
+	k := readBufClass(cap(b))
+	if k < 0 {
 		return
 	}
 	*bp = b[:0]
-	readBufPool.Put(bp)
+	readBufPools[k].Put(bp)
 }
 
 // readFailed records why the connection ended when the server did not
