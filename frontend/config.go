@@ -238,6 +238,14 @@ type Config struct {
 	// CPU) is not shortened by holding frames. Env SCC_WRITE_COALESCE_BUSY.
 	// Default 0.2.
 	WriteCoalesceBusy float64
+	// WriteCoalesceCPU is the share (0-1) of the CPUs the process may use
+	// (GOMAXPROCS) that the whole process must use for a wait above
+	// WriteCoalesceWait to count as behind. Below it the process can
+	// afford its frames: waits then come from a fan-out burst's writers
+	// queued behind each other or from a neighbour on a shared CPU, and
+	// holding frames would add its gap to every message without
+	// shortening them. Env SCC_WRITE_COALESCE_CPU. Default 0.7; 0: any.
+	WriteCoalesceCPU float64
 
 	// MaxPublishBytes is the largest data of one client #publish, in
 	// bytes. A larger one is refused with InvalidActionError and the
@@ -512,6 +520,7 @@ func DefaultConfig() Config {
 		WriteCoalesce:          25 * time.Millisecond,
 		WriteCoalesceWait:      time.Millisecond,
 		WriteCoalesceBusy:      0.2,
+		WriteCoalesceCPU:       0.7,
 		DrainDuration:          2 * time.Second,
 		AuthDefaultExpiry:      86400 * time.Second,
 		AuthMaxTokenBytes:      8192,
@@ -610,6 +619,7 @@ func (c Config) Validate() error {
 	check(c.WriteCoalesce >= 0 && c.WriterLinger >= 0, "writer linger and write coalescing must not be negative")
 	check(c.WriteCoalesceWait >= 0, "write coalescing wait must not be negative")
 	check(c.WriteCoalesceBusy >= 0 && c.WriteCoalesceBusy <= 1, "write coalescing busy share must be between 0 and 1")
+	check(c.WriteCoalesceCPU >= 0 && c.WriteCoalesceCPU <= 1, "write coalescing CPU share must be between 0 and 1")
 	check(c.AuthDefaultExpiry > 0, "auth default expiry must be positive")
 	check(c.AuthMaxTokenAge >= 0, "auth max token age must not be negative")
 	check(c.AuthMaxTokenBytes >= 64, "auth max token bytes %d must be at least 64", c.AuthMaxTokenBytes)

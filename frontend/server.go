@@ -850,15 +850,17 @@ func (s *Server) shutdown(ctx context.Context) error {
 // experience: how long frames wait for their writers
 // (wsconn.WriterTotals.Wait) against WriteCoalesceWait, and the share of
 // the CPUs the process may use (GOMAXPROCS) that writing them takes
-// (WriterTotals.Busy) against WriteCoalesceBusy. The control law is
+// (WriterTotals.Busy) against WriteCoalesceBusy, and the share of them
+// the whole process uses against WriteCoalesceCPU. The control law is
 // internal/coalesce's: 0 while the frontend keeps up, however high the
 // message rate.
 func (s *Server) adaptCoalesce() {
-	ctl := coalesce.Controller{Budget: s.cfg.WriteCoalesce, Target: s.cfg.WriteCoalesceWait, MinBusy: s.cfg.WriteCoalesceBusy}
+	ctl := coalesce.Controller{Budget: s.cfg.WriteCoalesce, Target: s.cfg.WriteCoalesceWait,
+		MinBusy: s.cfg.WriteCoalesceBusy, MinCPU: s.cfg.WriteCoalesceCPU}
 	t := time.NewTicker(coalesce.Sample)
 	defer t.Stop()
 	last, lastAt := s.eng.Totals(), time.Now()
-	cpus := float64(runtime.GOMAXPROCS(0))
+	lastCPU, cpuKnown := coalesce.ProcessCPU()
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -869,11 +871,19 @@ func (s *Server) adaptCoalesce() {
 			if n := cur.Frames - last.Frames; n > 0 {
 				mean = (cur.Wait - last.Wait) / time.Duration(n)
 			}
-			busy := 0.0
+			// GOMAXPROCS follows the CPUs the process may use (affinity,
+			// cgroup limit), so it is read at every sample.
+			cpus := float64(runtime.GOMAXPROCS(0))
+			busy, cpu := 0.0, 1.0
 			if el := now.Sub(lastAt); el > 0 {
 				busy = float64(cur.Busy-last.Busy) / float64(el) / cpus
+				if cpuKnown {
+					used, _ := coalesce.ProcessCPU()
+					cpu = float64(used-lastCPU) / float64(el) / cpus
+					lastCPU = used
+				}
 			}
-			s.eng.SetCoalesce(ctl.Next(mean, busy))
+			s.eng.SetCoalesce(ctl.Next(mean, busy, cpu))
 			last, lastAt = cur, now
 		}
 	}

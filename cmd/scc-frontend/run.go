@@ -180,6 +180,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.WriteCoalesce = r.Duration("SCC_WRITE_COALESCE", d.WriteCoalesce, "latency budget of write coalescing: longest gap between two frames of publishes to one socket, applied only while frames wait longer than SCC_WRITE_COALESCE_WAIT (0: batching only, never held)")
 	c.WriteCoalesceWait = r.Duration("SCC_WRITE_COALESCE_WAIT", d.WriteCoalesceWait, "mean wait of a frame for its writer above which the frontend is behind and coalesces, up to SCC_WRITE_COALESCE (0: always the whole gap)")
 	c.WriteCoalesceBusy = r.Float("SCC_WRITE_COALESCE_BUSY", d.WriteCoalesceBusy, "share (0-1) of the process's CPUs spent writing frames from which a wait above SCC_WRITE_COALESCE_WAIT counts as behind")
+	c.WriteCoalesceCPU = r.Float("SCC_WRITE_COALESCE_CPU", d.WriteCoalesceCPU, "share (0-1) of its CPUs the process must use for a wait above SCC_WRITE_COALESCE_WAIT to count as behind: below it the process can afford its frames (0: any)")
 	rulesFile := r.String("SCC_CHANNELS_FILE", "", "channel rules file, YAML or JSON (.json) (empty: anyone may subscribe and publish, as in SocketCluster)")
 	histSize := r.Int("SCC_HISTORY_SIZE", 0, "without SCC_CHANNELS_FILE: publications kept per channel for recovery (0: no history)")
 	histTTL := r.Duration("SCC_HISTORY_TTL", 5*time.Minute, "without SCC_CHANNELS_FILE: how long a channel's publications are kept after its last one")

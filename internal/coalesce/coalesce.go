@@ -2,12 +2,16 @@
 // batch them (the write-coalescing gap) from what its clients experience.
 //
 // The frontend samples its writers every Sample: how long frames waited
-// for their writer on average (Mean; deliberate holds excluded) and the
-// share of its CPUs spent writing them (Busy). It is behind when frames
-// wait longer than Target and writing them costs at least MinBusy: the
-// frames are what it cannot afford, so fewer, larger ones help. A wait
-// with cheap frames (a fan-out burst, a busy neighbour on a shared CPU) is
-// not shortened by holding frames, only lengthened.
+// for their writer on average (Mean; deliberate holds excluded), the
+// share of its CPUs spent writing them (Busy), and the share of its CPUs
+// the whole process used (CPU). It is behind when frames wait longer than
+// Target, writing them costs at least MinBusy, and the process uses at
+// least MinCPU of its CPUs: the frames are what it cannot afford, so
+// fewer, larger ones help. A wait with cheap frames is not shortened by
+// holding frames, only lengthened; nor is a wait while the process has
+// CPU to spare (the writers of a fan-out burst queued behind each other,
+// a busy neighbour on a shared CPU): it can afford the frames, and holding
+// them only adds the gap to every message.
 //
 // The Controller is the control law, with no clock and no I/O:
 //
@@ -19,8 +23,8 @@
 //     already see (at least Step), since holding a frame for as long as it
 //     waits anyway costs it little; from a gap, by the excess wait,
 //     doubling at most. Never past Budget.
-//   - Once the wait is well below Target (or the frames are cheap again)
-//     for Hold, the gap shrinks by an eighth. A shrink that holds (the
+//   - Once the wait is well below Target (or the frames are cheap again,
+//     or the process uses under half of MinCPU) for Hold, the gap shrinks by an eighth. A shrink that holds (the
 //     frontend stays ahead for the next calm period) halves the calm
 //     wanted before the next, down to MinHold, so a gap whose load has
 //     gone returns to 0 within about two seconds. A shrink that puts the
@@ -65,6 +69,9 @@ type Controller struct {
 	// MinBusy is the share (0-1) of the CPUs spent writing frames from
 	// which a wait above Target counts as behind.
 	MinBusy float64
+	// MinCPU is the share (0-1) of its CPUs the process must use for a
+	// wait above Target to count as behind (0: any).
+	MinCPU float64
 	// Sample, Confirm, Step, Hold, MinHold, MaxHold: see the package
 	// constants.
 	Sample, Confirm, Step, Hold, MinHold, MaxHold time.Duration
@@ -106,15 +113,16 @@ func (c *Controller) init() {
 }
 
 // Behind reports whether a sample in which frames waited mean for their
-// writers and writing them took the busy share of the CPUs is behind.
-func (c *Controller) Behind(mean time.Duration, busy float64) bool {
-	return mean > c.Target && busy >= c.MinBusy
+// writers, writing them took the busy share of the CPUs and the process
+// used the cpu share of them is behind.
+func (c *Controller) Behind(mean time.Duration, busy, cpu float64) bool {
+	return mean > c.Target && busy >= c.MinBusy && cpu >= c.MinCPU
 }
 
 // Next takes one sample and returns the gap for the next one.
-func (c *Controller) Next(mean time.Duration, busy float64) time.Duration {
+func (c *Controller) Next(mean time.Duration, busy, cpu float64) time.Duration {
 	c.init()
-	behind := c.Behind(mean, busy)
+	behind := c.Behind(mean, busy, cpu)
 	wasBehind := c.behind
 	c.behind = behind
 	if behind {
@@ -144,7 +152,7 @@ func (c *Controller) Next(mean time.Duration, busy float64) time.Duration {
 			c.gap += time.Duration(float64(c.gap) * min(1, excess))
 		}
 		c.gap = min(c.gap, c.Budget)
-	case mean < c.Target/2 || busy < c.MinBusy/2:
+	case mean < c.Target/2 || busy < c.MinBusy/2 || cpu < c.MinCPU/2:
 		c.calm += c.Sample
 		if c.calm < c.hold {
 			return c.gap

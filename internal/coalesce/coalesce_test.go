@@ -8,14 +8,19 @@ import (
 const ms = time.Millisecond
 
 func newController() *Controller {
-	return &Controller{Budget: 25 * ms, Target: ms, MinBusy: 0.2}
+	return &Controller{Budget: 25 * ms, Target: ms, MinBusy: 0.2, MinCPU: 0.7}
 }
 
-// feed gives c n samples of the same wait and busy share and returns the
-// gap after the last.
-func feed(c *Controller, n int, mean time.Duration, busy float64) time.Duration {
+// feed gives c n samples of the same wait and busy share, with the process
+// at all its CPUs unless cpu gives its share, and returns the gap after
+// the last.
+func feed(c *Controller, n int, mean time.Duration, busy float64, cpu ...float64) time.Duration {
+	share := 1.0
+	if len(cpu) > 0 {
+		share = cpu[0]
+	}
 	for range n {
-		c.Next(mean, busy)
+		c.Next(mean, busy, share)
 	}
 	return c.Gap()
 }
@@ -38,13 +43,48 @@ func TestKeepingUpHoldsNothing(t *testing.T) {
 	}
 }
 
+// TestSpareCPUHoldsNothing: frames that wait while the process has CPU to
+// spare (a fan-out burst's writers queued behind each other, a neighbour
+// on a shared CPU) are not held, however long they wait and whatever
+// share of the CPU the writes take.
+func TestSpareCPUHoldsNothing(t *testing.T) {
+	c := newController()
+	for range 400 {
+		if gap := c.Next(10*ms, 0.5, 0.6); gap != 0 {
+			t.Fatalf("frames wait 10ms, writes take half the CPUs, the process uses 60%%: gap %v, want 0", gap)
+		}
+	}
+	// The same wait with the process at its CPUs is behind.
+	if gap := feed(c, int(Confirm/Sample), 10*ms, 0.5); gap == 0 {
+		t.Fatalf("the same at 100%% CPU: gap 0, want it to grow")
+	}
+}
+
+// TestSpareCPUShrinks: a gap whose process then uses less than half of
+// MinCPU (the load went, and holding frames is not what keeps it down)
+// shrinks back to 0 even while frames still wait; between half and all of
+// MinCPU it stays.
+func TestSpareCPUShrinks(t *testing.T) {
+	c := newController()
+	gap := feed(c, int(Confirm/Sample)+4, 10*ms, 0.5)
+	if gap == 0 {
+		t.Fatal("behind: gap 0")
+	}
+	if got := feed(c, 200, 10*ms, 0.5, 0.5); got != gap {
+		t.Fatalf("process at half its CPUs (between MinCPU/2 and MinCPU): gap %v, want it to stay at %v", got, gap)
+	}
+	if got := feed(c, 200, 10*ms, 0.5, 0.3); got != 0 {
+		t.Fatalf("process under MinCPU/2 for 5s: gap %v, want 0", got)
+	}
+}
+
 func TestShortBehindIsAHiccup(t *testing.T) {
 	confirm := int(Confirm / Sample)
 	c := newController()
 	if gap := feed(c, confirm-1, 20*ms, 0.5); gap != 0 {
 		t.Fatalf("behind for less than Confirm: gap %v, want 0", gap)
 	}
-	c.Next(0, 0.5)
+	c.Next(0, 0.5, 1)
 	if gap := feed(c, confirm-1, 20*ms, 0.5); gap != 0 {
 		t.Fatalf("behind for Confirm, not in a row: gap %v, want 0", gap)
 	}
@@ -52,8 +92,8 @@ func TestShortBehindIsAHiccup(t *testing.T) {
 		t.Fatalf("behind for Confirm in a row: gap %v, want 20ms", gap)
 	}
 	// Once frames are held, two samples in a row are enough.
-	c.Next(0, 0.5)
-	c.Next(3*ms, 0.5)
+	c.Next(0, 0.5, 1)
+	c.Next(3*ms, 0.5, 1)
 	if gap := feed(c, 1, 3*ms, 0.5); gap != 25*ms {
 		t.Fatalf("held, behind twice: gap %v, want the budget", gap)
 	}
@@ -132,7 +172,7 @@ func TestGoneLoadReturnsToZeroSoon(t *testing.T) {
 		t.Fatalf("gap %v, want the budget", c.Gap())
 	}
 	for i := range 100 { // 2.5 s
-		if c.Next(50*time.Microsecond, 0.02) == 0 {
+		if c.Next(50*time.Microsecond, 0.02, 1) == 0 {
 			t.Logf("gap 0 after %v", time.Duration(i+1)*Sample)
 			return
 		}
@@ -154,10 +194,10 @@ func TestFailedShrinkIsUndoneAndBacksOff(t *testing.T) {
 	// The writers keep up at 16ms and fall behind below it.
 	for range 40 * holdSamples { // 20 s
 		if c.Gap() >= 16*ms {
-			c.Next(100*time.Microsecond, 0.5)
+			c.Next(100*time.Microsecond, 0.5, 1)
 		} else {
 			shrinks++
-			c.Next(3*ms, 0.5)
+			c.Next(3*ms, 0.5, 1)
 			if c.Gap() < 16*ms {
 				t.Fatalf("behind after a shrink: gap %v, want it back at 16ms", c.Gap())
 			}
@@ -178,4 +218,24 @@ func TestBudget(t *testing.T) {
 	if got := feed(c, 50, 100*ms, 1); got != 5*ms {
 		t.Fatalf("gap %v, want the budget 5ms", got)
 	}
+}
+
+// TestProcessCPUCounts: the process's CPU time grows by what a busy loop
+// spends.
+func TestProcessCPUCounts(t *testing.T) {
+	t0, ok := ProcessCPU()
+	if !ok {
+		t.Skip("no process CPU time on this system")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	x := 0
+	for time.Now().Before(deadline) {
+		for i := range 1_000_000 {
+			x += i
+		}
+		if t1, _ := ProcessCPU(); t1-t0 >= 50*ms {
+			return
+		}
+	}
+	t.Fatalf("process CPU did not grow by 50ms in 5s of a busy loop (%d)", x)
 }
