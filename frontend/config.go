@@ -227,8 +227,11 @@ type Config struct {
 	// once the wait is below half of it (or the frames are cheap) it
 	// shrinks by an eighth per sample. The wait is what clients see
 	// of a frontend that cannot afford the frames it is asked for, whatever
-	// the message rate. Measured every 100ms. Env SCC_WRITE_COALESCE_WAIT.
-	// Default 1ms; 0 always applies all of WriteCoalesce.
+	// the message rate. Measured every 25ms. Env SCC_WRITE_COALESCE_WAIT.
+	// Default 10ms: a frontend near its CPU's end that still keeps up with
+	// one frame per delivery has its frames wait a few milliseconds, and
+	// holding them then adds more than it saves. 0 always applies all of
+	// WriteCoalesce.
 	WriteCoalesceWait time.Duration
 	// WriteCoalesceBusy is the share (0-1) of the CPUs the process may use
 	// (GOMAXPROCS) that writing frames must take for a wait above
@@ -518,7 +521,7 @@ func DefaultConfig() Config {
 		WriteBufferSize:        128,
 		WriterLinger:           20 * time.Millisecond,
 		WriteCoalesce:          25 * time.Millisecond,
-		WriteCoalesceWait:      time.Millisecond,
+		WriteCoalesceWait:      10 * time.Millisecond,
 		WriteCoalesceBusy:      0.2,
 		WriteCoalesceCPU:       0.7,
 		DrainDuration:          2 * time.Second,
