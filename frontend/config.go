@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sccgo/sccgo/internal/chanrate"
+	"github.com/sccgo/sccgo/internal/connlimit"
 	"github.com/sccgo/sccgo/internal/history"
 	"github.com/sccgo/sccgo/internal/rules"
 	"github.com/sccgo/sccgo/protocol"
@@ -351,6 +352,20 @@ type Config struct {
 	// LimitCloseBurstPerIP is the bucket size for LimitClosesPerIP. Env
 	// SCC_LIMIT_CLOSE_BURST_PER_IP. Default 10.
 	LimitCloseBurstPerIP int
+	// RefusalHold is how long a connection refused for LimitClosesPerIP is
+	// held, unanswered and unread, before it gets its HTTP 503 and is
+	// closed: a client that redials once answered then makes one attempt
+	// per hold instead of hundreds a second, each of which cost the
+	// frontend an accept, a refusal and a close. Env SCC_REFUSAL_HOLD.
+	// Default 5s (the 503's Retry-After); 0 answers at once.
+	RefusalHold time.Duration
+	// RefusalHoldMax bounds the refused connections held at once (each a
+	// descriptor and a timer, outside MaxConnections); beyond it a
+	// refusal is answered at once. Env SCC_REFUSAL_HOLD_MAX. Default 0:
+	// a quarter of the descriptors MaxConnections's default leaves for
+	// everything else (a tenth of RLIMIT_NOFILE, at least 64), at most
+	// 4096.
+	RefusalHoldMax int
 	// MaxHandshakesPerIP caps the connections Serve accepts per second
 	// from one client address (token bucket, burst HandshakeBurstPerIP);
 	// beyond it they are refused right after the accept with a bare
@@ -543,6 +558,7 @@ func DefaultConfig() Config {
 		SubscribeBurstPerIP:    2000,
 		LimitClosesPerIP:       1,
 		LimitCloseBurstPerIP:   10,
+		RefusalHold:            5 * time.Second,
 		HandshakeBurstPerIP:    20,
 		SourceTableSize:        65536,
 
@@ -565,6 +581,9 @@ func (c Config) derived() Config {
 	}
 	if c.InboundByteBurst == 0 {
 		c.InboundByteBurst = int(max(2*c.MaxPayload, int64(c.InboundByteRate)))
+	}
+	if c.RefusalHoldMax == 0 {
+		c.RefusalHoldMax = min(4096, connlimit.Headroom()/4)
 	}
 	return c
 }
@@ -647,6 +666,8 @@ func (c Config) Validate() error {
 	check(c.SubscribeRatePerIP == 0 || c.SubscribeBurstPerIP > 0, "subscribe burst per IP must be positive")
 	check(c.LimitClosesPerIP >= 0, "limit closes per IP must not be negative")
 	check(c.LimitClosesPerIP == 0 || c.LimitCloseBurstPerIP > 0, "limit close burst per IP must be positive")
+	check(c.RefusalHold >= 0, "refusal hold must not be negative")
+	check(c.RefusalHoldMax >= 0, "refusal hold max must not be negative")
 	check(c.MaxHandshakesPerIP >= 0, "max handshakes per IP must not be negative")
 	check(c.MaxHandshakesPerIP == 0 || c.HandshakeBurstPerIP > 0, "handshake burst per IP must be positive")
 	check(c.SourceTableSize > 0, "source table size must be positive")

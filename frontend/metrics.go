@@ -57,6 +57,7 @@ type metrics struct {
 	connectionsTotal  prometheus.Counter
 	handshakes        prometheus.Counter
 	rejected          *prometheus.CounterVec
+	refusalHolds      prometheus.Counter
 	closes            *prometheus.CounterVec
 	messagesIn        *prometheus.CounterVec
 	messagesOut       prometheus.Counter
@@ -89,6 +90,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		connectionsTotal: prometheus.NewCounter(prometheus.CounterOpts(f("connections_total", "Client WebSocket connections accepted."))),
 		handshakes:       prometheus.NewCounter(prometheus.CounterOpts(f("handshakes_total", "Successful SocketCluster #handshake exchanges."))),
 		rejected:         prometheus.NewCounterVec(prometheus.CounterOpts(f("rejected_connections_total", "Upgrade requests refused, by reason.")), []string{"reason"}),
+		refusalHolds:     prometheus.NewCounter(prometheus.CounterOpts(f("refusal_holds_total", "Refused connections held unanswered for SCC_REFUSAL_HOLD before their 503 (also counted in rejected_connections_total)."))),
 		closes:           prometheus.NewCounterVec(prometheus.CounterOpts(f("closes_total", "Client connections closed, by reason.")), []string{"reason"}),
 		messagesIn:       prometheus.NewCounterVec(prometheus.CounterOpts(f("messages_in_total", "Inbound packets and frames, by type.")), []string{"type"}),
 		messagesOut:      prometheus.NewCounter(prometheus.CounterOpts(f("messages_out_total", "Packets queued to clients."))),
@@ -126,7 +128,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.inRaw = m.messagesIn.WithLabelValues("raw")
 	m.inResponse = m.messagesIn.WithLabelValues("response")
 	m.closeSlowConsumer = m.closes.WithLabelValues(reasonSlowConsumer)
-	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
+	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.refusalHolds, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
 		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors, m.subscribesPaced)
 	return m
 }

@@ -101,6 +101,7 @@ type Server struct {
 	chanRate     *chanrate.Limiter
 	chanDeliv    *chanrate.Limiter // ChannelDeliveryRate
 	sources      *sourceTable      // per-address rates
+	refusals     refusalHolds      // refused connections held before their 503
 	subLim       subscribeBucket   // SubscribeRate
 	tcpMetrics   *connlimit.Metrics
 	done         chan struct{}
@@ -207,6 +208,8 @@ func New(cfg Config) (*Server, error) {
 			s.listenQueue),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "listen_overflows_total", Help: "Connections the kernel dropped because a listen queue was full, over the network namespace (TcpExt ListenOverflows, Linux)."},
 			listenOverflows),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "refusals_held", Help: "Refused connections held unanswered now (SCC_REFUSAL_HOLD, at most SCC_REFUSAL_HOLD_MAX)."},
+			func() float64 { return float64(s.heldRefusals()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket: 0 while frames wait less than SCC_WRITE_COALESCE_WAIT for their writer, up to SCC_WRITE_COALESCE."},
 			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_wait_seconds_total", Help: "Time the data frames written to clients waited for their writer to run, from their oldest message's queueing (or the end of its coalescing gap) to the write; divided by the frames it is the wait SCC_WRITE_COALESCE_WAIT bounds."},
@@ -819,6 +822,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 
 	close(s.done)
 	s.cancel()
+	s.closeRefusals()
 	// Every socket is closing and none parks any more (a closing socket
 	// is woken by its close, not by the poller).
 	if p := s.poller.Load(); p != nil {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -226,9 +225,10 @@ func (l *sourceListener) Accept() (net.Conn, error) {
 			return nc, nil
 		}
 		l.srv.m.rejected.WithLabelValues(reason).Inc()
-		_ = nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		_, _ = nc.Write([]byte(sourceRefusal))
-		_ = nc.Close()
+		if reason == rejectLimitClosesPerIP && l.srv.holdRefusal(nc) {
+			continue
+		}
+		refuseNow(nc)
 	}
 }
 

@@ -166,6 +166,8 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.SubscribeBurstPerIP = r.Int("SCC_SUBSCRIBE_BURST_PER_IP", d.SubscribeBurstPerIP, "burst for SCC_SUBSCRIBE_RATE_PER_IP")
 	c.LimitClosesPerIP = r.Float("SCC_LIMIT_CLOSES_PER_IP", d.LimitClosesPerIP, "sockets of one client IP address closed per second for breaking a limit; beyond it the address's new connections get a bare HTTP 503 at accept (0: off)")
 	c.LimitCloseBurstPerIP = r.Int("SCC_LIMIT_CLOSE_BURST_PER_IP", d.LimitCloseBurstPerIP, "burst for SCC_LIMIT_CLOSES_PER_IP")
+	c.RefusalHold = r.Duration("SCC_REFUSAL_HOLD", d.RefusalHold, "how long a connection refused for SCC_LIMIT_CLOSES_PER_IP is held unanswered before its 503, so a client that redials at once makes one attempt per hold (0: answer at once)")
+	c.RefusalHoldMax = r.Int("SCC_REFUSAL_HOLD_MAX", d.RefusalHoldMax, "refused connections held at once, each a descriptor outside SCC_MAX_CONNECTIONS; beyond it refusals are answered at once (0: a quarter of the descriptors SCC_MAX_CONNECTIONS's default leaves, at most 4096)")
 	c.MaxHandshakesPerIP = r.Float("SCC_MAX_HANDSHAKES_PER_IP", d.MaxHandshakesPerIP, "connections accepted per second from one client IP address, bare HTTP 503 at accept beyond (0: no limit, for a frontend behind a proxy)")
 	c.HandshakeBurstPerIP = r.Int("SCC_HANDSHAKE_BURST_PER_IP", d.HandshakeBurstPerIP, "burst for SCC_MAX_HANDSHAKES_PER_IP")
 	c.SourceTableSize = r.Int("SCC_SOURCE_TABLE_SIZE", d.SourceTableSize, "most client IP addresses whose per-address rates are tracked at once")

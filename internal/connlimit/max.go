@@ -21,6 +21,23 @@ func DefaultMax(reserve int) int {
 }
 
 func capFor(nofile, reserve int) int {
-	headroom := max(64, nofile/10)
-	return max(1, nofile-headroom-reserve)
+	return max(1, nofile-headroomFor(nofile)-reserve)
+}
+
+// headroomFor is the descriptors DefaultMax leaves beside the cap.
+func headroomFor(nofile int) int { return max(64, nofile/10) }
+
+// Headroom is how many descriptors DefaultMax leaves for everything but
+// the connections it counts (files, listeners, outbound links, the
+// reserve): a tenth of RLIMIT_NOFILE, at least 64 (fallbackMax's tenth
+// when the limit cannot be read).
+func Headroom() int {
+	n, ok := nofile()
+	if !ok || n == 0 {
+		return fallbackMax / 10
+	}
+	if n > math.MaxInt32 {
+		n = math.MaxInt32
+	}
+	return headroomFor(int(n))
 }

@@ -29,6 +29,7 @@ func TestLimitBreakersAreRefusedAtAccept(t *testing.T) {
 	f := startFrontend(t, func(c *frontend.Config) {
 		c.MaxBatchPackets = 10
 		c.LimitClosesPerIP, c.LimitCloseBurstPerIP = 1, 10
+		c.RefusalHold = 0 // answered at once; holding is TestRefusalsAreHeld's
 	})
 	conns := make([]*rawConn, attackers)
 	for i := range conns {
