@@ -223,10 +223,13 @@ type Config struct {
 	// WriteCoalesceWait is how long, on average, a frame may wait for its
 	// writer to run (from when its oldest message was queued, or its gap
 	// ended, to the write) before the frontend counts itself behind. While
-	// it is behind (this and WriteCoalesceBusy, two samples in a row) the
-	// gap grows in proportion to the excess wait, up to WriteCoalesce;
-	// once the wait is below half of it (or the frames are cheap) it
-	// shrinks by an eighth per sample. The wait is what clients see
+	// it is behind (this, WriteCoalesceBusy and WriteCoalesceCPU, for
+	// 100ms of samples in a row, then two in a row once frames are held)
+	// the gap grows in proportion to the excess wait, up to
+	// WriteCoalesce; once the wait is below half of it (or the frames are
+	// cheap, or the process under half its CPU share) for a calm period
+	// (0.5s at first, shorter after each shrink that holds) it shrinks by
+	// an eighth (internal/coalesce). The wait is what clients see
 	// of a frontend that cannot afford the frames it is asked for, whatever
 	// the message rate. Measured every 25ms. Env SCC_WRITE_COALESCE_WAIT.
 	// Default 10ms: a frontend near its CPU's end that still keeps up with

@@ -865,30 +865,47 @@ func (s *Server) adaptCoalesce() {
 	defer t.Stop()
 	last, lastAt := s.eng.Totals(), time.Now()
 	lastCPU, cpuKnown := coalesce.ProcessCPU()
-	for {
+	quota, hasQuota := coalesce.CPUQuota()
+	for i := 1; ; i++ {
 		select {
 		case <-s.ctx.Done():
 			return
-		case now := <-t.C:
-			cur := s.eng.Totals()
-			var mean time.Duration
-			if n := cur.Frames - last.Frames; n > 0 {
-				mean = (cur.Wait - last.Wait) / time.Duration(n)
-			}
-			// GOMAXPROCS follows the CPUs the process may use (affinity,
-			// cgroup limit), so it is read at every sample.
-			cpus := float64(runtime.GOMAXPROCS(0))
-			busy, cpu := 0.0, 1.0
-			if el := now.Sub(lastAt); el > 0 {
-				busy = float64(cur.Busy-last.Busy) / float64(el) / cpus
-				if cpuKnown {
-					used, _ := coalesce.ProcessCPU()
-					cpu = float64(used-lastCPU) / float64(el) / cpus
-					lastCPU = used
-				}
-			}
-			s.eng.SetCoalesce(ctl.Next(mean, busy, cpu))
-			last, lastAt = cur, now
+		case <-t.C:
 		}
+		// The clock is read with the totals, not taken from the tick: a
+		// tick delivered late on a busy CPU would otherwise divide a
+		// longer stretch of CPU time by a shorter one.
+		cur, now := s.eng.Totals(), time.Now()
+		used, usedOK := coalesce.ProcessCPU()
+		var mean time.Duration
+		if n := cur.Frames - last.Frames; n > 0 {
+			mean = (cur.Wait - last.Wait) / time.Duration(n)
+		}
+		if i%cpuQuotaEvery == 0 {
+			quota, hasQuota = coalesce.CPUQuota()
+		}
+		// The CPUs the process may use: GOMAXPROCS follows its affinity
+		// and rounds a cgroup limit up (to at least 2), so the limit
+		// itself bounds it too. Read at every sample: both can change.
+		cpus := float64(runtime.GOMAXPROCS(0))
+		if hasQuota {
+			cpus = min(cpus, quota)
+		}
+		busy, cpu := 0.0, 1.0
+		if el := now.Sub(lastAt); el > 0 && cpus > 0 {
+			busy = float64(cur.Busy-last.Busy) / float64(el) / cpus
+			if cpuKnown && usedOK {
+				cpu = float64(used-lastCPU) / float64(el) / cpus
+			}
+		}
+		if usedOK {
+			lastCPU = used
+		}
+		s.eng.SetCoalesce(ctl.Next(mean, busy, cpu))
+		last, lastAt = cur, now
 	}
 }
+
+// cpuQuotaEvery is how many coalescing samples pass between two reads of
+// the cgroup's CPU limit (about a second).
+const cpuQuotaEvery = 40

@@ -645,9 +645,12 @@ const (
 )
 
 // readBufPools hold read buffers by size class. A sync.Pool keeps what
-// went unused for two collections at most, so what the pools hold is
-// bounded by what sockets held at once (the read budget, for buffers
-// above readFree) and shrinks away once large messages stop.
+// went unused for two collections at most. What one class holds is
+// bounded by the buffers of its size that sockets held at once, which
+// the read budget bounds for buffers above readFree (at most a budget's
+// worth per class, and a message growing to a class leaves one buffer of
+// each smaller class behind), and it is released once large messages
+// stop.
 var readBufPools [readBufClasses]sync.Pool
 
 func init() {
