@@ -238,7 +238,8 @@ type Config struct {
 	// WriteCoalesce.
 	WriteCoalesceWait time.Duration
 	// WriteCoalesceBusy is the share (0-1) of the CPUs the process may use
-	// (GOMAXPROCS) that writing frames must take for a wait above
+	// (GOMAXPROCS, or the cgroup's CPU limit when lower) that writing
+	// frames must take for a wait above
 	// WriteCoalesceWait to count as behind: then the frames are what the
 	// frontend cannot afford, and fewer, larger ones shorten the wait. A
 	// wait with cheap frames (a fan-out burst, a neighbour on a shared
@@ -246,7 +247,8 @@ type Config struct {
 	// Default 0.2.
 	WriteCoalesceBusy float64
 	// WriteCoalesceCPU is the share (0-1) of the CPUs the process may use
-	// (GOMAXPROCS) that the whole process must use for a wait above
+	// (GOMAXPROCS, or the cgroup's CPU limit when lower) that the whole
+	// process must use for a wait above
 	// WriteCoalesceWait to count as behind. Below it the process can
 	// afford its frames: waits then come from a fan-out burst's writers
 	// queued behind each other or from a neighbour on a shared CPU, and

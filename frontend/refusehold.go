@@ -49,6 +49,7 @@ func (s *Server) holdRefusal(nc net.Conn) bool {
 		delete(h.held, nc)
 		h.mu.Unlock()
 		if ok {
+			drainRequest(nc)
 			refuseNow(nc)
 		}
 	})
@@ -78,6 +79,20 @@ func (s *Server) closeRefusals() {
 	}
 	h.mu.Unlock()
 	h.wg.Wait()
+}
+
+// drainRequest reads what the client sent during the hold (its upgrade
+// request, typically), so that closing the connection sends a FIN after
+// the 503 rather than a reset, which some clients and proxies report
+// instead of the answer. It reads for at most 20 ms and 64 KiB.
+func drainRequest(nc net.Conn) {
+	_ = nc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	var buf [4096]byte
+	for range 16 {
+		if n, err := nc.Read(buf[:]); err != nil || n < len(buf) {
+			return
+		}
+	}
 }
 
 // refuseNow answers a refused connection with the bare 503 and closes it.

@@ -853,7 +853,8 @@ func (s *Server) shutdown(ctx context.Context) error {
 // to keep up with its writes, up to WriteCoalesce, from what its clients
 // experience: how long frames wait for their writers
 // (wsconn.WriterTotals.Wait) against WriteCoalesceWait, and the share of
-// the CPUs the process may use (GOMAXPROCS) that writing them takes
+// the CPUs the process may use (GOMAXPROCS, or its cgroup's CPU limit
+// when lower) that writing them takes
 // (WriterTotals.Busy) against WriteCoalesceBusy, and the share of them
 // the whole process uses against WriteCoalesceCPU. The control law is
 // internal/coalesce's: 0 while the frontend keeps up, however high the
@@ -865,6 +866,7 @@ func (s *Server) adaptCoalesce() {
 	defer t.Stop()
 	last, lastAt := s.eng.Totals(), time.Now()
 	lastCPU, cpuKnown := coalesce.ProcessCPU()
+	lastCPUAt, cpu := lastAt, 1.0
 	quota, hasQuota := coalesce.CPUQuota()
 	for i := 1; ; i++ {
 		select {
@@ -891,15 +893,15 @@ func (s *Server) adaptCoalesce() {
 		if hasQuota {
 			cpus = min(cpus, quota)
 		}
-		busy, cpu := 0.0, 1.0
+		busy := 0.0
 		if el := now.Sub(lastAt); el > 0 && cpus > 0 {
 			busy = float64(cur.Busy-last.Busy) / float64(el) / cpus
-			if cpuKnown && usedOK {
-				cpu = float64(used-lastCPU) / float64(el) / cpus
-			}
 		}
-		if usedOK {
-			lastCPU = used
+		// A failed read keeps the last share, and the next good one
+		// spans the time since the last good one.
+		if el := now.Sub(lastCPUAt); cpuKnown && usedOK && el > 0 && cpus > 0 {
+			cpu = float64(used-lastCPU) / float64(el) / cpus
+			lastCPU, lastCPUAt = used, now
 		}
 		s.eng.SetCoalesce(ctl.Next(mean, busy, cpu))
 		last, lastAt = cur, now

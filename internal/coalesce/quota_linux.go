@@ -35,9 +35,13 @@ func CPUQuota() (float64, bool) {
 		}
 		switch {
 		case parts[0] == "0" && parts[1] == "":
-			eachAncestor(parts[2], func(p string) {
-				consider(quotaV2(path.Join("/sys/fs/cgroup", p, "cpu.max")))
-			})
+			// The unified hierarchy: at /sys/fs/cgroup, or beside the v1
+			// ones on a hybrid host.
+			for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+				eachAncestor(parts[2], func(p string) {
+					consider(quotaV2(path.Join(mount, p, "cpu.max")))
+				})
+			}
 		case hasController(parts[1], "cpu"):
 			for _, mount := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpuacct,cpu"} {
 				eachAncestor(parts[2], func(p string) {

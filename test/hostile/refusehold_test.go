@@ -106,11 +106,13 @@ func TestRefusalsAreHeld(t *testing.T) {
 			t.Fatalf("attempt %d answered after %v: neither at once nor after the %v hold", i, r.first, hold)
 		}
 	}
-	if held != holdMax || atOnce != attempts-holdMax {
-		t.Fatalf("%d held and %d answered at once, want %d and %d", held, atOnce, holdMax, attempts-holdMax)
+	// A connection accepted after the first holds ended (a SYN the
+	// kernel retried) may be held too: at least the cap were.
+	if held < holdMax || atOnce == 0 || held+atOnce != attempts {
+		t.Fatalf("%d held and %d answered at once, want at least %d held and the rest at once", held, atOnce, holdMax)
 	}
-	if n := metric(t, f.srv.Registry(), "scc_frontend_refusal_holds_total"); n != holdMax {
-		t.Fatalf("refusal_holds_total = %v, want %d", n, holdMax)
+	if n := metric(t, f.srv.Registry(), "scc_frontend_refusal_holds_total"); n != float64(held) {
+		t.Fatalf("refusal_holds_total = %v, want %d", n, held)
 	}
 	if n := metric(t, f.srv.Registry(), "scc_frontend_rejected_connections_total", "reason", "limit_closes_per_ip"); n != attempts {
 		t.Fatalf("rejected{limit_closes_per_ip} = %v, want %d", n, attempts)
