@@ -341,6 +341,18 @@ type Config struct {
 	// SubscribeBurstPerIP is the bucket size for SubscribeRatePerIP. Env
 	// SCC_SUBSCRIBE_BURST_PER_IP. Default 2000.
 	SubscribeBurstPerIP int
+	// PublishRefusalRate is how many refused #publish requests one socket
+	// gets answered per second before its reader waits for the next
+	// (token bucket, burst PublishRefusalBurst). Each refusal is still
+	// answered; a client that keeps publishing into a full channel, or
+	// somewhere it may not, then costs the frontend the rate, not its
+	// inbound rate, and its later packets wait unread (the socket counts
+	// as alive meanwhile). Env SCC_PUBLISH_REFUSAL_RATE. Default 100; 0:
+	// no pacing.
+	PublishRefusalRate float64
+	// PublishRefusalBurst is the bucket size for PublishRefusalRate. Env
+	// SCC_PUBLISH_REFUSAL_BURST. Default 100.
+	PublishRefusalBurst int
 	// LimitClosesPerIP is how many of its sockets a client address may
 	// have closed per second for breaking an inbound limit or the
 	// protocol (token bucket, burst LimitCloseBurstPerIP; the close
@@ -561,6 +573,8 @@ func DefaultConfig() Config {
 		SubscribeRate:          5000,
 		SubscribeBurst:         10000,
 		SubscribeBurstPerIP:    2000,
+		PublishRefusalRate:     100,
+		PublishRefusalBurst:    100,
 		LimitClosesPerIP:       1,
 		LimitCloseBurstPerIP:   10,
 		RefusalHold:            5 * time.Second,
@@ -672,6 +686,8 @@ func (c Config) Validate() error {
 	check(c.LimitClosesPerIP >= 0, "limit closes per IP must not be negative")
 	check(c.LimitClosesPerIP == 0 || c.LimitCloseBurstPerIP > 0, "limit close burst per IP must be positive")
 	check(c.RefusalHold >= 0, "refusal hold must not be negative")
+	check(c.PublishRefusalRate >= 0, "publish refusal rate must not be negative")
+	check(c.PublishRefusalRate == 0 || c.PublishRefusalBurst > 0, "publish refusal burst must be positive")
 	check(c.RefusalHoldMax >= 0, "refusal hold max must not be negative")
 	check(c.MaxHandshakesPerIP >= 0, "max handshakes per IP must not be negative")
 	check(c.MaxHandshakesPerIP == 0 || c.HandshakeBurstPerIP > 0, "handshake burst per IP must be positive")

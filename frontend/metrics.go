@@ -54,31 +54,32 @@ const (
 // the connections, subscriptions and channels gauges are read from the
 // server's atomics at scrape time (see New).
 type metrics struct {
-	connectionsTotal  prometheus.Counter
-	handshakes        prometheus.Counter
-	rejected          *prometheus.CounterVec
-	refusalHolds      prometheus.Counter
-	closes            *prometheus.CounterVec
-	messagesIn        *prometheus.CounterVec
-	messagesOut       prometheus.Counter
-	bytesIn           prometheus.Counter
-	bytesOut          prometheus.Counter
-	framesOut         prometheus.Counter
-	queueDrops        *prometheus.CounterVec
-	authFailures      *prometheus.CounterVec
-	publishErrors     *prometheus.CounterVec
-	inPublish         prometheus.Counter
-	inSubscribe       prometheus.Counter
-	inOther           prometheus.Counter
-	inRPC             prometheus.Counter
-	inEvent           prometheus.Counter
-	inPong            prometheus.Counter
-	inRaw             prometheus.Counter
-	inResponse        prometheus.Counter
-	closeSlowConsumer prometheus.Counter
-	acceptsPaced      prometheus.Counter
-	subscribeErrors   *prometheus.CounterVec
-	subscribesPaced   *prometheus.CounterVec
+	connectionsTotal     prometheus.Counter
+	handshakes           prometheus.Counter
+	rejected             *prometheus.CounterVec
+	refusalHolds         prometheus.Counter
+	closes               *prometheus.CounterVec
+	messagesIn           *prometheus.CounterVec
+	messagesOut          prometheus.Counter
+	bytesIn              prometheus.Counter
+	bytesOut             prometheus.Counter
+	framesOut            prometheus.Counter
+	queueDrops           *prometheus.CounterVec
+	authFailures         *prometheus.CounterVec
+	publishErrors        *prometheus.CounterVec
+	inPublish            prometheus.Counter
+	inSubscribe          prometheus.Counter
+	inOther              prometheus.Counter
+	inRPC                prometheus.Counter
+	inEvent              prometheus.Counter
+	inPong               prometheus.Counter
+	inRaw                prometheus.Counter
+	inResponse           prometheus.Counter
+	closeSlowConsumer    prometheus.Counter
+	acceptsPaced         prometheus.Counter
+	subscribeErrors      *prometheus.CounterVec
+	subscribesPaced      *prometheus.CounterVec
+	publishRefusalsPaced prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -87,22 +88,23 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		return prometheus.Opts{Namespace: ns, Subsystem: sub, Name: name, Help: help}
 	}
 	m := &metrics{
-		connectionsTotal: prometheus.NewCounter(prometheus.CounterOpts(f("connections_total", "Client WebSocket connections accepted."))),
-		handshakes:       prometheus.NewCounter(prometheus.CounterOpts(f("handshakes_total", "Successful SocketCluster #handshake exchanges."))),
-		rejected:         prometheus.NewCounterVec(prometheus.CounterOpts(f("rejected_connections_total", "Upgrade requests refused, by reason.")), []string{"reason"}),
-		refusalHolds:     prometheus.NewCounter(prometheus.CounterOpts(f("refusal_holds_total", "Refused connections held unanswered for SCC_REFUSAL_HOLD before their 503 (also counted in rejected_connections_total)."))),
-		closes:           prometheus.NewCounterVec(prometheus.CounterOpts(f("closes_total", "Client connections closed, by reason.")), []string{"reason"}),
-		messagesIn:       prometheus.NewCounterVec(prometheus.CounterOpts(f("messages_in_total", "Inbound packets and frames, by type.")), []string{"type"}),
-		messagesOut:      prometheus.NewCounter(prometheus.CounterOpts(f("messages_out_total", "Packets queued to clients."))),
-		bytesIn:          prometheus.NewCounter(prometheus.CounterOpts(f("bytes_in_total", "Inbound WebSocket message bytes."))),
-		bytesOut:         prometheus.NewCounter(prometheus.CounterOpts(f("bytes_out_total", "Outbound data frame bytes written."))),
-		framesOut:        prometheus.NewCounter(prometheus.CounterOpts(f("frames_out_total", "Outbound data frames written (several packets may share one)."))),
-		queueDrops:       prometheus.NewCounterVec(prometheus.CounterOpts(f("queue_drops_total", "Outbound queue overflows, by bound.")), []string{"reason"}),
-		authFailures:     prometheus.NewCounterVec(prometheus.CounterOpts(f("auth_failures_total", "Rejected auth tokens, by error name.")), []string{"reason"}),
-		acceptsPaced:     prometheus.NewCounter(prometheus.CounterOpts(f("accepts_paced_total", "Connections accepted only after waiting in the listen queue for the handshake rate."))),
-		publishErrors:    prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
-		subscribeErrors:  prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribe_errors_total", "Subscribes refused, by reason.")), []string{"reason"}),
-		subscribesPaced:  prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribes_paced_total", "Subscribes and unsubscribes whose socket waited for their turn under a subscription rate, by the rate that held it.")), []string{"reason"}),
+		connectionsTotal:     prometheus.NewCounter(prometheus.CounterOpts(f("connections_total", "Client WebSocket connections accepted."))),
+		handshakes:           prometheus.NewCounter(prometheus.CounterOpts(f("handshakes_total", "Successful SocketCluster #handshake exchanges."))),
+		rejected:             prometheus.NewCounterVec(prometheus.CounterOpts(f("rejected_connections_total", "Upgrade requests refused, by reason.")), []string{"reason"}),
+		refusalHolds:         prometheus.NewCounter(prometheus.CounterOpts(f("refusal_holds_total", "Refused connections held unanswered for SCC_REFUSAL_HOLD before their 503 (also counted in rejected_connections_total)."))),
+		closes:               prometheus.NewCounterVec(prometheus.CounterOpts(f("closes_total", "Client connections closed, by reason.")), []string{"reason"}),
+		messagesIn:           prometheus.NewCounterVec(prometheus.CounterOpts(f("messages_in_total", "Inbound packets and frames, by type.")), []string{"type"}),
+		messagesOut:          prometheus.NewCounter(prometheus.CounterOpts(f("messages_out_total", "Packets queued to clients."))),
+		bytesIn:              prometheus.NewCounter(prometheus.CounterOpts(f("bytes_in_total", "Inbound WebSocket message bytes."))),
+		bytesOut:             prometheus.NewCounter(prometheus.CounterOpts(f("bytes_out_total", "Outbound data frame bytes written."))),
+		framesOut:            prometheus.NewCounter(prometheus.CounterOpts(f("frames_out_total", "Outbound data frames written (several packets may share one)."))),
+		queueDrops:           prometheus.NewCounterVec(prometheus.CounterOpts(f("queue_drops_total", "Outbound queue overflows, by bound.")), []string{"reason"}),
+		authFailures:         prometheus.NewCounterVec(prometheus.CounterOpts(f("auth_failures_total", "Rejected auth tokens, by error name.")), []string{"reason"}),
+		acceptsPaced:         prometheus.NewCounter(prometheus.CounterOpts(f("accepts_paced_total", "Connections accepted only after waiting in the listen queue for the handshake rate."))),
+		publishErrors:        prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
+		subscribeErrors:      prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribe_errors_total", "Subscribes refused, by reason.")), []string{"reason"}),
+		publishRefusalsPaced: prometheus.NewCounter(prometheus.CounterOpts(f("publish_refusals_paced_total", "Refused publishes after which their socket's reader waited for SCC_PUBLISH_REFUSAL_RATE."))),
+		subscribesPaced:      prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribes_paced_total", "Subscribes and unsubscribes whose socket waited for their turn under a subscription rate, by the rate that held it.")), []string{"reason"}),
 	}
 	for _, r := range []string{reasonNormal, reasonGoingAway, reasonPongTimeout, reasonHandshakeTimeout, reasonHandshakeRejected,
 		reasonBeforeHandshake, reasonMessageTooBig, reasonSlowConsumer, reasonRateLimited, reasonUnsupportedData, reasonInvalidPayload,
@@ -129,6 +131,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.inResponse = m.messagesIn.WithLabelValues("response")
 	m.closeSlowConsumer = m.closes.WithLabelValues(reasonSlowConsumer)
 	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.refusalHolds, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
-		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors, m.subscribesPaced)
+		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors, m.subscribesPaced, m.publishRefusalsPaced)
 	return m
 }

@@ -513,6 +513,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	sock.msgs = bucket{tokens: float64(s.cfg.InboundBurst), at: now}
 	sock.bytes = bucket{tokens: float64(s.cfg.InboundByteBurst), at: now}
+	sock.refused = bucket{tokens: float64(s.cfg.PublishRefusalBurst), at: now}
 	ws, nc, err := wsconn.Accept(w, r, wsconn.AcceptOptions{
 		ReadBufferSize:  s.cfg.ReadBufferSize,
 		WriteBufferSize: s.cfg.WriteBufferSize,

@@ -70,6 +70,7 @@ type Socket struct {
 	bytes     bucket      // InboundByteRate
 	fragments int32       // frames of the message being received
 	readsCut  atomic.Bool // closed for a limit: read nothing more
+	refused   bucket      // PublishRefusalRate; the reader's alone
 	ip        netip.Addr
 
 	// rmu orders the reader's look at the read buffer before a close
@@ -1104,20 +1105,25 @@ func (s *Socket) unsubscribe(p *protocol.Packet) {
 
 func (s *Socket) publish(p *protocol.Packet) {
 	srv := s.srv
+	// Every refusal is answered, then paced (paceRefusal).
+	fail := func(e *protocol.Error) {
+		s.fail(p, e)
+		s.paceRefusal()
+	}
 	if !srv.cfg.AllowClientPublish {
 		srv.m.publishErrors.WithLabelValues("disabled").Inc()
-		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Client publish feature is disabled"))
+		fail(protocol.NewError(protocol.ErrNameInvalidAction, "Client publish feature is disabled"))
 		return
 	}
 	pd, err := protocol.DecodePublish(p.Data)
 	if err != nil || pd.Channel == "" || len(pd.Channel) > srv.cfg.MaxChannelLength {
 		srv.m.publishErrors.WithLabelValues("malformed").Inc()
-		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, "Publish channel name was malformatted"))
+		fail(protocol.NewError(protocol.ErrNameInvalidAction, "Publish channel name was malformatted"))
 		return
 	}
 	if len(pd.Data) > srv.cfg.MaxPublishBytes {
 		srv.m.publishErrors.WithLabelValues("too_big").Inc()
-		s.fail(p, protocol.NewError(protocol.ErrNameInvalidAction, fmt.Sprintf(
+		fail(protocol.NewError(protocol.ErrNameInvalidAction, fmt.Sprintf(
 			"Publish data of %d bytes exceeds the limit of %d bytes", len(pd.Data), srv.cfg.MaxPublishBytes)))
 		return
 	}
@@ -1127,20 +1133,20 @@ func (s *Socket) publish(p *protocol.Packet) {
 			return
 		}
 		srv.m.publishErrors.WithLabelValues("forbidden").Inc()
-		s.fail(p, perr)
+		fail(perr)
 		return
 	}
 	if perr := srv.allowChannelPublish(pd.Channel); perr != nil {
-		s.fail(p, perr)
+		fail(perr)
 		return
 	}
 	if perr := srv.allowChannelDeliveries(pd.Channel, len(pd.Data)); perr != nil {
-		s.fail(p, perr)
+		fail(perr)
 		return
 	}
 	if err := srv.publish(pd.Channel, pd.Data); err != nil {
 		srv.m.publishErrors.WithLabelValues("broker").Inc()
-		s.fail(p, brokerError(err))
+		fail(brokerError(err))
 		return
 	}
 	s.ack(p)

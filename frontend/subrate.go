@@ -113,6 +113,42 @@ func (s *Socket) pace(l *subscribeBucket, r float64, burst int, reason, reasonIP
 		return true
 	}
 	srv.m.subscribesPaced.WithLabelValues(reason).Inc()
+	if s.paceWait(d) {
+		return true
+	}
+	if cancel != nil {
+		cancel()
+	}
+	return false
+}
+
+// paceRefusal charges a refused publish to the socket's
+// PublishRefusalRate and, over it, holds the reader until the refusal is
+// due. A publish refused for its channel's rate or delivery budget (or
+// any other reason) costs the frontend a decode, an answer and a frame
+// however fast the client sends the next, so a client that publishes
+// into a full channel as fast as its inbound rate allows (thousands a
+// second) would spend the frontend's CPU on refusals; paced, it gets its
+// refusals at the rate, and its later packets wait unread.
+func (s *Socket) paceRefusal() {
+	cfg := &s.srv.cfg
+	r := cfg.PublishRefusalRate
+	if r <= 0 {
+		return
+	}
+	if s.refused.take(s.srv.clock(), 1, r, float64(cfg.PublishRefusalBurst)) {
+		return
+	}
+	s.srv.m.publishRefusalsPaced.Inc()
+	s.paceWait(time.Duration(-s.refused.tokens / r * 1e9))
+}
+
+// paceWait holds the socket's reader for d: its later packets wait unread,
+// and it counts as alive meanwhile (its pongs are among them). It looks
+// at the socket every subscribePaceSlice and returns false as soon as
+// the socket closes or the server stops.
+func (s *Socket) paceWait(d time.Duration) bool {
+	srv := s.srv
 	t := time.NewTimer(min(d, subscribePaceSlice))
 	defer t.Stop()
 	until := time.Now().Add(d)
@@ -124,9 +160,6 @@ func (s *Socket) pace(l *subscribeBucket, r float64, burst int, reason, reasonIP
 		}
 		s.lastSeen.Store(srv.clock())
 		if s.closing.Load() {
-			if cancel != nil {
-				cancel()
-			}
 			return false
 		}
 		left := time.Until(until)

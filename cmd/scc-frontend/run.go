@@ -164,6 +164,8 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.SubscribeBurst = r.Int("SCC_SUBSCRIBE_BURST", d.SubscribeBurst, "burst for SCC_SUBSCRIBE_RATE")
 	c.SubscribeRatePerIP = r.Float("SCC_SUBSCRIBE_RATE_PER_IP", d.SubscribeRatePerIP, "client subscribes per second of one client IP address, paced like SCC_SUBSCRIBE_RATE (0: no limit)")
 	c.SubscribeBurstPerIP = r.Int("SCC_SUBSCRIBE_BURST_PER_IP", d.SubscribeBurstPerIP, "burst for SCC_SUBSCRIBE_RATE_PER_IP")
+	c.PublishRefusalRate = r.Float("SCC_PUBLISH_REFUSAL_RATE", d.PublishRefusalRate, "refused publishes per second one socket gets answered before its reader waits for the next (0: no pacing)")
+	c.PublishRefusalBurst = r.Int("SCC_PUBLISH_REFUSAL_BURST", d.PublishRefusalBurst, "burst for SCC_PUBLISH_REFUSAL_RATE")
 	c.LimitClosesPerIP = r.Float("SCC_LIMIT_CLOSES_PER_IP", d.LimitClosesPerIP, "sockets of one client IP address closed per second for breaking a limit; beyond it the address's new connections get a bare HTTP 503 at accept (0: off)")
 	c.LimitCloseBurstPerIP = r.Int("SCC_LIMIT_CLOSE_BURST_PER_IP", d.LimitCloseBurstPerIP, "burst for SCC_LIMIT_CLOSES_PER_IP")
 	c.RefusalHold = r.Duration("SCC_REFUSAL_HOLD", d.RefusalHold, "how long a connection refused for SCC_LIMIT_CLOSES_PER_IP is held unanswered before its 503, so a client that redials at once makes one attempt per hold (0: answer at once)")
