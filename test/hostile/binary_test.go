@@ -221,13 +221,23 @@ func TestHostileClientBinary(t *testing.T) {
 	}
 
 	// A publish flood beyond the burst, in batches that fit MaxPayload:
-	// 4011.
+	// 4011. Each publish goes to a channel of its own, so that no
+	// channel's rate refuses it (refused publishes are paced on the
+	// reader instead: TestRefusedPublishesArePaced).
 	c = fresh()
-	const pkt = `{"event":"#publish","data":{"channel":"flood","data":1}}`
+	const pkt = `{"event":"#publish","data":{"channel":"flood-%06d","data":1}}`
 	perFrame := min(defMaxPayload/2/(len(pkt)+1), def.MaxBatchPackets)
 	for sent := 0; sent < def.InboundBurst*2 && c.open(); sent += perFrame {
-		frame := "[" + strings.Repeat(pkt+",", perFrame-1) + pkt + "]"
-		if c.write(websocket.MessageText, []byte(frame)) != nil {
+		var frame strings.Builder
+		frame.WriteString("[")
+		for i := range perFrame {
+			if i > 0 {
+				frame.WriteString(",")
+			}
+			fmt.Fprintf(&frame, pkt, sent+i)
+		}
+		frame.WriteString("]")
+		if c.write(websocket.MessageText, []byte(frame.String())) != nil {
 			break
 		}
 	}
