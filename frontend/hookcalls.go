@@ -493,6 +493,7 @@ func (s *Socket) cancelHookSubscribe(ch string) bool {
 func (s *Socket) publishHook(p *protocol.Packet, ch string, data json.RawMessage) {
 	srv := s.srv
 	if !s.hookSlot(hooks.Publish, p) {
+		s.paceRefusal() // on the reader, like publish's own refusals
 		return
 	}
 	data = cloneRaw(data)
@@ -533,6 +534,16 @@ func (s *Socket) publishHook(p *protocol.Packet, ch string, data json.RawMessage
 		}
 		if res != nil && res.Data != nil {
 			data = res.Data
+		}
+		// The channel's rates apply to what the hook allowed, as to any
+		// other publish (refusals here are off the reader: not paced).
+		if perr := srv.allowChannelPublish(ch); perr != nil {
+			s.fail(pp, perr)
+			return
+		}
+		if perr := srv.allowChannelDeliveries(ch, len(data)); perr != nil {
+			s.fail(pp, perr)
+			return
 		}
 		if err := srv.publish(ch, data); err != nil {
 			srv.m.publishErrors.WithLabelValues("broker").Inc()

@@ -531,3 +531,26 @@ func TestSubscribeHookUnsubscribedWhilePending(t *testing.T) {
 	}
 	probe(t, c, 4) // and no #publish before its answer
 }
+
+// TestPublishHookKeepsChannelRate: a channel whose publishes the hook
+// decides still has its publish rate: what the hook allows beyond it is
+// refused with ResourceLimitError, and counted.
+func TestPublishHookKeepsChannelRate(t *testing.T) {
+	cfg := rulesConfig(t, hookRules)
+	cfg.ChannelPublishRate, cfg.ChannelPublishBurst = 0.001, 2
+	cfg.PublishHook = &fakeHooks{publish: func(context.Context, *PublishRequest) (*PublishResult, error) {
+		return &PublishResult{}, nil
+	}}
+	srv := startServer(t, cfg)
+	pub := dial(t, srv)
+	pub.handshake("")
+	for i := range 2 {
+		pub.sendf(`{"event":"#publish","data":{"channel":"hooked:1","data":%d},"cid":%d}`, i, 10+i)
+		pub.expect(fmt.Sprintf(`{"rid":%d}`, 10+i))
+	}
+	pub.send(`{"event":"#publish","data":{"channel":"hooked:1","data":3},"cid":20}`)
+	pub.expectJSON(`{"rid":20,"error":{"name":"ResourceLimitError","message":"Publish rate limit of the hooked:1 channel exceeded"}}`)
+	if got := counter(t, srv.Registry(), "scc_frontend_publish_errors_total", "reason", "channel_rate"); got != 1 {
+		t.Fatalf("channel_rate refusals = %v, want 1", got)
+	}
+}

@@ -431,6 +431,7 @@ func (s *Socket) serve() {
 			return
 		case waitRead:
 			if s.readOne() {
+				s.waitRefusals() // a closed socket's next read fails
 				continue
 			}
 		}

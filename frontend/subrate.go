@@ -123,8 +123,9 @@ func (s *Socket) pace(l *subscribeBucket, r float64, burst int, reason, reasonIP
 }
 
 // paceRefusal charges a refused publish to the socket's
-// PublishRefusalRate and, over it, holds the reader until the refusal is
-// due. A publish refused for its channel's rate or delivery budget (or
+// PublishRefusalRate; over it, the reader waits the debt off once the
+// message is handled (waitRefusals), holding neither the message's
+// buffer nor its read budget meanwhile. A publish refused for its channel's rate or delivery budget (or
 // any other reason) costs the frontend a decode, an answer and a frame
 // however fast the client sends the next, so a client that publishes
 // into a full channel as fast as its inbound rate allows (thousands a
@@ -136,11 +137,25 @@ func (s *Socket) paceRefusal() {
 	if r <= 0 {
 		return
 	}
-	if s.refused.take(s.srv.clock(), 1, r, float64(cfg.PublishRefusalBurst)) {
-		return
+	if !s.refused.take(s.srv.clock(), 1, r, float64(cfg.PublishRefusalBurst)) {
+		s.srv.m.publishRefusalsPaced.Inc()
 	}
-	s.srv.m.publishRefusalsPaced.Inc()
-	s.paceWait(time.Duration(-s.refused.tokens / r * 1e9))
+}
+
+// waitRefusals holds the reader, between two messages, until the
+// socket's refused publishes are within PublishRefusalRate again: a
+// message that was a batch of refused publishes is paid for after it,
+// all at once. False when the socket closed or the server stopped.
+func (s *Socket) waitRefusals() bool {
+	r := s.srv.cfg.PublishRefusalRate
+	if r <= 0 {
+		return true
+	}
+	s.refused.take(s.srv.clock(), 0, r, float64(s.srv.cfg.PublishRefusalBurst))
+	if s.refused.tokens >= 0 {
+		return true
+	}
+	return s.paceWait(time.Duration(-s.refused.tokens / r * 1e9))
 }
 
 // paceWait holds the socket's reader for d: its later packets wait unread,
