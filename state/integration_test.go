@@ -291,9 +291,16 @@ func TestIntegrationGossipFallback(t *testing.T) {
 	// reshards from it to the brokers it sees, above version 1. Whether the
 	// frontend takes part in that reshard (prepare, then commit) or gets
 	// the result when it connects (commit only) depends on which of it and
-	// b1 is back first.
+	// b1 is back first. A frontend that connects after the state adopted
+	// the reported ring and before its reshard begins is sent that ring
+	// first (v1 with b2 again, for the moment until v2).
 	got := frec.log()
-	if got != "commit v1[b1,b2]; commit v1[b1]; prepare v2[b1]; commit v2[b1]" && got != "commit v1[b1,b2]; commit v1[b1]; commit v2[b1]" {
+	switch got {
+	case "commit v1[b1,b2]; commit v1[b1]; prepare v2[b1]; commit v2[b1]",
+		"commit v1[b1,b2]; commit v1[b1]; commit v2[b1]",
+		"commit v1[b1,b2]; commit v1[b1]; commit v1[b1,b2]; prepare v2[b1]; commit v2[b1]",
+		"commit v1[b1,b2]; commit v1[b1]; commit v1[b1,b2]; commit v2[b1]":
+	default:
 		t.Fatalf("frontend saw %q", got)
 	}
 }
