@@ -120,3 +120,47 @@ func writerStats(srv *Server) string {
 	n := time.Duration(max(tot.Frames, 1))
 	return fmt.Sprintf("%d frames, mean wait for the writer %v, mean write %v", tot.Frames, tot.Wait/n, tot.Busy/n)
 }
+
+// TestWriterEngagesWhenBehind drives the coalescing law through the
+// server's own sampling (adaptCoalesce): with a wait target of 1µs and no
+// busy or CPU condition, any load counts as behind, so the gap in force
+// must grow above 0 within a few samples, and return to 0 once the load
+// stops.
+func TestWriterEngagesWhenBehind(t *testing.T) {
+	cfg := testConfig()
+	cfg.WriteCoalesceWait = time.Microsecond
+	cfg.WriteCoalesceBusy, cfg.WriteCoalesceCPU = 0, 0
+	srv := startServer(t, cfg)
+	c := dial(t, srv)
+	c.handshake("")
+	c.subscribe("load", 1)
+	go func() { // drain
+		for {
+			select {
+			case <-c.frames:
+			case <-c.done:
+				return
+			}
+		}
+	}()
+	gap := func() float64 { return counter(t, srv.Registry(), "scc_frontend_write_coalesce_seconds") }
+	stop := make(chan struct{})
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for range 20000 { // at most 20 s
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			srv.Deliver("load", []byte(`{"n":1}`))
+		}
+	}()
+	waitFor(t, 15*time.Second, "the gap to engage", func() bool { return gap() > 0 })
+	close(stop)
+	<-loaded
+	waitFor(t, 15*time.Second, "the gap to return to 0 once the load stopped", func() bool { return gap() == 0 })
+}
