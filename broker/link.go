@@ -74,10 +74,18 @@ func (l *link) HandleMessages(_ *nodelink.Link, msgs []protocol.Message) {
 					if s.repl.pubs.seen(ch, l.nl.Peer().NodeID, seq) {
 						// Re-sent after a failover: the channel has it.
 						s.repl.m.duplicates.Inc()
-					} else if key == "" || s.dedup.FirstSeen(ch+"\x00"+key) {
+						maxSeq = max(maxSeq, seq)
+						continue
+					}
+					// Wait for the ring and the handoff before claiming
+					// the idempotency key: a key claimed by a publish
+					// that then waits would drop its retry through
+					// another frontend, and what that frontend published
+					// next would overtake it.
+					l.awaitFloor()
+					s.repl.awaitHandoff(ch, l.nl.Done(), l.holdDeadline())
+					if key == "" || s.dedup.FirstSeen(ch+"\x00"+key) {
 						pubs++
-						l.awaitFloor()
-						s.repl.awaitHandoff(ch, l.nl.Done(), l.holdDeadline())
 						if !l.forwardToOwner(ch, opts, data, seq) {
 							l.publishReplicated(ch, opts, data, seq)
 						}
