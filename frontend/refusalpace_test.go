@@ -30,17 +30,21 @@ func TestRefusedPublishesArePaced(t *testing.T) {
 
 	// One message per publish: the reader pays a message's refusals off
 	// after it, before it reads the next.
-	start := time.Now()
 	for i := range flood {
 		pub.send(`{"event":"#publish","data":{"channel":"full","data":1},"cid":` + strconv.Itoa(10+i) + `}`)
 	}
 
-	// Meanwhile another socket publishes to its own channel at once.
+	// Meanwhile another socket publishes to its own channel: it is
+	// answered while the paced socket still waits for most of its
+	// refusals (the paced socket's replies are buffered in pub.frames as
+	// they arrive, so their number at that moment is what it had).
 	other.send(`{"event":"#publish","data":{"channel":"free","data":2},"cid":2}`)
 	if p := other.packet2(); p != `{"rid":2}` {
 		t.Fatalf("other socket's publish: %s", p)
 	}
-	otherAt := time.Since(start)
+	if got := len(pub.frames); got >= flood/2 {
+		t.Fatalf("the paced socket had %d of its %d replies when another socket was answered: not paced, or the other waited for it", got, flood)
+	}
 
 	refused := 0
 	for refused < flood-1 { // the channel's one token admits one
@@ -59,21 +63,10 @@ func TestRefusedPublishesArePaced(t *testing.T) {
 			refused++
 		}
 	}
-	el := time.Since(start)
-	paced := counter(t, srv.Registry(), "scc_frontend_publish_refusals_paced_total")
-	t.Logf("%d refusals in %v (other socket answered after %v), %v paced", refused, el, otherAt, paced)
-	// Beyond the burst, each refusal waited for the rate: at least
-	// (refused-burst)/rate, less what refilled while the burst went out.
-	if min := time.Duration(float64(refused-burst-5) / rate * float64(time.Second)); el < min {
-		t.Fatalf("%d refusals answered in %v: not paced to %d/s after a burst of %d (want at least %v)", refused, el, rate, burst, min)
-	}
 	// Each refusal past the bucket counts; a late timer refills it a
-	// little, so fewer may (the elapsed time above is the pacing).
-	if paced < float64(refused-burst)/2 {
+	// little, so fewer may.
+	if paced := counter(t, srv.Registry(), "scc_frontend_publish_refusals_paced_total"); paced < float64(refused-burst)/2 {
 		t.Fatalf("publish_refusals_paced_total = %v, want about %d", paced, refused-burst)
-	}
-	if otherAt > el/2 {
-		t.Fatalf("another socket's publish was answered after %v of %v: slowed by the paced socket", otherAt, el)
 	}
 	// The paced socket outlived several ping timeouts and still works.
 	pub.send(`{"event":"#publish","data":{"channel":"after","data":3},"cid":9999}`)
