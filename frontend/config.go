@@ -192,6 +192,13 @@ type Config struct {
 	// sockets, which keep a reader goroutine each. Env
 	// SCC_PARK_IDLE_SOCKETS. Default true.
 	ParkIdleSockets bool
+	// IdleDetach is how long a parked socket goes without a message other
+	// than a ping or pong before it also drops its WebSocket state (about
+	// 1.4 KiB of coder/websocket's per-connection structs); pings and
+	// pongs are then written and read raw, and the state is rebuilt when
+	// anything else is read or written. 0 keeps it. Only parked sockets
+	// detach. Env SCC_IDLE_DETACH. Default 10s.
+	IdleDetach time.Duration
 	// ReadBufferSize is the per-socket bufio read buffer in bytes; message
 	// bodies larger than it are read around it. Env SCC_READ_BUFFER_SIZE.
 	// Default 256.
@@ -550,6 +557,7 @@ func DefaultConfig() Config {
 		CloseTimeout:           2 * time.Second,
 		ReadBufferSize:         256,
 		ParkIdleSockets:        true,
+		IdleDetach:             10 * time.Second,
 		WriteBufferSize:        128,
 		WriterLinger:           20 * time.Millisecond,
 		WriteCoalesce:          25 * time.Millisecond,

@@ -33,6 +33,7 @@ func testConfig() Config {
 	c.LimitClosesPerIP = 0
 	// Tests provoke refusals in bulk; their pacing has its own test.
 	c.PublishRefusalRate = 0
+	c.IdleDetach = 1
 	return c
 }
 

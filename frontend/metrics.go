@@ -80,6 +80,9 @@ type metrics struct {
 	subscribeErrors      *prometheus.CounterVec
 	subscribesPaced      *prometheus.CounterVec
 	publishRefusalsPaced prometheus.Counter
+	reattaches           *prometheus.CounterVec
+	detachedPings        prometheus.Counter
+	detachedPongs        prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -104,6 +107,9 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		publishErrors:        prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
 		subscribeErrors:      prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribe_errors_total", "Subscribes refused, by reason.")), []string{"reason"}),
 		publishRefusalsPaced: prometheus.NewCounter(prometheus.CounterOpts(f("publish_refusals_paced_total", "Refused publishes after which their socket's reader waited for SCC_PUBLISH_REFUSAL_RATE."))),
+		reattaches:           prometheus.NewCounterVec(prometheus.CounterOpts(f("socket_reattaches_total", "Detached sockets given their WebSocket state again, by what needed it: a message to read, a frame to write, a close.")), []string{"by"}),
+		detachedPings:        prometheus.NewCounter(prometheus.CounterOpts(f("detached_pings_total", "Pings written straight to a detached socket's descriptor."))),
+		detachedPongs:        prometheus.NewCounter(prometheus.CounterOpts(f("detached_pongs_total", "Pongs read from a detached socket without rebuilding its WebSocket state (also counted in messages_in_total)."))),
 		subscribesPaced:      prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribes_paced_total", "Subscribes and unsubscribes whose socket waited for their turn under a subscription rate, by the rate that held it.")), []string{"reason"}),
 	}
 	for _, r := range []string{reasonNormal, reasonGoingAway, reasonPongTimeout, reasonHandshakeTimeout, reasonHandshakeRejected,
@@ -126,11 +132,15 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.inRPC = m.messagesIn.WithLabelValues("rpc")
 	m.inEvent = m.messagesIn.WithLabelValues("event")
 	m.inOther = m.messagesIn.WithLabelValues("other")
+	for _, r := range []string{reattachRead, reattachWrite, reattachClose} {
+		m.reattaches.WithLabelValues(r)
+	}
 	m.inPong = m.messagesIn.WithLabelValues("pong")
 	m.inRaw = m.messagesIn.WithLabelValues("raw")
 	m.inResponse = m.messagesIn.WithLabelValues("response")
 	m.closeSlowConsumer = m.closes.WithLabelValues(reasonSlowConsumer)
 	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.refusalHolds, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
-		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors, m.subscribesPaced, m.publishRefusalsPaced)
+		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors, m.subscribesPaced, m.publishRefusalsPaced,
+		m.reattaches, m.detachedPings, m.detachedPongs)
 	return m
 }

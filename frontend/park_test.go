@@ -37,6 +37,24 @@ func awaitParked(t testing.TB, srv *Server, n int64) {
 	waitFor(t, 10*time.Second, fmt.Sprintf("%d parked sockets", n), func() bool { return srv.parkedN.Load() == n })
 }
 
+// awaitDetached waits until n sockets are detached (parked without their
+// WebSocket state).
+func awaitDetached(t testing.TB, srv *Server, n int64) {
+	t.Helper()
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d detached sockets", n), func() bool { return srv.detachedN.Load() == n })
+}
+
+// reattaches is how many times a detached socket was given its WebSocket
+// state again.
+func reattaches(t testing.TB, srv *Server) float64 {
+	t.Helper()
+	var n float64
+	for _, by := range []string{reattachRead, reattachWrite, reattachClose} {
+		n += counter(t, srv.Registry(), "scc_frontend_socket_reattaches_total", "by", by)
+	}
+	return n
+}
+
 // waitGone waits until srv has no socket left, parked or registered in
 // its poller.
 func waitGone(t testing.TB, srv *Server) {
@@ -47,45 +65,91 @@ func waitGone(t testing.TB, srv *Server) {
 	})
 }
 
+// A parked socket answers pings, detached (its pings written raw and
+// its pongs read without rebuilding its WebSocket state) or not.
 func TestParkedSocketAnswersPings(t *testing.T) {
-	for _, v := range []protocol.Version{protocol.V1, protocol.V2} {
-		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
-			cfg := testConfig()
-			cfg.ProtocolVersion = v
-			cfg.PingInterval = 30 * time.Millisecond
-			cfg.PingTimeout = 300 * time.Millisecond
-			srv := startServer(t, cfg)
-			c := dial(t, srv)
-			c.handshake("")
-			c.subscribe("p", 2)
-			awaitParked(t, srv, 1)
-			// More pongs than fit in a ping timeout: each one woke the
-			// parked socket, was read, and the socket parked again.
-			waitFor(t, 10*time.Second, "pongs", func() bool {
-				return counter(t, srv.Registry(), "scc_frontend_messages_in_total", "type", "pong") >= 20
-			})
-			select {
-			case <-c.done:
-				t.Fatalf("connection closed: %v", c.readErr())
-			default:
-			}
-			if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonPongTimeout); got != 0 {
-				t.Fatalf("%v pong timeouts", got)
-			}
-			awaitParked(t, srv, 1)
-			// A parked subscriber still gets what is published.
-			if err := srv.Publish(context.Background(), "p", []byte(`"hi"`)); err != nil {
-				t.Fatal(err)
-			}
-			for {
-				if p := c.packet2(); p != "" {
-					if want := `{"event":"#publish","data":{"channel":"p","data":"hi"}}`; p != want {
-						t.Fatalf("got %s, want %s", p, want)
-					}
-					break
+	for _, detach := range []bool{false, true} {
+		for _, v := range []protocol.Version{protocol.V1, protocol.V2} {
+			t.Run(fmt.Sprintf("v%d/detach=%v", v, detach), func(t *testing.T) {
+				cfg := testConfig()
+				cfg.ProtocolVersion = v
+				cfg.PingInterval = 30 * time.Millisecond
+				cfg.PingTimeout = 300 * time.Millisecond
+				if !detach {
+					cfg.IdleDetach = 0
 				}
-			}
-		})
+				srv := startServer(t, cfg)
+				c := dial(t, srv)
+				c.handshake("")
+				c.subscribe("p", 2)
+				awaitParked(t, srv, 1)
+				var r0 float64
+				if detach {
+					awaitDetached(t, srv, 1)
+					r0 = reattaches(t, srv)
+				}
+				// More pongs than fit in a ping timeout: each one woke the
+				// parked socket, was read, and the socket parked again.
+				waitFor(t, 10*time.Second, "pongs", func() bool {
+					return counter(t, srv.Registry(), "scc_frontend_messages_in_total", "type", "pong") >= 20
+				})
+				select {
+				case <-c.done:
+					t.Fatalf("connection closed: %v", c.readErr())
+				default:
+				}
+				if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonPongTimeout); got != 0 {
+					t.Fatalf("%v pong timeouts", got)
+				}
+				awaitParked(t, srv, 1)
+				pings := counter(t, srv.Registry(), "scc_frontend_detached_pings_total")
+				pongs := counter(t, srv.Registry(), "scc_frontend_detached_pongs_total")
+				if detach {
+					// Pings and pongs alone never rebuilt the state.
+					if pings < 15 || pongs < 15 {
+						t.Fatalf("detached pings %v, pongs %v; want most of the 20 exchanged", pings, pongs)
+					}
+					if r := reattaches(t, srv); r != r0 {
+						t.Fatalf("%v reattaches while only pings and pongs flowed", r-r0)
+					}
+				} else if pings != 0 || pongs != 0 || srv.detachedN.Load() != 0 {
+					t.Fatalf("detached with IdleDetach 0: pings %v, pongs %v", pings, pongs)
+				}
+				// A parked subscriber still gets what is published.
+				if err := srv.Publish(context.Background(), "p", []byte(`"hi"`)); err != nil {
+					t.Fatal(err)
+				}
+				for {
+					if p := c.packet2(); p != "" {
+						if want := `{"event":"#publish","data":{"channel":"p","data":"hi"}}`; p != want {
+							t.Fatalf("got %s, want %s", p, want)
+						}
+						break
+					}
+				}
+				if !detach {
+					return
+				}
+				if got := counter(t, srv.Registry(), "scc_frontend_socket_reattaches_total", "by", reattachWrite); got < 1 {
+					t.Fatal("the delivery did not rebuild the state")
+				}
+				// It detaches again; a request from the client rebuilds it
+				// to read, and is answered.
+				awaitDetached(t, srv, 1)
+				c.subscribe("q", 3)
+				if got := counter(t, srv.Registry(), "scc_frontend_socket_reattaches_total", "by", reattachRead); got < 1 {
+					t.Fatal("the request did not rebuild the state")
+				}
+				awaitDetached(t, srv, 1)
+				if err := c.ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+					t.Fatalf("close handshake: %v", err)
+				}
+				waitGone(t, srv)
+				if n := srv.detachedN.Load(); n != 0 {
+					t.Fatalf("%d detached after every socket left", n)
+				}
+			})
+		}
 	}
 }
 
@@ -99,6 +163,7 @@ func TestParkedSocketPongTimeout(t *testing.T) {
 	c := dialWith(t, wsURL(srv), dialOpts{noAutoPong: true})
 	c.handshake("")
 	awaitParked(t, srv, 1)
+	awaitDetached(t, srv, 1)
 	c.expectClose(protocol.ClosePongTimeout)
 	waitGone(t, srv)
 }
@@ -109,6 +174,7 @@ func TestParkedSocketHandshakeTimeout(t *testing.T) {
 	srv := startServer(t, cfg)
 	c := dial(t, srv)
 	awaitParked(t, srv, 1)
+	awaitDetached(t, srv, 1)
 	c.expectClose(protocol.CloseHandshakeTimeout)
 	waitGone(t, srv)
 	if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonHandshakeTimeout); got != 1 {
@@ -124,18 +190,20 @@ func TestParkedSocketTokenExpiry(t *testing.T) {
 	cfg.OnConnect = func(s *Socket) { conns <- s }
 	srv := startServer(t, cfg)
 	c := dial(t, srv)
-	hs := c.handshake(hsToken(t, testKey, jwt.MapClaims{"username": "eve", "exp": time.Now().Unix() + 1}))
+	hs := c.handshake(hsToken(t, testKey, jwt.MapClaims{"username": "eve", "exp": time.Now().Unix() + 2}))
 	if hs["isAuthenticated"] != true {
 		t.Fatalf("handshake %v", hs)
 	}
 	s := <-conns
 	awaitParked(t, srv, 1)
+	awaitDetached(t, srv, 1)
 	// No packet and no pong comes in: the sweeper notices the expiry.
 	c.expect(`{"event":"#removeAuthToken"}`)
 	if s.IsAuthenticated() {
 		t.Fatal("still authenticated after expiry")
 	}
 	awaitParked(t, srv, 1)
+	awaitDetached(t, srv, 1)
 }
 
 func TestParkedSocketCloseFrames(t *testing.T) {
@@ -146,6 +214,7 @@ func TestParkedSocketCloseFrames(t *testing.T) {
 		c := dial(t, srv)
 		c.handshake("")
 		awaitParked(t, srv, 1)
+		awaitDetached(t, srv, 1)
 		if err := c.ws.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 			t.Fatalf("close handshake: %v", err)
 		}
@@ -161,6 +230,7 @@ func TestParkedSocketCloseFrames(t *testing.T) {
 		c.handshake("")
 		s := <-conns
 		awaitParked(t, srv, 1)
+		awaitDetached(t, srv, 1)
 		s.Close(4321, "bye")
 		c.expectClose(4321)
 		waitGone(t, srv)
@@ -169,6 +239,7 @@ func TestParkedSocketCloseFrames(t *testing.T) {
 		c := dial(t, srv)
 		c.handshake("")
 		awaitParked(t, srv, 1)
+		awaitDetached(t, srv, 1)
 		c.ws.CloseNow()
 		waitGone(t, srv)
 	})
@@ -184,6 +255,7 @@ func TestParkedSocketCloseFrames(t *testing.T) {
 		c := dial(t, srv)
 		c.handshake("")
 		awaitParked(t, srv, 1)
+		awaitDetached(t, srv, 1)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
@@ -204,6 +276,7 @@ func TestParkedSocketClientPing(t *testing.T) {
 	c := dial(t, srv)
 	c.handshake("")
 	awaitParked(t, srv, 1)
+	awaitDetached(t, srv, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.ws.Ping(ctx); err != nil {
@@ -262,6 +335,8 @@ func TestParkedSocketsWakeTogether(t *testing.T) {
 	}
 	expectLine("ready")
 	awaitParked(t, srv, int64(n))
+	awaitDetached(t, srv, int64(n))
+	r0 := reattaches(t, srv)
 	// Writers that sent the answers linger a little (WriterLinger); no
 	// goroutine stays per socket.
 	fewGoroutines := func() bool { return runtime.NumGoroutine() <= g0+100 }
@@ -270,6 +345,12 @@ func TestParkedSocketsWakeTogether(t *testing.T) {
 	io.WriteString(stdin, "wake\n")
 	expectLine("answered")
 	awaitParked(t, srv, int64(n))
+	// Every request rebuilt its socket's WebSocket state, and every
+	// socket drops it again.
+	if r := reattaches(t, srv) - r0; r < float64(n) {
+		t.Fatalf("%v reattaches for %d requests to detached sockets", r, n)
+	}
+	awaitDetached(t, srv, int64(n))
 	waitFor(t, 30*time.Second, "goroutines to end", fewGoroutines)
 
 	stdin.Close()
@@ -446,6 +527,7 @@ func TestParkedSlowConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitParked(t, srv, 1)
+	awaitDetached(t, srv, 1)
 	payload := []byte(`"` + strings.Repeat("x", 4000) + `"`)
 	for sent := 0; srv.Stats().Connections == 1; sent++ {
 		if sent == 100000 {

@@ -86,6 +86,8 @@ type Server struct {
 	addr         atomic.Pointer[addrBox]
 	poller       atomic.Pointer[netpoll.Poller] // watches parked sockets; nil: none park
 	parkedN      atomic.Int64                   // sockets in readerParked
+	detachedN    atomic.Int64                   // sockets without their WebSocket state (detach.go)
+	pingFrame    []byte                         // the ping as a whole server frame, for detached sockets
 	startOnce    sync.Once
 	closeMu      sync.Mutex
 	closeQ       []*Socket // connections whose peer is gone, for the closer
@@ -167,6 +169,9 @@ func New(cfg Config) (*Server, error) {
 		rpcs:   map[string]RPCHandler{},
 		events: map[string]EventHandler{},
 	}
+	// A server's text frame: FIN, opcode 1, the unmasked length (a ping
+	// is at most 2 bytes), the payload.
+	s.pingFrame = append([]byte{0x81, byte(len(s.ping))}, s.ping...)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -222,6 +227,8 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return float64(s.subs.pending.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "parked_sockets", Help: "Open sockets holding no reader goroutine, waiting in the poller for bytes (SCC_PARK_IDLE_SOCKETS)."},
 			func() float64 { return float64(s.parkedN.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "detached_sockets", Help: "Parked sockets that also dropped their WebSocket state after SCC_IDLE_DETACH without traffic other than pings and pongs."},
+			func() float64 { return float64(s.detachedN.Load()) }),
 	)
 	s.handshakeTokens = float64(cfg.HandshakeBurst)
 	s.closerSlice = defaultCloserSlice
@@ -517,11 +524,8 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	ws, nc, err := wsconn.Accept(w, r, wsconn.AcceptOptions{
 		ReadBufferSize:  s.cfg.ReadBufferSize,
 		WriteBufferSize: s.cfg.WriteBufferSize,
-		WebSocket: websocket.AcceptOptions{
-			InsecureSkipVerify: true, // origins are checked above, SocketCluster's way
-			CompressionMode:    websocket.CompressionDisabled,
-		},
-		Meter: sock,
+		WebSocket:       acceptOptions, // origins are checked above, SocketCluster's way
+		Meter:           sock,
 	})
 	if err != nil {
 		s.release(sock)
@@ -531,11 +535,13 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.cfg.MaxPayload)
 	sock.id, sock.ws, sock.nc = s.ids.next(), ws, nc
 	sock.lastSeen.Store(now)
+	sock.lastUse = now
 	// The first ping comes at a random point of the first interval, so
 	// sockets that connect together (a reconnect storm) do not all get
 	// their pings in the same sweep ever after.
 	sock.lastPing.Store(now - mrand.Int64N(int64(s.cfg.PingInterval)))
-	sock.q.Init(&s.eng, ws, nc, sock)
+	sock.q.Init(&s.eng, nil, nc, sock)
+	sock.q.SetLender((*socketLender)(sock))
 	sock.initHooks(r)
 
 	s.regMu.RLock()

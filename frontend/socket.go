@@ -46,9 +46,16 @@ var (
 type Socket struct {
 	srv *Server
 	id  string
-	ws  *websocket.Conn
 	nc  *wsconn.Raw
 	q   wsconn.Queue
+
+	// cmu guards the WebSocket state, nil while the socket is detached
+	// (detach.go), and who uses it.
+	cmu     sync.Mutex
+	ws      *websocket.Conn
+	wsUsers int32
+	wsGone  bool  // torn down: a detached socket is not given a Conn again
+	lastUse int64 // server clock of the last use's end
 
 	opened    int64        // server clock, ns
 	lastSeen  atomic.Int64 // server clock of the last inbound message
@@ -353,7 +360,7 @@ func (s *Socket) QueueWriteError(err error) {
 			return
 		}
 	}
-	s.ws.CloseNow()
+	s.closeNow()
 	s.wake()
 }
 
@@ -399,7 +406,10 @@ func (s *Socket) closeWithText(code int, reason, text string, flush bool) {
 		// A parked socket's reader joins the handshake's reads and tears
 		// the socket down once it is over.
 		s.wake()
-		s.ws.Close(websocket.StatusCode(code), text)
+		if ws := s.conn(reattachClose); ws != nil {
+			ws.Close(websocket.StatusCode(code), text)
+			s.doneConn()
+		}
 		t.Stop()
 	}
 	if flush {
@@ -430,9 +440,16 @@ func (s *Socket) serve() {
 		case waitParked:
 			return
 		case waitRead:
-			if s.readOne() {
-				s.waitRefusals() // a closed socket's next read fails
-				continue
+			if s.readDetached() {
+				continue // only pongs: look again, and park
+			}
+			if ws := s.conn(reattachRead); ws != nil {
+				ok := s.readOne(ws)
+				s.doneConn()
+				if ok {
+					s.waitRefusals() // a closed socket's next read fails
+					continue
+				}
 			}
 		}
 		s.readFailed(net.ErrClosed)
@@ -541,8 +558,8 @@ type socketWaker Socket
 func (w *socketWaker) Wake() { (*Socket)(w).wake() }
 
 // readOne reads and handles one message; false when the connection ended.
-func (s *Socket) readOne() bool {
-	typ, r, err := s.ws.Reader(context.Background())
+func (s *Socket) readOne(ws *websocket.Conn) bool {
+	typ, r, err := ws.Reader(context.Background())
 	if err != nil {
 		s.readFailed(err)
 		return false
@@ -724,7 +741,7 @@ func (s *Socket) readFailed(err error) {
 		s.abandon()
 		return
 	}
-	s.ws.CloseNow()
+	s.closeNow()
 }
 
 // peerGone reports whether a read or write error means the peer's end is
@@ -738,6 +755,12 @@ func peerGone(err error) bool {
 func (s *Socket) teardown() {
 	s.q.Close()
 	srv := s.srv
+	s.cmu.Lock()
+	if s.ws == nil {
+		srv.detachedN.Add(-1)
+	}
+	s.wsGone = true
+	s.cmu.Unlock()
 	srv.unregister(s)
 
 	s.mu.Lock()

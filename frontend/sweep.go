@@ -28,6 +28,7 @@ func (s *Server) sweep() {
 	interval := int64(s.cfg.PingInterval)
 	timeout := int64(s.cfg.PingTimeout)
 	handshake := int64(s.cfg.HandshakeTimeout)
+	detach := int64(s.cfg.IdleDetach) // only parked sockets detach (tryDetach)
 	var expired []*Socket
 	for {
 		select {
@@ -55,7 +56,10 @@ func (s *Server) sweep() {
 				sock.closeWith(protocol.ClosePongTimeout, reasonPongTimeout, false)
 			case now-sock.lastPing.Load() >= interval:
 				sock.lastPing.Store(now)
-				sock.q.Ping(s.ping)
+				sock.ping()
+			}
+			if detach > 0 {
+				sock.tryDetach(now - detach)
 			}
 		})
 		for i, sock := range expired {

@@ -178,6 +178,7 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.WriteTimeout = r.Duration("SCC_WRITE_TIMEOUT", d.WriteTimeout, "bound on each frame write")
 	c.CloseTimeout = r.Duration("SCC_CLOSE_TIMEOUT", d.CloseTimeout, "bound on the WebSocket close handshake")
 	c.ParkIdleSockets = r.Bool("SCC_PARK_IDLE_SOCKETS", d.ParkIdleSockets, "idle sockets hold no goroutine: a reader starts when bytes arrive (Linux, not TLS)")
+	c.IdleDetach = r.Duration("SCC_IDLE_DETACH", d.IdleDetach, "a parked socket idle this long (pings and pongs aside) also drops its WebSocket state until it is used again (0: keep it)")
 	c.ReadBufferSize = r.Int("SCC_READ_BUFFER_SIZE", d.ReadBufferSize, "per-socket read buffer in bytes")
 	c.WriteBufferSize = r.Int("SCC_WRITE_BUFFER_SIZE", d.WriteBufferSize, "per-socket write buffer in bytes")
 	c.WriterLinger = r.Duration("SCC_WRITER_LINGER", d.WriterLinger, "how long an idle socket's writer goroutine waits for more messages before it exits")

@@ -87,6 +87,10 @@ type Raw struct {
 	prefix *prefixConn
 	cork   corkWriter // the write side, in the same allocation
 	rc     syscall.RawConn
+	// bw and wsConn are what the WebSocket was given (its write buffer,
+	// and the connection it reads from and closes), for Reattach.
+	bw     *bufio.Writer
+	wsConn net.Conn
 }
 
 func newRaw(nc net.Conn, br *bufio.Reader, rd io.Reader, rsize int, pc *prefixConn, w net.Conn) *Raw {
@@ -317,7 +321,9 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	br := bufio.NewReaderSize(conn, h.rsize)
 	h.raw = newRaw(nc, br, conn, h.rsize, pc, w)
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(&h.raw.cork, h.wsize)), nil
+	h.raw.bw = bufio.NewWriterSize(&h.raw.cork, h.wsize)
+	h.raw.wsConn = conn
+	return conn, bufio.NewReadWriter(br, h.raw.bw), nil
 }
 
 // prefixConn serves bytes already read from the socket before reading from

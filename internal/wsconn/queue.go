@@ -206,6 +206,7 @@ type Owner interface {
 type Queue struct {
 	eng   *Engine
 	ws    *websocket.Conn
+	lend  Lender
 	nc    net.Conn
 	owner Owner
 
@@ -261,6 +262,20 @@ func NewQueue(eng *Engine, ws *websocket.Conn, nc net.Conn, owner Owner) *Queue 
 func (q *Queue) Init(eng *Engine, ws *websocket.Conn, nc net.Conn, owner Owner) {
 	q.eng, q.ws, q.nc, q.owner = eng, ws, nc, owner
 }
+
+// Lender lends a queue's writer the connection's websocket.Conn for one
+// run, for an owner that drops the Conn while its connection is idle
+// (see Detach and Raw.Reattach). A queue without one writes to the Conn
+// it was given.
+type Lender interface {
+	// AcquireConn returns the Conn to write to until ReleaseConn.
+	AcquireConn() (*websocket.Conn, error)
+	ReleaseConn()
+}
+
+// SetLender makes the writer borrow its Conn from l; call it before
+// anything is queued.
+func (q *Queue) SetLender(l Lender) { q.lend = l }
 
 // Enqueue queues one packet to be written promptly. p must not be
 // modified afterwards; the same slice may be queued on many connections.
@@ -460,9 +475,14 @@ func (q *Queue) startLocked() bool {
 func (q *Queue) run() {
 	var spare [][]byte
 	var linger *time.Timer
+	ws := q.ws
+	lent := false
 	defer func() {
 		if linger != nil {
 			q.eng.putTimer(linger)
+		}
+		if lent {
+			q.lend.ReleaseConn()
 		}
 	}()
 	wrote := false
@@ -524,7 +544,14 @@ func (q *Queue) run() {
 			start = Now()
 		}
 		wrote = true
-		err := q.write(hasPing, ping, pkts)
+		var err error
+		if q.lend != nil && !lent {
+			ws, err = q.lend.AcquireConn()
+			lent = err == nil
+		}
+		if err == nil {
+			err = q.write(ws, hasPing, ping, pkts)
+		}
 		if len(pkts) > 0 {
 			end := Now()
 			q.eng.frameDone(readyAt, start, end)
@@ -557,19 +584,19 @@ type corker interface {
 	Uncork() error
 }
 
-func (q *Queue) write(hasPing bool, ping []byte, pkts [][]byte) error {
+func (q *Queue) write(ws *websocket.Conn, hasPing bool, ping []byte, pkts [][]byte) error {
 	if c, ok := q.nc.(corker); ok {
 		c.Cork()
-		err := q.writeFrames(hasPing, ping, pkts)
+		err := q.writeFrames(ws, hasPing, ping, pkts)
 		if uerr := c.Uncork(); err == nil {
 			err = uerr
 		}
 		return err
 	}
-	return q.writeFrames(hasPing, ping, pkts)
+	return q.writeFrames(ws, hasPing, ping, pkts)
 }
 
-func (q *Queue) writeFrames(hasPing bool, ping []byte, pkts [][]byte) error {
+func (q *Queue) writeFrames(ws *websocket.Conn, hasPing bool, ping []byte, pkts [][]byte) error {
 	ctx := context.Background()
 	typ := q.eng.messageType()
 	// Setting a deadline re-arms a runtime timer; on a busy socket that
@@ -585,7 +612,7 @@ func (q *Queue) writeFrames(hasPing bool, ping []byte, pkts [][]byte) error {
 	}
 	if hasPing {
 		deadline()
-		if err := q.ws.Write(ctx, websocket.MessageText, ping); err != nil {
+		if err := ws.Write(ctx, websocket.MessageText, ping); err != nil {
 			return err
 		}
 	}
@@ -595,7 +622,7 @@ func (q *Queue) writeFrames(hasPing bool, ping []byte, pkts [][]byte) error {
 	case len(pkts) == 1 || q.eng.Batch == nil:
 		for _, p := range pkts {
 			deadline()
-			if err := q.ws.Write(ctx, typ, p); err != nil {
+			if err := ws.Write(ctx, typ, p); err != nil {
 				return err
 			}
 			q.frame(1, len(p))
@@ -608,7 +635,7 @@ func (q *Queue) writeFrames(hasPing bool, ping []byte, pkts [][]byte) error {
 	}
 	buf := q.eng.Batch((*bp)[:0], pkts)
 	deadline()
-	err := q.ws.Write(ctx, typ, buf)
+	err := ws.Write(ctx, typ, buf)
 	if err == nil {
 		q.frame(len(pkts), len(buf))
 	}
