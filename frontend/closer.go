@@ -61,7 +61,7 @@ func (s *Server) closer() {
 }
 
 func (s *Server) closeNow(sock *Socket) {
-	sock.ws.CloseNow()
+	sock.closeNow()
 	s.release(sock)
 	// A closed descriptor leaves the poller's set without an event: a
 	// parked socket learns of the close from here.

@@ -22,6 +22,7 @@ import (
 )
 
 var memConns = flag.Int("memconns", 0, "TestIdleMemory: number of idle subscribed connections to open (0 skips)")
+var memDetach = flag.Duration("memdetach", 1, "TestIdleMemory: Config.IdleDetach (0 keeps every socket's WebSocket state)")
 
 // TestIdleMemory measures the server's memory per idle subscribed
 // connection. The clients run in a child process so that only the server's
@@ -38,6 +39,7 @@ func TestIdleMemory(t *testing.T) {
 	}
 	cfg := testConfig()
 	cfg.PingInterval = 8 * time.Second
+	cfg.IdleDetach = *memDetach
 	srv := startServer(t, cfg)
 
 	before := memSnapshot()
@@ -71,10 +73,15 @@ func TestIdleMemory(t *testing.T) {
 	}
 	n := int64(*memConns)
 	waitFor(t, 30*time.Second, "subscriptions", func() bool { return srv.Stats().Subscriptions == n })
-	// Let handlers and writers finish, then measure: first as the process
-	// stands (the collector has run only when the heap called for it),
-	// then after forced collections.
-	time.Sleep(500 * time.Millisecond)
+	// Once every socket is parked (and detached, when sockets detach),
+	// measure: first as the process stands (the collector has run only
+	// when the heap called for it), then after forced collections.
+	if srv.poller.Load() != nil {
+		waitFor(t, 30*time.Second, "every socket parked", func() bool { return srv.parkedN.Load() == n })
+		if cfg.IdleDetach > 0 {
+			waitFor(t, 30*time.Second, "every socket detached", func() bool { return srv.detachedN.Load() == n })
+		}
+	}
 	var live runtime.MemStats
 	runtime.ReadMemStats(&live)
 	liveRSS := vmRSS()
