@@ -64,12 +64,18 @@ func (s *Socket) conn(by string) *websocket.Conn {
 	return s.ws
 }
 
-// doneConn ends a use begun by conn.
-func (s *Socket) doneConn() {
-	now := s.srv.clock()
+// doneConn ends a use begun by conn. active restarts the socket's idle
+// time (IdleDetach): it carried something other than a ping or a pong.
+func (s *Socket) doneConn(active bool) {
+	var now int64
+	if active {
+		now = s.srv.clock()
+	}
 	s.cmu.Lock()
 	s.wsUsers--
-	s.lastUse = now
+	if active {
+		s.lastUse = now
+	}
 	s.cmu.Unlock()
 }
 
@@ -185,4 +191,4 @@ func (l *socketLender) AcquireConn() (*websocket.Conn, error) {
 	return ws, nil
 }
 
-func (l *socketLender) ReleaseConn() { (*Socket)(l).doneConn() }
+func (l *socketLender) ReleaseConn(data bool) { (*Socket)(l).doneConn(data) }

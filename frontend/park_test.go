@@ -75,8 +75,11 @@ func TestParkedSocketAnswersPings(t *testing.T) {
 				cfg.ProtocolVersion = v
 				cfg.PingInterval = 30 * time.Millisecond
 				cfg.PingTimeout = 300 * time.Millisecond
-				if !detach {
-					cfg.IdleDetach = 0
+				cfg.IdleDetach = 0
+				if detach {
+					// Longer than the ping interval: pings and pongs do
+					// not count as use.
+					cfg.IdleDetach = 150 * time.Millisecond
 				}
 				srv := startServer(t, cfg)
 				c := dial(t, srv)

@@ -408,7 +408,7 @@ func (s *Socket) closeWithText(code int, reason, text string, flush bool) {
 		s.wake()
 		if ws := s.conn(reattachClose); ws != nil {
 			ws.Close(websocket.StatusCode(code), text)
-			s.doneConn()
+			s.doneConn(true)
 		}
 		t.Stop()
 	}
@@ -444,8 +444,8 @@ func (s *Socket) serve() {
 				continue // only pongs: look again, and park
 			}
 			if ws := s.conn(reattachRead); ws != nil {
-				ok := s.readOne(ws)
-				s.doneConn()
+				ok, pong := s.readOne(ws)
+				s.doneConn(!pong)
 				if ok {
 					s.waitRefusals() // a closed socket's next read fails
 					continue
@@ -557,26 +557,27 @@ type socketWaker Socket
 
 func (w *socketWaker) Wake() { (*Socket)(w).wake() }
 
-// readOne reads and handles one message; false when the connection ended.
-func (s *Socket) readOne(ws *websocket.Conn) bool {
+// readOne reads and handles one message through ws; ok is false when the
+// connection ended, pong is true when the message was a pong.
+func (s *Socket) readOne(ws *websocket.Conn) (ok, pong bool) {
 	typ, r, err := ws.Reader(context.Background())
 	if err != nil {
 		s.readFailed(err)
-		return false
+		return false, false
 	}
 	if typ != websocket.MessageText {
 		s.srv.m.messagesIn.WithLabelValues("binary").Inc()
 		s.closeWith(protocol.CloseUnsupportedData, reasonUnsupportedData, false)
 		// Drain it, so the reader stays usable for the close handshake.
 		_, err := io.Copy(io.Discard, r)
-		return err == nil
+		return err == nil, false
 	}
 	bp, msg, held, err := s.readMessage(getReadBuf(readBufSize), r)
 	defer s.srv.readHeld.Add(-held)
 	if err != nil {
 		putReadBuf(bp, msg)
 		s.readFailed(err)
-		return false
+		return false, false
 	}
 	if !s.closing.Load() {
 		s.srv.m.bytesIn.Add(float64(len(msg)))
@@ -589,8 +590,9 @@ func (s *Socket) readOne(ws *websocket.Conn) bool {
 			s.closeWith(protocol.CloseInvalidPayload, reasonInvalidPayload, false)
 		}
 	}
+	pong = len(msg) <= 2 && isPong(msg)
 	putReadBuf(bp, msg)
-	return true
+	return true, pong
 }
 
 // readMessage reads the rest of a message from r into *bp's buffer, like

@@ -270,7 +270,9 @@ func (q *Queue) Init(eng *Engine, ws *websocket.Conn, nc net.Conn, owner Owner) 
 type Lender interface {
 	// AcquireConn returns the Conn to write to until ReleaseConn.
 	AcquireConn() (*websocket.Conn, error)
-	ReleaseConn()
+	// ReleaseConn ends the run's use; data reports whether it wrote any
+	// data frame (not only a ping).
+	ReleaseConn(data bool)
 }
 
 // SetLender makes the writer borrow its Conn from l; call it before
@@ -476,13 +478,13 @@ func (q *Queue) run() {
 	var spare [][]byte
 	var linger *time.Timer
 	ws := q.ws
-	lent := false
+	lent, data := false, false
 	defer func() {
 		if linger != nil {
 			q.eng.putTimer(linger)
 		}
 		if lent {
-			q.lend.ReleaseConn()
+			q.lend.ReleaseConn(data)
 		}
 	}()
 	wrote := false
@@ -551,6 +553,7 @@ func (q *Queue) run() {
 		}
 		if err == nil {
 			err = q.write(ws, hasPing, ping, pkts)
+			data = data || len(pkts) > 0
 		}
 		if len(pkts) > 0 {
 			end := Now()
