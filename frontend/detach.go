@@ -92,11 +92,12 @@ func (s *Socket) closeNow() {
 }
 
 // tryDetach drops the Conn of a parked socket unused since before
-// cutoff (server clock).
+// cutoff (server clock) and with no writer started (a writer that has
+// not taken the Conn yet would only build it again).
 func (s *Socket) tryDetach(cutoff int64) {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
-	if s.ws == nil || s.wsUsers != 0 || s.lastUse > cutoff || s.closing.Load() || s.rstate.Load() != readerParked {
+	if s.ws == nil || s.wsUsers != 0 || s.lastUse > cutoff || s.closing.Load() || s.rstate.Load() != readerParked || s.q.Writing() {
 		return
 	}
 	wsconn.Detach(s.ws)

@@ -94,6 +94,9 @@ func TestParkedSocketAnswersPings(t *testing.T) {
 				// More pongs than fit in a ping timeout: each one woke the
 				// parked socket, was read, and the socket parked again.
 				waitFor(t, 10*time.Second, "pongs", func() bool {
+					if detach {
+						return counter(t, srv.Registry(), "scc_frontend_detached_pongs_total") >= 20
+					}
 					return counter(t, srv.Registry(), "scc_frontend_messages_in_total", "type", "pong") >= 20
 				})
 				select {
@@ -109,8 +112,8 @@ func TestParkedSocketAnswersPings(t *testing.T) {
 				pongs := counter(t, srv.Registry(), "scc_frontend_detached_pongs_total")
 				if detach {
 					// Pings and pongs alone never rebuilt the state.
-					if pings < 15 || pongs < 15 {
-						t.Fatalf("detached pings %v, pongs %v; want most of the 20 exchanged", pings, pongs)
+					if pings < 20 || pongs < 20 {
+						t.Fatalf("detached pings %v, pongs %v; want 20 exchanged", pings, pongs)
 					}
 					if r := reattaches(t, srv); r != r0 {
 						t.Fatalf("%v reattaches while only pings and pongs flowed", r-r0)
@@ -153,6 +156,36 @@ func TestParkedSocketAnswersPings(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Sockets that only exchange pings and pongs, once detached, stay
+// detached: no ping rebuilds the state, including the ping due in the
+// sweep that detaches the socket.
+func TestDetachedSocketsStayDetached(t *testing.T) {
+	const n = 200
+	cfg := testConfig()
+	cfg.PingInterval = 30 * time.Millisecond
+	cfg.PingTimeout = 300 * time.Millisecond
+	cfg.IdleDetach = 100 * time.Millisecond
+	cfg.MaxConnectionsPerIP = 0
+	srv := startServer(t, cfg)
+	for range n {
+		c := dial(t, srv)
+		c.handshake("")
+	}
+	awaitDetached(t, srv, n)
+	if r := reattaches(t, srv); r != 0 {
+		t.Fatalf("%v reattaches while becoming detached", r)
+	}
+	waitFor(t, 20*time.Second, "ten pongs per socket", func() bool {
+		return counter(t, srv.Registry(), "scc_frontend_detached_pongs_total") >= 10*n
+	})
+	if r := reattaches(t, srv); r != 0 {
+		t.Fatalf("%v reattaches while only pings and pongs flowed", r)
+	}
+	if got := srv.detachedN.Load(); got != n {
+		t.Fatalf("%d detached, want %d", got, n)
 	}
 }
 

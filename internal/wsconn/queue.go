@@ -353,6 +353,14 @@ func (q *Queue) Ping(frame []byte) {
 	}
 }
 
+// Writing reports whether a writer runs or is about to (started and not
+// yet exited).
+func (q *Queue) Writing() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running
+}
+
 // Len returns the number of packets and bytes queued.
 func (q *Queue) Len() (packets, bytes int) {
 	q.mu.Lock()
