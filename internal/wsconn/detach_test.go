@@ -289,3 +289,40 @@ func TestQueueLender(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReattach is what a detached connection costs to use again: a
+// Conn built over it, then dropped.
+func BenchmarkReattach(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan *Raw, 1)
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, raw, err := Accept(w, r, AcceptOptions{WebSocket: testAccept})
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		ch <- raw
+	})}
+	go hs.Serve(ln)
+	defer hs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cws, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cws.CloseNow()
+	raw := <-ch
+	b.ReportAllocs()
+	for b.Loop() {
+		ws, err := raw.Reattach(&testAccept)
+		if err != nil {
+			b.Fatal(err)
+		}
+		Detach(ws)
+	}
+}
