@@ -76,14 +76,16 @@
 //
 // # Memory per idle socket
 //
-// About 9.8 KiB RSS per idle subscribed socket (TestIdleMemory, 8000
-// sockets): a 4 KiB reader stack, 256 B + 128 B bufio buffers (wsconn.Accept
-// replaces net/http's 4 KiB ones), coder/websocket's Conn, and the socket and
-// subscription state. Three choices keep it there: the upgrade handler
-// returns at once so net/http's per-request buffers are freed; an idle
-// reader parks on netpoll readiness (wsconn.Raw.WaitReadable) rather than
-// inside the WebSocket reader, so its stack shrinks back; and an idle queue
-// has no writer goroutine.
+// About 3.4 KiB RSS per idle subscribed socket after a forced GC
+// (TestIdleMemory, 10,000 sockets; docs/operations.md has the binary's
+// figures). Four choices keep it there: the upgrade handler returns at
+// once so net/http's per-request buffers are freed, and wsconn.Accept
+// gives the WebSocket 256 B + 128 B buffers instead of 4 KiB ones; an
+// idle socket parks in the poller with no goroutine and lends its read
+// buffer to a pool (ParkIdleSockets); an idle queue has no writer
+// goroutine; and a socket parked for IdleDetach with nothing but pings
+// and pongs drops coder/websocket's Conn too (detach.go), which is
+// rebuilt over the same connection when it is needed again.
 //
 // # Wire behaviour worth knowing
 //
