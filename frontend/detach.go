@@ -44,7 +44,9 @@ func (s *Socket) conn(by string) *websocket.Conn {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	if s.ws == nil {
-		if s.wsGone {
+		if s.wsGone && by != reattachClose {
+			// Torn down: only a close handshake still needs a Conn (the
+			// reader may end before the close it started runs).
 			return nil
 		}
 		s.rmu.Lock()
@@ -57,7 +59,9 @@ func (s *Socket) conn(by string) *websocket.Conn {
 		}
 		ws.SetReadLimit(s.srv.cfg.MaxPayload)
 		s.ws = ws
-		s.srv.detachedN.Add(-1)
+		if !s.wsGone {
+			s.srv.detachedN.Add(-1) // teardown counted it out already
+		}
 		s.srv.m.reattaches.WithLabelValues(by).Inc()
 	}
 	s.wsUsers++
@@ -117,7 +121,7 @@ func (s *Socket) ping() {
 			s.cmu.Unlock()
 			s.srv.m.detachedPings.Inc()
 			return
-		case n > 0 || (err != nil && err != wsconn.ErrWouldBlock):
+		case n > 0 || (err != nil && err != wsconn.ErrWouldBlock && !errors.Is(err, errors.ErrUnsupported)):
 			// Part of a frame is out and the send buffer is full (a
 			// client that stopped reading), or the connection failed:
 			// nothing more can be written to it in order.
@@ -125,6 +129,7 @@ func (s *Socket) ping() {
 			if s.closing.CompareAndSwap(false, true) {
 				s.setCloseReason(protocol.CloseAbnormal, reasonWriteError)
 			}
+			s.q.Close()
 			s.nc.Abort()
 			s.nc.Close()
 			s.wake()
@@ -135,21 +140,22 @@ func (s *Socket) ping() {
 	s.q.Ping(s.srv.ping)
 }
 
-// readDetached runs when a detached socket's reader wakes: it takes the
-// pongs at the head of what arrived without building a Conn, and reports
-// whether that was everything (the reader then parks again). Anything
-// else, or an error, is left to a Conn.
-func (s *Socket) readDetached() bool {
+// readDetached runs when a socket's reader wakes. For a detached socket
+// it takes the pongs at the head of what arrived without building a
+// Conn, and reports whether that was everything (pongsOnly: the reader
+// then looks again, and parks), or the read error it met. Anything else
+// is left to a Conn, built for by.
+func (s *Socket) readDetached() (pongsOnly bool, by string, err error) {
 	s.cmu.Lock()
 	detached := s.ws == nil
 	s.cmu.Unlock()
 	if !detached {
-		return false
+		return false, reattachRead, nil
 	}
 	s.rmu.Lock()
 	if s.closeStarted {
 		s.rmu.Unlock()
-		return false
+		return false, reattachClose, nil
 	}
 	s.nc.RestoreReadBuffer()
 	taken, more, err := s.nc.TakeFrames(isPong)
@@ -163,7 +169,7 @@ func (s *Socket) readDetached() bool {
 		}
 		s.handleMessage(pong)
 	}
-	return err == nil && !more
+	return err == nil && !more, reattachRead, err
 }
 
 // isPong reports whether a text message is a SocketCluster pong (of

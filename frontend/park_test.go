@@ -578,3 +578,83 @@ func TestParkedSlowConsumer(t *testing.T) {
 		t.Fatalf("slow consumer closes %v, want 1", got)
 	}
 }
+
+// readClose reads frames until a close frame and returns its code.
+func readClose(c net.Conn, br *bufio.Reader) (int, error) {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return 0, err
+		}
+		n := int(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var b [2]byte
+			if _, err := io.ReadFull(br, b[:]); err != nil {
+				return 0, err
+			}
+			n = int(binary.BigEndian.Uint16(b[:]))
+		case 127:
+			return 0, errors.New("frame too long for this test")
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(br, p); err != nil {
+			return 0, err
+		}
+		if h[0]&0x0f == 0x8 {
+			if len(p) < 2 {
+				return 0, errors.New("close frame without a code")
+			}
+			return int(binary.BigEndian.Uint16(p)), nil
+		}
+	}
+}
+
+// A detached socket's reader takes a pong at the head of a segment
+// itself and hands the request behind it to a rebuilt Conn; pongs are
+// metered like any frame, so a flood of them is closed for the rate.
+func TestDetachedSocketRawTraffic(t *testing.T) {
+	cfg := testConfig()
+	cfg.PingInterval = time.Minute
+	cfg.PingTimeout = 2 * time.Minute
+	cfg.InboundRate = 100
+	cfg.InboundBurst = 100
+	srv := startServer(t, cfg)
+	c, br, err := rawUpgrade(srv.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(wsframe.AppendText(nil, `{"event":"#handshake","data":{},"cid":1}`))
+	if err := readUntil(c, br, `"rid":1`); err != nil {
+		t.Fatal(err)
+	}
+	awaitDetached(t, srv, 1)
+	pong := wsframe.AppendText(nil, "#2")
+	c.Write(append(append([]byte{}, pong...), wsframe.AppendText(nil, `{"event":"#subscribe","data":{"channel":"x"},"cid":2}`)...))
+	if err := readUntil(c, br, `"rid":2`); err != nil {
+		t.Fatal(err)
+	}
+	if got := counter(t, srv.Registry(), "scc_frontend_detached_pongs_total"); got != 1 {
+		t.Fatalf("detached pongs %v, want 1", got)
+	}
+	if got := counter(t, srv.Registry(), "scc_frontend_socket_reattaches_total", "by", reattachRead); got != 1 {
+		t.Fatalf("read reattaches %v, want 1", got)
+	}
+	awaitDetached(t, srv, 1)
+	var flood []byte
+	for range 300 {
+		flood = append(flood, pong...)
+	}
+	c.Write(flood)
+	code, err := readClose(c, br)
+	if err != nil || code != protocol.CloseRateLimited {
+		t.Fatalf("closed with %d (%v), want %d", code, err, protocol.CloseRateLimited)
+	}
+	waitGone(t, srv)
+	if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonRateLimited); got != 1 {
+		t.Fatalf("rate-limited closes %v, want 1", got)
+	}
+}

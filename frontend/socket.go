@@ -54,7 +54,7 @@ type Socket struct {
 	cmu     sync.Mutex
 	ws      *websocket.Conn
 	wsUsers int32
-	wsGone  bool  // torn down: a detached socket is not given a Conn again
+	wsGone  bool  // torn down: a detached socket gets a Conn again only to close
 	lastUse int64 // server clock of the last use's end
 
 	opened    int64        // server clock, ns
@@ -440,10 +440,18 @@ func (s *Socket) serve() {
 		case waitParked:
 			return
 		case waitRead:
-			if s.readDetached() {
-				continue // only pongs: look again, and park
+			pongsOnly, by, err := s.readDetached()
+			if err != nil {
+				// The connection failed or broke a limit while detached:
+				// no Conn is needed to learn that (a close handshake
+				// builds its own).
+				s.readFailed(err)
+				break
 			}
-			if ws := s.conn(reattachRead); ws != nil {
+			if pongsOnly {
+				continue // look again, and park
+			}
+			if ws := s.conn(by); ws != nil {
 				ok, pong := s.readOne(ws)
 				s.doneConn(!pong)
 				if ok {

@@ -21,8 +21,11 @@ import (
 // small text frames) without one.
 
 // Detach prepares ws to be dropped while the connection under it stays
-// open: coder/websocket closes the connection when a Conn it made is
-// collected, so its finalizer is cleared. ws must not be used afterwards.
+// open. coder/websocket sets a finalizer on every Conn (to close the
+// connection), and a Conn refers to itself (its reader, writer and locks
+// point back to it), which keeps an object with a finalizer from ever
+// being collected: with the finalizer in place a dropped Conn would stay
+// in memory for good. Detach clears it. ws must not be used afterwards.
 func Detach(ws *websocket.Conn) { runtime.SetFinalizer(ws, nil) }
 
 // Reattach returns a new websocket.Conn over the connection, for one
@@ -98,8 +101,9 @@ const maxTakenPayload = 125
 // TakeFrames consumes, from the read buffer, leading whole frames that
 // are final, masked, unfragmented text frames of at most 125 bytes whose
 // unmasked payload match accepts, and returns how many it took. It reads
-// from the socket only when the buffer is empty and the kernel has bytes
-// (so it never blocks), at most once per emptied buffer. more reports
+// from the socket at most once, and only when the buffer is empty and the
+// kernel has bytes (so it never blocks, and a flood of pongs cannot keep
+// it): more may then still wait in the kernel. more reports
 // bytes left buffered that are not such a frame (another message, a
 // control frame, or a frame not yet whole): a websocket.Conn must read
 // them. A read error is returned (more is then true: the Conn's read
@@ -107,6 +111,7 @@ const maxTakenPayload = 125
 // read the connection meanwhile.
 func (r *Raw) TakeFrames(match func(payload []byte) bool) (taken int, more bool, err error) {
 	var payload [maxTakenPayload]byte
+	filled := false
 	for {
 		if r.prefix != nil && len(r.prefix.prefix) > 0 {
 			// Bytes from the upgrade not yet in the buffer: rare enough
@@ -114,9 +119,10 @@ func (r *Raw) TakeFrames(match func(payload []byte) bool) (taken int, more bool,
 			return taken, true, nil
 		}
 		if r.br.Buffered() == 0 {
-			if !r.Readable() {
+			if filled || !r.Readable() {
 				return taken, false, nil
 			}
+			filled = true
 			if _, err := r.br.Peek(1); err != nil {
 				return taken, true, err
 			}

@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/coder/websocket"
 
@@ -54,9 +56,10 @@ func rawPair(t *testing.T) (*websocket.Conn, *Raw, net.Conn, *bufio.Reader) {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
 	a := <-ch
+	raw := a.raw // the cleanup must not keep the Conn
 	t.Cleanup(func() {
 		c.Close()
-		a.raw.Close()
+		raw.Close()
 		hs.Close()
 	})
 	return a.ws, a.raw, c, br
@@ -91,7 +94,7 @@ func takeUntil(t *testing.T, raw *Raw, n int) (taken int, more bool, err error) 
 	for time.Now().Before(deadline) {
 		k, m, err := raw.TakeFrames(isTestPong)
 		taken += k
-		if m || err != nil || taken >= n {
+		if m || err != nil || (n > 0 && taken >= n) {
 			return taken, m, err
 		}
 		raw.WaitReadable()
@@ -110,19 +113,33 @@ func TestDetachAndReattach(t *testing.T) {
 	// Two messages in one write: the second is buffered once the first
 	// is read.
 	c.Write(wsframe.AppendClient(wsframe.AppendClient(nil, 1, true, []byte("one")), 1, true, []byte("two")))
-	if _, b, err := ws.Read(ctx); err != nil || string(b) != "one" {
+	// (Without a deadline: one would keep the Conn referenced from ctx.)
+	if _, b, err := ws.Read(context.Background()); err != nil || string(b) != "one" {
 		t.Fatalf("read %q, %v", b, err)
 	}
 	if !raw.Buffered() {
 		t.Fatal("the second message is not buffered")
 	}
 	Detach(ws)
+	dropped := []weak.Pointer[websocket.Conn]{weak.Make(ws)}
 	for range 3 {
 		ws, err := raw.Reattach(&testAccept)
 		if err != nil {
 			t.Fatal(err)
 		}
 		Detach(ws)
+		dropped = append(dropped, weak.Make(ws))
+	}
+	// The dropped Conns are freed (a Conn refers to itself, so with
+	// coder/websocket's finalizer still set it never would be), and the
+	// connection stays open.
+	ws = nil
+	runtime.GC()
+	runtime.GC()
+	for i, p := range dropped {
+		if p.Value() != nil {
+			t.Fatalf("dropped Conn %d was not freed", i)
+		}
 	}
 	ws, err := raw.Reattach(&testAccept)
 	if err != nil {
