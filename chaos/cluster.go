@@ -132,6 +132,13 @@ func StartCluster(t testing.TB, spec Spec) *Cluster {
 	bin := RequireBinaries(t)
 	env := DefaultEnv()
 	maps.Copy(env, spec.Env)
+	// SCC_CHAOS_ENV adds settings to every node of every scenario
+	// ("K=V K=V"), to run the suite against a non-default setting.
+	for _, kv := range strings.Fields(os.Getenv("SCC_CHAOS_ENV")) {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
 	out := spec.Output
 	var logPath string
 	if out == nil {
@@ -391,7 +398,9 @@ func (c *Cluster) Counters() map[string]float64 {
 
 // AddCounters adds to out every non-zero counter of s whose name says it
 // counts losses, refusals or waits imposed by a limit ("drop", "closes",
-// "reject", "timeout", "error" or "paced"), keyed "proc metric{label=value,...}".
+// "reject", "timeout", "error" or "paced"), or what idle sockets did
+// without their WebSocket state ("detached", "reattach"), keyed
+// "proc metric{label=value,...}".
 func AddCounters(out map[string]float64, proc string, s Samples) {
 	for _, x := range s {
 		if x.Value == 0 || !strings.HasSuffix(x.Name, "_total") {
@@ -399,7 +408,8 @@ func AddCounters(out map[string]float64, proc string, s Samples) {
 		}
 		n := x.Name
 		if !strings.Contains(n, "drop") && !strings.Contains(n, "closes") && !strings.Contains(n, "reject") &&
-			!strings.Contains(n, "timeout") && !strings.Contains(n, "error") && !strings.Contains(n, "paced") {
+			!strings.Contains(n, "timeout") && !strings.Contains(n, "error") && !strings.Contains(n, "paced") &&
+			!strings.Contains(n, "detached") && !strings.Contains(n, "reattach") {
 			continue
 		}
 		key := proc + " " + n
