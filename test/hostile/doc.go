@@ -9,7 +9,8 @@
 // process with its defaults. Its flood tests (flood_test.go) attack from
 // hundreds of connections at once (publish bursts, control-frame and
 // packet floods, unfinished messages, subscription storms, one address
-// opening many sockets), measure the heap in-process where memory is the
+// opening many sockets, refused publishes paced on three hundred sockets
+// at once), measure the heap in-process where memory is the
 // target, and log the healthy pair's round-trip p99 before and during each
 // attack. The peer-side suite attacks the /sccgo/link
 // endpoint of a real broker and state server with raw WebSocket connections.
