@@ -105,6 +105,20 @@ type Config struct {
 	// HandshakeBurst is the bucket size for MaxHandshakesPerSecond. Env
 	// SCC_HANDSHAKE_BURST. Default 100.
 	HandshakeBurst int
+	// AcceptLatencyTarget paces Serve's accepts while the process's
+	// goroutines wait longer than this to run (the p99 of the Go
+	// scheduler's latency over each quarter second): the pace halves
+	// after each quarter over the target, grows by a tenth after each
+	// under half of it, and is lifted when far above demand
+	// (acceptpace.go). The excess waits in
+	// the listen queue as under MaxHandshakesPerSecond, which still caps
+	// the pace. It protects the sockets already open from a churn of new
+	// ones, and slows reconnects while the process is loaded. 0 turns it
+	// off. Needs HandshakeQueue. Env SCC_ACCEPT_LATENCY_TARGET. Default 0.
+	AcceptLatencyTarget time.Duration
+	// AcceptRateFloor is the slowest pace AcceptLatencyTarget sets, in
+	// accepts per second. Env SCC_ACCEPT_RATE_FLOOR. Default 50.
+	AcceptRateFloor float64
 	// CloserShare is the most of one CPU that closing connections whose
 	// peer vanished (EOF or reset, no close frame) may take. They are closed
 	// on one goroutine that rests between slices of work, so ten thousand
@@ -543,6 +557,7 @@ func DefaultConfig() Config {
 		AdminReserve:           16,
 		IdleTimeout:            30 * time.Second,
 		HandshakeQueue:         5 * time.Second,
+		AcceptRateFloor:        50,
 		CloserShare:            0.25,
 		InboundRate:            10000,
 		InboundBurst:           20000,
@@ -698,6 +713,8 @@ func (c Config) Validate() error {
 	check(c.PublishRefusalRate == 0 || c.PublishRefusalBurst > 0, "publish refusal burst must be positive")
 	check(c.RefusalHoldMax >= 0, "refusal hold max must not be negative")
 	check(c.MaxHandshakesPerIP >= 0, "max handshakes per IP must not be negative")
+	check(c.AcceptLatencyTarget >= 0, "accept latency target must not be negative")
+	check(c.AcceptLatencyTarget == 0 || c.AcceptRateFloor > 0, "accept rate floor must be positive")
 	check(c.MaxHandshakesPerIP == 0 || c.HandshakeBurstPerIP > 0, "handshake burst per IP must be positive")
 	check(c.SourceTableSize > 0, "source table size must be positive")
 	check(c.RecoveryMaxPublications >= 0, "recovery max publications must not be negative")

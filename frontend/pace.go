@@ -28,6 +28,7 @@ import (
 type pacedListener struct {
 	net.Listener
 	lim       *rate.Limiter
+	accepted  *atomic.Uint64
 	onPaced   func()
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -42,6 +43,7 @@ func (l *pacedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.accepted.Add(1)
 	if d := l.lim.Reserve().Delay(); d > 0 {
 		l.onPaced()
 		t := time.NewTimer(d)
@@ -68,12 +70,16 @@ func (s *Server) pace(ln net.Listener) net.Listener {
 	if s.acceptLim == nil {
 		return ln
 	}
-	backlog := int(math.Ceil(s.cfg.MaxHandshakesPerSecond * s.cfg.HandshakeQueue.Seconds()))
-	backlog = max(backlog, s.cfg.HandshakeBurst)
-	if err := setBacklog(ln, backlog); err != nil {
-		s.log.Warn("listen backlog not set; the system's stays", "backlog", backlog, "err", err)
+	if s.cfg.MaxHandshakesPerSecond > 0 {
+		// (Paced by AcceptLatencyTarget alone, the system's backlog
+		// stays: the pace is not known in advance.)
+		backlog := int(math.Ceil(s.cfg.MaxHandshakesPerSecond * s.cfg.HandshakeQueue.Seconds()))
+		backlog = max(backlog, s.cfg.HandshakeBurst)
+		if err := setBacklog(ln, backlog); err != nil {
+			s.log.Warn("listen backlog not set; the system's stays", "backlog", backlog, "err", err)
+		}
 	}
-	return &pacedListener{Listener: ln, lim: s.acceptLim, onPaced: s.m.acceptsPaced.Inc, closed: make(chan struct{})}
+	return &pacedListener{Listener: ln, lim: s.acceptLim, accepted: &s.accepted, onPaced: s.m.acceptsPaced.Inc, closed: make(chan struct{})}
 }
 
 // track adds ln to the listeners the listen-queue gauge reads, until

@@ -87,6 +87,8 @@ type Server struct {
 	poller       atomic.Pointer[netpoll.Poller] // watches parked sockets; nil: none park
 	parkedN      atomic.Int64                   // sockets in readerParked
 	detachedN    atomic.Int64                   // sockets without their WebSocket state (detach.go)
+	accepted     atomic.Uint64                  // connections the paced listener handed out
+	acceptPace   atomic.Uint64                  // acceptControl's pace (float64 bits), 0 for none
 	pingFrame    []byte                         // the ping as a whole server frame, for detached sockets
 	startOnce    sync.Once
 	closeMu      sync.Mutex
@@ -227,6 +229,8 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return float64(s.subs.pending.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "parked_sockets", Help: "Open sockets holding no reader goroutine, waiting in the poller for bytes (SCC_PARK_IDLE_SOCKETS)."},
 			func() float64 { return float64(s.parkedN.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "accept_pace", Help: "Accepts per second SCC_ACCEPT_LATENCY_TARGET allows now; 0 when it does not pace."},
+			func() float64 { return s.acceptPaceNow() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "detached_sockets", Help: "Parked sockets that also dropped their WebSocket state after SCC_IDLE_DETACH without traffic other than pings and pongs."},
 			func() float64 { return float64(s.detachedN.Load()) }),
 	)
@@ -234,6 +238,8 @@ func New(cfg Config) (*Server, error) {
 	s.closerSlice = defaultCloserSlice
 	if cfg.MaxHandshakesPerSecond > 0 && cfg.HandshakeQueue > 0 {
 		s.acceptLim = rate.NewLimiter(rate.Limit(cfg.MaxHandshakesPerSecond), cfg.HandshakeBurst)
+	} else if cfg.AcceptLatencyTarget > 0 && cfg.HandshakeQueue > 0 {
+		s.acceptLim = rate.NewLimiter(rate.Inf, cfg.HandshakeBurst) // paced by acceptControl
 	}
 	s.eng = wsconn.Engine{
 		MaxBytes:     cfg.QueueMaxBytes,
@@ -380,6 +386,9 @@ func (s *Server) begin() error {
 		}
 		s.wg.Go(s.sweep)
 		s.startPoller()
+		if s.cfg.AcceptLatencyTarget > 0 && s.acceptLim != nil {
+			s.wg.Go(s.acceptControl)
+		}
 		s.startHistory()
 		s.closeMu.Lock()
 		s.closeWake = make(chan struct{}, 1)
