@@ -29,8 +29,8 @@ import (
 const acceptInterval = 250 * time.Millisecond
 
 // minLatencySamples is the fewest scheduling latencies an interval needs
-// for the controller to act on it (the runtime records one goroutine
-// transition in several).
+// to count as loud (the runtime records one goroutine transition in
+// several).
 const minLatencySamples = 8
 
 // acceptLaw returns the accept pace for the next interval (0: none)
@@ -75,7 +75,10 @@ func (s *Server) acceptControl() {
 		accepted := float64(now-last) / acceptInterval.Seconds()
 		last = now
 		if n < minLatencySamples {
-			continue // too few to judge: the pace holds
+			// So few goroutines ran that the process is close to idle:
+			// counts as under the target (holding would keep an idle
+			// process's pace low for good).
+			p99 = 0
 		}
 		next := acceptLaw(pace, accepted, p99, target, floor)
 		if next == pace {
