@@ -369,6 +369,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// RingVersion is the version of the committed ring this broker last
+// heard of.
+func (s *Server) RingVersion() uint64 { return uint64(gaugeValue(s.m.ringVersion)) }
+
 // stats feeds the state server's status page.
 func (s *Server) stats() protocol.Stats {
 	s.mu.Lock()

@@ -175,6 +175,22 @@ func (c *Cluster) WaitRing(timeout time.Duration, brokers int, minVersion uint64
 	return v
 }
 
+// WaitBrokersAt waits until every running broker has committed ring
+// version v, so that no reshard is under way.
+func (c *Cluster) WaitBrokersAt(timeout time.Duration, v uint64) {
+	c.t.Helper()
+	WaitFor(c.t, timeout, fmt.Sprintf("every broker at ring version %d", v), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, b := range c.Brokers {
+			if b.running() && b.srv.RingVersion() != v {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // FrontendURLs returns the WebSocket URLs of the running frontends.
 func (c *Cluster) FrontendURLs() []string {
 	c.mu.Lock()
