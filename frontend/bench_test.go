@@ -39,41 +39,8 @@ func benchFanout(b *testing.B, n int) {
 	cfg.QueueMaxBytes = 16 << 20
 	srv := startServer(b, cfg)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFanoutClientProcess$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), "FRONTEND_FANOUT_URL="+wsURL(srv), "FRONTEND_FANOUT_N="+strconv.Itoa(n))
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	var received atomic.Int64
-	ready := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "ready":
-				ready <- nil
-			case strings.HasPrefix(line, "error"):
-				ready <- fmt.Errorf("client process: %s", line)
-			case strings.HasPrefix(line, "n "):
-				v, _ := strconv.ParseInt(line[2:], 10, 64)
-				received.Store(v)
-			}
-		}
-	}()
-	defer func() {
-		stdin.Close()
-		cmd.Wait()
-		<-done
-	}()
-	if err := <-ready; err != nil {
-		b.Fatal(err)
-	}
+	received, stop := startFanoutClients(b, srv, n)
+	defer stop()
 	waitFor(b, 30*time.Second, "subscriptions", func() bool { return srv.Stats().Subscriptions == int64(n) })
 
 	data := []byte(`{"text":"hello subscribers","seq":12345}`)
@@ -105,6 +72,51 @@ func benchFanout(b *testing.B, n int) {
 	st := srv.Stats()
 	b.ReportMetric(float64(sent)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(st.MessagesOut-st0.MessagesOut)/float64(max(st.FramesOut-st0.FramesOut, 1)), "pkts/frame")
+}
+
+// startFanoutClients runs n subscribers of channel "bench" against srv
+// in a child process (TestFanoutClientProcess) and returns the count of
+// #publish packets they have received, kept current, and a func that
+// ends the process.
+func startFanoutClients(b *testing.B, srv *Server, n int) (received *atomic.Int64, stop func()) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFanoutClientProcess$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), "FRONTEND_FANOUT_URL="+wsURL(srv), "FRONTEND_FANOUT_N="+strconv.Itoa(n))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	received = new(atomic.Int64)
+	ready := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "ready":
+				ready <- nil
+			case strings.HasPrefix(line, "error"):
+				ready <- fmt.Errorf("client process: %s", line)
+			case strings.HasPrefix(line, "n "):
+				v, _ := strconv.ParseInt(line[2:], 10, 64)
+				received.Store(v)
+			}
+		}
+	}()
+	stop = func() {
+		stdin.Close()
+		cmd.Wait()
+		<-done
+	}
+	if err := <-ready; err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	return received, stop
 }
 
 // TestFanoutClientProcess is the subscriber side of BenchmarkFanout, run

@@ -3,13 +3,6 @@
 package frontend
 
 import (
-	"bufio"
-	"fmt"
-	"os"
-	"os/exec"
-	"strconv"
-	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -46,41 +39,8 @@ func benchDeliverToIdle(b *testing.B, n int, detach bool) {
 	cfg.MaxConnectionsPerIP = 0
 	srv := startServer(b, cfg)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFanoutClientProcess$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), "FRONTEND_FANOUT_URL="+wsURL(srv), "FRONTEND_FANOUT_N="+strconv.Itoa(n))
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	var received atomic.Int64
-	ready := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "ready":
-				ready <- nil
-			case strings.HasPrefix(line, "error"):
-				ready <- fmt.Errorf("client process: %s", line)
-			case strings.HasPrefix(line, "n "):
-				v, _ := strconv.ParseInt(line[2:], 10, 64)
-				received.Store(v)
-			}
-		}
-	}()
-	defer func() {
-		stdin.Close()
-		cmd.Wait()
-		<-done
-	}()
-	if err := <-ready; err != nil {
-		b.Fatal(err)
-	}
+	received, stop := startFanoutClients(b, srv, n)
+	defer stop()
 	waitFor(b, 30*time.Second, "subscriptions", func() bool { return srv.Stats().Subscriptions == int64(n) })
 	data := []byte(`{"text":"hello subscribers","seq":12345}`)
 	sent := int64(0)

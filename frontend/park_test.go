@@ -511,30 +511,11 @@ func readUntil(c net.Conn, br *bufio.Reader, want string) error {
 	c.SetReadDeadline(time.Now().Add(60 * time.Second))
 	defer c.SetReadDeadline(time.Time{})
 	for {
-		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
+		op, p, err := readFrameRaw(br)
+		if err != nil {
 			return err
 		}
-		n := uint64(h[1] & 0x7f)
-		switch n {
-		case 126:
-			var b [2]byte
-			if _, err := io.ReadFull(br, b[:]); err != nil {
-				return err
-			}
-			n = uint64(binary.BigEndian.Uint16(b[:]))
-		case 127:
-			var b [8]byte
-			if _, err := io.ReadFull(br, b[:]); err != nil {
-				return err
-			}
-			n = binary.BigEndian.Uint64(b[:])
-		}
-		p := make([]byte, n)
-		if _, err := io.ReadFull(br, p); err != nil {
-			return err
-		}
-		switch h[0] & 0x0f {
+		switch op {
 		case 0x8:
 			return errors.New("closed by the server")
 		case 0x1:
@@ -543,6 +524,35 @@ func readUntil(c net.Conn, br *bufio.Reader, want string) error {
 			}
 		}
 	}
+}
+
+// readFrameRaw reads one unmasked frame and returns its opcode and
+// payload.
+func readFrameRaw(br *bufio.Reader) (byte, []byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(br, p); err != nil {
+		return 0, nil, err
+	}
+	return h[0] & 0x0f, p, nil
 }
 
 // A parked subscriber that stops reading is closed as a slow consumer
@@ -584,26 +594,11 @@ func readClose(c net.Conn, br *bufio.Reader) (int, error) {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	defer c.SetReadDeadline(time.Time{})
 	for {
-		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
+		op, p, err := readFrameRaw(br)
+		if err != nil {
 			return 0, err
 		}
-		n := int(h[1] & 0x7f)
-		switch n {
-		case 126:
-			var b [2]byte
-			if _, err := io.ReadFull(br, b[:]); err != nil {
-				return 0, err
-			}
-			n = int(binary.BigEndian.Uint16(b[:]))
-		case 127:
-			return 0, errors.New("frame too long for this test")
-		}
-		p := make([]byte, n)
-		if _, err := io.ReadFull(br, p); err != nil {
-			return 0, err
-		}
-		if h[0]&0x0f == 0x8 {
+		if op == 0x8 {
 			if len(p) < 2 {
 				return 0, errors.New("close frame without a code")
 			}
