@@ -1,3 +1,5 @@
+//go:build linux
+
 package frontend
 
 import (
@@ -7,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sccgo/sccgo/internal/wsframe"
 )
 
 func TestAcceptLaw(t *testing.T) {
@@ -63,13 +67,25 @@ func TestAcceptPacedWhileGoroutinesWait(t *testing.T) {
 	waitFor(t, 10*time.Second, "accepts paced", func() bool { return srv.acceptPaceNow() > 0 })
 	const n = 60
 	var dials sync.WaitGroup
+	errs := make(chan error, n)
 	for range n { // at once: faster than the pace
 		dials.Go(func() {
-			c := dial(t, srv)
-			c.handshake("")
+			c, br, err := rawUpgrade(srv.Addr().String(), nil)
+			if err == nil {
+				defer c.Close()
+				c.Write(wsframe.AppendText(nil, `{"event":"#handshake","data":{},"cid":1}`))
+				err = readUntil(c, br, `"rid":1`)
+			}
+			errs <- err
 		})
 	}
 	dials.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a paced connection was not served: %v", err)
+		}
+	}
 	if got := counter(t, srv.Registry(), "scc_frontend_accepts_paced_total"); got == 0 {
 		t.Fatalf("%d connections under a pace of %.0f/s, none waited", n, srv.acceptPaceNow())
 	}

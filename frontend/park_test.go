@@ -555,6 +555,22 @@ func readFrameRaw(br *bufio.Reader) (byte, []byte, error) {
 	return h[0] & 0x0f, p, nil
 }
 
+// rawHandshaken opens a raw WebSocket to srv, closed at cleanup, and
+// completes its #handshake.
+func rawHandshaken(t *testing.T, srv *Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, br, err := rawUpgrade(srv.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.Write(wsframe.AppendText(nil, `{"event":"#handshake","data":{},"cid":1}`))
+	if err := readUntil(c, br, `"rid":1`); err != nil {
+		t.Fatal(err)
+	}
+	return c, br
+}
+
 // A parked subscriber that stops reading is closed as a slow consumer
 // and torn down, though no reader goroutine runs for it.
 func TestParkedSlowConsumer(t *testing.T) {
@@ -562,12 +578,7 @@ func TestParkedSlowConsumer(t *testing.T) {
 	cfg.QueueMaxBytes = 64 << 10
 	cfg.QueueMaxMessages = 1000
 	srv := startServer(t, cfg)
-	c, br, err := rawUpgrade(srv.Addr().String(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write(wsframe.AppendText(nil, `{"event":"#handshake","data":{},"cid":1}`))
+	c, br := rawHandshaken(t, srv)
 	c.Write(wsframe.AppendText(nil, `{"event":"#subscribe","data":{"channel":"firehose"},"cid":2}`))
 	if err := readUntil(c, br, `"rid":2`); err != nil {
 		t.Fatal(err)
@@ -617,15 +628,7 @@ func TestDetachedSocketRawTraffic(t *testing.T) {
 	cfg.InboundRate = 100
 	cfg.InboundBurst = 100
 	srv := startServer(t, cfg)
-	c, br, err := rawUpgrade(srv.Addr().String(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write(wsframe.AppendText(nil, `{"event":"#handshake","data":{},"cid":1}`))
-	if err := readUntil(c, br, `"rid":1`); err != nil {
-		t.Fatal(err)
-	}
+	c, br := rawHandshaken(t, srv)
 	awaitDetached(t, srv, 1)
 	pong := wsframe.AppendText(nil, "#2")
 	c.Write(append(append([]byte{}, pong...), wsframe.AppendText(nil, `{"event":"#subscribe","data":{"channel":"x"},"cid":2}`)...))

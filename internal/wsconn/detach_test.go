@@ -27,25 +27,8 @@ var testAccept = websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMo
 // can send any bytes in any pieces.
 func rawPair(t *testing.T) (*websocket.Conn, *Raw, net.Conn, *bufio.Reader) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	type accepted struct {
-		ws  *websocket.Conn
-		raw *Raw
-	}
-	ch := make(chan accepted, 1)
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, raw, err := Accept(w, r, AcceptOptions{ReadBufferSize: 64, WriteBufferSize: 64, WebSocket: testAccept})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		ch <- accepted{ws, raw}
-	})}
-	go hs.Serve(ln)
-	c, err := net.Dial("tcp", ln.Addr().String())
+	addr, conns, stop := serveAccept(t, AcceptOptions{ReadBufferSize: 64, WriteBufferSize: 64, WebSocket: testAccept})
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,12 +38,12 @@ func rawPair(t *testing.T) (*websocket.Conn, *Raw, net.Conn, *bufio.Reader) {
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
-	a := <-ch
+	a := <-conns
 	raw := a.raw // the cleanup must not keep the Conn
 	t.Cleanup(func() {
 		c.Close()
 		raw.Close()
-		hs.Close()
+		stop()
 	})
 	return a.ws, a.raw, c, br
 }

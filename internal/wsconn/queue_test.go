@@ -32,17 +32,42 @@ func (o *owner) QueueWriteError(err error)   { o.werr.Store(err) }
 // pair returns a server-side queue and the client connection reading it.
 func pair(t *testing.T, eng *Engine) (*Queue, *owner, *websocket.Conn, *Raw) {
 	t.Helper()
+	addr, conns, stop := serveAccept(t, AcceptOptions{ReadBufferSize: 64, WriteBufferSize: 64})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cws, _, err := websocket.Dial(ctx, "ws://"+addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cws.SetReadLimit(-1)
+	a := <-conns
+	o := &owner{}
+	q := NewQueue(eng, a.ws, a.raw, o)
+	t.Cleanup(func() {
+		cws.CloseNow()
+		a.ws.CloseNow()
+		eng.WG.Wait()
+		stop()
+	})
+	return q, o, cws, a.raw
+}
+
+type accepted struct {
+	ws  *websocket.Conn
+	raw *Raw
+}
+
+// serveAccept serves upgrades with Accept on 127.0.0.1:0 and hands each
+// accepted connection to the returned channel; stop closes the server.
+func serveAccept(t *testing.T, opts AcceptOptions) (addr string, conns <-chan accepted, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	type accepted struct {
-		ws  *websocket.Conn
-		raw *Raw
-	}
 	ch := make(chan accepted, 1)
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, raw, err := Accept(w, r, AcceptOptions{ReadBufferSize: 64, WriteBufferSize: 64})
+		ws, raw, err := Accept(w, r, opts)
 		if err != nil {
 			t.Error(err)
 			return
@@ -50,23 +75,7 @@ func pair(t *testing.T, eng *Engine) (*Queue, *owner, *websocket.Conn, *Raw) {
 		ch <- accepted{ws, raw}
 	})}
 	go hs.Serve(ln)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	cws, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cws.SetReadLimit(-1)
-	a := <-ch
-	o := &owner{}
-	q := NewQueue(eng, a.ws, a.raw, o)
-	t.Cleanup(func() {
-		cws.CloseNow()
-		a.ws.CloseNow()
-		eng.WG.Wait()
-		hs.Close()
-	})
-	return q, o, cws, a.raw
+	return ln.Addr().String(), ch, func() { hs.Close() }
 }
 
 func batch(dst []byte, pkts [][]byte) []byte {
