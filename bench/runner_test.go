@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/sccgo/sccgo/frontend"
 )
 
 func TestBroadcastAgainstFrontend(t *testing.T) {
@@ -253,7 +251,7 @@ func TestWorkerProcessDies(t *testing.T) {
 }
 
 func TestSweepStopsWhenConnectionsClose(t *testing.T) {
-	fcfg := frontend.DefaultConfig()
+	fcfg := frontendConfig()
 	fcfg.InboundRate, fcfg.InboundBurst = 50, 10 // closes a publisher beyond 50 msg/s
 	url := startFrontendWith(t, fcfg)
 	cfg := shortConfig(url)

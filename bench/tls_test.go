@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/internal/devcert"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 )
@@ -28,7 +27,7 @@ func TestFanoutOverWSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := frontend.DefaultConfig()
+	fc := frontendConfig()
 	fc.TLS = st.ServerConfig()
 	url := "wss://" + strings.TrimPrefix(startFrontendWith(t, fc), "ws://")
 

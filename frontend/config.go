@@ -390,6 +390,31 @@ type Config struct {
 	// LimitCloseBurstPerIP is the bucket size for LimitClosesPerIP. Env
 	// SCC_LIMIT_CLOSE_BURST_PER_IP. Default 10.
 	LimitCloseBurstPerIP int
+	// ShortConnectionsPerIP is how many of its connections a client
+	// address may have end per second within ShortConnectionTime of
+	// their accept (token bucket, burst ShortConnectionBurstPerIP): a
+	// client that leaves, times out its handshake or is refused by it,
+	// not the server's own closes. Every connection costs the frontend an
+	// accept, an upgrade, a handshake and a teardown, and a churn of them
+	// from a few hundred sockets delays the messages of every other
+	// client. With more than two unpaid, the address's upgrades take
+	// turns at this rate (waiting, unread, no later than the pacing would
+	// end by itself); in debt, or with its turns handed out further ahead
+	// than ShortConnectionTime, its new connections are refused at accept
+	// like LimitClosesPerIP's. Clients that connect and stay are never
+	// paced, so a reconnect storm is not, however fast it comes. Behind a
+	// proxy that does not keep client addresses every page load counts;
+	// set 0 there. 0 turns it off. Env SCC_SHORT_CONNECTIONS_PER_IP.
+	// Default 2.
+	ShortConnectionsPerIP float64
+	// ShortConnectionBurstPerIP is the bucket size for
+	// ShortConnectionsPerIP. Env SCC_SHORT_CONNECTION_BURST_PER_IP.
+	// Default 20.
+	ShortConnectionBurstPerIP int
+	// ShortConnectionTime is how soon after its accept a connection must
+	// end to count for ShortConnectionsPerIP. Env
+	// SCC_SHORT_CONNECTION_TIME. Default 5s.
+	ShortConnectionTime time.Duration
 	// RefusalHold is how long a connection refused for LimitClosesPerIP is
 	// held, unanswered and unread, before it gets its HTTP 503 and is
 	// closed: a client that redials once answered then makes one attempt
@@ -541,68 +566,71 @@ type Config struct {
 // DefaultConfig returns the defaults documented on each Config field.
 func DefaultConfig() Config {
 	return Config{
-		Path:                   "/socketcluster/",
-		ServeAdmin:             false,
-		ProtocolVersion:        protocol.V2,
-		PingInterval:           8 * time.Second,
-		PingTimeout:            30 * time.Second,
-		HandshakeTimeout:       10 * time.Second,
-		AckTimeout:             10 * time.Second,
-		SocketChannelLimit:     1000,
-		MaxChannelLength:       256,
-		MaxPayload:             1 << 20,
-		AllowClientPublish:     true,
-		Origins:                "*:*",
-		HandshakeBurst:         100,
-		AdminReserve:           16,
-		IdleTimeout:            30 * time.Second,
-		HandshakeQueue:         5 * time.Second,
-		AcceptRateFloor:        50,
-		CloserShare:            0.25,
-		InboundRate:            10000,
-		InboundBurst:           20000,
-		ChannelPublishRate:     1000,
-		ChannelPublishBurst:    2000,
-		ChannelRateTableSize:   65536,
-		ChannelDeliveryRate:    10000,
-		ChannelDeliveryBurst:   20000,
-		QueueMaxBytes:          1 << 20,
-		QueueMaxMessages:       4096,
-		WriteTimeout:           10 * time.Second,
-		CloseTimeout:           2 * time.Second,
-		ReadBufferSize:         256,
-		ParkIdleSockets:        true,
-		IdleDetach:             10 * time.Second,
-		WriteBufferSize:        128,
-		WriterLinger:           20 * time.Millisecond,
-		WriteCoalesce:          25 * time.Millisecond,
-		WriteCoalesceWait:      10 * time.Millisecond,
-		WriteCoalesceBusy:      0.2,
-		WriteCoalesceCPU:       0.7,
-		DrainDuration:          2 * time.Second,
-		AuthDefaultExpiry:      86400 * time.Second,
-		AuthMaxTokenBytes:      8192,
-		AuthMinKeyBytes:        32,
-		HookCallsPerSocket:     16,
-		MaxHandshakesPerSecond: 0,
-		API:                    DefaultAPIConfig(),
-		Presence:               DefaultPresenceConfig(),
-		InboundByteRate:        2 << 20,
-		MaxBatchPackets:        1000,
-		MaxMessageFragments:    128,
-		ReadBudget:             64 << 20,
-		MaxSubscriptions:       1000000,
-		MaxPendingSubscribes:   10000,
-		SubscribeRate:          5000,
-		SubscribeBurst:         10000,
-		SubscribeBurstPerIP:    2000,
-		PublishRefusalRate:     100,
-		PublishRefusalBurst:    100,
-		LimitClosesPerIP:       1,
-		LimitCloseBurstPerIP:   10,
-		RefusalHold:            5 * time.Second,
-		HandshakeBurstPerIP:    20,
-		SourceTableSize:        65536,
+		Path:                      "/socketcluster/",
+		ServeAdmin:                false,
+		ProtocolVersion:           protocol.V2,
+		PingInterval:              8 * time.Second,
+		PingTimeout:               30 * time.Second,
+		HandshakeTimeout:          10 * time.Second,
+		AckTimeout:                10 * time.Second,
+		SocketChannelLimit:        1000,
+		MaxChannelLength:          256,
+		MaxPayload:                1 << 20,
+		AllowClientPublish:        true,
+		Origins:                   "*:*",
+		HandshakeBurst:            100,
+		AdminReserve:              16,
+		IdleTimeout:               30 * time.Second,
+		HandshakeQueue:            5 * time.Second,
+		AcceptRateFloor:           50,
+		CloserShare:               0.25,
+		InboundRate:               10000,
+		InboundBurst:              20000,
+		ChannelPublishRate:        1000,
+		ChannelPublishBurst:       2000,
+		ChannelRateTableSize:      65536,
+		ChannelDeliveryRate:       10000,
+		ChannelDeliveryBurst:      20000,
+		QueueMaxBytes:             1 << 20,
+		QueueMaxMessages:          4096,
+		WriteTimeout:              10 * time.Second,
+		CloseTimeout:              2 * time.Second,
+		ReadBufferSize:            256,
+		ParkIdleSockets:           true,
+		IdleDetach:                10 * time.Second,
+		WriteBufferSize:           128,
+		WriterLinger:              20 * time.Millisecond,
+		WriteCoalesce:             25 * time.Millisecond,
+		WriteCoalesceWait:         10 * time.Millisecond,
+		WriteCoalesceBusy:         0.2,
+		WriteCoalesceCPU:          0.7,
+		DrainDuration:             2 * time.Second,
+		AuthDefaultExpiry:         86400 * time.Second,
+		AuthMaxTokenBytes:         8192,
+		AuthMinKeyBytes:           32,
+		HookCallsPerSocket:        16,
+		MaxHandshakesPerSecond:    0,
+		API:                       DefaultAPIConfig(),
+		Presence:                  DefaultPresenceConfig(),
+		InboundByteRate:           2 << 20,
+		MaxBatchPackets:           1000,
+		MaxMessageFragments:       128,
+		ReadBudget:                64 << 20,
+		MaxSubscriptions:          1000000,
+		MaxPendingSubscribes:      10000,
+		SubscribeRate:             5000,
+		SubscribeBurst:            10000,
+		SubscribeBurstPerIP:       2000,
+		PublishRefusalRate:        100,
+		PublishRefusalBurst:       100,
+		LimitClosesPerIP:          1,
+		LimitCloseBurstPerIP:      10,
+		RefusalHold:               5 * time.Second,
+		ShortConnectionsPerIP:     2,
+		ShortConnectionBurstPerIP: 20,
+		ShortConnectionTime:       5 * time.Second,
+		HandshakeBurstPerIP:       20,
+		SourceTableSize:           65536,
 
 		History:                 history.DefaultConfig(),
 		RecoveryMaxPublications: 1000,
@@ -709,6 +737,9 @@ func (c Config) Validate() error {
 	check(c.LimitClosesPerIP >= 0, "limit closes per IP must not be negative")
 	check(c.LimitClosesPerIP == 0 || c.LimitCloseBurstPerIP > 0, "limit close burst per IP must be positive")
 	check(c.RefusalHold >= 0, "refusal hold must not be negative")
+	check(c.ShortConnectionsPerIP >= 0, "short connections per IP must not be negative")
+	check(c.ShortConnectionsPerIP == 0 || c.ShortConnectionBurstPerIP > 0, "short connection burst per IP must be positive")
+	check(c.ShortConnectionsPerIP == 0 || c.ShortConnectionTime > 0, "short connection time must be positive")
 	check(c.PublishRefusalRate >= 0, "publish refusal rate must not be negative")
 	check(c.PublishRefusalRate == 0 || c.PublishRefusalBurst > 0, "publish refusal burst must be positive")
 	check(c.RefusalHoldMax >= 0, "refusal hold max must not be negative")

@@ -58,6 +58,7 @@ type metrics struct {
 	handshakes           prometheus.Counter
 	rejected             *prometheus.CounterVec
 	refusalHolds         prometheus.Counter
+	shortWaits           prometheus.Counter
 	closes               *prometheus.CounterVec
 	messagesIn           *prometheus.CounterVec
 	messagesOut          prometheus.Counter
@@ -94,6 +95,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		connectionsTotal:     prometheus.NewCounter(prometheus.CounterOpts(f("connections_total", "Client WebSocket connections accepted."))),
 		handshakes:           prometheus.NewCounter(prometheus.CounterOpts(f("handshakes_total", "Successful SocketCluster #handshake exchanges."))),
 		rejected:             prometheus.NewCounterVec(prometheus.CounterOpts(f("rejected_connections_total", "Upgrade requests refused, by reason.")), []string{"reason"}),
+		shortWaits:           prometheus.NewCounter(prometheus.CounterOpts(f("short_connection_waits_total", "Upgrades that waited for their address's pace because its connections kept ending within SCC_SHORT_CONNECTION_TIME."))),
 		refusalHolds:         prometheus.NewCounter(prometheus.CounterOpts(f("refusal_holds_total", "Refused connections held unanswered for SCC_REFUSAL_HOLD before their 503 (also counted in rejected_connections_total)."))),
 		closes:               prometheus.NewCounterVec(prometheus.CounterOpts(f("closes_total", "Client connections closed, by reason.")), []string{"reason"}),
 		messagesIn:           prometheus.NewCounterVec(prometheus.CounterOpts(f("messages_in_total", "Inbound packets and frames, by type.")), []string{"type"}),
@@ -118,7 +120,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		reasonByteRateLimited, reasonTooManyFragments, reasonBatchTooLarge, reasonReadBudget} {
 		m.closes.WithLabelValues(r)
 	}
-	for _, r := range []string{rejectPath, rejectOrigin, rejectMaxConns, rejectHandshakeRate, rejectDraining, rejectMaxConnsPerIP, rejectLimitClosesPerIP, rejectHandshakesPerIP} {
+	for _, r := range []string{rejectPath, rejectOrigin, rejectMaxConns, rejectHandshakeRate, rejectDraining, rejectMaxConnsPerIP, rejectLimitClosesPerIP, rejectShortConnsPerIP, rejectHandshakesPerIP} {
 		m.rejected.WithLabelValues(r)
 	}
 	for _, r := range []string{subRejectSocketLimit, subRejectMax, subRejectMaxPerIP, subRejectPending, subRejectBroker} {
@@ -139,7 +141,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.inRaw = m.messagesIn.WithLabelValues("raw")
 	m.inResponse = m.messagesIn.WithLabelValues("response")
 	m.closeSlowConsumer = m.closes.WithLabelValues(reasonSlowConsumer)
-	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.refusalHolds, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
+	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.refusalHolds, m.shortWaits, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
 		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors, m.subscribesPaced, m.publishRefusalsPaced,
 		m.reattaches, m.detachedPings, m.detachedPongs)
 	return m

@@ -1,6 +1,8 @@
 package frontend
 
 import (
+	"context"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -17,6 +19,10 @@ import (
 // and a client that gives up sooner spends its own time. Held connections
 // cost a descriptor and a timer each, no goroutine, and are bounded by
 // RefusalHoldMax; beyond it a refusal is answered at once, as before.
+// Each hold is drawn between RefusalHold and half as long again: clients
+// refused together would otherwise be answered together and dial again
+// together, a wave of accepts every hold that the sockets already open
+// feel (chaos attack 8).
 
 // refusalHolds is the set of held refused connections.
 type refusalHolds struct {
@@ -42,7 +48,8 @@ func (s *Server) holdRefusal(nc net.Conn) bool {
 		h.held = make(map[net.Conn]*time.Timer)
 	}
 	h.wg.Add(1)
-	h.held[nc] = time.AfterFunc(s.cfg.RefusalHold, func() {
+	hold := s.cfg.RefusalHold + rand.N(s.cfg.RefusalHold/2+1)
+	h.held[nc] = time.AfterFunc(hold, func() {
 		defer h.wg.Done()
 		h.mu.Lock()
 		_, ok := h.held[nc]
@@ -55,6 +62,23 @@ func (s *Server) holdRefusal(nc net.Conn) bool {
 	})
 	s.m.refusalHolds.Inc()
 	return true
+}
+
+// holdHTTPRefusal waits, before a refusal answered over HTTP, as long as
+// holdRefusal would (within RefusalHoldMax), or until ctx ends.
+func (s *Server) holdHTTPRefusal(ctx context.Context) {
+	if s.cfg.RefusalHold <= 0 || s.shortWaiters.Add(1) > int64(s.cfg.RefusalHoldMax) {
+		s.shortWaiters.Add(-1)
+		return
+	}
+	defer s.shortWaiters.Add(-1)
+	s.m.refusalHolds.Inc()
+	t := time.NewTimer(s.cfg.RefusalHold + rand.N(s.cfg.RefusalHold/2+1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // heldRefusals returns how many refused connections are held now.

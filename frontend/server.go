@@ -60,6 +60,9 @@ type Server struct {
 	draining bool
 	sockets  [socketShards]socketShard
 	nconns   atomic.Int64
+	// shortWaiters counts upgrades waiting for their address's pace
+	// (ShortConnectionsPerIP), bounded by RefusalHoldMax.
+	shortWaiters atomic.Int64
 
 	readHeld atomic.Int64 // bytes of message buffers charged to ReadBudget
 	subTotal atomic.Int64 // subscriptions charged to MaxSubscriptions
@@ -347,7 +350,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		close(s.ready)
 	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "path", s.cfg.Path)
-	if s.cfg.LimitClosesPerIP > 0 || s.cfg.MaxHandshakesPerIP > 0 {
+	if s.cfg.refusesAtAccept() {
 		// Before pacing: a refused connection costs no handshake token.
 		ln = &sourceListener{Listener: ln, srv: s}
 	}
@@ -509,6 +512,9 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(s.cfg.Origins, origin) {
 		s.reject(w, rejectOrigin, http.StatusForbidden, "Failed to authorize socket handshake - Invalid origin: "+origin)
+		return
+	}
+	if !s.waitShortPace(w, r) {
 		return
 	}
 	if !s.admitHandshake(r.Context()) {

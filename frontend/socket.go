@@ -799,6 +799,9 @@ func (s *Socket) teardown() {
 	srv.m.closes.WithLabelValues(reason).Inc()
 	if limitCloseReasons[reason] && s.ip.IsValid() {
 		srv.sources.limitClosed(s.ip)
+	} else if shortConnectionReasons[reason] && s.ip.IsValid() && srv.cfg.ShortConnectionsPerIP > 0 &&
+		srv.clock()-s.opened < int64(srv.cfg.ShortConnectionTime) && !srv.isDraining() {
+		srv.sources.shortConnection(s.ip)
 	}
 	srv.log.Debug("socket closed", "conn", s.id, "reason", reason, "code", code)
 	if s.handshook.Load() && srv.cfg.OnDisconnect != nil {

@@ -3,9 +3,11 @@ package frontend
 import (
 	"errors"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -17,17 +19,20 @@ import (
 // partial messages, measured: 13,000–16,000 handshakes in 10 s), and a
 // global handshake rate would make every other client wait for them. So
 // the frontend keeps a small record per client address: how many of its
-// sockets were closed for a limit lately (LimitClosesPerIP), and, when
-// set, how fast it opens connections (MaxHandshakesPerIP). An address
-// over either is refused right after the TCP accept, with a bare HTTP 503
-// and before any request is read, which is the cheapest refusal there is.
-// A clean reconnect storm, from any number of addresses, never breaks a
-// limit and is never refused by the first.
+// sockets were closed for a limit lately (LimitClosesPerIP), how many of
+// its connections ended soon after they opened (ShortConnectionsPerIP),
+// and, when set, how fast it opens connections (MaxHandshakesPerIP). An
+// address over any of them is refused right after the TCP accept, with a
+// bare HTTP 503 and before any request is read, which is the cheapest
+// refusal there is. A clean reconnect storm, from any number of
+// addresses, never breaks a limit and its clients stay connected, so it
+// is never refused by the first two.
 
 // Refusal reasons of the source table (rejected_connections_total).
 const (
 	rejectLimitClosesPerIP = "limit_closes_per_ip"
 	rejectHandshakesPerIP  = "handshake_rate_per_ip"
+	rejectShortConnsPerIP  = "short_connections_per_ip"
 )
 
 // sourceRefusal is the whole HTTP response to a refused connection.
@@ -48,11 +53,28 @@ var limitCloseReasons = map[string]bool{
 	reasonBeforeHandshake:  true,
 }
 
+// shortConnectionReasons are the ends that charge a socket's address a
+// short connection when it ends within ShortConnectionTime of its
+// accept: the client left, never finished its handshake, or was refused
+// by the handshake. The server's own closes (a kick, a slow consumer, a
+// hook outage, a drain) do not; limit closes are charged apart.
+var shortConnectionReasons = map[string]bool{
+	reasonReadError:         true,
+	reasonWriteError:        true,
+	reasonNormal:            true,
+	reasonGoingAway:         true,
+	reasonClientClose:       true,
+	reasonHandshakeTimeout:  true,
+	reasonHandshakeRejected: true,
+	reasonConnectHook:       true,
+	reasonPongTimeout:       true,
+}
+
 const sourceShards = 16
 
 // sourceTable holds the per-address buckets, bounded in size: beyond
 // SourceTableSize entries, addresses whose buckets are full (nothing to
-// remember) go first, then the one with the most connection credit.
+// remember) go first, then the one with the most credit left.
 type sourceTable struct {
 	cfg      *Config
 	clock    func() int64
@@ -68,8 +90,13 @@ type sourceShard struct {
 // source is one address's record. Buckets start full.
 type source struct {
 	closes bucket // LimitClosesPerIP: may go into debt, down to -burst
-	conns  bucket // MaxHandshakesPerIP
-	subs   bucket // SubscribeRatePerIP
+	short  bucket // ShortConnectionsPerIP: the same
+	// shortPace spaces the address's upgrades while short is not full
+	// (ShortConnectionsPerIP, burst 1; may go into debt by the waits
+	// handed out).
+	shortPace bucket
+	conns     bucket // MaxHandshakesPerIP
+	subs      bucket // SubscribeRatePerIP
 }
 
 func newSourceTable(cfg *Config, clock func() int64) *sourceTable {
@@ -82,7 +109,13 @@ func newSourceTable(cfg *Config, clock func() int64) *sourceTable {
 
 // sourceLimits reports whether any per-address rate is set.
 func (c *Config) sourceLimits() bool {
-	return c.LimitClosesPerIP > 0 || c.MaxHandshakesPerIP > 0 || c.SubscribeRatePerIP > 0
+	return c.LimitClosesPerIP > 0 || c.ShortConnectionsPerIP > 0 || c.MaxHandshakesPerIP > 0 || c.SubscribeRatePerIP > 0
+}
+
+// refusesAtAccept reports whether any per-address rate refuses
+// connections right after the TCP accept.
+func (c *Config) refusesAtAccept() bool {
+	return c.LimitClosesPerIP > 0 || c.ShortConnectionsPerIP > 0 || c.MaxHandshakesPerIP > 0
 }
 
 func (t *sourceTable) shard(ip netip.Addr) *sourceShard {
@@ -109,6 +142,7 @@ func (t *sourceTable) with(ip netip.Addr, create bool, fn func(now int64, e *sou
 		c := t.cfg
 		e = &source{
 			closes: bucket{tokens: float64(c.LimitCloseBurstPerIP), at: now},
+			short:  bucket{tokens: float64(c.ShortConnectionBurstPerIP), at: now},
 			conns:  bucket{tokens: float64(c.HandshakeBurstPerIP), at: now},
 			subs:   bucket{tokens: float64(c.SubscribeBurstPerIP), at: now},
 		}
@@ -128,13 +162,17 @@ func (t *sourceTable) evictLocked(sh *sourceShard, now int64) {
 	removed := false
 	for ip, e := range sh.m { // random order
 		cl := e.closes.peek(now, c.LimitClosesPerIP, float64(c.LimitCloseBurstPerIP))
+		sc := e.short.peek(now, c.ShortConnectionsPerIP, float64(c.ShortConnectionBurstPerIP))
+		// Credit: the share of both charges' buckets left.
+		credit := cl/float64(max(1, c.LimitCloseBurstPerIP)) + sc/float64(max(1, c.ShortConnectionBurstPerIP))
 		if cl >= float64(c.LimitCloseBurstPerIP) &&
+			sc >= float64(c.ShortConnectionBurstPerIP) &&
 			e.conns.peek(now, c.MaxHandshakesPerIP, float64(c.HandshakeBurstPerIP)) >= float64(c.HandshakeBurstPerIP) &&
 			e.subs.peek(now, c.SubscribeRatePerIP, float64(c.SubscribeBurstPerIP)) >= float64(c.SubscribeBurstPerIP) {
 			delete(sh.m, ip)
 			removed = true
-		} else if cl > most {
-			victim, most = ip, cl
+		} else if credit > most {
+			victim, most = ip, credit
 		}
 		if n++; n >= evictScanSources {
 			break
@@ -153,6 +191,18 @@ func (t *sourceTable) admit(ip netip.Addr) (reason string) {
 		if c.LimitClosesPerIP > 0 && e.closes.peek(now, c.LimitClosesPerIP, float64(c.LimitCloseBurstPerIP)) < 1 {
 			reason = rejectLimitClosesPerIP
 			return
+		}
+		if c.ShortConnectionsPerIP > 0 {
+			// In debt, or with its turns handed out for longer than
+			// ShortConnectionTime ahead (shortPaceWait would refuse
+			// after reading the request).
+			burst := float64(c.ShortConnectionBurstPerIP)
+			tokens := e.short.peek(now, c.ShortConnectionsPerIP, burst)
+			if tokens < 1 || shortPaced(tokens, burst) &&
+				shortTurn(e.shortPace.peek(now, c.ShortConnectionsPerIP, 1)-1, tokens, burst, c.ShortConnectionsPerIP) > c.ShortConnectionTime {
+				reason = rejectShortConnsPerIP
+				return
+			}
 		}
 		if c.MaxHandshakesPerIP > 0 && !e.conns.take(now, 1, c.MaxHandshakesPerIP, float64(c.HandshakeBurstPerIP)) {
 			e.conns.tokens++ // a refusal costs nothing
@@ -177,6 +227,72 @@ func (t *sourceTable) limitClosed(ip netip.Addr) {
 	})
 }
 
+// shortConnection charges ip one connection that ended within
+// ShortConnectionTime of its accept, with the same bounded debt as
+// limitClosed.
+func (t *sourceTable) shortConnection(ip netip.Addr) {
+	c := t.cfg
+	if c.ShortConnectionsPerIP <= 0 {
+		return
+	}
+	t.with(ip, true, func(now int64, e *source) {
+		burst := float64(c.ShortConnectionBurstPerIP)
+		was := shortPaced(e.short.peek(now, c.ShortConnectionsPerIP, burst), burst)
+		e.short.take(now, 1, c.ShortConnectionsPerIP, burst)
+		if !was && shortPaced(e.short.tokens, burst) {
+			// The pace starts with one upgrade free.
+			e.shortPace = bucket{tokens: 1, at: now}
+		}
+		e.short.tokens = max(e.short.tokens, -burst)
+	})
+}
+
+// shortPaceFree is how many short connections an address may have
+// unpaid before its upgrades take turns: a client's quick reconnect or
+// two make nobody wait.
+const shortPaceFree = 2
+
+// shortPaced reports whether an address with tokens of its short
+// connection bucket left takes turns to upgrade.
+func shortPaced(tokens, burst float64) bool { return tokens < burst-shortPaceFree }
+
+// shortTurn is the wait for a turn with pace tokens left (negative:
+// turns handed out ahead), and no later than the pacing ends by itself
+// if no more short connections come: the clients behind an address
+// that churned a moment ago (a NAT) wait only that moment.
+func shortTurn(pace, tokens, burst, rate float64) time.Duration {
+	if pace >= 0 {
+		return 0
+	}
+	return time.Duration(min(-pace, burst-shortPaceFree-tokens) / rate * 1e9)
+}
+
+// shortPaceWait reserves ip's next upgrade while more than
+// shortPaceFree of its short connections are unpaid: how long to wait
+// for it, 0 for at once; ok is false when the wait would exceed maxWait
+// (the caller refuses, and nothing is reserved).
+func (t *sourceTable) shortPaceWait(ip netip.Addr, maxWait time.Duration) (wait time.Duration, ok bool) {
+	c := t.cfg
+	if c.ShortConnectionsPerIP <= 0 || !ip.IsValid() {
+		return 0, true
+	}
+	ok = true
+	t.with(ip, false, func(now int64, e *source) {
+		burst := float64(c.ShortConnectionBurstPerIP)
+		tokens := e.short.peek(now, c.ShortConnectionsPerIP, burst)
+		if !shortPaced(tokens, burst) {
+			return
+		}
+		e.shortPace.take(now, 1, c.ShortConnectionsPerIP, 1)
+		wait = shortTurn(e.shortPace.tokens, tokens, burst, c.ShortConnectionsPerIP)
+		if wait > maxWait {
+			e.shortPace.tokens++
+			wait, ok = 0, false
+		}
+	})
+	return wait, ok
+}
+
 // len returns the number of addresses tracked.
 func (t *sourceTable) len() int {
 	n := 0
@@ -192,6 +308,43 @@ func (t *sourceTable) len() int {
 // peek returns b's tokens at now without taking any.
 func (b *bucket) peek(now int64, rate, burst float64) float64 {
 	return min(burst, b.tokens+float64(now-b.at)*rate/1e9)
+}
+
+// waitShortPace holds an upgrade from an address whose short
+// connections are not paid back until its turn (one upgrade per
+// 1/ShortConnectionsPerIP), so a client that reconnects a few times in
+// a row only waits a moment while a churn from the address gets its
+// rate and no more. It answers 503 and returns false when the turn is
+// further off than ShortConnectionTime, when RefusalHoldMax upgrades
+// wait already, or when the client leaves meanwhile.
+func (s *Server) waitShortPace(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.ShortConnectionsPerIP <= 0 {
+		return true
+	}
+	maxWait := s.cfg.ShortConnectionTime
+	if s.shortWaiters.Load() >= int64(s.cfg.RefusalHoldMax) {
+		maxWait = 0
+	}
+	wait, ok := s.sources.shortPaceWait(s.remoteIP(r.RemoteAddr), maxWait)
+	if ok && wait > 0 {
+		s.m.shortWaits.Inc()
+		s.shortWaiters.Add(1)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			ok = false
+		}
+		s.shortWaiters.Add(-1)
+	}
+	if !ok {
+		// Held like a refusal at accept, so that a client that redials
+		// at once makes one attempt per hold.
+		s.holdHTTPRefusal(r.Context())
+		s.reject(w, rejectShortConnsPerIP, http.StatusServiceUnavailable, "Too many short connections from this address")
+	}
+	return ok
 }
 
 // sourceListener refuses, right after the accept, the connections of
@@ -225,7 +378,7 @@ func (l *sourceListener) Accept() (net.Conn, error) {
 			return nc, nil
 		}
 		l.srv.m.rejected.WithLabelValues(reason).Inc()
-		if reason == rejectLimitClosesPerIP && l.srv.holdRefusal(nc) {
+		if reason != rejectHandshakesPerIP && l.srv.holdRefusal(nc) {
 			continue
 		}
 		refuseNow(nc)

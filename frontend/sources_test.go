@@ -3,6 +3,7 @@ package frontend
 import (
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func TestSourceTableLimitCloses(t *testing.T) {
@@ -35,6 +36,87 @@ func TestSourceTableLimitCloses(t *testing.T) {
 	if tab.len() != 1 {
 		t.Fatalf("tracked %d addresses; admitted addresses without a record need none", tab.len())
 	}
+}
+
+func TestSourceTableShortConnections(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.LimitClosesPerIP = 0
+	cfg.ShortConnectionsPerIP, cfg.ShortConnectionBurstPerIP = 2, 20
+	var now int64
+	tab := newSourceTable(&cfg, func() int64 { return now })
+	churn, other := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	const maxWait = 5 * time.Second
+	unpaced := func(what string, ip netip.Addr) {
+		t.Helper()
+		for i := range 100 {
+			if r := tab.admit(ip); r != "" {
+				t.Fatalf("%s: connection %d refused: %q", what, i, r)
+			}
+			if w, ok := tab.shortPaceWait(ip, maxWait); w != 0 || !ok {
+				t.Fatalf("%s: connection %d paced: %v %v", what, i, w, ok)
+			}
+		}
+	}
+	turns := func(what string, n int, step, limit time.Duration) {
+		t.Helper()
+		for i := range n {
+			w, ok := tab.shortPaceWait(churn, maxWait)
+			if want := min(time.Duration(i)*step, limit); w < want-time.Millisecond || w > want || !ok {
+				t.Fatalf("%s: upgrade %d waits %v %v, want %v", what, i, w, ok, want)
+			}
+		}
+	}
+	// Nothing charged: a reconnect storm is neither refused nor paced.
+	unpaced("a clean address", churn)
+	// A client's quick reconnect or two make nobody wait.
+	tab.shortConnection(churn)
+	tab.shortConnection(churn)
+	unpaced("two short connections", churn)
+	// From the third, upgrades take turns at 2/s, but no later than the
+	// pacing ends by itself (half a second: one token back).
+	tab.shortConnection(churn)
+	turns("three short connections", 5, 500*time.Millisecond, 500*time.Millisecond)
+	unpaced("another address", other)
+	now += 1e9
+	unpaced("a second later", churn)
+	// A churn: 15 more leave 4 tokens; pacing would end by
+	// itself in (18-4)/2 = 7 s, so turns are handed out 0.5 s apart up
+	// to maxWait ahead, and beyond it refused at accept and in the
+	// upgrade, reserving nothing.
+	for range 15 {
+		tab.shortConnection(churn)
+	}
+	turns("a churn", 11, 500*time.Millisecond, maxWait)
+	if w, ok := tab.shortPaceWait(churn, maxWait); ok {
+		t.Fatalf("upgrade beyond maxWait: wait %v, want a refusal", w)
+	}
+	if r := tab.admit(churn); r != rejectShortConnsPerIP {
+		t.Fatalf("admit with every turn for %v handed out: %q", maxWait, r)
+	}
+	now += 5e8 + 1
+	if r := tab.admit(churn); r != "" {
+		t.Fatalf("refused at accept with credit and a turn left: %q", r)
+	}
+	// In debt the address is refused at accept; the debt is bounded by
+	// the burst: (20 + 1) / 2 s later it has a token again, however
+	// many more it was charged.
+	for range 100 {
+		tab.shortConnection(churn)
+	}
+	if r := tab.admit(churn); r != rejectShortConnsPerIP {
+		t.Fatalf("admit in debt: %q", r)
+	}
+	now += 10e9
+	if r := tab.admit(churn); r != rejectShortConnsPerIP {
+		t.Fatalf("admitted still in debt: %q", r)
+	}
+	now += 5e8 + 1
+	if r := tab.admit(churn); r != "" {
+		t.Fatalf("refused with a token again: %q", r)
+	}
+	// Paid back to within two of the burst: no pacing.
+	now += 10e9
+	unpaced("paid back", churn)
 }
 
 func TestSourceTableHandshakeRate(t *testing.T) {
@@ -95,6 +177,9 @@ func TestValidateRates(t *testing.T) {
 		func(c *Config) { c.SubscribeRatePerIP, c.SubscribeBurstPerIP = 10, 0 },
 		func(c *Config) { c.LimitClosesPerIP = -1 },
 		func(c *Config) { c.LimitCloseBurstPerIP = 0 },
+		func(c *Config) { c.ShortConnectionsPerIP = -1 },
+		func(c *Config) { c.ShortConnectionBurstPerIP = 0 },
+		func(c *Config) { c.ShortConnectionTime = 0 },
 		func(c *Config) { c.MaxHandshakesPerIP, c.HandshakeBurstPerIP = 10, 0 },
 		func(c *Config) { c.SourceTableSize = 0 },
 		func(c *Config) { c.ChannelDeliveryRate = -1 },

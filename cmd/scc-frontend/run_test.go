@@ -201,6 +201,7 @@ func TestLoadClientRates(t *testing.T) {
 		"SCC_SUBSCRIBE_RATE_PER_IP": "10", "SCC_SUBSCRIBE_BURST_PER_IP": "20",
 		"SCC_LIMIT_CLOSES_PER_IP": "0.5", "SCC_LIMIT_CLOSE_BURST_PER_IP": "3",
 		"SCC_MAX_HANDSHAKES_PER_IP": "7", "SCC_HANDSHAKE_BURST_PER_IP": "8",
+		"SCC_SHORT_CONNECTIONS_PER_IP": "4", "SCC_SHORT_CONNECTION_BURST_PER_IP": "9", "SCC_SHORT_CONNECTION_TIME": "3s",
 		"SCC_SOURCE_TABLE_SIZE":     "99",
 		"SCC_CHANNEL_DELIVERY_RATE": "500", "SCC_CHANNEL_DELIVERY_BURST": "600",
 	}))
@@ -210,6 +211,7 @@ func TestLoadClientRates(t *testing.T) {
 	c := st.cfg
 	if c.SubscribeRate != 100 || c.SubscribeBurst != 200 || c.SubscribeRatePerIP != 10 || c.SubscribeBurstPerIP != 20 ||
 		c.LimitClosesPerIP != 0.5 || c.LimitCloseBurstPerIP != 3 || c.MaxHandshakesPerIP != 7 || c.HandshakeBurstPerIP != 8 ||
+		c.ShortConnectionsPerIP != 4 || c.ShortConnectionBurstPerIP != 9 || c.ShortConnectionTime != 3*time.Second ||
 		c.SourceTableSize != 99 || c.ChannelDeliveryRate != 500 || c.ChannelDeliveryBurst != 600 {
 		t.Fatalf("client rates not read: %+v", c)
 	}

@@ -94,6 +94,108 @@ func TestLimitBreakersAreRefusedAtAccept(t *testing.T) {
 	}
 }
 
+// TestChurnIsRefusedAtAccept is attack 8's churn: hundreds of sockets
+// from a few addresses connect, subscribe and leave again within a
+// second, over and over, and each costs the frontend an accept, an
+// upgrade, a handshake, its subscribes and a teardown. Once an address's
+// short connections are over its rate, it is refused right after the TCP
+// accept and counted. Hundreds of clients of another address that
+// connect at once and stay (a reconnect storm) are never refused, a
+// client that reconnects a few times in a row waits its turn and is let
+// in, and another address is untouched.
+func TestChurnIsRefusedAtAccept(t *testing.T) {
+	const churners, storm = 300, 300
+	f := startFrontend(t, func(c *frontend.Config) {
+		c.ShortConnectionsPerIP, c.ShortConnectionBurstPerIP = 2, 8
+		c.ShortConnectionTime = time.Minute // every churner is short, however slow the run
+		c.RefusalHold = 0                   // answered at once; holding is TestRefusalsAreHeld's
+	})
+	addrs := []string{"127.0.0.2", "127.0.0.3", "127.0.0.5"}
+	// Round one: every churner connects (nothing is charged before the
+	// first one leaves), then all subscribe and leave.
+	conns := make([]*rawConn, churners)
+	var wg sync.WaitGroup
+	errs := make(chan error, churners)
+	for i := range churners {
+		wg.Go(func() {
+			c, err := tryDialRaw(t, f, from(addrs[i%len(addrs)]))
+			if err != nil {
+				errs <- fmt.Errorf("churner %d: %v (nothing was charged yet)", i, err)
+				return
+			}
+			conns[i] = c
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i, c := range conns {
+		wg.Go(func() {
+			subscribeStorm(t, []*rawConn{c}, fmt.Sprintf("churn-%d", i), 10)
+			c.nc.Close()
+		})
+	}
+	wg.Wait()
+	waitFor(t, waitTimeout, "the churners' sockets to end", func() bool {
+		return f.closesTotal(t, "read_error")+f.closesTotal(t, "write_error")+f.closesTotal(t, "client_close") >= churners
+	})
+	// Round two: every churner address is refused at accept (the charge
+	// follows the close count; poll for it).
+	for _, a := range addrs {
+		var err error
+		waitFor(t, waitTimeout, "a refusal of "+a, func() bool {
+			var c *rawConn
+			if c, err = tryDialRaw(t, f, from(a)); c != nil {
+				c.nc.Close()
+			}
+			return err != nil
+		})
+		if !strings.Contains(err.Error(), "503") {
+			t.Fatalf("redial from churning address %s: %v, want HTTP 503", a, err)
+		}
+	}
+	if n := metric(t, f.srv.Registry(), "scc_frontend_rejected_connections_total", "reason", "short_connections_per_ip"); n < float64(len(addrs)) {
+		t.Fatalf("short_connections_per_ip refusals counted %v, want at least %d", n, len(addrs))
+	}
+	// A reconnect storm from one address: all at once, and they stay.
+	stayed := make([]*rawConn, storm)
+	for i := range stayed {
+		c, err := tryDialRaw(t, f, from("127.0.0.4"))
+		if err != nil {
+			t.Fatalf("reconnecting client %d refused: %v", i, err)
+		}
+		stayed[i] = c
+	}
+	subscribeStorm(t, stayed[:50], "stay", 10)
+	if _, err := tryDialRaw(t, f, from("127.0.0.6")); err != nil {
+		t.Fatalf("another address refused: %v", err)
+	}
+	// A client that keeps reconnecting: from half its burst on, each
+	// upgrade waits its turn (2/s), and none is refused.
+	ended := func() float64 {
+		return f.closesTotal(t, "read_error") + f.closesTotal(t, "write_error") + f.closesTotal(t, "client_close")
+	}
+	base := ended()
+	for i := range 8 {
+		c, err := tryDialRaw(t, f, from("127.0.0.7"))
+		if err != nil {
+			t.Fatalf("reconnect %d refused: %v", i, err)
+		}
+		c.nc.Close()
+		waitFor(t, waitTimeout, "the reconnecting client's socket to end", func() bool {
+			return ended() >= base+float64(i)+1
+		})
+	}
+	if n := metric(t, f.srv.Registry(), "scc_frontend_short_connection_waits_total"); n < 2 {
+		t.Fatalf("short_connection_waits_total %v after 8 short connections in a row, want at least 2", n)
+	}
+	for _, c := range stayed {
+		c.nc.Close()
+	}
+}
+
 // acks reads c's frames until n subscribe replies arrived, and fails on
 // an error reply or a closed connection.
 func (c *rawConn) acks(t *testing.T, n int) {
