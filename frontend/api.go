@@ -564,14 +564,47 @@ func (a *api) checkChannel(ch string) error {
 }
 
 // publishOne routes a publish the way a client publish goes (bypassing
-// client publish permissions), with an optional idempotency key.
-func (a *api) publishOne(ctx context.Context, ch string, data json.RawMessage, key string) error {
+// client publish permissions), with an optional idempotency key. Through
+// a broker that acknowledges later (AckedPublisher) it returns the
+// channel that tells when the owner accepted it; otherwise nil, the
+// publish accepted already.
+func (a *api) publishOne(ctx context.Context, ch string, data json.RawMessage, key string) (<-chan error, error) {
+	if ap, ok := a.s.broker.(AckedPublisher); ok {
+		return ap.PublishAcked(ch, data, key)
+	}
 	if key != "" {
 		if ip, ok := a.s.broker.(IdempotentPublisher); ok {
-			return ip.PublishIdempotent(ctx, ch, data, key)
+			return nil, ip.PublishIdempotent(ctx, ch, data, key)
 		}
 	}
-	return a.s.broker.Publish(ctx, ch, data)
+	return nil, a.s.broker.Publish(ctx, ch, data)
+}
+
+// errNotAcknowledged answers a publish its owner did not acknowledge
+// within AckTimeout: it may still be delivered.
+var errNotAcknowledged = errors.New("the channel's broker did not acknowledge the publish in time; it may still be delivered")
+
+// awaitAck waits, at most AckTimeout from start, for done (nil: nothing
+// to wait for).
+func (a *api) awaitAck(ctx context.Context, start time.Time, done <-chan error) error {
+	if done == nil {
+		return nil
+	}
+	select {
+	case err := <-done: // acknowledged already, whatever the time
+		return err
+	default:
+	}
+	t := time.NewTimer(time.Until(start.Add(a.s.cfg.AckTimeout)))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return errNotAcknowledged
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // MaxIdempotencyKeyBytes is the longest idempotency key a server API
@@ -606,7 +639,12 @@ func (a *api) publish(ctx context.Context, body []byte) (any, int, string, error
 	if err := checkIdempotencyKey(p.IdempotencyKey); err != nil {
 		return invalid("publish: %v", err)
 	}
-	if err := a.publishOne(ctx, p.Channel, p.Data, p.IdempotencyKey); err != nil {
+	start := time.Now()
+	done, err := a.publishOne(ctx, p.Channel, p.Data, p.IdempotencyKey)
+	if err == nil {
+		err = a.awaitAck(ctx, start, done)
+	}
+	if err != nil {
 		return unavailable(fmt.Errorf("publish: %w", err))
 	}
 	return struct{}{}, 0, "", nil
@@ -643,10 +681,22 @@ func (a *api) broadcast(ctx context.Context, body []byte) (any, int, string, err
 		}
 	}
 	res := broadcastResult{Responses: make([]map[string]any, len(p.Channels))}
+	// Every channel's publish goes out before any acknowledgement is
+	// awaited, so a broadcast waits about one round trip, not one per
+	// channel.
+	start := time.Now()
+	dones := make([]<-chan error, len(p.Channels))
+	errs := make([]error, len(p.Channels))
 	for i, ch := range p.Channels {
+		dones[i], errs[i] = a.publishOne(ctx, ch, p.Data, p.IdempotencyKey)
+	}
+	for i := range p.Channels {
+		if errs[i] == nil {
+			errs[i] = a.awaitAck(ctx, start, dones[i])
+		}
 		res.Responses[i] = map[string]any{}
-		if err := a.publishOne(ctx, ch, p.Data, p.IdempotencyKey); err != nil {
-			res.Responses[i]["error"] = map[string]any{"code": http.StatusServiceUnavailable, "message": err.Error()}
+		if errs[i] != nil {
+			res.Responses[i]["error"] = map[string]any{"code": http.StatusServiceUnavailable, "message": errs[i].Error()}
 		}
 	}
 	return res, 0, "", nil

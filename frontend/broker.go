@@ -45,6 +45,17 @@ type IdempotentPublisher interface {
 	PublishIdempotent(ctx context.Context, channel string, data []byte, key string) error
 }
 
+// AckedPublisher is a Broker whose acceptance of a publish is known only
+// after Publish returns (the cluster's: the channel's owning broker
+// acknowledges it over its link). PublishAcked routes a publish like
+// PublishIdempotent (key may be "") and returns a channel that yields
+// nil once the owner acknowledged it, or why it was lost. The server
+// API waits on it, so that its 200 means the publish was accepted; a
+// Broker without it has accepted a publish when Publish returns.
+type AckedPublisher interface {
+	PublishAcked(channel string, data []byte, key string) (<-chan error, error)
+}
+
 // Sink receives messages routed to this frontend. Deliver encodes the
 // client frame once and fans it out to every local subscriber of channel.
 // data must not be retained by the caller's buffer after Deliver returns:

@@ -186,6 +186,23 @@ type heldPub struct {
 	key     string // idempotency key, "" for none
 	at      time.Time
 	seq     uint64 // publish sequence number once sent, kept by re-sends
+	// done, when set, is told once what became of the publish: nil when
+	// its owner acknowledged it, else why it was lost (PublishAcked).
+	done chan<- error
+}
+
+// ErrPublishLost is what a PublishAcked caller learns of a publish lost
+// before its owning broker acknowledged it (its link failed with it in
+// flight, or it waited in a backlog past BacklogMaxAge).
+var ErrPublishLost = errors.New("cluster: the publish was lost before its broker acknowledged it")
+
+// settle tells h's publisher, if it waits, what became of it. Each
+// held publish is settled where it leaves the frontend for good.
+func (h *heldPub) settle(err error) {
+	if h.done != nil {
+		h.done <- err // buffered: one settle per publish
+		h.done = nil
+	}
 }
 
 // Broker is a frontend.Broker that routes through the cluster's brokers.
@@ -419,6 +436,20 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) error
 // per (channel, key) within its dedupe window, whichever frontend a retry
 // comes through.
 func (b *Broker) PublishIdempotent(ctx context.Context, channel string, data []byte, key string) error {
+	return b.publish(channel, data, key, nil)
+}
+
+// PublishAcked implements frontend.AckedPublisher: a publish routed like
+// PublishIdempotent, whose channel yields nil once the channel's owning
+// broker acknowledged it (appended it and queued its deliveries), or why
+// it was lost. Through a reshard the publish may wait in the fence, in a
+// backlog or be re-sent, and is settled wherever it ends.
+func (b *Broker) PublishAcked(channel string, data []byte, key string) (<-chan error, error) {
+	done := make(chan error, 1)
+	return done, b.publish(channel, data, key, done)
+}
+
+func (b *Broker) publish(channel string, data []byte, key string, done chan<- error) error {
 	b.route.RLock()
 	defer b.route.RUnlock()
 	if b.pubRing == nil || b.pubRing.Len() == 0 {
@@ -432,12 +463,12 @@ func (b *Broker) PublishIdempotent(ctx context.Context, channel string, data []b
 			b.m.drops.WithLabelValues("fence_full").Inc()
 			return ErrBacklogFull
 		}
-		b.fenceQ = append(b.fenceQ, heldPub{channel: channel, data: append([]byte(nil), data...), key: key, at: time.Now()})
+		b.fenceQ = append(b.fenceQ, heldPub{channel: channel, data: append([]byte(nil), data...), key: key, at: time.Now(), done: done})
 		b.fenceBytes += len(data)
 		return nil
 	}
 	l := b.pubLinks[b.pubRing.OwnerIndex(channel)]
-	return l.publish(channel, data, key, time.Time{})
+	return l.publishHeld(heldPub{channel: channel, data: data, key: key, done: done})
 }
 
 // ringsLocked returns the rings whose owners must hold the local channels.
@@ -640,10 +671,13 @@ func (b *Broker) Commit(r protocol.Ring) {
 		for _, h := range l.takeMisrouted(nr, links) {
 			if nr.Len() == 0 {
 				b.m.drops.WithLabelValues("no_ring").Inc()
+				h.settle(ErrNoRing)
 				continue
 			}
 			if err := links[nr.OwnerIndex(h.channel)].publishHeld(h); err == nil {
 				b.m.rerouted.Inc()
+			} else {
+				h.settle(err)
 			}
 		}
 	}
@@ -655,9 +689,12 @@ func (b *Broker) Commit(r protocol.Ring) {
 	for _, h := range q {
 		if nr.Len() == 0 {
 			b.m.drops.WithLabelValues("no_ring").Inc()
+			h.settle(ErrNoRing)
 			continue
 		}
-		_ = links[nr.OwnerIndex(h.channel)].publishHeld(h)
+		if err := links[nr.OwnerIndex(h.channel)].publishHeld(h); err != nil {
+			h.settle(err)
+		}
 	}
 	b.route.Unlock()
 

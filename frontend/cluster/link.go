@@ -105,6 +105,7 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 		for _, h := range backlog {
 			if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
 				l.b.m.drops.WithLabelValues("backlog_expired").Inc()
+				h.settle(ErrPublishLost)
 				continue
 			}
 			l.sendLocked(h)
@@ -210,6 +211,7 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 				l.acked = seq
 				n := 0
 				for n < len(l.inflight) && l.inflight[n].seq <= seq {
+					l.inflight[n].settle(nil)
 					n++
 				}
 				clear(l.inflight[:n])
@@ -350,10 +352,6 @@ func (l *brokerLink) interestSnapshot() map[string]struct{} {
 // publish sends one message, or holds it while the link is down. at is the
 // time the message was first accepted (zero = now); key is its idempotency
 // key ("" for none).
-func (l *brokerLink) publish(channel string, data []byte, key string, at time.Time) error {
-	return l.publishHeld(heldPub{channel: channel, data: data, key: key, at: at})
-}
-
 // publishHeld is publish for a held or re-sent publish, which keeps its
 // sequence number (h.seq, 0 for one never sent).
 func (l *brokerLink) publishHeld(h heldPub) error {
@@ -416,6 +414,7 @@ func (l *brokerLink) requeueInflightLocked() {
 			l.backlogBytes += len(h.data)
 		} else {
 			lost++
+			h.settle(ErrPublishLost)
 		}
 	}
 	l.inflight = nil
@@ -437,6 +436,7 @@ func (l *brokerLink) expire(now time.Time) {
 		if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
 			l.b.m.drops.WithLabelValues("backlog_expired").Inc()
 			l.backlogBytes -= len(h.data)
+			h.settle(ErrPublishLost)
 			continue
 		}
 		l.backlog[n] = h
@@ -517,6 +517,9 @@ func (l *brokerLink) close() {
 	l.countPendingLocked()
 	if n := len(l.backlog); n > 0 {
 		l.b.m.drops.WithLabelValues("link_closed").Add(float64(n))
+	}
+	for i := range l.backlog {
+		l.backlog[i].settle(ErrPublishLost)
 	}
 	l.backlog, l.backlogBytes = nil, 0
 	l.mu.Unlock()

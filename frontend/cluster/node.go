@@ -270,6 +270,9 @@ func (b nodeBroker) Publish(ctx context.Context, ch string, data []byte) error {
 func (b nodeBroker) PublishIdempotent(ctx context.Context, ch string, data []byte, key string) error {
 	return b.n.broker.PublishIdempotent(ctx, ch, data, key)
 }
+func (b nodeBroker) PublishAcked(ch string, data []byte, key string) (<-chan error, error) {
+	return b.n.broker.PublishAcked(ch, data, key)
+}
 
 // AliveFrontends implements frontend.FrontendCounter: the frontends gossip
 // knows alive (at least this one).

@@ -15,6 +15,8 @@ import (
 
 	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/internal/clustertest"
+	ringpkg "github.com/sccgo/sccgo/internal/ring"
+	"github.com/sccgo/sccgo/protocol"
 )
 
 const (
@@ -314,4 +316,67 @@ func BenchmarkAPIPublishCluster(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+}
+
+// TestAPIPublishWaitsForItsOwner: a server API publish is answered 200
+// only once the channel's owning broker acknowledged it. With the owner
+// crashed and the ring still naming it (the moments before the state
+// server commits a ring without it), a publish to one of its channels
+// is answered 503 within SCC_ACK_TIMEOUT, not 200 for a message that may
+// never be delivered; a publish to the other broker's channel, alone or
+// in the same broadcast, still gets its 200.
+func TestAPIPublishWaitsForItsOwner(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Brokers: 2, Frontends: 1, ScaleBackDelay: time.Minute, Frontend: func(cfg *frontend.Config) {
+		cfg.API.Key = apiKey
+		cfg.AuthKey = []byte(clientAuth)
+		cfg.AckTimeout = time.Second
+	}})
+	v := c.WaitRing(10*time.Second, 2, 0)
+	c.WaitBrokersAt(10*time.Second, v)
+	victim, other := c.Brokers[0], c.Brokers[1]
+	rg := ringpkg.New(v, []protocol.BrokerInfo{{ID: victim.ID()}, {ID: other.ID()}})
+	var lost, kept string
+	for i := 0; lost == "" || kept == ""; i++ {
+		switch ch := fmt.Sprintf("news:%d", i); rg.OwnerID(ch) {
+		case victim.ID():
+			lost = ch
+		default:
+			kept = ch
+		}
+	}
+	addr := c.Frontends[0].Addr()
+	post(t, addr, "publish", `{"channel":"`+lost+`","data":1}`) // its owner is up: 200
+	victim.Crash()
+
+	status, body := postStatus(t, addr, "publish", `{"channel":"`+lost+`","data":2}`)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "acknowledge") {
+		t.Fatalf("publish to a crashed owner's channel: HTTP %d %s, want 503 saying it was not acknowledged", status, body)
+	}
+	post(t, addr, "publish", `{"channel":"`+kept+`","data":3}`)
+	res := post(t, addr, "broadcast", `{"channels":["`+lost+`","`+kept+`"],"data":4}`)
+	rs, _ := res["responses"].([]any)
+	if len(rs) != 2 {
+		t.Fatalf("broadcast result %v", res)
+	}
+	if e, _ := rs[0].(map[string]any); e["error"] == nil {
+		t.Fatalf("broadcast: the crashed owner's channel answered %v, want an error", rs[0])
+	}
+	if e, _ := rs[1].(map[string]any); len(e) != 0 {
+		t.Fatalf("broadcast: the live owner's channel answered %v, want {}", rs[1])
+	}
+}
+
+// postStatus calls the server API and returns the status and body,
+// whatever they are.
+func postStatus(t *testing.T, addr, method, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/"+method, strings.NewReader(body))
+	req.Header.Set("Authorization", "apikey "+apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
