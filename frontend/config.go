@@ -392,7 +392,7 @@ type Config struct {
 	LimitCloseBurstPerIP int
 	// ShortConnectionsPerIP is how many of its connections a client
 	// address may have end per second within ShortConnectionTime of
-	// their accept (token bucket, burst ShortConnectionBurstPerIP): a
+	// their upgrade (token bucket, burst ShortConnectionBurstPerIP): a
 	// client that leaves, times out its handshake or is refused by it,
 	// not the server's own closes. Every connection costs the frontend an
 	// accept, an upgrade, a handshake and a teardown, and a churn of them
@@ -411,7 +411,7 @@ type Config struct {
 	// ShortConnectionsPerIP. Env SCC_SHORT_CONNECTION_BURST_PER_IP.
 	// Default 20.
 	ShortConnectionBurstPerIP int
-	// ShortConnectionTime is how soon after its accept a connection must
+	// ShortConnectionTime is how soon after its upgrade a connection must
 	// end to count for ShortConnectionsPerIP. Env
 	// SCC_SHORT_CONNECTION_TIME. Default 5s.
 	ShortConnectionTime time.Duration

@@ -65,9 +65,13 @@ func (s *Server) holdRefusal(nc net.Conn) bool {
 }
 
 // holdHTTPRefusal waits, before a refusal answered over HTTP, as long as
-// holdRefusal would (within RefusalHoldMax), or until ctx ends.
+// holdRefusal would (within RefusalHoldMax), or until ctx ends or the
+// server starts draining.
 func (s *Server) holdHTTPRefusal(ctx context.Context) {
-	if s.cfg.RefusalHold <= 0 || s.shortWaiters.Add(1) > int64(s.cfg.RefusalHoldMax) {
+	if s.cfg.RefusalHold <= 0 || ctx.Err() != nil {
+		return
+	}
+	if s.shortWaiters.Add(1) > int64(s.cfg.RefusalHoldMax) {
 		s.shortWaiters.Add(-1)
 		return
 	}
@@ -78,6 +82,7 @@ func (s *Server) holdHTTPRefusal(ctx context.Context) {
 	select {
 	case <-t.C:
 	case <-ctx.Done():
+	case <-s.drainStarted:
 	}
 }
 

@@ -63,6 +63,7 @@ type Server struct {
 	// shortWaiters counts upgrades waiting for their address's pace
 	// (ShortConnectionsPerIP), bounded by RefusalHoldMax.
 	shortWaiters atomic.Int64
+	drainStarted chan struct{} // closed when Shutdown begins
 
 	readHeld atomic.Int64 // bytes of message buffers charged to ReadBudget
 	subTotal atomic.Int64 // subscriptions charged to MaxSubscriptions
@@ -162,17 +163,18 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		reg:    cfg.Registry,
-		broker: cfg.Broker,
-		auth:   auth,
-		ping:   cfg.ProtocolVersion.PingFrame(),
-		start:  time.Now(),
-		ready:  make(chan struct{}),
-		done:   make(chan struct{}),
-		rpcs:   map[string]RPCHandler{},
-		events: map[string]EventHandler{},
+		cfg:          cfg,
+		log:          cfg.Logger,
+		reg:          cfg.Registry,
+		broker:       cfg.Broker,
+		auth:         auth,
+		ping:         cfg.ProtocolVersion.PingFrame(),
+		start:        time.Now(),
+		ready:        make(chan struct{}),
+		drainStarted: make(chan struct{}),
+		done:         make(chan struct{}),
+		rpcs:         map[string]RPCHandler{},
+		events:       map[string]EventHandler{},
 	}
 	// A server's text frame: FIN, opcode 1, the unmasked length (a ping
 	// is at most 2 bytes), the payload.
@@ -812,6 +814,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.regMu.Lock()
 	s.draining = true
 	s.regMu.Unlock()
+	close(s.drainStarted) // upgrades waiting for their turn give up
 
 	s.httpMu.Lock()
 	srvs := s.httpSrvs

@@ -55,9 +55,10 @@ var limitCloseReasons = map[string]bool{
 
 // shortConnectionReasons are the ends that charge a socket's address a
 // short connection when it ends within ShortConnectionTime of its
-// accept: the client left, never finished its handshake, or was refused
+// upgrade: the client left, never finished its handshake, or was refused
 // by the handshake. The server's own closes (a kick, a slow consumer, a
-// hook outage, a drain) do not; limit closes are charged apart.
+// connect hook's answer or outage, a drain) do not; limit closes are
+// charged apart.
 var shortConnectionReasons = map[string]bool{
 	reasonReadError:         true,
 	reasonWriteError:        true,
@@ -66,7 +67,6 @@ var shortConnectionReasons = map[string]bool{
 	reasonClientClose:       true,
 	reasonHandshakeTimeout:  true,
 	reasonHandshakeRejected: true,
-	reasonConnectHook:       true,
 	reasonPongTimeout:       true,
 }
 
@@ -228,7 +228,7 @@ func (t *sourceTable) limitClosed(ip netip.Addr) {
 }
 
 // shortConnection charges ip one connection that ended within
-// ShortConnectionTime of its accept, with the same bounded debt as
+// ShortConnectionTime of its upgrade, with the same bounded debt as
 // limitClosed.
 func (t *sourceTable) shortConnection(ip netip.Addr) {
 	c := t.cfg
@@ -333,9 +333,11 @@ func (s *Server) waitShortPace(w http.ResponseWriter, r *http.Request) bool {
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
-			t.Stop()
+			ok = false
+		case <-s.drainStarted:
 			ok = false
 		}
+		t.Stop()
 		s.shortWaiters.Add(-1)
 	}
 	if !ok {

@@ -196,6 +196,14 @@ type heldPub struct {
 // flight, or it waited in a backlog past BacklogMaxAge).
 var ErrPublishLost = errors.New("cluster: the publish was lost before its broker acknowledged it")
 
+// ErrLinkClosed refuses a publish routed to a broker link that was
+// retired (the broker moved) before the routing switched links.
+var ErrLinkClosed = errors.New("cluster: the broker link was closed; publish again")
+
+// errAckUnknown settles a re-sent publish that an acknowledgement may or
+// may not cover.
+var errAckUnknown = errors.New("cluster: the broker's acknowledgement does not show whether it has the publish; it may still be delivered")
+
 // settle tells h's publisher, if it waits, what became of it. Each
 // held publish is settled where it leaves the frontend for good.
 func (h *heldPub) settle(err error) {

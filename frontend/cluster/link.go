@@ -209,9 +209,25 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 			l.mu.Lock()
 			if l.l == nl && seq > l.acked {
 				l.acked = seq
+				// The broker acknowledged every publish it read up to
+				// the one numbered seq. A re-sent publish keeps its older
+				// number, so numbers on a link are not always in order:
+				// only the entries up to the one numbered seq are known
+				// to be acknowledged. Any after it that the old rule
+				// drops are answered as unknown, never as accepted.
+				last := -1
+				for i := 0; i < len(l.inflight) && l.inflight[i].seq <= seq; i++ {
+					if l.inflight[i].seq == seq {
+						last = i
+					}
+				}
 				n := 0
 				for n < len(l.inflight) && l.inflight[n].seq <= seq {
-					l.inflight[n].settle(nil)
+					if n <= last {
+						l.inflight[n].settle(nil)
+					} else {
+						l.inflight[n].settle(errAckUnknown)
+					}
 					n++
 				}
 				clear(l.inflight[:n])
@@ -357,6 +373,12 @@ func (l *brokerLink) interestSnapshot() map[string]struct{} {
 func (l *brokerLink) publishHeld(h heldPub) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		// Retired (its broker moved) before the routing switched to
+		// the new link: nothing would ever send its backlog.
+		l.b.m.drops.WithLabelValues("link_closed").Inc()
+		return ErrLinkClosed
+	}
 	if l.l != nil && len(l.backlog) == 0 {
 		l.sendLocked(h)
 		return nil
@@ -391,10 +413,13 @@ func (l *brokerLink) sendLocked(h heldPub) {
 	if h.at.IsZero() {
 		h.at = time.Now()
 	}
-	l.inflight = append(l.inflight, h)
 	if !l.l.SendRaw(msg) {
+		// Dropped: a later acknowledgement must not cover it.
 		l.b.m.drops.WithLabelValues("link_queue_full").Inc()
+		h.settle(ErrPublishLost)
+		return
 	}
+	l.inflight = append(l.inflight, h)
 }
 
 // requeueInflightLocked handles the publishes the broker had not
@@ -409,7 +434,7 @@ func (l *brokerLink) requeueInflightLocked() {
 	var again []heldPub
 	lost := 0
 	for _, h := range l.inflight {
-		if l.b.cfg.Resend != nil && l.b.cfg.Resend(h.channel) {
+		if !l.closed && l.b.cfg.Resend != nil && l.b.cfg.Resend(h.channel) {
 			again = append(again, h)
 			l.backlogBytes += len(h.data)
 		} else {

@@ -56,7 +56,7 @@ func tryDialRaw(t testing.TB, f *testFrontend, local net.Addr) (*rawConn, error)
 	req := "GET /socketcluster/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 	if _, err := nc.Write([]byte(req)); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	nc.SetReadDeadline(time.Now().Add(waitTimeout))
 	br := bufio.NewReaderSize(nc, 512)
