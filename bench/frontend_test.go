@@ -14,16 +14,7 @@ func contextBackground() context.Context { return context.Background() }
 // startFrontend serves a standalone frontend on 127.0.0.1:0.
 func startFrontend(t testing.TB) string {
 	t.Helper()
-	return startFrontendWith(t, frontendConfig())
-}
-
-// frontendConfig is the frontend's default configuration for runs that
-// open and close hundreds of connections from one address in under a
-// second, again and again.
-func frontendConfig() frontend.Config {
-	c := frontend.DefaultConfig()
-	c.ShortConnectionsPerIP = 0
-	return c
+	return startFrontendWith(t, frontend.DefaultConfig())
 }
 
 func startFrontendWith(t testing.TB, cfg frontend.Config) string {

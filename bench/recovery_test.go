@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/internal/rules"
 )
 
@@ -17,7 +18,7 @@ func TestDropEveryRecovers(t *testing.T) {
 		history bool
 	}{{"history", true}, {"no history", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			fc := frontendConfig()
+			fc := frontend.DefaultConfig()
 			if tc.history {
 				set, err := rules.Default().WithDefaultHistory(10000, time.Minute)
 				if err != nil {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sccgo/sccgo/frontend"
 )
 
 func TestBroadcastAgainstFrontend(t *testing.T) {
@@ -251,7 +253,7 @@ func TestWorkerProcessDies(t *testing.T) {
 }
 
 func TestSweepStopsWhenConnectionsClose(t *testing.T) {
-	fcfg := frontendConfig()
+	fcfg := frontend.DefaultConfig()
 	fcfg.InboundRate, fcfg.InboundBurst = 50, 10 // closes a publisher beyond 50 msg/s
 	url := startFrontendWith(t, fcfg)
 	cfg := shortConfig(url)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sccgo/sccgo/frontend"
 	"github.com/sccgo/sccgo/internal/devcert"
 	"github.com/sccgo/sccgo/internal/tlsconf"
 )
@@ -27,7 +28,7 @@ func TestFanoutOverWSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := frontendConfig()
+	fc := frontend.DefaultConfig()
 	fc.TLS = st.ServerConfig()
 	url := "wss://" + strings.TrimPrefix(startFrontendWith(t, fc), "ws://")
 

@@ -402,10 +402,12 @@ type Config struct {
 	// end by itself); in debt, or with its turns handed out further ahead
 	// than ShortConnectionTime, its new connections are refused at accept
 	// like LimitClosesPerIP's. Clients that connect and stay are never
-	// paced, so a reconnect storm is not, however fast it comes. Behind a
-	// proxy that does not keep client addresses every page load counts;
-	// set 0 there. 0 turns it off. Env SCC_SHORT_CONNECTIONS_PER_IP.
-	// Default 2.
+	// paced, so a reconnect storm is not, however fast it comes. Clients
+	// that share an address (a NAT, a carrier-grade NAT, a proxy) and
+	// reconnect often make short connections legitimately, so it is off
+	// by default: set it (2 suits) where clients connect directly and an
+	// address is one client or a few. 0 turns it off. Env
+	// SCC_SHORT_CONNECTIONS_PER_IP. Default 0.
 	ShortConnectionsPerIP float64
 	// ShortConnectionBurstPerIP is the bucket size for
 	// ShortConnectionsPerIP. Env SCC_SHORT_CONNECTION_BURST_PER_IP.
@@ -626,7 +628,7 @@ func DefaultConfig() Config {
 		LimitClosesPerIP:          1,
 		LimitCloseBurstPerIP:      10,
 		RefusalHold:               5 * time.Second,
-		ShortConnectionsPerIP:     2,
+		ShortConnectionsPerIP:     0,
 		ShortConnectionBurstPerIP: 20,
 		ShortConnectionTime:       5 * time.Second,
 		HandshakeBurstPerIP:       20,

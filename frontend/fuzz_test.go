@@ -136,7 +136,6 @@ func FuzzInbound(f *testing.F) {
 	cfg.InboundRate = 0      // a fuzzer is a flood by design
 	cfg.InboundByteRate = 0  // likewise in bytes
 	cfg.LimitClosesPerIP = 0 // and it breaks limits and dials again
-	cfg.ShortConnectionsPerIP = 0
 	cfg.AuthKey = []byte("fuzz-key-of-at-least-thirty-two-bytes")
 	cfg.DrainDuration = 10 * time.Millisecond
 	cfg.CloseTimeout = 500 * time.Millisecond

@@ -31,8 +31,6 @@ func testConfig() Config {
 	c.CloseTimeout = 500 * time.Millisecond
 	// Tests break limits from one address and dial again.
 	c.LimitClosesPerIP = 0
-	// Tests open and close sockets from one address by the hundred.
-	c.ShortConnectionsPerIP = 0
 	// Tests provoke refusals in bulk; their pacing has its own test.
 	c.PublishRefusalRate = 0
 	c.IdleDetach = 1

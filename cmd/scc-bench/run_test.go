@@ -26,9 +26,7 @@ func testEnv(stdout, stderr *bytes.Buffer) env {
 
 func startFrontend(t *testing.T) string {
 	t.Helper()
-	fc := frontend.DefaultConfig()
-	fc.ShortConnectionsPerIP = 0 // runs of a second, one after another
-	srv, err := frontend.New(fc)
+	srv, err := frontend.New(frontend.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

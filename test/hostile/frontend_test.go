@@ -64,7 +64,6 @@ func startFrontend(t testing.TB, mod func(*frontend.Config)) *testFrontend {
 	// and dial again; the per-address charge is tested on its own
 	// (sources_test.go).
 	cfg.LimitClosesPerIP = 0
-	cfg.ShortConnectionsPerIP = 0
 	cfg.OnDisconnect = func(s *frontend.Socket, code int) {
 		tf.mu.Lock()
 		tf.closes[s.ID()] = code
