@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -413,12 +414,15 @@ func (l *brokerLink) sendLocked(h heldPub) {
 	if h.at.IsZero() {
 		h.at = time.Now()
 	}
-	if !l.l.SendRaw(msg) {
-		// Dropped: a later acknowledgement must not cover it.
+	if err := l.l.TrySendRaw(msg); err != nil && !errors.Is(err, nodelink.ErrClosed) {
+		// Dropped on a link that stays up: a later acknowledgement
+		// must not cover it.
 		l.b.m.drops.WithLabelValues("link_queue_full").Inc()
 		h.settle(ErrPublishLost)
 		return
 	}
+	// On a closed connection it stays in flight: the link is going down,
+	// and requeueInflightLocked re-sends or settles it.
 	l.inflight = append(l.inflight, h)
 }
 

@@ -174,6 +174,12 @@ func (l *Link) SendRaw(msgs []byte) bool {
 	return l.enqueue(msgs, false) == nil
 }
 
+// TrySendRaw is SendRaw reporting why msgs were not queued: ErrClosed,
+// ErrTooLarge or ErrQueueFull.
+func (l *Link) TrySendRaw(msgs []byte) error {
+	return l.enqueue(msgs, false)
+}
+
 // enqueue adds msg to the queue; copy says whether msg must be copied (it
 // is in the caller's scratch space).
 func (l *Link) enqueue(msg []byte, copy bool) error {
