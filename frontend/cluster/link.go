@@ -210,32 +210,7 @@ func (l *brokerLink) HandleMessages(nl *nodelink.Link, msgs []protocol.Message) 
 			l.mu.Lock()
 			if l.l == nl && seq > l.acked {
 				l.acked = seq
-				// The broker acknowledged every publish it read up to
-				// the one numbered seq. A re-sent publish keeps its older
-				// number, so numbers on a link are not always in order:
-				// only the entries up to the one numbered seq are known
-				// to be acknowledged. Any after it that the old rule
-				// drops are answered as unknown, never as accepted.
-				last := -1
-				for i := 0; i < len(l.inflight) && l.inflight[i].seq <= seq; i++ {
-					if l.inflight[i].seq == seq {
-						last = i
-					}
-				}
-				n := 0
-				for n < len(l.inflight) && l.inflight[n].seq <= seq {
-					if n <= last {
-						l.inflight[n].settle(nil)
-					} else {
-						l.inflight[n].settle(errAckUnknown)
-					}
-					n++
-				}
-				clear(l.inflight[:n])
-				l.inflight = l.inflight[n:]
-				if len(l.inflight) == 0 {
-					l.inflight = nil
-				}
+				l.inflight = ackInflight(l.inflight, seq)
 				if l.ackCh != nil {
 					close(l.ackCh)
 					l.ackCh = nil
@@ -424,6 +399,37 @@ func (l *brokerLink) sendLocked(h heldPub) {
 	// On a closed connection it stays in flight: the link is going down,
 	// and requeueInflightLocked re-sends or settles it.
 	l.inflight = append(l.inflight, h)
+}
+
+// ackInflight removes from inflight (in send order) the publishes an
+// acknowledgement numbered seq covers, settles them, and returns the
+// rest. The broker acknowledged every publish it read up to the one
+// numbered seq. A re-sent publish keeps its older number, so the numbers
+// on a link are not always in order: only the entries up to the one
+// numbered seq are known to be acknowledged. Those after it with lower
+// numbers, which leave flight as before, are answered as unknown, never
+// as accepted.
+func ackInflight(inflight []heldPub, seq uint64) []heldPub {
+	last := -1
+	for i := 0; i < len(inflight) && inflight[i].seq <= seq; i++ {
+		if inflight[i].seq == seq {
+			last = i
+		}
+	}
+	n := 0
+	for n < len(inflight) && inflight[n].seq <= seq {
+		if n <= last {
+			inflight[n].settle(nil)
+		} else {
+			inflight[n].settle(errAckUnknown)
+		}
+		n++
+	}
+	clear(inflight[:n])
+	if inflight = inflight[n:]; len(inflight) == 0 {
+		return nil
+	}
+	return inflight
 }
 
 // requeueInflightLocked handles the publishes the broker had not
