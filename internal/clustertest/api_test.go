@@ -43,21 +43,14 @@ func apiCluster(t *testing.T) *clustertest.Cluster {
 
 func post(t *testing.T, addr, method, body string) map[string]any {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/"+method, strings.NewReader(body))
-	req.Header.Set("Authorization", "apikey "+apiKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: HTTP %d %s", method, body, resp.StatusCode, b)
+	status, b := postStatus(t, addr, method, body)
+	if status != http.StatusOK {
+		t.Fatalf("%s %s: HTTP %d %s", method, body, status, b)
 	}
 	var out struct {
 		Result map[string]any `json:"result"`
 	}
-	if err := json.Unmarshal(b, &out); err != nil {
+	if err := json.Unmarshal([]byte(b), &out); err != nil {
 		t.Fatal(err)
 	}
 	return out.Result
