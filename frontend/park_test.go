@@ -652,6 +652,10 @@ func TestDetachedSocketRawTraffic(t *testing.T) {
 		t.Fatalf("closed with %d (%v), want %d", code, err, protocol.CloseRateLimited)
 	}
 	waitGone(t, srv)
+	// The socket leaves the registry before its close is counted.
+	waitFor(t, 5*time.Second, "the rate-limited close to be counted", func() bool {
+		return counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonRateLimited) >= 1
+	})
 	if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonRateLimited); got != 1 {
 		t.Fatalf("rate-limited closes %v, want 1", got)
 	}
