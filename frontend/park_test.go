@@ -213,6 +213,10 @@ func TestParkedSocketHandshakeTimeout(t *testing.T) {
 	awaitDetached(t, srv, 1)
 	c.expectClose(protocol.CloseHandshakeTimeout)
 	waitGone(t, srv)
+	// The socket leaves the registry before its close is counted.
+	waitFor(t, 5*time.Second, "the close to be counted", func() bool {
+		return counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonHandshakeTimeout) >= 1
+	})
 	if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonHandshakeTimeout); got != 1 {
 		t.Fatalf("handshake timeouts %v, want 1", got)
 	}
@@ -255,6 +259,10 @@ func TestParkedSocketCloseFrames(t *testing.T) {
 			t.Fatalf("close handshake: %v", err)
 		}
 		waitGone(t, srv)
+		// The socket leaves the registry before its close is counted.
+		waitFor(t, 5*time.Second, "the close to be counted", func() bool {
+			return counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonNormal) >= 1
+		})
 		if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonNormal); got != 1 {
 			t.Fatalf("normal closes %v, want 1", got)
 		}
@@ -595,6 +603,10 @@ func TestParkedSlowConsumer(t *testing.T) {
 		}
 	}
 	waitGone(t, srv)
+	// The socket leaves the registry before its close is counted.
+	waitFor(t, 5*time.Second, "the close to be counted", func() bool {
+		return counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonSlowConsumer) >= 1
+	})
 	if got := counter(t, srv.Registry(), "scc_frontend_closes_total", "reason", reasonSlowConsumer); got != 1 {
 		t.Fatalf("slow consumer closes %v, want 1", got)
 	}
