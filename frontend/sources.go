@@ -221,9 +221,7 @@ func (t *sourceTable) limitClosed(ip netip.Addr) {
 		return
 	}
 	t.with(ip, true, func(now int64, e *source) {
-		burst := float64(c.LimitCloseBurstPerIP)
-		e.closes.take(now, 1, c.LimitClosesPerIP, burst)
-		e.closes.tokens = max(e.closes.tokens, -burst)
+		e.closes.takeDebt(now, c.LimitClosesPerIP, float64(c.LimitCloseBurstPerIP))
 	})
 }
 
@@ -238,12 +236,11 @@ func (t *sourceTable) shortConnection(ip netip.Addr) {
 	t.with(ip, true, func(now int64, e *source) {
 		burst := float64(c.ShortConnectionBurstPerIP)
 		was := shortPaced(e.short.peek(now, c.ShortConnectionsPerIP, burst), burst)
-		e.short.take(now, 1, c.ShortConnectionsPerIP, burst)
+		e.short.takeDebt(now, c.ShortConnectionsPerIP, burst)
 		if !was && shortPaced(e.short.tokens, burst) {
 			// The pace starts with one upgrade free.
 			e.shortPace = bucket{tokens: 1, at: now}
 		}
-		e.short.tokens = max(e.short.tokens, -burst)
 	})
 }
 
@@ -303,6 +300,12 @@ func (t *sourceTable) len() int {
 		sh.mu.Unlock()
 	}
 	return n
+}
+
+// takeDebt takes one token of b, which may go into debt down to -burst.
+func (b *bucket) takeDebt(now int64, rate, burst float64) {
+	b.take(now, 1, rate, burst)
+	b.tokens = max(b.tokens, -burst)
 }
 
 // peek returns b's tokens at now without taking any.
