@@ -74,6 +74,7 @@ func TestScenario11Attacks(t *testing.T) {
 			st := a.Wait(attackFor + 30*time.Second)
 			stopPerf()
 			phase := lat.Cut()
+			rep.Detail("attack_p99_ms_by_second", lat.PerSecond())
 			el := time.Since(t0).Seconds()
 			rep.Figure("frontend_cpu_pct", int((cpuSeconds(fpid)-fcpu0)/el*100))
 			rep.Figure("broker_cpu_pct", int((cpuSeconds(bpid)-bcpu0)/el*100))

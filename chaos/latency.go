@@ -15,6 +15,9 @@ type Latency struct {
 	mu    sync.Mutex
 	h     *bench.Hist
 	since time.Time
+	// secs splits the phase by the second its messages were sent in.
+	secs []*bench.Hist
+	last []float64
 }
 
 // NewLatency starts the first phase now.
@@ -26,6 +29,12 @@ func (l *Latency) Observe(p bench.Payload, recv time.Time) {
 	l.mu.Lock()
 	if !p.SentAt.Before(l.since) {
 		l.h.Record(d)
+		if i := int(p.SentAt.Sub(l.since) / time.Second); i < 600 {
+			for len(l.secs) <= i {
+				l.secs = append(l.secs, bench.NewHist())
+			}
+			l.secs[i].Record(d)
+		}
 	}
 	l.mu.Unlock()
 }
@@ -36,6 +45,19 @@ func (l *Latency) Cut() bench.LatencySummary {
 	defer l.mu.Unlock()
 	s := l.h.Summary()
 	l.h.Reset()
+	l.last = l.last[:0]
+	for _, h := range l.secs {
+		l.last = append(l.last, h.Summary().P99)
+	}
+	l.secs = l.secs[:0]
 	l.since = time.Now()
 	return s
+}
+
+// PerSecond returns the p99 (ms) of each second of the phase that the
+// last Cut ended, by the second its messages were sent in.
+func (l *Latency) PerSecond() []float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]float64(nil), l.last...)
 }
