@@ -197,7 +197,7 @@ type heldPub struct {
 var ErrPublishLost = errors.New("cluster: the publish was lost before its broker acknowledged it")
 
 // ErrLinkClosed refuses a publish routed to a broker link that was
-// retired (the broker moved) before the routing switched links.
+// closed (its broker left the ring) before the routing switched rings.
 var ErrLinkClosed = errors.New("cluster: the broker link was closed; publish again")
 
 // errAckUnknown settles a re-sent publish that an acknowledgement may or
@@ -491,22 +491,39 @@ func (b *Broker) ringsLocked() []*ring.Ring {
 }
 
 // linkLocked returns the link to broker info, creating and starting it.
+// While rings that name the broker at two addresses are in force (it
+// moved), the link goes to the address of the newest of them.
 func (b *Broker) linkLocked(info protocol.BrokerInfo) *brokerLink {
+	info = b.newestAddrLocked(info)
 	if l, ok := b.links[info.ID]; ok {
 		if l.info.Addr == info.Addr {
 			return l
 		}
-		// The broker moved: retire the old link, keep its interest.
+		// The broker moved: the new link keeps the old one's interest
+		// and takes over what the old one holds and is still sent.
 		b.log.Info("broker address changed", "peer", info.ID, "addr", info.Addr)
-		l.close()
 		nl := b.newLink(info)
 		nl.interest, nl.intPeak = l.interest, l.intPeak
+		l.retire(nl)
 		b.links[info.ID] = nl
 		return nl
 	}
 	l := b.newLink(info)
 	b.links[info.ID] = l
 	return l
+}
+
+// newestAddrLocked returns info with the address the newest ring in force
+// gives its broker.
+func (b *Broker) newestAddrLocked(info protocol.BrokerInfo) protocol.BrokerInfo {
+	var v uint64
+	found := false
+	for _, r := range b.ringsLocked() {
+		if i := r.Index(info.ID); i >= 0 && (!found || r.Version() >= v) {
+			info, v, found = r.Broker(i), r.Version(), true
+		}
+	}
+	return info
 }
 
 // reconcileAddLocked makes every local channel held at its owner under

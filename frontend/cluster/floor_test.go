@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -131,4 +132,87 @@ func TestRingFloorPrecedesPublishes(t *testing.T) {
 	l2 := next()
 	publish(`"c"`)
 	expect(l2, "floor 2", `publish "c"`)
+}
+
+// TestMovedBrokerTakesItsPublishes: when a broker's address changes
+// (a restarted pod), the link to its new address takes over what the
+// old link held (its backlog) and what is routed to the old link until
+// the commit switches the routing, after the old ring's floor; nothing
+// is refused or lost in between.
+func TestMovedBrokerTakesItsPublishes(t *testing.T) {
+	rec := &floorRecorder{log: map[*nodelink.Link][]string{}}
+	addr, links := fakeBrokerWith(t, rec)
+	// The old address: nothing listens there, so publishes wait in the
+	// old link's backlog.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+
+	cfg := DefaultConfig()
+	cfg.Link = nodelink.DefaultConfig()
+	cfg.Link.NodeID, cfg.Link.Role, cfg.Link.AuthKey = "frontend-1", protocol.RoleFrontend, testLinkKey
+	cfg.Registry = prometheus.NewRegistry()
+	b := New(cfg)
+	if err := b.Start(context.Background(), &recordSink{}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	publish := func(data string) {
+		t.Helper()
+		if err := b.Publish(ctx, "room", []byte(data)); err != nil {
+			t.Fatalf("publish %s: %v", data, err)
+		}
+	}
+
+	b.Commit(protocol.Ring{Version: 1, Brokers: []protocol.BrokerInfo{{ID: "fake-broker", Addr: gone}}})
+	publish(`"held"`)
+	// The broker comes back at another address: the next ring, prepared
+	// but not committed, names it there.
+	moved := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "fake-broker", Addr: addr}}}
+	if err := b.Prepare(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	publish(`"between"`)
+	var l *nodelink.Link
+	select {
+	case l = <-links:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the frontend did not link to the broker's new address")
+	}
+	expect := func(want ...string) {
+		t.Helper()
+		var got []string
+		waitFor(t, fmt.Sprintf("the broker to read %q", want), func() bool {
+			got = rec.seen(l)
+			return len(got) >= len(want)
+		})
+		if !slices.Equal(got, want) {
+			t.Fatalf("the broker read %q, want %q", got, want)
+		}
+	}
+	// Routed by ring 1 to the old link, sent at the new address.
+	expect("floor 1", `publish "held"`, `publish "between"`)
+	// A subscribe while both rings are in force keeps the link at the
+	// new address (it used to flip the link to the old address and
+	// back, retiring a link each time).
+	linkNow := func() *brokerLink {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.links["fake-broker"]
+	}
+	before := linkNow()
+	if err := b.Subscribe(ctx, "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	if after := linkNow(); after != before || after.info.Addr != addr {
+		t.Fatalf("the subscribe replaced the link (now at %s)", after.info.Addr)
+	}
+	b.Commit(moved)
+	publish(`"after"`)
+	expect("floor 1", `publish "held"`, `publish "between"`, "floor 2", `publish "after"`)
 }

@@ -43,6 +43,9 @@ type brokerLink struct {
 	// or counted as lost.
 	inflight []heldPub
 	closed   bool
+	// next is the link to the same broker at its new address that
+	// replaced this one (retire): what is still routed here goes there.
+	next *brokerLink
 
 	// History requests waiting for their reply, by id (history.go).
 	nextHist uint64
@@ -348,13 +351,18 @@ func (l *brokerLink) interestSnapshot() map[string]struct{} {
 // sequence number (h.seq, 0 for one never sent).
 func (l *brokerLink) publishHeld(h heldPub) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
-		// Retired (its broker moved) before the routing switched to
-		// the new link: nothing would ever send its backlog.
+		next := l.next
+		l.mu.Unlock()
+		if next != nil {
+			// Retired because its broker moved, before the routing
+			// switched to the new link: the new link takes it.
+			return next.publishHeld(h)
+		}
 		l.b.m.drops.WithLabelValues("link_closed").Inc()
 		return ErrLinkClosed
 	}
+	defer l.mu.Unlock()
 	if l.l != nil && len(l.backlog) == 0 {
 		l.sendLocked(h)
 		return nil
@@ -442,12 +450,22 @@ func (l *brokerLink) requeueInflightLocked() {
 		return
 	}
 	var again []heldPub
-	lost := 0
+	lost, moved := 0, 0
 	for _, h := range l.inflight {
-		if !l.closed && l.b.cfg.Resend != nil && l.b.cfg.Resend(h.channel) {
+		resend := l.b.cfg.Resend != nil && l.b.cfg.Resend(h.channel)
+		switch {
+		case resend && !l.closed:
 			again = append(again, h)
 			l.backlogBytes += len(h.data)
-		} else {
+		case resend && l.next != nil:
+			// Retired: the link to the broker's new address re-sends
+			// it (it counts its own drops).
+			if err := l.next.publishHeld(h); err != nil {
+				h.settle(ErrPublishLost)
+			} else {
+				moved++
+			}
+		default:
 			lost++
 			h.settle(ErrPublishLost)
 		}
@@ -456,8 +474,10 @@ func (l *brokerLink) requeueInflightLocked() {
 	if lost > 0 {
 		l.b.m.drops.WithLabelValues("in_flight").Add(float64(lost))
 	}
+	if n := len(again) + moved; n > 0 {
+		l.b.m.resent.Add(float64(n))
+	}
 	if len(again) > 0 {
-		l.b.m.resent.Add(float64(len(again)))
 		l.backlog = append(again, l.backlog...)
 	}
 }
@@ -543,6 +563,30 @@ func (t ackTarget) wait(ctx context.Context, deadline time.Time) bool {
 			return false
 		}
 	}
+}
+
+// retire closes l for next, the link to the same broker at its new
+// address. Its backlog goes to next now, in order; what is routed to l
+// until the routing switches to next goes there too, and so do the
+// publishes in flight when l's connection ends, as after any failure
+// (Config.Resend). They were routed by l's ring, so next announces l's
+// floor first. l's lock is held while its backlog moves, so a publish
+// routed to l meanwhile waits and follows it. (Locks go from a retired
+// link to its successor, never back.)
+func (l *brokerLink) retire(next *brokerLink) {
+	l.mu.Lock()
+	l.closed, l.next = true, next
+	l.ctl.close()
+	l.countPendingLocked()
+	next.announceFloor(l.floor)
+	for _, h := range l.backlog {
+		if err := next.publishHeld(h); err != nil {
+			h.settle(ErrPublishLost)
+		}
+	}
+	l.backlog, l.backlogBytes = nil, 0
+	l.mu.Unlock()
+	l.red.Close()
 }
 
 func (l *brokerLink) close() {
