@@ -290,6 +290,19 @@ func (t *sourceTable) shortPaceWait(ip netip.Addr, maxWait time.Duration) (wait 
 	return wait, ok
 }
 
+// shortPaceReturn gives back a turn that shortPaceWait reserved for ip
+// and that its client did not use (it left while it waited): the next
+// upgrade from ip may take it.
+func (t *sourceTable) shortPaceReturn(ip netip.Addr) {
+	if t.cfg.ShortConnectionsPerIP <= 0 || !ip.IsValid() {
+		return
+	}
+	t.with(ip, false, func(now int64, e *source) {
+		e.shortPace.take(now, 0, t.cfg.ShortConnectionsPerIP, 1)
+		e.shortPace.tokens = min(e.shortPace.tokens+1, 1)
+	})
+}
+
 // len returns the number of addresses tracked.
 func (t *sourceTable) len() int {
 	n := 0
@@ -324,25 +337,29 @@ func (s *Server) waitShortPace(w http.ResponseWriter, r *http.Request) bool {
 	if s.cfg.ShortConnectionsPerIP <= 0 {
 		return true
 	}
+	// Counted before the turn is reserved, so the bound holds however
+	// many upgrades arrive at once (one that needs no wait leaves at
+	// once).
 	maxWait := s.cfg.ShortConnectionTime
-	if s.shortWaiters.Load() >= int64(s.cfg.RefusalHoldMax) {
+	if s.shortWaiters.Add(1) > int64(s.cfg.RefusalHoldMax) {
 		maxWait = 0
 	}
-	wait, ok := s.sources.shortPaceWait(s.remoteIP(r.RemoteAddr), maxWait)
+	ip := s.remoteIP(r.RemoteAddr)
+	wait, ok := s.sources.shortPaceWait(ip, maxWait)
 	if ok && wait > 0 {
 		s.m.shortWaits.Inc()
-		s.shortWaiters.Add(1)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
 			ok = false
+			s.sources.shortPaceReturn(ip)
 		case <-s.drainStarted:
 			ok = false
 		}
 		t.Stop()
-		s.shortWaiters.Add(-1)
 	}
+	s.shortWaiters.Add(-1)
 	if !ok {
 		// Held like a refusal at accept, so that a client that redials
 		// at once makes one attempt per hold.

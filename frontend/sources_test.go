@@ -90,6 +90,12 @@ func TestSourceTableShortConnections(t *testing.T) {
 	if w, ok := tab.shortPaceWait(churn, maxWait); ok {
 		t.Fatalf("upgrade beyond maxWait: wait %v, want a refusal", w)
 	}
+	// A client that left while it waited gives its turn back: the next
+	// upgrade takes the last one handed out (5 s ahead), not a refusal.
+	tab.shortPaceReturn(churn)
+	if w, ok := tab.shortPaceWait(churn, maxWait); !ok || w < maxWait-time.Millisecond || w > maxWait {
+		t.Fatalf("upgrade after a returned turn: wait %v %v, want %v", w, ok, maxWait)
+	}
 	if r := tab.admit(churn); r != rejectShortConnsPerIP {
 		t.Fatalf("admit with every turn for %v handed out: %q", maxWait, r)
 	}
