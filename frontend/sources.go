@@ -290,10 +290,12 @@ func (t *sourceTable) shortPaceWait(ip netip.Addr, maxWait time.Duration) (wait 
 	return wait, ok
 }
 
-// shortPaceReturn gives back a turn that shortPaceWait reserved for ip
-// and that its client did not use (it left while it waited): the next
-// upgrade from ip may take it.
-func (t *sourceTable) shortPaceReturn(ip netip.Addr) {
+// shortPaceAbandon gives back a turn that shortPaceWait reserved for ip
+// and that its client did not use (it left while it waited), so the next
+// upgrade from ip may take it, and charges ip a short connection: an
+// address whose clients keep leaving while they wait goes on towards
+// refusal at accept, as if each had connected.
+func (t *sourceTable) shortPaceAbandon(ip netip.Addr) {
 	if t.cfg.ShortConnectionsPerIP <= 0 || !ip.IsValid() {
 		return
 	}
@@ -301,6 +303,7 @@ func (t *sourceTable) shortPaceReturn(ip netip.Addr) {
 		e.shortPace.take(now, 0, t.cfg.ShortConnectionsPerIP, 1)
 		e.shortPace.tokens = min(e.shortPace.tokens+1, 1)
 	})
+	t.shortConnection(ip)
 }
 
 // len returns the number of addresses tracked.
@@ -353,7 +356,7 @@ func (s *Server) waitShortPace(w http.ResponseWriter, r *http.Request) bool {
 		case <-t.C:
 		case <-r.Context().Done():
 			ok = false
-			s.sources.shortPaceReturn(ip)
+			s.sources.shortPaceAbandon(ip)
 		case <-s.drainStarted:
 			ok = false
 		}

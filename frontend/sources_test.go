@@ -92,7 +92,18 @@ func TestSourceTableShortConnections(t *testing.T) {
 	}
 	// A client that left while it waited gives its turn back: the next
 	// upgrade takes the last one handed out (5 s ahead), not a refusal.
-	tab.shortPaceReturn(churn)
+	// The address is charged for it like a short connection.
+	shortTokens := func() (v float64) {
+		tab.with(churn, false, func(now int64, e *source) {
+			v = e.short.peek(now, cfg.ShortConnectionsPerIP, float64(cfg.ShortConnectionBurstPerIP))
+		})
+		return v
+	}
+	before := shortTokens()
+	tab.shortPaceAbandon(churn)
+	if after := shortTokens(); after != before-1 {
+		t.Fatalf("an abandoned wait left %v short-connection tokens, want %v", after, before-1)
+	}
 	if w, ok := tab.shortPaceWait(churn, maxWait); !ok || w < maxWait-time.Millisecond || w > maxWait {
 		t.Fatalf("upgrade after a returned turn: wait %v %v, want %v", w, ok, maxWait)
 	}

@@ -534,6 +534,13 @@ type ackTarget struct {
 
 func (l *brokerLink) ackTarget() ackTarget {
 	l.mu.Lock()
+	if l.closed && l.next != nil {
+		// Retired: what was sent or routed here went on to next, and
+		// the fence waits for it there.
+		next := l.next
+		l.mu.Unlock()
+		return next.ackTarget()
+	}
 	defer l.mu.Unlock()
 	return ackTarget{l: l, gen: l.gen, seq: l.seq}
 }
@@ -566,10 +573,10 @@ func (t ackTarget) wait(ctx context.Context, deadline time.Time) bool {
 }
 
 // retire closes l for next, the link to the same broker at its new
-// address. Its backlog goes to next now, in order; what is routed to l
-// until the routing switches to next goes there too, and so do the
-// publishes in flight when l's connection ends, as after any failure
-// (Config.Resend). They were routed by l's ring, so next announces l's
+// address. Its publishes in flight (those Config.Resend re-sends after
+// a failure) and then its backlog go to next now, in order; what is
+// routed to l until the routing switches to next goes there too, and
+// the commit's fence waits for them on next. They were routed by l's ring, so next announces l's
 // floor first. l's lock is held while its backlog moves, so a publish
 // routed to l meanwhile waits and follows it. (Locks go from a retired
 // link to its successor, never back.)
@@ -579,6 +586,17 @@ func (l *brokerLink) retire(next *brokerLink) {
 	l.ctl.close()
 	l.countPendingLocked()
 	next.announceFloor(l.floor)
+	if l.l != nil {
+		// The publishes in flight on the old connection go first, as
+		// if it had failed now (its end finds nothing left to do):
+		// publishes routed here meanwhile wait for the lock and follow.
+		l.l = nil
+		l.requeueInflightLocked()
+		if l.ackCh != nil {
+			close(l.ackCh)
+			l.ackCh = nil
+		}
+	}
 	for _, h := range l.backlog {
 		if err := next.publishHeld(h); err != nil {
 			h.settle(ErrPublishLost)

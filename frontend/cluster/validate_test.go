@@ -50,9 +50,15 @@ func fakeBroker(t *testing.T) (addr string, links <-chan *nodelink.Link) {
 // fakeBrokerWith is fakeBroker with h reading every link.
 func fakeBrokerWith(t *testing.T, h nodelink.Handler) (addr string, links <-chan *nodelink.Link) {
 	t.Helper()
+	return fakeBrokerNamed(t, "fake-broker", h)
+}
+
+// fakeBrokerNamed is fakeBrokerWith for a broker whose node id is id.
+func fakeBrokerNamed(t *testing.T, id string, h nodelink.Handler) (addr string, links <-chan *nodelink.Link) {
+	t.Helper()
 	ch := make(chan *nodelink.Link, 4)
 	cfg := nodelink.DefaultConfig()
-	cfg.NodeID, cfg.Role, cfg.AuthKey = "fake-broker", protocol.RoleBroker, testLinkKey
+	cfg.NodeID, cfg.Role, cfg.AuthKey = id, protocol.RoleBroker, testLinkKey
 	mux := http.NewServeMux()
 	mux.HandleFunc(nodelink.Path, func(w http.ResponseWriter, r *http.Request) {
 		l, err := nodelink.Accept(w, r, cfg, nil, nil)
