@@ -502,13 +502,12 @@ func (b *Broker) linkLocked(info protocol.BrokerInfo) *brokerLink {
 		// The broker moved: the new link keeps the old one's interest
 		// and takes over what the old one holds and is still sent.
 		b.log.Info("broker address changed", "peer", info.ID, "addr", info.Addr)
-		nl := b.newLink(info)
-		nl.interest, nl.intPeak = l.interest, l.intPeak
+		nl := b.newLink(info, l.interest, l.intPeak)
 		l.retire(nl)
 		b.links[info.ID] = nl
 		return nl
 	}
-	l := b.newLink(info)
+	l := b.newLink(info, nil, 0)
 	b.links[info.ID] = l
 	return l
 }

@@ -57,11 +57,17 @@ type brokerLink struct {
 	floor uint64
 }
 
-func (b *Broker) newLink(info protocol.BrokerInfo) *brokerLink {
+// newLink makes and starts the link to info; interest (nil: none) is
+// what it holds from its start.
+func (b *Broker) newLink(info protocol.BrokerInfo, interest map[string]struct{}, peak int) *brokerLink {
+	if interest == nil {
+		interest = make(map[string]struct{})
+	}
 	l := &brokerLink{
 		b:        b,
 		info:     info,
-		interest: make(map[string]struct{}),
+		interest: interest,
+		intPeak:  peak,
 	}
 	l.red = nodelink.NewRedialer(info.Addr, b.cfg.Link, b.cfg.ReconnectMin, b.cfg.ReconnectMax, l.up)
 	l.red.Start()
@@ -597,7 +603,13 @@ func (l *brokerLink) retire(next *brokerLink) {
 			l.ackCh = nil
 		}
 	}
+	now := time.Now()
 	for _, h := range l.backlog {
+		if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
+			l.b.m.drops.WithLabelValues("backlog_expired").Inc()
+			h.settle(ErrPublishLost)
+			continue
+		}
 		if err := next.publishHeld(h); err != nil {
 			h.settle(ErrPublishLost)
 		}
