@@ -581,6 +581,7 @@ func (b *Broker) reconcileFull() {
 		if !inRing {
 			b.log.Info("closing link to broker outside the ring", "peer", id)
 			l.close()
+			b.stopLater(l)
 			delete(b.links, id)
 		}
 	}
@@ -670,6 +671,20 @@ func (b *Broker) Commit(r protocol.Ring) {
 	b.m.fenceSeconds.Observe(time.Since(fenceStart).Seconds())
 
 	b.mu.Lock()
+	if b.closed {
+		// Closed during the fence: what it held ends with the broker.
+		b.mu.Unlock()
+		b.route.Lock()
+		b.fenceMu.Lock()
+		q := b.fenceQ
+		b.fenceQ, b.fenceBytes, b.fencing = nil, 0, false
+		b.fenceMu.Unlock()
+		b.route.Unlock()
+		for _, h := range q {
+			h.settle(ErrClosed)
+		}
+		return
+	}
 	links := make([]*brokerLink, nr.Len())
 	for i := range links {
 		links[i] = b.linkLocked(nr.Broker(i))
@@ -776,6 +791,7 @@ func (b *Broker) Close() error {
 	b.cancel()
 	for _, l := range links {
 		l.close()
+		l.red.Close()
 	}
 	b.wg.Wait()
 	return nil

@@ -616,9 +616,11 @@ func (l *brokerLink) retire(next *brokerLink) {
 	}
 	l.backlog, l.backlogBytes = nil, 0
 	l.mu.Unlock()
-	l.red.Close()
+	l.b.stopLater(l)
 }
 
+// close ends l for good: its backlog is lost and counted; the caller
+// stops its redialer (stopLater, or l.red.Close without b.mu).
 func (l *brokerLink) close() {
 	l.mu.Lock()
 	l.closed = true
@@ -632,5 +634,10 @@ func (l *brokerLink) close() {
 	}
 	l.backlog, l.backlogBytes = nil, 0
 	l.mu.Unlock()
-	l.red.Close()
 }
+
+// stopLater stops l's redialer on another goroutine that Close waits for.
+// Stopping waits for the link's current connection to end, and its
+// reader may be waiting for b.mu (presence reports), which the callers
+// hold. Called with b.mu held and b not closed.
+func (b *Broker) stopLater(l *brokerLink) { b.wg.Go(l.red.Close) }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,5 +190,85 @@ func TestMovedBrokerKeepsOrder(t *testing.T) {
 			}
 		}
 		t.Fatalf("the new address read %d messages, want %d", len(got), len(want))
+	}
+}
+
+// lockingSource is a presence source whose report, once armed, waits
+// until the broker's lock is taken by someone else (or done is set) and
+// then sends a presence join, which needs that lock: as a local join
+// racing a link's report does.
+type lockingSource struct {
+	b       *Broker
+	armed   atomic.Bool
+	done    atomic.Bool
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (s *lockingSource) ReportPresence(ch string, report func([]protocol.PresenceMember)) {
+	if !s.armed.Load() {
+		return
+	}
+	s.once.Do(func() { close(s.entered) })
+	for !s.done.Load() {
+		if !s.b.mu.TryLock() {
+			break
+		}
+		s.b.mu.Unlock()
+		runtime.Gosched()
+	}
+	s.b.PresenceJoin(ch, protocol.PresenceMember{Client: "c1"})
+}
+
+// TestMovedBrokerWhileItsLinkReports: a broker moves while its link's
+// new connection is reporting presence, and the report waits for the
+// broker's lock (a local join). Retiring the old link used to wait,
+// under that lock, for the connection to end: a deadlock.
+func TestMovedBrokerWhileItsLinkReports(t *testing.T) {
+	addrA, linksA := fakeBrokerNamed(t, "x", &floorRecorder{log: map[*nodelink.Link][]string{}})
+	addrB, _ := fakeBrokerNamed(t, "x", &floorRecorder{log: map[*nodelink.Link][]string{}})
+	cfg := DefaultConfig()
+	cfg.Link = nodelink.DefaultConfig()
+	cfg.Link.NodeID, cfg.Link.Role, cfg.Link.AuthKey = "frontend-1", protocol.RoleFrontend, testLinkKey
+	cfg.Registry = prometheus.NewRegistry()
+	b := New(cfg)
+	src := &lockingSource{b: b, entered: make(chan struct{})}
+	b.SetPresenceSource(src)
+	if err := b.Start(context.Background(), &recordSink{}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Commit(protocol.Ring{Version: 1, Brokers: []protocol.BrokerInfo{{ID: "x", Addr: addrA}}})
+	var l1 *nodelink.Link
+	select {
+	case l1 = <-linksA:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no link to x")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Subscribe(ctx, "room"); err != nil {
+		t.Fatal(err)
+	}
+	// The next connection's report waits for the lock.
+	src.armed.Store(true)
+	l1.Close("test")
+	select {
+	case <-src.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the link's next connection did not report presence")
+	}
+	prepared := make(chan error, 1)
+	go func() {
+		prepared <- b.Prepare(ctx, protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "x", Addr: addrB}}})
+		src.done.Store(true)
+	}()
+	select {
+	case err := <-prepared:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Prepare did not return: retiring the link waited for a connection that waits for the broker's lock")
 	}
 }
