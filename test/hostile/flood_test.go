@@ -47,12 +47,18 @@ func dialRawClient(t testing.TB, f *testFrontend) *rawConn {
 // refused upgrade is an error.
 func tryDialRaw(t testing.TB, f *testFrontend, local net.Addr) (*rawConn, error) {
 	t.Helper()
+	return dialRawAndThen(f, local, func(nc net.Conn) { t.Cleanup(func() { nc.Close() }) })
+}
+
+// dialRawAndThen is tryDialRaw that hands the connection to keep
+// (registering its close) instead of registering a cleanup itself.
+func dialRawAndThen(f *testFrontend, local net.Addr, keep func(net.Conn)) (*rawConn, error) {
 	d := net.Dialer{LocalAddr: local}
 	nc, err := d.Dial("tcp", f.srv.Addr().String())
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() { nc.Close() })
+	keep(nc)
 	req := "GET /socketcluster/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 	if _, err := nc.Write([]byte(req)); err != nil {
@@ -399,9 +405,21 @@ func TestSubscriptionStorm(t *testing.T) {
 	heap0 := heapAfterGC()
 
 	const sockets, perSocket = 1000, 100
+	// One cleanup for all: a cleanup per connection would keep the
+	// clients' memory reachable and count it as the frontend's below.
 	conns := make([]*rawConn, sockets)
+	open := make([]net.Conn, 0, sockets)
+	t.Cleanup(func() {
+		for _, nc := range open {
+			nc.Close()
+		}
+	})
 	for i := range conns {
-		conns[i] = dialRawClient(t, f)
+		c, err := dialRawAndThen(f, nil, func(nc net.Conn) { open = append(open, nc) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
 	}
 	mark := h.mark()
 	for i, c := range conns {
@@ -433,7 +451,7 @@ func TestSubscriptionStorm(t *testing.T) {
 	for _, c := range conns {
 		c.nc.Close()
 	}
-	conns = nil // the clients' own memory is not the frontend's
+	conns, open = nil, nil // the clients' own memory is not the frontend's
 	waitFor(t, 2*waitTimeout, "the storm's sockets gone", func() bool {
 		return metric(t, f.srv.Registry(), "scc_frontend_connections") == 2 && subs() == 1
 	})
