@@ -56,7 +56,8 @@ func (s *Socket) paceUnsubscribe() bool {
 // A subscription storm of sockets that subscribe and leave then gets the
 // rate for its subscribes and unsubscribes together, not for each. The
 // debt is bounded by the burst, so a mass disconnect delays the
-// resubscribes after it by at most burst/rate.
+// resubscribes after it by at most burst/rate; a deeper debt, of turns
+// already reserved by waiting sockets, is neither deepened nor forgiven.
 func (s *Server) chargeReleased(ip netip.Addr, n int) {
 	if n <= 0 {
 		return
@@ -65,17 +66,24 @@ func (s *Server) chargeReleased(ip netip.Addr, n int) {
 		burst := float64(s.cfg.SubscribeBurst)
 		l := &s.subLim
 		l.mu.Lock()
-		l.b.take(s.clock(), float64(n), r, burst)
-		l.b.tokens = max(l.b.tokens, -burst)
+		l.b.chargeBounded(s.clock(), float64(n), r, burst)
 		l.mu.Unlock()
 	}
 	if r := s.cfg.SubscribeRatePerIP; r > 0 && ip.IsValid() {
 		burst := float64(s.cfg.SubscribeBurstPerIP)
 		s.sources.with(ip, false, func(now int64, e *source) {
-			e.subs.take(now, float64(n), r, burst)
-			e.subs.tokens = max(e.subs.tokens, -burst)
+			e.subs.chargeBounded(now, float64(n), r, burst)
 		})
 	}
+}
+
+// chargeBounded takes n tokens of b, going into debt no further than
+// -burst; a debt already deeper (turns that waiting sockets reserved)
+// stays as it is: a charge never forgives it.
+func (b *bucket) chargeBounded(now int64, n, rate, burst float64) {
+	before := b.tokens + float64(now-b.at)*rate/1e9
+	b.take(now, n, rate, burst)
+	b.tokens = max(b.tokens, min(before, -burst))
 }
 
 // pace waits for one token of l (rate r, burst burst) and of the
