@@ -144,6 +144,12 @@ func TestWriterEngagesWhenBehind(t *testing.T) {
 		}
 	}()
 	gap := func() float64 { return counter(t, srv.Registry(), "scc_frontend_write_coalesce_seconds") }
+	engaged := func() float64 {
+		return counter(t, srv.Registry(), "scc_frontend_write_coalesce_engaged_seconds_total")
+	}
+	if e := engaged(); e != 0 {
+		t.Fatalf("a gap in force for %vs before any load", e)
+	}
 	stop := make(chan struct{})
 	loaded := make(chan struct{})
 	go func() {
@@ -160,6 +166,7 @@ func TestWriterEngagesWhenBehind(t *testing.T) {
 		}
 	}()
 	waitFor(t, 15*time.Second, "the gap to engage", func() bool { return gap() > 0 })
+	waitFor(t, 15*time.Second, "the time in force to count", func() bool { return engaged() > 0 })
 	close(stop)
 	<-loaded
 	waitFor(t, 15*time.Second, "the gap to return to 0 once the load stopped", func() bool { return gap() == 0 })

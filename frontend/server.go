@@ -63,7 +63,9 @@ type Server struct {
 	// shortWaiters counts upgrades waiting for their address's pace
 	// (ShortConnectionsPerIP), bounded by RefusalHoldMax.
 	shortWaiters atomic.Int64
-	drainStarted chan struct{} // closed when Shutdown begins
+	// coalesceEngaged is the time (ns) a coalescing gap was in force.
+	coalesceEngaged atomic.Int64
+	drainStarted    chan struct{} // closed when Shutdown begins
 
 	readHeld atomic.Int64 // bytes of message buffers charged to ReadBudget
 	subTotal atomic.Int64 // subscriptions charged to MaxSubscriptions
@@ -224,6 +226,8 @@ func New(cfg Config) (*Server, error) {
 			func() float64 { return float64(s.heldRefusals()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_seconds", Help: "Gap currently enforced between two frames of publishes to a busy socket: 0 while frames wait less than SCC_WRITE_COALESCE_WAIT for their writer, up to SCC_WRITE_COALESCE."},
 			func() float64 { return s.eng.CurrentCoalesce().Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_coalesce_engaged_seconds_total", Help: "Time a coalescing gap was in force (scc_frontend_write_coalesce_seconds above 0): while it does not grow, no frame was held back."},
+			func() float64 { return time.Duration(s.coalesceEngaged.Load()).Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_wait_seconds_total", Help: "Time the data frames written to clients waited for their writer to run, from their oldest message's queueing (or the end of its coalescing gap) to the write; divided by the frames it is the wait SCC_WRITE_COALESCE_WAIT bounds."},
 			func() float64 { return s.eng.Totals().Wait.Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scc", Subsystem: "frontend", Name: "write_busy_seconds_total", Help: "Time spent joining and writing the data frames to clients (wall clock); its rate over GOMAXPROCS is the share SCC_WRITE_COALESCE_BUSY compares."},
@@ -928,7 +932,11 @@ func (s *Server) adaptCoalesce() {
 			cpu = float64(used-lastCPU) / float64(el) / cpus
 			lastCPU, lastCPUAt = used, now
 		}
-		s.eng.SetCoalesce(ctl.Next(mean, busy, cpu))
+		gap := ctl.Next(mean, busy, cpu)
+		s.eng.SetCoalesce(gap)
+		if gap > 0 {
+			s.coalesceEngaged.Add(int64(coalesce.Sample))
+		}
 		last, lastAt = cur, now
 	}
 }

@@ -18,7 +18,10 @@
 # the default policy and the batching-only baseline). SERVER_PIN and
 # BENCH_PIN prefix the servers and the bench, for example
 # SERVER_PIN="taskset -c 1" BENCH_PIN="taskset -c 0". OUT keeps the JSON
-# results (default a temporary directory).
+# results (default a temporary directory). For a standalone frontend the
+# "gap in force" column is how long a coalescing gap was in force during
+# the run (scc_frontend_write_coalesce_engaged_seconds_total): 0 means
+# that policy held no frame back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-frontend}
@@ -36,7 +39,7 @@ mkdir -p "$OUT"
 # the channel delivery budget.
 export SCC_INBOUND_RATE=0 SCC_INBOUND_BYTE_RATE=0 SCC_CHANNEL_PUBLISH_RATE=0 SCC_CHANNEL_DELIVERY_RATE=0
 
-declare -A urls pids
+declare -A urls pids admins
 spids=()
 stop() {
 	for p in "${spids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
@@ -66,19 +69,29 @@ start() {
 		pids[$name]=$(curl -s "$ctl/procs" | grep -oE '"pid": *[0-9]+' | grep -oE '[0-9]+' | paste -sd,)
 	else
 		while ! port_free "$port"; do port=$((port + 1)); done
-		env "${envs[@]}" SOCKETCLUSTER_PORT=$port SCC_ADMIN_PORT=0 SCC_FRONTEND_HOST=127.0.0.1 $SERVER_PIN "$bin/scc-frontend" >"$out" 2>&1 &
+		local admin=$((port + 1))
+		while ! port_free "$admin"; do admin=$((admin + 1)); done
+		env "${envs[@]}" SOCKETCLUSTER_PORT=$port SCC_ADMIN_PORT=$admin SCC_ADMIN_HOST=127.0.0.1 SCC_FRONTEND_HOST=127.0.0.1 $SERVER_PIN "$bin/scc-frontend" >"$out" 2>&1 &
 		spids+=($!)
 		for _ in $(seq 1 600); do port_free "$port" || break; sleep 0.1; done
 		urls[$name]="ws://127.0.0.1:$port/socketcluster/"
+		admins[$name]="http://127.0.0.1:$admin"
 		pids[$name]=${spids[-1]}
-		port=$((port + 1))
+		port=$((admin + 1))
 	fi
 }
 
 for p in $POLICIES; do start "${p%%=*}" "${p#*=}"; done
 
-echo "| scenario | target deliveries/s | policy | delivered/s | p50 ms | p99 ms | server CPU | machine CPU | load avg |"
-echo "|---|---:|---|---:|---:|---:|---:|---:|---|"
+# engaged NAME: the seconds a coalescing gap was in force on the
+# standalone server NAME so far ("" in a cluster).
+engaged() {
+	[ -n "${admins[$1]:-}" ] || return 0
+	curl -s "${admins[$1]}/metrics" | awk '/^scc_frontend_write_coalesce_engaged_seconds_total /{print $2}'
+}
+
+echo "| scenario | target deliveries/s | policy | delivered/s | p50 ms | p99 ms | server CPU | machine CPU | gap in force s | load avg |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"
 for sc in $SCENARIOS; do
 	subs_per_channel=10 channels=100
 	[ "$sc" = broadcast ] && subs_per_channel=1000 channels=1
@@ -88,14 +101,18 @@ for sc in $SCENARIOS; do
 			name=${p%%=*}
 			load=$(cut -d' ' -f1 /proc/loadavg)
 			json="$OUT/$MODE-$sc-$r-$name.json"
+			e0=$(engaged "$name")
 			$BENCH_PIN "$BIN/scc-bench" fanout -quiet -urls "${urls[$name]}" -server-pids "${pids[$name]}" -json "$json" \
 				-subs 1000 -channels "$channels" -k 1 -pubs 10 -size 64 -rate "$rate" \
 				-warmup 1500ms -duration 3s -drain 2s >"$tmp/bench.out" 2>&1 || true
+			e1=$(engaged "$name")
+			held=-
+			[ -n "$e0" ] && [ -n "$e1" ] && held=$(awk -v a="$e0" -v b="$e1" 'BEGIN{printf "%.2f", b-a}')
 			if [ -s "$json" ]; then
-				jq -r --arg s "$sc" --arg r "$r" --arg p "$name" --arg l "$load" \
-					'"| \($s) | \($r) | \($p) | \(.delivered_per_s|round) | \(.latency.p50_ms*100|round/100) | \(.latency.p99_ms*100|round/100) | \((.steps[0].server_cpu // -1)*100|round/100) | \((.steps[0].machine_cpu // -1)*100|round/100) | \($l) |"' "$json"
+				jq -r --arg s "$sc" --arg r "$r" --arg p "$name" --arg l "$load" --arg h "$held" \
+					'"| \($s) | \($r) | \($p) | \(.delivered_per_s|round) | \(.latency.p50_ms*100|round/100) | \(.latency.p99_ms*100|round/100) | \((.steps[0].server_cpu // -1)*100|round/100) | \((.steps[0].machine_cpu // -1)*100|round/100) | \($h) | \($l) |"' "$json"
 			else
-				echo "| $sc | $r | $name | no result: $(tail -n 1 "$tmp/bench.out") | | | | | $load |"
+				echo "| $sc | $r | $name | no result: $(tail -n 1 "$tmp/bench.out") | | | | | $held | $load |"
 			fi
 		done
 	done
