@@ -39,16 +39,24 @@ func (r *floorRecorder) HandleMessages(l *nodelink.Link, msgs []protocol.Message
 				r.log[l] = append(r.log[l], "publish "+string(data))
 				l.SendRaw(protocol.AppendPubAckMsg(nil, seq))
 			}
-		case protocol.MsgSync:
-			var s protocol.Sync
-			if m.Decode(&s) == nil {
-				_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
-			}
-		case protocol.MsgSubscribe:
-			var s protocol.Subscribe
-			if m.Decode(&s) == nil {
-				_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
-			}
+		default:
+			ackSubscription(l, m)
+		}
+	}
+}
+
+// ackSubscription acknowledges m when it is a Sync or a Subscribe.
+func ackSubscription(l *nodelink.Link, m protocol.Message) {
+	switch m.Type {
+	case protocol.MsgSync:
+		var s protocol.Sync
+		if m.Decode(&s) == nil {
+			_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
+		}
+	case protocol.MsgSubscribe:
+		var s protocol.Subscribe
+		if m.Decode(&s) == nil {
+			_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
 		}
 	}
 }
@@ -151,15 +159,7 @@ func TestMovedBrokerTakesItsPublishes(t *testing.T) {
 	gone := ln.Addr().String()
 	ln.Close()
 
-	cfg := DefaultConfig()
-	cfg.Link = nodelink.DefaultConfig()
-	cfg.Link.NodeID, cfg.Link.Role, cfg.Link.AuthKey = "frontend-1", protocol.RoleFrontend, testLinkKey
-	cfg.Registry = prometheus.NewRegistry()
-	b := New(cfg)
-	if err := b.Start(context.Background(), &recordSink{}); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := moveTestBroker(t, false, 0, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	publish := func(data string) {

@@ -34,16 +34,8 @@ func (r *silentBroker) HandleMessages(l *nodelink.Link, msgs []protocol.Message)
 				r.pubs = append(r.pubs, string(data))
 				r.mu.Unlock()
 			}
-		case protocol.MsgSync:
-			var s protocol.Sync
-			if m.Decode(&s) == nil {
-				_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
-			}
-		case protocol.MsgSubscribe:
-			var s protocol.Subscribe
-			if m.Decode(&s) == nil {
-				_ = l.Send(protocol.MsgSubAck, &protocol.SubAck{ID: s.ID})
-			}
+		default:
+			ackSubscription(l, m)
 		}
 	}
 }
@@ -56,7 +48,9 @@ func (r *silentBroker) read() int {
 	return len(r.pubs)
 }
 
-func moveTestBroker(t *testing.T, resend bool, fence time.Duration) *Broker {
+// moveTestBroker starts a frontend's broker client linking to fake
+// brokers; before, when set, runs before Start.
+func moveTestBroker(t *testing.T, resend bool, fence time.Duration, before func(*Broker)) *Broker {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Link = nodelink.DefaultConfig()
@@ -69,6 +63,9 @@ func moveTestBroker(t *testing.T, resend bool, fence time.Duration) *Broker {
 		cfg.Resend = func(string) bool { return true }
 	}
 	b := New(cfg)
+	if before != nil {
+		before(b)
+	}
 	if err := b.Start(context.Background(), &recordSink{}); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +95,7 @@ func TestFenceWaitsForAMovedBroker(t *testing.T) {
 	}
 	gone := ln.Addr().String()
 	ln.Close()
-	b := moveTestBroker(t, false, time.Second)
+	b := moveTestBroker(t, false, time.Second, nil)
 
 	// x moves to addrX, and y joins and takes channel c from x.
 	v2 := protocol.Ring{Version: 2, Brokers: []protocol.BrokerInfo{{ID: "x", Addr: addrX}, {ID: "y", Addr: addrY}}}
@@ -136,7 +133,7 @@ func TestMovedBrokerKeepsOrder(t *testing.T) {
 	addrA, _ := fakeBrokerNamed(t, "x", old)
 	rec := &floorRecorder{log: map[*nodelink.Link][]string{}}
 	addrB, linksB := fakeBrokerNamed(t, "x", rec)
-	b := moveTestBroker(t, true, 0)
+	b := moveTestBroker(t, true, 0, nil)
 	b.Commit(protocol.Ring{Version: 1, Brokers: []protocol.BrokerInfo{{ID: "x", Addr: addrA}}})
 	waitFor(t, "the link to x", func() bool { return b.linkUp("x") })
 
@@ -227,17 +224,11 @@ func (s *lockingSource) ReportPresence(ch string, report func([]protocol.Presenc
 func TestMovedBrokerWhileItsLinkReports(t *testing.T) {
 	addrA, linksA := fakeBrokerNamed(t, "x", &floorRecorder{log: map[*nodelink.Link][]string{}})
 	addrB, _ := fakeBrokerNamed(t, "x", &floorRecorder{log: map[*nodelink.Link][]string{}})
-	cfg := DefaultConfig()
-	cfg.Link = nodelink.DefaultConfig()
-	cfg.Link.NodeID, cfg.Link.Role, cfg.Link.AuthKey = "frontend-1", protocol.RoleFrontend, testLinkKey
-	cfg.Registry = prometheus.NewRegistry()
-	b := New(cfg)
-	src := &lockingSource{b: b, entered: make(chan struct{})}
-	b.SetPresenceSource(src)
-	if err := b.Start(context.Background(), &recordSink{}); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	var src *lockingSource
+	b := moveTestBroker(t, false, 0, func(b *Broker) {
+		src = &lockingSource{b: b, entered: make(chan struct{})}
+		b.SetPresenceSource(src)
+	})
 	b.Commit(protocol.Ring{Version: 1, Brokers: []protocol.BrokerInfo{{ID: "x", Addr: addrA}}})
 	var l1 *nodelink.Link
 	select {
