@@ -69,6 +69,20 @@ func (r *floorRecorder) seen(l *nodelink.Link) []string {
 	return slices.Clone(r.log[l])
 }
 
+// expect waits until the broker read as many messages on l as want
+// has, and fails unless they are want.
+func (r *floorRecorder) expect(t *testing.T, l *nodelink.Link, want ...string) {
+	t.Helper()
+	var got []string
+	waitFor(t, fmt.Sprintf("the broker to read %q", want), func() bool {
+		got = r.seen(l)
+		return len(got) >= len(want)
+	})
+	if !slices.Equal(got, want) {
+		t.Fatalf("the broker read %q, want %q", got, want)
+	}
+}
+
 // TestRingFloorPrecedesPublishes: the broker reads the version of the
 // ring a publish was routed by before the publish, at every commit and
 // again on every new connection, so a broker behind the frontends can
@@ -105,14 +119,7 @@ func TestRingFloorPrecedesPublishes(t *testing.T) {
 	}
 	expect := func(l *nodelink.Link, want ...string) {
 		t.Helper()
-		var got []string
-		waitFor(t, fmt.Sprintf("the broker to read %q", want), func() bool {
-			got = rec.seen(l)
-			return len(got) >= len(want)
-		})
-		if !slices.Equal(got, want) {
-			t.Fatalf("the broker read %q, want %q", got, want)
-		}
+		rec.expect(t, l, want...)
 	}
 	brokers := []protocol.BrokerInfo{{ID: "fake-broker", Addr: addr}}
 
@@ -186,14 +193,7 @@ func TestMovedBrokerTakesItsPublishes(t *testing.T) {
 	}
 	expect := func(want ...string) {
 		t.Helper()
-		var got []string
-		waitFor(t, fmt.Sprintf("the broker to read %q", want), func() bool {
-			got = rec.seen(l)
-			return len(got) >= len(want)
-		})
-		if !slices.Equal(got, want) {
-			t.Fatalf("the broker read %q, want %q", got, want)
-		}
+		rec.expect(t, l, want...)
 	}
 	// Routed by ring 1 to the old link, sent at the new address.
 	expect("floor 1", `publish "held"`, `publish "between"`)
