@@ -409,7 +409,7 @@ func AddCounters(out map[string]float64, proc string, s Samples) {
 		n := x.Name
 		if !strings.Contains(n, "drop") && !strings.Contains(n, "closes") && !strings.Contains(n, "reject") &&
 			!strings.Contains(n, "timeout") && !strings.Contains(n, "error") && !strings.Contains(n, "paced") &&
-			!strings.Contains(n, "detached") && !strings.Contains(n, "reattach") {
+			!strings.Contains(n, "detached") && !strings.Contains(n, "reattach") && !strings.Contains(n, "held") {
 			continue
 		}
 		key := proc + " " + n

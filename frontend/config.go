@@ -116,6 +116,15 @@ type Config struct {
 	// ones, and slows reconnects while the process is loaded. 0 turns it
 	// off. Needs HandshakeQueue. Env SCC_ACCEPT_LATENCY_TARGET. Default 0.
 	AcceptLatencyTarget time.Duration
+	// AcceptRunnableMax holds each accepted connection while more than
+	// this many goroutines are ready to run, at most AcceptHoldMax, so
+	// that the sockets already open are served ahead of a burst of new
+	// ones (quietaccept.go). 0 turns it off. Env
+	// SCC_ACCEPT_RUNNABLE_MAX. Default 0.
+	AcceptRunnableMax int
+	// AcceptHoldMax bounds how long AcceptRunnableMax holds one accepted
+	// connection. Env SCC_ACCEPT_HOLD_MAX. Default 100ms.
+	AcceptHoldMax time.Duration
 	// AcceptRateFloor is the slowest pace AcceptLatencyTarget sets, in
 	// accepts per second. Env SCC_ACCEPT_RATE_FLOOR. Default 50.
 	AcceptRateFloor float64
@@ -585,6 +594,7 @@ func DefaultConfig() Config {
 		IdleTimeout:               30 * time.Second,
 		HandshakeQueue:            5 * time.Second,
 		AcceptRateFloor:           50,
+		AcceptHoldMax:             100 * time.Millisecond,
 		CloserShare:               0.25,
 		InboundRate:               10000,
 		InboundBurst:              20000,
@@ -748,6 +758,8 @@ func (c Config) Validate() error {
 	check(c.MaxHandshakesPerIP >= 0, "max handshakes per IP must not be negative")
 	check(c.AcceptLatencyTarget >= 0, "accept latency target must not be negative")
 	check(c.AcceptLatencyTarget == 0 || c.AcceptRateFloor > 0, "accept rate floor must be positive")
+	check(c.AcceptRunnableMax >= 0, "accept runnable max must not be negative")
+	check(c.AcceptRunnableMax == 0 || c.AcceptHoldMax > 0, "accept hold max must be positive")
 	check(c.MaxHandshakesPerIP == 0 || c.HandshakeBurstPerIP > 0, "handshake burst per IP must be positive")
 	check(c.SourceTableSize > 0, "source table size must be positive")
 	check(c.RecoveryMaxPublications >= 0, "recovery max publications must not be negative")

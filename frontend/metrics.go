@@ -78,6 +78,7 @@ type metrics struct {
 	inResponse           prometheus.Counter
 	closeSlowConsumer    prometheus.Counter
 	acceptsPaced         prometheus.Counter
+	acceptsHeld          prometheus.Counter
 	subscribeErrors      *prometheus.CounterVec
 	subscribesPaced      *prometheus.CounterVec
 	publishRefusalsPaced prometheus.Counter
@@ -106,6 +107,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		queueDrops:           prometheus.NewCounterVec(prometheus.CounterOpts(f("queue_drops_total", "Outbound queue overflows, by bound.")), []string{"reason"}),
 		authFailures:         prometheus.NewCounterVec(prometheus.CounterOpts(f("auth_failures_total", "Rejected auth tokens, by error name.")), []string{"reason"}),
 		acceptsPaced:         prometheus.NewCounter(prometheus.CounterOpts(f("accepts_paced_total", "Connections accepted only after waiting in the listen queue for the handshake rate."))),
+		acceptsHeld:          prometheus.NewCounter(prometheus.CounterOpts(f("accepts_held_total", "Accepted connections held while more goroutines than SCC_ACCEPT_RUNNABLE_MAX were ready to run."))),
 		publishErrors:        prometheus.NewCounterVec(prometheus.CounterOpts(f("publish_errors_total", "Publishes refused, by reason.")), []string{"reason"}),
 		subscribeErrors:      prometheus.NewCounterVec(prometheus.CounterOpts(f("subscribe_errors_total", "Subscribes refused, by reason.")), []string{"reason"}),
 		publishRefusalsPaced: prometheus.NewCounter(prometheus.CounterOpts(f("publish_refusals_paced_total", "Refused publishes after which their socket's reader waited for SCC_PUBLISH_REFUSAL_RATE."))),
@@ -142,7 +144,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.inResponse = m.messagesIn.WithLabelValues("response")
 	m.closeSlowConsumer = m.closes.WithLabelValues(reasonSlowConsumer)
 	reg.MustRegister(m.connectionsTotal, m.handshakes, m.rejected, m.refusalHolds, m.shortWaits, m.closes, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut, m.framesOut, m.queueDrops,
-		m.authFailures, m.publishErrors, m.acceptsPaced, m.subscribeErrors, m.subscribesPaced, m.publishRefusalsPaced,
+		m.authFailures, m.publishErrors, m.acceptsPaced, m.acceptsHeld, m.subscribeErrors, m.subscribesPaced, m.publishRefusalsPaced,
 		m.reattaches, m.detachedPings, m.detachedPongs)
 	return m
 }

@@ -365,6 +365,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln = s.pace(ln)
 		hs.ConnContext = prepaidContext
 	}
+	ln = s.quiet(ln)
 	ln = s.limitConns(ln, hs)
 	if s.cfg.TLS != nil {
 		// After pacing, so a storm waits in the listen queue before it

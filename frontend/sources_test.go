@@ -201,6 +201,8 @@ func TestValidateRates(t *testing.T) {
 		func(c *Config) { c.SourceTableSize = 0 },
 		func(c *Config) { c.ChannelDeliveryRate = -1 },
 		func(c *Config) { c.ChannelDeliveryBurst = 0 },
+		func(c *Config) { c.AcceptRunnableMax = -1 },
+		func(c *Config) { c.AcceptRunnableMax, c.AcceptHoldMax = 1, 0 },
 	} {
 		c := DefaultConfig()
 		mutate(&c)

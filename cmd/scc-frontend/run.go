@@ -143,6 +143,8 @@ func load(getenv config.Getenv) (settings, *config.Reader, error) {
 	c.HandshakeBurst = r.Int("SCC_HANDSHAKE_BURST", d.HandshakeBurst, "burst for SCC_MAX_HANDSHAKES_PER_SECOND")
 	c.AcceptLatencyTarget = r.Duration("SCC_ACCEPT_LATENCY_TARGET", d.AcceptLatencyTarget, "pace accepts while goroutines wait longer than this to run (scheduler latency p99; 0: off)")
 	c.AcceptRateFloor = float64(r.Int("SCC_ACCEPT_RATE_FLOOR", int(d.AcceptRateFloor), "slowest accept pace SCC_ACCEPT_LATENCY_TARGET sets, per second"))
+	c.AcceptRunnableMax = r.Int("SCC_ACCEPT_RUNNABLE_MAX", d.AcceptRunnableMax, "hold each accepted connection while more goroutines than this are ready to run (0: never)")
+	c.AcceptHoldMax = r.Duration("SCC_ACCEPT_HOLD_MAX", d.AcceptHoldMax, "longest SCC_ACCEPT_RUNNABLE_MAX holds one accepted connection")
 	c.CloserShare = r.Float("SCC_CLOSER_SHARE", d.CloserShare, "most of one CPU that closing connections whose peer vanished may take (1: no pacing)")
 	c.HandshakeQueue = r.Duration("SCC_HANDSHAKE_QUEUE", d.HandshakeQueue, "longest wait in the listen queue under SCC_MAX_HANDSHAKES_PER_SECOND; sets the backlog (0: no pacing, HTTP 503 beyond the rate)")
 	c.InboundRate = float64(r.Int("SCC_INBOUND_RATE", int(d.InboundRate), "inbound messages per second per socket, close 4011 beyond (0: no limit)"))

@@ -204,6 +204,7 @@ func TestLoadClientRates(t *testing.T) {
 		"SCC_SHORT_CONNECTIONS_PER_IP": "4", "SCC_SHORT_CONNECTION_BURST_PER_IP": "9", "SCC_SHORT_CONNECTION_TIME": "3s",
 		"SCC_SOURCE_TABLE_SIZE":     "99",
 		"SCC_CHANNEL_DELIVERY_RATE": "500", "SCC_CHANNEL_DELIVERY_BURST": "600",
+		"SCC_ACCEPT_RUNNABLE_MAX": "3", "SCC_ACCEPT_HOLD_MAX": "40ms",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +213,8 @@ func TestLoadClientRates(t *testing.T) {
 	if c.SubscribeRate != 100 || c.SubscribeBurst != 200 || c.SubscribeRatePerIP != 10 || c.SubscribeBurstPerIP != 20 ||
 		c.LimitClosesPerIP != 0.5 || c.LimitCloseBurstPerIP != 3 || c.MaxHandshakesPerIP != 7 || c.HandshakeBurstPerIP != 8 ||
 		c.ShortConnectionsPerIP != 4 || c.ShortConnectionBurstPerIP != 9 || c.ShortConnectionTime != 3*time.Second ||
-		c.SourceTableSize != 99 || c.ChannelDeliveryRate != 500 || c.ChannelDeliveryBurst != 600 {
+		c.SourceTableSize != 99 || c.ChannelDeliveryRate != 500 || c.ChannelDeliveryBurst != 600 ||
+		c.AcceptRunnableMax != 3 || c.AcceptHoldMax != 40*time.Millisecond {
 		t.Fatalf("client rates not read: %+v", c)
 	}
 }
