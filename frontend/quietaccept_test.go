@@ -107,3 +107,11 @@ func TestQuietAccept(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkRunnableGoroutines is what SCC_ACCEPT_RUNNABLE_MAX costs an
+// accept that is not held: one read of the runtime's count.
+func BenchmarkRunnableGoroutines(b *testing.B) {
+	for range b.N {
+		runnableGoroutines()
+	}
+}
