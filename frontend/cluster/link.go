@@ -109,15 +109,10 @@ func (l *brokerLink) up(ctx context.Context, nl *nodelink.Link) {
 	} else {
 		l.flushLocked() // the rest, as the window allows
 		l.sendFloorLocked()
+		l.expireLocked(time.Now())
 		backlog := l.backlog
 		l.backlog, l.backlogBytes = nil, 0
-		now := time.Now()
 		for _, h := range backlog {
-			if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
-				l.b.m.drops.WithLabelValues("backlog_expired").Inc()
-				h.settle(ErrPublishLost)
-				continue
-			}
 			l.sendLocked(h)
 		}
 	}
@@ -492,6 +487,10 @@ func (l *brokerLink) requeueInflightLocked() {
 func (l *brokerLink) expire(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.expireLocked(now)
+}
+
+func (l *brokerLink) expireLocked(now time.Time) {
 	n := 0
 	for _, h := range l.backlog {
 		if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
@@ -582,10 +581,10 @@ func (t ackTarget) wait(ctx context.Context, deadline time.Time) bool {
 // address. Its publishes in flight (those Config.Resend re-sends after
 // a failure) and then its backlog go to next now, in order; what is
 // routed to l until the routing switches to next goes there too, and
-// the commit's fence waits for them on next. They were routed by l's ring, so next announces l's
-// floor first. l's lock is held while its backlog moves, so a publish
-// routed to l meanwhile waits and follows it. (Locks go from a retired
-// link to its successor, never back.)
+// the commit's fence waits for them on next. They were routed by l's
+// ring, so next announces l's floor first. l's lock is held while its
+// publishes move, so a publish routed to l meanwhile waits and follows
+// them. (Locks go from a retired link to its successor, never back.)
 func (l *brokerLink) retire(next *brokerLink) {
 	l.mu.Lock()
 	l.closed, l.next = true, next
@@ -603,13 +602,8 @@ func (l *brokerLink) retire(next *brokerLink) {
 			l.ackCh = nil
 		}
 	}
-	now := time.Now()
+	l.expireLocked(time.Now())
 	for _, h := range l.backlog {
-		if now.Sub(h.at) > l.b.cfg.BacklogMaxAge {
-			l.b.m.drops.WithLabelValues("backlog_expired").Inc()
-			h.settle(ErrPublishLost)
-			continue
-		}
 		if err := next.publishHeld(h); err != nil {
 			h.settle(ErrPublishLost)
 		}
