@@ -55,6 +55,17 @@ func (b *bucket) take(now int64, n, rate, burst float64) bool {
 	return b.tokens >= 0
 }
 
+// chargeBounded takes n tokens of b, going into debt no further than
+// -burst; a debt already deeper (turns that waiting sockets reserved)
+// stays as it is: a charge never forgives it. It charges what has
+// happened (a closed socket's subscriptions, a short connection, a limit
+// close), where take reserves what is to come.
+func (b *bucket) chargeBounded(now int64, n, rate, burst float64) {
+	before := b.tokens + float64(now-b.at)*rate/1e9
+	b.take(now, n, rate, burst)
+	b.tokens = max(b.tokens, min(before, -burst))
+}
+
 // InboundBytes implements wsconn.Meter: the byte rate, charged as bytes
 // arrive.
 func (s *Socket) InboundBytes(n int) error {

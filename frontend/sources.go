@@ -221,7 +221,7 @@ func (t *sourceTable) limitClosed(ip netip.Addr) {
 		return
 	}
 	t.with(ip, true, func(now int64, e *source) {
-		e.closes.takeDebt(now, c.LimitClosesPerIP, float64(c.LimitCloseBurstPerIP))
+		e.closes.chargeBounded(now, 1, c.LimitClosesPerIP, float64(c.LimitCloseBurstPerIP))
 	})
 }
 
@@ -236,7 +236,7 @@ func (t *sourceTable) shortConnection(ip netip.Addr) {
 	t.with(ip, true, func(now int64, e *source) {
 		burst := float64(c.ShortConnectionBurstPerIP)
 		was := shortPaced(e.short.peek(now, c.ShortConnectionsPerIP, burst), burst)
-		e.short.takeDebt(now, c.ShortConnectionsPerIP, burst)
+		e.short.chargeBounded(now, 1, c.ShortConnectionsPerIP, burst)
 		if !was && shortPaced(e.short.tokens, burst) {
 			// The pace starts with one upgrade free.
 			e.shortPace = bucket{tokens: 1, at: now}
@@ -316,12 +316,6 @@ func (t *sourceTable) len() int {
 		sh.mu.Unlock()
 	}
 	return n
-}
-
-// takeDebt takes one token of b, which may go into debt down to -burst.
-func (b *bucket) takeDebt(now int64, rate, burst float64) {
-	b.take(now, 1, rate, burst)
-	b.tokens = max(b.tokens, -burst)
 }
 
 // peek returns b's tokens at now without taking any.

@@ -77,15 +77,6 @@ func (s *Server) chargeReleased(ip netip.Addr, n int) {
 	}
 }
 
-// chargeBounded takes n tokens of b, going into debt no further than
-// -burst; a debt already deeper (turns that waiting sockets reserved)
-// stays as it is: a charge never forgives it.
-func (b *bucket) chargeBounded(now int64, n, rate, burst float64) {
-	before := b.tokens + float64(now-b.at)*rate/1e9
-	b.take(now, n, rate, burst)
-	b.tokens = max(b.tokens, min(before, -burst))
-}
-
 // pace waits for one token of l (rate r, burst burst) and of the
 // address's subscription bucket; reason and reasonIP name the one that
 // held it.
