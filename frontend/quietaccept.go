@@ -29,11 +29,6 @@ const quietSlice = 250 * time.Microsecond
 // that much.
 const quietShare = 0.5
 
-var monoStart = time.Now()
-
-// monoNanos is a monotonic clock in nanoseconds.
-func monoNanos() int64 { return int64(time.Since(monoStart)) }
-
 // runnableGoroutines returns the runtime's count of goroutines ready to
 // run and not running.
 func runnableGoroutines() uint64 {
@@ -100,6 +95,6 @@ func (s *Server) quiet(ln net.Listener) net.Listener {
 		return ln
 	}
 	return &quietListener{Listener: ln, max: uint64(s.cfg.AcceptRunnableMax), maxWait: s.cfg.AcceptHoldMax,
-		runnable: runnableGoroutines, clock: monoNanos, onHeld: s.m.acceptsHeld.Inc, closed: make(chan struct{}),
-		budget: bucket{tokens: quietShare * 1e9, at: monoNanos()}}
+		runnable: runnableGoroutines, clock: s.clock, onHeld: s.m.acceptsHeld.Inc, closed: make(chan struct{}),
+		budget: bucket{tokens: quietShare * 1e9, at: s.clock()}}
 }

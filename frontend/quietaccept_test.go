@@ -9,23 +9,29 @@ import (
 )
 
 // quietTest starts a quiet listener on 127.0.0.1:0 with runnable and
-// dials it once.
-func quietTest(t *testing.T, runnable func() uint64, maxWait time.Duration, budget float64) (*quietListener, *atomic.Int32) {
+// dials it once. held counts its holds; heldNow is closed at the first.
+func quietTest(t *testing.T, runnable func() uint64, maxWait time.Duration, budget float64) (q *quietListener, held *atomic.Int32, heldNow chan struct{}) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := new(atomic.Int32)
-	q := &quietListener{Listener: ln, max: 2, maxWait: maxWait, runnable: runnable, clock: monoNanos,
-		onHeld: func() { held.Add(1) }, closed: make(chan struct{}), budget: bucket{tokens: budget, at: monoNanos()}}
+	start := time.Now()
+	clock := func() int64 { return int64(time.Since(start)) }
+	held, heldNow = new(atomic.Int32), make(chan struct{})
+	q = &quietListener{Listener: ln, max: 2, maxWait: maxWait, runnable: runnable, clock: clock,
+		onHeld: func() {
+			if held.Add(1) == 1 {
+				close(heldNow)
+			}
+		}, closed: make(chan struct{}), budget: bucket{tokens: budget, at: clock()}}
 	t.Cleanup(func() { q.Close() })
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return q, held
+	return q, held, heldNow
 }
 
 func acceptWithin(t *testing.T, q *quietListener) error {
@@ -53,14 +59,14 @@ func acceptWithin(t *testing.T, q *quietListener) error {
 // of the time, and given up when the listener closes.
 func TestQuietAccept(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
-		q, held := quietTest(t, func() uint64 { return 2 }, time.Hour, quietShare*1e9)
+		q, held, _ := quietTest(t, func() uint64 { return 2 }, time.Hour, quietShare*1e9)
 		if err := acceptWithin(t, q); err != nil || held.Load() != 0 {
 			t.Fatalf("err %v, held %d; want an accept at once", err, held.Load())
 		}
 	})
 	t.Run("until served", func(t *testing.T) {
 		var looks atomic.Int32
-		q, held := quietTest(t, func() uint64 {
+		q, held, _ := quietTest(t, func() uint64 {
 			if looks.Add(1) <= 4 {
 				return 10
 			}
@@ -71,30 +77,31 @@ func TestQuietAccept(t *testing.T) {
 		}
 	})
 	t.Run("bounded", func(t *testing.T) {
-		q, held := quietTest(t, func() uint64 { return 10 }, 20*time.Millisecond, quietShare*1e9)
+		q, held, _ := quietTest(t, func() uint64 { return 10 }, 20*time.Millisecond, quietShare*1e9)
 		if err := acceptWithin(t, q); err != nil || held.Load() != 1 {
 			t.Fatalf("err %v, held %d; want one hold, ended by its bound", err, held.Load())
 		}
-		if left := q.budget.peek(monoNanos(), quietShare*1e9, quietShare*1e9); left >= quietShare*1e9 {
+		if left := q.budget.peek(q.clock(), quietShare*1e9, quietShare*1e9); left >= quietShare*1e9 {
 			t.Fatalf("the hold took nothing from the budget (%v ns left)", left)
 		}
 	})
 	t.Run("share used up", func(t *testing.T) {
-		q, held := quietTest(t, func() uint64 { return 10 }, time.Hour, -1e9)
+		q, held, _ := quietTest(t, func() uint64 { return 10 }, time.Hour, -1e9)
 		if err := acceptWithin(t, q); err != nil || held.Load() != 0 {
 			t.Fatalf("err %v, held %d; want no hold with the budget spent", err, held.Load())
 		}
 	})
 	t.Run("closed while held", func(t *testing.T) {
-		q, held := quietTest(t, func() uint64 { return 10 }, time.Hour, quietShare*1e9)
+		q, _, heldNow := quietTest(t, func() uint64 { return 10 }, time.Hour, quietShare*1e9)
 		done := make(chan error, 1)
 		go func() {
 			_, err := q.Accept()
 			done <- err
 		}()
-		deadline := time.Now().Add(10 * time.Second)
-		for held.Load() == 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
+		select {
+		case <-heldNow:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the accept was not held")
 		}
 		q.Close()
 		select {
